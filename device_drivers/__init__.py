@@ -1,0 +1,1 @@
+"""vitalgate: device_drivers."""
