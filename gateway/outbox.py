@@ -1,0 +1,476 @@
+"""The durable outbox: every reading is committed here before anything else happens to it.
+
+SQLite in WAL mode with ``synchronous=FULL``: "Writers sync the WAL on every transaction commit if
+PRAGMA synchronous is set to FULL" (reliability.md §4, sqlite.org/wal.html), so a committed reading
+survives a power cut as well as a ``kill -9``; NORMAL would survive only the latter.
+
+A reading leaves the outbox only when the clinic's application ack for its ``reading_id`` arrives on
+``acks`` (a ``rejected`` entry is final too). A broker PUBACK is not durability: Mosquitto can PUBACK
+and then drop (reliability.md §0 items 1-2, mosquitto#1855), so the uplink resends what stays here.
+
+Tables:
+- ``outbox``: readings bound to a patient, waiting for their ack (bounded by ``capacity``);
+- ``unbound``: readings from meters (or user slots) with no patient binding, kept aside and reported,
+  never published as anyone's (bounded by ``unbound_capacity``);
+- ``delivered``: ids already acked, so a meter that sends its whole memory again (many cuffs do,
+  peers.md §1.5 blood-pressure-monitor-fl) does not make the gateway resend what was acked;
+- ``sync_position``: per meter, the last glucose sequence number committed, written in the same
+  transaction as the readings it covers.
+
+When the outbox is full, :meth:`Outbox.commit` refuses the whole batch (nothing is written, the sync
+position does not move) and raises :class:`OutboxFullError`; the collector then stops pulling so the
+records stay on the meter. Nothing already held is ever dropped to make room: the refuse-and-alarm
+policy of reliability.md §4 ("never a silent drop"), unlike Telegraf or Fluent Bit, which drop oldest.
+
+The class is synchronous and thread-safe; async callers run it in a worker thread
+(``asyncio.to_thread``) because each commit waits for an fsync.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+from vitals.payload import RejectedReading
+from vitals.readings import BloodPressureReading, GlucoseReading, Reading
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_CAPACITY = 50_000  # ~ a year of 4 meters x 30 readings a day
+DEFAULT_UNBOUND_CAPACITY = 5_000
+DEFAULT_DELIVERED_RETENTION = 200_000  # acked ids remembered to suppress re-sends of re-reported records
+BUSY_TIMEOUT_MS = 10_000
+
+_READING = TypeAdapter(Reading)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    reading_id TEXT NOT NULL UNIQUE,
+    meter_key TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    committed_at REAL NOT NULL,
+    last_sent_at REAL,
+    send_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS unbound (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    reading_id TEXT NOT NULL UNIQUE,
+    meter_key TEXT NOT NULL,
+    user_id INTEGER,
+    payload TEXT NOT NULL,
+    committed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delivered (
+    reading_id TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    acked_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivered_by_time ON delivered (acked_at);
+CREATE TABLE IF NOT EXISTS sync_position (
+    meter_key TEXT PRIMARY KEY,
+    last_sequence_number INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox could not do what was asked."""
+
+
+class OutboxFullError(OutboxError):
+    """The outbox holds ``capacity`` readings; the batch was refused and nothing was written."""
+
+    def __init__(self, table: str, depth: int, capacity: int, refused: int) -> None:
+        super().__init__(f"{table} full: {depth}/{capacity} held, {refused} refused")
+        self.table = table
+        self.depth = depth
+        self.capacity = capacity
+        self.refused = refused
+
+
+class OutboxWriteError(OutboxError):
+    """SQLite refused the write (disk full, I/O error): nothing of the batch was committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnboundReading:
+    """A reading whose meter (or user slot) has no patient binding on this gateway."""
+
+    reading: Reading
+    meter_key: str
+    user_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPosition:
+    """The last glucose record sequence number committed for one meter."""
+
+    meter_key: str
+    last_sequence_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    added: int
+    added_unbound: int
+    already_held: int
+    already_delivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReading:
+    reading_id: str
+    payload: str
+    send_count: int
+
+    def reading(self) -> BloodPressureReading | GlucoseReading:
+        return _READING.validate_json(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    deleted: int
+    rejected: tuple[RejectedReading, ...]
+    unknown: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: int
+    capacity: int
+    unbound: int
+    unbound_capacity: int
+    oldest_committed_at: float | None
+    in_flight: int
+
+    @property
+    def full(self) -> bool:
+        return self.depth >= self.capacity
+
+
+class Outbox:
+    """SQLite outbox (WAL, synchronous=FULL). Open with :meth:`open` or as a context manager."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        unbound_capacity: int = DEFAULT_UNBOUND_CAPACITY,
+        delivered_retention: int = DEFAULT_DELIVERED_RETENTION,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if capacity < 1 or unbound_capacity < 1:
+            raise ValueError("outbox capacities must be positive")
+        self.path = path
+        self.capacity = capacity
+        self.unbound_capacity = unbound_capacity
+        self.delivered_retention = delivered_retention
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._full_logged = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def open(self) -> Outbox:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise OutboxError(f"SQLite refused WAL mode (got {mode!r}) for the outbox")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise OutboxError(f"outbox integrity check failed: {check}")
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> Outbox:
+        return self.open()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutboxError("outbox is not open")
+        return self._db
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        readings: Sequence[Reading],
+        *,
+        unbound: Sequence[UnboundReading] = (),
+        sync_position: SyncPosition | None = None,
+    ) -> CommitResult:
+        """Commit bound readings, unbound readings and the meter's new sync position in one transaction.
+
+        Every bound reading must carry its ``patient_id``. Raises :class:`OutboxFullError` (nothing
+        written) when the batch does not fit, :class:`OutboxWriteError` when SQLite fails.
+        """
+        for reading in readings:
+            if reading.patient_id is None:
+                raise ValueError(f"reading {reading.reading_id} has no patient_id; commit it as unbound")
+        now = self._clock()
+        with self._lock:
+            db = self._conn()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = self._commit_locked(db, readings, unbound, sync_position, now)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise OutboxWriteError(f"outbox write failed: {exc}") from exc
+        return result
+
+    def _commit_locked(
+        self,
+        db: sqlite3.Connection,
+        readings: Sequence[Reading],
+        unbound: Sequence[UnboundReading],
+        sync_position: SyncPosition | None,
+        now: float,
+    ) -> CommitResult:
+        ids = [r.reading_id for r in readings] + [u.reading.reading_id for u in unbound]
+        delivered = self._known(db, "delivered", ids)
+        held = self._known(db, "outbox", ids) | self._known(db, "unbound", ids)
+        new_bound = _unique(r for r in readings if r.reading_id not in delivered | held)
+        new_unbound = _unique_unbound(u for u in unbound if u.reading.reading_id not in delivered | held)
+        depth = _count(db, "outbox")
+        if depth + len(new_bound) > self.capacity:
+            self._log_full("outbox", depth, self.capacity, len(new_bound))
+            raise OutboxFullError("outbox", depth, self.capacity, len(new_bound))
+        unbound_depth = _count(db, "unbound")
+        if unbound_depth + len(new_unbound) > self.unbound_capacity:
+            self._log_full("unbound", unbound_depth, self.unbound_capacity, len(new_unbound))
+            raise OutboxFullError("unbound", unbound_depth, self.unbound_capacity, len(new_unbound))
+        db.executemany(
+            "INSERT INTO outbox (reading_id, meter_key, patient_id, payload, committed_at)"
+            " VALUES (?,?,?,?,?)",
+            [
+                (r.reading_id, r.device.meter_key, r.patient_id, r.model_dump_json(), now)
+                for r in new_bound
+            ],
+        )
+        db.executemany(
+            "INSERT INTO unbound (reading_id, meter_key, user_id, payload, committed_at) VALUES (?,?,?,?,?)",
+            [
+                (u.reading.reading_id, u.meter_key, u.user_id, u.reading.model_dump_json(), now)
+                for u in new_unbound
+            ],
+        )
+        if sync_position is not None:
+            db.execute(
+                "INSERT INTO sync_position (meter_key, last_sequence_number, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT (meter_key) DO UPDATE SET last_sequence_number = excluded.last_sequence_number,"
+                " updated_at = excluded.updated_at",
+                (sync_position.meter_key, sync_position.last_sequence_number, now),
+            )
+        if self._full_logged and depth + len(new_bound) < self.capacity:
+            self._full_logged = False
+        return CommitResult(
+            added=len(new_bound),
+            added_unbound=len(new_unbound),
+            already_held=len([i for i in ids if i in held]),
+            already_delivered=len([i for i in ids if i in delivered]),
+        )
+
+    def _log_full(self, table: str, depth: int, capacity: int, refused: int) -> None:
+        # Logged every time (it is the operator's alarm), at ERROR the first time, WARNING after.
+        level = logging.WARNING if self._full_logged else logging.ERROR
+        self._full_logged = True
+        logger.log(
+            level,
+            "outbox full: refusing new readings, they stay on the meter",
+            extra={"table": table, "depth": depth, "capacity": capacity, "refused": refused},
+        )
+
+    @staticmethod
+    def _known(db: sqlite3.Connection, table: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"SELECT reading_id FROM {table} WHERE reading_id IN ({marks})", chunk)  # noqa: S608
+            found.update(row[0] for row in rows)
+        return found
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def due(self, *, ack_timeout_s: float, limit: int) -> list[PendingReading]:
+        """Readings never sent, or sent more than ``ack_timeout_s`` ago without an ack, oldest first."""
+        cutoff = self._clock() - ack_timeout_s
+        with self._lock:
+            rows = self._conn().execute(
+                "SELECT reading_id, payload, send_count FROM outbox"
+                " WHERE last_sent_at IS NULL OR last_sent_at <= ? ORDER BY seq LIMIT ?",
+                (cutoff, limit),
+            )
+            return [PendingReading(r[0], r[1], r[2]) for r in rows]
+
+    def mark_sent(self, reading_ids: Sequence[str]) -> None:
+        now = self._clock()
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN")
+            db.executemany(
+                "UPDATE outbox SET last_sent_at = ?, send_count = send_count + 1 WHERE reading_id = ?",
+                [(now, rid) for rid in reading_ids],
+            )
+            db.execute("COMMIT")
+
+    def mark_all_unsent(self) -> int:
+        """Make every held reading due now (used on reconnect: resend everything unacked)."""
+        with self._lock:
+            cur = self._conn().execute("UPDATE outbox SET last_sent_at = NULL WHERE last_sent_at IS NOT NULL")
+            return cur.rowcount
+
+    def next_due_at(self, *, ack_timeout_s: float) -> float | None:
+        """Clock time at which the earliest in-flight reading becomes due again (None: none in flight)."""
+        with self._lock:
+            row = self._conn().execute("SELECT MIN(last_sent_at) FROM outbox").fetchone()
+        return None if row[0] is None else float(row[0]) + ack_timeout_s
+
+    # -- acks ------------------------------------------------------------------------------------
+
+    def acknowledge(self, stored: Iterable[str], rejected: Iterable[RejectedReading] = ()) -> AckResult:
+        """Delete acked readings (stored or rejected: both final) and remember their ids."""
+        stored_ids = list(dict.fromkeys(stored))
+        rejected_list = list(rejected)
+        now = self._clock()
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = 0
+                known_rejected: list[RejectedReading] = []
+                for rid in stored_ids:
+                    deleted += db.execute("DELETE FROM outbox WHERE reading_id = ?", (rid,)).rowcount
+                for entry in rejected_list:
+                    n = db.execute("DELETE FROM outbox WHERE reading_id = ?", (entry.reading_id,)).rowcount
+                    deleted += n
+                    if n:
+                        known_rejected.append(entry)
+                db.executemany(
+                    "INSERT OR REPLACE INTO delivered (reading_id, outcome, acked_at) VALUES (?,?,?)",
+                    [(rid, "stored", now) for rid in stored_ids]
+                    + [(e.reading_id, "rejected", now) for e in rejected_list],
+                )
+                self._prune_delivered(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        for entry in known_rejected:
+            logger.warning(
+                "reading rejected by the clinic, removed from the outbox",
+                extra={"reading_id": entry.reading_id, "reason": entry.reason},
+            )
+        unknown = len(stored_ids) + len(rejected_list) - deleted
+        return AckResult(deleted=deleted, rejected=tuple(known_rejected), unknown=unknown)
+
+    def _prune_delivered(self, db: sqlite3.Connection) -> None:
+        excess = _count(db, "delivered") - self.delivered_retention
+        if excess > 0:
+            db.execute(
+                "DELETE FROM delivered WHERE reading_id IN"
+                " (SELECT reading_id FROM delivered ORDER BY acked_at LIMIT ?)",
+                (excess,),
+            )
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def sync_position(self, meter_key: str) -> int | None:
+        with self._lock:
+            row = self._conn().execute(
+                "SELECT last_sequence_number FROM sync_position WHERE meter_key = ?", (meter_key,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            db = self._conn()
+            depth = _count(db, "outbox")
+            unbound = _count(db, "unbound")
+            oldest = db.execute("SELECT MIN(committed_at) FROM outbox").fetchone()[0]
+            in_flight = db.execute("SELECT COUNT(*) FROM outbox WHERE last_sent_at IS NOT NULL").fetchone()[0]
+        return OutboxStats(
+            depth=depth,
+            capacity=self.capacity,
+            unbound=unbound,
+            unbound_capacity=self.unbound_capacity,
+            oldest_committed_at=None if oldest is None else float(oldest),
+            in_flight=int(in_flight),
+        )
+
+    def held_ids(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._conn().execute("SELECT reading_id FROM outbox")}
+
+    def unbound_summary(self) -> dict[tuple[str, int | None], int]:
+        """(meter_key, user slot) -> number of readings kept aside for want of a binding."""
+        with self._lock:
+            rows = self._conn().execute(
+                "SELECT meter_key, user_id, COUNT(*) FROM unbound GROUP BY meter_key, user_id"
+            )
+            return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _count(db: sqlite3.Connection, table: str) -> int:
+    return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+
+def _unique(readings: Iterable[Reading]) -> list[Reading]:
+    seen: dict[str, Reading] = {}
+    for reading in readings:
+        seen.setdefault(reading.reading_id, reading)
+    return list(seen.values())
+
+
+def _unique_unbound(items: Iterable[UnboundReading]) -> list[UnboundReading]:
+    seen: dict[str, UnboundReading] = {}
+    for item in items:
+        seen.setdefault(item.reading.reading_id, item)
+    return list(seen.values())
