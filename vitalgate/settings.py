@@ -1,0 +1,159 @@
+"""One `Settings` object, built once at start from a TOML file plus `VITALGATE_*` environment variables,
+and passed in (DESIGN.md, Conventions: no import-time globals, no hidden singletons).
+
+Environment variables override the file; nested fields use a double underscore, e.g.
+`VITALGATE_MQTT__PORT=8883` or `VITALGATE_STORAGE__READING_STORE=influxdb`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV_VAR = "VITALGATE_CONFIG"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "vitalgate"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class GatewaySettings(_Section):
+    gateway_id: str = Field(default="gw-local", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    outbox_path: Path | None = Field(default=None, description="default: DATA_DIR/gateway/outbox.sqlite3")
+    outbox_capacity: int = Field(default=100_000, ge=10)
+    bindings_file: Path | None = Field(default=None, description="local bindings, used until config arrives")
+    ack_timeout_s: float = Field(default=60.0, gt=0)
+    batch_size: int = Field(default=100, ge=1, le=500)
+    max_concurrent_connections: int = Field(default=3, ge=1, le=10)
+    scanner_watchdog_s: float = Field(default=120.0, gt=0)
+    status_interval_s: float = Field(default=60.0, gt=0)
+
+
+class StorageSettings(_Section):
+    reading_store: Literal["sqlite", "influxdb"] = "sqlite"
+    sqlite_path: Path | None = Field(default=None, description="default: DATA_DIR/readings.sqlite3")
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_token: SecretStr | None = None
+    influx_org: str = "vitalgate"
+    influx_database: str = "vitalgate"
+    influx_retention_policy: str = "autogen"
+    influx_timeout_s: float = Field(default=10.0, gt=0)
+    clinic_database_url: str | None = Field(
+        default=None, description="default: sqlite:///DATA_DIR/clinic.sqlite3"
+    )
+
+
+class IngestSettings(_Section):
+    client_id: str = Field(default="vitalgate-ingest-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    shared_group: str | None = Field(default=None, description="MQTT v5 shared subscription group")
+    session_expiry_s: int = Field(default=7 * 24 * 3600, gt=0)
+    max_inflight_messages: int = Field(default=100, ge=1, le=65535)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    jwt_secret: SecretStr | None = Field(default=None, description="required outside the demo")
+    access_token_ttl_s: int = Field(default=8 * 3600, gt=0)
+
+
+class AlertSettings(_Section):
+    profile: Literal["cn", "us", "eu"] = "eu"
+    sweep_interval_s: float = Field(default=300.0, gt=0)
+    escalation_after_s: float = Field(default=30 * 60, gt=0)  # clinical-rules.md §7 ESC-2
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "vitalgate@localhost"
+    web_base_url: str = "http://127.0.0.1:8000"
+
+
+class Settings(BaseSettings):
+    """Everything a vitalgate process is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VITALGATE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    # Derived paths: one place that turns the defaults into files under data_dir.
+    @property
+    def outbox_path(self) -> Path:
+        return self.gateway.outbox_path or self.data_dir / "gateway" / "outbox.sqlite3"
+
+    @property
+    def reading_store_path(self) -> Path:
+        return self.storage.sqlite_path or self.data_dir / "readings.sqlite3"
+
+    @property
+    def clinic_database_url(self) -> str:
+        return self.storage.clinic_database_url or f"sqlite:///{self.data_dir / 'clinic.sqlite3'}"
+
+
+class SettingsFileError(ValueError):
+    """The settings file is missing or not valid TOML."""
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+    """Build Settings from `path` (TOML) and the environment; environment wins over the file,
+    explicit `overrides` win over both."""
+    if path is not None and not path.is_file():
+        raise SettingsFileError(f"settings file not found: {path}")
+    toml_file = path
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+            return tuple(sources)
+
+    try:
+        loaded = _Loaded(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        if "TOML" in type(exc).__name__ or "toml" in str(exc).lower()[:200]:
+            raise SettingsFileError(f"settings file {path} is not valid TOML: {exc}") from exc
+        raise
+    return Settings.model_validate(loaded.model_dump())
