@@ -1,0 +1,395 @@
+"""SQLite reading store: the embedded default (DESIGN.md, Storage).
+
+One table, `readings`, keyed by reading_id, with an index on (patient_id, kind, measured_at); the
+schema is in docs/storage-schema.md. WAL journal, so readers never block the writer; synchronous=FULL
+by default, because ingest acks a reading to the gateway as soon as `write_batch` returns and the
+gateway then deletes it from its outbox (DESIGN.md, Delivery): a committed batch must survive power
+loss. A batch is one transaction with executemany (SQLite FAQ #19: "50,000 or more INSERT statements
+per second ... But it will only do a few dozen transactions per second", reliability.md §7).
+
+Thread safety: one writer connection behind a lock, and one reader connection per calling thread
+(WAL lets them read while a write is in progress).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Final
+
+from storage.readings.protocol import (
+    AnyReading,
+    DailyAggregate,
+    ReadingStoreError,
+    ReadingStoreUnavailable,
+    WriteResult,
+)
+from storage.readings.records import (
+    AggregateRow,
+    aggregate_daily,
+    check_aware,
+    check_patient_id,
+    day_window,
+    in_averages,
+    json_list,
+    reading_from_json,
+    reading_to_json,
+    utc_text,
+)
+from vitals.readings import BloodPressureReading, ReadingKind
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+# How long a connection waits for another process's write lock before giving up (ms).
+BUSY_TIMEOUT_MS: Final = 10_000
+# Rows per `reading_id IN (...)` probe; well under SQLite's default 32766 bound parameters.
+_PROBE_CHUNK: Final = 900
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS readings (
+    reading_id          TEXT PRIMARY KEY,
+    patient_id          TEXT,
+    kind                TEXT NOT NULL,
+    measured_at         TEXT NOT NULL,
+    device_time         TEXT,
+    clock_offset_s      REAL,
+    received_at         TEXT,
+    meter_key           TEXT NOT NULL,
+    valid               INTEGER NOT NULL,
+    in_averages         INTEGER NOT NULL,
+    invalid_reasons     TEXT NOT NULL,
+    unit                TEXT NOT NULL,
+    systolic            REAL,
+    diastolic           REAL,
+    mean_arterial       REAL,
+    systolic_mmhg       REAL,
+    diastolic_mmhg      REAL,
+    mean_arterial_mmhg  REAL,
+    pulse_bpm           REAL,
+    user_id             INTEGER,
+    measurement_status  TEXT,
+    sequence_number     INTEGER,
+    glucose             REAL,
+    glucose_mg_dl       REAL,
+    sample_type         TEXT,
+    sample_location     TEXT,
+    sensor_status       TEXT,
+    raw                 BLOB,
+    reading_json        TEXT NOT NULL,
+    stored_at           TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_patient_kind_time ON readings (patient_id, kind, measured_at);
+"""
+
+_COLUMNS: Final = (
+    "reading_id",
+    "patient_id",
+    "kind",
+    "measured_at",
+    "device_time",
+    "clock_offset_s",
+    "received_at",
+    "meter_key",
+    "valid",
+    "in_averages",
+    "invalid_reasons",
+    "unit",
+    "systolic",
+    "diastolic",
+    "mean_arterial",
+    "systolic_mmhg",
+    "diastolic_mmhg",
+    "mean_arterial_mmhg",
+    "pulse_bpm",
+    "user_id",
+    "measurement_status",
+    "sequence_number",
+    "glucose",
+    "glucose_mg_dl",
+    "sample_type",
+    "sample_location",
+    "sensor_status",
+    "raw",
+    "reading_json",
+    "stored_at",
+)
+_INSERT: Final = (
+    f"INSERT INTO readings ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "  # noqa: S608
+    "ON CONFLICT (reading_id) DO NOTHING"
+)
+
+_LATEST: Final = (
+    "SELECT measured_at, reading_id, reading_json FROM readings WHERE patient_id = ? AND kind = ? "
+    "ORDER BY measured_at DESC, reading_id DESC LIMIT 1"
+)
+_LATEST_VALID: Final = _LATEST.replace("AND kind = ?", "AND kind = ? AND valid = 1")
+
+
+def reading_row(reading: AnyReading, stored_at: str) -> tuple[Any, ...]:
+    """The `readings` row of one reading, in `_COLUMNS` order."""
+    common = (
+        reading.reading_id,
+        reading.patient_id,
+        reading.kind.value,
+        utc_text(reading.measured_at),
+        None if reading.device_time is None else reading.device_time.isoformat(),
+        reading.clock_offset_s,
+        None if reading.received_at is None else utc_text(reading.received_at),
+        reading.device.meter_key,
+        int(reading.valid),
+        int(in_averages(reading)),
+        json_list(reading.invalid_reasons),
+        reading.unit.value,
+    )
+    if isinstance(reading, BloodPressureReading):
+        specific: tuple[Any, ...] = (
+            reading.systolic,
+            reading.diastolic,
+            reading.mean_arterial,
+            reading.systolic_mmhg,
+            reading.diastolic_mmhg,
+            reading.mean_arterial_mmhg,
+            reading.pulse_bpm,
+            reading.user_id,
+            json_list(sorted(s.value for s in reading.measurement_status)),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+    else:
+        specific = (
+            *([None] * 9),
+            reading.sequence_number,
+            reading.glucose,
+            reading.glucose_mg_dl,
+            None if reading.sample_type is None else reading.sample_type.value,
+            None if reading.sample_location is None else reading.sample_location.value,
+            json_list(sorted(s.value for s in reading.sensor_status)),
+        )
+    raw = None if reading.raw_hex is None else bytes.fromhex(reading.raw_hex)
+    return (*common, *specific, raw, reading_to_json(reading), stored_at)
+
+
+class SqliteReadingStore:
+    """`ReadingStore` on one SQLite file (or ":memory:"-like paths are refused: use a temp file)."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        try:
+            self._writer.executescript(_SCHEMA)
+            self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            self._writer.close()
+            raise ReadingStoreUnavailable(f"cannot initialise reading store: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise ReadingStoreUnavailable(f"cannot open reading store: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        self._check_open()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            with self._readers_lock:
+                self._readers.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ReadingStoreError("reading store is closed")
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:  # locked, disk I/O, full disk: may pass
+            raise ReadingStoreUnavailable(f"{what} failed: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise ReadingStoreError(f"{what} failed: {exc}") from exc
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if not readings:
+            return WriteResult()
+        stored_at = utc_text(datetime.now(UTC))
+        ids = [r.reading_id for r in readings]
+        with self._write_lock, self._errors("write"):
+            self._check_open()
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                present = self._present(conn, ids)
+                new: list[AnyReading] = []
+                stored: list[str] = []
+                duplicates: list[str] = []
+                for reading in readings:
+                    if reading.reading_id in present:
+                        duplicates.append(reading.reading_id)
+                    else:
+                        present.add(reading.reading_id)
+                        stored.append(reading.reading_id)
+                        new.append(reading)
+                conn.executemany(_INSERT, (reading_row(r, stored_at) for r in new))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        logger.debug(
+            "reading batch written",
+            extra={"stored": len(stored), "duplicates": len(duplicates), "store": "sqlite"},
+        )
+        return WriteResult(stored=tuple(stored), duplicates=tuple(duplicates))
+
+    @staticmethod
+    def _present(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+        present: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), _PROBE_CHUNK):
+            chunk = unique[i : i + _PROBE_CHUNK]
+            rows = conn.execute(
+                f"SELECT reading_id FROM readings WHERE reading_id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
+                chunk,
+            )
+            present.update(row[0] for row in rows)
+        return present
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def query_range(
+        self,
+        patient_id: str,
+        kind: ReadingKind,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int | None = None,
+    ) -> list[AnyReading]:
+        check_patient_id(patient_id)
+        sql = (
+            "SELECT reading_json FROM readings WHERE patient_id = ? AND kind = ? "
+            "AND measured_at >= ? AND measured_at < ? ORDER BY measured_at, reading_id"
+        )
+        params: list[Any] = [
+            patient_id,
+            ReadingKind(kind).value,
+            utc_text(check_aware(start, "start")),
+            utc_text(check_aware(end, "end")),
+        ]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._errors("range query"):
+            rows = self._reader().execute(sql, params).fetchall()
+        return [reading_from_json(row[0]) for row in rows]
+
+    def latest(
+        self, patient_id: str, kind: ReadingKind | None = None, *, valid_only: bool = False
+    ) -> AnyReading | None:
+        check_patient_id(patient_id)
+        kinds = list(ReadingKind) if kind is None else [ReadingKind(kind)]
+        candidates: list[tuple[str, str, str]] = []
+        with self._errors("latest query"):
+            conn = self._reader()
+            for each in kinds:  # one indexed probe per kind: (patient_id, kind, measured_at DESC)
+                row = conn.execute(
+                    _LATEST_VALID if valid_only else _LATEST,
+                    (patient_id, each.value),
+                ).fetchone()
+                if row is not None:
+                    candidates.append(row)
+        if not candidates:
+            return None
+        return reading_from_json(max(candidates)[2])
+
+    def daily_aggregates(
+        self,
+        patient_id: str,
+        kind: ReadingKind,
+        first_day: date,
+        last_day: date,
+        *,
+        tz: tzinfo = UTC,
+    ) -> list[DailyAggregate]:
+        check_patient_id(patient_id)
+        kind = ReadingKind(kind)
+        start, end = day_window(first_day, last_day, tz)
+        columns = (
+            "systolic_mmhg, diastolic_mmhg, pulse_bpm"
+            if kind is ReadingKind.BLOOD_PRESSURE
+            else "glucose_mg_dl"
+        )
+        names = [c.strip() for c in columns.split(",")]
+        with self._errors("aggregate query"):
+            rows = (
+                self._reader()
+                .execute(
+                    f"SELECT measured_at, in_averages, {columns} FROM readings "  # noqa: S608 - fixed names
+                    "WHERE patient_id = ? AND kind = ? AND measured_at >= ? AND measured_at < ?",
+                    (patient_id, kind.value, utc_text(start), utc_text(end)),
+                )
+                .fetchall()
+            )
+        return aggregate_daily(
+            patient_id,
+            kind,
+            (
+                AggregateRow(
+                    measured_at=datetime.strptime(row[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC),
+                    included=bool(row[1]),
+                    values=dict(zip(names, row[2:], strict=True)),
+                )
+                for row in rows
+            ),
+            tz,
+        )
+
+    def count(self) -> int:
+        """Number of stored readings (operator checks and tests)."""
+        with self._errors("count"):
+            return int(self._reader().execute("SELECT count(*) FROM readings").fetchone()[0])
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
