@@ -17,6 +17,29 @@ from vitalgate.settings import CONFIG_ENV_VAR, SettingsFileError, load_settings
 COMMANDS = ("demo", "decode", "simulate", "gateway", "ingest", "api", "alerts", "admin", "schema")
 
 
+# Which extra brings the packages a subcommand needs (pyproject.toml optional-dependencies).
+EXTRA_FOR = {"demo": "all", "simulate": "virtual", "gateway": "edge", "decode": "edge"}
+
+
+def _add_unavailable(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, missing: str
+) -> None:
+    """A subcommand whose packages are not installed (e.g. `api` on an edge-only install)."""
+    extra = EXTRA_FOR.get(name, "clinic")
+    parser = subparsers.add_parser(name, help=f"(not installed: needs vitalgate[{extra}])", add_help=False)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def unavailable(_args: argparse.Namespace) -> int:
+        print(
+            f"vitalgate {name}: this install lacks the Python package '{missing}'; "
+            f"install it with: pip install 'vitalgate[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    parser.set_defaults(func=unavailable)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitalgate",
@@ -38,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name == module_name:
                 continue  # that subcommand is not part of this install
-            raise
+            _add_unavailable(subparsers, name, exc.name or "?")
+            continue
         module.add_parser(subparsers)
     return parser
 

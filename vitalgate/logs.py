@@ -44,12 +44,15 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str, fmt: Literal["json", "text"]) -> None:
+def configure_logging(level: str, fmt: Literal["auto", "json", "text"]) -> None:
+    """JSON lines for services and log collectors; plain text when a person watches a terminal."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter that would drown our ids.
-    for noisy in ("bumble", "urllib3", "httpx", "uvicorn.access"):
+    for noisy in ("bumble", "urllib3", "httpx", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

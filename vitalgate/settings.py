@@ -102,7 +102,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)

@@ -1,0 +1,70 @@
+"""Authentication for clinic users: argon2 password hashes (pwdlib) and short-lived JWT bearer tokens
+(PyJWT, HS256). reliability.md §5.3: FastAPI's security tutorial uses PyJWT and pwdlib with argon2;
+§5.2 OWASP API1 (broken object-level authorisation) is handled per route by `require_patient_access`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from pwdlib import PasswordHash
+
+from storage.clinic.models import UserRole
+
+JWT_ALGORITHM = "HS256"
+_password_hash = PasswordHash.recommended()  # argon2id with pwdlib's recommended parameters
+# A real hash of a random password, verified against when the user does not exist, so that a login
+# for an unknown e-mail costs the same time as a wrong password (no user enumeration by timing).
+_DUMMY_HASH = _password_hash.hash("vitalgate-timing-equaliser")
+
+
+class AuthenticationError(Exception):
+    """Credentials or token not valid. The message never says which part was wrong."""
+
+
+def hash_password(password: str) -> str:
+    return _password_hash.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    if password_hash is None:
+        _password_hash.verify(password, _DUMMY_HASH)
+        return False
+    return bool(_password_hash.verify(password, password_hash))
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated user: opaque ids and roles only."""
+
+    user_id: str
+    clinic_id: str
+    roles: frozenset[UserRole]
+
+
+def issue_token(principal: Principal, secret: str, ttl_s: int, now: datetime | None = None) -> str:
+    issued = now or datetime.now(UTC)
+    claims = {
+        "sub": principal.user_id,
+        "clinic": principal.clinic_id,
+        "roles": sorted(r.value for r in principal.roles),
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + timedelta(seconds=ttl_s)).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def read_token(token: str, secret: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["sub", "exp", "clinic"]}
+        )
+        return Principal(
+            user_id=str(claims["sub"]),
+            clinic_id=str(claims["clinic"]),
+            roles=frozenset(UserRole(r) for r in claims.get("roles", [])),
+        )
+    except (jwt.PyJWTError, ValueError, KeyError) as exc:
+        raise AuthenticationError("invalid or expired token") from exc
