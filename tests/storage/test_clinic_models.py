@@ -114,9 +114,10 @@ def test_times_come_back_as_utc_and_naive_times_are_refused(clinic_engine: Engin
         enrolled = session.get_one(Patient, "p1").enrolled_at
         assert enrolled == datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
         assert enrolled.utcoffset() == timedelta(0)
-    with Session(clinic_engine) as session, pytest.raises(StatementError, match="naive datetime"):
-        session.get_one(Patient, "p1").enrolled_at = datetime(2026, 5, 1, 10, 0)  # noqa: DTZ001
-        session.commit()
+    with Session(clinic_engine) as session:
+        session.get_one(Patient, "p1").enrolled_at = datetime(2026, 5, 1, 10, 0)
+        with pytest.raises(StatementError, match="naive datetime"):
+            session.commit()
 
 
 def test_foreign_keys_are_enforced(clinic_engine: Engine) -> None:
@@ -124,7 +125,6 @@ def test_foreign_keys_are_enforced(clinic_engine: Engine) -> None:
         _seed(session)
     with Session(clinic_engine) as session, pytest.raises(IntegrityError):
         bind_meter(session, gateway_id="gw1", meter_key=CUFF.meter_key, patient_id="no-such-patient")
-        session.commit()
 
 
 def test_secrets_are_stored_only_as_hashes(clinic_engine: Engine) -> None:
@@ -165,11 +165,12 @@ def test_one_active_binding_per_meter_slot(clinic_engine: Engine) -> None:
             ("p2", True, False),
         ]
     # Writing a second active row for the same slot directly violates the partial unique index.
-    with Session(clinic_engine) as session, pytest.raises(IntegrityError):
+    with Session(clinic_engine) as session:
         session.add(
             MeterBinding(gateway_id="gw1", meter_key=CUFF.meter_key, device_user_id=1, patient_id="p1")
         )
-        session.commit()
+        with pytest.raises(IntegrityError):
+            session.commit()
 
 
 def _alert(alert_id: str, state: AlertState) -> Alert:
@@ -190,14 +191,15 @@ def test_one_unresolved_alert_per_patient_and_rule(clinic_engine: Engine) -> Non
         first = _alert("a1", AlertState.OPEN)
         first.events.append(AlertEventRecord(actor="system", event="opened", to_state=AlertState.OPEN))
         session.add(first)
-    with Session(clinic_engine) as session, pytest.raises(IntegrityError):
+    with Session(clinic_engine) as session:
         session.add(_alert("a2", AlertState.ACKNOWLEDGED))
-        session.commit()
+        with pytest.raises(IntegrityError):
+            session.commit()
     with Session(clinic_engine) as session, session.begin():
         session.get_one(Alert, "a1").state = AlertState.RESOLVED
         session.add(_alert("a2", AlertState.OPEN))
     with Session(clinic_engine) as session:
-        states = dict(session.execute(select(Alert.alert_id, Alert.state)).tuples().all())
+        states = dict(session.execute(select(Alert.alert_id, Alert.state)).all())
         assert states == {"a1": AlertState.RESOLVED, "a2": AlertState.OPEN}
         assert session.get_one(Alert, "a1").trigger_values["systolic_mmhg"] == 185.0
         assert [e.event for e in session.get_one(Alert, "a1").events] == ["opened"]
@@ -206,9 +208,10 @@ def test_one_unresolved_alert_per_patient_and_rule(clinic_engine: Engine) -> Non
 def test_target_goals_must_be_ordered(clinic_engine: Engine) -> None:
     with Session(clinic_engine) as session, session.begin():
         _seed(session)
-    with Session(clinic_engine) as session, pytest.raises(IntegrityError):
+    with Session(clinic_engine) as session:
         session.add(PatientTargets(patient_id="p1", bp_goal_systolic_mmhg=80, bp_goal_diastolic_mmhg=130))
-        session.commit()
+        with pytest.raises(IntegrityError):
+            session.commit()
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: object) -> None:

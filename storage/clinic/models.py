@@ -1,0 +1,442 @@
+"""Clinic database: SQLAlchemy 2 typed declarative models (DESIGN.md, Storage).
+
+One module holds every table so that Alembic's autogenerate sees the whole schema, and other packages
+(alerts, api) build their queries on these classes.
+
+Personal data lives in `patients` (names, contact) and `users` (staff names, e-mail) only. Every other
+table refers to a patient by the opaque `patient_id`, and audit/alert details carry ids, never names.
+
+Portability: SQLite (default, WAL, foreign keys on) and PostgreSQL. Times are stored as UTC; the
+`UTCDateTime` type returns timezone-aware UTC datetimes on both engines. Enums are stored as plain
+strings (no native PostgreSQL enum types), so adding a value needs no type migration.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from vitals.payload import AlertSeverity, AlertState
+
+# Explicit constraint names, so that migrations are reproducible and identical on SQLite and
+# PostgreSQL (Alembic docs, "The Importance of Naming Constraints").
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+OPAQUE_ID_LENGTH: Final = 64  # vitals.payload _ID: ^[A-Za-z0-9_-]{1,64}$
+METER_KEY_LENGTH: Final = 200  # DeviceIdentity.meter_key: manufacturer|model|serial (each <= 64)
+READING_ID_LENGTH: Final = 32  # vitals.identity.READING_ID_HEX_CHARS
+RULE_ID_LENGTH: Final = 64
+REASON_LENGTH: Final = 500  # vitals.payload.RejectedReading.reason max_length
+HASH_LENGTH: Final = 255  # argon2/PHC strings are ~100 chars; room for parameter changes
+
+# Blood Pressure Measurement "User ID" 0xFF = unknown user (ble-health-profiles.md §2.2, field 7).
+# A binding with this slot matches every reading of the meter, whatever slot (or none) it carries.
+ANY_DEVICE_USER: Final = 0xFF
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every engine.
+
+    PostgreSQL stores `timestamptz`; SQLite stores the UTC wall time without an offset, so values
+    are normalised to UTC on the way in and marked UTC on the way out. Naive datetimes are refused:
+    a time without a zone is a bug here (DESIGN.md, Storage: store times as UTC).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: clinic database times must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _str_enum(enum_type: type[enum.Enum], length: int = 32) -> Enum:
+    """Store an enum's values (not names) as VARCHAR on every engine."""
+    return Enum(
+        enum_type,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class UserRole(enum.StrEnum):
+    FAMILY_DOCTOR = "family_doctor"
+    CLINIC_STAFF = "clinic_staff"
+    CLINIC_ADMIN = "clinic_admin"
+
+
+class CareTeamRole(enum.StrEnum):
+    """A member's place in a patient's care team."""
+
+    FAMILY_DOCTOR = "family_doctor"
+    CLINIC_STAFF = "clinic_staff"
+
+
+class GuidelineProfile(enum.StrEnum):
+    """Locale profile for rule thresholds (clinical-rules.md §7: parameters in braces {US|EU|CN})."""
+
+    CN = "cn"
+    US = "us"
+    EU = "eu"
+
+
+class MeterKind(enum.StrEnum):
+    BLOOD_PRESSURE = "blood_pressure"  # vitals.readings.ReadingKind values
+    GLUCOSE = "glucose"
+
+
+class DeadLetterScope(enum.StrEnum):
+    MESSAGE = "message"  # a whole MQTT payload that can never be stored
+    READING = "reading"  # one reading of an otherwise valid batch, rejected (e.g. unbound meter)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Clinic(Base):
+    __tablename__ = "clinics"
+
+    clinic_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    default_profile: Mapped[GuidelineProfile] = mapped_column(
+        _str_enum(GuidelineProfile, 8), default=GuidelineProfile.EU
+    )
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", doc="IANA zone for day boundaries")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A clinic account: family doctor, clinic staff or administrator (roles in `user_roles`)."""
+
+    __tablename__ = "users"
+
+    user_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(
+        String(HASH_LENGTH), doc="argon2 hash in PHC string form (pwdlib); never the password"
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    phone: Mapped[str | None] = mapped_column(String(40), doc="for pushed alerts (SMS/voice channels)")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+    roles: Mapped[list[UserRoleGrant]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    def has_role(self, role: UserRole) -> bool:
+        return any(grant.role is role for grant in self.roles)
+
+    @property
+    def role_set(self) -> frozenset[UserRole]:
+        return frozenset(grant.role for grant in self.roles)
+
+
+class UserRoleGrant(Base):
+    """One role held by a user; a doctor may also administer the clinic."""
+
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[UserRole] = mapped_column(_str_enum(UserRole), primary_key=True)
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="roles")
+
+
+class Patient(Base):
+    """The only table with a patient's name and contact details; everything else uses patient_id."""
+
+    __tablename__ = "patients"
+
+    patient_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
+    given_name: Mapped[str] = mapped_column(String(100))
+    family_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[str | None] = mapped_column(String(10), doc="ISO date, YYYY-MM-DD")
+    phone: Mapped[str | None] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(254))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    care_team: Mapped[list[CareTeamMember]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan", order_by="CareTeamMember.escalation_order"
+    )
+    targets: Mapped[PatientTargets | None] = relationship(
+        back_populates="patient", cascade="all, delete-orphan", uselist=False
+    )
+
+
+class CareTeamMember(Base):
+    """Patient -> family doctor and clinic staff; `escalation_order` is the order to notify in."""
+
+    __tablename__ = "care_team_members"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "user_id"),
+        Index("ix_care_team_members_user_id", "user_id"),
+    )
+
+    care_team_member_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"))
+    team_role: Mapped[CareTeamRole] = mapped_column(_str_enum(CareTeamRole))
+    escalation_order: Mapped[int] = mapped_column(Integer, default=0, doc="0 = notified first")
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="care_team")
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class PatientTargets(Base):
+    """Per-patient goals that override the guideline profile's defaults (clinical-rules.md §7).
+
+    NULL means "use the profile's default". Glucose in canonical mg/dL.
+    """
+
+    __tablename__ = "patient_targets"
+    __table_args__ = (
+        CheckConstraint(
+            "bp_goal_diastolic_mmhg IS NULL OR bp_goal_systolic_mmhg IS NULL "
+            "OR bp_goal_diastolic_mmhg < bp_goal_systolic_mmhg",
+            name="bp_goal_order",
+        ),
+        CheckConstraint(
+            "glucose_fasting_low_mg_dl IS NULL OR glucose_fasting_high_mg_dl IS NULL "
+            "OR glucose_fasting_low_mg_dl < glucose_fasting_high_mg_dl",
+            name="glucose_fasting_order",
+        ),
+    )
+
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
+    )
+    guideline_profile: Mapped[GuidelineProfile | None] = mapped_column(_str_enum(GuidelineProfile, 8))
+    bp_goal_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
+    bp_goal_diastolic_mmhg: Mapped[float | None] = mapped_column(Float)
+    glucose_fasting_low_mg_dl: Mapped[float | None] = mapped_column(Float)
+    glucose_fasting_high_mg_dl: Mapped[float | None] = mapped_column(Float)
+    glucose_postprandial_high_mg_dl: Mapped[float | None] = mapped_column(Float)
+    glucose_hypo_mg_dl: Mapped[float | None] = mapped_column(Float, doc="level-1 hypo threshold override")
+    older_adult: Mapped[bool] = mapped_column(Boolean, default=False, doc="relaxed CGM goals (§7)")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+
+    patient: Mapped[Patient] = relationship(back_populates="targets")
+
+
+class Gateway(Base):
+    """An edge gateway in a patient's home. Its broker credential is kept only as a hash."""
+
+    __tablename__ = "gateways"
+
+    gateway_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
+    mqtt_username: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), unique=True)
+    mqtt_credential_hash: Mapped[str] = mapped_column(
+        String(HASH_LENGTH), doc="hash of the gateway's MQTT password; the plaintext is never stored"
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None]
+
+
+class Meter(Base):
+    """A BLE meter, identified by vitals.readings.DeviceIdentity.meter_key."""
+
+    __tablename__ = "meters"
+
+    meter_key: Mapped[str] = mapped_column(String(METER_KEY_LENGTH), primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[MeterKind] = mapped_column(_str_enum(MeterKind))
+    manufacturer: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    serial_number: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MeterBinding(Base):
+    """Meter (and cuff user slot) -> patient, through one gateway.
+
+    At most one active binding per (gateway, meter, slot). `device_user_id` is the cuff's User ID
+    field; ANY_DEVICE_USER (0xFF, "unknown user") binds the whole meter to one patient.
+    """
+
+    __tablename__ = "meter_bindings"
+    __table_args__ = (
+        CheckConstraint(
+            f"device_user_id >= 0 AND device_user_id <= {ANY_DEVICE_USER}", name="device_user_id_range"
+        ),
+        Index(
+            "uq_meter_bindings_active_slot",
+            "gateway_id",
+            "meter_key",
+            "device_user_id",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+        Index("ix_meter_bindings_patient_id", "patient_id"),
+    )
+
+    binding_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.gateway_id", ondelete="CASCADE"))
+    meter_key: Mapped[str] = mapped_column(ForeignKey("meters.meter_key", ondelete="CASCADE"))
+    device_user_id: Mapped[int] = mapped_column(Integer, default=ANY_DEVICE_USER)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    bound_at: Mapped[datetime] = mapped_column(default=utcnow)
+    unbound_at: Mapped[datetime | None]
+    bound_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+
+
+class Alert(Base):
+    """One alert per (patient, rule) while it is not resolved (clinical-rules.md §7, ESC-1).
+
+    `trigger_values` holds the reading ids and values that fired the rule: numbers and ids only.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_open_patient_rule",
+            "patient_id",
+            "rule_id",
+            unique=True,
+            sqlite_where=text("state <> 'resolved'"),
+            postgresql_where=text("state <> 'resolved'"),
+        ),
+        Index("ix_alerts_state_opened_at", "state", "opened_at"),
+    )
+
+    alert_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH))
+    severity: Mapped[AlertSeverity] = mapped_column(_str_enum(AlertSeverity, 16))
+    state: Mapped[AlertState] = mapped_column(_str_enum(AlertState, 16))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+    snoozed_until: Mapped[datetime | None]
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    trigger_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    events: Mapped[list[AlertEventRecord]] = relationship(
+        back_populates="alert", cascade="all, delete-orphan", order_by="AlertEventRecord.alert_event_id"
+    )
+
+
+class AlertEventRecord(Base):
+    """Who did what to an alert, and when (opened, severity_raised, acknowledged, ...)."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_alert_id_at", "alert_id", "at"),)
+
+    alert_event_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.alert_id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), doc="user_id, or 'system'")
+    event: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[AlertState | None] = mapped_column(_str_enum(AlertState, 16))
+    to_state: Mapped[AlertState | None] = mapped_column(_str_enum(AlertState, 16))
+    severity: Mapped[AlertSeverity | None] = mapped_column(_str_enum(AlertSeverity, 16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    alert: Mapped[Alert] = relationship(back_populates="events")
+
+
+class AuditLogEntry(Base):
+    """Security audit trail (HIPAA §164.312(b), reliability.md §5.1). No personal data in `details`."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_object", "object_type", "object_id"),
+    )
+
+    audit_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), doc="user_id, gateway_id or 'system'")
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str | None] = mapped_column(String(METER_KEY_LENGTH))
+    clinic_id: Mapped[str | None] = mapped_column(String(OPAQUE_ID_LENGTH))
+    outcome: Mapped[str] = mapped_column(String(16), default="allowed", doc="allowed | denied | error")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DeadLetter(Base):
+    """A payload (or one reading of it) that can never be stored, kept with its raw bytes.
+
+    `dedup_key` makes dead-lettering idempotent: the same bytes replayed on the same topic (or the
+    same rejected reading) is recorded once and `times_seen` counts the repeats.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_received_at", "received_at"),)
+
+    dead_letter_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[DeadLetterScope] = mapped_column(_str_enum(DeadLetterScope, 16))
+    topic: Mapped[str] = mapped_column(String(300))
+    gateway_id: Mapped[str | None] = mapped_column(String(OPAQUE_ID_LENGTH), index=True)
+    reading_id: Mapped[str | None] = mapped_column(String(READING_ID_LENGTH))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    times_seen: Mapped[int] = mapped_column(Integer, default=1)

@@ -1,0 +1,242 @@
+"""Queries ingest needs on the clinic database, plus the binding administration they depend on.
+
+Keyword-only functions and a small class over a session factory, so they are callable from ingest,
+the API, scripts and tests without HTTP (style-models.md §4, "CRUD functions are keyword-only").
+Database failures surface as `ClinicDatabaseUnavailableError` (retry later) so a consumer can hold
+its messages instead of rejecting readings because the database blinked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.clinic.database import ClinicDatabaseError, ClinicDatabaseUnavailableError
+from storage.clinic.models import (
+    ANY_DEVICE_USER,
+    DeadLetter,
+    DeadLetterScope,
+    MeterBinding,
+    utcnow,
+)
+from vitals import payload
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """An active binding: readings of `meter_key` (slot `device_user_id`, None = any) on `gateway_id`
+    belong to `patient_id`."""
+
+    gateway_id: str
+    meter_key: str
+    device_user_id: int | None
+    patient_id: str
+
+    def matches(self, meter_key: str, device_user_id: int | None) -> bool:
+        if meter_key != self.meter_key:
+            return False
+        return self.device_user_id is None or self.device_user_id == device_user_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A payload (scope MESSAGE) or one reading of it (scope READING) that can never be stored."""
+
+    scope: DeadLetterScope
+    topic: str
+    payload: bytes
+    reason: str
+    received_at: datetime
+    gateway_id: str | None = None
+    reading_id: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        """Same bytes on the same topic (or the same rejected reading of a gateway) -> same key."""
+        digest = hashlib.sha256()
+        if self.scope is DeadLetterScope.READING and self.reading_id is not None:
+            gateway = (self.gateway_id or "").encode()
+            parts: tuple[bytes, ...] = (b"reading", gateway, self.reading_id.encode())
+        else:
+            parts = (b"message", self.topic.encode(), self.payload)
+        for part in parts:
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        return digest.hexdigest()
+
+
+def _slot(device_user_id: int | None) -> int:
+    return ANY_DEVICE_USER if device_user_id is None else device_user_id
+
+
+def _binding(row: MeterBinding) -> Binding:
+    slot = None if row.device_user_id == ANY_DEVICE_USER else row.device_user_id
+    return Binding(row.gateway_id, row.meter_key, slot, row.patient_id)
+
+
+def active_bindings(session: Session, *, gateway_id: str) -> list[Binding]:
+    rows = session.scalars(
+        select(MeterBinding)
+        .where(MeterBinding.gateway_id == gateway_id, MeterBinding.active.is_(True))
+        .order_by(MeterBinding.meter_key, MeterBinding.device_user_id)
+    )
+    return [_binding(row) for row in rows]
+
+
+def bind_meter(
+    session: Session,
+    *,
+    gateway_id: str,
+    meter_key: str,
+    patient_id: str,
+    device_user_id: int | None = None,
+    bound_by: str | None = None,
+    at: datetime | None = None,
+) -> MeterBinding:
+    """Bind a meter slot to a patient through a gateway, ending any active binding of that slot.
+
+    The caller commits. Gateway, meter and patient rows must exist (foreign keys).
+    """
+    now = at or utcnow()
+    session.execute(
+        update(MeterBinding)
+        .where(
+            MeterBinding.gateway_id == gateway_id,
+            MeterBinding.meter_key == meter_key,
+            MeterBinding.device_user_id == _slot(device_user_id),
+            MeterBinding.active.is_(True),
+        )
+        .values(active=False, unbound_at=now)
+    )
+    binding = MeterBinding(
+        gateway_id=gateway_id,
+        meter_key=meter_key,
+        device_user_id=_slot(device_user_id),
+        patient_id=patient_id,
+        active=True,
+        bound_at=now,
+        bound_by=bound_by,
+    )
+    session.add(binding)
+    session.flush()
+    return binding
+
+
+def unbind_meter(
+    session: Session,
+    *,
+    gateway_id: str,
+    meter_key: str,
+    device_user_id: int | None = None,
+    at: datetime | None = None,
+) -> int:
+    """End the active binding of a meter slot; returns how many bindings ended (0 or 1)."""
+    result = session.execute(
+        update(MeterBinding)
+        .where(
+            MeterBinding.gateway_id == gateway_id,
+            MeterBinding.meter_key == meter_key,
+            MeterBinding.device_user_id == _slot(device_user_id),
+            MeterBinding.active.is_(True),
+        )
+        .values(active=False, unbound_at=at or utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def add_dead_letters(session: Session, records: Iterable[DeadLetterRecord]) -> int:
+    """Insert dead letters idempotently; a repeat bumps `times_seen`. Returns how many were new.
+
+    The caller commits. Each insert runs in a SAVEPOINT so a duplicate key does not abort the
+    surrounding transaction (PostgreSQL aborts the whole transaction on an error otherwise).
+    """
+    new = 0
+    for record in records:
+        key = record.dedup_key
+        try:
+            with session.begin_nested():
+                session.add(
+                    DeadLetter(
+                        dedup_key=key,
+                        scope=record.scope,
+                        topic=record.topic,
+                        gateway_id=record.gateway_id,
+                        reading_id=record.reading_id,
+                        reason=record.reason,
+                        payload=record.payload,
+                        received_at=record.received_at,
+                        last_seen_at=record.received_at,
+                        times_seen=1,
+                    )
+                )
+            new += 1
+        except IntegrityError:
+            session.execute(
+                update(DeadLetter)
+                .where(DeadLetter.dedup_key == key)
+                .values(times_seen=DeadLetter.times_seen + 1, last_seen_at=record.received_at)
+            )
+    return new
+
+
+@contextmanager
+def _unavailable_as_typed(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, PoolTimeoutError) as exc:
+        raise ClinicDatabaseUnavailableError(f"clinic database unavailable during {what}") from exc
+    except SQLAlchemyError as exc:
+        raise ClinicDatabaseError(f"clinic database error during {what}: {type(exc).__name__}") from exc
+
+
+class ClinicRepository:
+    """The clinic-database operations of the ingest consumer, each in its own short transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def bindings_for_gateway(self, gateway_id: str) -> list[Binding]:
+        with _unavailable_as_typed("bindings_for_gateway"), self._sessions() as session:
+            return active_bindings(session, gateway_id=gateway_id)
+
+    def is_bound(
+        self, *, gateway_id: str, meter_key: str, patient_id: str, device_user_id: int | None
+    ) -> bool:
+        """Is meter `meter_key` (cuff slot `device_user_id`) bound to `patient_id` via `gateway_id`?"""
+        return any(
+            b.patient_id == patient_id and b.matches(meter_key, device_user_id)
+            for b in self.bindings_for_gateway(gateway_id)
+        )
+
+    def gateway_config(self, gateway_id: str, *, issued_at: datetime) -> payload.GatewayConfig:
+        """The retained `.../config` payload for a gateway: its active bindings."""
+        return payload.GatewayConfig(
+            gateway_id=gateway_id,
+            issued_at=issued_at,
+            bindings=tuple(
+                payload.MeterBinding(meter_key=b.meter_key, user_id=b.device_user_id, patient_id=b.patient_id)
+                for b in self.bindings_for_gateway(gateway_id)
+            ),
+        )
+
+    def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int:
+        if not records:
+            return 0
+        with _unavailable_as_typed("add_dead_letters"), self._sessions() as session, session.begin():
+            new = add_dead_letters(session, records)
+        logger.info(
+            "dead letters recorded",
+            extra={"dead_letters_new": new, "dead_letters_total": len(records)},
+        )
+        return new
