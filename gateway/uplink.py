@@ -1,0 +1,438 @@
+"""MQTT uplink: paho-mqtt 2.x, MQTT v5, TLS, per-gateway credentials, QoS 1.
+
+Two parts:
+- :class:`MqttUplink` owns the paho client. paho runs its network loop in its own thread
+  (``loop_start``) and calls our callbacks there; a slow callback would block keepalive
+  (reliability.md §1.3, paho#379), so every callback only hands its event to the asyncio loop with
+  ``loop.call_soon_threadsafe`` and returns.
+- :class:`Forwarder` moves readings from the outbox to the broker in
+  :class:`vitals.payload.ReadingsBatch` messages and deletes them when the clinic's application ack
+  arrives on ``acks``. Unacked readings are resent after ``ack_timeout_s`` and on every reconnect.
+  A PUBACK proves nothing about durability (reliability.md §0 item 1, mosquitto#1855), and paho keeps
+  its session in memory only (§0 item 4), so the outbox, not paho, is the source of truth.
+
+The last will is a retained :class:`vitals.payload.GatewayStatus` with ``online: false`` on the
+``status`` topic; a clean stop publishes the same explicitly (a normal DISCONNECT sends no will).
+The uplink never sets a Message Expiry Interval: expiry is a deliberate way to lose data
+(reliability.md §1.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ValidationError
+
+from gateway.outbox import Outbox, PendingReading
+from vitals.payload import MAX_READINGS_PER_BATCH, GatewayConfig, GatewayStatus, ReadingsAck, ReadingsBatch
+from vitals.topics import acks_topic, config_topic, readings_topic, status_topic
+
+logger = logging.getLogger(__name__)
+
+QOS_AT_LEAST_ONCE = 1
+# A persistent MQTT session keeps acks the clinic published while the gateway was away (paho's
+# default clean_start discards the session on restart, reliability.md §0 item 3).
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class UplinkError(Exception):
+    """The uplink could not do what was asked."""
+
+
+class UplinkNotConnectedError(UplinkError):
+    """A publish was attempted while the broker connection is down."""
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    gateway_id: str
+    host: str
+    port: int = 8883
+    username: str | None = None
+    password: str | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls: bool | None = None  # None: TLS exactly when a CA file is given
+    client_id: str | None = None
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 60
+    session_expiry_s: int = SESSION_EXPIRY_S
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or f"vitalgate-gw-{self.gateway_id}"
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls if self.tls is not None else self.tls_ca_file is not None
+
+
+MessageHandler = Callable[[bytes], Coroutine[Any, Any, None]]
+
+
+class MqttUplink:
+    """The paho client, bridged to asyncio. Create and use it from inside a running event loop."""
+
+    def __init__(self, config: UplinkConfig, *, will: GatewayStatus | None = None) -> None:
+        self.config = config
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = asyncio.Event()
+        self._connect_listeners: list[Callable[[], None]] = []
+        self._handlers: dict[str, MessageHandler] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connect_count = 0
+        self.last_error: str | None = None
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=config.effective_client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        if config.username is not None:
+            self._client.username_pw_set(config.username, config.password)
+        if config.use_tls:
+            self._client.tls_set(
+                ca_certs=str(config.tls_ca_file) if config.tls_ca_file else None,
+                certfile=str(config.tls_cert_file) if config.tls_cert_file else None,
+                keyfile=str(config.tls_key_file) if config.tls_key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if will is not None:
+            self._client.will_set(
+                status_topic(config.gateway_id), will.model_dump_json(), qos=QOS_AT_LEAST_ONCE, retain=True
+            )
+        self._client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
+        self._client.connect_timeout = config.connect_timeout_s
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_connect_fail = self._on_connect_fail
+        self._started = False
+        self._subscriptions: list[str] = []
+        self._sub_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, handler: MessageHandler) -> None:
+        """Register a handler; subscriptions are (re)made on every connect."""
+        with self._sub_lock:
+            self._handlers[topic] = handler
+            self._subscriptions.append(topic)
+
+    def on_connected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` in the event loop after every successful (re)connect."""
+        self._connect_listeners.append(listener)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        self._client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+        self._started = True
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def stop(self, *, final_status: GatewayStatus | None = None, timeout_s: float = 5.0) -> None:
+        """Publish ``final_status`` (retained) if connected, disconnect, stop paho's thread."""
+        if not self._started:
+            return
+        if final_status is not None and self.connected:
+            info = self._client.publish(
+                status_topic(self.config.gateway_id),
+                final_status.model_dump_json(),
+                qos=QOS_AT_LEAST_ONCE,
+                retain=True,
+            )
+            with contextlib.suppress(RuntimeError, ValueError):
+                await asyncio.to_thread(info.wait_for_publish, timeout_s)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        self._started = False
+        self._connected.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
+        """Queue a QoS 1 publish. Raises :class:`UplinkNotConnectedError` when offline.
+
+        paho's ``publish`` is thread-safe and never waits for the network; delivery is confirmed by
+        the application ack, not here.
+        """
+        if not self.connected:
+            raise UplinkNotConnectedError("broker connection is down")
+        info = self._client.publish(topic, payload, qos=QOS_AT_LEAST_ONCE, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            # paho keeps a QoS 1 message and sends it after reconnecting (reliability.md §1.3);
+            # the forwarder resends on reconnect anyway, and ingest is idempotent on reading_id.
+            raise UplinkNotConnectedError("broker connection dropped during publish")
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise UplinkError(f"publish failed: {mqtt.error_string(info.rc)}")
+
+    # -- paho callbacks (network thread) ---------------------------------------------------------
+
+    def _call_in_loop(self, callback: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # loop closing during shutdown
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self._call_in_loop(self._record_error, f"connect refused: {reason_code}")
+            return
+        with self._sub_lock:
+            topics = list(self._subscriptions)
+        if topics:
+            client.subscribe([(topic, QOS_AT_LEAST_ONCE) for topic in topics])
+        self._call_in_loop(self._connected_in_loop)
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self._call_in_loop(self._disconnected_in_loop, str(reason_code))
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._call_in_loop(self._record_error, "broker unreachable")
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._call_in_loop(self._dispatch, message.topic, bytes(message.payload))
+
+    # -- in the event loop -----------------------------------------------------------------------
+
+    def _record_error(self, error: str) -> None:
+        if error != self.last_error:
+            logger.warning("mqtt: %s", error, extra={"gateway_id": self.config.gateway_id})
+        self.last_error = error
+
+    def _connected_in_loop(self) -> None:
+        self.connect_count += 1
+        self._connected.set()
+        logger.info(
+            "mqtt connected",
+            extra={"gateway_id": self.config.gateway_id, "connect_count": self.connect_count},
+        )
+        for listener in self._connect_listeners:
+            listener()
+
+    def _disconnected_in_loop(self, reason: str) -> None:
+        if self._connected.is_set():
+            logger.warning(
+                "mqtt disconnected", extra={"gateway_id": self.config.gateway_id, "reason": reason}
+            )
+        self._connected.clear()
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        handler = self._handlers.get(topic)
+        if handler is None:
+            logger.warning("mqtt message on an unexpected topic ignored", extra={"topic": topic})
+            return
+        task = asyncio.get_running_loop().create_task(handler(payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("mqtt message handler failed", exc_info=task.exception())
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderConfig:
+    ack_timeout_s: float = 30.0
+    batch_size: int = 100
+    max_in_flight: int = 2_000  # readings sent and not yet acked (nor timed out)
+    idle_poll_s: float = 5.0
+
+
+class Forwarder:
+    """Sends what the outbox holds and deletes it on the application ack."""
+
+    def __init__(
+        self,
+        gateway_id: str,
+        outbox: Outbox,
+        uplink: MqttUplink,
+        config: ForwarderConfig = ForwarderConfig(),
+        *,
+        on_config: Callable[[GatewayConfig], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 1 <= config.batch_size <= MAX_READINGS_PER_BATCH:
+            raise ValueError(f"batch_size must be within 1..{MAX_READINGS_PER_BATCH}")
+        self.gateway_id = gateway_id
+        self.outbox = outbox
+        self.uplink = uplink
+        self.config = config
+        self._on_config = on_config
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._in_flight: dict[str, float] = {}  # reading_id -> sent at (this session's view)
+        self.batches_sent = 0
+        self.readings_sent = 0
+        self.readings_acked = 0
+        uplink.subscribe(acks_topic(gateway_id), self._handle_ack)
+        uplink.subscribe(config_topic(gateway_id), self._handle_config)
+        uplink.on_connected(self._reconnected)
+
+    def wake(self) -> None:
+        """Something changed (new commit, ack, reconnect): look at the outbox now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            if self.uplink.connected:
+                sent = await self._send_due()
+                if sent:
+                    continue  # more may be due; the in-flight window decides
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        timeout = self.config.idle_poll_s
+        if self.uplink.connected:
+            next_due = await asyncio.to_thread(
+                self.outbox.next_due_at, ack_timeout_s=self.config.ack_timeout_s
+            )
+            if next_due is not None:
+                timeout = min(timeout, max(0.05, next_due - self._clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _window(self) -> int:
+        cutoff = self._clock() - self.config.ack_timeout_s
+        for rid in [rid for rid, sent in self._in_flight.items() if sent <= cutoff]:
+            del self._in_flight[rid]
+        return self.config.max_in_flight - len(self._in_flight)
+
+    async def _send_due(self) -> int:
+        room = self._window()
+        if room <= 0:
+            return 0
+        due = await asyncio.to_thread(
+            self.outbox.due, ack_timeout_s=self.config.ack_timeout_s, limit=min(room, self.config.batch_size)
+        )
+        if not due:
+            return 0
+        payload = self._batch_json(due)
+        try:
+            self.uplink.publish(readings_topic(self.gateway_id), payload)
+        except UplinkNotConnectedError:
+            return 0
+        ids = [p.reading_id for p in due]
+        await asyncio.to_thread(self.outbox.mark_sent, ids)
+        now = self._clock()
+        for rid in ids:
+            self._in_flight[rid] = now
+        self.batches_sent += 1
+        self.readings_sent += len(ids)
+        resent = sum(1 for p in due if p.send_count > 0)
+        logger.debug(
+            "readings batch published",
+            extra={"gateway_id": self.gateway_id, "readings": len(ids), "resent": resent},
+        )
+        return len(ids)
+
+    def _batch_json(self, due: list[PendingReading]) -> str:
+        batch = ReadingsBatch(
+            gateway_id=self.gateway_id,
+            sent_at=datetime.now(UTC),
+            readings=tuple(p.reading() for p in due),
+        )
+        return batch.model_dump_json()
+
+    def _reconnected(self) -> None:
+        # Resend everything unacked on reconnect: what was in flight may be lost anywhere.
+        self._in_flight.clear()
+        task = asyncio.get_running_loop().create_task(self._mark_all_unsent())
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+
+    async def _mark_all_unsent(self) -> None:
+        count = await asyncio.to_thread(self.outbox.mark_all_unsent)
+        if count:
+            logger.info("resending unacked readings after reconnect", extra={"readings": count})
+        self.wake()
+
+    async def _handle_ack(self, payload: bytes) -> None:
+        try:
+            ack = ReadingsAck.model_validate_json(payload)
+        except ValidationError as exc:
+            logger.error(
+                "malformed ack ignored", extra={"gateway_id": self.gateway_id, "errors": exc.error_count()}
+            )
+            return
+        if ack.gateway_id != self.gateway_id:
+            logger.error("ack for another gateway ignored", extra={"ack_gateway_id": ack.gateway_id})
+            return
+        result = await asyncio.to_thread(self.outbox.acknowledge, ack.stored, ack.rejected)
+        for rid in ack.stored:
+            self._in_flight.pop(rid, None)
+        for entry in ack.rejected:
+            self._in_flight.pop(entry.reading_id, None)
+        self.readings_acked += result.deleted
+        self.wake()
+
+    async def _handle_config(self, payload: bytes) -> None:
+        if not payload:
+            return  # retained config cleared
+        try:
+            config = GatewayConfig.model_validate_json(payload)
+        except ValidationError as exc:
+            logger.error(
+                "malformed gateway config ignored",
+                extra={"gateway_id": self.gateway_id, "errors": exc.error_count()},
+            )
+            return
+        if config.gateway_id != self.gateway_id:
+            logger.error("config for another gateway ignored", extra={"config_gateway_id": config.gateway_id})
+            return
+        if self._on_config is not None:
+            await self._on_config(config)
