@@ -1,0 +1,1 @@
+"""Virtual meters on bumble, and a bleak backend that reaches them (placeholder docstring)."""

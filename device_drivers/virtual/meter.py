@@ -1,0 +1,551 @@
+"""The common part of every virtual meter: a bumble peripheral with DIS, Battery, a clock and bonds.
+
+A :class:`VirtualMeter` is a real GATT server: a bumble ``Device`` whose controller sits on a
+``LocalLink`` (in-process, or in the simulator process) or on a USB Bluetooth controller through
+bumble's transports (``attach_transport("usb:0")``), where a real gateway with BlueZ can reach it.
+
+What every meter has (reference/ble-health-profiles.md §2.1, §2.6):
+
+* Device Information 0x180A: manufacturer, model, serial, hardware and firmware revision;
+* Battery 0x180F: Battery Level 0x2A19 (read, notify);
+* a clock the collector can read and set: Current Time Service 0x1805 (Current Time 0x2A2B read,
+  write, notify; Local Time Information 0x2A0F read), or Date Time 0x2A08 inside the measurement
+  service (Roche), or none (TaiDoc) — per persona;
+* a bond policy from its persona: pairing method, bonds kept, pairing mode;
+* an advertising policy from its persona.
+
+Subclasses add the measurement service and the record transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from bumble import att, hci, pairing
+from bumble.controller import Controller
+from bumble.core import UUID, AdvertisingData
+from bumble.device import Connection, Device
+from bumble.gatt import (
+    GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
+    Characteristic,
+    CharacteristicValue,
+    Descriptor,
+    Service,
+)
+from bumble.host import Host
+from bumble.keys import MemoryKeyStore
+from bumble.link import LocalLink
+from bumble.transport import open_transport
+from bumble.transport.common import AsyncPipeSink, Transport
+
+from device_drivers.profiles import time as time_codec
+from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.personas import (
+    AdvertisingPolicy,
+    PairingMethod,
+    Persona,
+    TimeCharacteristic,
+)
+
+logger = logging.getLogger(__name__)
+
+# 16-bit UUIDs (reference/ble-health-profiles.md §2.1).
+DEVICE_INFORMATION_SERVICE_UUID = 0x180A
+MANUFACTURER_NAME_UUID = 0x2A29
+MODEL_NUMBER_UUID = 0x2A24
+SERIAL_NUMBER_UUID = 0x2A25
+HARDWARE_REVISION_UUID = 0x2A27
+FIRMWARE_REVISION_UUID = 0x2A26
+BATTERY_SERVICE_UUID = 0x180F
+BATTERY_LEVEL_UUID = 0x2A19
+CURRENT_TIME_SERVICE_UUID = 0x1805
+CURRENT_TIME_UUID = 0x2A2B
+LOCAL_TIME_INFORMATION_UUID = 0x2A0F
+DATE_TIME_UUID = 0x2A08
+
+# AD structures (Core Supplement Part A 1.3 flags: LE General Discoverable, BR/EDR not supported).
+AD_FLAGS_LE_GENERAL_NO_BREDR = 0x06
+#: Advertising interval on the virtual link (ms); short so discovery is quick in tests.
+ADVERTISING_INTERVAL_MS = 20.0
+PASSKEY_LIMIT = 1_000_000
+#: How long stop() waits for in-flight advertising commands.
+STOP_TIMEOUT_S = 5.0
+
+ATT_ERROR_VALUE_NOT_ALLOWED = 0x13
+ATT_ERROR_INSUFFICIENT_ENCRYPTION = 0x0F
+ATT_ERROR_OUT_OF_RANGE = 0xFF
+
+
+def sig_uuid(uuid_16: int) -> UUID:
+    return UUID.from_16_bits(uuid_16)
+
+
+class MeterClock:
+    """The meter's wall clock: simulated UTC + the meter's local offset + its drift."""
+
+    def __init__(self, clock: SimulationClock, *, utc_offset: dt.timedelta, drift: dt.timedelta) -> None:
+        self._clock = clock
+        self.utc_offset = utc_offset
+        self.drift = drift
+
+    def now(self) -> dt.datetime:
+        """Naive local wall-clock time as the meter shows it."""
+        return (self._clock.now() + self.utc_offset + self.drift).replace(tzinfo=None, microsecond=0)
+
+    def wall_clock_of(self, true_utc: dt.datetime) -> dt.datetime:
+        """What this clock showed at ``true_utc`` (used to stamp a measurement)."""
+        return (true_utc + self.utc_offset + self.drift).replace(tzinfo=None, microsecond=0)
+
+    def set(self, local_wall_clock: dt.datetime) -> None:
+        """The collector wrote the time: from now on the meter shows ``local_wall_clock``."""
+        true_local = (self._clock.now() + self.utc_offset).replace(tzinfo=None)
+        self.drift = local_wall_clock - true_local
+
+
+class VirtualMeterError(Exception):
+    """A virtual meter was used wrongly (started twice, not attached...)."""
+
+
+class _MeterPairingDelegate(pairing.PairingDelegate):
+    def __init__(self, meter: VirtualMeter, connection: Connection) -> None:
+        io = (
+            pairing.PairingDelegate.IoCapability.DISPLAY_OUTPUT_ONLY
+            if meter.persona.pairing is PairingMethod.PASSKEY_DISPLAY
+            else pairing.PairingDelegate.IoCapability.NO_OUTPUT_NO_INPUT
+        )
+        super().__init__(io_capability=io)
+        self._meter = meter
+        self._connection = connection
+
+    async def accept(self) -> bool:
+        return await self._meter._accept_pairing(self._connection)
+
+    async def generate_passkey(self) -> int:
+        passkey = self._meter.displayed_passkey
+        if passkey is None:  # pragma: no cover - chosen in accept()
+            passkey = secrets.randbelow(PASSKEY_LIMIT)
+            self._meter.displayed_passkey = passkey
+        return passkey
+
+    async def display_number(self, number: int, digits: int) -> None:
+        self._meter.displayed_passkey = number
+
+
+class VirtualMeter:
+    """Base class of the virtual cuff and glucose meter."""
+
+    def __init__(
+        self,
+        persona: Persona,
+        *,
+        clock: SimulationClock,
+        serial_number: str,
+        address: str | None = None,
+        fixed_passkey: int | None = None,
+        utc_offset: dt.timedelta = dt.timedelta(0),
+        clock_drift: dt.timedelta = dt.timedelta(0),
+    ) -> None:
+        self.persona = persona
+        self.simulation_clock = clock
+        self.clock = MeterClock(clock, utc_offset=utc_offset, drift=clock_drift)
+        self.serial_number = serial_number
+        self.address = (address or str(hci.Address.generate_static_address())).upper().split("/")[0]
+        self.fixed_passkey = fixed_passkey
+        #: The PIN on the meter's display during passkey pairing (what the user reads off).
+        self.displayed_passkey: int | None = None
+        #: Omron "-P-": new pairings accepted, an old bond may be replaced.
+        self.pairing_mode = False
+        self.battery_level_percent = persona.battery_level_percent
+        self.device: Device | None = None
+        self._transport: Transport | None = None
+        self._advertising_until: dt.datetime | None = None
+        self._advertising_task: asyncio.Task[None] | None = None
+        self._time_written: set[int] = set()
+        self._started = False
+        self._listeners: list[Callable[[str], None]] = []
+        self._pending_updates: set[asyncio.Task[None]] = set()
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.persona.local_name
+
+    def attach(self, link: LocalLink) -> None:
+        """Give the meter a controller on an in-process link."""
+        controller = Controller(f"meter-{self.serial_number}", link=link)
+        host = Host(controller, AsyncPipeSink(controller))
+        self.device = Device(name=self.name, address=hci.Address(self.address), host=host)
+
+    async def attach_transport(self, transport_spec: str) -> None:
+        """Run the meter on a controller reached through a bumble transport, e.g. ``usb:0``.
+
+        The meter then advertises on the real radio with its static random address, and a gateway
+        with BlueZ can scan, pair and sync with it (docs/virtual-meters.md, "Real radio").
+        """
+        self._transport = await open_transport(transport_spec)
+        host = Host(self._transport.source, self._transport.sink)
+        self.device = Device(name=self.name, address=hci.Address(self.address), host=host)
+
+    def _require_device(self) -> Device:
+        if self.device is None:
+            raise VirtualMeterError("attach the meter to a link or transport first")
+        return self.device
+
+    async def start(self) -> None:
+        device = self._require_device()
+        if self._started:
+            return
+        device.keystore = MemoryKeyStore()
+        device.pairing_config_factory = self._pairing_config
+        device.add_services(self._build_services(device))
+        device.on(Device.EVENT_CONNECTION, self._on_connection)
+        await device.power_on()
+        self._started = True
+        await self.update_advertising()
+
+    async def stop(self) -> None:
+        if self._advertising_task is not None:
+            self._advertising_task.cancel()
+            self._advertising_task = None
+        device = self.device
+        was_started, self._started = self._started, False
+        # Let in-flight HCI commands finish: a command cancelled mid-way leaves bumble's host
+        # waiting on a response future that is already cancelled.
+        if self._pending_updates:
+            await asyncio.wait(list(self._pending_updates), timeout=STOP_TIMEOUT_S)
+        if device is not None and was_started:
+            with contextlib.suppress(Exception):
+                if device.is_advertising:
+                    await device.stop_advertising()
+            for connection in list(device.connections.values()):
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+            with contextlib.suppress(Exception):
+                await device.power_off()
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+
+    # -- services ----------------------------------------------------------------------------------
+
+    def _build_services(self, device: Device) -> list[Service]:
+        services = [self._device_information_service(), self._battery_service(device)]
+        if self.persona.time_characteristic is TimeCharacteristic.CURRENT_TIME:
+            services.append(self._current_time_service(device))
+        services.extend(self.measurement_services(device))
+        return services
+
+    def measurement_services(self, device: Device) -> list[Service]:
+        """The Blood Pressure or Glucose service (subclasses)."""
+        raise NotImplementedError
+
+    def advertised_service_uuid(self) -> int:
+        raise NotImplementedError
+
+    def protected_permissions(self, *, write: bool = False) -> att.Attribute.Permissions:
+        """Read (or write) permission of measurement data: encryption required when bonding is."""
+        permissions = att.Attribute.Permissions.READABLE
+        if write:
+            permissions |= att.Attribute.Permissions.WRITEABLE
+        if self.persona.require_bonding:
+            permissions |= att.Attribute.Permissions.READ_REQUIRES_ENCRYPTION
+            if write:
+                permissions |= att.Attribute.Permissions.WRITE_REQUIRES_ENCRYPTION
+        return permissions
+
+    def protect_cccd(self, device: Device, characteristic: Characteristic[Any]) -> None:
+        """Give ``characteristic`` a CCCD that refuses an unencrypted link when bonding is required.
+
+        bumble adds an open CCCD unless the characteristic already has one (gatt_server.add_service).
+        """
+        characteristic.descriptors = [
+            Descriptor(
+                GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
+                self.protected_permissions(write=True),
+                device.gatt_server.make_descriptor_value(characteristic),
+            )
+        ]
+
+    def _device_information_service(self) -> Service:
+        def text(uuid_16: int, value: str) -> Characteristic[bytes]:
+            return Characteristic(
+                sig_uuid(uuid_16), Characteristic.Properties.READ, Characteristic.READABLE, value.encode()
+            )
+
+        return Service(
+            sig_uuid(DEVICE_INFORMATION_SERVICE_UUID),
+            [
+                text(MANUFACTURER_NAME_UUID, self.persona.manufacturer),
+                text(MODEL_NUMBER_UUID, self.persona.model),
+                text(SERIAL_NUMBER_UUID, self.serial_number),
+                text(HARDWARE_REVISION_UUID, self.persona.hardware_revision),
+                text(FIRMWARE_REVISION_UUID, self.persona.firmware_revision),
+            ],
+        )
+
+    def _battery_service(self, device: Device) -> Service:
+        self.battery_level: Characteristic[bytes] = Characteristic(
+            sig_uuid(BATTERY_LEVEL_UUID),
+            Characteristic.Properties.READ | Characteristic.Properties.NOTIFY,
+            Characteristic.READABLE,
+            CharacteristicValue(read=lambda _connection: bytes([self.battery_level_percent])),
+        )
+        return Service(sig_uuid(BATTERY_SERVICE_UUID), [self.battery_level])
+
+    def _current_time_service(self, device: Device) -> Service:
+        current_time: Characteristic[bytes] = Characteristic(
+            sig_uuid(CURRENT_TIME_UUID),
+            Characteristic.Properties.READ
+            | Characteristic.Properties.WRITE
+            | Characteristic.Properties.NOTIFY,
+            Characteristic.READABLE | Characteristic.WRITEABLE,
+            CharacteristicValue(read=self._read_current_time, write=self._write_current_time),
+        )
+        local_time: Characteristic[bytes] = Characteristic(
+            sig_uuid(LOCAL_TIME_INFORMATION_UUID),
+            Characteristic.Properties.READ,
+            Characteristic.READABLE,
+            CharacteristicValue(read=self._read_local_time_information),
+        )
+        return Service(sig_uuid(CURRENT_TIME_SERVICE_UUID), [current_time, local_time])
+
+    def date_time_characteristic(self) -> Characteristic[bytes]:
+        """Date Time 0x2A08 (read, write) for personas that keep it in the measurement service."""
+        return Characteristic(
+            sig_uuid(DATE_TIME_UUID),
+            Characteristic.Properties.READ | Characteristic.Properties.WRITE,
+            Characteristic.READABLE | Characteristic.WRITEABLE,
+            CharacteristicValue(read=self._read_date_time, write=self._write_date_time),
+        )
+
+    def _read_current_time(self, connection: Connection) -> bytes:
+        now = self.clock.now()
+        value = time_codec.CurrentTime(
+            time_codec.DateTime.from_datetime(now),
+            time_codec.DayOfWeek(now.isoweekday()),
+            0,
+            time_codec.AdjustReason(0),
+        )
+        return time_codec.encode_current_time(value)
+
+    def _write_current_time(self, connection: Connection, value: bytes) -> None:
+        try:
+            decoded = time_codec.decode_current_time(value)
+        except Exception as error:
+            raise att.ATT_Error(ATT_ERROR_VALUE_NOT_ALLOWED) from error
+        self._set_time(connection, decoded.date_time)
+
+    def _read_local_time_information(self, connection: Connection) -> bytes:
+        quarter_hours = int(self.clock.utc_offset.total_seconds()) // (time_codec.TIME_ZONE_STEP_MINUTES * 60)
+        info = time_codec.LocalTimeInformation(quarter_hours, time_codec.DstOffset.STANDARD_TIME)
+        return time_codec.encode_local_time_information(info)
+
+    def _read_date_time(self, connection: Connection) -> bytes:
+        return time_codec.encode_date_time(time_codec.DateTime.from_datetime(self.clock.now()))
+
+    def _write_date_time(self, connection: Connection, value: bytes) -> None:
+        try:
+            decoded = time_codec.decode_date_time(value)
+        except Exception as error:
+            raise att.ATT_Error(ATT_ERROR_VALUE_NOT_ALLOWED) from error
+        self._set_time(connection, decoded)
+
+    def _set_time(self, connection: Connection, value: time_codec.DateTime) -> None:
+        wall = value.to_datetime()
+        if wall is None:
+            raise att.ATT_Error(ATT_ERROR_OUT_OF_RANGE)
+        self.clock.set(wall)
+        self._time_written.add(connection.handle)
+        logger.info("meter clock set", extra={"meter_serial": self.serial_number})
+        self.on_time_written(connection)
+
+    def time_written_on(self, connection: Connection) -> bool:
+        return connection.handle in self._time_written
+
+    def on_time_written(self, connection: Connection) -> None:
+        """Hook: the collector set the clock on ``connection`` (A&D-like cuffs start sending)."""
+
+    # -- connections, bonds, pairing ---------------------------------------------------------------
+
+    def _on_connection(self, connection: Connection) -> None:
+        self._emit("connected")
+        connection.on(
+            Connection.EVENT_DISCONNECTION, lambda reason: self._on_disconnection(connection, reason)
+        )
+        self.on_connected(connection)
+
+    def _on_disconnection(self, connection: Connection, reason: int) -> None:
+        self._time_written.discard(connection.handle)
+        self.on_disconnected(connection)
+        self._emit("disconnected")
+        if self._started:
+            task = asyncio.get_running_loop().create_task(self.update_advertising())
+            task.add_done_callback(_log_task_error)
+            self._pending_updates.add(task)
+            task.add_done_callback(self._pending_updates.discard)
+
+    def on_connected(self, connection: Connection) -> None:
+        """Hook for subclasses."""
+
+    def on_disconnected(self, connection: Connection) -> None:
+        """Hook for subclasses."""
+
+    def is_encrypted(self, connection: Connection) -> bool:
+        return bool(connection.is_encrypted)
+
+    def link_allowed(self, connection: Connection) -> bool:
+        """Whether measurement data may flow on ``connection`` (bonded and encrypted if required)."""
+        return not self.persona.require_bonding or self.is_encrypted(connection)
+
+    def _pairing_config(self, connection: Connection) -> pairing.PairingConfig:
+        return pairing.PairingConfig(
+            sc=True,
+            mitm=self.persona.pairing is PairingMethod.PASSKEY_DISPLAY,
+            bonding=True,
+            delegate=_MeterPairingDelegate(self, connection),
+        )
+
+    async def bonded_hosts(self) -> list[str]:
+        keystore = self._require_device().keystore
+        if keystore is None:
+            return []
+        return [name for name, _keys in await keystore.get_all()]
+
+    async def _accept_pairing(self, connection: Connection) -> bool:
+        persona = self.persona
+        if persona.pairing is PairingMethod.NONE:
+            logger.info("pairing refused: meter does not pair", extra={"meter_serial": self.serial_number})
+            return False
+        if persona.pairing_requires_mode and not self.pairing_mode:
+            logger.info("pairing refused: not in pairing mode", extra={"meter_serial": self.serial_number})
+            return False
+        hosts = await self.bonded_hosts()
+        peer = str(connection.peer_address)
+        if persona.max_bonds is not None and peer not in hosts and len(hosts) >= persona.max_bonds:
+            if not self.pairing_mode:
+                logger.info("pairing refused: bond table full", extra={"meter_serial": self.serial_number})
+                return False
+            keystore = self._require_device().keystore
+            assert keystore is not None
+            for old in hosts[: len(hosts) - persona.max_bonds + 1]:
+                await keystore.delete(old)
+                self.on_bond_removed(old)
+        if persona.pairing is PairingMethod.PASSKEY_DISPLAY:
+            self.displayed_passkey = (
+                self.fixed_passkey if self.fixed_passkey is not None else secrets.randbelow(PASSKEY_LIMIT)
+            )
+        return True
+
+    def on_bond_removed(self, host: str) -> None:
+        """Hook: a bond was dropped to make room for a new host."""
+
+    async def enter_pairing_mode(self) -> None:
+        """Hold the BT button: accept a new bond and advertise (Omron "-P-", §2.7)."""
+        self.pairing_mode = True
+        await self.update_advertising(force_window=True)
+
+    async def leave_pairing_mode(self) -> None:
+        self.pairing_mode = False
+        await self.update_advertising()
+
+    async def drop_links(self) -> None:
+        """The meter walks out of range: every link ends now."""
+        device = self._require_device()
+        for connection in list(device.connections.values()):
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+
+    # -- advertising -------------------------------------------------------------------------------
+
+    def holds_records(self) -> bool:
+        raise NotImplementedError
+
+    def advertising_data(self) -> bytes:
+        uuid_16 = self.advertised_service_uuid()
+        return bytes(
+            AdvertisingData(
+                [
+                    (AdvertisingData.FLAGS, bytes([AD_FLAGS_LE_GENERAL_NO_BREDR])),
+                    (
+                        AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
+                        uuid_16.to_bytes(2, "little"),
+                    ),
+                    (AdvertisingData.COMPLETE_LOCAL_NAME, self.name.encode()),
+                ]
+            )
+        )
+
+    def should_advertise(self) -> bool:
+        policy = self.persona.advertising
+        if self.pairing_mode:
+            return True
+        if policy is AdvertisingPolicy.ALWAYS:
+            return True
+        if policy is AdvertisingPolicy.WHEN_HOLDING_RECORDS:
+            return self.holds_records()
+        until = self._advertising_until
+        return until is not None and self.simulation_clock.now() < until
+
+    async def update_advertising(self, *, force_window: bool = False) -> None:
+        """Start or stop advertising per the persona (called after measurements and links)."""
+        device = self.device
+        if device is None or not self._started:
+            return
+        if force_window:
+            self._open_advertising_window()
+        connected = bool(device.connections)
+        want = self.should_advertise() and not connected
+        if want and not device.is_advertising:
+            await device.start_advertising(
+                advertising_data=self.advertising_data(),
+                advertising_interval_min=ADVERTISING_INTERVAL_MS,
+                advertising_interval_max=ADVERTISING_INTERVAL_MS,
+            )
+            self._emit("advertising")
+        elif not want and device.is_advertising:
+            await device.stop_advertising()
+            self._emit("silent")
+
+    def _open_advertising_window(self) -> None:
+        self._advertising_until = self.simulation_clock.now() + dt.timedelta(
+            seconds=self.persona.advertising_window_s
+        )
+        if self._advertising_task is not None:
+            self._advertising_task.cancel()
+        self._advertising_task = asyncio.get_running_loop().create_task(self._close_window_later())
+
+    async def _close_window_later(self) -> None:
+        await self.simulation_clock.sleep(self.persona.advertising_window_s)
+        self._advertising_until = None
+        await self.update_advertising()
+
+    async def measurement_taken(self) -> None:
+        """Called after a new record: AFTER_MEASUREMENT personas switch their radio on for a while."""
+        if self.persona.advertising is AdvertisingPolicy.AFTER_MEASUREMENT:
+            self._open_advertising_window()
+        await self.update_advertising()
+
+    # -- observation -------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """``listener(event)`` for "connected", "disconnected", "advertising", "silent", "transfer_done"..."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: str) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+
+def _log_task_error(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        logger.error("virtual meter background task failed", exc_info=error)

@@ -1,0 +1,167 @@
+"""VirtualRadio: the air between the gateway and the virtual meters.
+
+A radio holds
+
+* a bumble ``LocalLink`` (the shared "air") when the meters live in this process,
+* the gateway's :class:`~device_drivers.virtual.central.VirtualCentral` (its adapter),
+* the meters attached to the link,
+
+and hands out bleak backend classes bound to its central::
+
+    async with VirtualRadio() as radio:
+        cuff = await radio.add_meter(make_meter("omron-like", clock=clock))
+        scanner = BleakScanner(backend=radio.scanner_backend)
+        client = BleakClient(address, backend=radio.client_backend, pair=True)
+
+For meters in another process (``vitalgate simulate --expose tcp-server:127.0.0.1:7001``), the
+gateway side uses ``await VirtualRadio.remote("tcp-client:127.0.0.1:7001")``: the central's host
+stack runs here, its controller sits on the simulator's link (bumble ``controllers`` app pattern).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from bumble.controller import Controller
+from bumble.link import LocalLink
+from bumble.transport import open_transport
+from bumble.transport.common import Transport
+from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
+
+from device_drivers.virtual.backend import VirtualBleakClient, VirtualBleakScanner
+from device_drivers.virtual.central import PasskeyAgent, VirtualCentral
+
+if TYPE_CHECKING:
+    from device_drivers.virtual.meter import VirtualMeter
+
+logger = logging.getLogger(__name__)
+
+
+class VirtualRadioError(Exception):
+    """The radio cannot do this (e.g. attach a meter to a radio without a local link)."""
+
+
+def _bind_scanner(central: VirtualCentral) -> type[VirtualBleakScanner]:
+    class BoundVirtualBleakScanner(VirtualBleakScanner):
+        _central = central
+
+    BoundVirtualBleakScanner.__name__ = "VirtualBleakScanner"
+    return BoundVirtualBleakScanner
+
+
+def _bind_client(central: VirtualCentral) -> type[VirtualBleakClient]:
+    class BoundVirtualBleakClient(VirtualBleakClient):
+        _central = central
+
+    BoundVirtualBleakClient.__name__ = "VirtualBleakClient"
+    return BoundVirtualBleakClient
+
+
+class VirtualRadio:
+    """A link, a gateway central and the meters on it; produces bleak backend classes."""
+
+    def __init__(
+        self,
+        *,
+        central: VirtualCentral | None = None,
+        link: LocalLink | None = None,
+        passkey_agent: PasskeyAgent | None = None,
+    ) -> None:
+        if central is None:
+            self.link: LocalLink | None = link if link is not None else LocalLink()  # type: ignore[no-untyped-call]
+            central = VirtualCentral.on_link(self.link, passkey_agent=passkey_agent)
+        else:
+            self.link = link
+        self.central = central
+        if self.central.passkey_agent is None:
+            # Default agent: the user reads the PIN off the meter's display (in-process meters only).
+            self.central.passkey_agent = self._read_passkey_from_meter_display
+        self.meters: list[VirtualMeter] = []
+        self.scanner_backend: type[VirtualBleakScanner] = _bind_scanner(self.central)
+        self.client_backend: type[VirtualBleakClient] = _bind_client(self.central)
+        self._served: list[Transport] = []
+
+    @classmethod
+    async def remote(cls, transport_spec: str, *, passkey_agent: PasskeyAgent | None = None) -> VirtualRadio:
+        """A radio whose central reaches meters through a bumble HCI transport (another process, USB)."""
+        central = await VirtualCentral.over_transport(transport_spec, passkey_agent=passkey_agent)
+        radio = cls(central=central)
+        await central.start()
+        return radio
+
+    async def start(self) -> None:
+        await self.central.start()
+
+    async def close(self) -> None:
+        await self.central.close()
+        for meter in self.meters:
+            await meter.stop()
+        for transport in self._served:
+            await transport.close()
+        self._served.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def add_meter(self, meter: VirtualMeter) -> VirtualMeter:
+        """Put ``meter`` on this radio's link and switch it on."""
+        if self.link is None:
+            raise VirtualRadioError("this radio has no local link: run meters in the simulator process")
+        meter.attach(self.link)
+        await meter.start()
+        self.meters.append(meter)
+        return meter
+
+    def meter_at(self, address: str) -> VirtualMeter | None:
+        for meter in self.meters:
+            if meter.address == address.upper():
+                return meter
+        return None
+
+    async def _read_passkey_from_meter_display(self, address: str) -> int | None:
+        meter = self.meter_at(address)
+        return None if meter is None else meter.displayed_passkey
+
+    async def serve_controller(self, transport_spec: str) -> Transport:
+        """Expose a controller on this link through an HCI transport (e.g. ``tcp-server:_:7001``).
+
+        A gateway in another process then opens ``tcp-client:127.0.0.1:7001`` as its adapter.
+        """
+        if self.link is None:
+            raise VirtualRadioError("this radio has no local link to serve")
+        transport = await open_transport(transport_spec)
+        self._link_controller(transport)
+        return transport
+
+    async def serve_controller_on_free_port(self, host: str = "127.0.0.1") -> tuple[Transport, int]:
+        """Like :meth:`serve_controller` with ``tcp-server`` on a free port; returns the port."""
+        if self.link is None:
+            raise VirtualRadioError("this radio has no local link to serve")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        transport = await open_tcp_server_transport_with_socket(sock)
+        self._link_controller(transport)
+        return transport, port
+
+    def _link_controller(self, transport: Transport) -> None:
+        Controller(
+            f"served-{len(self._served)}",
+            host_source=transport.source,
+            host_sink=transport.sink,
+            link=self.link,
+        )
+        self._served.append(transport)
