@@ -40,7 +40,7 @@ async def list_readings(
     end = end or datetime.now(UTC)
     start = start or end - DEFAULT_WINDOW
     if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="start must be before end")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="start must be before end")
     readings = await asyncio.to_thread(
         services.reading_store.query_range, patient_id, kind, start, end, limit=limit
     )
