@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from pwdlib import PasswordHash
 
+from storage.clinic.enrolment import password_hasher
 from storage.clinic.models import UserRole
 
 JWT_ALGORITHM = "HS256"
-_password_hash = PasswordHash.recommended()  # argon2id with pwdlib's recommended parameters
+_password_hash = password_hasher()  # the clinic database's argon2id hasher (storage.clinic.enrolment)
 # A real hash of a random password, verified against when the user does not exist, so that a login
 # for an unknown e-mail costs the same time as a wrong password (no user enumeration by timing).
 _DUMMY_HASH = _password_hash.hash("vitalgate-timing-equaliser")
@@ -22,10 +22,6 @@ _DUMMY_HASH = _password_hash.hash("vitalgate-timing-equaliser")
 
 class AuthenticationError(Exception):
     """Credentials or token not valid. The message never says which part was wrong."""
-
-
-def hash_password(password: str) -> str:
-    return _password_hash.hash(password)
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:

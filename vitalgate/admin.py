@@ -17,11 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import hash_password
+from storage.clinic import enrolment, repository
 from storage.clinic.models import (
-    ANY_DEVICE_USER,
-    CareTeamMember,
-    CareTeamRole,
     Clinic,
     Gateway,
     GuidelineProfile,
@@ -31,7 +28,6 @@ from storage.clinic.models import (
     Patient,
     User,
     UserRole,
-    UserRoleGrant,
 )
 from vitals.payload import GatewayConfig
 from vitals.payload import MeterBinding as MeterBindingPayload
@@ -52,8 +48,8 @@ def add_clinic(
 ) -> Clinic:
     if session.get(Clinic, clinic_id) is not None:
         raise AdminError(f"clinic {clinic_id} exists already")
-    clinic = Clinic(clinic_id=clinic_id, name=name, default_profile=profile, timezone=timezone)
-    session.add(clinic)
+    clinic = enrolment.add_clinic(session, clinic_id=clinic_id, name=name, profile=profile)
+    clinic.timezone = timezone
     return clinic
 
 
@@ -71,16 +67,18 @@ def add_user(
         raise AdminError(f"no clinic {clinic_id}")
     if session.get(User, user_id) is not None:
         raise AdminError(f"user {user_id} exists already")
-    user = User(
+    email = email.strip().lower()  # logins compare lower-cased e-mail addresses
+    if session.scalar(select(User.user_id).where(User.email == email)) is not None:
+        raise AdminError(f"another account uses that e-mail address (user {user_id} not created)")
+    return enrolment.add_user(
+        session,
         user_id=user_id,
         clinic_id=clinic_id,
-        email=email.strip().lower(),
+        email=email,
         display_name=display_name,
-        password_hash=hash_password(password) if password else None,
-        roles=[UserRoleGrant(role=r) for r in set(roles)],
+        roles=sorted(set(roles)),
+        password=password,
     )
-    session.add(user)
-    return user
 
 
 def add_patient(
@@ -95,41 +93,30 @@ def add_patient(
 ) -> Patient:
     if session.get(Patient, patient_id) is not None:
         raise AdminError(f"patient {patient_id} exists already")
-    members = [
-        CareTeamMember(user_id=family_doctor_id, team_role=CareTeamRole.FAMILY_DOCTOR, escalation_order=0)
-    ]
-    members += [
-        CareTeamMember(user_id=staff_id, team_role=CareTeamRole.CLINIC_STAFF, escalation_order=order)
-        for order, staff_id in enumerate(staff_ids, start=1)
-    ]
-    for member in members:
-        user = session.get(User, member.user_id)
+    staff_ids = list(staff_ids)
+    for user_id in [family_doctor_id, *staff_ids]:
+        user = session.get(User, user_id)
         if user is None or user.clinic_id != clinic_id:
-            raise AdminError(f"no user {member.user_id} in clinic {clinic_id}")
-    patient = Patient(
+            raise AdminError(f"no user {user_id} in clinic {clinic_id}")
+    return enrolment.enrol_patient(
+        session,
         patient_id=patient_id,
         clinic_id=clinic_id,
         given_name=given_name,
         family_name=family_name,
-        care_team=members,
+        family_doctor_id=family_doctor_id,
+        staff_ids=staff_ids,
     )
-    session.add(patient)
-    return patient
 
 
 def add_gateway(session: Session, *, clinic_id: str, gateway_id: str) -> str:
     """Register a gateway and return its new MQTT password (shown once; only its hash is kept)."""
+    if session.get(Clinic, clinic_id) is None:
+        raise AdminError(f"no clinic {clinic_id}")
     if session.get(Gateway, gateway_id) is not None:
         raise AdminError(f"gateway {gateway_id} exists already")
     password = secrets.token_urlsafe(24)
-    session.add(
-        Gateway(
-            gateway_id=gateway_id,
-            clinic_id=clinic_id,
-            mqtt_username=gateway_id,
-            mqtt_credential_hash=hash_password(password),
-        )
-    )
+    enrolment.register_gateway(session, gateway_id=gateway_id, clinic_id=clinic_id, mqtt_password=password)
     return password
 
 
@@ -151,57 +138,27 @@ def bind_meter(
         raise AdminError(f"no patient {patient_id} in the gateway's clinic")
     meter = session.get(Meter, device.meter_key)
     if meter is None:
-        meter = Meter(
-            meter_key=device.meter_key,
-            clinic_id=gateway.clinic_id,
-            kind=kind,
-            manufacturer=device.manufacturer,
-            model=device.model,
-            serial_number=device.serial_number,
-            address=device.address,
-        )
-        session.add(meter)
-    slot = ANY_DEVICE_USER if device_user_id is None else device_user_id
-    existing = session.scalar(
-        select(MeterBinding).where(
-            MeterBinding.gateway_id == gateway_id,
-            MeterBinding.meter_key == device.meter_key,
-            MeterBinding.device_user_id == slot,
-            MeterBinding.active.is_(True),
-        )
-    )
-    if existing is not None:
-        existing.active = False
-        existing.unbound_at = datetime.now(UTC)
-        session.flush()
-    binding = MeterBinding(
+        enrolment.register_meter(session, clinic_id=gateway.clinic_id, device=device, kind=kind)
+    elif meter.kind is not kind:
+        raise AdminError(f"meter {device.meter_key} is registered as a {meter.kind.value} meter")
+    return repository.bind_meter(
+        session,
         gateway_id=gateway_id,
         meter_key=device.meter_key,
-        device_user_id=slot,
         patient_id=patient_id,
+        device_user_id=device_user_id,
         bound_by=bound_by,
     )
-    session.add(binding)
-    return binding
 
 
 def gateway_config(session: Session, gateway_id: str) -> GatewayConfig:
     """The retained config for a gateway: its active bindings, opaque ids only."""
-    rows = session.scalars(
-        select(MeterBinding)
-        .where(MeterBinding.gateway_id == gateway_id, MeterBinding.active.is_(True))
-        .order_by(MeterBinding.binding_id)
-    )
     return GatewayConfig(
         gateway_id=gateway_id,
         issued_at=datetime.now(UTC),
         bindings=tuple(
-            MeterBindingPayload(
-                meter_key=b.meter_key,
-                user_id=None if b.device_user_id == ANY_DEVICE_USER else b.device_user_id,
-                patient_id=b.patient_id,
-            )
-            for b in rows
+            MeterBindingPayload(meter_key=b.meter_key, user_id=b.device_user_id, patient_id=b.patient_id)
+            for b in repository.active_bindings(session, gateway_id=gateway_id)
         ),
     )
 
