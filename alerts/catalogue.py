@@ -1,0 +1,116 @@
+"""The rule table of clinical-rules.md §7: rule ids, default severity, side and citation.
+
+Every rule the engine can raise is listed here once, with the reference keys of
+/work/shared/reference/clinical-rules.md §9 it rests on. "DEFAULT" marks parameters that no guideline
+fixes (clinical-rules.md §8: trend parameters, counts, stale-data times are tunable defaults).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from vitals.payload import AlertSeverity
+
+
+class Side(StrEnum):
+    """Which side of normal a rule watches. A snooze on one side never hides the other (ESC-1, [59e])."""
+
+    HIGH = "high"
+    LOW = "low"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    rule_id: str
+    title: str
+    severity: AlertSeverity
+    side: Side
+    citation: str
+    default_parameters: bool = False  # True where clinical-rules.md §7 marks the parameters DEFAULT
+
+
+_I, _W, _U = AlertSeverity.INFO, AlertSeverity.WARNING, AlertSeverity.URGENT
+_H, _L, _N = Side.HIGH, Side.LOW, Side.NONE
+
+RULES: dict[str, RuleSpec] = {
+    r.rule_id: r
+    for r in (
+        RuleSpec("BP-CRIT-1", "Single BP at crisis level: re-measure after rest", _W, _H, "[4][5][17]"),
+        RuleSpec("BP-CRIT-2", "Crisis confirmed by repeat within 15 min", _U, _H, "[1][4][17]"),
+        RuleSpec(
+            "BP-CRIT-3", "Crisis with a red-flag symptom: advise emergency services", _U, _H, "[4][9][17][19]"
+        ),
+        RuleSpec("BP-LOW-1", "Low BP (2 readings in one session)", _W, _L, "[28][19]"),
+        RuleSpec("BP-LOW-2", "Overtreatment signal: SBP fall >= 20 mmHg", _I, _L, "[9][29]", True),
+        RuleSpec("BP-CTRL-1", "Home BP average not at goal", _W, _H, "[1][6][9][11][12]"),
+        RuleSpec("BP-CTRL-2", "Home BP persistently uncontrolled (2 consecutive windows)", _W, _H, "[17]"),
+        RuleSpec("BP-CTRL-3", "Stage-2-equivalent home average", _W, _H, "[1][9]"),
+        RuleSpec("BP-AM-1", "Morning hypertension", _I, _H, "[20][13]"),
+        RuleSpec("BP-AM-2", "Large morning-evening SBP difference", _I, _H, "[21]"),
+        RuleSpec(
+            "BP-TREND-1",
+            "Upward shift of daily mean SBP (EWMA / CUSUM)",
+            _I,
+            _H,
+            "[52][53][54] DEFAULT params",
+            True,
+        ),
+        RuleSpec("HR-LOW", "Bradycardia at rest", _W, _L, "[23]", True),
+        RuleSpec("HR-HIGH", "Tachycardia at rest", _W, _H, "[24][18]", True),
+        RuleSpec(
+            "HR-IRR", "Irregular-pulse flag from the cuff: recommend 12-lead ECG", _W, _N, "[9][25a][25b][27]"
+        ),
+        RuleSpec("GLU-HYPO-1", "Level 1 hypoglycaemia", _W, _L, "[30][18]"),
+        RuleSpec("GLU-HYPO-2", "Level 2 hypoglycaemia", _U, _L, "[30][32]"),
+        RuleSpec("GLU-HYPO-3", "Level 3 hypoglycaemia (assisted event reported)", _U, _L, "[30]"),
+        RuleSpec(
+            "GLU-HYPO-REC", "Recurrent hypoglycaemia: review regimen", _W, _L, "[30] DEFAULT counts", True
+        ),
+        RuleSpec(
+            "GLU-HIGH-1",
+            "Level 2 hyperglycaemia on 2 consecutive readings: check ketones",
+            _W,
+            _H,
+            "[32][40]",
+        ),
+        RuleSpec("GLU-HIGH-2", "Very high glucose", _U, _H, "[18][40]"),
+        RuleSpec("GLU-HIGH-3", "HHS range or DKA symptoms: emergency", _U, _H, "[39]"),
+        RuleSpec("GLU-CTRL-1", "Fasting glucose not at target", _W, _H, "[41][18]"),
+        RuleSpec("GLU-CTRL-2", "Post-prandial glucose above target", _I, _H, "[31][41]"),
+        RuleSpec("CGM-SUFF", "CGM data insufficient for metrics", _I, _N, "[32][33]"),
+        RuleSpec("CGM-TBR", "CGM time below range", _W, _L, "[33]"),
+        RuleSpec("CGM-TAR", "CGM time above range", _W, _H, "[33]"),
+        RuleSpec("CGM-TIR", "CGM time in range below goal", _I, _N, "[33]"),
+        RuleSpec("CGM-CV", "Glycaemic variability %CV > 36", _I, _N, "[32][34]"),
+        RuleSpec("CGM-GRI", "Glycaemia Risk Index zone D/E", _W, _N, "[36]"),
+        RuleSpec("CGM-GMI", "GMI rise vs previous 14 days", _I, _H, "[35] DEFAULT delta", True),
+        RuleSpec("DQ-01", "Stale data: no readings", _I, _N, "[58] DEFAULT", True),
+        RuleSpec("DQ-02", "Invalid or flagged reading excluded", _I, _N, "[27][61]"),
+        RuleSpec("DQ-03", "Fewer than 16 data days in 30", _I, _N, "[57][17]"),
+    )
+}
+
+# A firing rule on the left supersedes (auto-resolves) an open alert of the rules on the right, so the
+# care team sees one alert per episode at its highest confirmed level (ESC-1, [58]).
+SUPERSEDES: dict[str, tuple[str, ...]] = {
+    "BP-CRIT-2": ("BP-CRIT-1",),
+    "BP-CRIT-3": ("BP-CRIT-1", "BP-CRIT-2"),
+    "GLU-HYPO-2": ("GLU-HYPO-1",),
+    "GLU-HIGH-3": ("GLU-HIGH-1", "GLU-HIGH-2"),
+    "BP-CTRL-3": (),
+}
+
+SEVERITY_RANK: dict[AlertSeverity, int] = {_I: 0, _W: 1, _U: 2}
+
+
+def rank(severity: AlertSeverity) -> int:
+    return SEVERITY_RANK[severity]
+
+
+def spec(rule_id: str) -> RuleSpec:
+    try:
+        return RULES[rule_id]
+    except KeyError as exc:
+        raise KeyError(f"unknown rule id {rule_id!r}") from exc

@@ -1,0 +1,618 @@
+"""Window and time-based rules, vectorised over patients x days (numpy).
+
+The same code serves the periodic sweep over every patient (bench/alerts_sweep.py: 10,000 patients x
+90 days) and the per-reading evaluation of one patient (a 1 x days matrix), so the two paths cannot
+disagree. Each rule yields, for every patient and every day t, a status "as of the end of day t"
+(or as of `now` on the last day): FIRING, CLEAR or UNKNOWN (insufficient data).
+
+Home-BP averages follow clinical-rules.md §1.3 / §7 "W7": 7 days, day 1 discarded (so days 2-7 of the
+window are averaged, ESH 2021 [7][8], NICE NG136 [9], China 2019 HBPM [14]), at least 12 valid
+readings, readings with device status flags or NaN excluded (DQ-02, [27][61]).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from alerts.model import Observation, ObservationKind, OutcomeStatus
+from alerts.profiles import THRESHOLD_EPSILON, RuleParameters
+from alerts.trends import rolling_baseline, rolling_slope, rolling_sum, shift_days, upward_shift
+from vitals.payload import AlertSeverity
+from vitals.readings import Meal
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+SECONDS_PER_DAY = 86_400
+UNKNOWN, CLEAR, FIRING = np.int8(0), np.int8(1), np.int8(2)
+STATUS_OF_CODE = {0: OutcomeStatus.UNKNOWN, 1: OutcomeStatus.CLEAR, 2: OutcomeStatus.FIRING}
+SEVERITY_OF_RANK = {0: AlertSeverity.INFO, 1: AlertSeverity.WARNING, 2: AlertSeverity.URGENT}
+MEAL_CODES = {
+    None: 0,
+    Meal.PREPRANDIAL: 1,
+    Meal.POSTPRANDIAL: 2,
+    Meal.FASTING: 3,
+    Meal.CASUAL: 4,
+    Meal.BEDTIME: 5,
+}
+KIND_CODES = {ObservationKind.BLOOD_PRESSURE: 0, ObservationKind.GLUCOSE: 1, ObservationKind.CGM: 2}
+CGM_GMI_INTERCEPT = 3.31  # GMI(%) = 3.31 + 0.02392 x mean glucose mg/dL (Bergenstal 2018 [35])
+CGM_GMI_SLOPE = 0.02392
+GRI_WEIGHTS = (3.0, 2.4, 1.6, 0.8)  # VLow, Low, VHigh, High (Klonoff 2023 [36])
+GRI_ZONE_D = 60.0  # zones D/E are GRI > 60 ([36])
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Readings as columns (one entry per reading). Times in UTC seconds; local time via day index."""
+
+    patient: IntArray  # patient index 0..P-1
+    day: IntArray  # local day index 0..D-1
+    local_hour: FloatArray  # local hour of day (0-24)
+    local_seconds: FloatArray  # local seconds since day 0 starts (for CGM 15-min slots)
+    utc_seconds: FloatArray
+    kind: npt.NDArray[np.int8]  # KIND_CODES
+    excluded: BoolArray
+    systolic_mmhg: FloatArray
+    diastolic_mmhg: FloatArray
+    glucose_mg_dl: FloatArray
+    meal: npt.NDArray[np.int8]  # MEAL_CODES
+
+
+@dataclass(slots=True)
+class DailyMatrix:
+    """Per patient and local day: sums and counts the window rules need. Shape (P, D)."""
+
+    patient_ids: list[str]
+    day0: date
+    day_end_s: FloatArray  # UTC seconds at which each patient's local day t ends
+    arrays: dict[str, FloatArray] = field(default_factory=dict)
+    last_reading_s: FloatArray | None = None  # (P, D): latest reading time on that day, NaN if none
+    last_cgm_s: FloatArray | None = None
+
+    def __getitem__(self, name: str) -> FloatArray:
+        return self.arrays[name]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.patient_ids), self.day_end_s.shape[1])
+
+
+_FIELDS = (
+    "any_n",
+    "bp_n",
+    "bp_sys",
+    "bp_dia",
+    "am_n",
+    "am_sys",
+    "am_dia",
+    "pm_n",
+    "pm_sys",
+    "pm_dia",
+    "fast_n",
+    "fast_sum",
+    "pp_n",
+    "pp_sum",
+    "hypo1_n",
+    "hypo2_n",
+    "cgm_n",
+    "cgm_sum",
+    "cgm_sumsq",
+    "cgm_lt54",
+    "cgm_lt70",
+    "cgm_gt180",
+    "cgm_gt250",
+    "cgm_slots",
+)
+
+
+def build_matrix(
+    cols: Columns,
+    patient_ids: list[str],
+    days: int,
+    day0: date,
+    day0_start_s: FloatArray,
+    params: RuleParameters,
+) -> DailyMatrix:
+    """Bin readings into the daily matrix with np.add.at (no Python loop over readings)."""
+    p = len(patient_ids)
+    shape = (p, days)
+    arrays = {name: np.zeros(shape) for name in _FIELDS}
+    ok = (cols.day >= 0) & (cols.day < days)
+    pi, di = cols.patient[ok], cols.day[ok]
+    kind, excl = cols.kind[ok], cols.excluded[ok]
+    sys_, dia, glu = cols.systolic_mmhg[ok], cols.diastolic_mmhg[ok], cols.glucose_mg_dl[ok]
+    hour, meal = cols.local_hour[ok], cols.meal[ok]
+
+    def add(name: str, mask: BoolArray, values: FloatArray | float = 1.0) -> None:
+        vals = values[mask] if isinstance(values, np.ndarray) else values
+        np.add.at(arrays[name], (pi[mask], di[mask]), vals)
+
+    add("any_n", np.ones(pi.shape, dtype=np.bool_))
+    bp = (kind == KIND_CODES[ObservationKind.BLOOD_PRESSURE]) & ~excl & np.isfinite(sys_) & np.isfinite(dia)
+    add("bp_n", bp)
+    add("bp_sys", bp, sys_)
+    add("bp_dia", bp, dia)
+    am = bp & (hour >= params.morning_hours[0]) & (hour < params.morning_hours[1])
+    pm = bp & (hour >= params.evening_hours[0]) & (hour < params.evening_hours[1])
+    for prefix, mask in (("am", am), ("pm", pm)):
+        add(f"{prefix}_n", mask)
+        add(f"{prefix}_sys", mask, sys_)
+        add(f"{prefix}_dia", mask, dia)
+    smbg = (kind == KIND_CODES[ObservationKind.GLUCOSE]) & ~excl & np.isfinite(glu)
+    fasting = smbg & (meal == MEAL_CODES[Meal.FASTING])
+    post = smbg & (meal == MEAL_CODES[Meal.POSTPRANDIAL])
+    add("fast_n", fasting)
+    add("fast_sum", fasting, glu)
+    add("pp_n", post)
+    add("pp_sum", post, glu)
+    inclusive = params.profile.hypo1_inclusive_mg_dl
+    level1_or_below = (
+        glu <= inclusive + THRESHOLD_EPSILON if inclusive is not None else glu < params.hypo1_mg_dl
+    )
+    level2 = glu < params.hypo2_mg_dl
+    add("hypo1_n", smbg & level1_or_below & ~level2)
+    add("hypo2_n", smbg & level2)
+    cgm = (kind == KIND_CODES[ObservationKind.CGM]) & ~excl & np.isfinite(glu)
+    add("cgm_n", cgm)
+    add("cgm_sum", cgm, glu)
+    add("cgm_sumsq", cgm, glu * glu)
+    # CGM consensus bins: TBR <54, <70; TAR >180, >250; TIR 70-180 inclusive ([32][33]).
+    add("cgm_lt54", cgm & (glu < 54.0))
+    add("cgm_lt70", cgm & (glu < 70.0))
+    add("cgm_gt180", cgm & (glu > 180.0))
+    add("cgm_gt250", cgm & (glu > 250.0))
+    if np.any(cgm):
+        slot_s = params.cgm_slot_minutes * 60
+        slots_per_day = SECONDS_PER_DAY // slot_s
+        slot = np.floor(cols.local_seconds[ok][cgm] / slot_s).astype(np.int64)
+        key = pi[cgm].astype(np.int64) * (days * slots_per_day) + slot
+        uniq = np.unique(key)
+        up = uniq // (days * slots_per_day)
+        ud = (uniq % (days * slots_per_day)) // slots_per_day
+        np.add.at(arrays["cgm_slots"], (up, ud), 1.0)
+    last = np.full(shape, np.nan)
+    np.fmax.at(last, (pi, di), cols.utc_seconds[ok])
+    last_cgm = np.full(shape, np.nan)
+    np.fmax.at(last_cgm, (pi[cgm], di[cgm]), cols.utc_seconds[ok][cgm])
+    day_end = day0_start_s[:, None] + SECONDS_PER_DAY * (np.arange(days, dtype=np.float64)[None, :] + 1.0)
+    return DailyMatrix(patient_ids, day0, day_end, arrays, last, last_cgm)
+
+
+def columns_from_observations(
+    observations: Sequence[Observation], patient_ids: list[str], day0: date, timezones: Sequence[str]
+) -> tuple[Columns, FloatArray]:
+    """Columns for a few patients' observations (per-reading path and replay), local time via zoneinfo."""
+    index = {pid: i for i, pid in enumerate(patient_ids)}
+    zones = [ZoneInfo(tz) for tz in timezones]
+    n = len(observations)
+    patient = np.zeros(n, dtype=np.int64)
+    day = np.zeros(n, dtype=np.int64)
+    hour = np.zeros(n)
+    local_s = np.zeros(n)
+    utc_s = np.zeros(n)
+    kind = np.zeros(n, dtype=np.int8)
+    excluded = np.zeros(n, dtype=np.bool_)
+    sys_ = np.full(n, np.nan)
+    dia = np.full(n, np.nan)
+    glu = np.full(n, np.nan)
+    meal = np.zeros(n, dtype=np.int8)
+    ordinal0 = day0.toordinal()
+    for i, obs in enumerate(observations):
+        pidx = index[obs.patient_id]
+        local = obs.measured_at.astimezone(zones[pidx])
+        patient[i] = pidx
+        day[i] = local.date().toordinal() - ordinal0
+        hour[i] = local.hour + local.minute / 60.0 + local.second / 3600.0
+        local_s[i] = day[i] * SECONDS_PER_DAY + hour[i] * 3600.0
+        utc_s[i] = obs.measured_at.timestamp()
+        kind[i] = KIND_CODES[obs.kind]
+        excluded[i] = obs.excluded
+        sys_[i] = _nan(obs.systolic_mmhg)
+        dia[i] = _nan(obs.diastolic_mmhg)
+        glu[i] = _nan(obs.glucose_mg_dl)
+        meal[i] = MEAL_CODES[obs.meal]
+    starts = np.array(
+        [
+            datetime.combine(day0, datetime.min.time(), tzinfo=zone).astimezone(UTC).timestamp()
+            for zone in zones
+        ],
+        dtype=np.float64,
+    )
+    cols = Columns(patient, day, hour, local_s, utc_s, kind, excluded, sys_, dia, glu, meal)
+    return cols, starts
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclass(slots=True)
+class WindowResult:
+    """One rule over (P, D): status codes, severity ranks and the values that explain it."""
+
+    rule_id: str
+    status: npt.NDArray[np.int8]
+    severity: npt.NDArray[np.int8]
+    values: dict[str, FloatArray]
+    window_days: int
+
+
+def _status(fire: BoolArray, known: BoolArray) -> npt.NDArray[np.int8]:
+    out = np.where(known, np.where(fire, FIRING, CLEAR), UNKNOWN)
+    return out.astype(np.int8)
+
+
+def _sev(shape: tuple[int, int], rank: int) -> npt.NDArray[np.int8]:
+    return np.full(shape, rank, dtype=np.int8)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientArrays:
+    """Per-patient targets as arrays (P,), so the doctor's overrides apply inside the vectorised sweep."""
+
+    goal_sys: FloatArray
+    goal_dia: FloatArray
+    fasting_limit: FloatArray
+    fasting_inclusive: BoolArray
+    pp_limit: FloatArray
+    older: BoolArray
+    titration: BoolArray
+
+    @classmethod
+    def from_parameters(cls, params: Sequence[RuleParameters]) -> PatientArrays:
+        return cls(
+            np.array([p.goal_systolic_mmhg for p in params], dtype=np.float64),
+            np.array([p.goal_diastolic_mmhg for p in params], dtype=np.float64),
+            np.array([p.fasting_limit_mg_dl for p in params], dtype=np.float64),
+            np.array([p.fasting_limit_inclusive for p in params], dtype=np.bool_),
+            np.array([p.postprandial_limit_mg_dl for p in params], dtype=np.float64),
+            np.array([p.older_or_high_risk for p in params], dtype=np.bool_),
+            np.array([p.titration for p in params], dtype=np.bool_),
+        )
+
+    @classmethod
+    def uniform(cls, params: RuleParameters, patients: int) -> PatientArrays:
+        return cls.from_parameters([params]).repeat(patients)
+
+    def repeat(self, patients: int) -> PatientArrays:
+        return PatientArrays(*(np.repeat(getattr(self, f), patients) for f in _PA_FIELDS))
+
+
+_PA_FIELDS = ("goal_sys", "goal_dia", "fasting_limit", "fasting_inclusive", "pp_limit", "older", "titration")
+
+
+def evaluate_windows(
+    m: DailyMatrix,
+    params: RuleParameters,
+    targets: PatientArrays,
+    now_s: float | None = None,
+) -> list[WindowResult]:
+    """Every window / time-based rule for every patient and day. `now_s` replaces the end of the last
+    day for the stale-data rule (the sweep runs mid-day)."""
+    p, d = m.shape
+    shape = (p, d)
+    out: list[WindowResult] = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # --- W7 home BP average (§1.3, §7): days 2..7 of the 7-day window -------------------------
+        w = params.w7_days - 1
+        n = rolling_sum(m["bp_n"], w)
+        days_with = rolling_sum((m["bp_n"] > 0).astype(np.float64), w)
+        sys_mean = rolling_sum(m["bp_sys"], w) / n
+        dia_mean = rolling_sum(m["bp_dia"], w) / n
+        enough = (n >= params.w7_min_readings) & (days_with >= params.w7_min_days)
+        w7_values = {"w7_systolic_mmhg": sys_mean, "w7_diastolic_mmhg": dia_mean, "w7_readings": n}
+        goal_s, goal_d = targets.goal_sys[:, None], targets.goal_dia[:, None]
+        ctrl1 = (sys_mean >= goal_s) | (dia_mean >= goal_d)
+        vals = dict(
+            w7_values,
+            goal_systolic_mmhg=np.broadcast_to(goal_s, shape),
+            goal_diastolic_mmhg=np.broadcast_to(goal_d, shape),
+        )
+        out.append(WindowResult("BP-CTRL-1", _status(ctrl1, enough), _sev(shape, 1), vals, params.w7_days))
+        # BP-CTRL-2: CTRL-1 in 2 consecutive review windows (non-overlapping: t and t-7) ([17]).
+        prev_fire = shift_days((ctrl1 & enough).astype(np.float64), params.w7_days) > 0
+        prev_known = shift_days(enough.astype(np.float64), params.w7_days) > 0
+        fire2 = ctrl1 & enough & prev_fire
+        known2 = enough & (prev_known | ~ctrl1)
+        prev_sys = shift_days(sys_mean, params.w7_days, np.nan)
+        prev_dia = shift_days(dia_mean, params.w7_days, np.nan)
+        out.append(
+            WindowResult(
+                "BP-CTRL-2",
+                _status(fire2, known2),
+                _sev(shape, 1),
+                dict(vals, previous_w7_systolic_mmhg=prev_sys, previous_w7_diastolic_mmhg=prev_dia),
+                2 * params.w7_days,
+            )
+        )
+        ctrl3 = (sys_mean >= params.stage2_systolic_mmhg) | (dia_mean >= params.stage2_diastolic_mmhg)
+        out.append(
+            WindowResult(
+                "BP-CTRL-3",
+                _status(ctrl3, enough),
+                _sev(shape, 1),
+                dict(
+                    w7_values,
+                    stage2_systolic_mmhg=np.full(shape, params.stage2_systolic_mmhg),
+                    stage2_diastolic_mmhg=np.full(shape, params.stage2_diastolic_mmhg),
+                ),
+                params.w7_days,
+            )
+        )
+        # --- Morning / evening (BP-AM-1 [20][13], BP-AM-2 [21]) ------------------------------------
+        am_n, pm_n = rolling_sum(m["am_n"], w), rolling_sum(m["pm_n"], w)
+        am_s, am_d = rolling_sum(m["am_sys"], w) / am_n, rolling_sum(m["am_dia"], w) / am_n
+        pm_s, pm_d = rolling_sum(m["pm_sys"], w) / pm_n, rolling_sum(m["pm_dia"], w) / pm_n
+        am_known = (am_n >= params.am_min_readings) & (pm_n >= params.am_min_readings)
+        am_high = (am_s >= params.am_systolic_mmhg) | (am_d >= params.am_diastolic_mmhg)
+        pm_high = (pm_s >= params.am_systolic_mmhg) | (pm_d >= params.am_diastolic_mmhg)
+        am_vals = {
+            "morning_systolic_mmhg": am_s,
+            "morning_diastolic_mmhg": am_d,
+            "morning_readings": am_n,
+            "evening_systolic_mmhg": pm_s,
+            "evening_diastolic_mmhg": pm_d,
+            "evening_readings": pm_n,
+        }
+        out.append(
+            WindowResult(
+                "BP-AM-1", _status(am_high & ~pm_high, am_known), _sev(shape, 0), am_vals, params.w7_days
+            )
+        )
+        medif = am_s - pm_s
+        out.append(
+            WindowResult(
+                "BP-AM-2",
+                _status(medif >= params.am_difference_mmhg, am_known),
+                _sev(shape, 0),
+                dict(am_vals, morning_minus_evening_systolic_mmhg=medif),
+                params.w7_days,
+            )
+        )
+        # --- BP-TREND-1: EWMA / CUSUM vs the patient's own 28-day baseline ([52][53][54] DEFAULT) ---
+        daily_sbp = m["bp_sys"] / m["bp_n"]
+        daily_sbp = np.where(m["bp_n"] > 0, daily_sbp, np.nan)
+        base = rolling_baseline(daily_sbp, params.trend_baseline_days, params.trend_window_days)
+        shift = upward_shift(
+            daily_sbp,
+            base,
+            params.trend_window_days,
+            params.ewma_lambda,
+            params.ewma_l,
+            params.cusum_k_sigma,
+            params.cusum_h_sigma,
+        )
+        slope, slope_n = rolling_slope(daily_sbp, params.trend_window_days)
+        trend_known = (base.days >= params.trend_min_baseline_days) & (shift.points >= params.slope_min_days)
+        trend_known &= base.sigma > 0
+        trend_fire = shift.ewma_alarm | shift.cusum_alarm
+        trend_sev = np.where(ctrl1 & enough, 1, 0).astype(np.int8)  # warning if crossing BP-CTRL-1
+        out.append(
+            WindowResult(
+                "BP-TREND-1",
+                _status(trend_fire, trend_known),
+                trend_sev,
+                {
+                    "baseline_systolic_mmhg": base.mean,
+                    "baseline_sigma_mmhg": base.sigma,
+                    "baseline_days": base.days,
+                    "ewma_systolic_mmhg": shift.ewma,
+                    "ewma_limit_mmhg": shift.ewma_limit,
+                    "cusum_hi_mmhg": shift.cusum_hi,
+                    "cusum_h_mmhg": shift.cusum_h,
+                    "slope_mmhg_per_day": np.where(slope_n >= params.slope_min_days, slope, np.nan),
+                },
+                params.trend_baseline_days + params.trend_window_days,
+            )
+        )
+        # --- Glucose control (GLU-CTRL-1 [41][18], GLU-CTRL-2 [31][41]) ------------------------------
+        gw = params.glu_window_days
+        fn = rolling_sum(m["fast_n"], gw)
+        fmean = rolling_sum(m["fast_sum"], gw) / fn
+        flim = targets.fasting_limit[:, None]
+        fhigh = np.where(targets.fasting_inclusive[:, None], fmean >= flim - THRESHOLD_EPSILON, fmean > flim)
+        fknown = fn >= params.glu_min_values
+        prev_f = shift_days((fhigh & fknown).astype(np.float64), gw) > 0
+        out.append(
+            WindowResult(
+                "GLU-CTRL-1",
+                _status(fhigh, fknown),
+                _sev(shape, 1),
+                {
+                    "fasting_mean_mg_dl": fmean,
+                    "fasting_values": fn,
+                    "fasting_limit_mg_dl": np.broadcast_to(flim, shape),
+                    "suggest_referral": (fhigh & fknown & prev_f).astype(np.float64),
+                },
+                gw,
+            )
+        )
+        pn = rolling_sum(m["pp_n"], gw)
+        pmean = rolling_sum(m["pp_sum"], gw) / pn
+        plim = targets.pp_limit[:, None]
+        out.append(
+            WindowResult(
+                "GLU-CTRL-2",
+                _status(pmean >= plim - THRESHOLD_EPSILON, pn >= params.glu_min_values),
+                _sev(shape, 0),
+                {
+                    "postprandial_mean_mg_dl": pmean,
+                    "postprandial_values": pn,
+                    "postprandial_limit_mg_dl": np.broadcast_to(plim, shape),
+                },
+                gw,
+            )
+        )
+        # GLU-HYPO-REC: >= 2 Level-1 in 7 days or any Level-2 in 14 days ([30] DEFAULT counts).
+        l1 = rolling_sum(m["hypo1_n"], params.hypo_rec_l1_days)
+        l2 = rolling_sum(m["hypo2_n"], params.hypo_rec_l2_days)
+        glucose_seen = rolling_sum(m["any_n"], params.hypo_rec_l2_days) > 0
+        out.append(
+            WindowResult(
+                "GLU-HYPO-REC",
+                _status((l1 >= params.hypo_rec_l1_count) | (l2 >= 1), glucose_seen),
+                _sev(shape, 1),
+                {"level1_in_7_days": l1, "level2_in_14_days": l2},
+                params.hypo_rec_l2_days,
+            )
+        )
+        out.extend(_cgm_rules(m, params, targets, shape))
+        out.extend(_data_rules(m, params, targets, shape, now_s))
+    return out
+
+
+def _cgm_rules(
+    m: DailyMatrix, params: RuleParameters, targets: PatientArrays, shape: tuple[int, int]
+) -> list[WindowResult]:
+    cd = params.cgm_days
+    n = rolling_sum(m["cgm_n"], cd)
+    slots = rolling_sum(m["cgm_slots"], cd)
+    expected = cd * (24 * 60 // params.cgm_slot_minutes)
+    wear = slots / expected
+    cgm_patient = rolling_sum(m["cgm_n"], 2 * cd) > 0
+    sufficient = cgm_patient & (wear >= params.cgm_min_wear)
+    out = [
+        WindowResult(
+            "CGM-SUFF",
+            _status(~sufficient, cgm_patient),
+            _sev(shape, 0),
+            {"cgm_wear_fraction": wear, "cgm_days": np.full(shape, float(cd))},
+            cd,
+        )
+    ]
+    pct = {
+        name: 100.0 * rolling_sum(m[name], cd) / n
+        for name in ("cgm_lt54", "cgm_lt70", "cgm_gt180", "cgm_gt250")
+    }
+    older = targets.older[:, None]
+    tbr = (pct["cgm_lt54"] >= 1.0) | (pct["cgm_lt70"] >= np.where(older, 1.0, 4.0))
+    common = {
+        "tbr_lt54_percent": pct["cgm_lt54"],
+        "tbr_lt70_percent": pct["cgm_lt70"],
+        "tar_gt180_percent": pct["cgm_gt180"],
+        "tar_gt250_percent": pct["cgm_gt250"],
+        "cgm_wear_fraction": wear,
+    }
+    out.append(WindowResult("CGM-TBR", _status(tbr, sufficient), _sev(shape, 1), common, cd))
+    tar_warn = pct["cgm_gt250"] >= np.where(older, 10.0, 5.0)
+    tar_info = pct["cgm_gt180"] >= 25.0
+    out.append(
+        WindowResult(
+            "CGM-TAR",
+            _status(tar_warn | tar_info, sufficient),
+            np.where(tar_warn, 1, 0).astype(np.int8),
+            common,
+            cd,
+        )
+    )
+    tir = 100.0 - pct["cgm_lt70"] - pct["cgm_gt180"]
+    out.append(
+        WindowResult(
+            "CGM-TIR",
+            _status(tir < np.where(older, 50.0, 70.0), sufficient),
+            _sev(shape, 0),
+            dict(common, tir_percent=tir),
+            cd,
+        )
+    )
+    s, ss = rolling_sum(m["cgm_sum"], cd), rolling_sum(m["cgm_sumsq"], cd)
+    mean = s / n
+    sd = np.sqrt(np.clip((ss - n * mean * mean) / (n - 1.0), 0.0, None))
+    cv = 100.0 * sd / mean
+    out.append(
+        WindowResult(
+            "CGM-CV",
+            _status(cv > 36.0, sufficient),
+            np.where(tbr, 1, 0).astype(np.int8),
+            dict(common, cv_percent=cv, mean_glucose_mg_dl=mean),
+            cd,
+        )
+    )
+    vlow, low = pct["cgm_lt54"], pct["cgm_lt70"] - pct["cgm_lt54"]
+    vhigh, high = pct["cgm_gt250"], pct["cgm_gt180"] - pct["cgm_gt250"]
+    a, b, c, e = GRI_WEIGHTS
+    gri = np.minimum(100.0, a * vlow + b * low + c * vhigh + e * high)
+    out.append(
+        WindowResult(
+            "CGM-GRI", _status(gri > GRI_ZONE_D, sufficient), _sev(shape, 1), dict(common, gri=gri), cd
+        )
+    )
+    gmi = CGM_GMI_INTERCEPT + CGM_GMI_SLOPE * mean
+    prev_gmi = shift_days(gmi, cd, np.nan)
+    prev_ok = shift_days(sufficient.astype(np.float64), cd) > 0
+    rise = gmi - prev_gmi
+    out.append(
+        WindowResult(
+            "CGM-GMI",
+            _status(rise >= params.gmi_rise_points - THRESHOLD_EPSILON, sufficient & prev_ok),
+            _sev(shape, 0),
+            {"gmi_percent": gmi, "previous_gmi_percent": prev_gmi, "gmi_rise_points": rise},
+            2 * cd,
+        )
+    )
+    return out
+
+
+def _data_rules(
+    m: DailyMatrix,
+    params: RuleParameters,
+    targets: PatientArrays,
+    shape: tuple[int, int],
+    now_s: float | None,
+) -> list[WindowResult]:
+    assert m.last_reading_s is not None and m.last_cgm_s is not None
+    as_of = m.day_end_s.copy()
+    if now_s is not None:
+        as_of[:, -1] = now_s
+    last = np.fmax.accumulate(np.where(np.isnan(m.last_reading_s), -np.inf, m.last_reading_s), axis=1)
+    last_cgm = np.fmax.accumulate(np.where(np.isnan(m.last_cgm_s), -np.inf, m.last_cgm_s), axis=1)
+    seen = np.isfinite(last)
+    titration = targets.titration[:, None]
+    limit = np.where(titration, params.stale_titration.total_seconds(), params.stale_stable.total_seconds())
+    age = as_of - last
+    cgm_age = as_of - last_cgm
+    is_cgm = np.isfinite(last_cgm)
+    # DQ-01 stale data ([58] DEFAULT): {titration 3 d | stable 7 d | CGM 30 min}; CGM users judged on
+    # their sensor only while it has sent data within the last day (a removed sensor is a wear issue).
+    cgm_live = is_cgm & (cgm_age <= SECONDS_PER_DAY)
+    stale = np.where(cgm_live, cgm_age > params.stale_cgm.total_seconds(), age > limit)
+    out = [
+        WindowResult(
+            "DQ-01",
+            _status(stale, seen),
+            np.where(titration, 1, 0).astype(np.int8),
+            {
+                "hours_since_last_reading": np.where(seen, age / 3600.0, np.nan),
+                "stale_after_hours": np.broadcast_to(limit / 3600.0, shape).copy(),
+            },
+            0,
+        )
+    ]
+    # DQ-03: < 16 distinct data days in rolling 30 ([57] CPT 99454); enrolled >= 30 days (first data).
+    data_days = rolling_sum((m["any_n"] > 0).astype(np.float64), params.sufficiency_days)
+    first_seen = np.cumsum(m["any_n"] > 0, axis=1) > 0
+    days_since_first = np.cumsum(first_seen, axis=1)
+    known = days_since_first >= params.sufficiency_days
+    out.append(
+        WindowResult(
+            "DQ-03",
+            _status(data_days < params.sufficiency_min_days, known),
+            _sev(shape, 0),
+            {"data_days_in_30": data_days},
+            params.sufficiency_days,
+        )
+    )
+    return out
+
+
+def day_start(day0: date, t: int, zone: str) -> datetime:
+    return datetime.combine(day0 + timedelta(days=t), datetime.min.time(), tzinfo=ZoneInfo(zone))
