@@ -285,10 +285,7 @@ class Outbox:
         db.executemany(
             "INSERT INTO outbox (reading_id, meter_key, patient_id, payload, committed_at)"
             " VALUES (?,?,?,?,?)",
-            [
-                (r.reading_id, r.device.meter_key, r.patient_id, r.model_dump_json(), now)
-                for r in new_bound
-            ],
+            [(r.reading_id, r.device.meter_key, r.patient_id, r.model_dump_json(), now) for r in new_bound],
         )
         db.executemany(
             "INSERT INTO unbound (reading_id, meter_key, user_id, payload, committed_at) VALUES (?,?,?,?,?)",
@@ -420,9 +417,11 @@ class Outbox:
 
     def sync_position(self, meter_key: str) -> int | None:
         with self._lock:
-            row = self._conn().execute(
-                "SELECT last_sequence_number FROM sync_position WHERE meter_key = ?", (meter_key,)
-            ).fetchone()
+            row = (
+                self._conn()
+                .execute("SELECT last_sequence_number FROM sync_position WHERE meter_key = ?", (meter_key,))
+                .fetchone()
+            )
         return None if row is None else int(row[0])
 
     def stats(self) -> OutboxStats:

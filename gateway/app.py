@@ -1,0 +1,224 @@
+"""The edge gateway process: meters -> outbox -> MQTT, plus bindings and the health report.
+
+Composition only; each part lives in its module:
+:mod:`gateway.meters` (scanner, connections), :mod:`gateway.outbox` (durable store),
+:mod:`gateway.uplink` (MQTT), :mod:`gateway.bindings` (meter -> patient), :mod:`gateway.health`.
+
+Readings are routed through the bindings when they are committed: a reading whose meter (or user
+slot) has no binding is committed to the outbox's ``unbound`` table, reported in the health report
+and the log, and never published as anyone's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.scanner import BaseBleakScanner
+
+from gateway import systemd
+from gateway.bindings import Bindings, PairedMeter
+from gateway.health import Health, write_status_file
+from gateway.meters import BleConfig, Collector, MeterManager
+from gateway.outbox import (
+    DEFAULT_CAPACITY,
+    DEFAULT_UNBOUND_CAPACITY,
+    CommitResult,
+    Outbox,
+    SyncPosition,
+    UnboundReading,
+)
+from gateway.uplink import Forwarder, ForwarderConfig, MqttUplink, UplinkConfig, UplinkError
+from vitals.payload import GatewayConfig, GatewayStatus
+from vitals.readings import BloodPressureReading, Reading
+from vitals.topics import status_topic
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    gateway_id: str
+    state_dir: Path
+    uplink: UplinkConfig
+    outbox_path: Path | None = None
+    bindings_path: Path | None = None
+    outbox_capacity: int = DEFAULT_CAPACITY
+    unbound_capacity: int = DEFAULT_UNBOUND_CAPACITY
+    status_interval_s: float = 60.0
+    forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
+    ble: BleConfig = field(default_factory=BleConfig)
+
+    @property
+    def effective_outbox_path(self) -> Path:
+        return self.outbox_path or self.state_dir / "outbox.sqlite3"
+
+    @property
+    def effective_bindings_path(self) -> Path:
+        return self.bindings_path or self.state_dir / "bindings.json"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+
+class Gateway:
+    def __init__(
+        self,
+        options: GatewayOptions,
+        collector: Collector,
+        *,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        client_backend: type[BaseBleakClient] | None = None,
+    ) -> None:
+        self.options = options
+        self.outbox = Outbox(
+            options.effective_outbox_path,
+            capacity=options.outbox_capacity,
+            unbound_capacity=options.unbound_capacity,
+        )
+        self.bindings = Bindings(options.effective_bindings_path, options.gateway_id)
+        self.health = Health(options.gateway_id)
+        self._collector = collector
+        self._scanner_backend = scanner_backend
+        self._client_backend = client_backend
+        self._status_now = asyncio.Event()
+        self._was_full = False
+        self.uplink: MqttUplink | None = None
+        self.forwarder: Forwarder | None = None
+        self.meters: MeterManager | None = None
+
+    # -- committing readings ---------------------------------------------------------------------
+
+    async def commit(
+        self, meter: PairedMeter, readings: Sequence[Reading], last_sequence_number: int | None
+    ) -> CommitResult:
+        """Route readings through the bindings and commit them (and the sync position) durably."""
+        bound: list[Reading] = []
+        unbound: list[UnboundReading] = []
+        for reading in readings:
+            user_id = reading.user_id if isinstance(reading, BloodPressureReading) else None
+            patient_id = self.bindings.patient_for(reading.device.meter_key, user_id)
+            if patient_id is None:
+                aside = reading.model_copy(update={"patient_id": None})
+                unbound.append(UnboundReading(aside, reading.device.meter_key, user_id))
+            else:
+                bound.append(reading.model_copy(update={"patient_id": patient_id}))
+        position = (
+            None if last_sequence_number is None else SyncPosition(meter.meter_key, last_sequence_number)
+        )
+        try:
+            result = await asyncio.to_thread(
+                self.outbox.commit, bound, unbound=unbound, sync_position=position
+            )
+        finally:
+            self._check_full()
+        if result.added_unbound:
+            slots = sorted({str(u.user_id) for u in unbound})
+            logger.warning(
+                "readings from an unbound meter or user slot kept aside, not published",
+                extra={"meter_key": meter.meter_key, "user_slots": slots, "readings": result.added_unbound},
+            )
+            self._status_now.set()
+        if self.forwarder is not None and result.added:
+            self.forwarder.wake()
+        return result
+
+    def _check_full(self) -> None:
+        full = self.outbox.stats().full
+        if full != self._was_full:
+            self._was_full = full
+            self._status_now.set()
+
+    async def sync_position(self, meter_key: str) -> int | None:
+        return await asyncio.to_thread(self.outbox.sync_position, meter_key)
+
+    async def _on_config(self, config: GatewayConfig) -> None:
+        await asyncio.to_thread(self.bindings.apply_config, config)
+
+    # -- status ----------------------------------------------------------------------------------
+
+    async def status(self, *, online: bool = True) -> GatewayStatus:
+        stats = await asyncio.to_thread(self.outbox.stats)
+        return self.health.report(stats, online=online)
+
+    async def _status_loop(self) -> None:
+        while True:
+            report = await self.status()
+            await asyncio.to_thread(write_status_file, self.options.status_path, report)
+            if self.uplink is not None and self.uplink.connected:
+                try:
+                    self.uplink.publish(
+                        status_topic(self.options.gateway_id), report.model_dump_json(), retain=True
+                    )
+                except UplinkError as exc:
+                    logger.warning("status not published", extra={"error": str(exc)})
+            if self.uplink is not None and self.uplink.last_error:
+                self.health.error(f"mqtt: {self.uplink.last_error}")
+            systemd.notify_watchdog()
+            self._status_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_now.wait(), self.options.status_interval_s)
+
+    # -- run -------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or the task is cancelled); close everything cleanly."""
+        opts = self.options
+        await asyncio.to_thread(self.outbox.open)
+        await asyncio.to_thread(self.bindings.load)
+        will = GatewayStatus(gateway_id=opts.gateway_id, online=False, reported_at=datetime.now(UTC))
+        self.uplink = MqttUplink(opts.uplink, will=will)
+        self.forwarder = Forwarder(
+            opts.gateway_id, self.outbox, self.uplink, opts.forwarder, on_config=self._on_config
+        )
+        self.uplink.on_connected(self._status_now.set)
+        self.meters = MeterManager(
+            opts.ble,
+            self.bindings,
+            self.health,
+            self._collector,
+            self.commit,
+            self.sync_position,
+            scanner_backend=self._scanner_backend,
+            client_backend=self._client_backend,
+        )
+        stats = self.outbox.stats()
+        logger.info(
+            "gateway starting",
+            extra={
+                "gateway_id": opts.gateway_id,
+                "outbox_depth": stats.depth,
+                "outbox_capacity": stats.capacity,
+                "paired_meters": len(self.bindings.meters),
+            },
+        )
+        await self.uplink.start()
+        tasks = [
+            asyncio.create_task(self.forwarder.run(), name="forwarder"),
+            asyncio.create_task(self.meters.run(), name="meters"),
+            asyncio.create_task(self._status_loop(), name="status"),
+        ]
+        systemd.notify_ready()
+        stop_wait = asyncio.create_task((stop or asyncio.Event()).wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            systemd.notify_stopping()
+            for task in [*tasks, stop_wait]:
+                task.cancel()
+            await asyncio.gather(*tasks, stop_wait, return_exceptions=True)
+            final = await self.status(online=False)
+            await asyncio.to_thread(write_status_file, opts.status_path, final)
+            await self.uplink.stop(final_status=final)
+            await asyncio.to_thread(self.outbox.close)
+            logger.info("gateway stopped", extra={"gateway_id": opts.gateway_id})

@@ -1,0 +1,177 @@
+"""Device bindings: which patient a meter (and user slot) measures, and which meters are paired here.
+
+Two sources, one file:
+- the clinic's retained ``config`` topic (:class:`vitals.payload.GatewayConfig`), authoritative for
+  every meter it names; the last one received is saved so the gateway works after a restart with
+  the broker out of reach;
+- bindings made on site by ``vitalgate gateway pair``, used for meters the clinic config does not
+  name (yet).
+
+The same file holds the registry of meters paired (bonded) with this gateway: BLE address, meter
+identity (:attr:`vitals.readings.DeviceIdentity.meter_key`), profile. The gateway connects only to
+meters in this registry; a device that claims a registered meter's identity from another address
+is refused (reliability.md §5.4: accept readings only from bonded device addresses).
+
+Patients appear as opaque ids only; the file holds no personal data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vitals.payload import GatewayConfig, MeterBinding
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE_VERSION = 1
+
+
+class MeterProfile(StrEnum):
+    BLOOD_PRESSURE = "blood_pressure"  # Blood Pressure service 0x1810
+    GLUCOSE = "glucose"  # Glucose service 0x1808
+
+
+class PairedMeter(BaseModel):
+    """A meter bonded with this gateway."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(pattern=r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+    meter_key: str = Field(min_length=1)
+    profile: MeterProfile
+    paired_at: datetime
+    security: str | None = Field(default=None, description="pairing method/security level, as reported")
+
+
+class BindingsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = STATE_FILE_VERSION
+    meters: list[PairedMeter] = Field(default_factory=list)
+    local_bindings: list[MeterBinding] = Field(default_factory=list)
+    clinic_config: GatewayConfig | None = None
+
+
+class BindingsError(Exception):
+    """The bindings file cannot be read or written."""
+
+
+class Bindings:
+    """Lookups for routing readings, backed by a JSON file written atomically."""
+
+    def __init__(self, path: Path, gateway_id: str) -> None:
+        self.path = path
+        self.gateway_id = gateway_id
+        self._lock = threading.Lock()
+        self._state = BindingsFile()
+
+    def load(self) -> Bindings:
+        if self.path.exists():
+            try:
+                self._state = BindingsFile.model_validate_json(self.path.read_bytes())
+            except (ValidationError, OSError) as exc:
+                raise BindingsError(f"bindings file {self.path} unreadable: {exc}") from exc
+        return self
+
+    def _save_locked(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        data = self._state.model_dump_json(indent=2).encode("utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(self.path)
+
+    # -- clinic config ---------------------------------------------------------------------------
+
+    def apply_config(self, config: GatewayConfig) -> bool:
+        """Take the clinic's bindings; older configs than the one held are ignored. True if applied."""
+        if config.gateway_id != self.gateway_id:
+            raise BindingsError("config addressed to another gateway")
+        with self._lock:
+            held = self._state.clinic_config
+            if held is not None and config.issued_at < held.issued_at:
+                logger.warning(
+                    "older gateway config ignored",
+                    extra={"issued_at": config.issued_at.isoformat(), "held": held.issued_at.isoformat()},
+                )
+                return False
+            self._state.clinic_config = config
+            self._save_locked()
+        logger.info("gateway config applied", extra={"bindings": len(config.bindings)})
+        return True
+
+    # -- local pairing ---------------------------------------------------------------------------
+
+    def add_paired_meter(self, meter: PairedMeter, binding: MeterBinding | None = None) -> None:
+        with self._lock:
+            self._state.meters = [m for m in self._state.meters if m.address != meter.address]
+            self._state.meters.append(meter)
+            if binding is not None:
+                if binding.meter_key != meter.meter_key:
+                    raise BindingsError("binding names another meter")
+                self._state.local_bindings = [
+                    b
+                    for b in self._state.local_bindings
+                    if (b.meter_key, b.user_id) != (binding.meter_key, binding.user_id)
+                ]
+                self._state.local_bindings.append(binding)
+            self._save_locked()
+
+    def remove_meter(self, address: str) -> PairedMeter | None:
+        with self._lock:
+            found = next((m for m in self._state.meters if m.address == address.upper()), None)
+            if found is not None:
+                self._state.meters.remove(found)
+                self._save_locked()
+            return found
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    @property
+    def meters(self) -> tuple[PairedMeter, ...]:
+        with self._lock:
+            return tuple(self._state.meters)
+
+    def meter_at(self, address: str) -> PairedMeter | None:
+        with self._lock:
+            return next((m for m in self._state.meters if m.address == address.upper()), None)
+
+    def meter_with_key(self, meter_key: str) -> PairedMeter | None:
+        with self._lock:
+            return next((m for m in self._state.meters if m.meter_key == meter_key), None)
+
+    def effective_bindings(self) -> tuple[MeterBinding, ...]:
+        with self._lock:
+            clinic = self._state.clinic_config.bindings if self._state.clinic_config else ()
+            named = {b.meter_key for b in clinic}
+            local = tuple(b for b in self._state.local_bindings if b.meter_key not in named)
+            return (*clinic, *local)
+
+    def patient_for(self, meter_key: str, user_id: int | None) -> str | None:
+        """The patient a reading belongs to: exact (meter, slot) first, then the meter's any-slot binding."""
+        any_slot: str | None = None
+        for binding in self.effective_bindings():
+            if binding.meter_key != meter_key:
+                continue
+            if binding.user_id == user_id and user_id is not None:
+                return binding.patient_id
+            if binding.user_id is None:
+                any_slot = binding.patient_id
+        return any_slot
+
+    def describe(self) -> str:
+        """The state as indented JSON (for ``vitalgate gateway devices``)."""
+        with self._lock:
+            return json.dumps(json.loads(self._state.model_dump_json()), indent=2)

@@ -1,0 +1,392 @@
+"""Discovery and connections: one scanner with a watchdog, one task per paired meter.
+
+Reliability techniques from the Home Assistant Bluetooth stack (peers.md §1.6), because Theengs and
+ThingsBoard gateway users lost meters for hours until a reboot (peers.md §1.3-1.4):
+- a scanner watchdog: scanning restarts when no advertisement arrived for ``scanner_watchdog_s``
+  (habluetooth restarts after 90 s of silence);
+- backoff chosen by error type (bleak-retry-connector: 0.25 s for a transient abort, 4 s when the
+  adapter is out of connection slots), a cap on concurrent connections per adapter, and a deadline on
+  every wait: connect, the whole session (hass-omron uses 3 minutes because bleak/BlueZ has none),
+  scanner start and stop, disconnect;
+- a fresh ``BleakClient`` for every connection (HA guidance: never reuse one).
+
+The scanner and client classes are injected (bleak's ``backend=`` argument), so tests and the demo
+run the same bleak calls against the virtual meters (device_drivers.virtual) as a Raspberry Pi runs
+against BlueZ.
+
+Only meters paired with this gateway are acted on (:class:`gateway.bindings.Bindings` registry); other
+devices advertising the Blood Pressure (0x1810) or Glucose (0x1808) service are counted and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
+
+from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
+from gateway.bindings import Bindings, PairedMeter
+from gateway.health import Health
+from gateway.outbox import CommitResult, OutboxFullError, OutboxWriteError
+from vitals.readings import Reading
+
+logger = logging.getLogger(__name__)
+
+HEALTH_SERVICE_UUIDS = [BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE]
+
+
+@dataclass(frozen=True, slots=True)
+class BleConfig:
+    max_concurrent_connections: int = 3  # per adapter; BlueZ/controllers have few LE slots
+    scanner_watchdog_s: float = 120.0
+    watchdog_check_s: float = 5.0
+    scanner_start_timeout_s: float = 15.0  # habluetooth's scanner start timeout
+    connect_timeout_s: float = 20.0  # bleak-retry-connector BLEAK_TIMEOUT; BlueZ resolves services
+    session_timeout_s: float = 180.0  # hass-omron's 3-minute session deadline
+    disconnect_timeout_s: float = 10.0
+    resync_after_s: float = 60.0  # after a good sync, ignore the meter's adverts this long
+    max_backoff_s: float = 600.0
+
+
+class ErrorKind(StrEnum):
+    NOT_FOUND = "not_found"  # meter stopped advertising (went back to sleep)
+    TIMEOUT = "timeout"
+    OUT_OF_SLOTS = "out_of_slots"  # adapter busy: too many connections / operation in progress
+    TRANSIENT = "transient"  # link lost, connection aborted
+    SECURITY = "security"  # not bonded / encryption refused: needs re-pairing, not retries
+    SPOOFED = "spoofed"  # identity claim without the bond
+    OUTBOX_FULL = "outbox_full"  # we stopped pulling; records stay on the meter
+    STORAGE = "storage"  # outbox write failed (disk)
+    PROTOCOL = "protocol"  # the meter answered something we cannot use
+
+
+# First delay and cap per kind (bleak-retry-connector's error-class backoff, peers.md §1.6).
+BACKOFF_S: dict[ErrorKind, tuple[float, float]] = {
+    ErrorKind.NOT_FOUND: (0.25, 5.0),
+    ErrorKind.TIMEOUT: (1.0, 30.0),
+    ErrorKind.OUT_OF_SLOTS: (4.0, 30.0),
+    ErrorKind.TRANSIENT: (0.25, 30.0),
+    ErrorKind.SECURITY: (300.0, 3600.0),
+    ErrorKind.SPOOFED: (600.0, 3600.0),
+    ErrorKind.OUTBOX_FULL: (60.0, 600.0),
+    ErrorKind.STORAGE: (60.0, 600.0),
+    ErrorKind.PROTOCOL: (30.0, 600.0),
+}
+
+_SECURITY_ATT_ERRORS = {
+    BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION,
+    BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION,
+    BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION_KEY_SIZE,
+    BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHORIZATION,
+}
+_SLOT_MARKERS = ("out of slots", "inprogress", "in progress", "busy", "no free slot")
+
+
+class SpoofedMeterError(Exception):
+    """A device answered for a paired meter without its bond, or with another meter's identity."""
+
+
+class MeterProtocolError(Exception):
+    """The meter's answers could not be turned into readings (raised by collectors)."""
+
+
+def classify(error: BaseException) -> ErrorKind:
+    """Map an exception from a session to the backoff it deserves."""
+    if isinstance(error, OutboxFullError):
+        return ErrorKind.OUTBOX_FULL
+    if isinstance(error, OutboxWriteError):
+        return ErrorKind.STORAGE
+    if isinstance(error, SpoofedMeterError):
+        return ErrorKind.SPOOFED
+    if isinstance(error, MeterProtocolError):
+        return ErrorKind.PROTOCOL
+    if isinstance(error, TimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(error, BleakDeviceNotFoundError):
+        return ErrorKind.NOT_FOUND
+    if isinstance(error, BleakGATTProtocolError):
+        code = getattr(error, "code", None)
+        if code in _SECURITY_ATT_ERRORS:
+            return ErrorKind.SECURITY
+        return ErrorKind.PROTOCOL
+    if isinstance(error, BleakError):
+        text = str(error).lower()
+        if any(marker in text for marker in _SLOT_MARKERS):
+            return ErrorKind.OUT_OF_SLOTS
+        if "pair" in text or "bond" in text or "authentic" in text or "encrypt" in text:
+            return ErrorKind.SECURITY
+        return ErrorKind.TRANSIENT
+    if isinstance(error, (ConnectionError, EOFError)):
+        return ErrorKind.TRANSIENT
+    return ErrorKind.PROTOCOL
+
+
+def backoff_s(kind: ErrorKind, attempt: int, cap: float) -> float:
+    first, kind_cap = BACKOFF_S[kind]
+    return float(min(cap, kind_cap, first * 2 ** max(0, attempt - 1)))
+
+
+def link_encrypted(client: BleakClient) -> bool | None:
+    """Whether the link to the meter is encrypted (with the bond), or None where bleak cannot tell.
+
+    The virtual backend exposes its bumble connection. bleak's BlueZ backend does not expose link
+    encryption; there the gateway relies on BlueZ refusing protected characteristics to a device
+    without the bond (reliability.md §5.4) and on the address registry.
+    """
+    backend = getattr(client, "_backend", None)
+    connection = getattr(backend, "connection", None)
+    if connection is not None and hasattr(connection, "is_encrypted"):
+        return bool(connection.is_encrypted)
+    return None
+
+
+ReadingsSink = Callable[[PairedMeter, Sequence[Reading], int | None], Awaitable[CommitResult]]
+
+
+@dataclass
+class MeterSession:
+    """What a collector gets for one connection: the meter, where to resume, where to commit."""
+
+    meter: PairedMeter
+    since_sequence_number: int | None
+    _sink: ReadingsSink
+    _health: Health
+    committed: int = 0
+    duplicates: int = 0
+
+    async def commit(self, readings: Sequence[Reading], *, last_sequence_number: int | None = None) -> None:
+        """Commit readings (and the glucose sync position) durably before anything else happens.
+
+        Raises :class:`OutboxFullError` when the outbox is full: the collector must stop pulling so
+        the records stay on the meter. Raises :class:`SpoofedMeterError` when a reading carries
+        another meter's identity than the one paired at this address.
+        """
+        for reading in readings:
+            if reading.device.meter_key != self.meter.meter_key:
+                raise SpoofedMeterError(
+                    f"device at {self.meter.address} reports another identity than the one paired"
+                )
+        result = await self._sink(self.meter, readings, last_sequence_number)
+        self.committed += result.added + result.added_unbound
+        self.duplicates += result.already_held + result.already_delivered
+        if last_sequence_number is not None:
+            self.since_sequence_number = last_sequence_number
+            self._health.meter(self.meter.meter_key).last_sequence_number = last_sequence_number
+
+    def report_battery(self, percent: int) -> None:
+        self._health.meter(self.meter.meter_key).battery_percent = max(0, min(100, percent))
+
+
+Collector = Callable[[BleakClient, MeterSession], Awaitable[None]]
+SyncPositionLookup = Callable[[str], Awaitable[int | None]]
+
+
+@dataclass
+class _MeterSlot:
+    meter: PairedMeter
+    advertised: asyncio.Event = field(default_factory=asyncio.Event)
+    device: BLEDevice | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class MeterManager:
+    """Runs the scanner and a task per paired meter until cancelled."""
+
+    def __init__(
+        self,
+        config: BleConfig,
+        bindings: Bindings,
+        health: Health,
+        collector: Collector,
+        sink: ReadingsSink,
+        sync_position: SyncPositionLookup,
+        *,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        client_backend: type[BaseBleakClient] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.bindings = bindings
+        self.health = health
+        self.collector = collector
+        self.sink = sink
+        self.sync_position = sync_position
+        self.scanner_backend = scanner_backend
+        self.client_backend = client_backend
+        self._monotonic = monotonic
+        self._slots_sem = asyncio.Semaphore(config.max_concurrent_connections)
+        self._meters: dict[str, _MeterSlot] = {}
+        self.last_advertisement_at = monotonic()
+        self.scanner_restarts = 0
+        self.ignored_devices: set[str] = set()
+        self.active_connections = 0
+        self.max_active_connections = 0
+        self.sessions_ok = 0
+
+    # -- scanning --------------------------------------------------------------------------------
+
+    def _on_advertisement(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
+        self.last_advertisement_at = self._monotonic()
+        address = device.address.upper()
+        slot = self._meters.get(address)
+        if slot is None:
+            meter = self.bindings.meter_at(address)
+            if meter is None:
+                if address not in self.ignored_devices:
+                    self.ignored_devices.add(address)
+                    logger.info("unpaired health device ignored", extra={"peer_address": address})
+                return
+            slot = self._start_meter(meter)
+        slot.device = device
+        self.health.meter(slot.meter.meter_key).rssi_dbm = advertisement.rssi
+        slot.advertised.set()
+
+    async def run(self) -> None:
+        try:
+            await self._scan_forever()
+        finally:
+            for slot in self._meters.values():
+                if slot.task is not None:
+                    slot.task.cancel()
+            tasks = [s.task for s in self._meters.values() if s.task is not None]
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _scan_forever(self) -> None:
+        failures = 0
+        while True:
+            scanner = BleakScanner(
+                self._on_advertisement, service_uuids=HEALTH_SERVICE_UUIDS, backend=self.scanner_backend
+            )
+            try:
+                await asyncio.wait_for(scanner.start(), self.config.scanner_start_timeout_s)
+            except (TimeoutError, BleakError, OSError) as exc:
+                failures += 1
+                delay = min(self.config.max_backoff_s, 2.0**failures)
+                self.health.error(f"scanner start failed: {type(exc).__name__}")
+                logger.error(
+                    "scanner start failed",
+                    extra={"error": type(exc).__name__, "failures": failures, "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            self.last_advertisement_at = self._monotonic()
+            logger.info("scanning for blood pressure and glucose meters")
+            try:
+                await self._watch(scanner)
+            finally:
+                with contextlib.suppress(TimeoutError, BleakError, OSError):
+                    await asyncio.wait_for(scanner.stop(), self.config.scanner_start_timeout_s)
+            self.scanner_restarts += 1
+
+    async def _watch(self, _scanner: BleakScanner) -> None:
+        """Return when no advertisement arrived for ``scanner_watchdog_s`` (then scanning restarts)."""
+        while True:
+            await asyncio.sleep(self.config.watchdog_check_s)
+            silent_s = self._monotonic() - self.last_advertisement_at
+            if silent_s >= self.config.scanner_watchdog_s:
+                logger.warning(
+                    "no advertisement for a while: restarting the scanner",
+                    extra={"silent_s": round(silent_s, 1), "restarts": self.scanner_restarts + 1},
+                )
+                return
+
+    # -- per meter -------------------------------------------------------------------------------
+
+    def _start_meter(self, meter: PairedMeter) -> _MeterSlot:
+        slot = _MeterSlot(meter)
+        self._meters[meter.address] = slot
+        slot.task = asyncio.get_running_loop().create_task(
+            self._meter_loop(slot), name=f"meter-{meter.address}"
+        )
+        return slot
+
+    async def _meter_loop(self, slot: _MeterSlot) -> None:
+        meter = slot.meter
+        state = self.health.meter(meter.meter_key)
+        attempt = 0
+        while True:
+            await slot.advertised.wait()
+            slot.advertised.clear()
+            state.sessions += 1
+            try:
+                async with self._slots_sem:
+                    await asyncio.wait_for(self._session(slot), self.config.session_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure is classified, logged and retried
+                attempt += 1
+                kind = classify(exc)
+                delay = backoff_s(kind, attempt, self.config.max_backoff_s)
+                state.failures += 1
+                state.last_error = f"{kind.value}: {type(exc).__name__}"
+                self.health.error(f"meter session failed: {kind.value}")
+                log = logger.error if kind in (ErrorKind.SPOOFED, ErrorKind.OUTBOX_FULL) else logger.warning
+                log(
+                    "meter session failed",
+                    extra={
+                        "meter_key": meter.meter_key,
+                        "peer_address": meter.address,
+                        "error_kind": kind.value,
+                        "error": type(exc).__name__,
+                        "detail": str(exc)[:200],
+                        "attempt": attempt,
+                        "retry_in_s": delay,
+                    },
+                )
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.sessions_ok += 1
+            state.last_error = None
+            state.last_sync_at = datetime.now(UTC)
+            await asyncio.sleep(self.config.resync_after_s)
+            slot.advertised.clear()  # adverts from the sync just done are not a new measurement
+
+    async def _session(self, slot: _MeterSlot) -> None:
+        meter = slot.meter
+        target: BLEDevice | str = slot.device if slot.device is not None else meter.address
+        client = BleakClient(target, timeout=self.config.connect_timeout_s, backend=self.client_backend)
+        await asyncio.wait_for(client.connect(), self.config.connect_timeout_s)
+        self.active_connections += 1
+        self.max_active_connections = max(self.max_active_connections, self.active_connections)
+        try:
+            if link_encrypted(client) is False:
+                raise SpoofedMeterError(f"device at {meter.address} could not encrypt with the stored bond")
+            since = await self.sync_position(meter.meter_key)
+            session = MeterSession(meter, since, self.sink, self.health)
+            await self.collector(client, session)
+            logger.info(
+                "meter synced",
+                extra={
+                    "meter_key": meter.meter_key,
+                    "committed": session.committed,
+                    "duplicates": session.duplicates,
+                    "last_sequence_number": session.since_sequence_number,
+                },
+            )
+        finally:
+            self.active_connections -= 1
+            with contextlib.suppress(TimeoutError, BleakError, OSError):
+                await asyncio.wait_for(client.disconnect(), self.config.disconnect_timeout_s)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "meters": len(self._meters),
+            "scanner_restarts": self.scanner_restarts,
+            "ignored_devices": len(self.ignored_devices),
+            "max_active_connections": self.max_active_connections,
+            "sessions_ok": self.sessions_ok,
+        }
