@@ -40,9 +40,21 @@ ORTHOSTATIC_ACTIVE = timedelta(days=7)  # BP-LOW-2 standing-fall report current 
 DKA_WINDOW = timedelta(hours=2)  # GLU-HIGH-3: ketones/symptoms within 2 h of a >= 200 reading (DEFAULT)
 
 SINGLE_RULES = (
-    "BP-CRIT-1", "BP-CRIT-2", "BP-CRIT-3", "BP-LOW-1", "HR-LOW", "HR-HIGH", "HR-IRR",
-    "GLU-HYPO-1", "GLU-HYPO-2", "GLU-HYPO-3", "GLU-HIGH-1", "GLU-HIGH-2", "GLU-HIGH-3", "DQ-02",
-)  # fmt: skip
+    "BP-CRIT-1",
+    "BP-CRIT-2",
+    "BP-CRIT-3",
+    "BP-LOW-1",
+    "HR-LOW",
+    "HR-HIGH",
+    "HR-IRR",
+    "GLU-HYPO-1",
+    "GLU-HYPO-2",
+    "GLU-HYPO-3",
+    "GLU-HIGH-1",
+    "GLU-HIGH-2",
+    "GLU-HIGH-3",
+    "DQ-02",
+)
 _RANK_SEVERITY = {v: k for k, v in SEVERITY_RANK.items()}
 
 
@@ -102,9 +114,16 @@ class _Tracker:
         ep = self.episode
         if ep is not None:
             return Outcome(
-                self.rule_id, self.patient_id, OutcomeStatus.FIRING, _RANK_SEVERITY[ep.severity],
-                ep.start, ep.end, dict(ep.values), tuple(ep.reading_ids), ep.key,
-            )  # fmt: skip
+                self.rule_id,
+                self.patient_id,
+                OutcomeStatus.FIRING,
+                _RANK_SEVERITY[ep.severity],
+                ep.start,
+                ep.end,
+                dict(ep.values),
+                tuple(ep.reading_ids),
+                ep.key,
+            )
         return Outcome(
             self.rule_id, self.patient_id, OutcomeStatus.CLEAR if self.seen else OutcomeStatus.UNKNOWN
         )
@@ -210,9 +229,13 @@ class PatientStream:
         )
 
     def _bp_values(self, o: Observation) -> dict[str, Any]:
-        return {"systolic_mmhg": o.systolic_mmhg, "diastolic_mmhg": o.diastolic_mmhg,
-                "pulse_bpm": o.pulse_bpm, "measured_at": o.measured_at.isoformat(),
-                "irregular_pulse": o.irregular_pulse}  # fmt: skip
+        return {
+            "systolic_mmhg": o.systolic_mmhg,
+            "diastolic_mmhg": o.diastolic_mmhg,
+            "pulse_bpm": o.pulse_bpm,
+            "measured_at": o.measured_at.isoformat(),
+            "irregular_pulse": o.irregular_pulse,
+        }
 
     def _blood_pressure(self, o: Observation, p: RuleParameters) -> None:
         t = self.trackers
@@ -220,8 +243,10 @@ class PatientStream:
             previous = [
                 q for q in self.recent_bp if q.usable_bp and o.measured_at - q.measured_at <= p.session
             ]
-            thresholds = {"crisis_systolic_mmhg": p.crisis_systolic_mmhg,
-                          "crisis_diastolic_mmhg": p.crisis_diastolic_mmhg}  # fmt: skip
+            thresholds = {
+                "crisis_systolic_mmhg": p.crisis_systolic_mmhg,
+                "crisis_diastolic_mmhg": p.crisis_diastolic_mmhg,
+            }
             if self._crisis(o):
                 values = self._bp_values(o) | thresholds
                 values["advice"] = "re-measure after 1-5 min seated rest; check red-flag symptoms"
@@ -231,20 +256,25 @@ class PatientStream:
                 if confirm:
                     # BP-CRIT-2: 2 of 2 readings at crisis level within 15 min ([1][4][17]).
                     t["BP-CRIT-2"].trigger(
-                        o.measured_at, AlertSeverity.URGENT,
-                        values | {"confirming_systolic_mmhg": confirm[-1].systolic_mmhg,
-                                  "confirming_diastolic_mmhg": confirm[-1].diastolic_mmhg,
-                                  "advice": "same-day contact by the family doctor"},
+                        o.measured_at,
+                        AlertSeverity.URGENT,
+                        values
+                        | {
+                            "confirming_systolic_mmhg": confirm[-1].systolic_mmhg,
+                            "confirming_diastolic_mmhg": confirm[-1].diastolic_mmhg,
+                            "advice": "same-day contact by the family doctor",
+                        },
                         [confirm[-1].reading_id, o.reading_id],
-                    )  # fmt: skip
+                    )
                 symptoms = self._symptoms_near(o.measured_at, CRISIS_SYMPTOMS, p.symptom_window)
                 if symptoms:
                     # BP-CRIT-3: crisis + red-flag symptom ([4][9][17][19]).
                     t["BP-CRIT-3"].trigger(
-                        o.measured_at, AlertSeverity.URGENT,
+                        o.measured_at,
+                        AlertSeverity.URGENT,
                         values | {"symptoms": sorted(symptoms), "advice": "advise emergency services"},
                         [o.reading_id],
-                    )  # fmt: skip
+                    )
             else:
                 for rid in ("BP-CRIT-1", "BP-CRIT-2", "BP-CRIT-3"):
                     t[rid].in_range()
@@ -254,10 +284,17 @@ class PatientStream:
                     # BP-LOW-1: SBP < 90 or DBP < 60 on 2 readings in one session ([28][19]).
                     symptoms = self._symptoms_near(o.measured_at, LOW_BP_SYMPTOMS, p.symptom_window)
                     sev = AlertSeverity.URGENT if symptoms else AlertSeverity.WARNING
-                    t["BP-LOW-1"].trigger(o.measured_at, sev, self._bp_values(o) | {
-                        "previous_systolic_mmhg": low_prev[-1].systolic_mmhg,
-                        "previous_diastolic_mmhg": low_prev[-1].diastolic_mmhg,
-                        "symptoms": sorted(symptoms)}, [low_prev[-1].reading_id, o.reading_id])  # fmt: skip
+                    t["BP-LOW-1"].trigger(
+                        o.measured_at,
+                        sev,
+                        self._bp_values(o)
+                        | {
+                            "previous_systolic_mmhg": low_prev[-1].systolic_mmhg,
+                            "previous_diastolic_mmhg": low_prev[-1].diastolic_mmhg,
+                            "symptoms": sorted(symptoms),
+                        },
+                        [low_prev[-1].reading_id, o.reading_id],
+                    )
                 else:
                     t["BP-LOW-1"].neutral()
             else:
@@ -283,10 +320,16 @@ class PatientStream:
             s for s in self.sessions if s.irregular and o.measured_at - s.start <= p.irr_window
         ]
         if o.irregular_pulse and (flagged3 >= 2 or len(flagged_sessions) >= 2):
-            t["HR-IRR"].trigger(o.measured_at, AlertSeverity.WARNING, {
-                "flagged_of_last_3_readings": flagged3, "flagged_sessions_7_days": len(flagged_sessions),
-                "advice": "12-lead ECG; BP accuracy reduced with irregular pulse"},
-                [q.reading_id for q in recent3 if q.irregular_pulse])  # fmt: skip
+            t["HR-IRR"].trigger(
+                o.measured_at,
+                AlertSeverity.WARNING,
+                {
+                    "flagged_of_last_3_readings": flagged3,
+                    "flagged_sessions_7_days": len(flagged_sessions),
+                    "advice": "12-lead ECG; BP accuracy reduced with irregular pulse",
+                },
+                [q.reading_id for q in recent3 if q.irregular_pulse],
+            )
         elif o.irregular_pulse:
             t["HR-IRR"].neutral()
         else:
@@ -302,9 +345,12 @@ class PatientStream:
             lows.append(o)
             if len(lows) >= 2:
                 urgent = sum(q.pulse_bpm is not None and q.pulse_bpm < p.hr_low_urgent_bpm for q in lows) >= 2
-                t["HR-LOW"].trigger(o.measured_at, AlertSeverity.URGENT if urgent else AlertSeverity.WARNING,
-                                    {"pulse_bpm": [q.pulse_bpm for q in lows], "local_day": day},
-                                    [q.reading_id for q in lows])  # fmt: skip
+                t["HR-LOW"].trigger(
+                    o.measured_at,
+                    AlertSeverity.URGENT if urgent else AlertSeverity.WARNING,
+                    {"pulse_bpm": [q.pulse_bpm for q in lows], "local_day": day},
+                    [q.reading_id for q in lows],
+                )
             else:
                 t["HR-LOW"].neutral()
         else:
@@ -332,9 +378,12 @@ class PatientStream:
         t = self.trackers
         g = o.glucose_mg_dl
         assert g is not None
-        vals: dict[str, Any] = {"glucose_mg_dl": g, "glucose_mmol_l": round(g / 18.01559, 2),
-                                "meal": o.meal.value if o.meal else None,
-                                "measured_at": o.measured_at.isoformat()}  # fmt: skip
+        vals: dict[str, Any] = {
+            "glucose_mg_dl": g,
+            "glucose_mmol_l": round(g / 18.01559, 2),
+            "meal": o.meal.value if o.meal else None,
+            "measured_at": o.measured_at.isoformat(),
+        }
         # GLU-HYPO-1 / -2 (ADA Level 1 < 70, Level 2 < 54 [30]; CN <= 3.9 mmol/L urgent [18]).
         # Back in range for both means no longer hypoglycaemic (>= 70 mg/dL, or > 3.9 mmol/L in CN).
         if p.is_hypo1(g):
@@ -351,10 +400,12 @@ class PatientStream:
         # GLU-HIGH-1: > 250 on 2 consecutive readings; prompt ketone check (> 240) ([32][40]).
         if g > p.high1_mg_dl:
             if prev is not None and prev.glucose_mg_dl is not None and prev.glucose_mg_dl > p.high1_mg_dl:
-                t["GLU-HIGH-1"].trigger(o.measured_at, AlertSeverity.WARNING,
-                                        vals | {"previous_glucose_mg_dl": prev.glucose_mg_dl,
-                                                "advice": "check ketones"},
-                                        [prev.reading_id, o.reading_id])  # fmt: skip
+                t["GLU-HIGH-1"].trigger(
+                    o.measured_at,
+                    AlertSeverity.WARNING,
+                    vals | {"previous_glucose_mg_dl": prev.glucose_mg_dl, "advice": "check ketones"},
+                    [prev.reading_id, o.reading_id],
+                )
             else:
                 t["GLU-HIGH-1"].neutral()
         else:
@@ -386,9 +437,12 @@ class PatientStream:
             return
         g = latest.glucose_mg_dl
         if g >= p.high3_mg_dl:
-            tr.trigger(latest.measured_at, AlertSeverity.URGENT,
-                       {"glucose_mg_dl": g, "criterion": "HHS range >= 600 mg/dL",
-                        "advice": "emergency services"}, [latest.reading_id])  # fmt: skip
+            tr.trigger(
+                latest.measured_at,
+                AlertSeverity.URGENT,
+                {"glucose_mg_dl": g, "criterion": "HHS range >= 600 mg/dL", "advice": "emergency services"},
+                [latest.reading_id],
+            )
             return
         if g >= p.dka_mg_dl:
             ketone = [
@@ -401,10 +455,18 @@ class PatientStream:
             ]
             symptoms = self._symptoms_near(latest.measured_at, DKA_SYMPTOMS, DKA_WINDOW)
             if ketone or symptoms:
-                tr.trigger(latest.measured_at, AlertSeverity.URGENT, {
-                    "glucose_mg_dl": g, "ketones_mmol_l": ketone[-1].ketones_mmol_l if ketone else None,
-                    "symptoms": sorted(symptoms), "criterion": "ketones/symptoms with >= 200 mg/dL",
-                    "advice": "emergency services"}, [latest.reading_id])  # fmt: skip
+                tr.trigger(
+                    latest.measured_at,
+                    AlertSeverity.URGENT,
+                    {
+                        "glucose_mg_dl": g,
+                        "ketones_mmol_l": ketone[-1].ketones_mmol_l if ketone else None,
+                        "symptoms": sorted(symptoms),
+                        "criterion": "ketones/symptoms with >= 200 mg/dL",
+                        "advice": "emergency services",
+                    },
+                    [latest.reading_id],
+                )
                 return
             tr.neutral()
             return
@@ -415,9 +477,12 @@ class PatientStream:
         t = self.trackers
         if rep.kind is ReportKind.SEVERE_HYPO_EVENT:
             # GLU-HYPO-3: assisted event reported by patient/family ([30]).
-            t["GLU-HYPO-3"].trigger(rep.reported_at, AlertSeverity.URGENT,
-                                    {"reported_at": rep.reported_at.isoformat(), "report_id": rep.report_id},
-                                    ["report:" + rep.report_id])  # fmt: skip
+            t["GLU-HYPO-3"].trigger(
+                rep.reported_at,
+                AlertSeverity.URGENT,
+                {"reported_at": rep.reported_at.isoformat(), "report_id": rep.report_id},
+                ["report:" + rep.report_id],
+            )
             self._severe_hypo_at = rep.reported_at
         elif rep.kind is ReportKind.ORTHOSTATIC:
             self._orthostatic = rep
@@ -428,14 +493,20 @@ class PatientStream:
                     continue
                 red = rep.symptoms & CRISIS_SYMPTOMS
                 if red and self._crisis(o):
-                    t["BP-CRIT-3"].trigger(o.measured_at, AlertSeverity.URGENT, self._bp_values(o) | {
-                        "symptoms": sorted(red), "advice": "advise emergency services"},
-                        [o.reading_id])  # fmt: skip
+                    t["BP-CRIT-3"].trigger(
+                        o.measured_at,
+                        AlertSeverity.URGENT,
+                        self._bp_values(o) | {"symptoms": sorted(red), "advice": "advise emergency services"},
+                        [o.reading_id],
+                    )
                 low_symptoms = rep.symptoms & LOW_BP_SYMPTOMS
                 if low_symptoms and t["BP-LOW-1"].episode is not None:
-                    t["BP-LOW-1"].trigger(o.measured_at, AlertSeverity.URGENT,
-                                          self._bp_values(o) | {"symptoms": sorted(low_symptoms)},
-                                          [o.reading_id])  # fmt: skip
+                    t["BP-LOW-1"].trigger(
+                        o.measured_at,
+                        AlertSeverity.URGENT,
+                        self._bp_values(o) | {"symptoms": sorted(low_symptoms)},
+                        [o.reading_id],
+                    )
             self._high3(rep.reported_at)
         elif rep.kind is ReportKind.KETONES:
             self._high3(rep.reported_at)

@@ -1,0 +1,227 @@
+"""Evaluate every rule for one patient (live path) or many patients over time (replay, burden)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from alerts.model import Observation, Outcome, OutcomeStatus, PatientReport, ReportKind
+from alerts.profiles import RuleParameters
+from alerts.singles import PatientStream
+from alerts.windows import (
+    CLEAR,
+    FIRING,
+    SEVERITY_OF_RANK,
+    DailyMatrix,
+    PatientArrays,
+    WindowResult,
+    build_matrix,
+    columns_from_observations,
+    evaluate_windows,
+)
+from vitals.payload import AlertSeverity
+
+# Longest look-back any rule needs: BP-TREND-1 28-day baseline + 14-day window; CGM-GMI 2 x 14 days;
+# DQ-03 30 days. A few spare days for the W7 window of BP-LOW-2.
+LOOKBACK_DAYS = 45
+
+
+def _clean(value: float) -> float | None:
+    if not math.isfinite(value):
+        return None
+    return round(float(value), 2)
+
+
+def window_outcome(result: WindowResult, p: int, t: int, m: DailyMatrix, patient_id: str) -> Outcome:
+    code = int(result.status[p, t])
+    if code == FIRING:
+        status = OutcomeStatus.FIRING
+    elif code == CLEAR:
+        status = OutcomeStatus.CLEAR
+    else:
+        return Outcome(result.rule_id, patient_id, OutcomeStatus.UNKNOWN)
+    values: dict[str, Any] = {k: _clean(v[p, t]) for k, v in result.values.items()}
+    end_day = m.day0 + timedelta(days=t)
+    start_day = end_day - timedelta(days=max(result.window_days - 1, 0))
+    end = datetime.fromtimestamp(float(m.day_end_s[p, t]), tz=ZoneInfo("UTC"))
+    start = end - timedelta(days=(end_day - start_day).days + 1)
+    severity = SEVERITY_OF_RANK[int(result.severity[p, t])] if status is OutcomeStatus.FIRING else None
+    return Outcome(result.rule_id, patient_id, status, severity, start, end, values, (), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientHistory:
+    patient_id: str
+    observations: Sequence[Observation]
+    reports: Sequence[PatientReport] = ()
+
+
+def _items(history: PatientHistory) -> list[Observation | PatientReport]:
+    items: list[Observation | PatientReport] = [*history.observations, *history.reports]
+
+    def when(item: Observation | PatientReport) -> datetime:
+        return item.measured_at if isinstance(item, Observation) else item.reported_at
+
+    items.sort(key=when)
+    return items
+
+
+def evaluate_patient(history: PatientHistory, params: RuleParameters, now: datetime) -> list[Outcome]:
+    """Every rule's outcome for one patient as of `now`, from its recent history (LOOKBACK_DAYS)."""
+    stream = PatientStream(history.patient_id, params)
+    for item in _items(history):
+        stream.feed(item)
+    stream.advance(now)
+    outcomes = stream.outcomes()
+    zone = ZoneInfo(params.timezone)
+    today = now.astimezone(zone).date()
+    day0 = today - timedelta(days=LOOKBACK_DAYS - 1)
+    obs = [o for o in history.observations if o.measured_at <= now]
+    cols, starts = columns_from_observations(obs, [history.patient_id], day0, [params.timezone])
+    matrix = build_matrix(cols, [history.patient_id], LOOKBACK_DAYS, day0, starts, params)
+    targets = PatientArrays.from_parameters([params])
+    results = evaluate_windows(matrix, params, targets, now_s=now.timestamp())
+    t = LOOKBACK_DAYS - 1
+    outcomes.extend(window_outcome(r, 0, t, matrix, history.patient_id) for r in results)
+    outcomes.append(bp_low2(history, stream, matrix, results, params, now, day0))
+    return outcomes
+
+
+def bp_low2(
+    history: PatientHistory,
+    stream: PatientStream,
+    matrix: DailyMatrix,
+    results: Sequence[WindowResult],
+    params: RuleParameters,
+    now: datetime,
+    day0: date,
+) -> Outcome:
+    """BP-LOW-2 overtreatment signal ([9][29], DEFAULT window compare): W7 SBP fell >= 20 mmHg from the
+    W7 before a reported medication change, or a reported standing SBP fall >= 20 mmHg."""
+    pid = history.patient_id
+    ortho = stream.orthostatic_report(now)
+    if (
+        ortho is not None
+        and ortho.seated_systolic_mmhg is not None
+        and ortho.standing_systolic_mmhg is not None
+    ):
+        fall = ortho.seated_systolic_mmhg - ortho.standing_systolic_mmhg
+        if fall >= params.low2_fall_mmhg:
+            return Outcome(
+                "BP-LOW-2",
+                pid,
+                OutcomeStatus.FIRING,
+                AlertSeverity.INFO,
+                ortho.reported_at,
+                now,
+                {"standing_fall_systolic_mmhg": fall, "criterion": "orthostatic"},
+                ("report:" + ortho.report_id,),
+                "report:" + ortho.report_id,
+            )
+    changes = [r for r in history.reports if r.kind is ReportKind.MEDICATION_CHANGE and r.reported_at <= now]
+    ctrl1 = next(r for r in results if r.rule_id == "BP-CTRL-1")
+    if not changes:
+        return Outcome("BP-LOW-2", pid, OutcomeStatus.UNKNOWN)
+    change = max(changes, key=lambda r: r.reported_at)
+    zone = ZoneInfo(params.timezone)
+    change_day = (change.reported_at.astimezone(zone).date() - day0).days
+    t = matrix.shape[1] - 1
+    before = change_day - 1
+    # The current window (days t-5..t) must lie wholly after the change day.
+    if before < 0 or t - (params.w7_days - 2) <= change_day:
+        return Outcome("BP-LOW-2", pid, OutcomeStatus.UNKNOWN)
+    known = ctrl1.status[0, before] != 0 and ctrl1.status[0, t] != 0
+    if not known:
+        return Outcome("BP-LOW-2", pid, OutcomeStatus.UNKNOWN)
+    baseline = float(ctrl1.values["w7_systolic_mmhg"][0, before])
+    current = float(ctrl1.values["w7_systolic_mmhg"][0, t])
+    fall = baseline - current
+    status = OutcomeStatus.FIRING if fall >= params.low2_fall_mmhg else OutcomeStatus.CLEAR
+    return Outcome(
+        "BP-LOW-2",
+        pid,
+        status,
+        AlertSeverity.INFO if status is OutcomeStatus.FIRING else None,
+        change.reported_at,
+        now,
+        {
+            "baseline_w7_systolic_mmhg": round(baseline, 2),
+            "w7_systolic_mmhg": round(current, 2),
+            "fall_systolic_mmhg": round(fall, 2),
+            "criterion": "after medication change",
+        },
+        (),
+        "report:" + change.report_id,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timelines for replay and the burden bench: every patient, every reading, every day end.
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineStep:
+    at: datetime
+    patient_id: str
+    outcomes: list[Outcome]
+
+
+def population_matrix(
+    histories: Sequence[PatientHistory], params: Sequence[RuleParameters]
+) -> tuple[DailyMatrix, list[WindowResult]]:
+    """One matrix for a whole population and its window results for every day (vectorised)."""
+    all_obs = [o for h in histories for o in h.observations]
+    if not all_obs:
+        raise ValueError("no observations to evaluate")
+    first = min(o.measured_at for o in all_obs)
+    last = max(o.measured_at for o in all_obs)
+    day0 = (first - timedelta(days=1)).date()
+    days = (last.date() - day0).days + 3
+    ids = [h.patient_id for h in histories]
+    cols, starts = columns_from_observations(all_obs, ids, day0, [p.timezone for p in params])
+    matrix = build_matrix(cols, ids, days, day0, starts, params[0])
+    results = evaluate_windows(matrix, params[0], PatientArrays.from_parameters(params))
+    return matrix, results
+
+
+def timeline(
+    history: PatientHistory,
+    index: int,
+    params: RuleParameters,
+    matrix: DailyMatrix,
+    results: Sequence[WindowResult],
+) -> Iterable[TimelineStep]:
+    """The patient's rule outcomes after every reading/report (reading-level rules) and at the end of
+    every day (window rules, as the periodic sweep sees them)."""
+    stream = PatientStream(history.patient_id, params)
+    items = _items(history)
+    day_ends = [
+        (datetime.fromtimestamp(float(matrix.day_end_s[index, t]), tz=ZoneInfo("UTC")), t)
+        for t in range(matrix.shape[1])
+    ]
+    last_data = max((o.measured_at for o in history.observations), default=None)
+    i = 0
+    for end, t in day_ends:
+        while i < len(items):
+            item = items[i]
+            at = item.measured_at if isinstance(item, Observation) else item.reported_at
+            if at >= end:
+                break
+            if stream.feed(item):
+                yield TimelineStep(at, history.patient_id, stream.outcomes())
+            i += 1
+        if last_data is None or end > last_data + timedelta(days=1):
+            break  # nothing to judge once the history has ended
+        stream.advance(end)
+        outs = [window_outcome(r, index, t, matrix, history.patient_id) for r in results]
+        yield TimelineStep(end, history.patient_id, outs)
+
+
+def observed_rate(values: np.ndarray[Any, np.dtype[np.float64]]) -> float:
+    return float(np.nanmean(values)) if values.size else math.nan

@@ -1,0 +1,404 @@
+"""Alert lifecycle (clinical-rules.md §7 ESC-1, ESC-2; §3.3 Nightscout ack/snooze model [58][59e]).
+
+- At most one unresolved alert per (patient, rule). A severity increase re-notifies (and breaks a
+  snooze); the same or a lower severity updates the evidence silently.
+- Auto-resolve when the rule reports CLEAR (for reading rules: 2 consecutive in-range readings).
+- Acknowledge, snooze (one alert only: snoozing a "high" rule never hides a "low" one, [59e]),
+  resolve with a note. A manual resolve latches the rule: it does not re-open for the same episode
+  until the condition has cleared once (so a redelivered reading cannot re-open it), unless the
+  severity rises above the resolved alert's.
+- Escalation: an urgent alert unacknowledged for 30 min is re-notified and the next member of the
+  care team is added, every 30 min (ESC-2, [58] DEFAULT routing).
+Every change is an event with actor and time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from alerts.catalogue import RULES, SUPERSEDES, rank
+from alerts.model import Outcome, OutcomeStatus
+from vitals.payload import AlertEvent, AlertSeverity, AlertState
+
+SYSTEM_ACTOR = "system"
+ESCALATION_AFTER = timedelta(minutes=30)  # ESC-2 ([58] 30-min default)
+MAX_SNOOZE = timedelta(hours=24)
+
+
+class AlertError(Exception):
+    """Base of lifecycle errors."""
+
+
+class AlertNotFound(AlertError):
+    pass
+
+
+class InvalidTransition(AlertError):
+    pass
+
+
+@dataclass(slots=True)
+class AlertRecord:
+    alert_id: str
+    clinic_id: str
+    patient_id: str
+    rule_id: str
+    severity: AlertSeverity
+    state: AlertState
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    snoozed_until: datetime | None = None
+    escalation_level: int = 0
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    # values, reading_ids, citation, episode_key, latched, notified_at: numbers and ids only.
+    trigger_values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unresolved(self) -> bool:
+        return self.state is not AlertState.RESOLVED
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    alert_id: str
+    at: datetime
+    actor: str
+    event: str
+    from_state: AlertState | None
+    to_state: AlertState | None
+    severity: AlertSeverity | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class AlertRepository(Protocol):
+    """Where alerts live. Sync (call through asyncio.to_thread from async code)."""
+
+    def current(self, patient_id: str, rule_id: str) -> AlertRecord | None: ...
+    def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None: ...
+    def get(self, alert_id: str) -> AlertRecord | None: ...
+    def save(self, record: AlertRecord, event: EventRecord | None) -> None: ...
+    def unresolved(self, clinic_id: str | None = None) -> list[AlertRecord]: ...
+    def events(self, alert_id: str) -> list[EventRecord]: ...
+
+
+class InMemoryAlertRepository:
+    """For replay, benches and tests of the pure lifecycle. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._alerts: dict[str, AlertRecord] = {}
+        self._by_rule: dict[tuple[str, str], list[str]] = {}
+        self._events: dict[str, list[EventRecord]] = {}
+        self._lock = threading.Lock()
+
+    def current(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        latest = self.latest(patient_id, rule_id)
+        return latest if latest is not None and latest.unresolved else None
+
+    def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        with self._lock:
+            ids = self._by_rule.get((patient_id, rule_id))
+            return replace(self._alerts[ids[-1]]) if ids else None
+
+    def get(self, alert_id: str) -> AlertRecord | None:
+        with self._lock:
+            rec = self._alerts.get(alert_id)
+            return replace(rec) if rec else None
+
+    def save(self, record: AlertRecord, event: EventRecord | None) -> None:
+        with self._lock:
+            if record.alert_id not in self._alerts:
+                key = (record.patient_id, record.rule_id)
+                ids = self._by_rule.setdefault(key, [])
+                if ids and self._alerts[ids[-1]].unresolved:
+                    raise InvalidTransition("an unresolved alert exists for this patient and rule")
+                ids.append(record.alert_id)
+            self._alerts[record.alert_id] = replace(record, trigger_values=dict(record.trigger_values))
+            if event is not None:
+                self._events.setdefault(record.alert_id, []).append(event)
+
+    def unresolved(self, clinic_id: str | None = None) -> list[AlertRecord]:
+        with self._lock:
+            return [
+                replace(a)
+                for a in self._alerts.values()
+                if a.unresolved and (clinic_id is None or a.clinic_id == clinic_id)
+            ]
+
+    def all(self) -> list[AlertRecord]:
+        with self._lock:
+            return [replace(a) for a in self._alerts.values()]
+
+    def events(self, alert_id: str) -> list[EventRecord]:
+        with self._lock:
+            return list(self._events.get(alert_id, []))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One lifecycle event, with whether it must be pushed to people (not only to live inboxes)."""
+
+    record: AlertRecord
+    event: EventRecord
+    notify: bool  # push to the care team's channels (urgent re-notification, new alert, ...)
+
+    def payload(self) -> AlertEvent:
+        return AlertEvent(
+            clinic_id=self.record.clinic_id,
+            alert_id=self.record.alert_id,
+            patient_id=self.record.patient_id,
+            rule_id=self.record.rule_id,
+            severity=self.record.severity,
+            state=self.record.state,
+            event=self.event.event,
+            at=self.event.at,
+            actor=self.event.actor,
+        )
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic id of this event (for idempotent delivery)."""
+        rec, ev = self.record, self.event
+        text = f"{rec.alert_id}|{ev.event}|{ev.at.isoformat()}|{rec.escalation_level}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def alert_id_for(patient_id: str, rule_id: str, episode: str, opened_at: datetime) -> str:
+    """Deterministic alert id: the same episode opened twice (a retried evaluation) gets one id."""
+    text = f"{patient_id}|{rule_id}|{episode}|{opened_at.isoformat()}"
+    return "al_" + hashlib.sha256(text.encode()).hexdigest()[:29]
+
+
+class Lifecycle:
+    def __init__(self, repository: AlertRepository, escalation_after: timedelta = ESCALATION_AFTER) -> None:
+        self.repo = repository
+        self.escalation_after = escalation_after
+
+    # --- rule outcomes -----------------------------------------------------------------------------
+    def apply(self, clinic_id: str, outcomes: Sequence[Outcome], now: datetime) -> list[Change]:
+        changes: list[Change] = []
+        firing = {o.rule_id for o in outcomes if o.status is OutcomeStatus.FIRING}
+        superseded = {r for f in firing for r in SUPERSEDES.get(f, ())}
+        for outcome in outcomes:
+            if outcome.status is OutcomeStatus.UNKNOWN:
+                continue
+            if outcome.rule_id in superseded and outcome.status is OutcomeStatus.FIRING:
+                cur = self.repo.current(outcome.patient_id, outcome.rule_id)
+                if cur is not None:
+                    winner = next(f for f in firing if outcome.rule_id in SUPERSEDES.get(f, ()))
+                    changes.append(
+                        self._resolve(cur, now, SYSTEM_ACTOR, "superseded", {"by_rule": winner}, latch=True)
+                    )
+                continue
+            if outcome.status is OutcomeStatus.FIRING:
+                change = self._fire(clinic_id, outcome, now)
+            else:
+                change = self._clear(outcome, now)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _fire(self, clinic_id: str, o: Outcome, now: datetime) -> Change | None:
+        assert o.severity is not None
+        cur = self.repo.current(o.patient_id, o.rule_id)
+        evidence = {"values": o.values, "reading_ids": list(o.reading_ids)}
+        if cur is None:
+            latest = self.repo.latest(o.patient_id, o.rule_id)
+            if (
+                latest is not None
+                and latest.trigger_values.get("latched")
+                and rank(o.severity) <= rank(latest.severity)
+            ):
+                return None  # resolved by a person for this episode; re-arms when it clears
+            episode = o.episode_key or (o.window_start.isoformat() if o.window_start else now.isoformat())
+            rec = AlertRecord(
+                alert_id=alert_id_for(o.patient_id, o.rule_id, episode, now),
+                clinic_id=clinic_id,
+                patient_id=o.patient_id,
+                rule_id=o.rule_id,
+                severity=o.severity,
+                state=AlertState.OPEN,
+                opened_at=now,
+                updated_at=now,
+                window_start=o.window_start,
+                window_end=o.window_end,
+                trigger_values=evidence
+                | {
+                    "citation": RULES[o.rule_id].citation,
+                    "episode_key": episode,
+                    "notified_at": now.isoformat(),
+                    "max_severity": o.severity.value,
+                },
+            )
+            ev = EventRecord(
+                rec.alert_id, now, SYSTEM_ACTOR, "opened", None, AlertState.OPEN, o.severity, evidence
+            )
+            self.repo.save(rec, ev)
+            return Change(rec, ev, notify=True)
+        if rank(o.severity) > rank(cur.severity):
+            before = cur.state
+            cur.severity = o.severity
+            cur.state = AlertState.OPEN
+            cur.snoozed_until = None
+            cur.updated_at = now
+            cur.window_end = o.window_end or cur.window_end
+            cur.trigger_values.update(evidence, notified_at=now.isoformat(), max_severity=o.severity.value)
+            ev = EventRecord(
+                cur.alert_id, now, SYSTEM_ACTOR, "severity_raised", before, cur.state, o.severity, evidence
+            )
+            self.repo.save(cur, ev)
+            return Change(cur, ev, notify=True)
+        if list(o.reading_ids) != cur.trigger_values.get("reading_ids") or (
+            o.values != cur.trigger_values.get("values") and not o.reading_ids
+        ):
+            if o.reading_ids:  # new evidence from readings: record it (no push)
+                cur.trigger_values.update(evidence)
+                cur.window_end = o.window_end or cur.window_end
+                cur.updated_at = now
+                ev = EventRecord(
+                    cur.alert_id,
+                    now,
+                    SYSTEM_ACTOR,
+                    "evidence_added",
+                    cur.state,
+                    cur.state,
+                    cur.severity,
+                    {"reading_ids": list(o.reading_ids)},
+                )
+                self.repo.save(cur, ev)
+                return Change(cur, ev, notify=False)
+            cur.trigger_values.update(evidence)  # window values moved: keep the latest, no event
+            cur.window_end = o.window_end or cur.window_end
+            self.repo.save(cur, None)
+        return None
+
+    def _clear(self, o: Outcome, now: datetime) -> Change | None:
+        cur = self.repo.current(o.patient_id, o.rule_id)
+        if cur is not None:
+            return self._resolve(cur, now, SYSTEM_ACTOR, "auto_resolved", {}, latch=False)
+        latest = self.repo.latest(o.patient_id, o.rule_id)
+        if latest is not None and latest.trigger_values.get("latched"):
+            latest.trigger_values["latched"] = False  # condition cleared: the rule re-arms
+            self.repo.save(latest, None)
+        return None
+
+    def _resolve(
+        self, rec: AlertRecord, now: datetime, actor: str, event: str, details: dict[str, Any], latch: bool
+    ) -> Change:
+        before = rec.state
+        rec.state = AlertState.RESOLVED
+        rec.resolved_at = now
+        rec.updated_at = now
+        rec.snoozed_until = None
+        rec.trigger_values["latched"] = latch
+        ev = EventRecord(rec.alert_id, now, actor, event, before, rec.state, rec.severity, details)
+        self.repo.save(rec, ev)
+        return Change(rec, ev, notify=False)
+
+    # --- people ------------------------------------------------------------------------------------
+    def _get(self, alert_id: str) -> AlertRecord:
+        rec = self.repo.get(alert_id)
+        if rec is None:
+            raise AlertNotFound(alert_id)
+        return rec
+
+    def acknowledge(self, alert_id: str, actor: str, now: datetime) -> Change | None:
+        """Acknowledge from any channel; one state for all. Acknowledging twice changes nothing."""
+        rec = self._get(alert_id)
+        if rec.state is AlertState.RESOLVED:
+            raise InvalidTransition("alert is resolved")
+        if rec.state is AlertState.ACKNOWLEDGED:
+            return None
+        before = rec.state
+        rec.state = AlertState.ACKNOWLEDGED
+        rec.acknowledged_at = now
+        rec.acknowledged_by = actor
+        rec.snoozed_until = None
+        rec.updated_at = now
+        ev = EventRecord(alert_id, now, actor, "acknowledged", before, rec.state, rec.severity)
+        self.repo.save(rec, ev)
+        return Change(rec, ev, notify=False)
+
+    def snooze(self, alert_id: str, actor: str, until: datetime, now: datetime) -> Change:
+        """Snooze this one alert. Other rules, including the other side's, keep alerting ([59e])."""
+        rec = self._get(alert_id)
+        if rec.state is AlertState.RESOLVED:
+            raise InvalidTransition("alert is resolved")
+        if until <= now or until - now > MAX_SNOOZE:
+            raise InvalidTransition("snooze must end within 24 h from now")
+        before = rec.state
+        rec.state = AlertState.SNOOZED
+        rec.snoozed_until = until
+        rec.updated_at = now
+        ev = EventRecord(
+            alert_id, now, actor, "snoozed", before, rec.state, rec.severity, {"until": until.isoformat()}
+        )
+        self.repo.save(rec, ev)
+        return Change(rec, ev, notify=False)
+
+    def resolve(self, alert_id: str, actor: str, note: str, now: datetime) -> Change:
+        rec = self._get(alert_id)
+        if rec.state is AlertState.RESOLVED:
+            raise InvalidTransition("alert is already resolved")
+        if not note.strip():
+            raise InvalidTransition("a resolution note is required")
+        return self._resolve(rec, now, actor, "resolved", {"note": note.strip()[:1000]}, latch=True)
+
+    # --- time --------------------------------------------------------------------------------------
+    def tick(self, now: datetime, clinic_id: str | None = None) -> list[Change]:
+        """Wake expired snoozes and escalate unacknowledged urgent alerts."""
+        changes: list[Change] = []
+        for rec in self.repo.unresolved(clinic_id):
+            if rec.state is AlertState.SNOOZED and rec.snoozed_until is not None and rec.snoozed_until <= now:
+                rec.state = AlertState.OPEN
+                rec.snoozed_until = None
+                rec.updated_at = now
+                rec.trigger_values["notified_at"] = now.isoformat()
+                ev = EventRecord(
+                    rec.alert_id,
+                    now,
+                    SYSTEM_ACTOR,
+                    "snooze_expired",
+                    AlertState.SNOOZED,
+                    rec.state,
+                    rec.severity,
+                )
+                self.repo.save(rec, ev)
+                changes.append(Change(rec, ev, notify=True))
+                continue
+            if rec.severity is not AlertSeverity.URGENT or rec.state not in (
+                AlertState.OPEN,
+                AlertState.ESCALATED,
+            ):
+                continue
+            notified = datetime.fromisoformat(
+                str(rec.trigger_values.get("notified_at", rec.opened_at.isoformat()))
+            )
+            if now - notified < self.escalation_after:
+                continue
+            before = rec.state
+            rec.state = AlertState.ESCALATED
+            rec.escalation_level += 1
+            rec.updated_at = now
+            rec.trigger_values["notified_at"] = now.isoformat()
+            ev = EventRecord(
+                rec.alert_id,
+                now,
+                SYSTEM_ACTOR,
+                "escalated",
+                before,
+                rec.state,
+                rec.severity,
+                {"escalation_level": rec.escalation_level},
+            )
+            self.repo.save(rec, ev)
+            changes.append(Change(rec, ev, notify=True))
+        return changes
