@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from api.deps import ApiServices
-from api.routes import auth, readings
+from api.routes import auth, patients, readings
+
+WEB_DIR = Path(__file__).with_name("web")
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -17,6 +23,13 @@ def create_app(services: ApiServices) -> FastAPI:
     app.state.services = services
     app.include_router(auth.router)
     app.include_router(readings.router)
+    app.include_router(patients.router)
+    # The doctors' web app: static files that call the JSON API above.
+    app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="web")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/app/")
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,91 @@
+"""The doctor's patient panel: their patients with the latest reading of each kind and open alerts.
+
+Names appear here because the caller is the patient's own care team (or the clinic's administrator);
+they never leave the clinic database for topics, logs or metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.auth import Principal
+from api.deps import CurrentUser, Services
+from storage.clinic.models import Alert, CareTeamMember, Patient, UserRole
+from storage.readings.protocol import ReadingStore
+from vitals.payload import AlertState
+from vitals.readings import ReadingKind
+
+router = APIRouter(prefix="/api/v1/patients", tags=["patients"])
+
+ACTIVE_ALERT_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED, AlertState.ESCALATED)
+
+
+class LatestReading(BaseModel):
+    measured_at: datetime
+    valid: bool
+    systolic_mmhg: float | None = None
+    diastolic_mmhg: float | None = None
+    pulse_bpm: float | None = None
+    glucose_mg_dl: float | None = None
+
+
+class PanelEntry(BaseModel):
+    patient_id: str
+    given_name: str
+    family_name: str
+    open_alerts: int
+    latest_blood_pressure: LatestReading | None
+    latest_glucose: LatestReading | None
+
+
+def _panel_rows(sessions: sessionmaker[Session], user: Principal) -> list[tuple[Patient, int]]:
+    with sessions() as session:
+        query = select(Patient).where(Patient.clinic_id == user.clinic_id, Patient.active.is_(True))
+        if UserRole.CLINIC_ADMIN not in user.roles:
+            query = query.where(
+                Patient.patient_id.in_(
+                    select(CareTeamMember.patient_id).where(CareTeamMember.user_id == user.user_id)
+                )
+            )
+        patients = list(session.scalars(query.order_by(Patient.family_name, Patient.given_name)))
+        rows = session.execute(
+            select(Alert.patient_id, func.count())
+            .where(
+                Alert.patient_id.in_([p.patient_id for p in patients]),
+                Alert.state.in_(ACTIVE_ALERT_STATES),
+            )
+            .group_by(Alert.patient_id)
+        )
+        counts = {patient_id: count for patient_id, count in rows}
+        return [(p, int(counts.get(p.patient_id, 0))) for p in patients]
+
+
+def _latest(store: ReadingStore, patient_id: str, kind: ReadingKind) -> LatestReading | None:
+    reading = store.latest(patient_id, kind)
+    if reading is None:
+        return None
+    return LatestReading.model_validate(reading.model_dump(), from_attributes=False, strict=False)
+
+
+@router.get("")
+async def patient_panel(user: CurrentUser, services: Services) -> list[PanelEntry]:
+    rows = await asyncio.to_thread(_panel_rows, services.clinic_sessions, user)
+
+    def entry(patient: Patient, open_alerts: int) -> PanelEntry:
+        store = services.reading_store
+        return PanelEntry(
+            patient_id=patient.patient_id,
+            given_name=patient.given_name,
+            family_name=patient.family_name,
+            open_alerts=open_alerts,
+            latest_blood_pressure=_latest(store, patient.patient_id, ReadingKind.BLOOD_PRESSURE),
+            latest_glucose=_latest(store, patient.patient_id, ReadingKind.GLUCOSE),
+        )
+
+    return await asyncio.to_thread(lambda: [entry(p, n) for p, n in rows])
