@@ -302,8 +302,16 @@ def _unit(flags: int) -> PressureUnit:
 
 def _decode_bpm_fields(
     data: bytes,
-) -> tuple[int, MderFloat, MderFloat, MderFloat, DateTime | None, MderFloat | None, int | None,
-           MeasurementStatus | None]:
+) -> tuple[
+    int,
+    MderFloat,
+    MderFloat,
+    MderFloat,
+    DateTime | None,
+    MderFloat | None,
+    int | None,
+    MeasurementStatus | None,
+]:
     reader = ByteReader(data)
     flags = reader.uint8("flags")
     systolic = read_sfloat(reader, "systolic")
