@@ -71,12 +71,11 @@ INPUTS = st.one_of(st.binary(max_size=32), mutated_vectors())
 
 
 def _check(decoder: Callable[[bytes], object], data: bytes) -> None:
+    problem: DecodeError | None = None
     try:
         result = decoder(data)
     except DecodeError as error:
         problem = error
-    else:
-        problem = None
     if problem is not None:
         assert 0 <= problem.offset <= len(data) + 8
         assert problem.reason
@@ -86,8 +85,8 @@ def _check(decoder: Callable[[bytes], object], data: bytes) -> None:
         json.dumps(result, allow_nan=False)
     valid = getattr(result, "valid", None)
     if valid is False:
-        assert result.invalid_reasons  # type: ignore[attr-defined]
-        assert result.raw == data  # type: ignore[attr-defined]
+        assert getattr(result, "invalid_reasons", None)
+        assert getattr(result, "raw", None) == data
 
 
 @pytest.mark.parametrize("name", sorted(DECODERS))
