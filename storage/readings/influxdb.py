@@ -1,0 +1,595 @@
+"""InfluxDB reading store: the production store (DESIGN.md, Storage).
+
+Writes go through influxdb-client's v2 write API with `SYNCHRONOUS` write options, one HTTP request
+per chunk of at most 5,000 points, and our own bounded retries. Never the client's default batching
+mode: a batch that fails there is logged, handed to `error_callback` and dropped, and `flush()` is a
+no-op (reliability.md §3, influxdb-client `write_api.py` L388-391, L536-558). Clinical readings must
+not vanish, so `write_batch` returns only after InfluxDB answered 204 for every chunk, and raises a
+typed error otherwise; ingest then does not ack and the gateway resends.
+
+Reads are InfluxQL on the v1-compatible `/query` endpoint, which InfluxDB 1.8+, 2.x (with a DBRP
+mapping: `ensure_dbrp_mapping`) and 3.x all serve (reliability.md §3).
+
+Point design (docs/storage-schema.md has the full schema):
+- measurement = the reading kind (`blood_pressure`, `glucose`); the only tag is `patient_id`.
+  InfluxDB replaces a point with the same measurement, tag set and timestamp ("InfluxDB creates a
+  union of the old and new field sets", reliability.md §3), so a rewrite of a reading must produce
+  exactly the same measurement, tags and timestamp. Tags that could change between retransmissions
+  (validity, units) are fields, so they can never split a reading into two series.
+- `reading_id` is NOT a tag: one series per reading would make the series index grow with every
+  measurement (unbounded cardinality, the classic InfluxDB 1.x/2.x memory problem).
+- timestamp = measured_at truncated to the whole second, plus a nanosecond offset in [0, 1e9)
+  derived from the reading_id's hash. Two different readings of one patient and kind in the same
+  second (two meters, or a meter whose clock has second resolution) therefore land on different
+  timestamps unless their ids collide modulo 1e9 (chance 1e-9 per pair), instead of silently
+  overwriting each other. The exact measured_at is kept in the integer field `measured_at_us`, and
+  queries widen their time window to whole seconds and filter on that field.
+
+"Newly stored vs duplicate": InfluxDB does not say whether a write replaced a point. With
+`check_duplicates` (the default) the store asks first, in one multi-statement InfluxQL request per
+batch, which of the batch's reading_ids already exist in the affected (patient, kind, seconds)
+windows, writes only the absent ones, and reports the present ones as duplicates. This is exact for
+one writer. With concurrent writers of the same reading (two ingest replicas receiving a
+redelivery at once), both may report it as new: the data stays correct (the second write replaces
+the identical point) and only the "new" counter over-counts. If a write attempt failed after InfluxDB
+had in fact stored some points, the caller's retry reports those as duplicates: again only the
+counter is off, never the data.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any, Final, TypeVar, cast
+from urllib.parse import urlencode
+
+import urllib3
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+
+from storage.readings.protocol import (
+    AnyReading,
+    DailyAggregate,
+    ReadingStoreError,
+    ReadingStoreRejected,
+    ReadingStoreUnavailable,
+    WriteResult,
+)
+from storage.readings.records import (
+    AGGREGATED_METRICS,
+    AggregateRow,
+    aggregate_daily,
+    check_aware,
+    check_patient_id,
+    day_window,
+    epoch_us,
+    from_epoch_us,
+    in_averages,
+    json_list,
+    reading_from_json,
+    reading_to_json,
+    sort_key,
+)
+from vitals.readings import BloodPressureReading, GlucoseReading, ReadingKind
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+NS_PER_S: Final = 1_000_000_000
+NS_PER_US: Final = 1_000
+# Server guidance: "points in batches of 5,000 to 10,000 for optimal performance" (InfluxDB v1 API
+# docs; maintainers: at most 10,000, influxdb#2379; up to 5,000, #3601; reliability.md §3).
+DEFAULT_MAX_POINTS_PER_REQUEST: Final = 5_000
+# Statements per duplicate-check request, so the form body stays small.
+_STATEMENTS_PER_QUERY: Final = 200
+# Hex digits of the reading_id hashed into the sub-second timestamp offset (64 bits).
+_TIEBREAK_HEX_DIGITS: Final = 16
+_MAX_RETRY_DELAY_S: Final = 10.0
+_HTTP_RETRYABLE_MIN: Final = 500
+_HTTP_TOO_MANY_REQUESTS: Final = 429
+_HTTP_BAD_REQUEST: Final = 400
+_HTTP_OK: Final = 200
+
+_JSON_FIELD: Final = "reading_json"
+_NS_PRECISION: Final = cast(WritePrecision, WritePrecision.NS)  # the client annotates its enum as str
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxConfig:
+    """Where and how to reach InfluxDB. The composition root maps Settings.storage onto this.
+
+    - url: base URL serving `/api/v2/write` and `/query` (`query_url` overrides it for reads).
+    - database / retention_policy: the InfluxQL (v1) names reads use. On 2.x they must be mapped to
+      the bucket (`ensure_dbrp_mapping`); on 3.x the database is the bucket's name.
+    - bucket: what writes name; default `database/retention_policy`, the InfluxDB 1.8 form
+      ("bucket = f'{database}/{retention_policy}'", reliability.md §3). On 2.x give the bucket name.
+    - token: 2.x/3.x API token, or `username:password` on 1.8 with auth enabled; sent as
+      `Authorization: Token ...` on writes and reads. Empty = no auth (a loopback 1.x in tests).
+    - org: 2.x organisation; "-" for 1.8 and 3.x.
+    """
+
+    url: str
+    database: str
+    retention_policy: str = "autogen"
+    bucket: str | None = None
+    token: str = ""
+    org: str = "-"
+    query_url: str | None = None
+    timeout_s: float = 10.0
+    write_attempts: int = 3
+    retry_backoff_s: float = 0.5
+    max_points_per_request: int = DEFAULT_MAX_POINTS_PER_REQUEST
+    check_duplicates: bool = True
+
+    @property
+    def write_bucket(self) -> str:
+        if self.bucket:
+            return self.bucket
+        return f"{self.database}/{self.retention_policy}"
+
+
+# -- the point of one reading (pure) --------------------------------------------------------------
+
+
+def point_time_ns(reading: AnyReading) -> int:
+    """measured_at's whole second, plus a per-reading offset in [0, 1 s) from the reading_id."""
+    whole_seconds = epoch_us(reading.measured_at) // 1_000_000
+    return whole_seconds * NS_PER_S + int(reading.reading_id[:_TIEBREAK_HEX_DIGITS], 16) % NS_PER_S
+
+
+def reading_fields(reading: AnyReading) -> dict[str, Any]:
+    """The fields of a reading's point; absent values are left out (InfluxDB has no nulls)."""
+    fields: dict[str, Any] = {
+        "reading_id": reading.reading_id,
+        "measured_at_us": epoch_us(reading.measured_at),
+        "device_time": None if reading.device_time is None else reading.device_time.isoformat(),
+        "clock_offset_s": _float(reading.clock_offset_s),
+        "received_at_us": None if reading.received_at is None else epoch_us(reading.received_at),
+        "meter_key": reading.device.meter_key,
+        "valid": reading.valid,
+        "in_averages": in_averages(reading),
+        "invalid_reasons": json_list(reading.invalid_reasons),
+        "unit": reading.unit.value,
+        "raw_hex": reading.raw_hex,
+    }
+    if isinstance(reading, BloodPressureReading):
+        fields.update(
+            systolic=_float(reading.systolic),
+            diastolic=_float(reading.diastolic),
+            mean_arterial=_float(reading.mean_arterial),
+            systolic_mmhg=_float(reading.systolic_mmhg),
+            diastolic_mmhg=_float(reading.diastolic_mmhg),
+            mean_arterial_mmhg=_float(reading.mean_arterial_mmhg),
+            pulse_bpm=_float(reading.pulse_bpm),
+            user_id=reading.user_id,
+            measurement_status=json_list(sorted(s.value for s in reading.measurement_status)),
+        )
+    else:
+        assert isinstance(reading, GlucoseReading)
+        fields.update(
+            sequence_number=reading.sequence_number,
+            glucose=_float(reading.glucose),
+            glucose_mg_dl=_float(reading.glucose_mg_dl),
+            sample_type=None if reading.sample_type is None else reading.sample_type.value,
+            sample_location=None if reading.sample_location is None else reading.sample_location.value,
+            sensor_status=json_list(sorted(s.value for s in reading.sensor_status)),
+            meal=None
+            if reading.context is None or reading.context.meal is None
+            else reading.context.meal.value,
+        )
+    fields[_JSON_FIELD] = reading_to_json(reading)
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _float(value: float | None) -> float | None:
+    """Always a float (never an int, which would be a field type conflict); non-finite dropped."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def line_protocol(reading: AnyReading) -> str:
+    """The reading's point as one line of InfluxDB line protocol (nanosecond timestamp).
+
+    Escaping per the line protocol reference: measurement, tag keys/values and field keys escape
+    commas, spaces (and, except the measurement, equals signs); string field values escape
+    backslashes and double quotes. Line protocol has no newline escape, so line breaks inside a
+    string field become spaces (reading_json, compact JSON, never contains a raw one).
+    """
+    head = _escape_key(reading.kind.value, measurement=True)
+    if reading.patient_id is not None:
+        head += ",patient_id=" + _escape_key(reading.patient_id)
+    fields = ",".join(
+        f"{_escape_key(name)}={_field_value(value)}" for name, value in reading_fields(reading).items()
+    )
+    return f"{head} {fields} {point_time_ns(reading)}"
+
+
+def _escape_key(text: str, *, measurement: bool = False) -> str:
+    # Our keys are fixed names, kind values and patient ids ([A-Za-z0-9_-]): never a backslash.
+    text = text.replace(",", "\\,").replace(" ", "\\ ")
+    return text if measurement else text.replace("=", "\\=")
+
+
+def _field_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+    return f'"{text}"'
+
+
+# -- InfluxQL helpers ------------------------------------------------------------------------------
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _patient_clause(patient_id: str | None) -> str:
+    # A missing tag compares equal to '' in InfluxQL, which selects readings without a patient.
+    return f'"patient_id" = {_literal(patient_id or "")}'
+
+
+def _second_floor_ns(moment: datetime) -> int:
+    return (epoch_us(moment) // 1_000_000) * NS_PER_S
+
+
+class InfluxReadingStore:
+    """`ReadingStore` on InfluxDB (1.8+, 2.x with a DBRP mapping, 3.x). Thread-safe."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        if config.write_attempts < 1:
+            raise ValueError("write_attempts must be at least 1")
+        if not 1 <= config.max_points_per_request <= 10_000:
+            raise ValueError("max_points_per_request must be 1..10000 (InfluxDB batch guidance)")
+        self.config = config
+        self._closing = threading.Event()
+        # retries=False in urllib3: we retry ourselves, with typed errors (no hidden waits).
+        self._client = InfluxDBClient(
+            url=config.url,
+            token=config.token,
+            org=config.org,
+            timeout=int(config.timeout_s * 1000),
+            enable_gzip=False,
+            retries=False,
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=config.timeout_s, read=config.timeout_s), retries=False
+        )
+        self._query_url = (config.query_url or config.url).rstrip("/") + "/query"
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if self._closing.is_set():
+            raise ReadingStoreError("reading store is closed")
+        first: dict[str, AnyReading] = {}
+        for reading in readings:
+            first.setdefault(reading.reading_id, reading)
+        present = self._present(list(first.values())) if self.config.check_duplicates else set()
+        to_write = [r for rid, r in first.items() if rid not in present]
+        size = self.config.max_points_per_request
+        for i in range(0, len(to_write), size):
+            self._write_chunk([line_protocol(r) for r in to_write[i : i + size]])
+        stored: list[str] = []
+        duplicates: list[str] = []
+        seen: set[str] = set()
+        for reading in readings:
+            rid = reading.reading_id
+            if rid in present or rid in seen:
+                duplicates.append(rid)
+            else:
+                stored.append(rid)
+            seen.add(rid)
+        logger.debug(
+            "reading batch written",
+            extra={"stored": len(stored), "duplicates": len(duplicates), "store": "influxdb"},
+        )
+        return WriteResult(stored=tuple(stored), duplicates=tuple(duplicates))
+
+    def _write_chunk(self, lines: list[str]) -> None:
+        body = "\n".join(lines).encode("utf-8")
+
+        def attempt() -> None:
+            try:
+                self._write_api.write(
+                    bucket=self.config.write_bucket,
+                    org=self.config.org,
+                    record=body,
+                    write_precision=_NS_PRECISION,
+                )
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                if status == _HTTP_BAD_REQUEST:
+                    raise ReadingStoreRejected(
+                        f"InfluxDB refused the batch (HTTP 400): {_body(exc)}"
+                    ) from exc
+                if status >= _HTTP_RETRYABLE_MIN or status == _HTTP_TOO_MANY_REQUESTS:
+                    raise _Transient(f"HTTP {status}: {_body(exc)}") from exc
+                raise ReadingStoreUnavailable(f"InfluxDB write failed: HTTP {status}: {_body(exc)}") from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+
+        self._retrying("write", attempt, points=len(lines))
+
+    def _retrying(self, what: str, attempt: Callable[[], _T], **log_extra: object) -> _T:
+        """Run `attempt`, retrying transient failures (connection errors, HTTP 5xx and 429) with
+        exponential backoff, `write_attempts` times in all; then raise ReadingStoreUnavailable.
+
+        The influxdb-client's own retry machinery belongs to its batching mode (reliability.md §3),
+        so with SYNCHRONOUS writes the retries are ours, explicit and bounded. The wait is an Event,
+        so close() cuts it short.
+        """
+        attempts = self.config.write_attempts
+        for number in range(1, attempts + 1):
+            try:
+                return attempt()
+            except _Transient as exc:
+                if number == attempts:
+                    raise ReadingStoreUnavailable(
+                        f"InfluxDB {what} failed after {number} attempt(s): {exc}"
+                    ) from exc
+                delay = min(self.config.retry_backoff_s * 2 ** (number - 1), _MAX_RETRY_DELAY_S)
+                logger.warning(
+                    "InfluxDB %s failed, retrying",
+                    what,
+                    extra={"attempt": number, "delay_s": delay, "reason": str(exc), **log_extra},
+                )
+                if self._closing.wait(delay):
+                    raise ReadingStoreUnavailable(f"reading store closed while retrying a {what}") from exc
+        raise AssertionError("unreachable")
+
+    def _present(self, readings: Sequence[AnyReading]) -> set[str]:
+        """reading_ids of `readings` already stored: one window query per (kind, patient)."""
+        windows: dict[tuple[str, str | None], list[int]] = {}
+        wanted: set[str] = set()
+        for reading in readings:
+            ts = point_time_ns(reading)
+            span = windows.setdefault((reading.kind.value, reading.patient_id), [ts, ts])
+            span[0], span[1] = min(span[0], ts), max(span[1], ts)
+            wanted.add(reading.reading_id)
+        statements = [
+            f"SELECT {_ident('reading_id')} FROM {_ident(kind)} WHERE {_patient_clause(patient)} "  # noqa: S608 - quoted idents/literals
+            f"AND time >= {low} AND time <= {high}"
+            for (kind, patient), (low, high) in windows.items()
+        ]
+        present: set[str] = set()
+        for i in range(0, len(statements), _STATEMENTS_PER_QUERY):
+            chunk = statements[i : i + _STATEMENTS_PER_QUERY]
+            for rows in self._retrying("duplicate check", functools.partial(self._query, chunk)):
+                present.update(row["reading_id"] for row in rows if row.get("reading_id") in wanted)
+        return present
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _query(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Run InfluxQL statements in one request; rows of each statement as dicts (time in ns)."""
+        if self._closing.is_set():
+            raise ReadingStoreError("reading store is closed")
+        params = {"db": self.config.database, "epoch": "ns", "q": ";".join(statements)}
+        if self.config.retention_policy:
+            params["rp"] = self.config.retention_policy
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        if self.config.token:
+            headers["Authorization"] = f"Token {self.config.token}"
+        try:
+            response = self._http.request(
+                "POST", self._query_url, body=urlencode(params), headers=headers, redirect=False
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _Transient(f"InfluxDB query failed: {type(exc).__name__}: {exc}") from exc
+        if response.status != _HTTP_OK:
+            text = response.data[:500].decode("utf-8", "replace")
+            if response.status >= _HTTP_RETRYABLE_MIN or response.status == _HTTP_TOO_MANY_REQUESTS:
+                raise _Transient(f"InfluxDB query failed: HTTP {response.status}: {text}")
+            if response.status in (401, 403, 404):  # configuration (token, database): not the data
+                raise ReadingStoreUnavailable(f"InfluxDB query failed: HTTP {response.status}: {text}")
+            raise ReadingStoreError(f"InfluxDB query failed: HTTP {response.status}: {text}")
+        try:
+            body = json.loads(response.data)
+        except ValueError as exc:
+            raise ReadingStoreError("InfluxDB query answer is not JSON") from exc
+        if "error" in body:
+            raise ReadingStoreError(f"InfluxDB query failed: {body['error']}")
+        results: list[list[dict[str, Any]]] = [[] for _ in statements]
+        for result in body.get("results", []):
+            index = int(result.get("statement_id", 0))
+            if "error" in result:
+                message = str(result["error"])
+                if message.startswith("database not found"):
+                    raise ReadingStoreUnavailable(f"InfluxDB query failed: {message}")
+                raise ReadingStoreError(f"InfluxDB query failed: {message}")
+            for series in result.get("series", []):
+                columns = series["columns"]
+                results[index].extend(dict(zip(columns, values, strict=True)) for values in series["values"])
+        return results
+
+    def _window_statement(
+        self, fields: Iterable[str], kind: ReadingKind, patient_id: str, start: datetime, end: datetime
+    ) -> str:
+        """Points whose measured_at may lie in [start, end): whole seconds, exact filter later."""
+        low = _second_floor_ns(start)
+        high = _second_floor_ns(end) + NS_PER_S
+        columns = ", ".join(_ident(f) for f in fields)
+        return (
+            f"SELECT {columns} FROM {_ident(kind.value)} WHERE {_patient_clause(patient_id)} "  # noqa: S608 - quoted idents/literals
+            f"AND time >= {low} AND time < {high}"
+        )
+
+    def query_range(
+        self,
+        patient_id: str,
+        kind: ReadingKind,
+        start: datetime,
+        end: datetime,
+        *,
+        limit: int | None = None,
+    ) -> list[AnyReading]:
+        check_patient_id(patient_id)
+        start, end = check_aware(start, "start"), check_aware(end, "end")
+        low_us, high_us = epoch_us(start), epoch_us(end)
+        statement = self._window_statement(
+            ("measured_at_us", "reading_id", _JSON_FIELD), ReadingKind(kind), patient_id, start, end
+        )
+        (rows,) = self._query([statement])
+        readings = _unique_readings(row for row in rows if low_us <= int(row["measured_at_us"]) < high_us)
+        return readings if limit is None else readings[:limit]
+
+    def latest(
+        self, patient_id: str, kind: ReadingKind | None = None, *, valid_only: bool = False
+    ) -> AnyReading | None:
+        check_patient_id(patient_id)
+        kinds = list(ReadingKind) if kind is None else [ReadingKind(kind)]
+        validity = ' AND "valid" = true' if valid_only else ""
+        last = self._query(
+            [
+                f"SELECT {_ident('reading_id')} FROM {_ident(k.value)} WHERE {_patient_clause(patient_id)}"  # noqa: S608 - quoted idents/literals
+                f"{validity} ORDER BY time DESC LIMIT 1"
+                for k in kinds
+            ]
+        )
+        # The last point's second may hold other readings whose measured_at is later than its own
+        # (the sub-second offset is a hash): read that whole second and pick by measured_at.
+        statements = []
+        for k, rows in zip(kinds, last, strict=True):
+            if rows:
+                second = (int(rows[0]["time"]) // NS_PER_S) * NS_PER_S
+                statements.append(
+                    f"SELECT {_ident('measured_at_us')}, {_ident('reading_id')}, {_ident(_JSON_FIELD)} "  # noqa: S608 - quoted idents/literals
+                    f"FROM {_ident(k.value)} WHERE {_patient_clause(patient_id)}{validity} "
+                    f"AND time >= {second} AND time < {second + NS_PER_S}"
+                )
+        if not statements:
+            return None
+        candidates = [row for rows in self._query(statements) for row in rows]
+        best = max(candidates, key=lambda row: (int(row["measured_at_us"]), str(row["reading_id"])))
+        return reading_from_json(best[_JSON_FIELD])
+
+    def daily_aggregates(
+        self,
+        patient_id: str,
+        kind: ReadingKind,
+        first_day: date,
+        last_day: date,
+        *,
+        tz: tzinfo = UTC,
+    ) -> list[DailyAggregate]:
+        check_patient_id(patient_id)
+        kind = ReadingKind(kind)
+        start, end = day_window(first_day, last_day, tz)
+        low_us, high_us = epoch_us(start), epoch_us(end)
+        metrics = AGGREGATED_METRICS[kind]
+        (rows,) = self._query(
+            [
+                self._window_statement(
+                    ("measured_at_us", "in_averages", *metrics), kind, patient_id, start, end
+                )
+            ]
+        )
+        return aggregate_daily(
+            patient_id,
+            kind,
+            (
+                AggregateRow(
+                    measured_at=from_epoch_us(int(row["measured_at_us"])),
+                    included=bool(row["in_averages"]),
+                    values={m: row.get(m) for m in metrics},
+                )
+                for row in rows
+                if low_us <= int(row["measured_at_us"]) < high_us
+            ),
+            tz,
+        )
+
+    def close(self) -> None:
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        self._write_api.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]
+        self._http.clear()
+
+
+class _Transient(ReadingStoreUnavailable):
+    """A failure worth retrying: connection refused/reset, timeout, HTTP 5xx or 429."""
+
+
+def _unique_readings(rows: Iterable[Mapping[str, Any]]) -> list[AnyReading]:
+    by_id: dict[str, AnyReading] = {}
+    for row in rows:
+        reading = reading_from_json(row[_JSON_FIELD])
+        by_id.setdefault(reading.reading_id, reading)
+    return sorted(by_id.values(), key=sort_key)
+
+
+def _body(exc: ApiException) -> str:
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    return str(body or exc.reason)[:500]
+
+
+def ensure_dbrp_mapping(
+    url: str,
+    token: str,
+    org: str,
+    bucket: str,
+    database: str,
+    retention_policy: str = "autogen",
+    *,
+    timeout_s: float = 10.0,
+) -> bool:
+    """On InfluxDB 2.x, map `database/retention_policy` to `bucket` so InfluxQL `/query` reaches it.
+
+    "Because InfluxQL uses the 1.x data model, a bucket must be mapped to a database and retention
+    policy (DBRP) before it can be queried using InfluxQL" (reliability.md §3). Returns True if it
+    created the mapping, False if one existed. Not needed on 1.8 (databases are native) or 3.x.
+    """
+    from influxdb_client.domain.dbrp_create import DBRPCreate
+    from influxdb_client.service.dbr_ps_service import DBRPsService
+
+    with InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000)) as client:
+        try:
+            found = client.buckets_api().find_bucket_by_name(bucket)
+            if found is None:
+                raise ReadingStoreError(f"bucket {bucket!r} does not exist")
+            service = DBRPsService(client.api_client)  # type: ignore[no-untyped-call]
+            existing = service.get_dbr_ps(  # type: ignore[no-untyped-call]
+                org=org, bucket_id=found.id, db=database, rp=retention_policy
+            )
+            if existing.content:
+                return False
+            service.post_dbrp(  # type: ignore[no-untyped-call]
+                DBRPCreate(  # type: ignore[no-untyped-call]
+                    org=org,
+                    bucket_id=found.id,
+                    database=database,
+                    retention_policy=retention_policy,
+                    default=True,
+                )
+            )
+        except ApiException as exc:
+            raise ReadingStoreUnavailable(f"DBRP mapping failed: HTTP {exc.status}: {_body(exc)}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ReadingStoreUnavailable(f"DBRP mapping failed: {type(exc).__name__}: {exc}") from exc
+    logger.info(
+        "created DBRP mapping", extra={"bucket": bucket, "database": database, "rp": retention_policy}
+    )
+    return True
