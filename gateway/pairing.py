@@ -1,0 +1,174 @@
+"""``vitalgate gateway pair``: list meters advertising now, bond one, bind it to a patient.
+
+Bonding goes through bleak (``BleakClient.pair``). On Linux, BlueZ needs a pairing agent to answer a
+passkey request; :mod:`gateway.bluez_agent` registers one for the duration of the command only
+(reliability.md §5.4, peers.md §1.6). With the virtual meters the radio's agent plays that part.
+
+After bonding, the meter's identity is read from its Device Information service (0x180A) and the
+meter is recorded in the bindings file with its address; the gateway then talks only to that
+address, and only over a link encrypted with the bond. A meter already paired at another address is
+refused unless ``replace=True`` (an operator re-pairing a meter that changed its address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import BleakError
+
+from device_drivers.profiles.device_information import decode_utf8_string
+from device_drivers.profiles.uuids import (
+    BLOOD_PRESSURE_SERVICE,
+    FIRMWARE_REVISION_STRING,
+    GLUCOSE_SERVICE,
+    MANUFACTURER_NAME_STRING,
+    MODEL_NUMBER_STRING,
+    SERIAL_NUMBER_STRING,
+)
+from gateway.bindings import Bindings, MeterProfile, PairedMeter
+from gateway.meters import HEALTH_SERVICE_UUIDS
+from vitals.payload import MeterBinding
+from vitals.readings import DeviceIdentity
+
+logger = logging.getLogger(__name__)
+
+PAIR_TIMEOUT_S = 60.0  # the person has to read and type a PIN
+CONNECT_TIMEOUT_S = 20.0
+READ_TIMEOUT_S = 10.0
+DISCONNECT_TIMEOUT_S = 10.0
+
+
+class PairingError(Exception):
+    """The meter could not be paired or bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    address: str
+    name: str | None
+    rssi: int
+    profile: MeterProfile
+    already_paired: bool
+
+
+def profile_of(service_uuids: list[str]) -> MeterProfile | None:
+    uuids = {u.lower() for u in service_uuids}
+    if BLOOD_PRESSURE_SERVICE in uuids:
+        return MeterProfile.BLOOD_PRESSURE
+    if GLUCOSE_SERVICE in uuids:
+        return MeterProfile.GLUCOSE
+    return None
+
+
+async def discover(
+    bindings: Bindings, *, duration_s: float = 10.0, scanner_backend: type[BaseBleakScanner] | None = None
+) -> list[Candidate]:
+    """Meters advertising the Blood Pressure or Glucose service during ``duration_s``."""
+    found: dict[str, Candidate] = {}
+
+    def seen(device: BLEDevice, advertisement: AdvertisementData) -> None:
+        profile = profile_of(advertisement.service_uuids)
+        if profile is None:
+            return
+        address = device.address.upper()
+        found[address] = Candidate(
+            address=address,
+            name=advertisement.local_name or device.name,
+            rssi=advertisement.rssi,
+            profile=profile,
+            already_paired=bindings.meter_at(address) is not None,
+        )
+
+    scanner = BleakScanner(seen, service_uuids=HEALTH_SERVICE_UUIDS, backend=scanner_backend)
+    await asyncio.wait_for(scanner.start(), CONNECT_TIMEOUT_S)
+    try:
+        await asyncio.sleep(duration_s)  # the scan window itself
+    finally:
+        await asyncio.wait_for(scanner.stop(), CONNECT_TIMEOUT_S)
+    return sorted(found.values(), key=lambda c: -c.rssi)
+
+
+async def read_identity(client: BleakClient, address: str) -> DeviceIdentity:
+    """The meter's identity from its Device Information service."""
+
+    async def text(uuid: str) -> str | None:
+        try:
+            raw = await asyncio.wait_for(client.read_gatt_char(uuid), READ_TIMEOUT_S)
+        except BleakError:
+            return None
+        value = decode_utf8_string(bytes(raw)).strip()
+        return value or None
+
+    manufacturer = await text(MANUFACTURER_NAME_STRING)
+    model = await text(MODEL_NUMBER_STRING)
+    if manufacturer is None or model is None:
+        raise PairingError("the meter does not report its manufacturer and model (Device Information)")
+    return DeviceIdentity(
+        manufacturer=manufacturer,
+        model=model,
+        serial_number=await text(SERIAL_NUMBER_STRING),
+        address=address.upper(),
+        firmware_revision=await text(FIRMWARE_REVISION_STRING),
+    )
+
+
+async def pair(
+    bindings: Bindings,
+    address: str,
+    *,
+    profile: MeterProfile,
+    patient_id: str | None,
+    user_id: int | None = None,
+    passkey: int | None = None,
+    replace: bool = False,
+    client_backend: type[BaseBleakClient] | None = None,
+) -> PairedMeter:
+    """Bond with the meter at ``address``, read its identity, record and (optionally) bind it."""
+    address = address.upper()
+    client = BleakClient(address, timeout=CONNECT_TIMEOUT_S, backend=client_backend)
+    await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S)
+    try:
+        pair_args = {} if passkey is None else {"passkey": passkey}
+        try:
+            await asyncio.wait_for(client.pair(**pair_args), PAIR_TIMEOUT_S)
+        except (BleakError, TimeoutError) as exc:
+            raise PairingError(f"bonding failed: {exc}") from exc
+        identity = await read_identity(client, address)
+    finally:
+        with contextlib.suppress(BleakError, TimeoutError, OSError):
+            await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT_S)
+    existing = bindings.meter_with_key(identity.meter_key)
+    if existing is not None and existing.address != address and not replace:
+        logger.error(
+            "pairing refused: this meter identity is already paired at another address",
+            extra={
+                "meter_key": identity.meter_key,
+                "peer_address": address,
+                "paired_address": existing.address,
+            },
+        )
+        raise PairingError("meter identity already paired at another address (use --replace to move it)")
+    if existing is not None and existing.address != address:
+        bindings.remove_meter(existing.address)
+    meter = PairedMeter(
+        address=address, meter_key=identity.meter_key, profile=profile, paired_at=datetime.now(UTC)
+    )
+    binding = (
+        None
+        if patient_id is None
+        else MeterBinding(meter_key=identity.meter_key, user_id=user_id, patient_id=patient_id)
+    )
+    await asyncio.to_thread(bindings.add_paired_meter, meter, binding)
+    logger.info(
+        "meter paired",
+        extra={"meter_key": meter.meter_key, "peer_address": address, "bound": patient_id is not None},
+    )
+    return meter

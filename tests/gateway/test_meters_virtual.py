@@ -1,0 +1,190 @@
+"""Scanning, pairing and connections through bleak against the virtual meters (device_drivers.virtual).
+
+The collector here is a stand-in for the device_drivers procedures: it reads the meter's identity and
+battery over GATT and commits readings for that identity, so what is under test is the gateway side:
+discovery, bindings, the per-meter tasks, the connection cap and the refusal of a device that claims
+a paired meter's identity without the bond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from bleak import BleakClient
+
+from device_drivers.profiles.uuids import BATTERY_LEVEL
+from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.meter import VirtualMeter
+from device_drivers.virtual.meters import make_meter
+from device_drivers.virtual.radio import VirtualRadio
+from gateway.bindings import Bindings, MeterProfile, PairedMeter
+from gateway.health import Health
+from gateway.meters import BleConfig, MeterManager, MeterSession
+from gateway.outbox import CommitResult, Outbox, SyncPosition, UnboundReading
+from gateway.pairing import PairingError, discover, pair, read_identity
+from tests.gateway.factories import glucose
+from tests.gateway.helpers import wait_until
+from vitals.readings import Reading
+
+GW = "gw-virtual"
+
+
+async def stand_in_collector(client: BleakClient, session: MeterSession) -> None:
+    identity = await read_identity(client, session.meter.address)
+    battery = await client.read_gatt_char(BATTERY_LEVEL)
+    session.report_battery(battery[0])
+    start = (session.since_sequence_number or 0) + 1
+    readings = [glucose(n, device=identity, patient_id=None) for n in range(start, start + 3)]
+    await session.commit(readings, last_sequence_number=start + 2)
+
+
+@pytest.fixture
+async def radio() -> AsyncIterator[VirtualRadio]:
+    async with VirtualRadio() as radio:
+        yield radio
+
+
+def contour(serial: str, address: str | None = None) -> VirtualMeter:
+    meter = make_meter("contour-like", clock=SimulationClock(), serial_number=serial, address=address)
+    return meter
+
+
+async def add_with_record(radio: VirtualRadio, meter: VirtualMeter) -> VirtualMeter:
+    meter.add_record(taken_at=dt.datetime.now(dt.UTC), glucose_mg_dl=104)  # type: ignore[attr-defined]
+    return await radio.add_meter(meter)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, radio: VirtualRadio, *, max_connections: int = 3) -> None:
+        self.outbox = Outbox(tmp_path / "outbox.db").open()
+        self.bindings = Bindings(tmp_path / "bindings.json", GW).load()
+        self.health = Health(GW)
+        self.manager = MeterManager(
+            BleConfig(
+                max_concurrent_connections=max_connections,
+                scanner_watchdog_s=1.0,
+                watchdog_check_s=0.2,
+                resync_after_s=3600,
+                connect_timeout_s=10,
+            ),
+            self.bindings,
+            self.health,
+            stand_in_collector,
+            self.commit,
+            self.sync_position,
+            scanner_backend=radio.scanner_backend,
+            client_backend=radio.client_backend,
+        )
+
+    async def commit(self, meter: PairedMeter, readings: Sequence[Reading], last: int | None) -> CommitResult:
+        position = None if last is None else SyncPosition(readings[0].device.meter_key, last)
+        unbound = [UnboundReading(r, r.device.meter_key, None) for r in readings]
+        return await asyncio.to_thread(self.outbox.commit, [], unbound=unbound, sync_position=position)
+
+    async def sync_position(self, meter_key: str) -> int | None:
+        return self.outbox.sync_position(meter_key)
+
+
+async def test_pair_then_sync_every_paired_meter_within_the_connection_cap(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    meters = [await add_with_record(radio, contour(f"GL-{i}")) for i in range(4)]
+    stranger = await add_with_record(radio, contour("GL-STRANGER"))
+    rig = Rig(tmp_path, radio, max_connections=2)
+    candidates = await discover(rig.bindings, duration_s=1.0, scanner_backend=radio.scanner_backend)
+    assert {m.address for m in [*meters, stranger]} <= {c.address for c in candidates}
+    for i, meter in enumerate(meters):
+        paired = await pair(
+            rig.bindings,
+            meter.address,
+            profile=MeterProfile.GLUCOSE,
+            patient_id=f"patient-{i}",
+            client_backend=radio.client_backend,
+        )
+        assert paired.meter_key.endswith(f"GL-{i}")
+        assert rig.bindings.patient_for(paired.meter_key, None) == f"patient-{i}"
+    task = asyncio.create_task(rig.manager.run())
+    try:
+        await wait_until(lambda: rig.manager.sessions_ok >= 4, 60, "four meters synced")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert rig.manager.max_active_connections <= 2
+    assert stranger.address in rig.manager.ignored_devices  # never connected: not paired here
+    for meter in meters:
+        key = rig.bindings.meter_at(meter.address).meter_key  # type: ignore[union-attr]
+        assert rig.outbox.sync_position(key) == 3
+        assert rig.health.meters[key].battery_percent == meter.battery_level_percent
+        assert rig.health.meters[key].last_sync_at is not None
+
+
+async def test_a_device_at_a_paired_address_without_the_bond_is_refused_and_logged(
+    tmp_path: Path, radio: VirtualRadio, caplog: pytest.LogCaptureFixture
+) -> None:
+    genuine = await add_with_record(radio, contour("GL-REAL", address="C4:11:22:33:44:55"))
+    rig = Rig(tmp_path, radio)
+    await pair(
+        rig.bindings,
+        genuine.address,
+        profile=MeterProfile.GLUCOSE,
+        patient_id="p-1",
+        client_backend=radio.client_backend,
+    )
+    await genuine.stop()
+    # An impostor takes the meter's address and identity, but it holds no bond with the gateway.
+    impostor = contour("GL-REAL", address="C4:11:22:33:44:55")
+    impostor.attach(radio.link)  # type: ignore[arg-type]
+    impostor.add_record(taken_at=dt.datetime.now(dt.UTC), glucose_mg_dl=300)  # type: ignore[attr-defined]
+    await impostor.start()
+    task = asyncio.create_task(rig.manager.run())
+    try:
+        key = rig.bindings.meter_at(genuine.address).meter_key  # type: ignore[union-attr]
+        await wait_until(
+            lambda: key in rig.health.meters and rig.health.meters[key].failures >= 1, 30, "refusal"
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await impostor.stop()
+    assert rig.outbox.stats().unbound == 0 and rig.outbox.stats().depth == 0
+    assert rig.health.meters[key].last_error is not None
+    assert rig.health.meters[key].last_error.startswith("spoofed")  # type: ignore[union-attr]
+    assert any(r.levelname == "ERROR" and getattr(r, "error_kind", "") == "spoofed" for r in caplog.records)
+
+
+async def test_pairing_a_second_device_with_a_paired_identity_is_refused(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    genuine = await add_with_record(radio, contour("GL-TWIN"))
+    twin = await add_with_record(radio, contour("GL-TWIN"))
+    bindings = Bindings(tmp_path / "b.json", GW).load()
+    await pair(
+        bindings,
+        genuine.address,
+        profile=MeterProfile.GLUCOSE,
+        patient_id="p-1",
+        client_backend=radio.client_backend,
+    )
+    with pytest.raises(PairingError, match="another address"):
+        await pair(
+            bindings,
+            twin.address,
+            profile=MeterProfile.GLUCOSE,
+            patient_id="p-2",
+            client_backend=radio.client_backend,
+        )
+    assert bindings.meter_at(twin.address) is None
+
+
+async def test_scanner_watchdog_restarts_scanning_after_silence(tmp_path: Path, radio: VirtualRadio) -> None:
+    rig = Rig(tmp_path, radio)
+    task = asyncio.create_task(rig.manager.run())
+    try:
+        await wait_until(lambda: rig.manager.scanner_restarts >= 2, 10, "scanner restarts")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
