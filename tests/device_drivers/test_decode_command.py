@@ -21,7 +21,10 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_unquoted_bytes_decode_to_json_with_units() -> None:
     """The worked BP example typed as separate words prints 120/80 mmHg, pulse 72, exit 0."""
-    result = run("bp", *["06", "78", "00", "50", "00", "5D", "00", "E8", "07", "03", "01", "08", "1E", "00", "48", "00"])
+    result = run(
+        "bp",
+        *["06", "78", "00", "50", "00", "5D", "00", "E8", "07", "03", "01", "08", "1E", "00", "48", "00"],
+    )
     assert result.returncode == 0, result.stderr
     decoded = json.loads(result.stdout)
     assert decoded["systolic_mmhg"] == 120
