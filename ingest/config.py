@@ -1,0 +1,71 @@
+"""Ingest configuration: plain values; the composition root maps `Settings` onto it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitals.topics import ALL_READINGS_FILTER, shared_subscription
+
+DEFAULT_SHARE_GROUP = "ingest"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """How the ingest consumer connects and how much it holds.
+
+    - `client_id` must be stable per replica: the broker keeps the persistent session under it
+      (reliability.md §0 item 3: paho's default clean_start discards the session on restart).
+    - `session_expiry_s` > 0 keeps the session while the process is down (MQTT v5 property 0x11;
+      absent or 0 ends it with the connection, reliability.md §1.1).
+    - `receive_maximum` is the MQTT v5 Receive Maximum sent in CONNECT: the broker sends at most that
+      many unacknowledged QoS 1 messages, so it bounds what ingest holds in memory while the store
+      is down (reliability.md §(a) 6: "memory stays bounded by receive-maximum / in-flight").
+    - `shared_group`: subscribe through `$share/<group>/...` so replicas split the load.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    client_id: str = "vitalgate-ingest-1"
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+    session_expiry_s: int = 7 * 24 * 3600
+    shared_group: str | None = None
+    receive_maximum: int = 100
+    # Messages (and payload bytes) taken into one store transaction; bigger cycles amortise the
+    # commit, smaller ones bound an InfluxDB request (5,000-10,000 points, reliability.md §3).
+    max_messages_per_cycle: int = 64
+    max_cycle_bytes: int = 4_000_000
+    # Store/database unavailable: retry with exponential backoff between these bounds.
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    # How long a binding lookup result is reused before the clinic database is asked again.
+    binding_cache_ttl_s: float = 5.0
+    # Bounded waits: the application ack's PUBACK, and the whole shutdown.
+    ack_publish_timeout_s: float = 5.0
+    shutdown_timeout_s: float = 30.0
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 30
+
+    def __post_init__(self) -> None:
+        if self.session_expiry_s <= 0:
+            raise ValueError("session_expiry_s must be > 0, or the broker forgets unacked readings")
+        if not 1 <= self.receive_maximum <= 65_535:
+            raise ValueError("receive_maximum must be 1..65535 (MQTT v5)")
+        if self.max_messages_per_cycle < 1 or self.max_cycle_bytes < 1:
+            raise ValueError("cycle bounds must be positive")
+
+    @property
+    def subscription(self) -> str:
+        if self.shared_group:
+            return shared_subscription(ALL_READINGS_FILTER, self.shared_group)
+        return ALL_READINGS_FILTER
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls_ca_file is not None

@@ -1,0 +1,254 @@
+"""One processing cycle of ingest, without MQTT: validate, check bindings, store, dead-letter.
+
+The consumer (ingest.consumer) feeds it the messages it pulled and acks them only when `process`
+returns; `process` raises `ReadingStoreUnavailable` or `ClinicDatabaseUnavailableError` when a write
+could not be confirmed, and then nothing of the cycle may be acked (it is retried whole; the store
+and the dead-letter table are idempotent, so a retry stores nothing twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from ingest.validation import (
+    InboundMessage,
+    ParsedMessage,
+    Rejection,
+    clip,
+    device_user_id,
+    parse_message,
+    reading_bytes,
+)
+from storage.clinic.models import DeadLetterScope
+from storage.clinic.repository import Binding, DeadLetterRecord
+from storage.readings.protocol import AnyReading, ReadingStore, ReadingStoreRejected, WriteResult
+from vitals.payload import ReadingsAck, RejectedReading
+
+logger = logging.getLogger(__name__)
+
+
+class BindingSource(Protocol):
+    def bindings_for_gateway(self, gateway_id: str) -> list[Binding]: ...
+
+
+class DeadLetterSink(Protocol):
+    def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int: ...
+
+
+class ClinicAccess(BindingSource, DeadLetterSink, Protocol):
+    """What ingest needs from the clinic database (storage.clinic.repository.ClinicRepository)."""
+
+
+class BindingCache:
+    """Active bindings per gateway, reused for `ttl_s`.
+
+    A hit is trusted for `ttl_s` (an unbinding takes effect within that time). A miss is never
+    trusted from the cache: the gateway's bindings are fetched again (once per cycle) before a
+    reading is rejected, because a rejection is final (the gateway deletes the reading).
+    """
+
+    def __init__(
+        self, source: BindingSource, *, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, list[Binding]]] = {}
+        self._refreshed: set[str] = set()
+
+    def new_cycle(self) -> None:
+        self._refreshed.clear()
+
+    def _fetch(self, gateway_id: str) -> list[Binding]:
+        bindings = self._source.bindings_for_gateway(gateway_id)
+        self._entries[gateway_id] = (self._clock(), bindings)
+        self._refreshed.add(gateway_id)
+        return bindings
+
+    @staticmethod
+    def _bound(bindings: list[Binding], meter_key: str, patient_id: str, slot: int | None) -> bool:
+        return any(b.patient_id == patient_id and b.matches(meter_key, slot) for b in bindings)
+
+    def is_bound(self, gateway_id: str, meter_key: str, patient_id: str, slot: int | None) -> bool:
+        entry = self._entries.get(gateway_id)
+        if entry is not None and self._clock() - entry[0] < self._ttl_s:
+            if self._bound(entry[1], meter_key, patient_id, slot):
+                return True
+            if gateway_id in self._refreshed:
+                return False
+        return self._bound(self._fetch(gateway_id), meter_key, patient_id, slot)
+
+
+@dataclass(slots=True)
+class CycleResult:
+    """What one committed cycle did. `committed`: accepted readings now durably stored (new or
+    already present), in message order, for the listeners."""
+
+    messages: list[InboundMessage]
+    acks: dict[str, ReadingsAck] = field(default_factory=dict)
+    committed: list[AnyReading] = field(default_factory=list)
+    readings_received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    dead_lettered_messages: int = 0
+    lag_s: float | None = None
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        store: ReadingStore,
+        bindings: BindingSource,
+        dead_letters: DeadLetterSink,
+        *,
+        binding_cache_ttl_s: float = 5.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._dead_letters = dead_letters
+        self._bindings = BindingCache(bindings, ttl_s=binding_cache_ttl_s)
+        self._now = now
+
+    def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
+        parsed = [parse_message(m) for m in messages]
+        self._bindings.new_cycle()
+        for item in parsed:
+            if not item.poisoned:
+                self._check_bindings(item)
+        result = self._write(parsed)
+        self._dead_letters.add_dead_letters(self._dead_letter_records(parsed))
+        return self._summarise(list(messages), parsed, result)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _check_bindings(self, item: ParsedMessage) -> None:
+        assert item.gateway_id is not None
+        kept: list[AnyReading] = []
+        for reading in item.accepted:
+            if reading.patient_id is None:
+                reason = "no patient_id: the gateway has no binding for this meter"
+            elif self._bindings.is_bound(
+                item.gateway_id, reading.device.meter_key, reading.patient_id, device_user_id(reading)
+            ):
+                kept.append(reading)
+                continue
+            else:
+                reason = f"meter not bound to patient {reading.patient_id} through gateway {item.gateway_id}"
+            item.rejected.append(Rejection(reading.reading_id, reason, reading_bytes(reading)))
+        item.accepted = kept
+
+    def _write(self, parsed: list[ParsedMessage]) -> WriteResult:
+        readings = [r for item in parsed for r in item.accepted]
+        if not readings:
+            return WriteResult()
+        try:
+            return self._store.write_batch(readings)
+        except ReadingStoreRejected:
+            logger.warning("store rejected a cycle; isolating the message", extra={"messages": len(parsed)})
+        stored: list[str] = []
+        duplicates: list[str] = []
+        for item in parsed:
+            if not item.accepted:
+                continue
+            try:
+                result = self._store.write_batch(item.accepted)
+            except ReadingStoreRejected:
+                result = self._write_one_by_one(item)
+            stored.extend(result.stored)
+            duplicates.extend(result.duplicates)
+        return WriteResult(tuple(stored), tuple(duplicates))
+
+    def _write_one_by_one(self, item: ParsedMessage) -> WriteResult:
+        stored: list[str] = []
+        duplicates: list[str] = []
+        kept: list[AnyReading] = []
+        for reading in item.accepted:
+            try:
+                result = self._store.write_batch([reading])
+            except ReadingStoreRejected as exc:
+                item.rejected.append(
+                    Rejection(reading.reading_id, clip(f"store rejected: {exc}"), reading_bytes(reading))
+                )
+                continue
+            kept.append(reading)
+            stored.extend(result.stored)
+            duplicates.extend(result.duplicates)
+        item.accepted = kept
+        return WriteResult(tuple(stored), tuple(duplicates))
+
+    @staticmethod
+    def _dead_letter_records(parsed: list[ParsedMessage]) -> list[DeadLetterRecord]:
+        records = []
+        for item in parsed:
+            message = item.message
+            if item.poison_reason is not None:
+                records.append(
+                    DeadLetterRecord(
+                        scope=DeadLetterScope.MESSAGE,
+                        topic=message.topic,
+                        payload=message.payload,
+                        reason=item.poison_reason,
+                        received_at=message.received_at,
+                        gateway_id=item.gateway_id,
+                    )
+                )
+            records.extend(
+                DeadLetterRecord(
+                    scope=DeadLetterScope.READING,
+                    topic=message.topic,
+                    payload=rejection.raw,
+                    reason=rejection.reason,
+                    received_at=message.received_at,
+                    gateway_id=item.gateway_id,
+                    reading_id=rejection.reading_id,
+                )
+                for rejection in item.rejected
+            )
+        return records
+
+    def _summarise(
+        self, messages: list[InboundMessage], parsed: list[ParsedMessage], result: WriteResult
+    ) -> CycleResult:
+        cycle = CycleResult(messages, stored=len(result.stored), duplicates=len(result.duplicates))
+        stored_by_gateway: dict[str, dict[str, None]] = {}
+        rejected_by_gateway: dict[str, dict[str, RejectedReading]] = {}
+        oldest_sent: datetime | None = None
+        for item in parsed:
+            cycle.readings_received += len(item.accepted) + len(item.rejected)
+            cycle.rejected += len(item.rejected)
+            cycle.committed.extend(item.accepted)
+            if item.poisoned:
+                cycle.dead_lettered_messages += 1
+            if item.sent_at is not None and (oldest_sent is None or item.sent_at < oldest_sent):
+                oldest_sent = item.sent_at
+            if item.gateway_id is None:
+                continue
+            stored = stored_by_gateway.setdefault(item.gateway_id, {})
+            stored.update(dict.fromkeys(r.reading_id for r in item.accepted))
+            rejected = rejected_by_gateway.setdefault(item.gateway_id, {})
+            reason = f"dead-lettered: {item.poison_reason}" if item.poison_reason else ""
+            for reading_id in item.poison_reading_ids:
+                rejected.setdefault(reading_id, RejectedReading(reading_id=reading_id, reason=clip(reason)))
+            for rejection in item.rejected:
+                if rejection.reading_id is not None:
+                    rejected.setdefault(
+                        rejection.reading_id,
+                        RejectedReading(reading_id=rejection.reading_id, reason=rejection.reason),
+                    )
+        for gateway_id, stored in stored_by_gateway.items():
+            rejected = rejected_by_gateway.get(gateway_id, {})
+            # An id both stored and rejected (a replay that once failed) is stored: that answer wins.
+            rejected_final = tuple(r for rid, r in rejected.items() if rid not in stored)
+            if stored or rejected_final:
+                cycle.acks[gateway_id] = ReadingsAck(
+                    gateway_id=gateway_id, stored=tuple(stored), rejected=rejected_final
+                )
+        if oldest_sent is not None:
+            cycle.lag_s = (self._now() - oldest_sent).total_seconds()
+        return cycle

@@ -1,0 +1,185 @@
+"""Turn one MQTT message into readings to store and readings (or the whole payload) to reject.
+
+Pure: no I/O. The binding check, which needs the clinic database, is applied by the pipeline.
+
+Rules (issue #6; DESIGN.md, Delivery):
+- the topic must be `vitalgate/v1/gw/{gateway_id}/readings`; the broker's ACL confines each gateway
+  to its own topics, so the topic's gateway is the sender and the payload must name the same one;
+- the payload must be JSON with a supported `schema_version` and a valid `ReadingsBatch` envelope;
+  otherwise the whole message is dead-lettered;
+- a reading that fails validation on its own is rejected with the reason while the other readings
+  of the batch are stored (bad input loses nothing else);
+- an implausible value is not a rejection: vitals' models keep it, marked invalid with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
+
+from storage.readings.protocol import AnyReading
+from vitals.payload import SCHEMA_VERSION, ReadingsBatch
+from vitals.readings import Reading
+from vitals.topics import GatewayChannel, InvalidTopicError, parse_gateway_topic
+
+_READING_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+_MAX_ERRORS_IN_REASON: Final = 3
+REASON_MAX_CHARS: Final = 500  # vitals.payload.RejectedReading.reason max_length
+
+_reading_adapter: TypeAdapter[AnyReading] = TypeAdapter(Reading)
+_sent_at_adapter: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One MQTT PUBLISH as received; `generation` is the connection it arrived on."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: datetime
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A reading that will never be stored, with why, and its own bytes for the dead-letter table."""
+
+    reading_id: str | None
+    reason: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class ParsedMessage:
+    message: InboundMessage
+    gateway_id: str | None = None  # from the topic: the sender
+    sent_at: datetime | None = None
+    accepted: list[AnyReading] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    poison_reason: str | None = None  # set: the whole payload goes to the dead-letter table
+    poison_reading_ids: tuple[str, ...] = ()  # ids we could still read, to reject them to the sender
+
+    @property
+    def poisoned(self) -> bool:
+        return self.poison_reason is not None
+
+
+def clip(reason: str) -> str:
+    return reason if len(reason) <= REASON_MAX_CHARS else reason[: REASON_MAX_CHARS - 1] + "…"
+
+
+def describe(exc: ValidationError) -> str:
+    """A short reason naming the failing fields, without echoing input values."""
+    parts = []
+    errors = exc.errors(include_input=False, include_url=False)
+    for error in errors[:_MAX_ERRORS_IN_REASON]:
+        loc = ".".join(str(p) for p in error["loc"]) or "payload"
+        parts.append(f"{loc}: {error['msg']}")
+    more = len(errors) - _MAX_ERRORS_IN_REASON
+    if more > 0:
+        parts.append(f"(+{more} more)")
+    return clip("; ".join(parts))
+
+
+def _ids_in(readings: Any) -> tuple[str, ...]:
+    if not isinstance(readings, list):
+        return ()
+    return tuple(
+        r["reading_id"]
+        for r in readings
+        if isinstance(r, dict) and isinstance(r.get("reading_id"), str) and _READING_ID.match(r["reading_id"])
+    )
+
+
+def parse_message(message: InboundMessage) -> ParsedMessage:
+    parsed = ParsedMessage(message)
+    try:
+        topic = parse_gateway_topic(message.topic)
+    except InvalidTopicError as exc:
+        parsed.poison_reason = f"topic: {exc}"
+        return parsed
+    if topic.channel is not GatewayChannel.READINGS:
+        parsed.poison_reason = f"topic: channel {topic.channel.value} carries no readings"
+        return parsed
+    parsed.gateway_id = topic.gateway_id
+    try:
+        batch = ReadingsBatch.model_validate_json(message.payload)
+    except ValidationError as exc:
+        _salvage(parsed, exc)
+        return parsed
+    if batch.gateway_id != topic.gateway_id:
+        parsed.poison_reason = (
+            f"gateway_id {batch.gateway_id} in the payload differs from the topic's {topic.gateway_id}"
+        )
+        parsed.poison_reading_ids = tuple(r.reading_id for r in batch.readings)
+        return parsed
+    parsed.sent_at = batch.sent_at
+    parsed.accepted.extend(batch.readings)
+    return parsed
+
+
+def _salvage(parsed: ParsedMessage, exc: ValidationError) -> None:
+    """The batch as a whole is invalid: find out whether the envelope or single readings are."""
+    try:
+        document = json.loads(parsed.message.payload)
+    except (ValueError, UnicodeDecodeError) as json_exc:
+        parsed.poison_reason = clip(f"not JSON: {type(json_exc).__name__}: {json_exc}")
+        return
+    if not isinstance(document, dict):
+        parsed.poison_reason = "payload is not a JSON object"
+        return
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        parsed.poison_reason = clip(
+            f"unsupported schema_version {version!r} (this ingest reads {SCHEMA_VERSION})"
+        )
+        parsed.poison_reading_ids = _ids_in(document.get("readings"))
+        return
+    envelope_errors = [e for e in exc.errors() if len(e["loc"]) < 2 or e["loc"][0] != "readings"]
+    if envelope_errors:
+        parsed.poison_reason = clip(f"invalid ReadingsBatch: {describe(exc)}")
+        parsed.poison_reading_ids = _ids_in(document.get("readings"))
+        return
+    # Only readings failed: the envelope is sound, so validate it alone and each reading on its own.
+    gateway_id = document.get("gateway_id")
+    if gateway_id != parsed.gateway_id:
+        parsed.poison_reason = (
+            f"gateway_id {gateway_id} in the payload differs from the topic's {parsed.gateway_id}"
+        )
+        parsed.poison_reading_ids = _ids_in(document.get("readings"))
+        return
+    readings = document["readings"]
+    parsed.sent_at = _sent_at_adapter.validate_python(document.get("sent_at"))
+    for item in readings:
+        try:
+            parsed.accepted.append(_reading_adapter.validate_python(item))
+        except ValidationError as reading_exc:
+            reading_id = item.get("reading_id") if isinstance(item, dict) else None
+            parsed.rejected.append(
+                Rejection(
+                    reading_id if isinstance(reading_id, str) and _READING_ID.match(reading_id) else None,
+                    clip(f"invalid reading: {describe(reading_exc)}"),
+                    json.dumps(item, separators=(",", ":")).encode(),
+                )
+            )
+
+
+def reading_bytes(reading: AnyReading) -> bytes:
+    return reading.model_dump_json().encode()
+
+
+def device_user_id(reading: AnyReading) -> int | None:
+    """The cuff's user slot; glucose meters have none."""
+    return getattr(reading, "user_id", None)
+
+
+def unique_ids(readings: Sequence[AnyReading]) -> list[str]:
+    return list(dict.fromkeys(r.reading_id for r in readings))

@@ -1,0 +1,180 @@
+"""Test helpers for ingest: readings, a gateway-side MQTT client, a seeded clinic database."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
+from storage.clinic.enrolment import add_clinic, enrol_patient, register_gateway, register_meter
+from storage.clinic.models import MeterKind
+from storage.clinic.repository import bind_meter
+from storage.readings.protocol import AnyReading
+from vitals.identity import blood_pressure_reading_id, glucose_reading_id
+from vitals.payload import ReadingsAck, ReadingsBatch
+from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading
+from vitals.topics import acks_topic, readings_topic
+
+CUFF = DeviceIdentity(manufacturer="Acme Medical", model="BP-7", serial_number="CUFF-1")
+GLUCOMETER = DeviceIdentity(manufacturer="Acme Medical", model="GL-2", serial_number="GLU-1")
+STRANGER_CUFF = DeviceIdentity(manufacturer="Acme Medical", model="BP-7", serial_number="NOT-BOUND")
+T0 = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
+WAIT_S = 30.0
+
+
+def bp_reading(
+    index: int,
+    *,
+    patient_id: str | None = "p1",
+    device: DeviceIdentity = CUFF,
+    systolic: float = 128.0,
+    diastolic: float = 82.0,
+    user_id: int | None = 1,
+) -> BloodPressureReading:
+    measured_at = T0 + timedelta(minutes=index)
+    device_time = measured_at.replace(tzinfo=None)
+    return BloodPressureReading(
+        reading_id=blood_pressure_reading_id(
+            device,
+            device_time,
+            user_id,
+            systolic=systolic,
+            diastolic=diastolic,
+            mean_arterial=None,
+            pulse_bpm=70.0,
+        ),
+        device=device,
+        patient_id=patient_id,
+        measured_at=measured_at,
+        device_time=device_time,
+        unit="mmHg",
+        systolic=systolic,
+        diastolic=diastolic,
+        pulse_bpm=70.0,
+        user_id=user_id,
+        raw_hex="1e80005200",
+    )
+
+
+def glucose_reading(index: int, *, patient_id: str | None = "p1", value: float = 104.0) -> GlucoseReading:
+    base_time = (T0 + timedelta(minutes=index)).replace(tzinfo=None)
+    return GlucoseReading(
+        reading_id=glucose_reading_id(GLUCOMETER, index, base_time),
+        device=GLUCOMETER,
+        patient_id=patient_id,
+        measured_at=T0 + timedelta(minutes=index),
+        device_time=base_time,
+        sequence_number=index,
+        unit="mg/dL",
+        glucose=value,
+    )
+
+
+def batch_json(gateway_id: str, readings: Sequence[AnyReading]) -> bytes:
+    return (
+        ReadingsBatch(gateway_id=gateway_id, sent_at=datetime.now(UTC), readings=tuple(readings))
+        .model_dump_json()
+        .encode()
+    )
+
+
+def seed_clinic(url: str, gateway_ids: Iterable[str]) -> sessionmaker[Session]:
+    """A migrated clinic database: patients p1, p2; CUFF slot 1 -> p1 and GLUCOMETER -> p1 on every
+    gateway; STRANGER_CUFF registered but bound nowhere."""
+    upgrade_to_head(url)
+    sessions = session_factory(create_clinic_engine(url))
+    with sessions() as session, session.begin():
+        add_clinic(session, clinic_id="c1", name="Test Practice")
+        enrol_patient(session, patient_id="p1", clinic_id="c1", given_name="A", family_name="B")
+        enrol_patient(session, patient_id="p2", clinic_id="c1", given_name="C", family_name="D")
+        for device, kind in ((CUFF, MeterKind.BLOOD_PRESSURE), (GLUCOMETER, MeterKind.GLUCOSE)):
+            register_meter(session, clinic_id="c1", device=device, kind=kind)
+        register_meter(session, clinic_id="c1", device=STRANGER_CUFF, kind=MeterKind.BLOOD_PRESSURE)
+        for gateway_id in gateway_ids:
+            register_gateway(session, gateway_id=gateway_id, clinic_id="c1", mqtt_password="unused")
+            bind_meter(
+                session, gateway_id=gateway_id, meter_key=CUFF.meter_key, patient_id="p1", device_user_id=1
+            )
+            bind_meter(session, gateway_id=gateway_id, meter_key=GLUCOMETER.meter_key, patient_id="p1")
+    return sessions
+
+
+def stored_ids(sqlite_path: Path) -> list[str]:
+    """Every reading_id row in a SqliteReadingStore file (a fresh connection, like another process)."""
+    with sqlite3.connect(sqlite_path, timeout=10) as conn:
+        return [row[0] for row in conn.execute("SELECT reading_id FROM readings")]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = WAIT_S, interval_s: float = 0.05) -> bool:
+    """Poll `condition` until true or the timeout passes; returns the last result."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return condition()
+
+
+class GatewayClient:
+    """The gateway's side of MQTT, for tests: publish batches (QoS 1) and collect application acks."""
+
+    def __init__(self, host: str, port: int, username: str, password: str, gateway_id: str) -> None:
+        self.gateway_id = gateway_id
+        self.acks: list[ReadingsAck] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"test-gw-{gateway_id}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self._client.username_pw_set(username, password)
+        self._client.max_inflight_messages_set(100)
+        self._client.on_connect = lambda c, *_: c.subscribe(acks_topic(gateway_id), qos=1)
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.on_message = self._on_message
+        # Connect asynchronously: a gateway user just added reaches the broker's password file on its
+        # SIGHUP reload, and paho retries a refused connect by itself.
+        self._client.reconnect_delay_set(1, 2)
+        self._client.connect_async(host, port, keepalive=30)
+        self._client.loop_start()
+        if not self._subscribed.wait(WAIT_S):
+            raise TimeoutError("gateway test client did not subscribe to its acks")
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        ack = ReadingsAck.model_validate_json(message.payload)
+        with self._lock:
+            self.acks.append(ack)
+
+    def publish_raw(
+        self, payload: bytes, *, topic: str | None = None, wait: bool = True
+    ) -> mqtt.MQTTMessageInfo:
+        info = self._client.publish(topic or readings_topic(self.gateway_id), payload, qos=1)
+        if wait:
+            info.wait_for_publish(WAIT_S)
+        return info
+
+    def publish(self, readings: Sequence[AnyReading], *, wait: bool = True) -> bytes:
+        payload = batch_json(self.gateway_id, readings)
+        self.publish_raw(payload, wait=wait)
+        return payload
+
+    def stored_acked(self) -> set[str]:
+        with self._lock:
+            return {rid for ack in self.acks for rid in ack.stored}
+
+    def rejected_acked(self) -> dict[str, str]:
+        with self._lock:
+            return {r.reading_id: r.reason for ack in self.acks for r in ack.rejected}
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

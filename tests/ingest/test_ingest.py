@@ -1,0 +1,236 @@
+"""Ingest against a real private Mosquitto and a SQLite reading store (issue #6)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest import IngestConsumer
+from storage.clinic.models import DeadLetter, DeadLetterScope
+from storage.readings import ReadingStoreUnavailable, SqliteReadingStore, WriteResult
+from storage.readings.protocol import AnyReading
+from tests.ingest.helpers import (
+    STRANGER_CUFF,
+    GatewayClient,
+    batch_json,
+    bp_reading,
+    glucose_reading,
+    stored_ids,
+    wait_until,
+)
+from vitals.payload import ReadingsBatch
+
+pytestmark = [pytest.mark.mosquitto]
+
+StartIngest = Callable[..., IngestConsumer]
+
+
+def _dead_letters(sessions: sessionmaker[Session]) -> list[DeadLetter]:
+    with sessions() as session:
+        return list(session.scalars(select(DeadLetter).order_by(DeadLetter.dead_letter_id)))
+
+
+def test_each_message_replayed_three_times_is_stored_once(
+    start_ingest: StartIngest, gateway: GatewayClient, store_path: Path
+) -> None:
+    consumer = start_ingest()
+    batches = [[bp_reading(10 * b + i) for i in range(10)] for b in range(5)]
+    payloads = [batch_json(gateway.gateway_id, batch) for batch in batches]
+    for _replay in range(3):
+        for payload in payloads:
+            gateway.publish_raw(payload)
+    expected = {r.reading_id for batch in batches for r in batch}
+
+    assert wait_until(lambda: consumer.counters().messages_acked == 15), consumer.counters()
+    ids = stored_ids(store_path)
+    assert sorted(ids) == sorted(expected)
+    assert wait_until(lambda: gateway.stored_acked() == expected)
+    counters = consumer.counters()
+    assert (counters.readings_stored, counters.readings_duplicate) == (50, 100)
+    assert counters.readings_rejected == 0 and counters.messages_dead_lettered == 0
+
+
+def test_poison_payloads_are_dead_lettered_with_raw_bytes_and_valid_readings_keep_flowing(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    consumer = start_ingest()
+    not_json = b"\x00\xffnot json{"
+    wrong_version = batch_json(gateway.gateway_id, [bp_reading(1)]).replace(
+        b'"schema_version":1', b'"schema_version":99'
+    )
+    impostor = [bp_reading(2)]
+    wrong_gateway = batch_json("gw-someone-else", impostor)
+    valid: list[AnyReading] = [bp_reading(3), glucose_reading(4)]
+    for payload in (not_json, wrong_version, wrong_gateway):
+        gateway.publish_raw(payload)
+    gateway.publish(valid)
+
+    valid_ids = {r.reading_id for r in valid}
+    assert wait_until(lambda: valid_ids <= gateway.stored_acked())
+    assert set(stored_ids(store_path)) == valid_ids
+    letters = _dead_letters(clinic_sessions)
+    assert [(d.scope, d.payload) for d in letters] == [
+        (DeadLetterScope.MESSAGE, not_json),
+        (DeadLetterScope.MESSAGE, wrong_version),
+        (DeadLetterScope.MESSAGE, wrong_gateway),
+    ]
+    reasons = [d.reason for d in letters]
+    assert reasons[0].startswith("not JSON")
+    assert "schema_version 99" in reasons[1]
+    assert "gw-someone-else" in reasons[2]
+    # The readings of the impostor batch are answered as rejected, so the sender can drop them.
+    assert wait_until(lambda: impostor[0].reading_id in gateway.rejected_acked())
+    assert consumer.counters().messages_dead_lettered == 3
+
+
+def test_one_invalid_reading_is_rejected_and_the_rest_of_its_batch_stored(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    start_ingest()
+    good = [bp_reading(1), bp_reading(2)]
+    document = ReadingsBatch(
+        gateway_id=gateway.gateway_id, sent_at=datetime.now(UTC), readings=tuple(good)
+    ).model_dump(mode="json")
+    broken = bp_reading(3).model_dump(mode="json")
+    broken["systolic_mmhg"] = 999.0  # contradicts systolic in its unit: a corrupted record
+    document["readings"].insert(1, broken)
+    gateway.publish_raw(json.dumps(document).encode())
+
+    assert wait_until(lambda: broken["reading_id"] in gateway.rejected_acked())
+    assert set(stored_ids(store_path)) == {r.reading_id for r in good}
+    assert gateway.stored_acked() == {r.reading_id for r in good}
+    [letter] = _dead_letters(clinic_sessions)
+    assert letter.scope is DeadLetterScope.READING and letter.reading_id == broken["reading_id"]
+    assert json.loads(letter.payload)["systolic_mmhg"] == 999.0
+
+
+def test_implausible_reading_is_stored_marked_invalid_not_dropped(
+    start_ingest: StartIngest, gateway: GatewayClient, reading_store: SqliteReadingStore
+) -> None:
+    start_ingest()
+    implausible = bp_reading(1, systolic=320.0, diastolic=90.0)
+    assert not implausible.valid
+    gateway.publish([implausible])
+    assert wait_until(lambda: implausible.reading_id in gateway.stored_acked())
+    [stored] = reading_store.query_range(
+        "p1", implausible.kind, implausible.measured_at, implausible.measured_at.replace(year=2027)
+    )
+    assert not stored.valid and any("systolic_mmhg" in reason for reason in stored.invalid_reasons)
+
+
+def test_unbound_meter_is_rejected_with_reason_and_the_others_stored(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    consumer = start_ingest()
+    bound: list[AnyReading] = [bp_reading(1), glucose_reading(2)]
+    stranger = bp_reading(3, device=STRANGER_CUFF)
+    wrong_patient = bp_reading(4, patient_id="p2")  # CUFF is bound to p1, not p2
+    wrong_slot = bp_reading(5, user_id=2)  # only CUFF's user slot 1 is bound
+    gateway.publish([bound[0], stranger, wrong_patient, bound[1], wrong_slot])
+
+    rejected_ids = {stranger.reading_id, wrong_patient.reading_id, wrong_slot.reading_id}
+    assert wait_until(lambda: rejected_ids <= set(gateway.rejected_acked()))
+    assert set(stored_ids(store_path)) == {r.reading_id for r in bound}
+    assert gateway.stored_acked() == {r.reading_id for r in bound}
+    reasons = gateway.rejected_acked()
+    assert "not bound to patient p2" in reasons[wrong_patient.reading_id]
+    letters = {d.reading_id: d for d in _dead_letters(clinic_sessions)}
+    assert set(letters) == rejected_ids
+    assert all(d.scope is DeadLetterScope.READING for d in letters.values())
+    assert consumer.counters().readings_rejected == 3
+
+
+class FlakyStore:
+    """A real SQLite store behind a switch that makes every write fail as 'unavailable'."""
+
+    def __init__(self, store: SqliteReadingStore) -> None:
+        self._store = store
+        self.down = threading.Event()
+        self.failed_writes = 0
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if self.down.is_set():
+            self.failed_writes += 1
+            raise ReadingStoreUnavailable("test: store switched off")
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_store_outage_holds_messages_unacked_and_bounded_then_loses_nothing(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    reading_store: SqliteReadingStore,
+    store_path: Path,
+) -> None:
+    flaky = FlakyStore(reading_store)
+    flaky.down.set()
+    receive_maximum = 5
+    consumer = start_ingest(store=flaky, receive_maximum=receive_maximum, max_messages_per_cycle=2)
+    batches = [[bp_reading(10 * b + i) for i in range(10)] for b in range(20)]
+    for batch in batches:
+        gateway.publish(batch)
+
+    assert wait_until(lambda: flaky.failed_writes >= 3)
+    counters = consumer.counters()
+    assert counters.messages_acked == 0 and gateway.stored_acked() == set()
+    assert counters.messages_received <= receive_maximum
+    assert counters.in_flight_messages <= receive_maximum
+    assert stored_ids(store_path) == []
+
+    flaky.down.clear()
+    expected = {r.reading_id for batch in batches for r in batch}
+    assert wait_until(lambda: gateway.stored_acked() == expected), consumer.counters()
+    assert sorted(stored_ids(store_path)) == sorted(expected)
+    assert consumer.counters().store_retries >= 3
+
+
+def test_listeners_receive_each_committed_batch_and_a_failing_listener_blocks_nothing(
+    start_ingest: StartIngest, gateway: GatewayClient
+) -> None:
+    seen: list[str] = []
+
+    def record(readings: Sequence[AnyReading]) -> None:
+        seen.extend(r.reading_id for r in readings)
+
+    def broken(_readings: Sequence[AnyReading]) -> None:
+        raise RuntimeError("listener bug")
+
+    consumer = start_ingest(listeners=(broken, record))
+    readings = [bp_reading(i) for i in range(3)]
+    gateway.publish(readings)
+    assert wait_until(lambda: set(seen) == {r.reading_id for r in readings})
+    assert consumer.counters().listener_errors >= 1
+
+
+def test_shared_subscription_splits_messages_between_replicas(
+    start_ingest: StartIngest, gateway: GatewayClient, store_path: Path
+) -> None:
+    group = f"ingest-{gateway.gateway_id}"
+    first = start_ingest(shared_group=group)
+    second = start_ingest(shared_group=group)
+    batches = [[bp_reading(10 * b + i) for i in range(10)] for b in range(10)]
+    for batch in batches:
+        gateway.publish(batch)
+    expected = {r.reading_id for batch in batches for r in batch}
+    assert wait_until(lambda: gateway.stored_acked() == expected)
+    assert sorted(stored_ids(store_path)) == sorted(expected)
+    received = (first.counters().messages_received, second.counters().messages_received)
+    assert sum(received) == 10 and min(received) > 0, received
