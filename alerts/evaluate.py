@@ -9,8 +9,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
-
 from alerts.model import Observation, Outcome, OutcomeStatus, PatientReport, ReportKind
 from alerts.profiles import RuleParameters
 from alerts.singles import PatientStream
@@ -43,7 +41,7 @@ def window_outcome(result: WindowResult, p: int, t: int, m: DailyMatrix, patient
     if code == FIRING:
         status = OutcomeStatus.FIRING
     elif code == CLEAR:
-        status = OutcomeStatus.CLEAR
+        return Outcome(result.rule_id, patient_id, OutcomeStatus.CLEAR)
     else:
         return Outcome(result.rule_id, patient_id, OutcomeStatus.UNKNOWN)
     values: dict[str, Any] = {k: _clean(v[p, t]) for k, v in result.values.items()}
@@ -214,14 +212,16 @@ def timeline(
             if at >= end:
                 break
             if stream.feed(item):
-                yield TimelineStep(at, history.patient_id, stream.outcomes())
+                changed = stream.changed_outcomes()
+                if changed:
+                    yield TimelineStep(at, history.patient_id, changed)
             i += 1
         if last_data is None or end > last_data + timedelta(days=1):
             break  # nothing to judge once the history has ended
         stream.advance(end)
-        outs = [window_outcome(r, index, t, matrix, history.patient_id) for r in results]
+        pid = history.patient_id
+        outs = [window_outcome(r, index, t, matrix, pid) for r in results if r.status[index, t]]
+        outs.extend(stream.changed_outcomes())
         yield TimelineStep(end, history.patient_id, outs)
 
 
-def observed_rate(values: np.ndarray[Any, np.dtype[np.float64]]) -> float:
-    return float(np.nanmean(values)) if values.size else math.nan

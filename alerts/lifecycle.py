@@ -23,11 +23,13 @@ from typing import Any, Protocol
 
 from alerts.catalogue import RULES, SUPERSEDES, rank
 from alerts.model import Outcome, OutcomeStatus
+from alerts.singles import SINGLE_RULES
 from vitals.payload import AlertEvent, AlertSeverity, AlertState
 
 SYSTEM_ACTOR = "system"
 ESCALATION_AFTER = timedelta(minutes=30)  # ESC-2 ([58] 30-min default)
 MAX_SNOOZE = timedelta(hours=24)
+CLEAR_EVALUATIONS = 2  # ESC-1: back in range on 2 consecutive evaluations before auto-resolve
 
 
 class AlertError(Exception):
@@ -210,6 +212,9 @@ class Lifecycle:
         assert o.severity is not None
         cur = self.repo.current(o.patient_id, o.rule_id)
         evidence = {"values": o.values, "reading_ids": list(o.reading_ids)}
+        if cur is not None and cur.trigger_values.get("clear_streak"):
+            cur.trigger_values["clear_streak"] = 0
+            self.repo.save(cur, None)
         if cur is None:
             latest = self.repo.latest(o.patient_id, o.rule_id)
             if (
@@ -283,6 +288,14 @@ class Lifecycle:
     def _clear(self, o: Outcome, now: datetime) -> Change | None:
         cur = self.repo.current(o.patient_id, o.rule_id)
         if cur is not None:
+            if o.rule_id not in SINGLE_RULES:
+                # ESC-1 hysteresis for window rules: CLEAR on 2 consecutive evaluations ([58]); the
+                # reading rules count their 2 in-range readings themselves (alerts.singles).
+                streak = int(cur.trigger_values.get("clear_streak", 0)) + 1
+                if streak < CLEAR_EVALUATIONS:
+                    cur.trigger_values["clear_streak"] = streak
+                    self.repo.save(cur, None)
+                    return None
             return self._resolve(cur, now, SYSTEM_ACTOR, "auto_resolved", {}, latch=False)
         latest = self.repo.latest(o.patient_id, o.rule_id)
         if latest is not None and latest.trigger_values.get("latched"):

@@ -76,9 +76,11 @@ class _Tracker:
     clear_after: int
     episode: _Episode | None = None
     seen: bool = False
+    dirty: bool = False  # changed since the last `changed_outcomes()`
 
     def trigger(self, at: datetime, severity: AlertSeverity, values: dict[str, Any], ids: list[str]) -> None:
         self.seen = True
+        self.dirty = True
         rank = SEVERITY_RANK[severity]
         ep = self.episode
         if ep is None:
@@ -95,19 +97,24 @@ class _Tracker:
         ep.clear_count = 0
 
     def in_range(self) -> None:
-        self.seen = True
+        if not self.seen:
+            self.seen = self.dirty = True
         if self.episode is not None:
             self.episode.clear_count += 1
             if self.episode.clear_count >= self.clear_after:
                 self.episode = None
+                self.dirty = True
 
     def neutral(self) -> None:
         """Neither a trigger nor back in range: the in-range streak is broken."""
-        self.seen = True
+        if not self.seen:
+            self.seen = self.dirty = True
         if self.episode is not None:
             self.episode.clear_count = 0
 
     def expire(self) -> None:
+        if self.episode is not None:
+            self.dirty = True
         self.episode = None
 
     def outcome(self) -> Outcome:
@@ -183,6 +190,15 @@ class PatientStream:
 
     def outcomes(self) -> list[Outcome]:
         return [t.outcome() for t in self.trackers.values()]
+
+    def changed_outcomes(self) -> list[Outcome]:
+        """Outcomes of the rules whose state changed since the last call (for timelines)."""
+        out = []
+        for t in self.trackers.values():
+            if t.dirty:
+                t.dirty = False
+                out.append(t.outcome())
+        return out
 
     def orthostatic_report(self, now: datetime) -> PatientReport | None:
         rep = self._orthostatic
@@ -359,7 +375,13 @@ class PatientStream:
             for old in sorted(self.low_pulse_by_day)[:-4]:
                 del self.low_pulse_by_day[old]
         # HR-HIGH: session mean pulse > 100 in >= 2 consecutive sessions; DEFAULT urgent > 120 ([24][18]).
-        means = [s.mean_pulse for s in self.sessions if s.mean_pulse is not None]
+        means: list[float] = []
+        for sess in reversed(self.sessions):
+            mean = sess.mean_pulse
+            if mean is not None:
+                means.insert(0, mean)
+                if len(means) == 2:
+                    break
         current = means[-1]
         if current > p.hr_high_bpm and len(means) >= 2 and means[-2] > p.hr_high_bpm:
             urgent = current > p.hr_high_urgent_bpm and means[-2] > p.hr_high_urgent_bpm

@@ -589,7 +589,7 @@ def _data_rules(
         WindowResult(
             "DQ-01",
             _status(stale, seen),
-            np.where(titration, 1, 0).astype(np.int8),
+            np.broadcast_to(np.where(titration, 1, 0), shape).astype(np.int8),
             {
                 "hours_since_last_reading": np.where(seen, age / 3600.0, np.nan),
                 "stale_after_hours": np.broadcast_to(limit / 3600.0, shape).copy(),
