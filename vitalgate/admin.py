@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,7 +29,6 @@ from storage.clinic.models import (
     UserRole,
 )
 from vitals.payload import GatewayConfig
-from vitals.payload import MeterBinding as MeterBindingPayload
 from vitals.readings import DeviceIdentity
 from vitals.topics import config_topic
 
@@ -148,18 +146,6 @@ def bind_meter(
         patient_id=patient_id,
         device_user_id=device_user_id,
         bound_by=bound_by,
-    )
-
-
-def gateway_config(session: Session, gateway_id: str) -> GatewayConfig:
-    """The retained config for a gateway: its active bindings, opaque ids only."""
-    return GatewayConfig(
-        gateway_id=gateway_id,
-        issued_at=datetime.now(UTC),
-        bindings=tuple(
-            MeterBindingPayload(meter_key=b.meter_key, user_id=b.device_user_id, patient_id=b.patient_id)
-            for b in repository.active_bindings(session, gateway_id=gateway_id)
-        ),
     )
 
 

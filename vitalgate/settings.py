@@ -58,9 +58,12 @@ class StorageSettings(_Section):
     sqlite_path: Path | None = Field(default=None, description="default: DATA_DIR/readings.sqlite3")
     influx_url: str = "http://127.0.0.1:8086"
     influx_token: SecretStr | None = None
-    influx_org: str = "vitalgate"
+    influx_org: str = Field(default="-", description='2.x organisation; "-" for 1.8 and 3.x')
     influx_database: str = "vitalgate"
     influx_retention_policy: str = "autogen"
+    influx_bucket: str | None = Field(
+        default=None, description="2.x bucket; default DATABASE/RETENTION_POLICY"
+    )
     influx_timeout_s: float = Field(default=10.0, gt=0)
     clinic_database_url: str | None = Field(
         default=None, description="default: sqlite:///DATA_DIR/clinic.sqlite3"

@@ -16,16 +16,19 @@ if TYPE_CHECKING:
 def build_reading_store(settings: Settings) -> ReadingStore:
     """The configured reading store: SQLite (embedded default) or InfluxDB."""
     if settings.storage.reading_store == "influxdb":
-        from storage.readings.influxdb import InfluxReadingStore
+        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
 
         s = settings.storage
         return InfluxReadingStore(
-            url=s.influx_url,
-            token=s.influx_token.get_secret_value() if s.influx_token else None,
-            org=s.influx_org,
-            database=s.influx_database,
-            retention_policy=s.influx_retention_policy,
-            timeout_s=s.influx_timeout_s,
+            InfluxConfig(
+                url=s.influx_url,
+                database=s.influx_database,
+                retention_policy=s.influx_retention_policy,
+                bucket=s.influx_bucket,
+                token=s.influx_token.get_secret_value() if s.influx_token else "",
+                org=s.influx_org,
+                timeout_s=s.influx_timeout_s,
+            )
         )
     from storage.readings.sqlite import SqliteReadingStore
 

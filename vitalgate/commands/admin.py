@@ -70,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     p = sub.add_parser("publish-config", help="publish a gateway's bindings on its retained config topic")
     p.add_argument("--gateway-id", required=True)
-    p.set_defaults(func=_run(_publish_config))
+    p.set_defaults(func=_publish_config)
 
 
 def _run(action: Callable[[argparse.Namespace, Any], int]) -> Callable[[argparse.Namespace], int]:
@@ -182,13 +182,23 @@ def _bind_meter(args: argparse.Namespace, session: Any) -> int:
     return 0
 
 
-def _publish_config(args: argparse.Namespace, session: Any) -> int:
-    from vitalgate.admin import AdminError, gateway_config, publish_gateway_config
+def _publish_config(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from storage.clinic.repository import ClinicRepository
+    from vitalgate.admin import publish_gateway_config
+    from vitalgate.wiring import build_clinic_sessions
 
     mqtt = args.settings.mqtt
     if mqtt.username is None or mqtt.password is None:
-        raise AdminError("mqtt.username and mqtt.password (a clinic broker account) are needed to publish")
-    config = gateway_config(session, args.gateway_id)
+        print(
+            "vitalgate admin: mqtt.username and mqtt.password (a clinic broker account) are needed",
+            file=sys.stderr,
+        )
+        return 2
+    config = ClinicRepository(build_clinic_sessions(args.settings)).gateway_config(
+        args.gateway_id, issued_at=datetime.now(UTC)
+    )
     publish_gateway_config(
         config,
         host=mqtt.host,
