@@ -223,5 +223,3 @@ def timeline(
         outs = [window_outcome(r, index, t, matrix, pid) for r in results if r.status[index, t]]
         outs.extend(stream.changed_outcomes())
         yield TimelineStep(end, history.patient_id, outs)
-
-

@@ -187,18 +187,19 @@ class Lifecycle:
     # --- rule outcomes -----------------------------------------------------------------------------
     def apply(self, clinic_id: str, outcomes: Sequence[Outcome], now: datetime) -> list[Change]:
         changes: list[Change] = []
-        firing = {o.rule_id for o in outcomes if o.status is OutcomeStatus.FIRING}
-        superseded = {r for f in firing for r in SUPERSEDES.get(f, ())}
+        firing = [o for o in outcomes if o.status is OutcomeStatus.FIRING]
+        superseded: set[str] = set()
+        for winner in firing:
+            for loser in SUPERSEDES.get(winner.rule_id, ()):
+                superseded.add(loser)
+                cur = self.repo.current(winner.patient_id, loser)
+                if cur is not None:
+                    details = {"by_rule": winner.rule_id}
+                    changes.append(self._resolve(cur, now, SYSTEM_ACTOR, "superseded", details, latch=True))
         for outcome in outcomes:
             if outcome.status is OutcomeStatus.UNKNOWN:
                 continue
             if outcome.rule_id in superseded and outcome.status is OutcomeStatus.FIRING:
-                cur = self.repo.current(outcome.patient_id, outcome.rule_id)
-                if cur is not None:
-                    winner = next(f for f in firing if outcome.rule_id in SUPERSEDES.get(f, ()))
-                    changes.append(
-                        self._resolve(cur, now, SYSTEM_ACTOR, "superseded", {"by_rule": winner}, latch=True)
-                    )
                 continue
             if outcome.status is OutcomeStatus.FIRING:
                 change = self._fire(clinic_id, outcome, now)

@@ -290,6 +290,28 @@ class PatientArrays:
 _PA_FIELDS = ("goal_sys", "goal_dia", "fasting_limit", "fasting_inclusive", "pp_limit", "older", "titration")
 
 
+class W7:
+    """The HBPM protocol window (clinical-rules.md §1.3): the 7 days ending on day t, with the first
+    day of that window that holds readings discarded ("discard day 1": ESH 2021 [7][8], NICE NG136
+    [9], Hypertension Canada [10], China 2019 HBPM [14])."""
+
+    def __init__(self, bp_n: FloatArray, days: int) -> None:
+        d = bp_n.shape[1]
+        self.days = days
+        # first_from[p, s] = first day >= s with readings (d if none): a reverse running minimum.
+        idx = np.where(bp_n > 0, np.arange(d)[None, :], d)
+        first_from = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
+        start = np.clip(np.arange(d) - (days - 1), 0, None)
+        first = first_from[:, start]  # (P, D): first measured day of each window
+        self.valid = first <= np.arange(d)[None, :]
+        self.clipped = np.minimum(first, d - 1)
+
+    def sum(self, values: FloatArray) -> FloatArray:
+        total = rolling_sum(values, self.days)
+        day1 = np.take_along_axis(values, self.clipped, axis=1)
+        return np.asarray(total - np.where(self.valid, day1, 0.0), dtype=np.float64)
+
+
 def evaluate_windows(
     m: DailyMatrix,
     params: RuleParameters,
@@ -303,11 +325,11 @@ def evaluate_windows(
     out: list[WindowResult] = []
     with np.errstate(invalid="ignore", divide="ignore"):
         # --- W7 home BP average (§1.3, §7): days 2..7 of the 7-day window -------------------------
-        w = params.w7_days - 1
-        n = rolling_sum(m["bp_n"], w)
-        days_with = rolling_sum((m["bp_n"] > 0).astype(np.float64), w)
-        sys_mean = rolling_sum(m["bp_sys"], w) / n
-        dia_mean = rolling_sum(m["bp_dia"], w) / n
+        w7 = W7(m["bp_n"], params.w7_days)
+        n = w7.sum(m["bp_n"])
+        days_with = w7.sum((m["bp_n"] > 0).astype(np.float64))
+        sys_mean = w7.sum(m["bp_sys"]) / n
+        dia_mean = w7.sum(m["bp_dia"]) / n
         enough = (n >= params.w7_min_readings) & (days_with >= params.w7_min_days)
         w7_values = {"w7_systolic_mmhg": sys_mean, "w7_diastolic_mmhg": dia_mean, "w7_readings": n}
         goal_s, goal_d = targets.goal_sys[:, None], targets.goal_dia[:, None]
@@ -349,9 +371,9 @@ def evaluate_windows(
             )
         )
         # --- Morning / evening (BP-AM-1 [20][13], BP-AM-2 [21]) ------------------------------------
-        am_n, pm_n = rolling_sum(m["am_n"], w), rolling_sum(m["pm_n"], w)
-        am_s, am_d = rolling_sum(m["am_sys"], w) / am_n, rolling_sum(m["am_dia"], w) / am_n
-        pm_s, pm_d = rolling_sum(m["pm_sys"], w) / pm_n, rolling_sum(m["pm_dia"], w) / pm_n
+        am_n, pm_n = w7.sum(m["am_n"]), w7.sum(m["pm_n"])
+        am_s, am_d = w7.sum(m["am_sys"]) / am_n, w7.sum(m["am_dia"]) / am_n
+        pm_s, pm_d = w7.sum(m["pm_sys"]) / pm_n, w7.sum(m["pm_dia"]) / pm_n
         am_known = (am_n >= params.am_min_readings) & (pm_n >= params.am_min_readings)
         am_high = (am_s >= params.am_systolic_mmhg) | (am_d >= params.am_diastolic_mmhg)
         pm_high = (pm_s >= params.am_systolic_mmhg) | (pm_d >= params.am_diastolic_mmhg)
