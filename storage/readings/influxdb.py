@@ -416,6 +416,11 @@ class InfluxReadingStore:
                 if message.startswith("database not found"):
                     raise ReadingStoreUnavailable(f"InfluxDB query failed: {message}")
                 raise ReadingStoreError(f"InfluxDB query failed: {message}")
+            if result.get("partial") or any(series.get("partial") for series in result.get("series", [])):
+                # InfluxDB cut the answer short (1.x max-row-limit): never return a silent subset.
+                raise ReadingStoreError(
+                    "InfluxDB truncated the query answer (raise max-row-limit or narrow the range)"
+                )
             for series in result.get("series", []):
                 columns = series["columns"]
                 results[index].extend(dict(zip(columns, values, strict=True)) for values in series["values"])

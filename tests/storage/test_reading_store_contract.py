@@ -209,3 +209,9 @@ def test_queries_refuse_naive_times_and_malformed_patient_ids(reading_store: Rea
         reading_store.query_range("p-1", ReadingKind.GLUCOSE, datetime(2026, 1, 1), T0)
     with pytest.raises(ValueError, match="opaque id"):
         reading_store.latest("p-1' OR 1=1 --")
+
+
+def test_unbound_readings_are_idempotent_too(reading_store: ReadingStore) -> None:
+    unbound = [glucose(None, T0 + timedelta(minutes=i), 100.0, sequence_number=i) for i in range(3)]
+    assert len(reading_store.write_batch(unbound).stored) == 3
+    assert reading_store.write_batch(unbound).duplicates == tuple(r.reading_id for r in unbound)

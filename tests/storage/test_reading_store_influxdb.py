@@ -160,3 +160,34 @@ def test_shim_maps_v2_write_to_v1() -> None:
     assert map_v2_write("/api/v2/write?bucket=vg/&precision=ns") == "/write?db=vg&precision=ns"
     with pytest.raises(ValueError, match="missing a slash"):
         map_v2_write("/api/v2/write?bucket=vg")
+
+
+def test_a_transient_server_error_is_retried_inside_the_call(
+    influxdb_server: InfluxServer, influxdb_database: str, store: ReadingStore
+) -> None:
+    readings = every_field_readings("p-1")
+    influxdb_server.write_faults.arm(fail=1, status=503)
+    result = store.write_batch(readings)  # write_attempts=2: the second attempt goes through
+    assert influxdb_server.write_faults.failed == 1
+    assert result.stored == tuple(r.reading_id for r in readings)
+    assert _count_points(influxdb_server, influxdb_database, "glucose") == 4
+
+
+def test_failure_mid_batch_reports_nothing_and_the_retry_completes_it(
+    influxdb_server: InfluxServer, influxdb_database: str
+) -> None:
+    store = make_influx_store(influxdb_server, influxdb_database, write_attempts=2, max_points_per_request=3)
+    try:
+        readings = [bp("p-1", T0 + timedelta(minutes=i), 120.0 + i, 80.0) for i in range(9)]
+        influxdb_server.write_faults.arm(allow=1, fail=2)  # chunk 1 lands, chunk 2 fails twice
+        with pytest.raises(ReadingStoreUnavailable, match="after 2 attempt"):
+            store.write_batch(readings)
+        assert _count_points(influxdb_server, influxdb_database, "blood_pressure") == 3  # partly in
+
+        retry = store.write_batch(readings)
+        # The documented approximation: points of the failed call that did land count as duplicates.
+        assert retry.duplicates == tuple(r.reading_id for r in readings[:3])
+        assert retry.stored == tuple(r.reading_id for r in readings[3:])
+        assert store.query_range("p-1", ReadingKind.BLOOD_PRESSURE, *WINDOW) == readings
+    finally:
+        store.close()
