@@ -1,0 +1,136 @@
+"""`vitalgate ingest` as a process: kill -9 with readings in flight loses nothing, stores nothing twice.
+
+reliability.md §(a) 1: kill -9 the ingest while 10,000 readings are in flight, restart it with the
+same client id (clean_start false, session expiry > 0); pass = every reading present exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.ingest.helpers import GatewayClient, bp_reading, glucose_reading, stored_ids, wait_until
+from vitalgate.mosquitto import MosquittoBroker
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
+
+READINGS = 10_000
+READINGS_PER_MESSAGE = 50
+PROCESS_START_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 180.0
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+class IngestProcess:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self._env = env
+        self._log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self._log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vitalgate.cli", "ingest", "--stats-interval", "0"],
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(SHUTDOWN_TIMEOUT_S)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(SHUTDOWN_TIMEOUT_S)
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(SHUTDOWN_TIMEOUT_S)
+
+
+@pytest.fixture
+def ingest_process(
+    tmp_path: Path,
+    mosquitto_broker: MosquittoBroker,
+    clinic_sessions: sessionmaker[Session],
+    store_path: Path,
+    gateway_id: str,
+) -> Iterator[IngestProcess]:
+    username, password = mosquitto_broker.credentials("ingest")
+    env = {
+        **os.environ,
+        "VITALGATE_DATA_DIR": str(tmp_path / "data"),
+        "VITALGATE_LOG_FORMAT": "json",
+        "VITALGATE_MQTT__HOST": mosquitto_broker.host,
+        "VITALGATE_MQTT__PORT": str(mosquitto_broker.port),
+        "VITALGATE_MQTT__USERNAME": username,
+        "VITALGATE_MQTT__PASSWORD": password,
+        "VITALGATE_STORAGE__READING_STORE": "sqlite",
+        "VITALGATE_STORAGE__SQLITE_PATH": str(store_path),
+        "VITALGATE_STORAGE__CLINIC_DATABASE_URL": f"sqlite:///{tmp_path / 'clinic.sqlite3'}",
+        "VITALGATE_INGEST__CLIENT_ID": f"ingest-kill-{gateway_id}",
+        "VITALGATE_INGEST__SESSION_EXPIRY_S": "600",
+    }
+    process = IngestProcess(env, tmp_path / "ingest.log")
+    yield process
+    process.cleanup()
+
+
+def test_kill_9_with_10000_readings_in_flight_then_restart_stores_each_exactly_once(
+    ingest_process: IngestProcess, gateway: GatewayClient, store_path: Path, tmp_path: Path
+) -> None:
+    ingest_process.start()
+    probe = glucose_reading(0)
+
+    def probe_acked() -> bool:
+        # Until ingest has subscribed there is no session to queue for: resend, as a gateway does.
+        if probe.reading_id in gateway.stored_acked():
+            return True
+        gateway.publish([probe])
+        return wait_until(lambda: probe.reading_id in gateway.stored_acked(), 1.0)
+
+    assert wait_until(probe_acked, PROCESS_START_TIMEOUT_S), (tmp_path / "ingest.log").read_text()
+
+    readings = [bp_reading(i) for i in range(READINGS)]
+    infos = [
+        gateway.publish_raw(gateway_payload, wait=False)
+        for gateway_payload in (
+            _payload(gateway, readings[i : i + READINGS_PER_MESSAGE])
+            for i in range(0, READINGS, READINGS_PER_MESSAGE)
+        )
+    ]
+    assert wait_until(lambda: len(stored_ids(store_path)) >= 1 + READINGS // 10, DRAIN_TIMEOUT_S)
+    ingest_process.kill()
+    stored_at_kill = len(stored_ids(store_path))
+    print(f"stored at kill: {stored_at_kill}")
+    assert stored_at_kill < 1 + READINGS, "nothing was in flight at the kill; the test proves nothing"
+
+    for info in infos:
+        info.wait_for_publish(DRAIN_TIMEOUT_S)  # the broker has every message (queued for ingest)
+    ingest_process.start()
+    expected = {r.reading_id for r in readings} | {probe.reading_id}
+    assert wait_until(lambda: gateway.stored_acked() >= expected, DRAIN_TIMEOUT_S), (
+        f"{len(expected - gateway.stored_acked())} readings never acked; stored at kill: {stored_at_kill}"
+    )
+    ids = stored_ids(store_path)
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+    assert ingest_process.terminate() == 0, "SIGTERM must shut ingest down cleanly"
+
+
+def _payload(gateway: GatewayClient, readings: list[object]) -> bytes:
+    from tests.ingest.helpers import batch_json
+
+    return batch_json(gateway.gateway_id, readings)  # type: ignore[arg-type]
