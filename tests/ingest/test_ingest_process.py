@@ -10,13 +10,21 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.ingest.helpers import GatewayClient, bp_reading, glucose_reading, stored_ids, wait_until
+from storage.readings.protocol import AnyReading
+from tests.ingest.helpers import (
+    GatewayClient,
+    batch_json,
+    bp_reading,
+    glucose_reading,
+    stored_ids,
+    wait_until,
+)
 from vitalgate.mosquitto import MosquittoBroker
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
@@ -130,7 +138,5 @@ def test_kill_9_with_10000_readings_in_flight_then_restart_stores_each_exactly_o
     assert ingest_process.terminate() == 0, "SIGTERM must shut ingest down cleanly"
 
 
-def _payload(gateway: GatewayClient, readings: list[object]) -> bytes:
-    from tests.ingest.helpers import batch_json
-
-    return batch_json(gateway.gateway_id, readings)  # type: ignore[arg-type]
+def _payload(gateway: GatewayClient, readings: Sequence[AnyReading]) -> bytes:
+    return batch_json(gateway.gateway_id, readings)
