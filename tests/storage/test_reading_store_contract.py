@@ -215,3 +215,30 @@ def test_unbound_readings_are_idempotent_too(reading_store: ReadingStore) -> Non
     unbound = [glucose(None, T0 + timedelta(minutes=i), 100.0, sequence_number=i) for i in range(3)]
     assert len(reading_store.write_batch(unbound).stored) == 3
     assert reading_store.write_batch(unbound).duplicates == tuple(r.reading_id for r in unbound)
+
+
+def test_daily_aggregates_on_a_daylight_saving_day(reading_store: ReadingStore) -> None:
+    # Berlin switched to summer time on 29 March 2026: that local day lasted 23 hours,
+    # from 28 March 23:00 UTC to 29 March 22:00 UTC.
+    berlin = ZoneInfo("Europe/Berlin")
+    at = [
+        datetime(2026, 3, 28, 22, 30, tzinfo=UTC),  # 23:30 on 28 March (CET)
+        datetime(2026, 3, 28, 23, 30, tzinfo=UTC),  # 00:30 on 29 March (CET)
+        datetime(2026, 3, 29, 21, 30, tzinfo=UTC),  # 23:30 on 29 March (CEST)
+        datetime(2026, 3, 29, 22, 30, tzinfo=UTC),  # 00:30 on 30 March (CEST)
+    ]
+    reading_store.write_batch([bp("p-1", t, 120.0 + 10 * i, 80.0, pulse_bpm=70.0) for i, t in enumerate(at)])
+    (day,) = reading_store.daily_aggregates(
+        "p-1", ReadingKind.BLOOD_PRESSURE, date(2026, 3, 29), date(2026, 3, 29), tz=berlin
+    )
+    assert day.day == date(2026, 3, 29)
+    assert day.count == 2
+    assert day.systolic_mmhg == MetricSummary(count=2, mean=135.0, min=130.0, max=140.0)
+    days = reading_store.daily_aggregates(
+        "p-1", ReadingKind.BLOOD_PRESSURE, date(2026, 3, 28), date(2026, 3, 30), tz=berlin
+    )
+    assert [(d.day, d.count) for d in days] == [
+        (date(2026, 3, 28), 1),
+        (date(2026, 3, 29), 2),
+        (date(2026, 3, 30), 1),
+    ]

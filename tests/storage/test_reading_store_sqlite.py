@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import threading
 from datetime import timedelta
 from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from storage.readings import SqliteReadingStore
 from tests.storage.readings_data import T0, bp, every_field_readings
@@ -74,3 +78,29 @@ def test_concurrent_writers_store_each_reading_exactly_once(tmp_path: Path) -> N
         assert len(got) == len(readings)
     finally:
         store.close()
+
+
+POOL = [bp("p-1", T0 + timedelta(minutes=i), 100.0 + i, 70.0) for i in range(12)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.integers(0, len(POOL) - 1), max_size=8), min_size=1, max_size=6))
+def test_any_sequence_of_batches_counts_every_reading_new_exactly_once(
+    tmp_path: Path, batches: list[list[int]]
+) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp_path) as directory:
+        store = SqliteReadingStore(Path(directory) / "r.sqlite3", synchronous="NORMAL")
+        try:
+            ever_new: list[str] = []
+            for batch in batches:
+                readings = [POOL[i] for i in batch]
+                result = store.write_batch(readings)
+                # Partition of the batch, in its order: new ones first seen now, the rest duplicates.
+                assert sorted(result.all_ids) == sorted(r.reading_id for r in readings)
+                assert not set(result.stored) & set(ever_new)
+                ever_new.extend(result.stored)
+            written = {POOL[i].reading_id for batch in batches for i in batch}
+            assert sorted(ever_new) == sorted(written)
+            assert store.count() == len(written)
+        finally:
+            store.close()
