@@ -73,7 +73,7 @@ class UplinkConfig:
     keepalive_s: int = 30
     connect_timeout_s: float = 10.0
     reconnect_min_s: int = 1
-    reconnect_max_s: int = 60
+    reconnect_max_s: int = 30
     session_expiry_s: int = SESSION_EXPIRY_S
 
     @property
