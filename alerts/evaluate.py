@@ -36,12 +36,16 @@ def _clean(value: float) -> float | None:
     return round(float(value), 2)
 
 
-def window_outcome(result: WindowResult, p: int, t: int, m: DailyMatrix, patient_id: str) -> Outcome:
+def window_outcome(
+    result: WindowResult, p: int, t: int, m: DailyMatrix, patient_id: str, *, clear_values: bool = True
+) -> Outcome:
     code = int(result.status[p, t])
     if code == FIRING:
         status = OutcomeStatus.FIRING
     elif code == CLEAR:
-        return Outcome(result.rule_id, patient_id, OutcomeStatus.CLEAR)
+        if not clear_values:
+            return Outcome(result.rule_id, patient_id, OutcomeStatus.CLEAR)
+        status = OutcomeStatus.CLEAR
     else:
         return Outcome(result.rule_id, patient_id, OutcomeStatus.UNKNOWN)
     values: dict[str, Any] = {k: _clean(v[p, t]) for k, v in result.values.items()}
@@ -220,6 +224,7 @@ def timeline(
             break  # nothing to judge once the history has ended
         stream.advance(end)
         pid = history.patient_id
-        outs = [window_outcome(r, index, t, matrix, pid) for r in results if r.status[index, t]]
+        live = [r for r in results if r.status[index, t]]
+        outs = [window_outcome(r, index, t, matrix, pid, clear_values=False) for r in live]
         outs.extend(stream.changed_outcomes())
         yield TimelineStep(end, history.patient_id, outs)
