@@ -460,32 +460,49 @@ class InfluxReadingStore:
     def latest(
         self, patient_id: str, kind: ReadingKind | None = None, *, valid_only: bool = False
     ) -> AnyReading | None:
-        check_patient_id(patient_id)
+        return self.latest_by_patient([patient_id], kind, valid_only=valid_only).get(patient_id)
+
+    def latest_by_patient(
+        self, patient_ids: Sequence[str], kind: ReadingKind | None = None, *, valid_only: bool = False
+    ) -> dict[str, AnyReading]:
+        """Two InfluxQL requests whatever the number of patients (statements chunked)."""
+        patients = list(dict.fromkeys(check_patient_id(p) for p in patient_ids))
         kinds = list(ReadingKind) if kind is None else [ReadingKind(kind)]
         validity = ' AND "valid" = true' if valid_only else ""
-        last = self._query(
+        pairs = [(p, k) for p in patients for k in kinds]
+        last = self._query_chunked(
             [
-                f"SELECT {_ident('reading_id')} FROM {_ident(k.value)} WHERE {_patient_clause(patient_id)}"  # noqa: S608 - quoted idents/literals
+                f"SELECT {_ident('reading_id')} FROM {_ident(k.value)} WHERE {_patient_clause(p)}"  # noqa: S608 - quoted idents/literals
                 f"{validity} ORDER BY time DESC LIMIT 1"
-                for k in kinds
+                for p, k in pairs
             ]
         )
         # The last point's second may hold other readings whose measured_at is later than its own
         # (the sub-second offset is a hash): read that whole second and pick by measured_at.
         statements = []
-        for k, rows in zip(kinds, last, strict=True):
+        for (p, k), rows in zip(pairs, last, strict=True):
             if rows:
                 second = (int(rows[0]["time"]) // NS_PER_S) * NS_PER_S
                 statements.append(
                     f"SELECT {_ident('measured_at_us')}, {_ident('reading_id')}, {_ident(_JSON_FIELD)} "  # noqa: S608 - quoted idents/literals
-                    f"FROM {_ident(k.value)} WHERE {_patient_clause(patient_id)}{validity} "
+                    f"FROM {_ident(k.value)} WHERE {_patient_clause(p)}{validity} "
                     f"AND time >= {second} AND time < {second + NS_PER_S}"
                 )
-        if not statements:
-            return None
-        candidates = [row for rows in self._query(statements) for row in rows]
-        best = max(candidates, key=lambda row: (int(row["measured_at_us"]), str(row["reading_id"])))
-        return reading_from_json(best[_JSON_FIELD])
+        best: dict[str, tuple[tuple[int, str], str]] = {}
+        for rows in self._query_chunked(statements):
+            for row in rows:
+                reading = reading_from_json(row[_JSON_FIELD])
+                key = (int(row["measured_at_us"]), str(row["reading_id"]))
+                patient = reading.patient_id or ""
+                if patient not in best or key > best[patient][0]:
+                    best[patient] = (key, row[_JSON_FIELD])
+        return {patient: reading_from_json(text) for patient, (_, text) in best.items()}
+
+    def _query_chunked(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
+        results: list[list[dict[str, Any]]] = []
+        for i in range(0, len(statements), _STATEMENTS_PER_QUERY):
+            results.extend(self._query(statements[i : i + _STATEMENTS_PER_QUERY]))
+        return results
 
     def daily_aggregates(
         self,

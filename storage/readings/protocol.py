@@ -128,6 +128,13 @@ class ReadingStore(Protocol):
         """The patient's reading with the greatest measured_at (of `kind`, if given)."""
         ...
 
+    def latest_by_patient(
+        self, patient_ids: Sequence[str], kind: ReadingKind | None = None, *, valid_only: bool = False
+    ) -> dict[str, AnyReading]:
+        """`latest` for many patients at once (a doctor's panel): patient_id -> reading, patients
+        without readings left out. InfluxDB answers it in two requests instead of two per patient."""
+        ...
+
     def daily_aggregates(
         self,
         patient_id: str,

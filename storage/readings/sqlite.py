@@ -322,21 +322,27 @@ class SqliteReadingStore:
     def latest(
         self, patient_id: str, kind: ReadingKind | None = None, *, valid_only: bool = False
     ) -> AnyReading | None:
-        check_patient_id(patient_id)
+        return self.latest_by_patient([patient_id], kind, valid_only=valid_only).get(patient_id)
+
+    def latest_by_patient(
+        self, patient_ids: Sequence[str], kind: ReadingKind | None = None, *, valid_only: bool = False
+    ) -> dict[str, AnyReading]:
+        patients = list(dict.fromkeys(check_patient_id(p) for p in patient_ids))
         kinds = list(ReadingKind) if kind is None else [ReadingKind(kind)]
-        candidates: list[tuple[str, str, str]] = []
+        found: dict[str, AnyReading] = {}
         with self._errors("latest query"):
             conn = self._reader()
-            for each in kinds:  # one indexed probe per kind: (patient_id, kind, measured_at DESC)
-                row = conn.execute(
-                    _LATEST_VALID if valid_only else _LATEST,
-                    (patient_id, each.value),
-                ).fetchone()
-                if row is not None:
-                    candidates.append(row)
-        if not candidates:
-            return None
-        return reading_from_json(max(candidates)[2])
+            for patient_id in patients:
+                candidates: list[tuple[str, str, str]] = []
+                for each in kinds:  # one indexed probe per kind: (patient_id, kind, measured_at DESC)
+                    row = conn.execute(
+                        _LATEST_VALID if valid_only else _LATEST, (patient_id, each.value)
+                    ).fetchone()
+                    if row is not None:
+                        candidates.append(row)
+                if candidates:
+                    found[patient_id] = reading_from_json(max(candidates)[2])
+        return found
 
     def daily_aggregates(
         self,

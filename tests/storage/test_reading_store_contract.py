@@ -242,3 +242,20 @@ def test_daily_aggregates_on_a_daylight_saving_day(reading_store: ReadingStore) 
         (date(2026, 3, 29), 2),
         (date(2026, 3, 30), 1),
     ]
+
+
+def test_latest_for_a_panel_of_patients(reading_store: ReadingStore) -> None:
+    readings = {
+        f"p-{n}": [
+            bp(f"p-{n}", T0 + timedelta(minutes=10 * i + n), 120.0 + i, 80.0, user_id=n) for i in range(3)
+        ]
+        for n in range(5)
+    }
+    reading_store.write_batch([r for rs in readings.values() for r in rs])
+    reading_store.write_batch([glucose("p-0", T0 + timedelta(hours=5), 99.0, sequence_number=1)])
+    panel = reading_store.latest_by_patient(
+        ["p-0", "p-1", "p-2", "p-3", "p-4", "p-none"], ReadingKind.BLOOD_PRESSURE
+    )
+    assert panel == {patient: rs[-1] for patient, rs in readings.items()}
+    assert reading_store.latest_by_patient(["p-0"])["p-0"].kind is ReadingKind.GLUCOSE
+    assert reading_store.latest_by_patient([]) == {}
