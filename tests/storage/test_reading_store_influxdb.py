@@ -191,3 +191,13 @@ def test_failure_mid_batch_reports_nothing_and_the_retry_completes_it(
         assert store.query_range("p-1", ReadingKind.BLOOD_PRESSURE, *WINDOW) == readings
     finally:
         store.close()
+
+
+def test_dbrp_helper_reports_a_server_without_the_v2_api_as_unavailable(
+    influxdb_server: InfluxServer,
+) -> None:
+    # 1.x has no /api/v2/buckets (it needs no DBRP mapping): the helper must fail typed, not crash.
+    from storage.readings.influxdb import ensure_dbrp_mapping
+
+    with pytest.raises(ReadingStoreUnavailable, match="DBRP mapping failed"):
+        ensure_dbrp_mapping(influxdb_server.url, "token", "org", "bucket", "vitalgate", timeout_s=5)
