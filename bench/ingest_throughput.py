@@ -1,0 +1,366 @@
+"""Ingest throughput against a private Mosquitto, in one run: bare subscriber vs ingest (SQLite, InfluxDB).
+
+For each consumer the same readings are first published into the consumer's persistent session
+(QoS 1, publisher in its own process with a bounded in-flight window, broker `max_queued_messages`
+raised so nothing is dropped), then the consumer connects and the bench times the drain:
+
+  (a) bare: a paho subscriber that does nothing but count (QoS 1, automatic PUBACK);
+  (b) ingest -> SQLite reading store (validation, bindings, one transaction per cycle, manual ack,
+      application acks);
+  (c) ingest -> InfluxDB 1.6 behind the /api/v2/write test shim (tests/fixtures/influxdb.py), when
+      `influxd` is installed.
+
+Every consumer must receive every message (checked), so the figures are for a lossless stream. The
+ratio ingest/bare is the number to track (reliability.md §(b): on a shared 2-core box absolute
+figures drift with load; ratios against a baseline measured in the same run do not).
+
+Usage: .venv/bin/python bench/ingest_throughput.py [--readings 50000] [--batch 100] [--no-influx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest import IngestConfig, IngestConsumer
+from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
+from storage.clinic.enrolment import add_clinic, enrol_patient, register_gateway, register_meter
+from storage.clinic.models import MeterKind
+from storage.clinic.repository import ClinicRepository, bind_meter
+from storage.readings.protocol import ReadingStore
+from vitalgate.mosquitto import MosquittoBroker
+from vitals.identity import blood_pressure_reading_id
+from vitals.payload import ReadingsBatch
+from vitals.readings import BloodPressureReading, DeviceIdentity
+from vitals.topics import ALL_READINGS_FILTER, readings_topic
+
+GATEWAY_ID = "gw-bench"
+CUFF = DeviceIdentity(manufacturer="Acme Medical", model="BP-7", serial_number="BENCH-1")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PUBLISH_INFLIGHT = 50  # publisher's bounded window of unacknowledged QoS 1 messages
+DRAIN_TIMEOUT_S = 600.0
+CONNECT_TIMEOUT_S = 30.0
+SESSION_EXPIRY_S = 3600
+
+
+def make_payloads(readings: int, batch: int) -> list[bytes]:
+    sent_at = datetime.now(UTC)
+    items = []
+    for i in range(readings):
+        device_time = (T0 + timedelta(seconds=30 * i)).replace(tzinfo=None)
+        systolic, diastolic = 110.0 + i % 50, 70.0 + i % 20
+        items.append(
+            BloodPressureReading(
+                reading_id=blood_pressure_reading_id(
+                    CUFF, device_time, 1, systolic=systolic, diastolic=diastolic, mean_arterial=None,
+                    pulse_bpm=68.0,
+                ),
+                device=CUFF,
+                patient_id="p1",
+                measured_at=device_time.replace(tzinfo=UTC),
+                device_time=device_time,
+                unit="mmHg",
+                systolic=systolic,
+                diastolic=diastolic,
+                pulse_bpm=68.0,
+                user_id=1,
+                raw_hex="1e6e004600",
+            )
+        )  # fmt: skip
+    return [
+        ReadingsBatch(gateway_id=GATEWAY_ID, sent_at=sent_at, readings=tuple(items[i : i + batch]))
+        .model_dump_json()
+        .encode()
+        for i in range(0, readings, batch)
+    ]
+
+
+def _publisher(host: str, port: int, username: str, password: str, payloads: list[bytes]) -> None:
+    """Runs in its own process: QoS 1 with a bounded in-flight window, waits for every PUBACK."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{time.monotonic_ns()}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    client.username_pw_set(username, password)
+    client.max_inflight_messages_set(PUBLISH_INFLIGHT)
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    infos = [client.publish(readings_topic(GATEWAY_ID), payload, qos=1) for payload in payloads]
+    for info in infos:
+        info.wait_for_publish(DRAIN_TIMEOUT_S)
+    client.disconnect()
+    client.loop_stop()
+
+
+def start_publisher(broker: MosquittoBroker, payloads: list[bytes]) -> multiprocessing.process.BaseProcess:
+    username, password = broker.credentials(GATEWAY_ID)
+    ctx = multiprocessing.get_context("spawn")
+    process = ctx.Process(target=_publisher, args=(broker.host, broker.port, username, password, payloads))
+    process.start()
+    return process
+
+
+def join_publisher(process: multiprocessing.process.BaseProcess) -> None:
+    process.join(DRAIN_TIMEOUT_S)
+    if process.exitcode != 0:
+        raise RuntimeError(f"publisher failed with exit code {process.exitcode}")
+
+
+def publish_all(broker: MosquittoBroker, payloads: list[bytes]) -> None:
+    join_publisher(start_publisher(broker, payloads))
+
+
+def _connect_props() -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = SESSION_EXPIRY_S
+    return props
+
+
+class BareSubscriber:
+    """(a) a paho v5 subscriber that only counts; QoS 1, persistent session, automatic PUBACK."""
+
+    def __init__(self, broker: MosquittoBroker, client_id: str) -> None:
+        self.received = 0
+        self.done = threading.Event()
+        self.expected = 0
+        self._subscribed = threading.Event()
+        username, password = broker.credentials("ingest")
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self._client.username_pw_set(username, password)
+        self._client.on_connect = lambda c, *_: c.subscribe(ALL_READINGS_FILTER, qos=1)
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.on_message = self._on_message
+        self._broker = broker
+
+    def _on_message(self, *_: Any) -> None:
+        self.received += 1
+        if self.received >= self.expected:
+            self.done.set()
+
+    def connect(self) -> None:
+        self._subscribed.clear()
+        self._client.connect(
+            self._broker.host, self._broker.port, keepalive=60, clean_start=False, properties=_connect_props()
+        )
+        self._client.loop_start()
+        if not self._subscribed.wait(CONNECT_TIMEOUT_S):
+            raise RuntimeError("bare subscriber did not subscribe")
+
+    def disconnect(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    readings: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.readings / self.seconds
+
+
+def run_bare(broker: MosquittoBroker, payloads: list[bytes], readings: int, *, live: bool) -> Figure:
+    subscriber = BareSubscriber(broker, f"bench-bare-{'live' if live else 'drain'}")
+    subscriber.expected = len(payloads)
+    subscriber.connect()  # creates the session and subscription
+    if live:
+        started = time.perf_counter()
+        publisher = start_publisher(broker, payloads)
+    else:
+        subscriber.disconnect()
+        publish_all(broker, payloads)
+        started = time.perf_counter()
+        subscriber.connect()
+    if not subscriber.done.wait(DRAIN_TIMEOUT_S):
+        raise RuntimeError(f"bare subscriber got {subscriber.received} of {len(payloads)} messages")
+    elapsed = time.perf_counter() - started
+    if live:
+        join_publisher(publisher)
+    subscriber.disconnect()
+    return Figure("bare paho subscriber", readings, elapsed)
+
+
+def run_ingest(
+    name: str,
+    broker: MosquittoBroker,
+    payloads: list[bytes],
+    readings: int,
+    store: ReadingStore,
+    clinic: ClinicRepository,
+    client_id: str,
+    *,
+    live: bool,
+) -> Figure:
+    username, password = broker.credentials("ingest")
+    config = IngestConfig(
+        host=broker.host,
+        port=broker.port,
+        username=username,
+        password=password,
+        client_id=client_id,
+        session_expiry_s=SESSION_EXPIRY_S,
+    )
+    consumer = IngestConsumer(config, store, clinic)
+    consumer.start()  # creates the session and subscription
+    if not consumer.wait_subscribed(CONNECT_TIMEOUT_S):
+        raise RuntimeError("ingest did not subscribe")
+    if live:
+        started = time.perf_counter()
+        publisher = start_publisher(broker, payloads)
+    else:
+        consumer.stop()
+        publish_all(broker, payloads)
+        consumer = IngestConsumer(config, store, clinic)
+        started = time.perf_counter()
+        consumer.start()
+    done = _wait(lambda: consumer.counters().messages_acked >= len(payloads), DRAIN_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    if live:
+        join_publisher(publisher)
+    counters = consumer.counters()
+    consumer.stop()
+    if not done or counters.readings_stored != readings:
+        raise RuntimeError(f"{name}: incomplete drain: {counters}")
+    return Figure(name, readings, elapsed)
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+def seed_clinic(directory: Path) -> ClinicRepository:
+    url = f"sqlite:///{directory / 'clinic.sqlite3'}"
+    upgrade_to_head(url)
+    sessions = session_factory(create_clinic_engine(url))
+    with sessions() as session, session.begin():
+        add_clinic(session, clinic_id="c1", name="Bench Practice")
+        enrol_patient(session, patient_id="p1", clinic_id="c1", given_name="A", family_name="B")
+        register_meter(session, clinic_id="c1", device=CUFF, kind=MeterKind.BLOOD_PRESSURE)
+        register_gateway(session, gateway_id=GATEWAY_ID, clinic_id="c1", mqtt_password="unused")
+        bind_meter(
+            session, gateway_id=GATEWAY_ID, meter_key=CUFF.meter_key, patient_id="p1", device_user_id=1
+        )
+    return ClinicRepository(sessions)
+
+
+def print_table(mode: str, figures: list[Figure]) -> None:
+    bare = figures[0].per_second
+    print(f"\n{mode}")
+    print(f"  {'consumer':<24} {'seconds':>8} {'readings/s':>11} {'ratio/bare':>10}")
+    for figure in figures:
+        print(
+            f"  {figure.name:<24} {figure.seconds:>8.2f} {figure.per_second:>11.0f} "
+            f"{figure.per_second / bare:>10.2f}"
+        )
+
+
+def influx_server(stack: list[Callable[[], None]]) -> Callable[[str], ReadingStore] | None:
+    """A private influxd; returns a factory of stores on fresh databases."""
+    try:
+        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+        from tests.fixtures.influxdb import InfluxServer, influxd_available
+    except ImportError as exc:
+        print(f"(c) skipped: {exc}")
+        return None
+    if not influxd_available():
+        print("(c) skipped: influxd not installed (Debian package influxdb)")
+        return None
+    server = InfluxServer()
+    server.start()
+    stack.append(server.close)
+
+    def make(database: str) -> ReadingStore:
+        server.create_database(database)
+        store = InfluxReadingStore(InfluxConfig(url=server.url, database=database))
+        stack.append(store.close)
+        return store
+
+    return make
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--readings", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=100, help="readings per MQTT message (<= 500)")
+    parser.add_argument("--no-influx", action="store_true")
+    args = parser.parse_args()
+
+    from storage.readings.sqlite import SqliteReadingStore
+
+    directory = Path(tempfile.mkdtemp(prefix="vitalgate-bench-"))
+    cleanup: list[Callable[[], None]] = []
+    broker = MosquittoBroker(directory / "mosquitto", max_queued_messages=1_000_000)
+    broker.add_gateway(GATEWAY_ID)
+    broker.start()
+    cleanup.append(broker.stop)
+    try:
+        payloads = make_payloads(args.readings, args.batch)
+        size = sum(len(p) for p in payloads)
+        print(
+            f"{args.readings} readings in {len(payloads)} messages of {args.batch} "
+            f"({size / len(payloads) / 1024:.1f} KiB each); mosquitto on 127.0.0.1:{broker.port}"
+        )
+        clinic = seed_clinic(directory)
+        influx = None if args.no_influx else influx_server(cleanup)
+        for live in (False, True):
+            mode = "live: publisher running" if live else "drain: queued in the session, then consumed"
+            tag = "live" if live else "drain"
+            figures = [run_bare(broker, payloads, args.readings, live=live)]
+            sqlite_store = SqliteReadingStore(directory / f"readings-{tag}.sqlite3")
+            cleanup.append(sqlite_store.close)
+            figures.append(
+                run_ingest(
+                    "ingest -> SQLite", broker, payloads, args.readings, sqlite_store, clinic,
+                    f"bench-sqlite-{tag}", live=live,
+                )
+            )  # fmt: skip
+            if influx is not None:
+                store = influx(f"bench_{tag}")
+                figures.append(
+                    run_ingest(
+                        "ingest -> InfluxDB", broker, payloads, args.readings, store, clinic,
+                        f"bench-influx-{tag}", live=live,
+                    )
+                )  # fmt: skip
+            print_table(mode, figures)
+        return 0
+    finally:
+        for step in reversed(cleanup):
+            step()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
