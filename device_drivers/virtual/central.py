@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bumble import hci, pairing
-from bumble.controller import Controller
 from bumble.core import AdvertisingData
 from bumble.device import Advertisement, Connection, Device
 from bumble.host import Host
@@ -30,6 +29,8 @@ from bumble.keys import KeyStore, MemoryKeyStore
 from bumble.link import LocalLink
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink, Transport
+
+from device_drivers.virtual.controller import VirtualController
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class VirtualCentral:
         keystore: KeyStore | None = None,
     ) -> VirtualCentral:
         """A central whose controller sits on an in-process bumble ``LocalLink``."""
-        controller = Controller("vitalgate-central", link=link)
+        controller = VirtualController("vitalgate-central", link=link)
         host = Host(controller, AsyncPipeSink(controller))
         device = Device(name="vitalgate-gateway", address=hci.Address(address), host=host)
         return cls(device, passkey_agent=passkey_agent, keystore=keystore)

@@ -315,7 +315,7 @@ class VirtualGlucoseMeter(VirtualMeter):
                 logger.info(
                     "fault injection: link dropped mid-transfer", extra={"meter_serial": self.serial_number}
                 )
-                await connection.disconnect()
+                await self.end_link(connection)
                 return
             await self._notify_record(device, connection, record)
             self.records_sent_total += 1
@@ -347,7 +347,7 @@ class VirtualGlucoseMeter(VirtualMeter):
 
     def on_disconnected(self, connection: Connection) -> None:
         task = self._transfers.pop(connection.handle, None)
-        if task is not None and not task.done():
+        if task is not None and not task.done() and not self.ending_link(connection):
             task.cancel()
         self._abort_requested.discard(connection.handle)
 

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 from bumble import att, hci, pairing
-from bumble.controller import Controller
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
 from bumble.gatt import (
@@ -46,6 +45,7 @@ from bumble.transport.common import AsyncPipeSink, Transport
 
 from device_drivers.profiles import time as time_codec
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.controller import VirtualController
 from device_drivers.virtual.personas import (
     AdvertisingPolicy,
     PairingMethod,
@@ -170,6 +170,8 @@ class VirtualMeter:
         self._started = False
         self._listeners: list[Callable[[str], None]] = []
         self._pending_updates: set[asyncio.Task[None]] = set()
+        self._ending: set[int] = set()
+        self._advertising_lock = asyncio.Lock()
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -179,7 +181,7 @@ class VirtualMeter:
 
     def attach(self, link: LocalLink) -> None:
         """Give the meter a controller on an in-process link."""
-        controller = Controller(f"meter-{self.serial_number}", link=link)
+        controller = VirtualController(f"meter-{self.serial_number}", link=link)
         host = Host(controller, AsyncPipeSink(controller))
         self.device = Device(name=self.name, address=hci.Address(self.address), host=host)
 
@@ -455,6 +457,21 @@ class VirtualMeter:
         self.pairing_mode = False
         await self.update_advertising()
 
+    async def end_link(self, connection: Connection) -> None:
+        """The meter ends ``connection`` itself (after a transfer, or a fault injected mid-way).
+
+        The task doing this must not be cancelled by the disconnection it causes: an HCI command
+        cancelled mid-way leaves bumble's host with a dangling response future.
+        """
+        self._ending.add(connection.handle)
+        try:
+            await connection.disconnect()
+        finally:
+            self._ending.discard(connection.handle)
+
+    def ending_link(self, connection: Connection) -> bool:
+        return connection.handle in self._ending
+
     async def drop_links(self) -> None:
         """The meter walks out of range: every link ends now."""
         device = self._require_device()
@@ -495,6 +512,10 @@ class VirtualMeter:
 
     async def update_advertising(self, *, force_window: bool = False) -> None:
         """Start or stop advertising per the persona (called after measurements and links)."""
+        async with self._advertising_lock:
+            await self._update_advertising(force_window=force_window)
+
+    async def _update_advertising(self, *, force_window: bool) -> None:
         device = self.device
         if device is None or not self._started:
             return
@@ -502,6 +523,11 @@ class VirtualMeter:
             self._open_advertising_window()
         connected = bool(device.connections)
         want = self.should_advertise() and not connected
+        # bumble drops the legacy advertising set from its table when a connection ends it, but
+        # keeps the reference; restarting would then fail on the stale set.
+        stale = device.legacy_advertising_set
+        if stale is not None and stale.advertising_handle not in device.extended_advertising_sets:
+            device.legacy_advertising_set = None
         if want and not device.is_advertising:
             await device.start_advertising(
                 advertising_data=self.advertising_data(),

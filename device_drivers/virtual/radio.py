@@ -25,14 +25,14 @@ import socket
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from bumble.controller import Controller
 from bumble.link import LocalLink
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
 from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
 
 from device_drivers.virtual.backend import VirtualBleakClient, VirtualBleakScanner
-from device_drivers.virtual.central import PasskeyAgent, VirtualCentral
+from device_drivers.virtual.central import DEFAULT_CENTRAL_ADDRESS, PasskeyAgent, VirtualCentral
+from device_drivers.virtual.controller import VirtualController
 
 if TYPE_CHECKING:
     from device_drivers.virtual.meter import VirtualMeter
@@ -69,10 +69,11 @@ class VirtualRadio:
         central: VirtualCentral | None = None,
         link: LocalLink | None = None,
         passkey_agent: PasskeyAgent | None = None,
+        central_address: str = DEFAULT_CENTRAL_ADDRESS,
     ) -> None:
         if central is None:
             self.link: LocalLink | None = link if link is not None else LocalLink()  # type: ignore[no-untyped-call]
-            central = VirtualCentral.on_link(self.link, passkey_agent=passkey_agent)
+            central = VirtualCentral.on_link(self.link, address=central_address, passkey_agent=passkey_agent)
         else:
             self.link = link
         self.central = central
@@ -158,7 +159,7 @@ class VirtualRadio:
         return transport, port
 
     def _link_controller(self, transport: Transport) -> None:
-        Controller(
+        VirtualController(
             f"served-{len(self._served)}",
             host_source=transport.source,
             host_sink=transport.sink,

@@ -1,0 +1,44 @@
+"""Build a virtual meter from a persona name."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
+from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
+from device_drivers.virtual.meter import VirtualMeter
+from device_drivers.virtual.personas import MeterKind, persona
+
+
+def make_meter(
+    persona_key: str,
+    *,
+    clock: SimulationClock,
+    serial_number: str,
+    address: str | None = None,
+    fixed_passkey: int | None = None,
+    utc_offset: dt.timedelta = dt.timedelta(0),
+    clock_drift: dt.timedelta = dt.timedelta(0),
+) -> VirtualMeter:
+    """A cuff or glucose meter behaving like ``persona_key`` (see :mod:`.personas`)."""
+    chosen = persona(persona_key)
+    if chosen.kind is MeterKind.BLOOD_PRESSURE:
+        return VirtualBloodPressureCuff(
+            chosen,
+            clock=clock,
+            serial_number=serial_number,
+            address=address,
+            fixed_passkey=fixed_passkey,
+            utc_offset=utc_offset,
+            clock_drift=clock_drift,
+        )
+    return VirtualGlucoseMeter(
+        chosen,
+        clock=clock,
+        serial_number=serial_number,
+        address=address,
+        fixed_passkey=fixed_passkey,
+        utc_offset=utc_offset,
+        clock_drift=clock_drift,
+    )

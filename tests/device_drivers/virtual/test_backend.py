@@ -1,0 +1,225 @@
+"""The bleak backend over bumble: discovery, GATT, pairing and bonds, as bleak callers see them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
+
+from device_drivers.profiles import uuids
+from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.meter import VirtualMeter
+from device_drivers.virtual.meters import make_meter
+from device_drivers.virtual.radio import VirtualRadio
+
+WAIT_S = 10.0
+#: Never shown: the meter is created with fixed_passkey=PASSKEY.
+PASSKEY = 123456
+WRONG_PASSKEY = 654321
+
+
+async def find(radio: VirtualRadio, meter: VirtualMeter) -> BLEDevice:
+    device = await BleakScanner.find_device_by_address(
+        meter.address, timeout=WAIT_S, backend=radio.scanner_backend
+    )
+    assert device is not None, "meter not discovered"
+    return device
+
+
+async def test_scanner_reports_advertisement_data_and_honours_service_filter(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    glucose = await radio.add_meter(make_meter("contour-like", clock=clock, serial_number="G-1"))
+    glucose.add_record(taken_at=clock.now(), glucose_mg_dl=101)  # type: ignore[attr-defined]
+    await glucose.update_advertising()
+    cuff = await radio.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="B-1"))
+    seen: dict[str, AdvertisementData] = {}
+    both = asyncio.Event()
+
+    def on_advertisement(device: BLEDevice, data: AdvertisementData) -> None:
+        seen[device.address] = data
+        if len(seen) == 2:
+            both.set()
+
+    async with BleakScanner(on_advertisement, backend=radio.scanner_backend):
+        await asyncio.wait_for(both.wait(), WAIT_S)
+    assert seen[glucose.address].local_name == "Contour-V"
+    assert seen[glucose.address].service_uuids == [uuids.GLUCOSE_SERVICE]
+    assert seen[cuff.address].service_uuids == [uuids.BLOOD_PRESSURE_SERVICE]
+
+    only_cuffs = await BleakScanner.find_device_by_filter(
+        lambda _device, data: True,
+        timeout=WAIT_S,
+        service_uuids=[uuids.BLOOD_PRESSURE_SERVICE],
+        backend=radio.scanner_backend,
+    )
+    assert only_cuffs is not None and only_cuffs.address == cuff.address
+
+
+async def test_client_discovers_gatt_and_reads_device_information(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    meter = await radio.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="SN-0042"))
+    async with BleakClient(await find(radio, meter), backend=radio.client_backend, timeout=WAIT_S) as client:
+        measurement = client.services.get_characteristic(uuids.BLOOD_PRESSURE_MEASUREMENT)
+        assert measurement is not None and measurement.properties == ["indicate"]
+        assert client.services.get_service(uuids.DEVICE_INFORMATION_SERVICE) is not None
+        assert await client.read_gatt_char(uuids.SERIAL_NUMBER_STRING) == b"SN-0042"
+        assert await client.read_gatt_char(uuids.BATTERY_LEVEL) == bytes([87])
+        assert client.mtu_size > 23
+
+
+async def test_unbonded_client_is_refused_by_a_meter_that_requires_bonding(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    meter = await radio.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="B-2"))
+    meter.add_record(taken_at=clock.now(), systolic_mmhg=120, diastolic_mmhg=80, pulse_bpm=70)  # type: ignore[attr-defined]
+    async with BleakClient(await find(radio, meter), backend=radio.client_backend, timeout=WAIT_S) as client:
+        with pytest.raises(BleakGATTProtocolError) as refused_read:
+            await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+        assert refused_read.value.code is BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION
+        received: list[bytearray] = []
+        with pytest.raises(BleakGATTProtocolError):
+            await client.start_notify(
+                uuids.BLOOD_PRESSURE_MEASUREMENT, lambda _c, data: received.append(data)
+            )
+    assert received == []
+    assert await meter.bonded_hosts() == []
+
+
+async def test_pairing_bonds_and_the_bond_encrypts_the_next_connection(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    meter = await radio.add_meter(make_meter("contour-like", clock=clock, serial_number="G-2"))
+    meter.add_record(taken_at=clock.now(), glucose_mg_dl=99)  # type: ignore[attr-defined]
+    await meter.update_advertising()
+    device = await find(radio, meter)
+    async with BleakClient(device, backend=radio.client_backend, pair=True, timeout=WAIT_S) as client:
+        assert await client.read_gatt_char(uuids.GLUCOSE_FEATURE)
+    assert await meter.bonded_hosts() == [radio.central.address]
+    # Second connection: no pairing asked, the stored bond re-encrypts the link.
+    async with BleakClient(device.address, backend=radio.client_backend, timeout=WAIT_S) as client:
+        assert await client.read_gatt_char(uuids.GLUCOSE_FEATURE)
+    # unpair() forgets the bond: protected data is refused again.
+    async with BleakClient(device.address, backend=radio.client_backend, timeout=WAIT_S) as client:
+        await client.unpair()
+    async with BleakClient(device.address, backend=radio.client_backend, timeout=WAIT_S) as client:
+        with pytest.raises(BleakGATTProtocolError):
+            await client.read_gatt_char(uuids.GLUCOSE_FEATURE)
+
+
+async def test_passkey_meter_pairs_with_the_pin_on_its_display_only(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    meter = await radio.add_meter(
+        make_meter("accu-chek-like", clock=clock, serial_number="R-1", fixed_passkey=PASSKEY)
+    )
+    device = await find(radio, meter)
+    async with BleakClient(device, backend=radio.client_backend, timeout=WAIT_S) as client:
+        # The user types a wrong PIN: pairing fails, nothing is bonded.
+        with pytest.raises(BleakError):
+            await client.pair(passkey=WRONG_PASSKEY)
+    # The radio's default agent reads the PIN off the meter's display, as the user would.
+    async with BleakClient(device, backend=radio.client_backend, pair=True, timeout=WAIT_S) as client:
+        assert meter.displayed_passkey == PASSKEY
+        assert await client.read_gatt_char(uuids.GLUCOSE_FEATURE)
+    assert await meter.bonded_hosts() == [radio.central.address]
+
+
+async def test_omron_like_cuff_is_silent_until_measured_and_keeps_one_bond(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    cuff = await radio.add_meter(make_meter("omron-like", clock=clock, serial_number="O-1"))
+    with pytest.raises(BleakDeviceNotFoundError):
+        await BleakClient(cuff.address, backend=radio.client_backend, timeout=0.5).connect()
+
+    await cuff.take_measurement(  # type: ignore[attr-defined]
+        taken_at=clock.now(), systolic_mmhg=131, diastolic_mmhg=84, pulse_bpm=66
+    )
+    device = await find(radio, cuff)
+    # Outside pairing mode the cuff refuses a new bond.
+    async with BleakClient(device, backend=radio.client_backend, timeout=WAIT_S) as client:
+        with pytest.raises(BleakError):
+            await client.pair()
+    await cuff.enter_pairing_mode()
+    async with BleakClient(device, backend=radio.client_backend, pair=True, timeout=WAIT_S) as client:
+        assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+    assert await cuff.bonded_hosts() == [radio.central.address]
+
+    # A second gateway pairs in pairing mode: the cuff drops the first bond (one bond, §2.7).
+    assert radio.link is not None
+    async with (
+        VirtualRadio(link=radio.link, central_address="C0:FF:EE:00:00:02") as other,
+        BleakClient(cuff.address, backend=other.client_backend, pair=True, timeout=WAIT_S) as client,
+    ):
+        assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+    assert await cuff.bonded_hosts() == ["C0:FF:EE:00:00:02"]
+    async with BleakClient(cuff.address, backend=radio.client_backend, timeout=WAIT_S) as client:
+        with pytest.raises(BleakGATTProtocolError):
+            await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+
+
+async def test_disconnected_callback_fires_when_the_meter_ends_the_link(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    meter = await radio.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="B-3"))
+    lost = asyncio.Event()
+    client = BleakClient(
+        await find(radio, meter), lambda _client: lost.set(), backend=radio.client_backend, timeout=WAIT_S
+    )
+    await client.connect()
+    await meter.drop_links()
+    await asyncio.wait_for(lost.wait(), WAIT_S)
+    assert not client.is_connected
+    with pytest.raises(BleakError):
+        await client.read_gatt_char(uuids.BATTERY_LEVEL)
+
+
+async def test_gateway_reaches_meters_held_by_another_stack_over_tcp(clock: SimulationClock) -> None:
+    # The simulator side: a link with a meter, and a controller served on a TCP port.
+    async with VirtualRadio() as simulator:
+        meter = await simulator.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="B-4"))
+        _transport, port = await simulator.serve_controller_on_free_port()
+        # The gateway side: only a host stack, its controller is the served one.
+        gateway = await VirtualRadio.remote(f"tcp-client:127.0.0.1:{port}")
+        try:
+            device = await BleakScanner.find_device_by_address(
+                meter.address, timeout=WAIT_S, backend=gateway.scanner_backend
+            )
+            assert device is not None
+            async with BleakClient(
+                device, backend=gateway.client_backend, pair=True, timeout=WAIT_S
+            ) as client:
+                assert await client.read_gatt_char(uuids.SERIAL_NUMBER_STRING) == b"B-4"
+                assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+        finally:
+            await gateway.close()
+
+
+async def test_current_time_write_sets_the_meter_clock(radio: VirtualRadio, clock: SimulationClock) -> None:
+    from device_drivers.profiles.time import CurrentTime, decode_current_time, encode_current_time
+
+    meter = await radio.add_meter(
+        make_meter(
+            "silvercrest-like", clock=clock, serial_number="B-5", clock_drift=dt.timedelta(minutes=-42)
+        )
+    )
+    async with BleakClient(await find(radio, meter), backend=radio.client_backend, timeout=WAIT_S) as client:
+        before = decode_current_time(
+            bytes(await client.read_gatt_char(uuids.CURRENT_TIME))
+        ).date_time.to_datetime()
+        assert before is not None
+        true_now = clock.now().replace(tzinfo=None)
+        assert abs((before - true_now) - dt.timedelta(minutes=-42)) < dt.timedelta(seconds=5)
+        await client.write_gatt_char(
+            uuids.CURRENT_TIME, encode_current_time(CurrentTime.from_datetime(true_now)), True
+        )
+        after = decode_current_time(
+            bytes(await client.read_gatt_char(uuids.CURRENT_TIME))
+        ).date_time.to_datetime()
+        assert after is not None and abs(after - clock.now().replace(tzinfo=None)) < dt.timedelta(seconds=5)
