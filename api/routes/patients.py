@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import Principal
 from api.deps import CurrentUser, Services
 from storage.clinic.models import Alert, CareTeamMember, Patient, UserRole
-from storage.readings.protocol import ReadingStore
+from storage.readings.protocol import AnyReading
 from vitals.payload import AlertState
 from vitals.readings import ReadingKind
 
@@ -66,26 +66,29 @@ def _panel_rows(sessions: sessionmaker[Session], user: Principal) -> list[tuple[
         return [(p, int(counts.get(p.patient_id, 0))) for p in patients]
 
 
-def _latest(store: ReadingStore, patient_id: str, kind: ReadingKind) -> LatestReading | None:
-    reading = store.latest(patient_id, kind)
+def _summary(reading: AnyReading | None) -> LatestReading | None:
     if reading is None:
         return None
-    return LatestReading.model_validate(reading.model_dump(), from_attributes=False, strict=False)
+    return LatestReading.model_validate(reading.model_dump())
 
 
 @router.get("")
 async def patient_panel(user: CurrentUser, services: Services) -> list[PanelEntry]:
     rows = await asyncio.to_thread(_panel_rows, services.clinic_sessions, user)
-
-    def entry(patient: Patient, open_alerts: int) -> PanelEntry:
-        store = services.reading_store
-        return PanelEntry(
+    ids = [patient.patient_id for patient, _ in rows]
+    store = services.reading_store
+    latest_bp, latest_glucose = await asyncio.gather(
+        asyncio.to_thread(store.latest_by_patient, ids, ReadingKind.BLOOD_PRESSURE),
+        asyncio.to_thread(store.latest_by_patient, ids, ReadingKind.GLUCOSE),
+    )
+    return [
+        PanelEntry(
             patient_id=patient.patient_id,
             given_name=patient.given_name,
             family_name=patient.family_name,
             open_alerts=open_alerts,
-            latest_blood_pressure=_latest(store, patient.patient_id, ReadingKind.BLOOD_PRESSURE),
-            latest_glucose=_latest(store, patient.patient_id, ReadingKind.GLUCOSE),
+            latest_blood_pressure=_summary(latest_bp.get(patient.patient_id)),
+            latest_glucose=_summary(latest_glucose.get(patient.patient_id)),
         )
-
-    return await asyncio.to_thread(lambda: [entry(p, n) for p, n in rows])
+        for patient, open_alerts in rows
+    ]
