@@ -31,6 +31,7 @@ from gateway.outbox import (
     DEFAULT_UNBOUND_CAPACITY,
     CommitResult,
     Outbox,
+    OutboxStats,
     SyncPosition,
     UnboundReading,
 )
@@ -131,10 +132,20 @@ class Gateway:
         return result
 
     def _check_full(self) -> None:
-        full = self.outbox.stats().full
-        if full != self._was_full:
-            self._was_full = full
+        stats = self.outbox.stats()
+        if stats.full != self._was_full:
+            self._was_full = stats.full
             self._status_now.set()
+            extra = {"outbox_depth": stats.depth, "outbox_capacity": stats.capacity}
+            if stats.full:
+                logger.error("outbox full: meters are not read until the clinic acks readings", extra=extra)
+            else:
+                logger.info("outbox has room again: reading meters", extra=extra)
+
+    async def _outbox_stats(self) -> OutboxStats:
+        stats = await asyncio.to_thread(self.outbox.stats)
+        self._check_full()
+        return stats
 
     async def sync_position(self, meter_key: str) -> int | None:
         return await asyncio.to_thread(self.outbox.sync_position, meter_key)
@@ -186,6 +197,7 @@ class Gateway:
             self._collector,
             self.commit,
             self.sync_position,
+            outbox_stats=self._outbox_stats,
             scanner_backend=self._scanner_backend,
             client_backend=self._client_backend,
         )

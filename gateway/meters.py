@@ -39,7 +39,7 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolErr
 from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
 from gateway.bindings import Bindings, PairedMeter
 from gateway.health import Health
-from gateway.outbox import CommitResult, OutboxFullError, OutboxWriteError
+from gateway.outbox import CommitResult, OutboxFullError, OutboxStats, OutboxWriteError
 from vitals.readings import Reading
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ BACKOFF_S: dict[ErrorKind, tuple[float, float]] = {
     ErrorKind.TRANSIENT: (0.25, 30.0),
     ErrorKind.SECURITY: (300.0, 3600.0),
     ErrorKind.SPOOFED: (600.0, 3600.0),
-    ErrorKind.OUTBOX_FULL: (60.0, 600.0),
+    ErrorKind.OUTBOX_FULL: (5.0, 60.0),  # poll for room; reading resumes soon after acks
     ErrorKind.STORAGE: (60.0, 600.0),
     ErrorKind.PROTOCOL: (30.0, 600.0),
 }
@@ -213,6 +213,7 @@ class MeterManager:
         sink: ReadingsSink,
         sync_position: SyncPositionLookup,
         *,
+        outbox_stats: Callable[[], Awaitable[OutboxStats]] | None = None,
         scanner_backend: type[BaseBleakScanner] | None = None,
         client_backend: type[BaseBleakClient] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -223,6 +224,7 @@ class MeterManager:
         self.collector = collector
         self.sink = sink
         self.sync_position = sync_position
+        self.outbox_stats = outbox_stats
         self.scanner_backend = scanner_backend
         self.client_backend = client_backend
         self._monotonic = monotonic
@@ -322,6 +324,10 @@ class MeterManager:
             slot.advertised.clear()
             state.sessions += 1
             try:
+                stats = None if self.outbox_stats is None else await self.outbox_stats()
+                if stats is not None and stats.full:
+                    # Do not even connect: the records stay on the meter, its cursor stays put.
+                    raise OutboxFullError("outbox", stats.depth, stats.capacity, 0)
                 async with self._slots_sem:
                     await asyncio.wait_for(self._session(slot), self.config.session_timeout_s)
             except asyncio.CancelledError:

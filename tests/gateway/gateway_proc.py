@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from bleak import BleakClient
 
+from device_drivers.profiles.uuids import BATTERY_LEVEL
 from gateway.meters import Collector, MeterSession
 from gateway.pairing import read_identity
 from tests.gateway.factories import glucose
@@ -28,6 +29,7 @@ from vitalgate.settings import load_settings
 def burst_collector(per_session: int, batch: int) -> Collector:
     async def collect(client: BleakClient, session: MeterSession) -> None:
         identity = await read_identity(client, session.meter.address)
+        session.report_battery((await client.read_gatt_char(BATTERY_LEVEL))[0])
         first = (session.since_sequence_number or 0) + 1
         for start in range(first, first + per_session, batch):
             end = min(start + batch, first + per_session)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from bumble.transport import Transport
+from bumble.transport.common import Transport
 
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.meter import VirtualMeter

@@ -1,0 +1,169 @@
+"""The whole gateway in-process: virtual meters -> outbox -> Mosquitto, with bindings and health."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.meters import make_meter
+from device_drivers.virtual.radio import VirtualRadio
+from gateway.app import Gateway, GatewayOptions
+from gateway.bindings import Bindings, MeterProfile
+from gateway.meters import BleConfig
+from gateway.pairing import pair
+from gateway.uplink import ForwarderConfig, UplinkConfig
+from tests.gateway.acker import Acker
+from tests.gateway.gateway_proc import burst_collector
+from tests.gateway.helpers import wait_until
+from vitalgate.mosquitto import MosquittoBroker
+from vitals.payload import GatewayStatus
+from vitals.topics import status_topic
+
+pytestmark = pytest.mark.mosquitto
+
+GW = "gw-app"
+
+
+@pytest.fixture
+async def radio() -> AsyncIterator[VirtualRadio]:
+    async with VirtualRadio() as radio:
+        yield radio
+
+
+def options(broker: MosquittoBroker, state: Path, *, capacity: int = 10_000) -> GatewayOptions:
+    username, password = broker.credentials(GW)
+    return GatewayOptions(
+        gateway_id=GW,
+        state_dir=state,
+        uplink=UplinkConfig(
+            gateway_id=GW, host=broker.host, port=broker.port, username=username, password=password
+        ),
+        outbox_capacity=capacity,
+        status_interval_s=0.5,
+        forwarder=ForwarderConfig(ack_timeout_s=5, batch_size=50),
+        ble=BleConfig(resync_after_s=0.5, scanner_watchdog_s=30, connect_timeout_s=10),
+    )
+
+
+class StatusWatcher:
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.reports: list[GatewayStatus] = []
+        username, password = broker.credentials("clinic")
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        self.client.username_pw_set(username, password)
+        self.client.on_message = lambda _c, _u, m: self.reports.append(
+            GatewayStatus.model_validate_json(m.payload)
+        )
+        self.client.on_connect = lambda c, *_a: c.subscribe(status_topic(GW), qos=1)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def test_full_outbox_stops_pulling_reports_it_and_loses_nothing(
+    tmp_path: Path, mqtt_broker: MosquittoBroker, radio: VirtualRadio, caplog: pytest.LogCaptureFixture
+) -> None:
+    mqtt_broker.add_gateway(GW)
+    meter = make_meter("contour-like", clock=SimulationClock(), serial_number="GL-FULL")
+    meter.add_record(taken_at=dt.datetime.now(dt.UTC), glucose_mg_dl=120)  # type: ignore[attr-defined]
+    await radio.add_meter(meter)
+    state = tmp_path / "state"
+    bindings = Bindings(state / "bindings.json", GW).load()
+    paired = await pair(
+        bindings,
+        meter.address,
+        profile=MeterProfile.GLUCOSE,
+        patient_id="p-full",
+        client_backend=radio.client_backend,
+    )
+    watcher = StatusWatcher(mqtt_broker)
+    # No acker yet: nothing is acked, so the outbox (capacity 100) fills with 20-reading sessions.
+    gateway = Gateway(
+        options(mqtt_broker, state, capacity=100),
+        burst_collector(20, 20),
+        scanner_backend=radio.scanner_backend,
+        client_backend=radio.client_backend,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    acker: Acker | None = None
+    try:
+        await wait_until(lambda: any(r.outbox_full for r in watcher.reports), 60, "outbox full on status")
+        full_report = next(r for r in watcher.reports if r.outbox_full)
+        assert full_report.outbox_depth == 100
+        assert full_report.last_error is not None
+        assert "outbox full" in caplog.text
+        held = gateway.outbox.held_ids()
+        assert len(held) == 100
+        assert gateway.outbox.sync_position(paired.meter_key) == 100  # not one record past what is held
+        sessions_when_full = gateway.meters.sessions_ok  # type: ignore[union-attr]
+        # The clinic comes back: everything held is delivered and the meter is read again.
+        acker = Acker(mqtt_broker).start()
+        assert await asyncio.to_thread(acker.wait_for, held, 30)
+        await wait_until(lambda: gateway.meters.sessions_ok > sessions_when_full, 30, "pulling resumed")  # type: ignore[union-attr]
+        await wait_until(lambda: not watcher.reports[-1].outbox_full, 30, "status no longer full")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        watcher.stop()
+        if acker is not None:
+            acker.stop()
+    assert not watcher.reports[-1].online  # a clean stop says offline on the retained status
+    assert set(acker.received.values()) == {1}
+
+
+async def test_readings_of_an_unbound_meter_are_kept_aside_and_reported_not_published(
+    tmp_path: Path, mqtt_broker: MosquittoBroker, radio: VirtualRadio
+) -> None:
+    mqtt_broker.add_gateway(GW)
+    meter = make_meter("contour-like", clock=SimulationClock(), serial_number="GL-NOBODY")
+    meter.add_record(taken_at=dt.datetime.now(dt.UTC), glucose_mg_dl=120)  # type: ignore[attr-defined]
+    await radio.add_meter(meter)
+    state = tmp_path / "state"
+    bindings = Bindings(state / "bindings.json", GW).load()
+    await pair(
+        bindings,
+        meter.address,
+        profile=MeterProfile.GLUCOSE,
+        patient_id=None,
+        client_backend=radio.client_backend,
+    )
+    watcher = StatusWatcher(mqtt_broker)
+    acker = Acker(mqtt_broker).start()
+    gateway = Gateway(
+        options(mqtt_broker, state),
+        burst_collector(5, 5),
+        scanner_backend=radio.scanner_backend,
+        client_backend=radio.client_backend,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+
+        def synced(r: GatewayStatus) -> bool:
+            return r.unbound_readings >= 5 and bool(r.meters) and r.meters[0].last_sync_at is not None
+
+        await wait_until(lambda: any(synced(r) for r in watcher.reports), 60, "unbound on status")
+        report = next(r for r in watcher.reports if synced(r))
+        assert report.outbox_depth == 0
+        assert report.meters and report.meters[0].last_sync_at is not None
+        assert report.meters[0].battery_percent == meter.battery_level_percent
+        assert report.software_version
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        watcher.stop()
+        acker.stop()
+    assert acker.batches == 0  # nothing published as anyone's
