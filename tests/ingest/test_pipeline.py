@@ -1,0 +1,133 @@
+"""The ingest pipeline without MQTT: store rejections, binding changes, database outages, acks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest import InboundMessage, IngestPipeline
+from storage.clinic.database import ClinicDatabaseUnavailableError, create_clinic_engine, session_factory
+from storage.clinic.models import DeadLetter, DeadLetterScope
+from storage.clinic.repository import ClinicRepository, bind_meter
+from storage.readings import ReadingStoreRejected, SqliteReadingStore, WriteResult
+from storage.readings.protocol import AnyReading
+from tests.ingest.helpers import STRANGER_CUFF, batch_json, bp_reading, glucose_reading, stored_ids
+from vitals.topics import readings_topic, status_topic
+
+_mids = iter(range(1, 1_000_000))
+
+
+def message(gateway_id: str, payload: bytes, *, topic: str | None = None) -> InboundMessage:
+    return InboundMessage(
+        mid=next(_mids),
+        qos=1,
+        topic=topic or readings_topic(gateway_id),
+        payload=payload,
+        received_at=datetime.now(UTC),
+    )
+
+
+class RejectingStore:
+    """A real SQLite store that refuses, as InfluxDB does with HTTP 400, any batch holding one id."""
+
+    def __init__(self, store: SqliteReadingStore, poison_id: str) -> None:
+        self._store = store
+        self._poison_id = poison_id
+        self.calls = 0
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        self.calls += 1
+        if any(r.reading_id == self._poison_id for r in readings):
+            raise ReadingStoreRejected("field type conflict (test)")
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def _letters(sessions: sessionmaker[Session]) -> list[DeadLetter]:
+    with sessions() as session:
+        return list(session.scalars(select(DeadLetter).order_by(DeadLetter.dead_letter_id)))
+
+
+def test_a_reading_the_store_refuses_is_dead_lettered_and_its_neighbours_stored(
+    reading_store: SqliteReadingStore,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+    gateway_id: str,
+) -> None:
+    readings = [bp_reading(i) for i in range(4)]
+    other_message = [glucose_reading(9)]
+    store = RejectingStore(reading_store, poison_id=readings[2].reading_id)
+    repository = ClinicRepository(clinic_sessions)
+    pipeline = IngestPipeline(store, repository, repository)  # type: ignore[arg-type]
+
+    result = pipeline.process(
+        [
+            message(gateway_id, batch_json(gateway_id, readings)),
+            message(gateway_id, batch_json(gateway_id, other_message)),
+        ]
+    )
+
+    expected = {r.reading_id for r in readings + other_message} - {readings[2].reading_id}
+    assert set(stored_ids(store_path)) == expected
+    ack = result.acks[gateway_id]
+    assert set(ack.stored) == expected
+    assert [(r.reading_id, r.reason) for r in ack.rejected] == [
+        (readings[2].reading_id, "store rejected: field type conflict (test)")
+    ]
+    [letter] = _letters(clinic_sessions)
+    assert (letter.scope, letter.reading_id) == (DeadLetterScope.READING, readings[2].reading_id)
+    assert {r.reading_id for r in result.committed} == expected
+
+
+def test_a_meter_bound_after_the_cache_filled_is_accepted_at_once(
+    reading_store: SqliteReadingStore, clinic_sessions: sessionmaker[Session], gateway_id: str
+) -> None:
+    repository = ClinicRepository(clinic_sessions)
+    pipeline = IngestPipeline(reading_store, repository, repository, binding_cache_ttl_s=3600)
+    pipeline.process([message(gateway_id, batch_json(gateway_id, [bp_reading(1)]))])  # fills the cache
+    with clinic_sessions() as session, session.begin():
+        bind_meter(session, gateway_id=gateway_id, meter_key=STRANGER_CUFF.meter_key, patient_id="p2")
+
+    newcomer = bp_reading(2, device=STRANGER_CUFF, patient_id="p2")
+    result = pipeline.process([message(gateway_id, batch_json(gateway_id, [newcomer]))])
+
+    assert result.acks[gateway_id].stored == (newcomer.reading_id,)
+    assert result.rejected == 0
+
+
+def test_clinic_database_outage_raises_and_stores_nothing(
+    reading_store: SqliteReadingStore, store_path: Path, tmp_path: Path, gateway_id: str
+) -> None:
+    engine = create_clinic_engine(f"sqlite:///{tmp_path}/no/such/dir/clinic.sqlite3")
+    repository = ClinicRepository(session_factory(engine))
+    pipeline = IngestPipeline(reading_store, repository, repository)
+    with pytest.raises(ClinicDatabaseUnavailableError):
+        pipeline.process([message(gateway_id, batch_json(gateway_id, [bp_reading(1)]))])
+    assert stored_ids(store_path) == []
+    engine.dispose()
+
+
+def test_messages_on_other_topics_are_dead_lettered(
+    reading_store: SqliteReadingStore, clinic_sessions: sessionmaker[Session], gateway_id: str
+) -> None:
+    repository = ClinicRepository(clinic_sessions)
+    pipeline = IngestPipeline(reading_store, repository, repository)
+    payload = batch_json(gateway_id, [bp_reading(1)])
+    result = pipeline.process(
+        [
+            message(gateway_id, payload, topic=status_topic(gateway_id)),
+            message(gateway_id, payload, topic="elsewhere/readings"),
+        ]
+    )
+    assert result.dead_lettered_messages == 2 and result.acks == {}
+    assert [letter.reason for letter in _letters(clinic_sessions)] == [
+        "topic: channel status carries no readings",
+        "topic: not a vitalgate gateway topic",
+    ]
