@@ -78,9 +78,8 @@ async def run(seconds: float, collector: str) -> int:
     peak = max(samples)
     print(f"gateway process RSS over {seconds:.0f} s with 4 bound virtual meters ({collector} collector):")
     print(f"  first {samples[0]:.1f} MB, median {statistics.median(samples):.1f} MB, peak {peak:.1f} MB")
-    print(
-        f"  readings acked: {len(acker.acked)}, duplicates received: {sum(n - 1 for n in acker.received.values())}"
-    )
+    duplicates = sum(n - 1 for n in acker.received.values())
+    print(f"  readings acked: {len(acker.acked)}, duplicates received: {duplicates}")
     print(f"  bumble's share (virtual radio only, absent on BlueZ): ~{bumble_share:.1f} MB")
     print(f"  estimated production RSS: ~{peak - bumble_share:.1f} MB; target < {TARGET_MB:.0f} MB: "
           f"{'met' if peak < TARGET_MB else 'NOT met with the virtual radio'}")  # fmt: skip
