@@ -178,3 +178,24 @@ class Outcome:
     # Identifies the episode (e.g. the first triggering reading) so a redelivered reading after a
     # manual resolve is recognised as the same episode.
     episode_key: str | None = None
+
+
+class ReportStore:
+    """Patient reports by patient, in memory (the clinic DB has no table for them yet)."""
+
+    def __init__(self) -> None:
+        self._reports: dict[str, dict[str, PatientReport]] = {}
+
+    def add(self, report: PatientReport) -> bool:
+        """False if this report id was already stored (idempotent)."""
+        by_id = self._reports.setdefault(report.patient_id, {})
+        if report.report_id in by_id:
+            return False
+        by_id[report.report_id] = report
+        return True
+
+    def for_patient(self, patient_id: str, start: datetime, end: datetime) -> list[PatientReport]:
+        return sorted(
+            (r for r in self._reports.get(patient_id, {}).values() if start <= r.reported_at <= end),
+            key=lambda r: r.reported_at,
+        )

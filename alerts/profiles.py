@@ -108,6 +108,9 @@ class PatientTargets:
     goal_diastolic_mmhg: float | None = None
     fasting_limit_mg_dl: float | None = None
     postprandial_limit_mg_dl: float | None = None
+    # Level-1 hypo threshold set by the doctor (strict "<"); reading-level rule only (GLU-HYPO-1/2
+    # hysteresis); the vectorised GLU-HYPO-REC count keeps the profile's threshold.
+    hypo1_mg_dl: float | None = None
     older_or_high_risk: bool = False  # CGM targets for older / high-risk adults ([33])
     titration: bool = False  # BP titration or insulin: DQ-01 after 3 days and warning ([58] DEFAULT)
     timezone: str | None = None  # IANA zone for morning/evening and day boundaries
@@ -141,6 +144,7 @@ class RuleParameters:
     older_or_high_risk: bool
     titration: bool
     timezone: str
+    hypo1_override: bool = False
     # Retest window of BP-CRIT-2 ("repeat within 15 min", §7) and the session of BP-LOW-1 / HR-*.
     session: timedelta = timedelta(minutes=15)
     # Symptom report near a crisis / low reading (BP-CRIT-3, BP-LOW-1 urgent): DEFAULT 60 min.
@@ -205,7 +209,7 @@ class RuleParameters:
 
     def is_hypo1(self, glucose_mg_dl: float) -> bool:
         inclusive = self.profile.hypo1_inclusive_mg_dl
-        if inclusive is not None:
+        if inclusive is not None and not self.hypo1_override:
             return glucose_mg_dl <= inclusive + THRESHOLD_EPSILON
         return glucose_mg_dl < self.hypo1_mg_dl
 
@@ -235,6 +239,8 @@ def parameters(prof: Profile, targets: PatientTargets | None = None) -> RulePara
         older_or_high_risk=t.older_or_high_risk,
         titration=t.titration,
         timezone=t.timezone or prof.utc_offset_default,
+        hypo1_override=t.hypo1_mg_dl is not None,
+        hypo1_mg_dl=t.hypo1_mg_dl if t.hypo1_mg_dl is not None else 70.0,
     )
 
 

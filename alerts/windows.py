@@ -318,8 +318,8 @@ def evaluate_windows(
     targets: PatientArrays,
     now_s: float | None = None,
 ) -> list[WindowResult]:
-    """Every window / time-based rule for every patient and day. `now_s` replaces the end of the last
-    day for the stale-data rule (the sweep runs mid-day)."""
+    """Every window / time-based rule for every patient and day. With `now_s`, days are judged as of
+    `now` where it falls before their end (the stale-data rule during a mid-day sweep)."""
     p, d = m.shape
     shape = (p, d)
     out: list[WindowResult] = []
@@ -592,9 +592,8 @@ def _data_rules(
     now_s: float | None,
 ) -> list[WindowResult]:
     assert m.last_reading_s is not None and m.last_cgm_s is not None
-    as_of = m.day_end_s.copy()
-    if now_s is not None:
-        as_of[:, -1] = now_s
+    # As of the end of each day, or of `now` for the day that contains it (the sweep runs mid-day).
+    as_of = m.day_end_s if now_s is None else np.minimum(m.day_end_s, now_s)
     last = np.fmax.accumulate(np.where(np.isnan(m.last_reading_s), -np.inf, m.last_reading_s), axis=1)
     last_cgm = np.fmax.accumulate(np.where(np.isnan(m.last_cgm_s), -np.inf, m.last_cgm_s), axis=1)
     seen = np.isfinite(last)

@@ -1,0 +1,1 @@
+"""Notification channels: live events (SSE hub), webhooks, e-mail over SMTP, the clinic MQTT topic."""

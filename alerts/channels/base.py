@@ -1,0 +1,60 @@
+"""What a channel delivers: an alert event for some recipients, with opaque ids and a link only.
+
+Notifications never carry names or other personal data (DESIGN.md, MQTT and Conventions): the patient
+appears as an opaque id, and the link opens the alert in the web app, behind login.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from vitals.payload import AlertEvent
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver a notification (after its own retries)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    user_id: str
+    role: str  # family_doctor | clinic_staff
+    email: str | None = None  # delivery address only; never put in a message body or log
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    event_id: str  # deterministic per lifecycle event: receivers deduplicate on it
+    event: AlertEvent
+    title: str
+    link: str
+    recipients: tuple[Recipient, ...]
+    escalation_level: int = 0
+    push: bool = True  # False: a state change for live inboxes only (ack, resolve, evidence)
+
+    def body(self) -> dict[str, object]:
+        """The JSON body every machine channel sends: the AlertEvent plus link and routing ids."""
+        data: dict[str, object] = self.event.model_dump(mode="json")
+        data.update(
+            event_id=self.event_id,
+            title=self.title,
+            link=self.link,
+            escalation_level=self.escalation_level,
+            recipients=[r.user_id for r in self.recipients],
+        )
+        return data
+
+    def text(self) -> str:
+        e = self.event
+        return (
+            f"vitalgate {e.severity.value} alert {e.rule_id}: {self.title}\n"
+            f"Patient: {e.patient_id} (opaque id)\nEvent: {e.event} at {e.at.isoformat()}\n"
+            f"Open the alert: {self.link}\n"
+        )
+
+
+class Channel(Protocol):
+    name: str
+
+    async def deliver(self, notification: Notification) -> None: ...

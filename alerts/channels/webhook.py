@@ -1,0 +1,176 @@
+"""Webhooks: HMAC-SHA256 signed JSON, retried with exponential backoff, dead-lettered after the last try.
+
+Signature: header `X-Vitalgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+The timestamp inside the MAC lets receivers refuse replays older than a few minutes; `X-Vitalgate-
+Event-Id` lets them deduplicate retries. Webhook URLs come from configuration only, never from API
+callers (OWASP API7 SSRF, reliability.md §5.2). Bodies carry opaque ids and a link, never names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from alerts.channels.base import DeliveryError, Notification
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Vitalgate-Signature"
+EVENT_ID_HEADER = "X-Vitalgate-Event-Id"
+SIGNATURE_TOLERANCE_S = 300
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(
+    secret: bytes,
+    body: bytes,
+    header: str,
+    *,
+    now: float | None = None,
+    tolerance_s: int = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """What a receiver does: constant-time compare, and refuse stale timestamps."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+        given = parts["v1"]
+    except (KeyError, ValueError):
+        return False
+    if abs((now if now is not None else time.time()) - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, given)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    url: str
+    event_id: str
+    body: bytes
+    attempts: int
+    last_error: str
+    at: datetime
+
+
+class DeadLetterSink(Protocol):
+    def add(self, letter: DeadLetter) -> None: ...
+
+
+@dataclass
+class MemoryDeadLetters:
+    letters: list[DeadLetter] = field(default_factory=list)
+
+    def add(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+
+class JsonLinesDeadLetters:
+    """Append-only file of undelivered webhooks (until the clinic DB has a table for them)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def add(self, letter: DeadLetter) -> None:
+        record = {
+            "url": letter.url,
+            "event_id": letter.event_id,
+            "body": letter.body.decode("utf-8"),
+            "attempts": letter.attempts,
+            "last_error": letter.last_error,
+            "at": letter.at.isoformat(),
+        }
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    first_delay_s: float = 1.0
+    factor: float = 2.0
+    max_delay_s: float = 60.0
+    timeout_s: float = 10.0
+
+    def delays(self) -> list[float]:
+        return [min(self.first_delay_s * self.factor**i, self.max_delay_s) for i in range(self.attempts - 1)]
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        secret: bytes,
+        dead_letters: DeadLetterSink,
+        *,
+        policy: RetryPolicy | None = None,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not secret:
+            raise ValueError("a webhook secret is required: unsigned webhooks are refused")
+        self.urls = list(urls)
+        self.secret = secret
+        self.dead_letters = dead_letters
+        self.policy = policy or RetryPolicy()
+        self._client = client
+        self._clock = clock
+
+    async def deliver(self, notification: Notification) -> None:
+        body = json.dumps(notification.body(), sort_keys=True, separators=(",", ":")).encode()
+        failures = await asyncio.gather(*(self._post(url, notification.event_id, body) for url in self.urls))
+        failed = [f for f in failures if f is not None]
+        if failed:
+            raise DeliveryError(f"{len(failed)} webhook(s) dead-lettered for event {notification.event_id}")
+
+    async def _post(self, url: str, event_id: str, body: bytes) -> str | None:
+        client = self._client or httpx.AsyncClient(timeout=self.policy.timeout_s)
+        delays = self.policy.delays()
+        error = ""
+        try:
+            for attempt in range(self.policy.attempts):
+                ts = int(self._clock())
+                headers = {
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADER: sign(self.secret, body, ts),
+                    EVENT_ID_HEADER: event_id,
+                }
+                try:
+                    response = await client.post(
+                        url, content=body, headers=headers, timeout=self.policy.timeout_s
+                    )
+                    if 200 <= response.status_code < 300:
+                        return None
+                    error = f"HTTP {response.status_code}"
+                    if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+                        break  # the receiver refuses this event: retrying cannot help
+                except httpx.HTTPError as exc:
+                    error = type(exc).__name__
+                logger.warning(
+                    "webhook attempt failed",
+                    extra={"event_id": event_id, "attempt": attempt + 1, "error": error},
+                )
+                if attempt < len(delays):
+                    await asyncio.sleep(delays[attempt])
+        finally:
+            if self._client is None:
+                await client.aclose()
+        self.dead_letters.add(DeadLetter(url, event_id, body, attempt + 1, error, datetime.now(UTC)))
+        logger.error("webhook dead-lettered", extra={"event_id": event_id, "error": error})
+        return error

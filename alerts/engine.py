@@ -1,0 +1,254 @@
+"""The alert engine: evaluation on each committed batch, the periodic sweep, people's actions.
+
+Ingest announces each committed batch to a sync listener on its worker thread (ingest.consumer
+ReadingsListener); `threadsafe_listener` hands the batch to the engine's event loop without blocking
+ingest. Evaluation is a pure function of the stored history, so a redelivered reading changes nothing
+and creates no second alert or notification (DESIGN.md, Delivery; reliability.md §(a) 9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from alerts.channels.base import Recipient
+from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
+from alerts.lifecycle import AlertRecord, AlertRepository, Change, Lifecycle
+from alerts.model import (
+    Observation,
+    Outcome,
+    PatientReport,
+    ReportStore,
+    observation_from_reading,
+)
+from alerts.profiles import PatientTargets, Profile, RuleParameters, parameters
+from alerts.routing import DeliveryFailure, Router
+from alerts.windows import FIRING, PatientArrays, build_matrix, columns_from_observations, evaluate_windows
+from storage.readings.protocol import AnyReading, ReadingStore
+from vitals.readings import ReadingKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientContext:
+    patient_id: str
+    clinic_id: str
+    profile: Profile
+    targets: PatientTargets
+    care_team: tuple[Recipient, ...]  # family doctor first, then staff on duty
+
+    def parameters(self) -> RuleParameters:
+        return parameters(self.profile, self.targets)
+
+
+class PatientDirectory(Protocol):
+    def context(self, patient_id: str) -> PatientContext | None: ...
+    def active_patient_ids(self) -> list[str]: ...
+
+
+@dataclass
+class StaticDirectory:
+    """A fixed directory (tests, replay, the demo before the clinic DB is wired)."""
+
+    patients: dict[str, PatientContext] = field(default_factory=dict)
+
+    def context(self, patient_id: str) -> PatientContext | None:
+        return self.patients.get(patient_id)
+
+    def active_patient_ids(self) -> list[str]:
+        return list(self.patients)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    patients: int
+    changes: int
+    failures: int
+    seconds: float
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        readings: ReadingStore,
+        alerts: AlertRepository,
+        directory: PatientDirectory,
+        router: Router,
+        *,
+        reports: ReportStore | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.readings = readings
+        self.repo = alerts
+        self.lifecycle = Lifecycle(alerts)
+        self.directory = directory
+        self.router = router
+        self.reports = reports or ReportStore()
+        self.clock = clock
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.failures: list[DeliveryFailure] = []
+
+    # --- ingest side -----------------------------------------------------------------------------------
+    def threadsafe_listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[Sequence[AnyReading]], None]:
+        """A sync ingest listener that schedules evaluation on `loop` and returns at once."""
+
+        def listener(batch: Sequence[AnyReading]) -> None:
+            future = asyncio.run_coroutine_threadsafe(self.on_readings_committed(list(batch)), loop)
+            future.add_done_callback(_log_failure)
+
+        return listener
+
+    async def on_readings_committed(self, batch: Sequence[AnyReading]) -> list[Change]:
+        latest: dict[str, datetime] = {}
+        for reading in batch:
+            if reading.patient_id is None:
+                continue
+            seen = latest.get(reading.patient_id)
+            latest[reading.patient_id] = (
+                reading.measured_at if seen is None else max(seen, reading.measured_at)
+            )
+        changes: list[Change] = []
+        for patient_id, newest in latest.items():
+            changes.extend(await self.evaluate(patient_id, max(self.clock(), newest)))
+        return changes
+
+    async def add_report(self, report: PatientReport) -> list[Change]:
+        """Patient-reported input (symptoms, severe hypo event, ketones, medication change, standing BP)."""
+        if not self.reports.add(report):
+            return []
+        return await self.evaluate(report.patient_id, max(self.clock(), report.reported_at))
+
+    async def evaluate(self, patient_id: str, now: datetime) -> list[Change]:
+        ctx = await asyncio.to_thread(self.directory.context, patient_id)
+        if ctx is None:
+            logger.warning("readings for a patient unknown to the clinic", extra={"patient_id": patient_id})
+            return []
+        async with self._locks[patient_id]:
+            history = await asyncio.to_thread(self._history, patient_id, now)
+            outcomes = evaluate_patient(history, ctx.parameters(), now)
+            changes = await asyncio.to_thread(self.lifecycle.apply, ctx.clinic_id, outcomes, now)
+        await self._route(changes, ctx)
+        return changes
+
+    def _history(self, patient_id: str, now: datetime) -> PatientHistory:
+        start = now - timedelta(days=LOOKBACK_DAYS)
+        end = now + timedelta(seconds=1)
+        obs: list[Observation] = []
+        for kind in (ReadingKind.BLOOD_PRESSURE, ReadingKind.GLUCOSE):
+            obs.extend(
+                observation_from_reading(r) for r in self.readings.query_range(patient_id, kind, start, end)
+            )
+        return PatientHistory(patient_id, obs, self.reports.for_patient(patient_id, start, end))
+
+    async def _route(self, changes: Sequence[Change], ctx: PatientContext) -> int:
+        count = 0
+        for change in changes:
+            failures = await self.router.route(change, ctx.care_team)
+            self.failures.extend(failures)
+            count += len(failures)
+        return count
+
+    # --- people --------------------------------------------------------------------------------------
+    async def _act(self, alert_id: str, action: Callable[[], Change | None]) -> AlertRecord:
+        change = await asyncio.to_thread(action)
+        if change is not None:
+            ctx = await asyncio.to_thread(self.directory.context, change.record.patient_id)
+            await self.router.route(change, ctx.care_team if ctx else ())
+            return change.record
+        rec = await asyncio.to_thread(self.repo.get, alert_id)
+        assert rec is not None
+        return rec
+
+    async def acknowledge(self, alert_id: str, user_id: str) -> AlertRecord:
+        now = self.clock()
+        return await self._act(alert_id, lambda: self.lifecycle.acknowledge(alert_id, user_id, now))
+
+    async def snooze(self, alert_id: str, user_id: str, until: datetime) -> AlertRecord:
+        now = self.clock()
+        return await self._act(alert_id, lambda: self.lifecycle.snooze(alert_id, user_id, until, now))
+
+    async def resolve(self, alert_id: str, user_id: str, note: str) -> AlertRecord:
+        now = self.clock()
+        return await self._act(alert_id, lambda: self.lifecycle.resolve(alert_id, user_id, note, now))
+
+    # --- periodic sweep ---------------------------------------------------------------------------------
+    async def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Time-based rules for every active patient at once (stale data, adherence, trend windows),
+        then snooze wake-ups and escalations."""
+        started = asyncio.get_running_loop().time()
+        now = now or self.clock()
+        ids = await asyncio.to_thread(self.directory.active_patient_ids)
+        contexts = [c for c in await asyncio.to_thread(lambda: [self.directory.context(i) for i in ids]) if c]
+        histories = await asyncio.to_thread(lambda: [self._history(c.patient_id, now) for c in contexts])
+        unresolved = {(a.patient_id, a.rule_id) for a in await asyncio.to_thread(self.repo.unresolved, None)}
+        outcomes = sweep_outcomes(histories, [c.parameters() for c in contexts], now, unresolved)
+        changes_total = failures = 0
+        by_id = {c.patient_id: c for c in contexts}
+        for patient_id, outs in outcomes.items():
+            ctx = by_id[patient_id]
+            async with self._locks[patient_id]:
+                changes = await asyncio.to_thread(self.lifecycle.apply, ctx.clinic_id, outs, now)
+            changes_total += len(changes)
+            failures += await self._route(changes, ctx)
+        for change in await asyncio.to_thread(self.lifecycle.tick, now):
+            found = by_id.get(change.record.patient_id)
+            if found is None:
+                found = await asyncio.to_thread(self.directory.context, change.record.patient_id)
+            changes_total += 1
+            failures += len(await self.router.route(change, found.care_team if found else ()))
+        return SweepReport(
+            len(contexts), changes_total, failures, asyncio.get_running_loop().time() - started
+        )
+
+
+def sweep_outcomes(
+    histories: Sequence[PatientHistory],
+    params: Sequence[RuleParameters],
+    now: datetime,
+    unresolved: set[tuple[str, str]],
+) -> dict[str, list[Outcome]]:
+    """Vectorised window rules as of `now` for many patients: FIRING outcomes, and CLEAR where an
+    alert is open. Patients are grouped by profile (thresholds shared inside the matrix build)."""
+    groups: defaultdict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(params):
+        groups[p.profile.name.value].append(i)
+    out: dict[str, list[Outcome]] = defaultdict(list)
+    for members in groups.values():
+        hs = [histories[i] for i in members]
+        ps = [params[i] for i in members]
+        ids = [h.patient_id for h in hs]
+        day0 = (now - timedelta(days=LOOKBACK_DAYS + 1)).date()
+        obs = [o for h in hs for o in h.observations if o.measured_at <= now]
+        cols, starts = columns_from_observations(obs, ids, day0, [p.timezone for p in ps])
+        days = (now.date() - day0).days + 2
+        matrix = build_matrix(cols, ids, days, day0, starts, ps[0])
+        # The evaluation day of each patient: the local day containing `now`.
+        t_of = np.array([(now.astimezone(ZoneInfo(p.timezone)).date() - day0).days for p in ps])
+        results = evaluate_windows(matrix, ps[0], PatientArrays.from_parameters(ps), now_s=now.timestamp())
+        for r in results:
+            codes = r.status[np.arange(len(ids)), t_of]
+            for pi in np.flatnonzero(codes):
+                pid = ids[pi]
+                if codes[pi] == FIRING or (pid, r.rule_id) in unresolved:
+                    out[pid].append(window_outcome(r, int(pi), int(t_of[pi]), matrix, pid))
+    return out
+
+
+def _log_failure(future: Future[list[Change]]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.error("alert evaluation failed", exc_info=exc)

@@ -1,0 +1,211 @@
+"""Alert persistence and patient look-ups on the clinic database (storage/clinic/models.py).
+
+The queries alerts needs live here; the models are the clinic-database engineer's. Columns the
+lifecycle needs but the models lack are kept inside `Alert.trigger_values` (JSON, numbers and ids
+only): `episode_key`, `latched` (manual resolve until the condition clears), `clear_streak`,
+`notified_at` (for escalation timing), `citation`, `reading_ids`, `values`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.channels.base import Recipient
+from alerts.engine import PatientContext
+from alerts.lifecycle import AlertRecord, EventRecord, InvalidTransition
+from alerts.profiles import PatientTargets, profile
+from storage.clinic.models import (
+    Alert,
+    AlertEventRecord,
+    CareTeamMember,
+    CareTeamRole,
+    Clinic,
+    Patient,
+    User,
+)
+from storage.clinic.models import PatientTargets as TargetsRow
+
+_FIELDS = (
+    "alert_id",
+    "clinic_id",
+    "patient_id",
+    "rule_id",
+    "severity",
+    "state",
+    "opened_at",
+    "updated_at",
+    "resolved_at",
+    "acknowledged_at",
+    "acknowledged_by",
+    "snoozed_until",
+    "escalation_level",
+    "window_start",
+    "window_end",
+)
+
+
+def _record(row: Alert) -> AlertRecord:
+    data: dict[str, Any] = {f: getattr(row, f) for f in _FIELDS}
+    return AlertRecord(**data, trigger_values=dict(row.trigger_values or {}))
+
+
+def _event(row: AlertEventRecord) -> EventRecord:
+    return EventRecord(
+        row.alert_id,
+        row.at,
+        row.actor,
+        row.event,
+        row.from_state,
+        row.to_state,
+        row.severity,
+        dict(row.details or {}),
+    )
+
+
+class SqlAlertRepository:
+    """AlertRepository on SQLAlchemy sessions (SQLite or PostgreSQL). One transaction per call."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def _latest_row(self, session: Session, patient_id: str, rule_id: str) -> Alert | None:
+        return session.scalars(
+            select(Alert)
+            .where(Alert.patient_id == patient_id, Alert.rule_id == rule_id)
+            .order_by(Alert.opened_at.desc(), Alert.alert_id.desc())
+            .limit(1)
+        ).first()
+
+    def current(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        latest = self.latest(patient_id, rule_id)
+        return latest if latest is not None and latest.unresolved else None
+
+    def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        with self.sessions() as session:
+            row = self._latest_row(session, patient_id, rule_id)
+            return _record(row) if row else None
+
+    def get(self, alert_id: str) -> AlertRecord | None:
+        with self.sessions() as session:
+            row = session.get(Alert, alert_id)
+            return _record(row) if row else None
+
+    def save(self, record: AlertRecord, event: EventRecord | None) -> None:
+        with self.sessions() as session:
+            row = session.get(Alert, record.alert_id)
+            if row is None:
+                row = Alert(alert_id=record.alert_id)
+                session.add(row)
+            for f in _FIELDS[1:]:
+                setattr(row, f, getattr(record, f))
+            row.trigger_values = dict(record.trigger_values)
+            if event is not None:
+                session.add(
+                    AlertEventRecord(
+                        alert_id=event.alert_id,
+                        at=event.at,
+                        actor=event.actor,
+                        event=event.event,
+                        from_state=event.from_state,
+                        to_state=event.to_state,
+                        severity=event.severity,
+                        details=dict(event.details),
+                    )
+                )
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                # uq_alerts_open_patient_rule: another evaluation opened this (patient, rule) first.
+                session.rollback()
+                raise InvalidTransition("an unresolved alert exists for this patient and rule") from exc
+
+    def unresolved(self, clinic_id: str | None = None) -> list[AlertRecord]:
+        with self.sessions() as session:
+            q = select(Alert).where(Alert.state != "resolved")
+            if clinic_id is not None:
+                q = q.where(Alert.clinic_id == clinic_id)
+            return [_record(r) for r in session.scalars(q.order_by(Alert.opened_at))]
+
+    def events(self, alert_id: str) -> list[EventRecord]:
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(AlertEventRecord)
+                .where(AlertEventRecord.alert_id == alert_id)
+                .order_by(AlertEventRecord.alert_event_id)
+            )
+            return [_event(r) for r in rows]
+
+    def inbox(
+        self,
+        clinic_id: str,
+        user_id: str,
+        *,
+        all_patients: bool,
+        include_resolved: bool = False,
+        limit: int = 200,
+    ) -> list[AlertRecord]:
+        """Alerts a user should see: their care-team patients' (all the clinic's for an administrator)."""
+        with self.sessions() as session:
+            q = select(Alert).where(Alert.clinic_id == clinic_id)
+            if not include_resolved:
+                q = q.where(Alert.state != "resolved")
+            if not all_patients:
+                team = select(CareTeamMember.patient_id).where(CareTeamMember.user_id == user_id)
+                q = q.where(Alert.patient_id.in_(team))
+            q = q.order_by(Alert.opened_at.desc()).limit(limit)
+            return [_record(r) for r in session.scalars(q)]
+
+
+class SqlPatientDirectory:
+    """Patient context for the engine: clinic, guideline profile, the doctor's targets, the care team."""
+
+    def __init__(self, sessions: sessionmaker[Session], default_profile: str = "eu") -> None:
+        self.sessions = sessions
+        self.default_profile = profile(default_profile)
+
+    def context(self, patient_id: str) -> PatientContext | None:
+        with self.sessions() as session:
+            patient = session.get(Patient, patient_id)
+            if patient is None or not patient.active:
+                return None
+            clinic = session.get(Clinic, patient.clinic_id)
+            row: TargetsRow | None = patient.targets
+            chosen = self.default_profile
+            if row is not None and row.guideline_profile is not None:
+                chosen = profile(row.guideline_profile.value)
+            elif clinic is not None:
+                chosen = profile(clinic.default_profile.value)
+            targets = PatientTargets(
+                goal_systolic_mmhg=row.bp_goal_systolic_mmhg if row else None,
+                goal_diastolic_mmhg=row.bp_goal_diastolic_mmhg if row else None,
+                fasting_limit_mg_dl=row.glucose_fasting_high_mg_dl if row else None,
+                postprandial_limit_mg_dl=row.glucose_postprandial_high_mg_dl if row else None,
+                hypo1_mg_dl=row.glucose_hypo_mg_dl if row else None,
+                older_or_high_risk=bool(row.older_adult) if row else False,
+                timezone=clinic.timezone if clinic is not None else None,
+            )
+            return PatientContext(patient_id, patient.clinic_id, chosen, targets, _team(patient.care_team))
+
+    def active_patient_ids(self) -> list[str]:
+        with self.sessions() as session:
+            return list(
+                session.scalars(select(Patient.patient_id).where(Patient.active).order_by(Patient.patient_id))
+            )
+
+
+def _team(members: Sequence[CareTeamMember]) -> tuple[Recipient, ...]:
+    """Family doctor first, then staff on duty by escalation order; inactive accounts are skipped."""
+    chosen = [
+        m for m in members if (m.team_role is CareTeamRole.FAMILY_DOCTOR or m.on_duty) and _active(m.user)
+    ]
+    chosen.sort(key=lambda m: (m.team_role is not CareTeamRole.FAMILY_DOCTOR, m.escalation_order))
+    return tuple(Recipient(m.user_id, m.team_role.value, m.user.email) for m in chosen)
+
+
+def _active(user: User | None) -> bool:
+    return user is not None and user.active
