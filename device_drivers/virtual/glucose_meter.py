@@ -358,12 +358,16 @@ class VirtualGlucoseMeter(VirtualMeter):
             record = self.records[index]
             measurement = record.measurement
             when = measurement.base_time.isoformat() or "unknown time"
-            value = "-" if measurement.concentration is None else measurement.concentration.describe()
-            unit = "" if measurement.unit is None else measurement.unit.value
+            if measurement.glucose_mg_dl is not None:
+                value = f"{measurement.glucose_mg_dl.normalize():f} mg/dL"
+            elif measurement.glucose_mmol_l is not None:
+                value = f"{measurement.glucose_mmol_l.normalize():f} mmol/L"
+            else:
+                value = "-"
             meal = (
                 ""
                 if record.context is None or record.context.meal is None
                 else f" {record.context.meal.name.lower()}"
             )
-            lines.append(f"#{sequence_number:<5} {when}  {value} {unit}{meal}")
+            lines.append(f"#{sequence_number:<5} {when}  {value}{meal}")
         return lines

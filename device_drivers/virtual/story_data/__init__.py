@@ -1,0 +1,1 @@
+"""Story files shipped with vitalgate (JSON, see device_drivers.virtual.stories)."""
