@@ -1,0 +1,121 @@
+"""The engine on real stores: evaluation per committed batch, idempotent on redelivery, routing to
+the family doctor then staff on duty, escalation, and the vectorised sweep."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from alerts.channels.base import Notification
+from alerts.channels.hub import EventHub
+from alerts.engine import AlertEngine
+from alerts.model import PatientReport, ReportKind
+from storage.readings.sqlite import SqliteReadingStore
+from tests.alerts.conftest import START, Clock, bp_reading, glucose_reading
+from vitals.payload import AlertSeverity, AlertState
+
+
+async def _drain(sub_queue: asyncio.Queue[Notification | None]) -> list[Notification]:
+    out = []
+    while not sub_queue.empty():
+        item = sub_queue.get_nowait()
+        assert item is not None
+        out.append(item)
+    return out
+
+
+async def test_confirmed_crisis_opens_one_urgent_alert_and_redelivery_changes_nothing(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    # BP-CRIT-2: 2 of 2 readings >= 180 within 15 min [1][4][17].
+    batch = [bp_reading("pt-1", START, 186, 100), bp_reading("pt-1", START + timedelta(minutes=3), 184, 98)]
+    reading_store.write_batch(batch)
+    clock.now = START + timedelta(minutes=4)
+    async with hub.subscribe("clinic-a") as sub:
+        await alert_engine.on_readings_committed(batch)
+        first = await _drain(sub.queue)
+        # the same batch again (ingest redelivery after a crash): no alert, no notification
+        reading_store.write_batch(batch)
+        again = await alert_engine.on_readings_committed(batch)
+        assert again == []
+        assert await _drain(sub.queue) == []
+    opened = [n for n in first if n.event.event == "opened"]
+    assert [n.event.rule_id for n in opened] == ["BP-CRIT-2"]
+    crit = opened[0]
+    assert crit.event.severity is AlertSeverity.URGENT and crit.push
+    assert crit.link == f"https://clinic.test/alerts/{crit.event.alert_id}"
+    assert [r.user_id for r in crit.recipients] == ["dr-li"]  # family doctor first
+    body = str(crit.body())
+    assert "Zhang" not in body and "Mei" not in body  # opaque ids only
+    unresolved = alert_engine.repo.unresolved("clinic-a")
+    assert {a.rule_id for a in unresolved} == {"BP-CRIT-2"}
+
+
+async def test_unacknowledged_urgent_escalates_to_the_next_on_the_care_team(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    batch = [glucose_reading("pt-1", START, 48, 1)]  # GLU-HYPO-2 < 54 mg/dL urgent [30]
+    reading_store.write_batch(batch)
+    await alert_engine.on_readings_committed(batch)
+    async with hub.subscribe("clinic-a") as sub:
+        clock.now = START + timedelta(minutes=29)
+        await alert_engine.sweep()
+        assert [n for n in await _drain(sub.queue) if n.event.event == "escalated"] == []
+        clock.now = START + timedelta(minutes=30)  # ESC-2: 30 min unacknowledged [58]
+        await alert_engine.sweep()
+        [esc] = [n for n in await _drain(sub.queue) if n.event.event == "escalated"]
+    assert [r.user_id for r in esc.recipients] == ["dr-li", "nurse-wang"]
+    assert esc.event.state is AlertState.ESCALATED
+    # acknowledged by the nurse: one state for all, and no further escalation
+    rec = await alert_engine.acknowledge(esc.event.alert_id, "nurse-wang")
+    assert rec.state is AlertState.ACKNOWLEDGED and rec.acknowledged_by == "nurse-wang"
+    clock.now = START + timedelta(hours=3)
+    report = await alert_engine.sweep()
+    assert all(
+        a.state is AlertState.ACKNOWLEDGED
+        for a in alert_engine.repo.unresolved("clinic-a")
+        if a.rule_id == "GLU-HYPO-2"
+    )
+    assert report.patients == 3
+
+
+async def test_reported_symptom_turns_crisis_into_emergency(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
+) -> None:
+    batch = [bp_reading("pt-1", START, 190, 100)]
+    reading_store.write_batch(batch)
+    await alert_engine.on_readings_committed(batch)
+    clock.now = START + timedelta(minutes=10)
+    changes = await alert_engine.add_report(
+        PatientReport(
+            "pt-1", "rep-1", START + timedelta(minutes=8), ReportKind.SYMPTOMS, frozenset({"chest_pain"})
+        )
+    )
+    assert [c.record.rule_id for c in changes if c.event.event == "opened"] == ["BP-CRIT-3"]
+    # the same report again is ignored
+    assert (
+        await alert_engine.add_report(
+            PatientReport(
+                "pt-1", "rep-1", START + timedelta(minutes=8), ReportKind.SYMPTOMS, frozenset({"chest_pain"})
+            )
+        )
+        == []
+    )
+
+
+async def test_sweep_raises_stale_data_and_clears_it_when_readings_return(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
+) -> None:
+    first = [bp_reading("pt-2", START, 128, 80)]
+    reading_store.write_batch(first)
+    await alert_engine.on_readings_committed(first)
+    clock.now = START + timedelta(days=7, minutes=5)  # DQ-01: stable patient, 7 days ([58] DEFAULT)
+    await alert_engine.sweep()
+    stale = [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "DQ-01"]
+    assert [a.patient_id for a in stale] == ["pt-2"] and stale[0].severity is AlertSeverity.INFO
+    back = [bp_reading("pt-2", clock.now, 126, 78)]
+    reading_store.write_batch(back)
+    await alert_engine.on_readings_committed(back)
+    clock.advance(timedelta(hours=1))
+    await alert_engine.sweep()
+    assert not [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "DQ-01"]
