@@ -1,17 +1,135 @@
 """The default collector: device_drivers' procedures, turned into vitals readings, committed.
 
 A collector gets a connected ``BleakClient`` and a :class:`gateway.meters.MeterSession`; it reads
-the meter and commits what it read through the session (outbox first, then the sync position).
+the meter and commits what it read through the session: outbox first, then (in the same
+transaction) the glucose cursor. The cursor from :func:`sync_glucose_records` is persisted only
+after its records are durably stored (reference §2.3 step 8, device_drivers/procedures/glucose.py).
+
+When a glucose transfer ends early (meter silent, RACP error, link lost), the records that did
+arrive are committed with the partial cursor before the error is re-raised for the backoff: a
+record the meter already sent is not fetched again, and nothing received is dropped.
 """
 
 from __future__ import annotations
 
-from gateway.meters import Collector
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from bleak import BleakClient
+
+from device_drivers.procedures.blood_pressure import collect_blood_pressure
+from device_drivers.procedures.clock import ClockReading
+from device_drivers.procedures.device_info import (
+    MeterIdentity,
+    UndecodedValue,
+    read_blood_pressure_feature,
+    read_glucose_feature,
+    read_meter_identity,
+)
+from device_drivers.procedures.errors import MeterDisconnected, RacpError, SyncTimeout
+from device_drivers.procedures.glucose import GlucoseSyncResult, sync_glucose_records
+from device_drivers.procedures.session import check_clock
+from device_drivers.readings import blood_pressure_reading, device_identity, glucose_reading
+from gateway.bindings import MeterProfile
+from gateway.meters import Collector, MeterSession
+from vitals.readings import DeviceIdentity, GlucoseReading
+
+logger = logging.getLogger(__name__)
 
 
-class CollectorUnavailableError(RuntimeError):
-    """device_drivers' procedures are not installed in this build."""
+def local_timezone() -> dt.tzinfo:
+    tz = dt.datetime.now().astimezone().tzinfo
+    return tz if tz is not None else dt.UTC
 
 
-def default_collector() -> Collector:
-    raise CollectorUnavailableError("device_drivers.procedures has not landed yet")
+def _log_undecodable(session: MeterSession, items: Sequence[UndecodedValue]) -> None:
+    for item in items:
+        logger.warning(
+            "meter value could not be decoded; kept out of the readings",
+            extra={
+                "meter_key": session.meter.meter_key,
+                "characteristic": item.characteristic,
+                "length": len(item.raw),
+                "reason": str(item.error),
+            },
+        )
+
+
+def default_collector(gateway_timezone: dt.tzinfo | None = None) -> Collector:
+    tz = gateway_timezone or local_timezone()
+
+    async def collect(client: BleakClient, session: MeterSession) -> None:
+        identity = await read_meter_identity(client)
+        if identity.battery_level_percent is not None:
+            session.report_battery(identity.battery_level_percent)
+        device = device_identity(identity.device_information, address=session.meter.address)
+        if session.meter.profile is MeterProfile.GLUCOSE:
+            await _glucose(client, session, identity, device, tz)
+        else:
+            await _blood_pressure(client, session, identity, device, tz)
+
+    return collect
+
+
+async def _clock(client: BleakClient, identity: MeterIdentity, tz: dt.tzinfo) -> ClockReading | None:
+    check = await check_clock(client, identity.quirks, gateway_timezone=tz)
+    return check.reading if isinstance(check.reading, ClockReading) else None
+
+
+async def _glucose(
+    client: BleakClient, session: MeterSession, identity: MeterIdentity, device: DeviceIdentity, tz: dt.tzinfo
+) -> None:
+    await read_glucose_feature(client)
+    clock = await _clock(client, identity, tz)
+
+    async def commit(result: GlucoseSyncResult) -> None:
+        received_at = dt.datetime.now(dt.UTC)
+        readings: list[GlucoseReading] = [
+            glucose_reading(
+                record,
+                device=device,
+                clock=clock,
+                gateway_timezone=tz,
+                received_at=received_at,
+                quirks=identity.quirks,
+            )
+            for record in result.records
+        ]
+        _log_undecodable(session, result.undecodable)
+        if readings or result.highest_sequence_number != session.since_sequence_number:
+            await session.commit(readings, last_sequence_number=result.highest_sequence_number)
+
+    try:
+        result = await sync_glucose_records(
+            client,
+            last_sequence_number=session.since_sequence_number,
+            quirks=identity.quirks,
+            disconnected=session.disconnected,
+        )
+    except (SyncTimeout, RacpError) as error:
+        await commit(error.partial)
+        raise
+    except MeterDisconnected as error:
+        if error.partial is not None:
+            await commit(error.partial)
+        raise
+    await commit(result)
+
+
+async def _blood_pressure(
+    client: BleakClient, session: MeterSession, identity: MeterIdentity, device: DeviceIdentity, tz: dt.tzinfo
+) -> None:
+    await read_blood_pressure_feature(client)
+    clock = await _clock(client, identity, tz)
+    collection = await collect_blood_pressure(
+        client, quirks=identity.quirks, disconnected=session.disconnected
+    )
+    received_at = dt.datetime.now(dt.UTC)
+    readings = [
+        blood_pressure_reading(m, device=device, clock=clock, gateway_timezone=tz, received_at=received_at)
+        for m in collection.measurements
+    ]
+    _log_undecodable(session, collection.undecodable)
+    if readings:
+        await session.commit(readings)

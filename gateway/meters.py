@@ -163,6 +163,7 @@ class MeterSession:
     since_sequence_number: int | None
     _sink: ReadingsSink
     _health: Health
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
     committed: int = 0
     duplicates: int = 0
 
@@ -364,7 +365,13 @@ class MeterManager:
     async def _session(self, slot: _MeterSlot) -> None:
         meter = slot.meter
         target: BLEDevice | str = slot.device if slot.device is not None else meter.address
-        client = BleakClient(target, timeout=self.config.connect_timeout_s, backend=self.client_backend)
+        disconnected = asyncio.Event()
+        client = BleakClient(
+            target,
+            disconnected_callback=lambda _client: disconnected.set(),
+            timeout=self.config.connect_timeout_s,
+            backend=self.client_backend,
+        )
         await asyncio.wait_for(client.connect(), self.config.connect_timeout_s)
         self.active_connections += 1
         self.max_active_connections = max(self.max_active_connections, self.active_connections)
@@ -372,7 +379,7 @@ class MeterManager:
             if link_encrypted(client) is False:
                 raise SpoofedMeterError(f"device at {meter.address} could not encrypt with the stored bond")
             since = await self.sync_position(meter.meter_key)
-            session = MeterSession(meter, since, self.sink, self.health)
+            session = MeterSession(meter, since, self.sink, self.health, disconnected)
             await self.collector(client, session)
             logger.info(
                 "meter synced",

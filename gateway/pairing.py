@@ -24,15 +24,9 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
-from device_drivers.profiles.device_information import decode_utf8_string
-from device_drivers.profiles.uuids import (
-    BLOOD_PRESSURE_SERVICE,
-    FIRMWARE_REVISION_STRING,
-    GLUCOSE_SERVICE,
-    MANUFACTURER_NAME_STRING,
-    MODEL_NUMBER_STRING,
-    SERIAL_NUMBER_STRING,
-)
+from device_drivers.procedures.device_info import read_meter_identity
+from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
+from device_drivers.readings import device_identity
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
 from gateway.meters import HEALTH_SERVICE_UUIDS
 from vitals.payload import MeterBinding
@@ -42,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 PAIR_TIMEOUT_S = 60.0  # the person has to read and type a PIN
 CONNECT_TIMEOUT_S = 20.0
-READ_TIMEOUT_S = 10.0
 DISCONNECT_TIMEOUT_S = 10.0
 
 
@@ -97,27 +90,13 @@ async def discover(
 
 
 async def read_identity(client: BleakClient, address: str) -> DeviceIdentity:
-    """The meter's identity from its Device Information service."""
-
-    async def text(uuid: str) -> str | None:
-        try:
-            raw = await asyncio.wait_for(client.read_gatt_char(uuid), READ_TIMEOUT_S)
-        except BleakError:
-            return None
-        value = decode_utf8_string(bytes(raw)).strip()
-        return value or None
-
-    manufacturer = await text(MANUFACTURER_NAME_STRING)
-    model = await text(MODEL_NUMBER_STRING)
-    if manufacturer is None or model is None:
+    """The meter's identity from its Device Information service, exactly as the collector builds it
+    (device_drivers.readings.device_identity), so the paired meter_key matches its readings'."""
+    identity = await read_meter_identity(client)
+    information = identity.device_information
+    if not information.manufacturer_name or not information.model_number:
         raise PairingError("the meter does not report its manufacturer and model (Device Information)")
-    return DeviceIdentity(
-        manufacturer=manufacturer,
-        model=model,
-        serial_number=await text(SERIAL_NUMBER_STRING),
-        address=address.upper(),
-        firmware_revision=await text(FIRMWARE_REVISION_STRING),
-    )
+    return device_identity(information, address=address.upper())
 
 
 async def pair(

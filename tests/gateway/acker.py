@@ -18,6 +18,7 @@ from paho.mqtt.properties import Properties
 
 from vitalgate.mosquitto import MosquittoBroker
 from vitals.payload import ReadingsAck, ReadingsBatch, RejectedReading
+from vitals.readings import Reading
 from vitals.topics import ALL_READINGS_FILTER, acks_topic, parse_gateway_topic
 
 
@@ -33,6 +34,7 @@ class Acker:
         self.received: Counter[str] = Counter()
         self.acked: Counter[str] = Counter()
         self.batches = 0
+        self.readings: dict[str, Reading] = {}
         self._should_ack = should_ack
         self._reject = reject
         self._cond = threading.Condition()
@@ -74,6 +76,7 @@ class Acker:
             self.batches += 1
             for reading in batch.readings:
                 self.received[reading.reading_id] += 1
+                self.readings[reading.reading_id] = reading
                 if not self._should_ack(reading.reading_id, self.received[reading.reading_id]):
                     continue
                 reason = self._reject(reading.reading_id)
