@@ -83,72 +83,77 @@ async def collect_blood_pressure(
     inbox = Inbox(disconnected)
     subscribed: list[str] = []
     try:
-        await subscribe(
-            client,
-            uuids.INTERMEDIATE_CUFF_PRESSURE,
-            inbox.callback(uuids.INTERMEDIATE_CUFF_PRESSURE),
-            timeouts,
-        )
-        subscribed.append(uuids.INTERMEDIATE_CUFF_PRESSURE)
-    except BleakCharacteristicNotFoundError:
-        logger.debug("cuff has no Intermediate Cuff Pressure")
-    try:
-        await subscribe(
-            client,
-            uuids.BLOOD_PRESSURE_MEASUREMENT,
-            inbox.callback(uuids.BLOOD_PRESSURE_MEASUREMENT),
-            timeouts,
-        )
-    except BleakCharacteristicNotFoundError:
-        raise MissingCharacteristic(describe(uuids.BLOOD_PRESSURE_MEASUREMENT)) from None
-    subscribed.append(uuids.BLOOD_PRESSURE_MEASUREMENT)
+        await _subscribe(client, inbox, subscribed, timeouts)
+        return await _collect(inbox, timeouts, on_cuff_pressure)
+    finally:
+        try:
+            await unsubscribe_all(client, subscribed, timeouts)
+        except ProcedureError as error:
+            logger.info("unsubscribe after blood pressure collection failed", extra={"detail": str(error)})
 
+
+async def _subscribe(
+    client: GattClient, inbox: Inbox, subscribed: list[str], timeouts: ProcedureTimeouts
+) -> None:
+    """Notifications on Intermediate Cuff Pressure (optional), then indications on the measurement."""
+    for characteristic, required in (
+        (uuids.INTERMEDIATE_CUFF_PRESSURE, False),
+        (uuids.BLOOD_PRESSURE_MEASUREMENT, True),
+    ):
+        try:
+            await subscribe(client, characteristic, inbox.callback(characteristic), timeouts)
+        except BleakCharacteristicNotFoundError:
+            if required:
+                raise MissingCharacteristic(describe(characteristic)) from None
+            logger.debug(
+                "cuff lacks an optional characteristic", extra={"characteristic": describe(characteristic)}
+            )
+            continue
+        subscribed.append(characteristic)
+
+
+async def _collect(
+    inbox: Inbox, timeouts: ProcedureTimeouts, on_cuff_pressure: CuffPressureCallback | None
+) -> BloodPressureCollection:
     measurements: list[BloodPressureMeasurement] = []
     undecodable: list[UndecodedValue] = []
     updates = 0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.racp_procedure_s
     window = timeouts.first_indication_s
-    ended_by = CollectionEnd.QUIET
-    try:
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                ended_by = CollectionEnd.TIME_LIMIT
-                break
-            try:
-                event = await inbox.next(min(window, remaining))
-            except LinkLost:
-                ended_by = CollectionEnd.DISCONNECTED
-                break
-            if event is None:
-                ended_by = CollectionEnd.QUIET if loop.time() < deadline else CollectionEnd.TIME_LIMIT
-                break
-            characteristic, raw = event
-            try:
-                if characteristic == uuids.BLOOD_PRESSURE_MEASUREMENT:
-                    measurements.append(decode_blood_pressure_measurement(raw))
-                    window = timeouts.quiet_after_records_s
-                else:
-                    pressure = decode_intermediate_cuff_pressure(raw)
-                    updates += 1
-                    window = timeouts.first_indication_s
-                    if on_cuff_pressure is not None:
-                        on_cuff_pressure(pressure)
-            except DecodeError as error:
-                logger.warning(
-                    "undecodable blood pressure value",
-                    extra={
-                        "characteristic": describe(characteristic),
-                        "offset": error.offset,
-                        "reason": error.reason,
-                    },
-                )
-                undecodable.append(UndecodedValue(characteristic, raw, error))
-                window = timeouts.quiet_after_records_s
-    finally:
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            ended_by = CollectionEnd.TIME_LIMIT
+            break
         try:
-            await unsubscribe_all(client, subscribed, timeouts)
-        except ProcedureError as error:
-            logger.info("unsubscribe after blood pressure collection failed", extra={"detail": str(error)})
+            event = await inbox.next(min(window, remaining))
+        except LinkLost:
+            ended_by = CollectionEnd.DISCONNECTED
+            break
+        if event is None:
+            ended_by = CollectionEnd.QUIET if loop.time() < deadline else CollectionEnd.TIME_LIMIT
+            break
+        characteristic, raw = event
+        try:
+            if characteristic == uuids.BLOOD_PRESSURE_MEASUREMENT:
+                measurements.append(decode_blood_pressure_measurement(raw))
+                window = timeouts.quiet_after_records_s
+            else:
+                pressure = decode_intermediate_cuff_pressure(raw)
+                updates += 1
+                window = timeouts.first_indication_s
+                if on_cuff_pressure is not None:
+                    on_cuff_pressure(pressure)
+        except DecodeError as error:
+            logger.warning(
+                "undecodable blood pressure value",
+                extra={
+                    "characteristic": describe(characteristic),
+                    "offset": error.offset,
+                    "reason": error.reason,
+                },
+            )
+            undecodable.append(UndecodedValue(characteristic, raw, error))
+            window = timeouts.quiet_after_records_s
     return BloodPressureCollection(tuple(measurements), updates, ended_by, tuple(undecodable))

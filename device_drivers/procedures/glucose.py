@@ -56,7 +56,7 @@ from device_drivers.quirks import STANDARD, MeterQuirks, RecordRequest
 from ._inbox import Inbox, LinkLost
 from .client import GattClient, ProcedureTimeouts, describe, subscribe, unsubscribe_all, write
 from .device_info import UndecodedValue
-from .errors import MeterDisconnected, ProcedureError, RacpError, SyncTimeout
+from .errors import MeterDisconnected, MissingCharacteristic, ProcedureError, RacpError, SyncTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class _Transfer:
         self.contexts: list[GlucoseMeasurementContext] = []
         self.undecodable: list[UndecodedValue] = []
         self.response_code: RacpResponseCode | None = None
-        self.last_cursor: int | None = None
+        self.event = SequenceEvent.NONE
 
     def result(self, cursor: int | None, event: SequenceEvent) -> GlucoseSyncResult:
         seen: set[tuple[int, bytes]] = set()
@@ -167,10 +167,10 @@ class _Transfer:
             try:
                 event = await self.inbox.next(wait)
             except LinkLost:
-                self._keep(bucket)
+                self.keep(bucket)
                 raise MeterDisconnected(f"RACP {request.opcode.name.lower()}") from None
             if event is None:
-                self._keep(bucket)
+                self.keep(bucket)
                 raise _Stalled(max(wait, 0.0))
             characteristic, raw = event
             response = self._file(characteristic, raw, bucket)
@@ -186,7 +186,7 @@ class _Transfer:
                 continue
             return response.response_code, bucket
 
-    def _keep(self, bucket: _Bucket) -> None:
+    def keep(self, bucket: _Bucket) -> None:
         self.kept.extend(bucket.measurements)
         self.contexts.extend(bucket.contexts)
 
@@ -232,9 +232,9 @@ class _Transfer:
                     isinstance(response, RacpResponse)
                     and response.request_opcode is RacpOpcode.ABORT_OPERATION
                 ):
-                    self._keep(scratch)
+                    self.keep(scratch)
                     return response.response_code is RacpResponseCode.SUCCESS
-            self._keep(scratch)
+            self.keep(scratch)
         except (ProcedureError, LinkLost) as error:
             logger.info("RACP abort not delivered", extra={"detail": str(error)})
         return False
@@ -280,51 +280,37 @@ async def sync_glucose_records(
     timeouts = timeouts or ProcedureTimeouts()
     inbox = Inbox(disconnected)
     subscribed: list[str] = []
-    await _subscribe_required(client, uuids.GLUCOSE_MEASUREMENT, inbox, timeouts, subscribed)
-    try:
-        await subscribe(
-            client,
-            uuids.GLUCOSE_MEASUREMENT_CONTEXT,
-            inbox.callback(uuids.GLUCOSE_MEASUREMENT_CONTEXT),
-            timeouts,
-        )
-        subscribed.append(uuids.GLUCOSE_MEASUREMENT_CONTEXT)
-    except BleakCharacteristicNotFoundError:
-        logger.debug("meter has no Glucose Measurement Context")
-    await _subscribe_required(client, uuids.RECORD_ACCESS_CONTROL_POINT, inbox, timeouts, subscribed)
-
     transfer = _Transfer(client, inbox, timeouts)
-    cursor_state: dict[str, object] = {"event": SequenceEvent.NONE}
     try:
-        result = await _collect(transfer, last_sequence_number, quirks, cursor_state)
-    except _Stalled as stalled:
-        acknowledged = await transfer.abort()
-        partial = transfer.result(
-            _partial_cursor(transfer, last_sequence_number, quirks), _event(cursor_state)
-        )
-        raise SyncTimeout(stalled.waited_s, partial, abort_acknowledged=acknowledged) from None
-    except _RacpFailure as failure:
-        partial = transfer.result(
-            _partial_cursor(transfer, last_sequence_number, quirks), _event(cursor_state)
-        )
-        raise RacpError(failure.opcode, failure.code, partial) from None
-    except MeterDisconnected as lost:
-        partial = transfer.result(
-            _partial_cursor(transfer, last_sequence_number, quirks), _event(cursor_state)
-        )
-        raise MeterDisconnected(lost.during, partial) from None
+        await _subscribe_required(client, uuids.GLUCOSE_MEASUREMENT, inbox, timeouts, subscribed)
+        try:
+            await subscribe(
+                client,
+                uuids.GLUCOSE_MEASUREMENT_CONTEXT,
+                inbox.callback(uuids.GLUCOSE_MEASUREMENT_CONTEXT),
+                timeouts,
+            )
+            subscribed.append(uuids.GLUCOSE_MEASUREMENT_CONTEXT)
+        except BleakCharacteristicNotFoundError:
+            logger.debug("meter has no Glucose Measurement Context")
+        await _subscribe_required(client, uuids.RECORD_ACCESS_CONTROL_POINT, inbox, timeouts, subscribed)
+        try:
+            return await _collect(transfer, last_sequence_number, quirks)
+        except _Stalled as stalled:
+            acknowledged = await transfer.abort()
+            partial = transfer.result(_partial_cursor(transfer, last_sequence_number, quirks), transfer.event)
+            raise SyncTimeout(stalled.waited_s, partial, abort_acknowledged=acknowledged) from None
+        except _RacpFailure as failure:
+            partial = transfer.result(_partial_cursor(transfer, last_sequence_number, quirks), transfer.event)
+            raise RacpError(failure.opcode, failure.code, partial) from None
+        except MeterDisconnected as lost:
+            partial = transfer.result(_partial_cursor(transfer, last_sequence_number, quirks), transfer.event)
+            raise MeterDisconnected(lost.during, partial) from None
     finally:
         try:
             await unsubscribe_all(client, subscribed, timeouts)
         except ProcedureError as error:
             logger.info("unsubscribe after glucose sync failed", extra={"detail": str(error)})
-    return result
-
-
-def _event(state: dict[str, object]) -> SequenceEvent:
-    event = state["event"]
-    assert isinstance(event, SequenceEvent)
-    return event
 
 
 def _partial_cursor(transfer: _Transfer, last: int | None, quirks: MeterQuirks) -> int | None:
@@ -342,8 +328,6 @@ class _RacpFailure(Exception):
 async def _subscribe_required(
     client: GattClient, characteristic: str, inbox: Inbox, timeouts: ProcedureTimeouts, subscribed: list[str]
 ) -> None:
-    from .errors import MissingCharacteristic
-
     try:
         await subscribe(client, characteristic, inbox.callback(characteristic), timeouts)
     except BleakCharacteristicNotFoundError:
@@ -355,17 +339,17 @@ async def _fetch(
     transfer: _Transfer, request: RacpRequest, keep: Callable[[GlucoseMeasurement], bool] = lambda _m: True
 ) -> tuple[RacpResponseCode, list[GlucoseMeasurement]]:
     code, bucket = await transfer.run(request)
+    dropped = {m.sequence_number for m in bucket.measurements if not keep(m)}
     bucket.measurements = [m for m in bucket.measurements if keep(m)]
-    transfer._keep(bucket)
+    bucket.contexts = [c for c in bucket.contexts if c.sequence_number not in dropped]
+    transfer.keep(bucket)
     if code not in FINISHED_OK:
         raise _RacpFailure(request.opcode, code)
     transfer.response_code = code
     return code, bucket.measurements
 
 
-async def _collect(
-    transfer: _Transfer, last: int | None, quirks: MeterQuirks, state: dict[str, object]
-) -> GlucoseSyncResult:
+async def _collect(transfer: _Transfer, last: int | None, quirks: MeterQuirks) -> GlucoseSyncResult:
     if quirks.record_request is RecordRequest.FIRST_RECORD_ONLY or quirks.sequence_numbers_reversed:
         request = (
             RacpRequest.report_first_record()
@@ -379,7 +363,7 @@ async def _collect(
         return transfer.result(_serial_max([m.sequence_number for m in received], None), SequenceEvent.NONE)
     following = (last + 1) % SEQUENCE_NUMBER_MODULUS
     if following == 0:
-        state["event"] = SequenceEvent.WRAPAROUND
+        transfer.event = SequenceEvent.WRAPAROUND
         await _fetch(
             transfer,
             RacpRequest.report_all_records(),
@@ -389,7 +373,7 @@ async def _collect(
     code, received = await _fetch(transfer, RacpRequest.report_records_from(following))
     if code is RacpResponseCode.NO_RECORDS_FOUND:
         if await _counter_went_back(transfer, last):
-            state["event"] = SequenceEvent.RESET
+            transfer.event = SequenceEvent.RESET
             transfer.kept.clear()
             transfer.contexts.clear()
             _code, received = await _fetch(transfer, RacpRequest.report_all_records())
@@ -398,7 +382,7 @@ async def _collect(
             )
         return transfer.result(last, SequenceEvent.NONE)
     if any(m.sequence_number == HIGHEST_SEQUENCE_NUMBER for m in received):
-        state["event"] = SequenceEvent.WRAPAROUND
+        transfer.event = SequenceEvent.WRAPAROUND
         await _fetch(
             transfer,
             RacpRequest.report_all_records(),
@@ -410,8 +394,7 @@ async def _collect(
 
 async def _counter_went_back(transfer: _Transfer, last: int) -> bool:
     """Ask for the meter's last record; True when its number comes before ``last`` (a reset)."""
-    code, bucket = await transfer.run(RacpRequest.report_last_record())
-    transfer.contexts.extend(bucket.contexts)
+    code, bucket = await transfer.run(RacpRequest.report_last_record())  # a probe: its record is not kept
     if code is not RacpResponseCode.SUCCESS or not bucket.measurements:
         return False
     newest = bucket.measurements[-1].sequence_number

@@ -131,6 +131,7 @@ async def test_nothing_new_keeps_cursor_after_probe() -> None:
     assert sync.response_code is RacpResponseCode.NO_RECORDS_FOUND
     assert sync.highest_sequence_number == 10
     assert sync.sequence_event is SequenceEvent.NONE
+    assert sync.unmatched_contexts == ()  # the probe's record and context are not re-delivered
 
 
 async def test_sequence_reset_fetches_everything_again() -> None:
