@@ -293,7 +293,7 @@ def decode_racp_request(data: bytes) -> RacpRequest:
     if opcode not in (*_RECORD_OPCODES, RacpOpcode.ABORT_OPERATION):
         raise RacpRequestError(
             RACP_OPCODE_OFFSET,
-            f"op code 0x{opcode_code:02X} is not a request this meter supports",
+            f"op code 0x{opcode_code:02X} is not a supported request (0x01..0x04)",
             response_code=RacpResponseCode.OP_CODE_NOT_SUPPORTED,
             request_opcode=opcode_code,
         )

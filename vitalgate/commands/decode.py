@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from device_drivers.profiles.errors import DecodeError
@@ -90,5 +91,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_UNDECODABLE
-    print(json.dumps(decoded, indent=2, allow_nan=False))
+    try:
+        print(json.dumps(decoded, indent=2, allow_nan=False))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `vitalgate decode ... | head`: the reader left; not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return EXIT_OK
