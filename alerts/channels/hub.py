@@ -40,6 +40,7 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        self._changed = asyncio.Condition()
 
     @property
     def subscriber_count(self) -> int:
@@ -49,10 +50,17 @@ class EventHub:
     async def subscribe(self, clinic_id: str) -> AsyncIterator[Subscription]:
         sub = Subscription(clinic_id)
         self._subs.add(sub)
+        async with self._changed:
+            self._changed.notify_all()
         try:
             yield sub
         finally:
             self._subs.discard(sub)
+
+    async def wait_for_subscribers(self, count: int, timeout_s: float) -> None:
+        """Wait until at least `count` streams are subscribed (TimeoutError after `timeout_s`)."""
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: len(self._subs) >= count)
 
     async def deliver(self, notification: Notification) -> None:
         for sub in list(self._subs):

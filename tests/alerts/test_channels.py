@@ -1,0 +1,216 @@
+"""Channels against real servers: a local HTTP server for webhooks, aiosmtpd for e-mail, a private
+Mosquitto for the clinic alert topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from aiosmtpd.controller import Controller
+from paho.mqtt.enums import CallbackAPIVersion
+
+from alerts.channels.base import DeliveryError, Notification, Recipient
+from alerts.channels.email import EmailChannel, SmtpConfig
+from alerts.channels.mqtt import MqttAlertChannel, MqttConfig
+from alerts.channels.webhook import (
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    MemoryDeadLetters,
+    RetryPolicy,
+    WebhookChannel,
+    verify,
+)
+from vitalgate.mosquitto import MosquittoBroker, free_port
+from vitals.payload import AlertEvent, AlertSeverity, AlertState
+
+SECRET = b"test-webhook-secret"
+
+
+def _note(event_id: str = "ev-1") -> Notification:
+    event = AlertEvent(
+        clinic_id="clinic-a",
+        alert_id="al_1",
+        patient_id="pt-1",
+        rule_id="BP-CRIT-2",
+        severity=AlertSeverity.URGENT,
+        state=AlertState.OPEN,
+        event="opened",
+        at=datetime(2026, 3, 2, 8, tzinfo=UTC),
+        actor="system",
+    )
+    return Notification(
+        event_id,
+        event,
+        "Crisis confirmed by repeat within 15 min",
+        "https://clinic.test/alerts/al_1",
+        (Recipient("dr-li", "family_doctor", "dr-li@clinic.test"),),
+    )
+
+
+class _Receiver:
+    """A webhook receiver answering from a script of status codes (then 200)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.got = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                code = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(code)
+                self.end_headers()
+                receiver.got.set()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    r = _Receiver([500, 503])
+    yield r
+    r.close()
+
+
+FAST = RetryPolicy(attempts=3, first_delay_s=0.01, factor=2.0, max_delay_s=0.05, timeout_s=5.0)
+
+
+async def test_webhook_is_signed_and_retried_until_accepted(receiver: _Receiver) -> None:
+    dead = MemoryDeadLetters()
+    channel = WebhookChannel([receiver.url], SECRET, dead, policy=FAST)
+    await channel.deliver(_note())
+    assert len(receiver.requests) == 3 and dead.letters == []
+    for headers, body in receiver.requests:
+        assert verify(SECRET, body, headers[SIGNATURE_HEADER])
+        assert headers[EVENT_ID_HEADER] == "ev-1"
+        assert not verify(b"wrong-secret", body, headers[SIGNATURE_HEADER])
+        assert not verify(SECRET, body + b" ", headers[SIGNATURE_HEADER])  # tampered body
+    data = json.loads(receiver.requests[-1][1])
+    assert data["patient_id"] == "pt-1" and data["rule_id"] == "BP-CRIT-2"
+    assert data["link"] == "https://clinic.test/alerts/al_1"
+
+
+async def test_webhook_dead_lettered_after_the_last_try() -> None:
+    always_failing = _Receiver([500] * 10)
+    try:
+        dead = MemoryDeadLetters()
+        channel = WebhookChannel([always_failing.url], SECRET, dead, policy=FAST)
+        with pytest.raises(DeliveryError):
+            await channel.deliver(_note("ev-2"))
+        assert len(always_failing.requests) == 3
+        [letter] = dead.letters
+        assert letter.event_id == "ev-2" and letter.attempts == 3 and letter.last_error == "HTTP 500"
+    finally:
+        always_failing.close()
+
+
+async def test_webhook_refused_by_receiver_is_not_retried() -> None:
+    refusing = _Receiver([400])
+    try:
+        dead = MemoryDeadLetters()
+        with pytest.raises(DeliveryError):
+            await WebhookChannel([refusing.url], SECRET, dead, policy=FAST).deliver(_note())
+        assert len(refusing.requests) == 1 and len(dead.letters) == 1
+    finally:
+        refusing.close()
+
+
+def test_stale_signature_is_refused() -> None:
+    from alerts.channels.webhook import sign
+
+    header = sign(SECRET, b"{}", 1_000)
+    assert verify(SECRET, b"{}", header, now=1_100)
+    assert not verify(SECRET, b"{}", header, now=1_000 + 301)
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.got = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope)
+        self.got.set()
+        return "250 OK"
+
+
+async def test_email_goes_through_a_real_smtp_server_without_names() -> None:
+    inbox = _Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        await EmailChannel(SmtpConfig("127.0.0.1", port, sender="alerts@clinic.test")).deliver(_note())
+        assert await asyncio.to_thread(inbox.got.wait, 10)
+    finally:
+        controller.stop()
+    [envelope] = inbox.messages
+    assert envelope.rcpt_tos == ["dr-li@clinic.test"]
+    text = envelope.content.decode()
+    assert "BP-CRIT-2" in text and "pt-1" in text and "https://clinic.test/alerts/al_1" in text
+    assert "Subject: [vitalgate] URGENT BP-CRIT-2 patient pt-1" in text
+
+
+async def test_email_with_unreachable_server_is_a_delivery_error() -> None:
+    port = free_port()  # nothing listens here
+    with pytest.raises(DeliveryError):
+        await EmailChannel(SmtpConfig("127.0.0.1", port, timeout_s=2)).deliver(_note())
+
+
+@pytest.mark.mosquitto
+async def test_alert_event_published_on_the_clinic_topic_qos1(mosquitto_broker: MosquittoBroker) -> None:
+    user, password = mosquitto_broker.credentials("clinic")
+    got: list[mqtt.MQTTMessage] = []
+    received = threading.Event()
+    subscribed = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-alert-listener")
+    sub.username_pw_set(user, password)
+    sub.on_connect = lambda c, u, f, r, p: c.subscribe("vitalgate/v1/clinic/clinic-a/alerts", qos=1)
+    sub.on_subscribe = lambda c, u, m, r, p: subscribed.set()
+
+    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        got.append(msg)
+        received.set()
+
+    sub.on_message = on_message
+    sub.connect(mosquitto_broker.host, mosquitto_broker.port)
+    sub.loop_start()
+    channel = MqttAlertChannel(
+        MqttConfig(
+            mosquitto_broker.host, mosquitto_broker.port, user, password, client_id="test-alert-publisher"
+        )
+    )
+    try:
+        assert await asyncio.to_thread(subscribed.wait, 10)
+        await channel.start()
+        await channel.deliver(_note())
+        assert await asyncio.to_thread(received.wait, 10)
+    finally:
+        await channel.stop()
+        sub.disconnect()
+        sub.loop_stop()
+    [msg] = got
+    assert msg.qos == 1
+    data = json.loads(msg.payload)
+    assert data["schema_version"] == 1 and data["rule_id"] == "BP-CRIT-2" and data["event_id"] == "ev-1"
+    AlertEvent.model_validate({k: v for k, v in data.items() if k in AlertEvent.model_fields})
