@@ -556,6 +556,7 @@ class VirtualMeter:
         """Called after a new record: AFTER_MEASUREMENT personas switch their radio on for a while."""
         if self.persona.advertising is AdvertisingPolicy.AFTER_MEASUREMENT:
             self._open_advertising_window()
+        self._emit("measurement")
         await self.update_advertising()
 
     # -- observation -------------------------------------------------------------------------------
