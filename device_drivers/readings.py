@@ -117,9 +117,15 @@ def _measured_at(
 ) -> dt.datetime:
     if device_time is None:
         return received_at.astimezone(dt.UTC)
-    if clock is not None:
-        return clock.correct(device_time)
-    return device_time.replace(tzinfo=gateway_timezone).astimezone(dt.UTC)
+    try:
+        if clock is not None:
+            return clock.correct(device_time)
+        return device_time.replace(tzinfo=gateway_timezone).astimezone(dt.UTC)
+    except OverflowError:
+        # A meter clock near year 1 or 9999 cannot be corrected; the meter's own time is kept in
+        # device_time and the receipt time stands in.
+        logger.warning("meter timestamp cannot be corrected", extra={"device_time": device_time.isoformat()})
+        return received_at.astimezone(dt.UTC)
 
 
 def _offset_s(clock: ClockReading | None) -> float | None:

@@ -192,11 +192,14 @@ class GlucoseMeasurement:
 
     @property
     def user_facing_time(self) -> dt.datetime | None:
-        """Base time plus time offset (meter wall clock, naive), or None when the base time is incomplete."""
+        """Base time plus time offset (meter wall clock, naive); None when incomplete or past year 9999."""
         base = self.base_time.to_datetime()
         if base is None:
             return None
-        return base + dt.timedelta(minutes=self.time_offset_minutes or 0)
+        try:
+            return base + dt.timedelta(minutes=self.time_offset_minutes or 0)
+        except OverflowError:  # 9999-12-31 plus a positive offset: not a representable time
+            return None
 
     @property
     def invalid_reasons(self) -> tuple[str, ...]:
