@@ -11,12 +11,15 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from storage.clinic.enrolment import add_clinic, enrol_patient, register_gateway, register_meter
 from storage.clinic.models import MeterKind
 from storage.clinic.repository import bind_meter
+from storage.readings import ReadingStoreUnavailable, SqliteReadingStore, WriteResult
 from storage.readings.protocol import AnyReading
 from vitals.identity import blood_pressure_reading_id, glucose_reading_id
 from vitals.payload import ReadingsAck, ReadingsBatch
@@ -28,6 +31,7 @@ GLUCOMETER = DeviceIdentity(manufacturer="Acme Medical", model="GL-2", serial_nu
 STRANGER_CUFF = DeviceIdentity(manufacturer="Acme Medical", model="BP-7", serial_number="NOT-BOUND")
 T0 = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
 WAIT_S = 30.0
+SESSION_EXPIRY_S = 300
 
 
 def bp_reading(
@@ -143,8 +147,11 @@ class GatewayClient:
         self._client.on_message = self._on_message
         # Connect asynchronously: a gateway user just added reaches the broker's password file on its
         # SIGHUP reload, and paho retries a refused connect by itself.
+        # A persistent session, as the real gateway keeps, so acks survive a broker restart.
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
         self._client.reconnect_delay_set(1, 2)
-        self._client.connect_async(host, port, keepalive=30)
+        self._client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
         self._client.loop_start()
         if not self._subscribed.wait(WAIT_S):
             raise TimeoutError("gateway test client did not subscribe to its acks")
@@ -178,3 +185,21 @@ class GatewayClient:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class FlakyStore:
+    """A real SQLite store behind a switch that makes every write fail as 'unavailable'."""
+
+    def __init__(self, store: SqliteReadingStore) -> None:
+        self._store = store
+        self.down = threading.Event()
+        self.failed_writes = 0
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if self.down.is_set():
+            self.failed_writes += 1
+            raise ReadingStoreUnavailable("test: store switched off")
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)

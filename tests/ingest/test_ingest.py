@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest import IngestConsumer
 from storage.clinic.models import DeadLetter, DeadLetterScope
-from storage.readings import ReadingStoreUnavailable, SqliteReadingStore, WriteResult
+from storage.readings import SqliteReadingStore
 from storage.readings.protocol import AnyReading
 from tests.ingest.helpers import (
     STRANGER_CUFF,
+    FlakyStore,
     GatewayClient,
     batch_json,
     bp_reading,
@@ -154,24 +154,6 @@ def test_unbound_meter_is_rejected_with_reason_and_the_others_stored(
     assert set(letters) == rejected_ids
     assert all(d.scope is DeadLetterScope.READING for d in letters.values())
     assert consumer.counters().readings_rejected == 3
-
-
-class FlakyStore:
-    """A real SQLite store behind a switch that makes every write fail as 'unavailable'."""
-
-    def __init__(self, store: SqliteReadingStore) -> None:
-        self._store = store
-        self.down = threading.Event()
-        self.failed_writes = 0
-
-    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
-        if self.down.is_set():
-            self.failed_writes += 1
-            raise ReadingStoreUnavailable("test: store switched off")
-        return self._store.write_batch(readings)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
 
 
 def test_store_outage_holds_messages_unacked_and_bounded_then_loses_nothing(
