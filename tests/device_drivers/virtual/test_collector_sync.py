@@ -19,7 +19,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 from bleak import BleakClient, BleakScanner
+from bleak.exc import BleakDeviceNotFoundError
 
+from device_drivers.procedures.blood_pressure import collect_blood_pressure
+from device_drivers.procedures.client import ProcedureTimeouts
 from device_drivers.procedures.errors import GattOperationFailed, MeterDisconnected
 from device_drivers.procedures.glucose import sync_glucose_records
 from device_drivers.procedures.session import run_blood_pressure_session, run_glucose_session
@@ -204,3 +207,46 @@ async def test_unbonded_collector_is_refused_by_a_meter_that_requires_bonding(
         with pytest.raises(GattOperationFailed):
             await sync_glucose_records(client, last_sequence_number=None, disconnected=lost)
     assert meter.records_sent_total == 0
+
+
+async def test_omron_like_cuff_goes_silent_when_its_advertising_window_closes() -> None:
+    clock = SimulationClock(start=START, speed=100.0)  # the 120 s window lasts 1.2 real seconds
+    async with VirtualRadio() as radio:
+        cuff = make_meter("omron-like", clock=clock, serial_number="O-WINDOW")
+        assert isinstance(cuff, VirtualBloodPressureCuff)
+        await radio.add_meter(cuff)
+        silent = asyncio.Event()
+        cuff.add_listener(lambda event: silent.set() if event == "silent" else None)
+        await cuff.take_measurement(taken_at=clock.now(), systolic_mmhg=128, diastolic_mmhg=81, pulse_bpm=64)
+        found = await BleakScanner.find_device_by_address(
+            cuff.address, timeout=WAIT_S, backend=radio.scanner_backend
+        )
+        assert found is not None
+        await asyncio.wait_for(silent.wait(), WAIT_S)
+        with pytest.raises(BleakDeviceNotFoundError):
+            await BleakClient(cuff.address, backend=radio.client_backend, timeout=0.3).connect()
+
+
+async def test_and_like_cuff_sends_nothing_until_the_time_is_written() -> None:
+    clock = SimulationClock(start=START, speed=200.0)
+    async with VirtualRadio() as radio:
+        cuff = make_meter("and-like", clock=clock, serial_number="AD-1")
+        assert isinstance(cuff, VirtualBloodPressureCuff)
+        for index in range(4):
+            cuff.add_record(
+                taken_at=START + dt.timedelta(hours=index), systolic_mmhg=140, diastolic_mmhg=90, pulse_bpm=70
+            )
+        await radio.add_meter(cuff)
+        lost = asyncio.Event()
+        async with connected(radio, cuff.address, lost) as client:
+            silent = await collect_blood_pressure(
+                client, timeouts=ProcedureTimeouts(first_indication_s=0.5), disconnected=lost
+            )
+        assert silent.measurements == ()
+        lost = asyncio.Event()
+        async with connected(radio, cuff.address, lost, pair=False) as client:
+            session = await run_blood_pressure_session(
+                client, gateway_timezone=dt.UTC, now=clock.now, disconnected=lost
+            )
+        assert session.clock.write is not None
+        assert len(session.collection.measurements) == 4
