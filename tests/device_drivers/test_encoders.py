@@ -7,6 +7,7 @@ compared with the reference's literal examples.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -292,3 +293,96 @@ def test_float_round_trip(value: int, exponent: int) -> None:
         return
     decoded = decode_float(encode_float(number))
     assert decoded.to_decimal() == number.to_decimal()
+
+
+contexts = st.builds(
+    glucose.GlucoseMeasurementContext,
+    sequence_number=st.integers(0, 0xFFFF),
+    extended_flags=st.none() | st.integers(0, 255),
+    meal=st.none() | st.integers(0, 255).map(glucose.Meal),
+    hba1c_percent=st.none() | finite_sfloats.map(_canonical),
+    exercise_duration_seconds=st.none(),
+    exercise_intensity_percent=st.none(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    context=contexts,
+    carbohydrate=st.none() | st.tuples(st.integers(0, 255).map(glucose.CarbohydrateId), finite_sfloats),
+    tester_health=st.none() | st.tuples(st.integers(0, 15), st.integers(0, 15)),
+    exercise=st.none() | st.tuples(st.integers(0, 0xFFFF), st.integers(0, 255)),
+    medication=st.none()
+    | st.tuples(
+        st.integers(0, 255).map(glucose.MedicationId),
+        finite_sfloats,
+        st.sampled_from(list(glucose.MedicationUnit)),
+    ),
+)
+def test_glucose_context_round_trip(
+    context: glucose.GlucoseMeasurementContext,
+    carbohydrate: Any,
+    tester_health: Any,
+    exercise: Any,
+    medication: Any,
+) -> None:
+    """Every combination of context fields (including reserved codes) survives encode then decode."""
+    value = dataclasses.replace(
+        context,
+        carbohydrate_id=None if carbohydrate is None else carbohydrate[0],
+        carbohydrate_kg=None if carbohydrate is None else _canonical(carbohydrate[1]),
+        tester=None if tester_health is None else glucose.Tester(tester_health[0]),
+        health=None if tester_health is None else glucose.Health(tester_health[1]),
+        exercise_duration_seconds=None if exercise is None else exercise[0],
+        exercise_intensity_percent=None if exercise is None else exercise[1],
+        medication_id=None if medication is None else medication[0],
+        medication=None if medication is None else _canonical(medication[1]),
+        medication_unit=None if medication is None else medication[2],
+    )
+    encoded = glucose.encode_glucose_measurement_context(value)
+    assert glucose.decode_glucose_measurement_context(encoded) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(min_value=dt.datetime(1582, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+    reason=st.integers(0, 255),
+)
+def test_current_time_round_trip(moment: dt.datetime, reason: int) -> None:
+    """Current Time from any datetime encodes and decodes to the same wall clock and weekday."""
+    value = time.CurrentTime.from_datetime(moment, time.AdjustReason(reason))
+    decoded = time.decode_current_time(time.encode_current_time(value))
+    assert decoded == value
+    assert decoded.date_time.to_datetime() == moment.replace(microsecond=0)
+    assert int(decoded.day_of_week) == moment.isoweekday()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.tuples(sfloats, sfloats, sfloats),
+    stamp=st.none() | st.integers(0, 2**32 - 1),
+    user_facing=st.none() | st.integers(0, 2**32 - 1),
+    epoch=st.sampled_from([1900, 2000]),
+    user_id=st.none() | st.integers(0, 255),
+    status=st.none() | statuses,
+    pulse=st.none() | sfloats,
+)
+def test_enhanced_blood_pressure_round_trip(
+    values: Any, stamp: Any, user_facing: Any, epoch: int, user_id: Any, status: Any, pulse: Any
+) -> None:
+    """Every combination of Enhanced BPM (BLS 1.1) flags survives encode then decode."""
+    systolic, diastolic, mean = (_canonical(v) for v in values)
+    value = blood_pressure.EnhancedBloodPressureMeasurement(
+        blood_pressure.PressureUnit.MMHG,
+        systolic,
+        diastolic,
+        mean,
+        stamp,
+        None if pulse is None else _canonical(pulse),
+        user_id,
+        status,
+        user_facing,
+        epoch,
+    )
+    encoded = blood_pressure.encode_enhanced_blood_pressure_measurement(value)
+    assert blood_pressure.decode_enhanced_blood_pressure_measurement(encoded) == value
