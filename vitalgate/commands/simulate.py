@@ -20,6 +20,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from device_drivers.virtual.meter import VirtualMeter
+    from device_drivers.virtual.simulator import Simulation
     from device_drivers.virtual.stories import Story
 
 
@@ -62,6 +64,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--passkey", type=int, default=123456, help="PIN shown by passkey meters (default 123456)"
     )
+    parser.add_argument(
+        "--events",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="print meter events while running: measurements, gateway connections, transfers",
+    )
     parser.set_defaults(func=run)
 
 
@@ -103,6 +111,8 @@ async def _simulate(args: argparse.Namespace, stories: list[Story]) -> int:
             await radio.serve_controller(args.expose)
             print(f"meters reachable: open the gateway's adapter as {_client_spec(args.expose)}", flush=True)
         print(simulation.describe(), flush=True)
+        if args.events:
+            _print_events(simulation)
         simulation.start()
         try:
             run_s = args.run_s if args.run_s is not None else (None if args.expose else 0.0)
@@ -116,6 +126,24 @@ async def _simulate(args: argparse.Namespace, stories: list[Story]) -> int:
             with contextlib.suppress(Exception):
                 await simulation.stop()
     return 0
+
+
+#: Meter events worth a line on the console.
+PRINTED_EVENTS = frozenset({"measurement", "connected", "transfer_done", "disconnected"})
+
+
+def _print_events(simulation: Simulation) -> None:
+    for simulated in simulation.patients:
+        for meter in simulated.meters:
+
+            def on_event(
+                event: str, meter: VirtualMeter = meter, patient_id: str = simulated.patient.patient_id
+            ) -> None:
+                if event in PRINTED_EVENTS:
+                    when = simulation.clock.now().strftime("%Y-%m-%d %H:%M")
+                    print(f"[{when}] {patient_id} {meter.persona.key} {meter.address}: {event}", flush=True)
+
+            meter.add_listener(on_event)
 
 
 def _client_spec(expose: str) -> str:
