@@ -89,6 +89,37 @@ class IngestCounters:
     last_commit_at: datetime | None
     last_error: str | None
 
+    def prometheus_text(self, prefix: str = "vitalgate_ingest") -> str:
+        """The counters in Prometheus text exposition format (0.0.4); no labels, no personal data."""
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, value: float | None, help_text: str) -> None:
+            if value is None:
+                return
+            lines.append(f"# HELP {prefix}_{name} {help_text}")
+            lines.append(f"# TYPE {prefix}_{name} {kind}")
+            lines.append(f"{prefix}_{name} {value:g}")
+
+        metric("connected", "gauge", int(self.connected), "1 while connected to the broker")
+        metric("connections_total", "counter", self.connections, "successful broker connections")
+        metric("messages_received_total", "counter", self.messages_received, "MQTT messages received")
+        metric("messages_acked_total", "counter", self.messages_acked, "MQTT messages acked after commit")
+        metric(
+            "messages_dead_lettered_total", "counter", self.messages_dead_lettered, "payloads dead-lettered"
+        )
+        metric("readings_received_total", "counter", self.readings_received, "readings in committed cycles")
+        metric("readings_stored_total", "counter", self.readings_stored, "readings newly stored")
+        metric("readings_duplicate_total", "counter", self.readings_duplicate, "readings already stored")
+        metric("readings_rejected_total", "counter", self.readings_rejected, "readings rejected for good")
+        metric("store_retries_total", "counter", self.store_retries, "cycles retried: store or db down")
+        metric("listener_errors_total", "counter", self.listener_errors, "listener calls that raised")
+        metric("in_flight_messages", "gauge", self.in_flight_messages, "messages received, not yet acked")
+        metric("lag_seconds", "gauge", self.last_lag_s, "commit time minus the batch's sent_at")
+        metric("max_lag_seconds", "gauge", self.max_lag_s, "largest lag since start")
+        if self.last_commit_at is not None:
+            metric("last_commit_timestamp_seconds", "gauge", self.last_commit_at.timestamp(), "last commit")
+        return "\n".join(lines) + "\n"
+
 
 class IngestConsumer:
     """Consume readings from MQTT into a `ReadingStore`.

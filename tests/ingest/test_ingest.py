@@ -55,6 +55,9 @@ def test_each_message_replayed_three_times_is_stored_once(
     counters = consumer.counters()
     assert (counters.readings_stored, counters.readings_duplicate) == (50, 100)
     assert counters.readings_rejected == 0 and counters.messages_dead_lettered == 0
+    exposition = counters.prometheus_text()
+    assert "vitalgate_ingest_readings_stored_total 50\n" in exposition
+    assert "vitalgate_ingest_readings_duplicate_total 100\n" in exposition
 
 
 def test_poison_payloads_are_dead_lettered_with_raw_bytes_and_valid_readings_keep_flowing(
