@@ -102,6 +102,10 @@ SUPERSEDES: dict[str, tuple[str, ...]] = {
     "BP-CTRL-3": (),
 }
 
+# Shown in the inbox and on live streams but never pushed to people: DQ-02 is "info to patient"
+# (§7); the clinic sees it in context, and a flagged reading is simply left out of averages.
+INBOX_ONLY = frozenset({"DQ-02"})
+
 SEVERITY_RANK: dict[AlertSeverity, int] = {_I: 0, _W: 1, _U: 2}
 
 

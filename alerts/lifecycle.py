@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from alerts.catalogue import RULES, SUPERSEDES, rank
+from alerts.catalogue import INBOX_ONLY, RULES, SUPERSEDES, rank
 from alerts.model import Outcome, OutcomeStatus
 from alerts.singles import SINGLE_RULES
 from vitals.payload import AlertEvent, AlertSeverity, AlertState
@@ -248,7 +248,7 @@ class Lifecycle:
                 rec.alert_id, now, SYSTEM_ACTOR, "opened", None, AlertState.OPEN, o.severity, evidence
             )
             self.repo.save(rec, ev)
-            return Change(rec, ev, notify=True)
+            return Change(rec, ev, notify=o.rule_id not in INBOX_ONLY)
         if rank(o.severity) > rank(cur.severity):
             before = cur.state
             cur.severity = o.severity

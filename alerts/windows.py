@@ -132,9 +132,12 @@ def build_matrix(
     sys_, dia, glu = cols.systolic_mmhg[ok], cols.diastolic_mmhg[ok], cols.glucose_mg_dl[ok]
     hour, meal = cols.local_hour[ok], cols.meal[ok]
 
-    def add(name: str, mask: BoolArray, values: FloatArray | float = 1.0) -> None:
-        vals = values[mask] if isinstance(values, np.ndarray) else values
-        np.add.at(arrays[name], (pi[mask], di[mask]), vals)
+    flat = pi * days + di  # one bin per (patient, day); np.bincount is much faster than np.add.at
+
+    def add(name: str, mask: BoolArray, values: FloatArray | None = None) -> None:
+        weights = None if values is None else values[mask]
+        counts = np.bincount(flat[mask], weights=weights, minlength=p * days)
+        arrays[name] += counts.reshape(shape)
 
     add("any_n", np.ones(pi.shape, dtype=np.bool_))
     bp = (kind == KIND_CODES[ObservationKind.BLOOD_PRESSURE]) & ~excl & np.isfinite(sys_) & np.isfinite(dia)
@@ -173,18 +176,42 @@ def build_matrix(
     if np.any(cgm):
         slot_s = params.cgm_slot_minutes * 60
         slots_per_day = SECONDS_PER_DAY // slot_s
+        # Distinct 15-min slots per (patient, day): mark a bitmap over CGM wearers' slots (np.unique
+        # on millions of keys is several times slower).
+        wearer = np.zeros(p, dtype=np.bool_)
+        wearer[pi[cgm]] = True
+        compact = np.cumsum(wearer) - 1
         slot = np.floor(cols.local_seconds[ok][cgm] / slot_s).astype(np.int64)
-        key = pi[cgm].astype(np.int64) * (days * slots_per_day) + slot
-        uniq = np.unique(key)
-        up = uniq // (days * slots_per_day)
-        ud = (uniq % (days * slots_per_day)) // slots_per_day
-        np.add.at(arrays["cgm_slots"], (up, ud), 1.0)
-    last = np.full(shape, np.nan)
-    np.fmax.at(last, (pi, di), cols.utc_seconds[ok])
-    last_cgm = np.full(shape, np.nan)
-    np.fmax.at(last_cgm, (pi[cgm], di[cgm]), cols.utc_seconds[ok][cgm])
+        in_range = (slot >= 0) & (slot < days * slots_per_day)
+        key = compact[pi[cgm]] * (days * slots_per_day) + slot
+        marks = np.zeros(int(wearer.sum()) * days * slots_per_day, dtype=np.bool_)
+        marks[key[in_range]] = True
+        per_day = marks.reshape(-1, days, slots_per_day).sum(axis=2)
+        arrays["cgm_slots"][np.flatnonzero(wearer)] += per_day
+    utc = cols.utc_seconds[ok]
+    both = _max_per_bin(
+        np.concatenate([flat, flat + p * days]),
+        np.concatenate([utc, np.where(cgm, utc, -np.inf)]),
+        2 * p * days,
+    )
+    last = both[: p * days].reshape(shape)
+    last_cgm = both[p * days :].reshape(shape)
     day_end = day0_start_s[:, None] + SECONDS_PER_DAY * (np.arange(days, dtype=np.float64)[None, :] + 1.0)
     return DailyMatrix(patient_ids, day0, day_end, arrays, last, last_cgm)
+
+
+def _max_per_bin(bins: IntArray, values: FloatArray, size: int) -> FloatArray:
+    """Maximum of `values` per bin (NaN for empty bins or -inf values): one integer sort, then
+    np.maximum.reduceat over each run of equal bins."""
+    out = np.full(size, np.nan)
+    if bins.size == 0:
+        return out
+    order = np.argsort(bins, kind="stable")
+    sorted_bins = bins[order]
+    starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
+    maxima = np.maximum.reduceat(values[order], starts)
+    out[sorted_bins[starts]] = np.where(np.isfinite(maxima), maxima, np.nan)
+    return out
 
 
 def columns_from_observations(

@@ -170,3 +170,9 @@ def test_changes_carry_opaque_ids_only(life: Lifecycle) -> None:
     payload = opened.payload()
     assert payload.patient_id == PATIENT and payload.clinic_id == CLINIC
     assert payload.event == "opened" and payload.actor == "system"
+
+
+def test_invalid_reading_alert_is_inbox_only(life: Lifecycle) -> None:
+    # DQ-02 is "exclude; info to patient" (§7): visible in the inbox, never pushed to people.
+    [opened] = life.apply(CLINIC, [firing("DQ-02", AlertSeverity.INFO)], NOW)
+    assert opened.event.event == "opened" and not opened.notify
