@@ -118,27 +118,41 @@ class IngestPipeline:
     def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
         parsed = [parse_message(m) for m in messages]
         self._bindings.new_cycle()
+        verdicts: dict[tuple[object, ...], bool] = {}
         for item in parsed:
             if not item.poisoned:
-                self._check_bindings(item)
+                self._check_bindings(item, verdicts)
         result = self._write(parsed)
         self._dead_letters.add_dead_letters(self._dead_letter_records(parsed))
         return self._summarise(list(messages), parsed, result)
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _check_bindings(self, item: ParsedMessage) -> None:
+    def _check_bindings(self, item: ParsedMessage, verdicts: dict[tuple[object, ...], bool]) -> None:
+        """Reject readings whose meter is not bound to their patient through the sending gateway.
+
+        `verdicts` memoises the answer per (gateway, device, patient, slot) within one cycle: a
+        batch usually holds many readings of one meter, and meter_key normalisation is not free.
+        """
         assert item.gateway_id is not None
         kept: list[AnyReading] = []
         for reading in item.accepted:
             if reading.patient_id is None:
                 reason = "no patient_id: the gateway has no binding for this meter"
-            elif self._bindings.is_bound(
-                item.gateway_id, reading.device.meter_key, reading.patient_id, device_user_id(reading)
-            ):
-                kept.append(reading)
-                continue
             else:
+                device = reading.device
+                slot = device_user_id(reading)
+                key = (item.gateway_id, device.manufacturer, device.model, device.serial_number,
+                       device.address, reading.patient_id, slot)  # fmt: skip
+                bound = verdicts.get(key)
+                if bound is None:
+                    bound = self._bindings.is_bound(
+                        item.gateway_id, device.meter_key, reading.patient_id, slot
+                    )
+                    verdicts[key] = bound
+                if bound:
+                    kept.append(reading)
+                    continue
                 reason = f"meter not bound to patient {reading.patient_id} through gateway {item.gateway_id}"
             item.rejected.append(Rejection(reading.reading_id, reason, reading_bytes(reading)))
         item.accepted = kept
