@@ -252,3 +252,28 @@ def _log_failure(future: Future[list[Change]]) -> None:
     exc = future.exception()
     if exc is not None:
         logger.error("alert evaluation failed", exc_info=exc)
+
+
+async def run_sweeps(engine: AlertEngine, interval_s: float, stop: asyncio.Event) -> None:
+    """Run `engine.sweep()` every `interval_s` until `stop` is set (the composition root starts it).
+
+    A failing sweep is logged with its error and retried at the next interval; it never ends the loop.
+    """
+    while not stop.is_set():
+        try:
+            report = await engine.sweep()
+            logger.info(
+                "alert sweep",
+                extra={
+                    "patients": report.patients,
+                    "changes": report.changes,
+                    "failures": report.failures,
+                    "seconds": round(report.seconds, 3),
+                },
+            )
+        except Exception:
+            logger.exception("alert sweep failed")
+        try:
+            await asyncio.wait_for(stop.wait(), interval_s)
+        except TimeoutError:
+            continue
