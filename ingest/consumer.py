@@ -176,6 +176,8 @@ class IngestConsumer:
     def start(self) -> None:
         if self._started:
             raise IngestError("ingest consumer already started")
+        if self._stopping.is_set():
+            raise IngestError("a stopped ingest consumer cannot be restarted; create a new one")
         self._started = True
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
@@ -410,11 +412,15 @@ class IngestConsumer:
         for info in infos:
             self._wait_published(info, deadline)
         acked = 0
-        with self._lock:
-            generation = self._generation
         for message in result.messages:
-            if message.qos == 0 or message.generation != generation:
-                continue  # QoS 0 needs no ack; an old connection's packet id must not be acked now
+            if message.qos == 0:
+                continue
+            with self._lock:
+                current = message.generation == self._generation
+            if not current:
+                # An old connection's packet id must not be acked on a new one; paho drops packets
+                # queued before a reconnect, and reconnects no sooner than reconnect_min_s after.
+                continue
             rc = self._client.ack(message.mid, message.qos)
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 acked += 1
