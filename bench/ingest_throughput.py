@@ -69,7 +69,12 @@ def make_payloads(readings: int, batch: int) -> list[bytes]:
         items.append(
             BloodPressureReading(
                 reading_id=blood_pressure_reading_id(
-                    CUFF, device_time, 1, systolic=systolic, diastolic=diastolic, mean_arterial=None,
+                    CUFF,
+                    device_time,
+                    1,
+                    systolic=systolic,
+                    diastolic=diastolic,
+                    mean_arterial=None,
                     pulse_bpm=68.0,
                 ),
                 device=CUFF,
@@ -83,7 +88,7 @@ def make_payloads(readings: int, batch: int) -> list[bytes]:
                 user_id=1,
                 raw_hex="1e6e004600",
             )
-        )  # fmt: skip
+        )
     return [
         ReadingsBatch(gateway_id=GATEWAY_ID, sent_at=sent_at, readings=tuple(items[i : i + batch]))
         .model_dump_json()
@@ -342,18 +347,30 @@ def main() -> int:
             cleanup.append(sqlite_store.close)
             figures.append(
                 run_ingest(
-                    "ingest -> SQLite", broker, payloads, args.readings, sqlite_store, clinic,
-                    f"bench-sqlite-{tag}", live=live,
+                    "ingest -> SQLite",
+                    broker,
+                    payloads,
+                    args.readings,
+                    sqlite_store,
+                    clinic,
+                    f"bench-sqlite-{tag}",
+                    live=live,
                 )
-            )  # fmt: skip
+            )
             if influx is not None:
                 store = influx(f"bench_{tag}")
                 figures.append(
                     run_ingest(
-                        "ingest -> InfluxDB", broker, payloads, args.readings, store, clinic,
-                        f"bench-influx-{tag}", live=live,
+                        "ingest -> InfluxDB",
+                        broker,
+                        payloads,
+                        args.readings,
+                        store,
+                        clinic,
+                        f"bench-influx-{tag}",
+                        live=live,
                     )
-                )  # fmt: skip
+                )
             print_table(mode, figures)
         return 0
     finally:
