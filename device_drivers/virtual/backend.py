@@ -236,7 +236,7 @@ class VirtualBleakClient(BaseBleakClient):
 
     def _on_disconnection(self, reason: int) -> None:
         self._disconnected.set()
-        self.services = None if self._disconnecting else self.services
+        self._subscriptions.clear()
         logger.info("virtual link closed", extra={"peer_address": self.address, "reason": reason})
         if not self._disconnecting and self._disconnected_callback is not None:
             self._disconnected_callback()

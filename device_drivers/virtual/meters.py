@@ -20,8 +20,12 @@ def make_meter(
     fixed_passkey: int | None = None,
     utc_offset: dt.timedelta = dt.timedelta(0),
     clock_drift: dt.timedelta = dt.timedelta(0),
+    glucose_unit: str = "mg/dL",
 ) -> VirtualMeter:
-    """A cuff or glucose meter behaving like ``persona_key`` (see :mod:`.personas`)."""
+    """A cuff or glucose meter behaving like ``persona_key`` (see :mod:`.personas`).
+
+    ``glucose_unit``: "mg/dL" (sent as kg/L) or "mmol/L" (sent as mol/L), glucose meters only.
+    """
     chosen = persona(persona_key)
     if chosen.kind is MeterKind.BLOOD_PRESSURE:
         return VirtualBloodPressureCuff(
@@ -35,6 +39,7 @@ def make_meter(
         )
     return VirtualGlucoseMeter(
         chosen,
+        unit=glucose_unit,
         clock=clock,
         serial_number=serial_number,
         address=address,

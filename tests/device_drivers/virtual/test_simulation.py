@@ -13,6 +13,7 @@ import pytest
 from bleak import BleakClient, BleakScanner
 
 from device_drivers.procedures.session import run_blood_pressure_session, run_glucose_session
+from device_drivers.profiles.uuids import SERIAL_NUMBER_STRING
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.radio import VirtualRadio
 from device_drivers.virtual.simulator import Simulation
@@ -150,3 +151,21 @@ async def test_gateway_in_another_process_reaches_the_simulated_meters() -> None
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), WAIT_S)
+
+
+async def test_a_meter_runs_on_a_controller_behind_a_transport() -> None:
+    clock = SimulationClock(start=dt.datetime(2026, 5, 4, 12, 0, tzinfo=dt.UTC))
+    # The --hardware path (usb:0 on a real dongle) with a TCP transport instead of USB: the meter's
+    # host stack drives a controller it reaches through a bumble transport, here one served on
+    # another link that plays the real air; a gateway on that air finds and reads the meter.
+    async with VirtualRadio() as air:
+        _transport, port = await air.serve_controller_on_free_port()
+        async with VirtualRadio() as simulator_side:
+            sim = Simulation(simulator_side, clock, [load_story("cuff-errors")], patients=1, history_days=2)
+            await sim.setup(hardware_transport=f"tcp-client:127.0.0.1:{port}")
+            on_air = sim.patients[0].meters[0]
+            assert on_air.persona.key == "silvercrest-like"
+            async with BleakClient(
+                on_air.address, backend=air.client_backend, pair=True, timeout=WAIT_S
+            ) as client:
+                assert await client.read_gatt_char(SERIAL_NUMBER_STRING) == on_air.serial_number.encode()
