@@ -20,7 +20,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from alerts.catalogue import INBOX_ONLY, RULES
 from alerts.channels.base import Recipient
+from alerts.channels.email import EmailChannel
 from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
 from alerts.lifecycle import AlertRecord, AlertRepository, Change, Lifecycle
 from alerts.model import (
@@ -34,6 +36,7 @@ from alerts.profiles import PatientTargets, Profile, RuleParameters, parameters
 from alerts.routing import DeliveryFailure, Router
 from alerts.windows import FIRING, PatientArrays, build_matrix, columns_from_observations, evaluate_windows
 from storage.readings.protocol import AnyReading, ReadingStore
+from vitals.payload import AlertSeverity
 from vitals.readings import ReadingKind
 
 logger = logging.getLogger(__name__)
@@ -184,6 +187,28 @@ class AlertEngine:
     async def resolve(self, alert_id: str, user_id: str, note: str) -> AlertRecord:
         now = self.clock()
         return await self._act(alert_id, lambda: self.lifecycle.resolve(alert_id, user_id, note, now))
+
+    # --- daily digest (ESC-2: "warning batched into daily digest") ---------------------------------------
+    async def send_digest(self, email: EmailChannel, now: datetime | None = None) -> int:
+        """E-mail each family doctor one list of their patients' open warning and info alerts
+        (inbox-only rules excluded). Returns the number of e-mails sent."""
+        now = now or self.clock()
+        open_alerts = await asyncio.to_thread(self.repo.unresolved, None)
+        lines: defaultdict[str, list[str]] = defaultdict(list)
+        for rec in sorted(open_alerts, key=lambda a: (a.patient_id, a.opened_at)):
+            if rec.severity is AlertSeverity.URGENT or rec.rule_id in INBOX_ONLY:
+                continue
+            ctx = await asyncio.to_thread(self.directory.context, rec.patient_id)
+            if ctx is None or not ctx.care_team or not ctx.care_team[0].email:
+                continue
+            doctor = ctx.care_team[0].email
+            lines[doctor].append(
+                f"- {rec.severity.value} {rec.rule_id} ({RULES[rec.rule_id].title}) "
+                f"patient {rec.patient_id}, since {rec.opened_at:%Y-%m-%d}: {self.router.link(rec.alert_id)}"
+            )
+        for address, items in lines.items():
+            await email.deliver_digest(address, f"{now:%Y-%m-%d}", items)
+        return len(lines)
 
     # --- periodic sweep ---------------------------------------------------------------------------------
     async def sweep(self, now: datetime | None = None) -> SweepReport:

@@ -45,6 +45,20 @@ class EmailChannel:
         msg.set_content(notification.text())
         return msg
 
+    async def deliver_digest(self, address: str, day: str, lines: list[str]) -> None:
+        """One e-mail listing a recipient's open warning/info alerts (ESC-2: daily digest)."""
+        msg = EmailMessage()
+        msg["From"] = self.config.sender
+        msg["To"] = address
+        msg["Subject"] = f"[vitalgate] daily digest {day}: {len(lines)} open alert(s)"
+        msg.set_content(
+            "Open warning and info alerts of your patients (opaque ids):\n\n" + "\n".join(lines) + "\n"
+        )
+        try:
+            await asyncio.to_thread(self._send, msg)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"SMTP delivery failed: {type(exc).__name__}") from exc
+
     async def deliver(self, notification: Notification) -> None:
         msg = self.message(notification)
         if msg is None:

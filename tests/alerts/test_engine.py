@@ -10,6 +10,7 @@ from alerts.channels.base import Notification
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
 from alerts.model import PatientReport, ReportKind
+from storage.readings.protocol import AnyReading
 from storage.readings.sqlite import SqliteReadingStore
 from tests.alerts.conftest import START, Clock, bp_reading, glucose_reading
 from vitals.payload import AlertSeverity, AlertState
@@ -119,3 +120,50 @@ async def test_sweep_raises_stale_data_and_clears_it_when_readings_return(
     clock.advance(timedelta(hours=1))
     await alert_engine.sweep()
     assert not [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "DQ-01"]
+
+
+async def test_daily_digest_lists_open_warnings_for_the_family_doctor(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
+) -> None:
+    # ESC-2: warnings batched into a daily digest; urgent alerts are pushed at once instead.
+    import threading
+    from typing import Any
+
+    from aiosmtpd.controller import Controller
+
+    from alerts.channels.email import EmailChannel, SmtpConfig
+    from vitalgate.mosquitto import free_port
+
+    batch: list[AnyReading] = [
+        bp_reading("pt-1", START, 182, 100),
+        glucose_reading("pt-1", START + timedelta(hours=1), 48, 2),
+    ]
+    reading_store.write_batch(batch)
+    clock.now = START + timedelta(hours=1, minutes=1)
+    await alert_engine.on_readings_committed(batch)
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.envelopes: list[Any] = []
+            self.got = threading.Event()
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.envelopes.append(envelope)
+            self.got.set()
+            return "250 OK"
+
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        sent = await alert_engine.send_digest(EmailChannel(SmtpConfig("127.0.0.1", port)))
+        assert await asyncio.to_thread(inbox.got.wait, 10)
+    finally:
+        controller.stop()
+    assert sent == 1
+    [env] = inbox.envelopes
+    assert env.rcpt_tos == ["dr-li@clinic.test"]
+    text = env.content.decode()
+    assert "BP-CRIT-1" in text and "GLU-HYPO-2" not in text  # the urgent one is not batched
+    assert "Zhang" not in text
