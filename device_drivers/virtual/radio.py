@@ -150,8 +150,11 @@ class VirtualRadio:
         """Like :meth:`serve_controller` with ``tcp-server`` on a free port; returns the port."""
         if self.link is None:
             raise VirtualRadioError("this radio has no local link to serve")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the
+        # protocol is TCP, and without it every ATT round trip waits for a delayed ACK (~40 ms).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         transport = await open_tcp_server_transport_with_socket(sock)
