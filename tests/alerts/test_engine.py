@@ -167,3 +167,31 @@ async def test_daily_digest_lists_open_warnings_for_the_family_doctor(
     text = env.content.decode()
     assert "BP-CRIT-1" in text and "GLU-HYPO-2" not in text  # the urgent one is not batched
     assert "Zhang" not in text
+
+
+async def test_ingest_listener_from_another_thread_reaches_the_live_stream(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    # Ingest calls its listeners on its worker thread (ingest.consumer.ReadingsListener).
+    import threading
+
+    batch: list[AnyReading] = [glucose_reading("pt-1", START, 50, 7)]
+    reading_store.write_batch(batch)
+    listener = alert_engine.threadsafe_listener(asyncio.get_running_loop())
+    async with hub.subscribe("clinic-a") as sub:
+        worker = threading.Thread(target=listener, args=(batch,))
+        worker.start()
+        note = await sub.next(timeout_s=10)
+        await asyncio.to_thread(worker.join, 10)
+    assert note is not None and note.event.rule_id == "GLU-HYPO-2" and note.event.event == "opened"
+
+
+async def test_periodic_sweep_loop_stops_when_asked(alert_engine: AlertEngine, clock: Clock) -> None:
+    from alerts.engine import run_sweeps
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sweeps(alert_engine, interval_s=3600, stop=stop))
+    stop.set()
+    async with asyncio.timeout(10):
+        await task
+    assert task.exception() is None
