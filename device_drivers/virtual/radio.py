@@ -20,6 +20,8 @@ stack runs here, its controller sits on the simulator's link (bumble ``controlle
 
 from __future__ import annotations
 
+import asyncio
+import asyncio.base_events
 import logging
 import socket
 from types import TracebackType
@@ -102,6 +104,11 @@ class VirtualRadio:
             await meter.stop()
         for transport in self._served:
             await transport.close()
+            # bumble's tcp-server transport keeps its listening server open after close().
+            server = getattr(transport, "server", None)
+            if isinstance(server, asyncio.base_events.Server):
+                server.close()
+                await server.wait_closed()
         self._served.clear()
 
     async def __aenter__(self) -> Self:
