@@ -8,13 +8,16 @@ raised so nothing is dropped), then the consumer connects and the bench times th
   (b) ingest -> SQLite reading store (validation, bindings, one transaction per cycle, manual ack,
       application acks);
   (c) ingest -> InfluxDB 1.6 behind the /api/v2/write test shim (tests/fixtures/influxdb.py), when
-      `influxd` is installed.
+      `influxd` is installed;
+  (b') drain only: N ingest processes on one shared subscription ($share/...) into one SQLite file,
+      the scale-out path (DESIGN.md, Going past one machine).
 
 Every consumer must receive every message (checked), so the figures are for a lossless stream. The
 ratio ingest/bare is the number to track (reliability.md §(b): on a shared 2-core box absolute
 figures drift with load; ratios against a baseline measured in the same run do not).
 
 Usage: .venv/bin/python bench/ingest_throughput.py [--readings 50000] [--batch 100] [--no-influx]
+       [--replicas 2]
 """
 
 from __future__ import annotations
@@ -254,6 +257,103 @@ def run_ingest(
     return Figure(name, readings, elapsed)
 
 
+def _replica(
+    config: IngestConfig,
+    store_path: str,
+    clinic_url: str,
+    loaded: Any,
+    go: Any,
+    ready: Any,
+    stop: Any,
+) -> None:
+    """One ingest replica in its own process (spawned): connects on `go`, runs until `stop`."""
+    from storage.readings.sqlite import SqliteReadingStore
+
+    store = SqliteReadingStore(store_path)
+    engine = create_clinic_engine(clinic_url)
+    consumer = IngestConsumer(config, store, ClinicRepository(session_factory(engine)))
+    loaded.set()
+    go.wait(DRAIN_TIMEOUT_S)
+    consumer.start()
+    if consumer.wait_subscribed(CONNECT_TIMEOUT_S):
+        ready.set()
+    stop.wait(DRAIN_TIMEOUT_S)
+    consumer.stop()
+    store.close()
+    engine.dispose()
+
+
+def run_replicas(
+    broker: MosquittoBroker, payloads: list[bytes], readings: int, directory: Path, replicas: int
+) -> Figure:
+    """(b') drain with `replicas` ingest processes on one shared subscription, one SQLite file."""
+    username, password = broker.credentials("ingest")
+    ctx = multiprocessing.get_context("spawn")
+    store_path = directory / "readings-replicas.sqlite3"
+    clinic_url = f"sqlite:///{directory / 'clinic.sqlite3'}"
+    configs = [
+        IngestConfig(
+            host=broker.host,
+            port=broker.port,
+            username=username,
+            password=password,
+            client_id=f"bench-replica-{n}",
+            session_expiry_s=SESSION_EXPIRY_S,
+            shared_group="bench",
+        )
+        for n in range(replicas)
+    ]
+
+    def launch() -> tuple[list[Any], Any, float]:
+        """Start the processes, wait until each has imported and opened its store, then let them
+        connect together; returns the processes, their stop event and the moment they were let go."""
+        stop, go = ctx.Event(), ctx.Event()
+        processes, loadeds, readies = [], [], []
+        for config in configs:
+            loaded, ready = ctx.Event(), ctx.Event()
+            process = ctx.Process(
+                target=_replica, args=(config, str(store_path), clinic_url, loaded, go, ready, stop)
+            )
+            process.start()
+            processes.append(process)
+            loadeds.append(loaded)
+            readies.append(ready)
+        for loaded in loadeds:
+            if not loaded.wait(CONNECT_TIMEOUT_S * 2):
+                raise RuntimeError("an ingest replica did not start")
+        go_at = time.perf_counter()
+        go.set()
+        for ready in readies:
+            if not ready.wait(CONNECT_TIMEOUT_S):
+                raise RuntimeError("an ingest replica did not subscribe")
+        return processes, stop, go_at
+
+    def halt(processes: list[Any], stop: Any, _go_at: float = 0.0) -> None:
+        stop.set()
+        for process in processes:
+            process.join(DRAIN_TIMEOUT_S)
+
+    halt(*launch())  # creates every replica's session in the share group
+    publish_all(broker, payloads)  # Mosquitto queues them round-robin to the members' sessions
+    processes, stop, started = launch()
+    done = _wait(lambda: _count_rows(store_path) >= readings, DRAIN_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    halt(processes, stop)
+    if not done:
+        raise RuntimeError(f"replicas stored {_count_rows(store_path)} of {readings}")
+    return Figure(f"ingest -> SQLite x{replicas}", readings, elapsed)
+
+
+def _count_rows(path: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(path, timeout=10) as conn:
+            return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
 def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -320,6 +420,9 @@ def main() -> int:
     parser.add_argument("--readings", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100, help="readings per MQTT message (<= 500)")
     parser.add_argument("--no-influx", action="store_true")
+    parser.add_argument(
+        "--replicas", type=int, default=0, help="also drain with N ingest processes on a shared subscription"
+    )
     args = parser.parse_args()
 
     from storage.readings.sqlite import SqliteReadingStore
@@ -371,6 +474,8 @@ def main() -> int:
                         live=live,
                     )
                 )
+            if not live and args.replicas > 1:
+                figures.append(run_replicas(broker, payloads, args.readings, directory, args.replicas))
             print_table(mode, figures)
         return 0
     finally:
