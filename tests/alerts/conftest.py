@@ -75,12 +75,8 @@ class Clock:
         self.now += delta
 
 
-@pytest.fixture
-def clinic_sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'clinic.db'}"
-    upgrade_to_head(url)
-    engine = create_clinic_engine(url)
-    sessions = session_factory(engine)
+def seed_clinic(sessions: sessionmaker[Session]) -> None:
+    """Two clinics, a doctor with two staff on duty for pt-1, another doctor for pt-2."""
     with sessions() as s:
         add_clinic(s, clinic_id="clinic-a", name="Clinic A", profile=GuidelineProfile.EU)
         add_clinic(s, clinic_id="clinic-b", name="Clinic B", profile=GuidelineProfile.CN)
@@ -122,6 +118,15 @@ def clinic_sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
             family_doctor_id="dr-other",
         )
         s.commit()
+
+
+@pytest.fixture
+def clinic_sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    url = f"sqlite:///{tmp_path / 'clinic.db'}"
+    upgrade_to_head(url)
+    engine = create_clinic_engine(url)
+    sessions = session_factory(engine)
+    seed_clinic(sessions)
     yield sessions
     engine.dispose()
 

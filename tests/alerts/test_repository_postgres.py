@@ -1,0 +1,80 @@
+"""The SQL alert repository on PostgreSQL (production engine): the partial unique index keeps one
+unresolved alert per (patient, rule) even when two evaluators race (ESC-1)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.lifecycle import InvalidTransition, Lifecycle
+from alerts.model import Outcome, OutcomeStatus
+from alerts.repository import SqlAlertRepository, SqlPatientDirectory
+from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
+from tests.alerts.conftest import START, seed_clinic
+from tests.fixtures.postgres import postgres_database_url
+from vitals.payload import AlertSeverity, AlertState
+
+pytestmark = pytest.mark.postgres
+__all__ = ["postgres_database_url"]
+
+
+@pytest.fixture
+def pg_sessions(postgres_database_url: str) -> Iterator[sessionmaker[Session]]:
+    """A database of this test's own next to the session's (the seed ids would clash otherwise)."""
+    name = f"vg_alerts_{uuid.uuid4().hex[:12]}"
+    admin = create_clinic_engine(postgres_database_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = postgres_database_url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade_to_head(url)
+    engine = create_clinic_engine(url)
+    sessions = session_factory(engine)
+    seed_clinic(sessions)
+    try:
+        yield sessions
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _crisis(key: str) -> Outcome:
+    return Outcome(
+        "BP-CRIT-2",
+        "pt-1",
+        OutcomeStatus.FIRING,
+        AlertSeverity.URGENT,
+        START,
+        START,
+        {"systolic_mmhg": 184.0},
+        (key,),
+        key,
+    )
+
+
+def test_racing_evaluators_cannot_open_two_alerts(pg_sessions: sessionmaker[Session]) -> None:
+    a = Lifecycle(SqlAlertRepository(pg_sessions))
+    b = Lifecycle(SqlAlertRepository(pg_sessions))
+    [opened] = a.apply("clinic-a", [_crisis("r1")], START)
+    # b evaluated before a committed: it believes nothing is open and tries to open its own alert
+    b.repo.current = lambda patient_id, rule_id: None  # type: ignore[method-assign]
+    b.repo.latest = lambda patient_id, rule_id: None  # type: ignore[method-assign]
+    with pytest.raises(InvalidTransition):
+        b.apply("clinic-a", [_crisis("r2")], START)
+    repo = SqlAlertRepository(pg_sessions)
+    assert [r.alert_id for r in repo.unresolved("clinic-a")] == [opened.record.alert_id]
+    a.acknowledge(opened.record.alert_id, "dr-li", START)
+    assert [e.event for e in repo.events(opened.record.alert_id)] == ["opened", "acknowledged"]
+    assert repo.get(opened.record.alert_id).state is AlertState.ACKNOWLEDGED  # type: ignore[union-attr]
+
+
+def test_directory_orders_doctor_then_staff_on_duty(pg_sessions: sessionmaker[Session]) -> None:
+    ctx = SqlPatientDirectory(pg_sessions).context("pt-1")
+    assert ctx is not None
+    assert [r.user_id for r in ctx.care_team] == ["dr-li", "nurse-wang", "nurse-zhao"]
+    assert ctx.profile.name.value == "eu" and ctx.targets.timezone == "UTC"
