@@ -43,7 +43,7 @@ from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.patients import PatientProfile, VirtualPatient
 from device_drivers.virtual.personas import PERSONAS, Persona, persona
-from device_drivers.virtual.radio import VirtualRadio
+from device_drivers.virtual.radio import VirtualRadio, fixed_passkey_agent
 from device_drivers.virtual.simulator import Simulation
 from device_drivers.virtual.stories import Story, available_stories, load_story
 
@@ -62,6 +62,7 @@ __all__ = [
     "VirtualPatient",
     "VirtualRadio",
     "available_stories",
+    "fixed_passkey_agent",
     "load_story",
     "make_meter",
     "persona",

@@ -181,6 +181,7 @@ class VirtualCentral:
         self._seen: dict[str, SeenAdvertisement] = {}
         self._pending_passkeys: dict[str, int] = {}
         self._started = False
+        self._on_link: tuple[LocalLink, VirtualController] | None = None
         self.device.on(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
 
     # -- construction ------------------------------------------------------------------------------
@@ -198,7 +199,9 @@ class VirtualCentral:
         controller = VirtualController("vitalgate-central", link=link)
         host = Host(controller, AsyncPipeSink(controller))
         device = Device(name="vitalgate-gateway", address=hci.Address(address), host=host)
-        return cls(device, passkey_agent=passkey_agent, keystore=keystore)
+        central = cls(device, passkey_agent=passkey_agent, keystore=keystore)
+        central._on_link = (link, controller)
+        return central
 
     @classmethod
     async def over_transport(
@@ -232,6 +235,11 @@ class VirtualCentral:
         if self._transport is not None:
             await self._transport.close()
             self._transport = None
+        if self._on_link is not None:
+            # Off the air: a restarted gateway with the same address must not meet its ghost.
+            link, controller = self._on_link
+            link.remove_controller(controller)
+            self._on_link = None
 
     # -- scanning ----------------------------------------------------------------------------------
 

@@ -172,6 +172,7 @@ class VirtualMeter:
         self._pending_updates: set[asyncio.Task[None]] = set()
         self._ending: set[int] = set()
         self._advertising_lock = asyncio.Lock()
+        self._on_link: tuple[LocalLink, VirtualController] | None = None
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class VirtualMeter:
     def attach(self, link: LocalLink) -> None:
         """Give the meter a controller on an in-process link."""
         controller = VirtualController(f"meter-{self.serial_number}", link=link)
+        self._on_link = (link, controller)
         host = Host(controller, AsyncPipeSink(controller))
         self.device = Device(name=self.name, address=hci.Address(self.address), host=host)
 
@@ -234,6 +236,10 @@ class VirtualMeter:
         if self._transport is not None:
             await self._transport.close()
             self._transport = None
+        if self._on_link is not None:
+            link, controller = self._on_link
+            link.remove_controller(controller)
+            self._on_link = None
 
     # -- services ----------------------------------------------------------------------------------
 

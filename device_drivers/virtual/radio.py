@@ -24,9 +24,11 @@ import asyncio
 import asyncio.base_events
 import logging
 import socket
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from bumble.keys import JsonKeyStore, KeyStore
 from bumble.link import LocalLink
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
@@ -44,6 +46,22 @@ logger = logging.getLogger(__name__)
 
 class VirtualRadioError(Exception):
     """The radio cannot do this (e.g. attach a meter to a radio without a local link)."""
+
+
+def bond_store(path: Path | None, central_address: str) -> KeyStore | None:
+    """A JSON bond file for the central at ``central_address``, or None for in-memory bonds."""
+    if path is None:
+        return None
+    return JsonKeyStore(namespace=central_address, filename=str(path))
+
+
+def fixed_passkey_agent(passkey: int) -> PasskeyAgent:
+    """An agent that always types ``passkey`` (e.g. the PIN ``vitalgate simulate --passkey`` prints)."""
+
+    async def agent(_address: str) -> int | None:
+        return passkey
+
+    return agent
 
 
 def _bind_scanner(central: VirtualCentral) -> type[VirtualBleakScanner]:
@@ -72,10 +90,16 @@ class VirtualRadio:
         link: LocalLink | None = None,
         passkey_agent: PasskeyAgent | None = None,
         central_address: str = DEFAULT_CENTRAL_ADDRESS,
+        keystore_path: Path | None = None,
     ) -> None:
         if central is None:
             self.link: LocalLink | None = link if link is not None else LocalLink()  # type: ignore[no-untyped-call]
-            central = VirtualCentral.on_link(self.link, address=central_address, passkey_agent=passkey_agent)
+            central = VirtualCentral.on_link(
+                self.link,
+                address=central_address,
+                passkey_agent=passkey_agent,
+                keystore=bond_store(keystore_path, central_address),
+            )
         else:
             self.link = link
         self.central = central
@@ -88,9 +112,25 @@ class VirtualRadio:
         self._served: list[Transport] = []
 
     @classmethod
-    async def remote(cls, transport_spec: str, *, passkey_agent: PasskeyAgent | None = None) -> VirtualRadio:
-        """A radio whose central reaches meters through a bumble HCI transport (another process, USB)."""
-        central = await VirtualCentral.over_transport(transport_spec, passkey_agent=passkey_agent)
+    async def remote(
+        cls,
+        transport_spec: str,
+        *,
+        passkey_agent: PasskeyAgent | None = None,
+        central_address: str = DEFAULT_CENTRAL_ADDRESS,
+        keystore_path: Path | None = None,
+    ) -> VirtualRadio:
+        """A radio whose central reaches meters through a bumble HCI transport (another process, USB).
+
+        ``keystore_path``: keep bonds in this JSON file so they survive a gateway restart, as BlueZ
+        keeps them under /var/lib/bluetooth (default: in memory).
+        """
+        central = await VirtualCentral.over_transport(
+            transport_spec,
+            address=central_address,
+            passkey_agent=passkey_agent,
+            keystore=bond_store(keystore_path, central_address),
+        )
         radio = cls(central=central)
         await central.start()
         return radio

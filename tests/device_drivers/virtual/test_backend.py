@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from bleak import BleakClient, BleakScanner
@@ -223,3 +224,26 @@ async def test_current_time_write_sets_the_meter_clock(radio: VirtualRadio, cloc
             bytes(await client.read_gatt_char(uuids.CURRENT_TIME))
         ).date_time.to_datetime()
         assert after is not None and abs(after - clock.now().replace(tzinfo=None)) < dt.timedelta(seconds=5)
+
+
+async def test_bonds_kept_in_a_file_survive_a_gateway_restart(clock: SimulationClock, tmp_path: Path) -> None:
+    bonds = tmp_path / "bonds.json"
+    async with VirtualRadio(keystore_path=bonds) as radio:
+        cuff = await radio.add_meter(make_meter("omron-like", clock=clock, serial_number="O-R"))
+        await cuff.enter_pairing_mode()
+        async with BleakClient(
+            cuff.address, backend=radio.client_backend, pair=True, timeout=WAIT_S
+        ) as client:
+            assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+        await cuff.leave_pairing_mode()
+        await cuff.take_measurement(  # type: ignore[attr-defined]
+            taken_at=clock.now(), systolic_mmhg=120, diastolic_mmhg=80, pulse_bpm=60
+        )
+        assert radio.link is not None
+        # The gateway restarts: a new central with the same address and bond file, same air.
+        await radio.central.close()
+        async with (
+            VirtualRadio(link=radio.link, keystore_path=bonds) as restarted,
+            BleakClient(cuff.address, backend=restarted.client_backend, timeout=WAIT_S) as client,
+        ):
+            assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
