@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from storage.readings.protocol import AnyReading
-from vitals.payload import SCHEMA_VERSION, ReadingsBatch
+from vitals.payload import MAX_READINGS_PER_BATCH, SCHEMA_VERSION, ReadingsBatch
 from vitals.readings import Reading
 from vitals.topics import GatewayChannel, InvalidTopicError, parse_gateway_topic
 
@@ -33,7 +33,19 @@ _MAX_ERRORS_IN_REASON: Final = 3
 REASON_MAX_CHARS: Final = 500  # vitals.payload.RejectedReading.reason max_length
 
 _reading_adapter: TypeAdapter[AnyReading] = TypeAdapter(Reading)
-_sent_at_adapter: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+# ReadingsBatch's envelope with the readings as raw JSON values: so a batch whose readings fail can
+# be told apart from one whose envelope fails. Fields come from vitals.payload, not a copy of them.
+_Envelope: type[BaseModel] = create_model(
+    "_Envelope",
+    __config__=ConfigDict(extra="forbid"),
+    **{  # type: ignore[call-overload]
+        name: (info.annotation, info)
+        for name, info in ReadingsBatch.model_fields.items()
+        if name != "readings"
+    },
+    readings=(list[Any], Field(min_length=1, max_length=MAX_READINGS_PER_BATCH)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +124,11 @@ def parse_message(message: InboundMessage) -> ParsedMessage:
     parsed.gateway_id = topic.gateway_id
     try:
         batch = ReadingsBatch.model_validate_json(message.payload)
-    except ValidationError as exc:
-        _salvage(parsed, exc)
+    except Exception:
+        # Untrusted bytes: besides ValidationError, a model validator may raise TypeError or the
+        # like on a wrong JSON type. Whatever it is, the payload is examined piece by piece and
+        # ends up stored or dead-lettered; it must never stall the stream (reliability.md §(a) 7).
+        _salvage(parsed)
         return parsed
     if batch.gateway_id != topic.gateway_id:
         parsed.poison_reason = (
@@ -126,7 +141,13 @@ def parse_message(message: InboundMessage) -> ParsedMessage:
     return parsed
 
 
-def _salvage(parsed: ParsedMessage, exc: ValidationError) -> None:
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return describe(exc)
+    return clip(f"{type(exc).__name__}: {exc}")
+
+
+def _salvage(parsed: ParsedMessage) -> None:
     """The batch as a whole is invalid: find out whether the envelope or single readings are."""
     try:
         document = json.loads(parsed.message.payload)
@@ -136,37 +157,37 @@ def _salvage(parsed: ParsedMessage, exc: ValidationError) -> None:
     if not isinstance(document, dict):
         parsed.poison_reason = "payload is not a JSON object"
         return
+    readings = document.get("readings")
     version = document.get("schema_version")
     if version != SCHEMA_VERSION:
         parsed.poison_reason = clip(
             f"unsupported schema_version {version!r} (this ingest reads {SCHEMA_VERSION})"
         )
-        parsed.poison_reading_ids = _ids_in(document.get("readings"))
+        parsed.poison_reading_ids = _ids_in(readings)
         return
-    envelope_errors = [e for e in exc.errors() if len(e["loc"]) < 2 or e["loc"][0] != "readings"]
-    if envelope_errors:
-        parsed.poison_reason = clip(f"invalid ReadingsBatch: {describe(exc)}")
-        parsed.poison_reading_ids = _ids_in(document.get("readings"))
+    try:
+        # The envelope alone: ReadingsBatch's own fields, with the readings left unparsed.
+        envelope: dict[str, Any] = dict(_Envelope.model_validate(document))
+    except ValidationError as envelope_exc:
+        parsed.poison_reason = clip(f"invalid ReadingsBatch: {describe(envelope_exc)}")
+        parsed.poison_reading_ids = _ids_in(readings)
         return
-    # Only readings failed: the envelope is sound, so validate it alone and each reading on its own.
-    gateway_id = document.get("gateway_id")
-    if gateway_id != parsed.gateway_id:
+    if envelope["gateway_id"] != parsed.gateway_id:
         parsed.poison_reason = (
-            f"gateway_id {gateway_id} in the payload differs from the topic's {parsed.gateway_id}"
+            f"gateway_id {envelope['gateway_id']} in the payload differs from the topic's {parsed.gateway_id}"
         )
-        parsed.poison_reading_ids = _ids_in(document.get("readings"))
+        parsed.poison_reading_ids = _ids_in(readings)
         return
-    readings = document["readings"]
-    parsed.sent_at = _sent_at_adapter.validate_python(document.get("sent_at"))
-    for item in readings:
+    parsed.sent_at = envelope["sent_at"]
+    for item in envelope["readings"]:
         try:
             parsed.accepted.append(_reading_adapter.validate_python(item))
-        except ValidationError as reading_exc:
+        except Exception as reading_exc:
             reading_id = item.get("reading_id") if isinstance(item, dict) else None
             parsed.rejected.append(
                 Rejection(
                     reading_id if isinstance(reading_id, str) and _READING_ID.match(reading_id) else None,
-                    clip(f"invalid reading: {describe(reading_exc)}"),
+                    clip(f"invalid reading: {_problem(reading_exc)}"),
                     json.dumps(item, separators=(",", ":")).encode(),
                 )
             )

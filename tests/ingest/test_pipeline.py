@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,3 +132,30 @@ def test_messages_on_other_topics_are_dead_lettered(
         "topic: channel status carries no readings",
         "topic: not a vitalgate gateway topic",
     ]
+
+
+def test_a_wrongly_typed_reading_is_rejected_and_never_stalls_the_stream(
+    reading_store: SqliteReadingStore,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+    gateway_id: str,
+) -> None:
+    # A list where a number belongs makes vitals' model validator raise TypeError, not a pydantic
+    # ValidationError; it must still end as a rejection with a reason.
+    lone = json.loads(batch_json(gateway_id, [bp_reading(1)]))
+    lone["readings"][0]["systolic"] = [128]
+    good = glucose_reading(2)
+    repository = ClinicRepository(clinic_sessions)
+    pipeline = IngestPipeline(reading_store, repository, repository)
+
+    result = pipeline.process(
+        [message(gateway_id, json.dumps(lone).encode()), message(gateway_id, batch_json(gateway_id, [good]))]
+    )
+
+    assert stored_ids(store_path) == [good.reading_id]
+    ack = result.acks[gateway_id]
+    assert ack.stored == (good.reading_id,)
+    [rejected] = ack.rejected
+    assert rejected.reading_id == bp_reading(1).reading_id
+    assert rejected.reason.startswith("invalid reading: TypeError")
+    assert [letter.scope for letter in _letters(clinic_sessions)] == [DeadLetterScope.READING]
