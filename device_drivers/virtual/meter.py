@@ -71,8 +71,9 @@ DATE_TIME_UUID = 0x2A08
 
 # AD structures (Core Supplement Part A 1.3 flags: LE General Discoverable, BR/EDR not supported).
 AD_FLAGS_LE_GENERAL_NO_BREDR = 0x06
-#: Advertising interval on the virtual link (ms); short so discovery is quick in tests.
-ADVERTISING_INTERVAL_MS = 20.0
+#: Advertising interval on the virtual link (ms): real meters use 100 ms to 1 s; every controller on
+#: the link handles every advertising PDU, so shorter intervals cost CPU with many meters.
+ADVERTISING_INTERVAL_MS = 100.0
 PASSKEY_LIMIT = 1_000_000
 #: How long stop() waits for in-flight advertising commands.
 STOP_TIMEOUT_S = 5.0
