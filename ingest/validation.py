@@ -84,7 +84,12 @@ class ParsedMessage:
         return self.poison_reason is not None
 
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def clip(reason: str) -> str:
+    """A reason fit for an ack and a database: control characters escaped, at most 500 chars."""
+    reason = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", reason)
     return reason if len(reason) <= REASON_MAX_CHARS else reason[: REASON_MAX_CHARS - 1] + "…"
 
 

@@ -76,6 +76,11 @@ class DeadLetterRecord:
         return digest.hexdigest()
 
 
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters; escape them rather than fail the insert."""
+    return text.replace("\x00", "\\x00")
+
+
 def _slot(device_user_id: int | None) -> int:
     return ANY_DEVICE_USER if device_user_id is None else device_user_id
 
@@ -170,10 +175,10 @@ def add_dead_letters(session: Session, records: Iterable[DeadLetterRecord]) -> i
                     DeadLetter(
                         dedup_key=key,
                         scope=record.scope,
-                        topic=record.topic,
+                        topic=_storable(record.topic),
                         gateway_id=record.gateway_id,
                         reading_id=record.reading_id,
-                        reason=record.reason,
+                        reason=_storable(record.reason),
                         payload=record.payload,
                         received_at=record.received_at,
                         last_seen_at=record.received_at,

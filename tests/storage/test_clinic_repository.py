@@ -128,3 +128,20 @@ def test_an_unreachable_database_raises_the_retryable_error(tmp_path: object) ->
     with pytest.raises(ClinicDatabaseUnavailableError):
         repository.bindings_for_gateway("gw1")
     engine.dispose()
+
+
+def test_a_reason_with_nul_characters_is_stored_escaped(
+    repository: ClinicRepository, clinic_engine: Engine
+) -> None:
+    record = DeadLetterRecord(
+        scope=DeadLetterScope.MESSAGE,
+        topic="vitalgate/v1/gw/gw1/readings",
+        payload=b"\x00",
+        reason="not JSON: '\x00'",
+        received_at=AT,
+        gateway_id="gw1",
+    )
+    assert repository.add_dead_letters([record]) == 1
+    with Session(clinic_engine) as session:
+        letter = session.scalars(select(DeadLetter)).one()
+        assert (letter.reason, letter.payload) == ("not JSON: '\\x00'", b"\x00")
