@@ -55,6 +55,7 @@ METER_KEY_LENGTH: Final = 200  # DeviceIdentity.meter_key: manufacturer|model|se
 READING_ID_LENGTH: Final = 32  # vitals.identity.READING_ID_HEX_CHARS
 RULE_ID_LENGTH: Final = 64
 REASON_LENGTH: Final = 500  # vitals.payload.RejectedReading.reason max_length
+TOPIC_LENGTH: Final = 300  # our topics are < 100 chars; longer ones are stored cut (with a mark)
 HASH_LENGTH: Final = 255  # argon2/PHC strings are ~100 chars; room for parameter changes
 
 # Blood Pressure Measurement "User ID" 0xFF = unknown user (ble-health-profiles.md §2.2, field 7).
@@ -432,7 +433,7 @@ class DeadLetter(Base):
     dead_letter_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[DeadLetterScope] = mapped_column(_str_enum(DeadLetterScope, 16))
-    topic: Mapped[str] = mapped_column(String(300))
+    topic: Mapped[str] = mapped_column(String(TOPIC_LENGTH))
     gateway_id: Mapped[str | None] = mapped_column(String(OPAQUE_ID_LENGTH), index=True)
     reading_id: Mapped[str | None] = mapped_column(String(READING_ID_LENGTH))
     reason: Mapped[str] = mapped_column(Text)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.clinic.database import ClinicDatabaseError, ClinicDatabaseUnavailableError
 from storage.clinic.models import (
     ANY_DEVICE_USER,
+    TOPIC_LENGTH,
     DeadLetter,
     DeadLetterScope,
     MeterBinding,
@@ -79,6 +80,10 @@ class DeadLetterRecord:
 def _storable(text: str) -> str:
     """PostgreSQL text cannot hold NUL characters; escape them rather than fail the insert."""
     return text.replace("\x00", "\\x00")
+
+
+def _cut(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _slot(device_user_id: int | None) -> int:
@@ -175,7 +180,7 @@ def add_dead_letters(session: Session, records: Iterable[DeadLetterRecord]) -> i
                     DeadLetter(
                         dedup_key=key,
                         scope=record.scope,
-                        topic=_storable(record.topic),
+                        topic=_cut(_storable(record.topic), TOPIC_LENGTH),
                         gateway_id=record.gateway_id,
                         reading_id=record.reading_id,
                         reason=_storable(record.reason),
