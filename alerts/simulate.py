@@ -140,16 +140,23 @@ def simulate(
     # --- CGM every 15 min ---------------------------------------------------------------------------------
     cgm_patients = np.flatnonzero(cgm_user)
     per_day = SECONDS_PER_DAY // CGM_INTERVAL_S
-    c_p = np.repeat(cgm_patients, days * per_day)
-    c_t = np.tile(np.arange(days * per_day, dtype=np.float64) * CGM_INTERVAL_S, cgm_patients.shape[0])
+    steps = days * per_day
+    # Sensor glucose is smooth: AR(1) noise per patient (phi 0.97 per 15 min, stationary SD 28 mg/dL).
+    phi, sd = 0.97, 28.0
+    shocks = rng.normal(0.0, sd * np.sqrt(1.0 - phi * phi), (steps, cgm_patients.shape[0]))
+    noise = np.empty_like(shocks)
+    level = rng.normal(0.0, sd, cgm_patients.shape[0])
+    for step in range(steps):
+        level = phi * level + shocks[step]
+        noise[step] = level
+    c_p = np.repeat(cgm_patients, steps)
+    c_t = np.tile(np.arange(steps, dtype=np.float64) * CGM_INTERVAL_S, cgm_patients.shape[0])
+    c_noise = noise.T.ravel()
+    # Sensor wear: 90 % of slots (short gaps); the gaps are where the readings are dropped.
     wear = rng.random(c_p.shape[0]) < 0.9
-    c_p, c_t = c_p[wear], c_t[wear]
+    c_p, c_t, c_noise = c_p[wear], c_t[wear], c_noise[wear]
     c_hour = ((c_t / 3600.0) + offset_h) % 24.0
-    c_glu = (
-        usual_fasting[c_p]
-        + 30.0 * np.sin((c_hour - 8.0) / 24.0 * 2 * np.pi)
-        + rng.normal(0, 30.0, c_p.shape[0])
-    )
+    c_glu = usual_fasting[c_p] + 30.0 * np.sin((c_hour - 8.0) / 24.0 * 2 * np.pi) + c_noise
     c_glu = np.clip(c_glu, 40.0, 400.0)
 
     n_g, n_c = g_p.shape[0], c_p.shape[0]

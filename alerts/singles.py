@@ -7,7 +7,8 @@ linear, and the live path keeps the last state.
 
 Single-reading rules use only readings not excluded by DQ-02 ("R = single valid reading", §7
 conventions): a cuff that flagged movement, cuff fit or position, or sent NaN, triggers nothing but
-DQ-02. CGM (interstitial) values feed the CGM-* window rules only, not these fingerstick rules.
+DQ-02. CGM (interstitial) values raise GLU-HYPO-2 only as an episode of >= 15 min below 54 mg/dL
+([34]), and otherwise feed the CGM-* window rules.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MAX_READING_IDS = 20
 SEVERE_HYPO_ACTIVE = timedelta(days=14)  # GLU-HYPO-3 stays current for 14 days after the report (DEFAULT)
 ORTHOSTATIC_ACTIVE = timedelta(days=7)  # BP-LOW-2 standing-fall report current for 7 days (DEFAULT)
 DKA_WINDOW = timedelta(hours=2)  # GLU-HIGH-3: ketones/symptoms within 2 h of a >= 200 reading (DEFAULT)
+CGM_EPISODE = timedelta(minutes=15)  # CGM hypo episodes last >= 15 min (ATTD 2017 [34])
 
 SINGLE_RULES = (
     "BP-CRIT-1",
@@ -166,6 +168,8 @@ class PatientStream:
         self._seen_ids: set[str] = set()
         self._severe_hypo_at: datetime | None = None
         self._orthostatic: PatientReport | None = None
+        self._cgm_last: datetime | None = None
+        self._cgm_low2_since: datetime | None = None
 
     # ----------------------------------------------------------------------------------------------
     def feed(self, item: Observation | PatientReport) -> bool:
@@ -230,6 +234,42 @@ class PatientStream:
             self._blood_pressure(obs, p)
         elif obs.kind is ObservationKind.GLUCOSE and obs.usable_glucose:
             self._glucose(obs, p)
+        elif obs.kind is ObservationKind.CGM and obs.usable_glucose:
+            self._cgm(obs, p)
+
+    def _cgm(self, o: Observation, p: RuleParameters) -> None:
+        """CGM Level 2 hypoglycaemia: < 54 mg/dL for an episode of >= 15 min ("episodes defined as
+        >= 15 min", ATTD 2017 [34]; Level 2 "clinically significant / immediate action", [30][32])
+        raises GLU-HYPO-2 as a fingerstick would. Level 1 time on CGM is judged over 14 days by
+        CGM-TBR instead: a CGM user at the 4 % TBR target spends about an hour a day below 70, and
+        one alert per dip would drown the family doctor (§3.2 alert fatigue). A gap in the sensor data
+        longer than 15 min starts a new episode."""
+        g = o.glucose_mg_dl
+        assert g is not None
+        tracker = self.trackers["GLU-HYPO-2"]
+        if self._cgm_last is not None and o.measured_at - self._cgm_last > CGM_EPISODE:
+            self._cgm_low2_since = None
+        self._cgm_last = o.measured_at
+        if not p.is_hypo1(g):
+            self._cgm_low2_since = None
+            tracker.in_range()
+            return
+        if g >= p.hypo2_mg_dl:
+            self._cgm_low2_since = None
+            tracker.neutral()
+            return
+        self._cgm_low2_since = self._cgm_low2_since or o.measured_at
+        minutes = (o.measured_at - self._cgm_low2_since).total_seconds() / 60.0
+        if o.measured_at - self._cgm_low2_since >= CGM_EPISODE:
+            values: dict[str, Any] = {
+                "glucose_mg_dl": g,
+                "source": "cgm",
+                "episode_minutes": minutes,
+                "measured_at": o.measured_at.isoformat(),
+            }
+            tracker.trigger(o.measured_at, AlertSeverity.URGENT, values, [o.reading_id])
+        else:
+            tracker.neutral()
 
     def _crisis(self, o: Observation) -> bool:
         assert o.systolic_mmhg is not None and o.diastolic_mmhg is not None

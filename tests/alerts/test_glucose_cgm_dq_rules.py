@@ -219,3 +219,17 @@ def test_fewer_than_16_data_days_in_30() -> None:
     assert fires(evaluate(fifteen, at(29, 23)), "DQ-03")
     young = [bp(at(d, 8), 130, 80) for d in range(0, 10, 2)]
     assert status(evaluate(young, at(10, 23)), "DQ-03") is OutcomeStatus.UNKNOWN  # enrolled < 30 days
+
+
+def test_cgm_level_2_episode_of_15_minutes() -> None:
+    # CGM: an episode is >= 15 min below the level (ATTD 2017 [34]); Level 2 < 54 is urgent [30][32].
+    fourteen = [cgm(at(0, 3, m), 50) for m in (0, 5, 10, 14)]
+    assert not fires(evaluate(fourteen), "GLU-HYPO-2")
+    fifteen = [cgm(at(0, 3, m), 50) for m in (0, 5, 10, 15)]
+    out = evaluate(fifteen)
+    assert fires(out, "GLU-HYPO-2") and out["GLU-HYPO-2"].severity is AlertSeverity.URGENT
+    interrupted = [cgm(at(0, 3, 0), 50), cgm(at(0, 3, 5), 75), cgm(at(0, 3, 10), 50), cgm(at(0, 3, 15), 50)]
+    assert not fires(evaluate(interrupted), "GLU-HYPO-2")
+    # Level 1 time on CGM is judged over 14 days by CGM-TBR, not per dip.
+    level1 = evaluate([cgm(at(0, 3, m), 60) for m in (0, 5, 10, 15, 20, 25)])
+    assert not fires(level1, "GLU-HYPO-1") and not fires(level1, "GLU-HYPO-2")
