@@ -29,6 +29,7 @@ import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Unpack
 
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
@@ -36,7 +37,7 @@ from bumble.gatt import Characteristic, CharacteristicValue, Service
 from device_drivers.profiles import blood_pressure as bp_codec
 from device_drivers.profiles.ieee11073 import MderFloat, SpecialValue
 from device_drivers.profiles.time import DateTime
-from device_drivers.virtual.meter import VirtualMeter, _log_task_error, sig_uuid
+from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error, sig_uuid
 from device_drivers.virtual.personas import MeterKind, Persona, TimeCharacteristic
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,10 @@ class StoredBloodPressureRecord:
 class VirtualBloodPressureCuff(VirtualMeter):
     """A blood-pressure cuff persona on bumble."""
 
-    def __init__(self, persona: Persona, **kwargs: object) -> None:
+    def __init__(self, persona: Persona, **options: Unpack[MeterOptions]) -> None:
         if persona.kind is not MeterKind.BLOOD_PRESSURE:
             raise ValueError(f"persona {persona.key} is not a blood-pressure cuff")
-        super().__init__(persona, **kwargs)  # type: ignore[arg-type]
+        super().__init__(persona, **options)
         self.records: list[StoredBloodPressureRecord] = []
         #: Per bonded host: how many records (by index) it has confirmed.
         self.delivered_to: dict[str, int] = {}
@@ -111,9 +112,23 @@ class VirtualBloodPressureCuff(VirtualMeter):
         self.records.append(record)
         return record
 
-    async def take_measurement(self, **kwargs: object) -> StoredBloodPressureRecord:
+    async def take_measurement(
+        self,
+        *,
+        taken_at: dt.datetime,
+        systolic_mmhg: int | None,
+        diastolic_mmhg: int | None,
+        pulse_bpm: int | None,
+        user_id: int | None = 1,
+    ) -> StoredBloodPressureRecord:
         """Store a reading and let the radio react (Omron-like cuffs advertise for a while)."""
-        record = self.add_record(**kwargs)  # type: ignore[arg-type]
+        record = self.add_record(
+            taken_at=taken_at,
+            systolic_mmhg=systolic_mmhg,
+            diastolic_mmhg=diastolic_mmhg,
+            pulse_bpm=pulse_bpm,
+            user_id=user_id,
+        )
         await self.measurement_taken()
         return record
 

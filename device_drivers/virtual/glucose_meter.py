@@ -24,8 +24,10 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, Unpack
 
 from bumble import att
 from bumble.device import Connection, Device
@@ -35,7 +37,7 @@ from device_drivers.profiles import glucose as glucose_codec
 from device_drivers.profiles.ieee11073 import MderFloat
 from device_drivers.profiles.time import DateTime
 from device_drivers.virtual import racp_server
-from device_drivers.virtual.meter import VirtualMeter, _log_task_error, sig_uuid
+from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error, sig_uuid
 from device_drivers.virtual.personas import MeterKind, Persona, SequenceOrder, TimeCharacteristic
 
 logger = logging.getLogger(__name__)
@@ -71,10 +73,10 @@ class StoredGlucoseRecord:
 class VirtualGlucoseMeter(VirtualMeter):
     """A glucose meter persona on bumble."""
 
-    def __init__(self, persona: Persona, *, unit: str = "mg/dL", **kwargs: object) -> None:
+    def __init__(self, persona: Persona, *, unit: str = "mg/dL", **options: Unpack[MeterOptions]) -> None:
         if persona.kind is not MeterKind.GLUCOSE:
             raise ValueError(f"persona {persona.key} is not a glucose meter")
-        super().__init__(persona, **kwargs)  # type: ignore[arg-type]
+        super().__init__(persona, **options)
         if unit not in ("mg/dL", "mmol/L"):
             raise ValueError("unit must be 'mg/dL' or 'mmol/L'")
         self.unit = unit
@@ -136,9 +138,18 @@ class VirtualGlucoseMeter(VirtualMeter):
         self.records.append(record)
         return record
 
-    async def take_measurement(self, **kwargs: object) -> StoredGlucoseRecord:
+    async def take_measurement(
+        self,
+        *,
+        taken_at: dt.datetime,
+        glucose_mg_dl: float | None = None,
+        glucose_mmol_l: float | None = None,
+        meal: glucose_codec.Meal | None = None,
+    ) -> StoredGlucoseRecord:
         """Store a record and let the radio react (personas that advertise after a measurement)."""
-        record = self.add_record(**kwargs)  # type: ignore[arg-type]
+        record = self.add_record(
+            taken_at=taken_at, glucose_mg_dl=glucose_mg_dl, glucose_mmol_l=glucose_mmol_l, meal=meal
+        )
         await self.measurement_taken()
         return record
 
@@ -268,8 +279,8 @@ class VirtualGlucoseMeter(VirtualMeter):
         task = self._schedule(self._run(connection, decision))
         self._transfers[connection.handle] = task
 
-    def _schedule(self, coroutine: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+    def _schedule(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
         task.add_done_callback(_log_task_error)
         return task
 

@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from bumble import att, hci, pairing
 from bumble.core import UUID, AdvertisingData
@@ -107,6 +107,17 @@ class MeterClock:
         """The collector wrote the time: from now on the meter shows ``local_wall_clock``."""
         true_local = (self._clock.now() + self.utc_offset).replace(tzinfo=None)
         self.drift = local_wall_clock - true_local
+
+
+class MeterOptions(TypedDict, total=False):
+    """Keyword arguments every meter takes besides its persona (see :class:`VirtualMeter`)."""
+
+    clock: Required[SimulationClock]
+    serial_number: Required[str]
+    address: str | None
+    fixed_passkey: int | None
+    utc_offset: dt.timedelta
+    clock_drift: dt.timedelta
 
 
 class VirtualMeterError(Exception):
