@@ -17,6 +17,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
+from device_drivers.profiles import blood_pressure as bp_codec
 from device_drivers.profiles import glucose as glucose_codec
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
@@ -202,12 +203,17 @@ def _describe(meter: VirtualMeter) -> list[str]:
     return []
 
 
+#: Measurement Status of an "Err" reading: the cuff was too loose (reference §2.2 status bits).
+ERROR_READING_STATUS = bp_codec.MeasurementStatus.of(bp_codec.MeasurementStatusFlag.CUFF_TOO_LOOSE)
+
+
 def _store_blood_pressure(cuff: VirtualBloodPressureCuff, sample: BloodPressureSample) -> None:
     cuff.add_record(
         taken_at=sample.taken_at,
         systolic_mmhg=sample.systolic_mmhg,
         diastolic_mmhg=sample.diastolic_mmhg,
         pulse_bpm=sample.pulse_bpm,
+        status=ERROR_READING_STATUS if sample.error else None,
     )
 
 
