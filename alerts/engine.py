@@ -24,7 +24,7 @@ from alerts.catalogue import INBOX_ONLY, RULES
 from alerts.channels.base import Recipient
 from alerts.channels.email import EmailChannel
 from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
-from alerts.lifecycle import AlertRecord, AlertRepository, Change, Lifecycle
+from alerts.lifecycle import ESCALATION_AFTER, AlertRecord, AlertRepository, Change, Lifecycle
 from alerts.model import (
     Observation,
     Outcome,
@@ -94,10 +94,11 @@ class AlertEngine:
         *,
         reports: ReportStore | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        escalation_after: timedelta = ESCALATION_AFTER,
     ) -> None:
         self.readings = readings
         self.repo = alerts
-        self.lifecycle = Lifecycle(alerts)
+        self.lifecycle = Lifecycle(alerts, escalation_after)
         self.directory = directory
         self.router = router
         self.reports = reports or ReportStore()
@@ -274,6 +275,9 @@ def sweep_outcomes(
 
 
 def _log_failure(future: Future[list[Change]]) -> None:
+    if future.cancelled():
+        logger.warning("alert evaluation cancelled (engine stopping)")
+        return
     exc = future.exception()
     if exc is not None:
         logger.error("alert evaluation failed", exc_info=exc)
