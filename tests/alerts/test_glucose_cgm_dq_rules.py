@@ -11,6 +11,7 @@ from alerts.model import Observation, OutcomeStatus, ReportKind
 from alerts.profiles import PatientTargets
 from tests.alerts.helpers import at, bp, cgm, evaluate, fires, glu, glu_mmol, report, status
 from vitals.payload import AlertSeverity
+from vitals.readings import Meal
 
 
 # GLU-HYPO-1: Level 1 54-69 mg/dL [30]; CN: <= 3.9 mmol/L -> urgent [18].
@@ -233,3 +234,14 @@ def test_cgm_level_2_episode_of_15_minutes() -> None:
     # Level 1 time on CGM is judged over 14 days by CGM-TBR, not per dip.
     level1 = evaluate([cgm(at(0, 3, m), 60) for m in (0, 5, 10, 15, 20, 25)])
     assert not fires(level1, "GLU-HYPO-1") and not fires(level1, "GLU-HYPO-2")
+
+
+def test_doctor_targets_override_glucose_thresholds() -> None:
+    # Per-patient targets override the profile (§7; e.g. a relaxed hypo threshold for an older adult).
+    relaxed = PatientTargets(hypo1_mg_dl=80.0, timezone="UTC")
+    assert fires(evaluate([glu(at(0, 7), 79)], profile_name="cn", targets=relaxed), "GLU-HYPO-1")
+    assert not fires(evaluate([glu(at(0, 7), 80)], profile_name="cn", targets=relaxed), "GLU-HYPO-1")
+    tight = PatientTargets(fasting_limit_mg_dl=110.0, timezone="UTC")
+    fasting = [glu(at(d, 6, 30), 110, Meal.FASTING) for d in range(3)]
+    assert fires(evaluate(fasting, profile_name="us", targets=tight), "GLU-CTRL-1")
+    assert not fires(evaluate(fasting, profile_name="us"), "GLU-CTRL-1")
