@@ -17,8 +17,18 @@ from storage.clinic.models import DeadLetter, DeadLetterScope
 from storage.clinic.repository import ClinicRepository, bind_meter
 from storage.readings import ReadingStoreRejected, SqliteReadingStore, WriteResult
 from storage.readings.protocol import AnyReading
-from tests.ingest.helpers import STRANGER_CUFF, batch_json, bp_reading, glucose_reading, stored_ids
+from tests.fixtures.postgres import clinic_url, postgres_database_url
+from tests.ingest.helpers import (
+    STRANGER_CUFF,
+    batch_json,
+    bp_reading,
+    glucose_reading,
+    seed_clinic,
+    stored_ids,
+)
 from vitals.topics import readings_topic, status_topic
+
+__all__ = ["clinic_url", "postgres_database_url"]
 
 _mids = iter(range(1, 1_000_000))
 
@@ -159,3 +169,28 @@ def test_a_wrongly_typed_reading_is_rejected_and_never_stalls_the_stream(
     assert rejected.reading_id == bp_reading(1).reading_id
     assert rejected.reason.startswith("invalid reading: TypeError")
     assert [letter.scope for letter in _letters(clinic_sessions)] == [DeadLetterScope.READING]
+
+
+def test_one_cycle_against_each_clinic_database_engine(
+    clinic_url: str, reading_store: SqliteReadingStore, store_path: Path, gateway_id: str
+) -> None:
+    """Bindings and dead letters on SQLite and PostgreSQL (the production clinic database)."""
+    sessions = seed_clinic(clinic_url, [gateway_id])
+    try:
+        repository = ClinicRepository(sessions)
+        pipeline = IngestPipeline(reading_store, repository, repository)
+        bound, stranger = bp_reading(1), bp_reading(2, device=STRANGER_CUFF)
+        result = pipeline.process(
+            [
+                message(gateway_id, b"\x00 not json"),
+                message(gateway_id, batch_json(gateway_id, [bound, stranger])),
+            ]
+        )
+        assert stored_ids(store_path) == [bound.reading_id]
+        assert [r.reading_id for r in result.acks[gateway_id].rejected] == [stranger.reading_id]
+        assert [(d.scope, d.payload[:1]) for d in _letters(sessions)] == [
+            (DeadLetterScope.MESSAGE, b"\x00"),
+            (DeadLetterScope.READING, b"{"),
+        ]
+    finally:
+        sessions.kw["bind"].dispose()
