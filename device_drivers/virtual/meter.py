@@ -185,6 +185,8 @@ class VirtualMeter:
         self._ending: set[int] = set()
         self._advertising_lock = asyncio.Lock()
         self._on_link: tuple[LocalLink, VirtualController] | None = None
+        #: Real seconds an advertising window lasts at least (see :meth:`advertising_window_s`).
+        self.minimum_advertising_window_real_s = 0.0
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -396,6 +398,7 @@ class VirtualMeter:
 
     def _on_connection(self, connection: Connection) -> None:
         self._emit("connected")
+        connection.on(Connection.EVENT_PAIRING, lambda _keys: self._on_paired())
         connection.on(
             Connection.EVENT_DISCONNECTION, lambda reason: self._on_disconnection(connection, reason)
         )
@@ -410,6 +413,12 @@ class VirtualMeter:
             task.add_done_callback(_log_task_error)
             self._pending_updates.add(task)
             task.add_done_callback(self._pending_updates.discard)
+
+    def _on_paired(self) -> None:
+        self._emit("paired")
+        if self.persona.pairing_requires_mode and self.pairing_mode:
+            # The "-P-" mode ends once a host has bonded (hass-omron troubleshooting, §2.7).
+            self.pairing_mode = False
 
     def on_connected(self, connection: Connection) -> None:
         """Hook for subclasses."""
@@ -557,16 +566,24 @@ class VirtualMeter:
             await device.stop_advertising()
             self._emit("silent")
 
+    def advertising_window_s(self) -> float:
+        """Simulated seconds the radio stays on: the persona's window, or longer on a fast clock.
+
+        A gateway scans in real time; at 3600x a 120 s window would last 33 ms, shorter than one
+        advertising interval. ``minimum_advertising_window_real_s`` keeps it reachable.
+        """
+        floor = self.minimum_advertising_window_real_s * self.simulation_clock.speed
+        return max(self.persona.advertising_window_s, floor)
+
     def _open_advertising_window(self) -> None:
-        self._advertising_until = self.simulation_clock.now() + dt.timedelta(
-            seconds=self.persona.advertising_window_s
-        )
+        window_s = self.advertising_window_s()
+        self._advertising_until = self.simulation_clock.now() + dt.timedelta(seconds=window_s)
         if self._advertising_task is not None:
             self._advertising_task.cancel()
-        self._advertising_task = asyncio.get_running_loop().create_task(self._close_window_later())
+        self._advertising_task = asyncio.get_running_loop().create_task(self._close_window_later(window_s))
 
-    async def _close_window_later(self) -> None:
-        await self.simulation_clock.sleep(self.persona.advertising_window_s)
+    async def _close_window_later(self, window_s: float) -> None:
+        await self.simulation_clock.sleep(window_s)
         self._advertising_until = None
         await self.update_advertising()
 

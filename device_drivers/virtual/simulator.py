@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 #: Top two bits of a static random address are 1 (Core Vol 6 Part B 1.3.2.1).
 STATIC_RANDOM_ADDRESS_MARK = 0xC0
 ADDRESS_LENGTH = 6
+#: A gateway scans in real time: on a fast clock, keep "advertises for a while" windows this long.
+MINIMUM_ADVERTISING_WINDOW_REAL_S = 20.0
 
 MEAL_CODES = {
     "fasting": glucose_codec.Meal.FASTING,
@@ -113,6 +115,7 @@ class Simulation:
                     address=static_random_address(self.seed, patient_index, meter_index),
                     fixed_passkey=self.fixed_passkey,
                 )
+                meter.minimum_advertising_window_real_s = MINIMUM_ADVERTISING_WINDOW_REAL_S
                 simulated.meters.append(meter)
             self._load_history(simulated, until=now)
             for meter in simulated.meters:

@@ -129,7 +129,7 @@ async def _simulate(args: argparse.Namespace, stories: list[Story]) -> int:
 
 
 #: Meter events worth a line on the console.
-PRINTED_EVENTS = frozenset({"measurement", "connected", "transfer_done", "disconnected"})
+PRINTED_EVENTS = frozenset({"measurement", "connected", "paired", "transfer_done", "disconnected"})
 
 
 def _print_events(simulation: Simulation) -> None:

@@ -152,7 +152,9 @@ async def test_omron_like_cuff_is_silent_until_measured_and_keeps_one_bond(
         assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
     assert await cuff.bonded_hosts() == [radio.central.address]
 
+    assert not cuff.pairing_mode  # "-P-" ends once a host has bonded
     # A second gateway pairs in pairing mode: the cuff drops the first bond (one bond, §2.7).
+    await cuff.enter_pairing_mode()
     assert radio.link is not None
     async with (
         VirtualRadio(link=radio.link, central_address="C0:FF:EE:00:00:02") as other,

@@ -47,6 +47,8 @@ async def test_meters_hold_the_history_and_the_gateway_collects_it(simulation: S
     assert [m.persona.key for m in second.meters] == ["silvercrest-like", "accu-chek-like"]
     cuff = first.cuffs()[0]
     glucose = first.glucose_meters()[0]
+    # At 36,000x the Omron-like 120 s window would be 3 ms of real time: it lasts 20 real seconds.
+    assert cuff.advertising_window_s() == 20 * simulation.clock.speed
     assert 6 <= len(cuff.records) <= 8  # three days and a half, two a day
     assert 9 <= len(glucose.records) <= 12
 
