@@ -458,6 +458,7 @@ class IngestConsumer:
                 # Still queued in paho; it is sent while this process lives. PUBACK anyway: the
                 # readings are committed, and holding the slot would stall the stream.
                 with self._lock:
+                    self._pending_acks = [i for i in self._pending_acks if not i.is_published()]
                     self._pending_acks.append(info)
         except (RuntimeError, ValueError) as exc:
             self._record_error(f"application ack not published: {exc}")
