@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import ApiServices
-from api.routes import auth, patients, readings
+from api.routes import alerts, auth, patients, readings
 
 WEB_DIR = Path(__file__).with_name("web")
 
@@ -24,6 +24,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(readings.router)
     app.include_router(patients.router)
+    app.include_router(alerts.router)
     # The doctors' web app: static files that call the JSON API above.
     app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="web")
 

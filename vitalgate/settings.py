@@ -89,10 +89,16 @@ class AlertSettings(_Section):
     sweep_interval_s: float = Field(default=300.0, gt=0)
     escalation_after_s: float = Field(default=30 * 60, gt=0)  # clinical-rules.md §7 ESC-2
     webhook_urls: list[str] = Field(default_factory=list)
-    webhook_secret: SecretStr | None = None
-    smtp_host: str | None = None
+    webhook_secret: SecretStr | None = Field(default=None, description="required when webhook_urls are set")
+    smtp_host: str | None = Field(default=None, description="e-mail channel off when unset")
     smtp_port: int = 25
     smtp_sender: str = "vitalgate@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    digest_hour_utc: int = Field(default=7, ge=0, le=23, description="daily e-mail digest of warnings")
+    mqtt_username: str | None = Field(default=None, description="clinic account for the alerts topic")
+    mqtt_password: SecretStr | None = None
     web_base_url: str = "http://127.0.0.1:8000"
 
 
@@ -121,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def reading_store_path(self) -> Path:
         return self.storage.sqlite_path or self.data_dir / "readings.sqlite3"
+
+    @property
+    def webhook_dead_letter_path(self) -> Path:
+        return self.data_dir / "alerts" / "webhook-dead-letters.jsonl"
 
     @property
     def clinic_database_url(self) -> str:

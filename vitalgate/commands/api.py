@@ -6,19 +6,23 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("api", help="serve the clinic API and web app")
+    parser = subparsers.add_parser(
+        "api", help="serve the clinic: API and web app, alert engine, and (unless --no-ingest) ingest"
+    )
     parser.add_argument("--host", default=None, help="default: settings api.host")
     parser.add_argument("--port", type=int, default=None, help="default: settings api.port")
+    parser.add_argument(
+        "--no-ingest", action="store_true", help="do not consume readings here (ingest runs elsewhere)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
     import sys
 
-    import uvicorn
-
-    from api.app import create_app
-    from vitalgate.wiring import build_api_services, close_api_services
+    from vitalgate.clinic import build_clinic_server
 
     settings = args.settings
     if settings.api.jwt_secret is None:
@@ -27,14 +31,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    services = build_api_services(settings)
-    try:
-        uvicorn.run(
-            create_app(services),
-            host=args.host or settings.api.host,
-            port=args.port or settings.api.port,
-            log_config=None,
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        server = await build_clinic_server(
+            settings, jwt_secret=settings.api.jwt_secret.get_secret_value(), with_ingest=not args.no_ingest
         )
-    finally:
-        close_api_services(services)
+        await server.serve(stop, host=args.host or settings.api.host, port=args.port or settings.api.port)
+
+    asyncio.run(main())
     return 0

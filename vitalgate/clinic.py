@@ -1,0 +1,175 @@
+"""The clinic server: ingest, the alert engine and the API in one process, wired from Settings.
+
+The alert engine is an ingest listener (DESIGN.md: ingest announces each committed batch to
+listeners handed to it at start; ingest never imports alerts, alerts never consume MQTT), and the
+API's alert inbox, acknowledgements and live events go through the same engine and event hub, so an
+acknowledgement in any channel is one state for all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import uvicorn
+
+from alerts.channels.base import Channel
+from alerts.channels.email import EmailChannel, SmtpConfig
+from alerts.channels.hub import EventHub
+from alerts.channels.mqtt import MqttAlertChannel, MqttConfig
+from alerts.channels.webhook import JsonLinesDeadLetters, WebhookChannel
+from alerts.engine import AlertEngine, run_sweeps
+from alerts.repository import SqlAlertRepository, SqlPatientDirectory
+from alerts.routing import Router
+from api.app import create_app
+from api.deps import ApiServices
+from api.routes.alerts import AlertApi
+from ingest import IngestConsumer
+from storage.clinic.repository import ClinicRepository
+from vitalgate.commands.ingest import ingest_config
+from vitalgate.settings import Settings
+from vitalgate.wiring import build_clinic_sessions, build_reading_store
+
+logger = logging.getLogger(__name__)
+
+DIGEST_CHECK_S = 300.0
+
+
+@dataclass
+class ClinicServer:
+    settings: Settings
+    api: ApiServices
+    engine: AlertEngine
+    hub: EventHub
+    ingest: IngestConsumer | None
+    mqtt_alerts: MqttAlertChannel | None
+    email: EmailChannel | None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def serve(self, stop: asyncio.Event, *, host: str, port: int) -> None:
+        """Run until `stop` is set: API (uvicorn), alert sweeps, the daily digest, ingest."""
+        if self.ingest is not None:
+            self.ingest.start()
+        self._tasks.append(
+            asyncio.create_task(run_sweeps(self.engine, self.settings.alerts.sweep_interval_s, stop))
+        )
+        if self.email is not None:
+            self._tasks.append(asyncio.create_task(self._digests(stop)))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(self.api), host=host, port=port, log_config=None, lifespan="off")
+        )
+        api_task = asyncio.create_task(server.serve())
+        await stop.wait()
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(api_task, 10)
+        await self.close()
+
+    async def _digests(self, stop: asyncio.Event) -> None:
+        """Warnings are batched into a daily e-mail digest (clinical-rules.md §7, ESC-2)."""
+        assert self.email is not None
+        last_day = None
+        while not stop.is_set():
+            now = datetime.now(UTC)
+            if now.hour >= self.settings.alerts.digest_hour_utc and now.date() != last_day:
+                try:
+                    sent = await self.engine.send_digest(self.email, now)
+                    logger.info("alert digest sent", extra={"messages": sent})
+                    last_day = now.date()
+                except Exception:
+                    logger.exception("alert digest failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), DIGEST_CHECK_S)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.ingest is not None:
+            await asyncio.to_thread(self.ingest.stop)
+        if self.mqtt_alerts is not None:
+            await self.mqtt_alerts.stop()
+        self.api.reading_store.close()
+        bind = self.api.clinic_sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+
+
+async def build_clinic_server(
+    settings: Settings, *, jwt_secret: str, with_ingest: bool = True
+) -> ClinicServer:
+    """Build every clinic-side part from `settings`. Call from inside the running event loop."""
+    store = build_reading_store(settings)
+    sessions = build_clinic_sessions(settings)
+    a = settings.alerts
+    hub = EventHub()
+    live: list[Channel] = [hub]
+    mqtt_alerts = None
+    mqtt_user = a.mqtt_username or settings.mqtt.username
+    mqtt_password = a.mqtt_password or settings.mqtt.password
+    if mqtt_user is not None:
+        mqtt_alerts = MqttAlertChannel(
+            MqttConfig(
+                host=settings.mqtt.host,
+                port=settings.mqtt.port,
+                username=mqtt_user,
+                password=mqtt_password.get_secret_value() if mqtt_password else None,
+                client_id=f"vitalgate-alerts-{settings.ingest.client_id}",
+            )
+        )
+        await mqtt_alerts.start()
+        live.append(mqtt_alerts)
+    webhooks: list[Channel] = []
+    if a.webhook_urls:
+        if a.webhook_secret is None:
+            raise ValueError("alerts.webhook_secret is required when alerts.webhook_urls are set")
+        settings.webhook_dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
+        webhooks.append(
+            WebhookChannel(
+                a.webhook_urls,
+                a.webhook_secret.get_secret_value().encode(),
+                JsonLinesDeadLetters(settings.webhook_dead_letter_path),
+            )
+        )
+    email = None
+    if a.smtp_host:
+        email = EmailChannel(
+            SmtpConfig(
+                host=a.smtp_host,
+                port=a.smtp_port,
+                sender=a.smtp_sender,
+                starttls=a.smtp_starttls,
+                username=a.smtp_username,
+                password=a.smtp_password.get_secret_value() if a.smtp_password else None,
+            )
+        )
+    router = Router(live=live, webhooks=webhooks, email=email, base_url=a.web_base_url)
+    alert_repository = SqlAlertRepository(sessions)
+    engine = AlertEngine(
+        store,
+        alert_repository,
+        SqlPatientDirectory(sessions, a.profile),
+        router,
+        escalation_after=timedelta(seconds=a.escalation_after_s),
+    )
+    ingest = None
+    if with_ingest:
+        ingest = IngestConsumer(
+            ingest_config(settings),
+            store,
+            ClinicRepository(sessions),
+            listeners=[engine.threadsafe_listener(asyncio.get_running_loop())],
+        )
+    api = ApiServices(
+        reading_store=store,
+        clinic_sessions=sessions,
+        jwt_secret=jwt_secret,
+        access_token_ttl_s=settings.api.access_token_ttl_s,
+        extras={"alerts": AlertApi(engine, alert_repository, hub)},
+    )
+    return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email)
