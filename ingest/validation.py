@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from storage.readings.protocol import AnyReading
 from vitals.payload import MAX_READINGS_PER_BATCH, SCHEMA_VERSION, ReadingsBatch
-from vitals.readings import Reading
+from vitals.readings import BloodPressureReading, Reading
 from vitals.topics import GatewayChannel, InvalidTopicError, parse_gateway_topic
 
 _READING_ID: Final = re.compile(r"^[0-9a-f]{32}$")
@@ -204,8 +203,4 @@ def reading_bytes(reading: AnyReading) -> bytes:
 
 def device_user_id(reading: AnyReading) -> int | None:
     """The cuff's user slot; glucose meters have none."""
-    return getattr(reading, "user_id", None)
-
-
-def unique_ids(readings: Sequence[AnyReading]) -> list[str]:
-    return list(dict.fromkeys(r.reading_id for r in readings))
+    return reading.user_id if isinstance(reading, BloodPressureReading) else None
