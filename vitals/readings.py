@@ -226,6 +226,17 @@ def _add_reasons(data: dict[str, Any], reasons: list[str]) -> None:
     data["valid"] = False
 
 
+def _typed(derive: Any, data: Any) -> Any:
+    """Run a before-validator's derivation on a copy; a wrongly typed field (a list where a number
+    belongs, say) is reported as a validation error, never as a TypeError escaping to the caller."""
+    if not isinstance(data, dict):
+        return data
+    try:
+        return derive(dict(data))
+    except TypeError as exc:
+        raise ValueError(f"wrongly typed field: {exc}") from exc
+
+
 def _check(limit: PlausibleRange, value: Any, reasons: list[str], missing: str | None = None) -> None:
     if value is None:
         if missing:
@@ -254,9 +265,10 @@ class BloodPressureReading(_ReadingBase):
     @model_validator(mode="before")
     @classmethod
     def _fill_canonical_and_validity(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
+        return _typed(cls._derive, data)
+
+    @classmethod
+    def _derive(cls, data: dict[str, Any]) -> dict[str, Any]:
         unit = PressureUnit(data.get("unit", PressureUnit.MMHG))
         for field in ("systolic", "diastolic", "mean_arterial"):
             _canonical(data, field, f"{field}_mmhg", pressure_to_mmhg, unit)
@@ -313,9 +325,10 @@ class GlucoseReading(_ReadingBase):
     @model_validator(mode="before")
     @classmethod
     def _fill_canonical_and_validity(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
+        return _typed(cls._derive, data)
+
+    @classmethod
+    def _derive(cls, data: dict[str, Any]) -> dict[str, Any]:
         unit = GlucoseUnit(data.get("unit", GlucoseUnit.MG_DL))
         _canonical(data, "glucose", "glucose_mg_dl", glucose_to_mg_dl, unit)
         reasons: list[str] = []
