@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import ApiServices
-from api.routes import alerts, auth, patients, readings
+from api.routes import alerts, auth, ops, patients, readings
 
 WEB_DIR = Path(__file__).with_name("web")
 
@@ -25,15 +25,12 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(readings.router)
     app.include_router(patients.router)
     app.include_router(alerts.router)
+    app.include_router(ops.router)
     # The doctors' web app: static files that call the JSON API above.
     app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="web")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/app/")
-
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     return app

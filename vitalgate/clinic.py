@@ -165,11 +165,15 @@ async def build_clinic_server(
             ClinicRepository(sessions),
             listeners=[engine.threadsafe_listener(asyncio.get_running_loop())],
         )
+    extras: dict[str, object] = {"alerts": AlertApi(engine, alert_repository, hub), "metrics": []}
+    if ingest is not None:
+        consumer = ingest
+        extras["metrics"] = [lambda: consumer.counters().prometheus_text()]
     api = ApiServices(
         reading_store=store,
         clinic_sessions=sessions,
         jwt_secret=jwt_secret,
         access_token_ttl_s=settings.api.access_token_ttl_s,
-        extras={"alerts": AlertApi(engine, alert_repository, hub)},
+        extras=extras,
     )
     return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email)
