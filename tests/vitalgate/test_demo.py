@@ -96,7 +96,7 @@ def test_demo_instructions_work_while_it_runs(tmp_path: Path) -> None:
             readings = json.load(response)["readings"]
         assert readings, "the demo patient's cuff readings are served as JSON"
         assert all(r["patient_id"] == "vp-0001" for r in readings)
-        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
             metrics = response.read().decode()
         stored = re.search(r"^vitalgate_ingest_readings_stored_total (\d+)$", metrics, re.MULTILINE)
         assert stored, metrics
