@@ -36,6 +36,13 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
+from device_drivers.procedures.errors import (
+    GattOperationFailed,
+    GattTimeout,
+    MeterDisconnected,
+    ProcedureError,
+    SyncTimeout,
+)
 from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
 from gateway.bindings import Bindings, PairedMeter
 from gateway.health import Health
@@ -91,7 +98,8 @@ _SECURITY_ATT_ERRORS = {
     BleakGATTProtocolErrorCode.INSUFFICIENT_ENCRYPTION_KEY_SIZE,
     BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHORIZATION,
 }
-_SLOT_MARKERS = ("out of slots", "inprogress", "in progress", "busy", "no free slot")
+# BlueZ "org.bluez.Error.InProgress", ESPHome "out of slots", ATT/RACP 0xFE "procedure already in progress".
+_SLOT_MARKERS = ("out of slots", "inprogress", "in progress", "in_progress", "busy", "no free slot")
 
 
 class SpoofedMeterError(Exception):
@@ -112,6 +120,15 @@ def classify(error: BaseException) -> ErrorKind:
         return ErrorKind.SPOOFED
     if isinstance(error, MeterProtocolError):
         return ErrorKind.PROTOCOL
+    if isinstance(error, (GattTimeout, SyncTimeout)):
+        return ErrorKind.TIMEOUT
+    if isinstance(error, MeterDisconnected):
+        return ErrorKind.TRANSIENT
+    if isinstance(error, GattOperationFailed):
+        # The ATT error is in the message and in __cause__ (bleak's error).
+        return _classify_text(str(error), default=ErrorKind.TRANSIENT)
+    if isinstance(error, ProcedureError):  # RacpError, MissingCharacteristic
+        return ErrorKind.PROTOCOL
     if isinstance(error, TimeoutError):
         return ErrorKind.TIMEOUT
     if isinstance(error, BleakDeviceNotFoundError):
@@ -122,15 +139,19 @@ def classify(error: BaseException) -> ErrorKind:
             return ErrorKind.SECURITY
         return ErrorKind.PROTOCOL
     if isinstance(error, BleakError):
-        text = str(error).lower()
-        if any(marker in text for marker in _SLOT_MARKERS):
-            return ErrorKind.OUT_OF_SLOTS
-        if "pair" in text or "bond" in text or "authentic" in text or "encrypt" in text:
-            return ErrorKind.SECURITY
-        return ErrorKind.TRANSIENT
+        return _classify_text(str(error), default=ErrorKind.TRANSIENT)
     if isinstance(error, (ConnectionError, EOFError)):
         return ErrorKind.TRANSIENT
     return ErrorKind.PROTOCOL
+
+
+def _classify_text(message: str, *, default: ErrorKind) -> ErrorKind:
+    text = message.lower()
+    if any(marker in text for marker in _SLOT_MARKERS):
+        return ErrorKind.OUT_OF_SLOTS  # adapter or meter busy: retry after a few seconds
+    if any(marker in text for marker in ("pair", "bond", "authentic", "encrypt")):
+        return ErrorKind.SECURITY
+    return default
 
 
 def backoff_s(kind: ErrorKind, attempt: int, cap: float) -> float:

@@ -90,6 +90,10 @@ class Acker:
             ack = ReadingsAck(gateway_id=gateway_id, stored=tuple(stored), rejected=tuple(rejected))
             client.publish(acks_topic(gateway_id), ack.model_dump_json(), qos=1)
 
+    def snapshot(self) -> list[Reading]:
+        with self._cond:
+            return list(self.readings.values())
+
     def wait_for(self, reading_ids: Iterable[str], timeout_s: float) -> bool:
         wanted = set(reading_ids)
         deadline = time.monotonic() + timeout_s

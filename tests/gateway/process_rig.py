@@ -19,7 +19,9 @@ from types import TracebackType
 
 from bumble.transport.common import Transport
 
+from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
@@ -50,18 +52,29 @@ class MeterHost:
     def transport_spec(self) -> str:
         return f"tcp-client:127.0.0.1:{self.port}"
 
-    async def add_glucose_meter(
-        self, serial: str, *, records: int = 1, persona: str = "contour-like"
+    async def add_meter(
+        self, persona: str, serial: str, *, records: int = 1, fixed_passkey: int | None = None
     ) -> VirtualMeter:
-        meter = make_meter(persona, clock=self.clock, serial_number=serial)
+        """A meter holding ``records`` readings, one every ten minutes up to now, switched on."""
+        meter = make_meter(persona, clock=self.clock, serial_number=serial, fixed_passkey=fixed_passkey)
         now = dt.datetime.now(dt.UTC)
         for i in range(records):
-            meter.add_record(  # type: ignore[attr-defined]
-                taken_at=now - dt.timedelta(minutes=10 * (records - i)), glucose_mg_dl=90 + i % 60
-            )
+            self.record(meter, now - dt.timedelta(minutes=10 * (records - i)), i)
         await self.radio.add_meter(meter)
         self.meters.append(meter)
         return meter
+
+    @staticmethod
+    def record(meter: VirtualMeter, taken_at: dt.datetime, i: int) -> None:
+        if isinstance(meter, VirtualGlucoseMeter):
+            meter.add_record(taken_at=taken_at, glucose_mg_dl=90 + i % 60)
+        elif isinstance(meter, VirtualBloodPressureCuff):
+            meter.add_record(taken_at=taken_at, systolic_mmhg=118 + i % 30, diastolic_mmhg=78, pulse_bpm=64)
+
+    async def measure(self, meter: VirtualMeter, i: int) -> None:
+        """The patient measures now (the meter stores it and reacts on the radio)."""
+        self.record(meter, dt.datetime.now(dt.UTC), i)
+        await meter.measurement_taken()
 
 
 def gateway_env(broker: MosquittoBroker, data_dir: Path, gateway_id: str, **extra: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
+from device_drivers.procedures.errors import GattOperationFailed, GattTimeout, MissingCharacteristic
 from gateway.meters import ErrorKind, SpoofedMeterError, backoff_s, classify
 from gateway.outbox import OutboxFullError
 
@@ -27,3 +28,10 @@ def test_backoff_grows_per_kind_and_is_capped() -> None:
     # A meter that lost its bond is not hammered: retries wait minutes, not seconds.
     assert backoff_s(ErrorKind.SECURITY, 1, 600) >= 300
     assert backoff_s(ErrorKind.SPOOFED, 5, 100) == 100
+
+
+def test_procedure_errors_are_classified() -> None:
+    busy = GattOperationFailed("write", "0x2A52", "(<ErrorCode.PROCEDURE_ALREADY_IN_PROGRESS: 254>, ...)")
+    assert classify(busy) is ErrorKind.OUT_OF_SLOTS
+    assert classify(GattTimeout("read", "0x2A19", 10.0)) is ErrorKind.TIMEOUT
+    assert classify(MissingCharacteristic("0x2A35")) is ErrorKind.PROTOCOL

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,6 @@ import pytest
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
-from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.app import Gateway
@@ -21,11 +20,11 @@ from gateway.bindings import Bindings, MeterProfile
 from gateway.collect import default_collector
 from gateway.pairing import pair
 from tests.gateway.acker import Acker
-from tests.gateway.helpers import wait_until
+from tests.gateway.helpers import expected_keys, received_keys, wait_until
 from tests.gateway.test_gateway_app import GW, options
 from vitalgate.mosquitto import MosquittoBroker
 from vitals.payload import MeterBinding
-from vitals.readings import BloodPressureReading, GlucoseReading
+from vitals.readings import BloodPressureReading
 
 pytestmark = pytest.mark.mosquitto
 
@@ -34,31 +33,6 @@ pytestmark = pytest.mark.mosquitto
 async def radio() -> AsyncIterator[VirtualRadio]:
     async with VirtualRadio() as radio:
         yield radio
-
-
-def expected_keys(meters: Sequence[VirtualMeter]) -> set[tuple[str, object]]:
-    keys: set[tuple[str, object]] = set()
-    for meter in meters:
-        if isinstance(meter, VirtualGlucoseMeter):
-            keys |= {(meter.serial_number, r.measurement.sequence_number) for r in meter.records}
-        elif isinstance(meter, VirtualBloodPressureCuff):
-            keys |= {
-                (meter.serial_number, (r.measurement.timestamp.to_datetime(), r.measurement.user_id))  # type: ignore[union-attr]
-                for r in meter.records
-            }
-    return keys
-
-
-def received_keys(acker: Acker) -> set[tuple[str, object]]:
-    keys: set[tuple[str, object]] = set()
-    for reading in acker.readings.values():
-        serial = reading.device.serial_number or ""
-        if isinstance(reading, GlucoseReading):
-            keys.add((serial, reading.sequence_number))
-        else:
-            assert isinstance(reading, BloodPressureReading)
-            keys.add((serial, (reading.device_time, reading.user_id)))
-    return keys
 
 
 async def test_every_reading_held_by_the_meters_reaches_the_broker_acked_once(
