@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/gateway_memory.py [--seconds 60] [--collector default|burst]
 
-Starts a private Mosquitto, four virtual glucose meters in this process (served to the gateway over
+Starts a private Mosquitto, four virtual meters in this process (two glucose meters, two cuffs) (served to the gateway over
 a bumble TCP controller), pairs and binds them through `vitalgate gateway pair`, runs the gateway
 process with an in-bench acker, and samples the gateway's RSS (psutil) while it syncs the meters
 every few seconds. The virtual radio loads bumble into the gateway process, which a production
@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.gateway.acker import Acker  # noqa: E402
-from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli  # noqa: E402
+from tests.gateway.process_rig import GatewayProcess, MeterHost, add_home, gateway_env, pair_all  # noqa: E402
 from vitalgate.mosquitto import MosquittoBroker  # noqa: E402
 
 GATEWAY_ID = "gw-bench"
@@ -50,16 +50,8 @@ async def run(seconds: float, collector: str) -> int:
         try:
             env = gateway_env(broker, tmp_path / "gw", GATEWAY_ID, VITALGATE_LOG_LEVEL="WARNING")
             async with MeterHost() as host:
-                for i in range(4):
-                    await host.add_glucose_meter(f"GL-BENCH-{i}", records=50)
-                for i, meter in enumerate(host.meters):
-                    code, _out, err = await run_cli(
-                        env, "gateway", "pair", "--virtual-radio", host.transport_spec,
-                        "--address", meter.address, "--profile", "glucose", "--patient", f"bench-{i}",
-                    )  # fmt: skip
-                    if code != 0:
-                        print(err, file=sys.stderr)
-                        return 1
+                await add_home(host, records=50)
+                await pair_all(host, env)
                 args = ("--collector", collector, "--burst", "10", "--batch", "10", "--resync-after-s", "2")
                 gateway = await GatewayProcess(env, host.transport_spec, tmp_path / "gw.log", args).start()
                 try:
@@ -81,8 +73,10 @@ async def run(seconds: float, collector: str) -> int:
     duplicates = sum(n - 1 for n in acker.received.values())
     print(f"  readings acked: {len(acker.acked)}, duplicates received: {duplicates}")
     print(f"  bumble's share (virtual radio only, absent on BlueZ): ~{bumble_share:.1f} MB")
-    print(f"  estimated production RSS: ~{peak - bumble_share:.1f} MB; target < {TARGET_MB:.0f} MB: "
-          f"{'met' if peak < TARGET_MB else 'NOT met with the virtual radio'}")  # fmt: skip
+    print(
+        f"  estimated production RSS: ~{peak - bumble_share:.1f} MB; target < {TARGET_MB:.0f} MB: "
+        f"{'met' if peak < TARGET_MB else 'NOT met with the virtual radio'}"
+    )
     return 0 if peak - bumble_share < TARGET_MB else 1
 
 
@@ -91,7 +85,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--collector", choices=["default", "burst"], default="burst")
+    parser.add_argument("--collector", choices=["default", "burst"], default="default")
     args = parser.parse_args()
     return asyncio.run(run(args.seconds, args.collector))
 

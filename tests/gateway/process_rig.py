@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from device_drivers.virtual.radio import VirtualRadio
 from vitalgate.mosquitto import MosquittoBroker
 
 REPO = Path(__file__).resolve().parents[2]
+PASSKEY = 246810
 
 
 class MeterHost:
@@ -160,3 +162,23 @@ class GatewayProcess:
         except TimeoutError:
             self.process.kill()
             return await asyncio.wait_for(self.process.wait(), 10)
+
+
+async def add_home(host: MeterHost, records: int) -> None:
+    """Two glucose meters (one with a PIN) and two cuffs, as in a two-patient home."""
+    await host.add_meter("contour-like", "GL-HOME-1", records=records)
+    await host.add_meter("accu-chek-like", "GL-HOME-2", records=records, fixed_passkey=PASSKEY)
+    await host.add_meter("silvercrest-like", "BP-HOME-1", records=records)
+    await host.add_meter("and-like", "BP-HOME-2", records=records)
+
+
+async def pair_all(host: MeterHost, env: dict[str, str]) -> None:
+    for i, meter in enumerate(host.meters):
+        profile = "glucose" if isinstance(meter, VirtualGlucoseMeter) else "bp"
+        extra = ["--passkey", str(PASSKEY)] if meter.fixed_passkey is not None else []
+        code, out, err = await run_cli(
+            env, "gateway", "pair", "--virtual-radio", host.transport_spec,
+            "--address", meter.address, "--profile", profile, "--patient", f"patient-{i}", *extra,
+        )  # fmt: skip
+        assert code == 0, err
+        assert json.loads(out)["paired"] == meter.address

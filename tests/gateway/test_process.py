@@ -4,7 +4,6 @@ a burst, the broker down while the meters keep measuring. Collector: device_driv
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import threading
@@ -13,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from tests.gateway.acker import Acker
 from tests.gateway.helpers import expected_keys, received_keys, wait_until
-from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
+from tests.gateway.process_rig import GatewayProcess, MeterHost, add_home, gateway_env, pair_all
 from vitalgate.mosquitto import MosquittoBroker
 
 pytestmark = [pytest.mark.mosquitto]
 
 GW = "gw-proc"
-PASSKEY = 246810
 
 
 @pytest.fixture
@@ -52,26 +49,6 @@ def outbox_ids(path: Path) -> tuple[set[str], set[str], str]:
     finally:
         db.close()
     return held, acked, integrity
-
-
-async def add_home(host: MeterHost, records: int) -> None:
-    """Two glucose meters (one with a PIN) and two cuffs, as in a two-patient home."""
-    await host.add_meter("contour-like", "GL-HOME-1", records=records)
-    await host.add_meter("accu-chek-like", "GL-HOME-2", records=records, fixed_passkey=PASSKEY)
-    await host.add_meter("silvercrest-like", "BP-HOME-1", records=records)
-    await host.add_meter("and-like", "BP-HOME-2", records=records)
-
-
-async def pair_all(host: MeterHost, env: dict[str, str]) -> None:
-    for i, meter in enumerate(host.meters):
-        profile = "glucose" if isinstance(meter, VirtualGlucoseMeter) else "bp"
-        extra = ["--passkey", str(PASSKEY)] if meter.fixed_passkey is not None else []
-        code, out, err = await run_cli(
-            env, "gateway", "pair", "--virtual-radio", host.transport_spec,
-            "--address", meter.address, "--profile", profile, "--patient", f"patient-{i}", *extra,
-        )  # fmt: skip
-        assert code == 0, err
-        assert json.loads(out)["paired"] == meter.address
 
 
 async def test_kill_9_in_a_burst_loses_nothing_committed(tmp_path: Path, broker: MosquittoBroker) -> None:
