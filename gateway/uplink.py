@@ -393,7 +393,7 @@ class Forwarder:
         # Resend everything unacked on reconnect: what was in flight may be lost anywhere.
         self._in_flight.clear()
         task = asyncio.get_running_loop().create_task(self._mark_all_unsent())
-        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+        task.add_done_callback(_log_failure)
 
     async def _mark_all_unsent(self) -> None:
         count = await asyncio.to_thread(self.outbox.mark_all_unsent)
@@ -436,3 +436,8 @@ class Forwarder:
             return
         if self._on_config is not None:
             await self._on_config(config)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("uplink task failed", exc_info=task.exception())
