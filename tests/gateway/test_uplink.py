@@ -232,3 +232,41 @@ async def test_gateway_cannot_publish_as_another_gateway(broker: MosquittoBroker
         await uplink.stop()
         outbox.close()
         acker.stop()
+
+
+async def test_readings_travel_over_tls_with_the_gateway_credentials(tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path / "tls-broker", tls=True)
+    broker.start()
+    try:
+        broker.add_gateway(GATEWAY_ID)
+        assert broker.tls_files is not None
+        assert broker.tls_port is not None
+        acker = Acker(broker).start()  # plain listener on loopback for the test's acker
+        username, password = broker.credentials(GATEWAY_ID)
+        config = UplinkConfig(
+            gateway_id=GATEWAY_ID,
+            host=broker.host,
+            port=broker.tls_port,
+            username=username,
+            password=password,
+            tls_ca_file=broker.tls_files.ca_file,
+        )
+        outbox = Outbox(tmp_path / "o.db").open()
+        uplink = MqttUplink(config)
+        forwarder = Forwarder(GATEWAY_ID, outbox, uplink)
+        await uplink.start()
+        task = asyncio.create_task(forwarder.run())
+        try:
+            assert await uplink.wait_connected(15)
+            readings = [glucose(n) for n in range(1, 6)]
+            outbox.commit(readings)
+            forwarder.wake()
+            assert await asyncio.to_thread(acker.wait_for, [r.reading_id for r in readings], 15)
+            await wait_until(lambda: outbox.stats().depth == 0, 10, "outbox to drain")
+        finally:
+            task.cancel()
+            await uplink.stop()
+            outbox.close()
+            acker.stop()
+    finally:
+        broker.stop()
