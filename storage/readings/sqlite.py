@@ -40,10 +40,9 @@ from storage.readings.records import (
     in_averages,
     json_list,
     reading_from_json,
-    reading_to_json,
     utc_text,
 )
-from vitals.readings import BloodPressureReading, ReadingKind
+from vitals.readings import BloodPressureReading, DeviceIdentity, ReadingKind
 
 logger = logging.getLogger(__name__)
 
@@ -133,20 +132,60 @@ _LATEST: Final = (
 _LATEST_VALID: Final = _LATEST.replace("AND kind = ?", "AND kind = ? AND valid = 1")
 
 
-def reading_row(reading: AnyReading, stored_at: str) -> tuple[Any, ...]:
-    """The `readings` row of one reading, in `_COLUMNS` order."""
+_EMPTY_JSON_LIST: Final = "[]"
+_NINE_NONES: Final = (None,) * 9  # the blood-pressure columns of a glucose row
+# Years 1000-9999 print with four digits under both strftime("%Y") and isoformat(); outside them
+# the two differ, so utc_text (strftime) is used there.
+_FOUR_DIGIT_YEARS: Final = range(1000, 10_000)
+
+MeterKeys = dict[tuple[str, str, str | None, str | None], str]
+"""DeviceIdentity fields -> meter_key, memoised within one batch (a batch holds few meters)."""
+
+
+def _utc_text(moment: datetime) -> str:
+    """`records.utc_text`, the same text, at a third of the cost (isoformat instead of strftime):
+    row building is per reading, and ingest's throughput is bound by per-reading work
+    (docs/ingest.md)."""
+    moment = moment.astimezone(UTC)
+    if moment.year not in _FOUR_DIGIT_YEARS:
+        return utc_text(moment)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _sorted_values(flags: frozenset[Any]) -> str:
+    """A set of StrEnum flags as a sorted JSON list of their values; most readings have none."""
+    if not flags:
+        return _EMPTY_JSON_LIST
+    return json_list(sorted(flag.value for flag in flags))
+
+
+def _meter_key(device: DeviceIdentity, cache: MeterKeys) -> str:
+    key = (device.manufacturer, device.model, device.serial_number, device.address)
+    meter_key = cache.get(key)
+    if meter_key is None:
+        meter_key = cache[key] = device.meter_key
+    return meter_key
+
+
+def reading_row(reading: AnyReading, stored_at: str, meter_keys: MeterKeys | None = None) -> tuple[Any, ...]:
+    """The `readings` row of one reading, in `_COLUMNS` order.
+
+    `meter_keys`: a cache of meter keys to share between the rows of one batch."""
+    received_at = reading.received_at
+    device_time = reading.device_time
+    reasons = reading.invalid_reasons
     common = (
         reading.reading_id,
         reading.patient_id,
         reading.kind.value,
-        utc_text(reading.measured_at),
-        None if reading.device_time is None else reading.device_time.isoformat(),
+        _utc_text(reading.measured_at),
+        None if device_time is None else device_time.isoformat(),
         reading.clock_offset_s,
-        None if reading.received_at is None else utc_text(reading.received_at),
-        reading.device.meter_key,
+        None if received_at is None else _utc_text(received_at),
+        _meter_key(reading.device, {} if meter_keys is None else meter_keys),
         int(reading.valid),
         int(in_averages(reading)),
-        json_list(reading.invalid_reasons),
+        json_list(reasons) if reasons else _EMPTY_JSON_LIST,
         reading.unit.value,
     )
     if isinstance(reading, BloodPressureReading):
@@ -159,7 +198,7 @@ def reading_row(reading: AnyReading, stored_at: str) -> tuple[Any, ...]:
             reading.mean_arterial_mmhg,
             reading.pulse_bpm,
             reading.user_id,
-            json_list(sorted(s.value for s in reading.measurement_status)),
+            _sorted_values(reading.measurement_status),
             None,
             None,
             None,
@@ -169,16 +208,22 @@ def reading_row(reading: AnyReading, stored_at: str) -> tuple[Any, ...]:
         )
     else:
         specific = (
-            *([None] * 9),
+            *_NINE_NONES,
             reading.sequence_number,
             reading.glucose,
             reading.glucose_mg_dl,
             None if reading.sample_type is None else reading.sample_type.value,
             None if reading.sample_location is None else reading.sample_location.value,
-            json_list(sorted(s.value for s in reading.sensor_status)),
+            _sorted_values(reading.sensor_status),
         )
     raw = None if reading.raw_hex is None else bytes.fromhex(reading.raw_hex)
-    return (*common, *specific, raw, reading_to_json(reading), stored_at)
+    return (*common, *specific, raw, reading_json(reading), stored_at)
+
+
+
+def reading_json(reading: AnyReading) -> str:
+    """`records.reading_to_json`: the same JSON text, without model_dump_json's Python wrapper."""
+    return type(reading).__pydantic_serializer__.to_json(reading).decode()
 
 
 class SqliteReadingStore:
@@ -265,7 +310,8 @@ class SqliteReadingStore:
                         present.add(reading.reading_id)
                         stored.append(reading.reading_id)
                         new.append(reading)
-                conn.executemany(_INSERT, (reading_row(r, stored_at) for r in new))
+                meter_keys: MeterKeys = {}
+                conn.executemany(_INSERT, [reading_row(r, stored_at, meter_keys) for r in new])
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
