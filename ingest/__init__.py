@@ -6,6 +6,7 @@
 from ingest.config import IngestConfig
 from ingest.consumer import IngestConsumer, IngestCounters, IngestError, ReadingsListener
 from ingest.pipeline import ClinicAccess, CycleResult, IngestPipeline
+from ingest.runtime import freeze_startup_heap
 from ingest.validation import InboundMessage, parse_message
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "IngestError",
     "IngestPipeline",
     "ReadingsListener",
+    "freeze_startup_heap",
     "parse_message",
 ]
