@@ -179,9 +179,9 @@ class MqttUplink:
             )
             with contextlib.suppress(RuntimeError, ValueError):
                 await asyncio.to_thread(info.wait_for_publish, timeout_s)
+        self._started = False  # a disconnect from here on is ours, not a fault
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
-        self._started = False
         self._connected.clear()
         for task in list(self._tasks):
             task.cancel()
@@ -264,7 +264,7 @@ class MqttUplink:
             listener()
 
     def _disconnected_in_loop(self, reason: str) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and self._started:
             logger.warning(
                 "mqtt disconnected", extra={"gateway_id": self.config.gateway_id, "reason": reason}
             )
