@@ -206,8 +206,9 @@ class _ReadingBase(BaseModel):
 
 # The derivations below run as model validators in "after" mode, on the already validated and
 # typed fields: pydantic-core then parses a batch's JSON straight into the models, instead of first
-# building a Python dict of every reading for a "before" validator (measured by bench/
-# ingest_throughput.py: ~11 -> ~7 us per reading for the whole ReadingsBatch parse; docs/ingest.md).
+# building a Python dict of every reading for a "before" validator (measured on the payloads of
+# bench/ingest_throughput.py: ~11 -> ~7 us per reading for the whole ReadingsBatch parse,
+# docs/ingest.md).
 # The models are frozen, so derived values are written into the instance's __dict__, and the fields
 # they fill are marked set, exactly as if the input had carried them.
 _BP_CANONICAL: Final = (
