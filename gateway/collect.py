@@ -22,7 +22,7 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 
 from device_drivers.procedures.blood_pressure import collect_blood_pressure
 from device_drivers.procedures.client import NotifyCallback
-from device_drivers.procedures.clock import ClockReading
+from device_drivers.procedures.clock import ClockReading, Now, system_now
 from device_drivers.procedures.device_info import (
     MeterIdentity,
     UndecodedValue,
@@ -62,7 +62,9 @@ def _log_undecodable(session: MeterSession, items: Sequence[UndecodedValue]) -> 
         )
 
 
-def default_collector(gateway_timezone: dt.tzinfo | None = None) -> Collector:
+def default_collector(gateway_timezone: dt.tzinfo | None = None, *, now: Now = system_now) -> Collector:
+    """The collector for bound meters. `now` is the gateway's clock: the system clock on a real
+    gateway, the simulation clock when virtual meters run faster than real time (the demo)."""
     tz = gateway_timezone or local_timezone()
 
     async def collect(client: BleakClient, session: MeterSession) -> None:
@@ -71,26 +73,33 @@ def default_collector(gateway_timezone: dt.tzinfo | None = None) -> Collector:
             session.report_battery(identity.battery_level_percent)
         device = device_identity(identity.device_information, address=session.meter.address)
         if session.meter.profile is MeterProfile.GLUCOSE:
-            await _glucose(client, session, identity, device, tz)
+            await _glucose(client, session, identity, device, tz, now)
         else:
-            await _blood_pressure(client, session, identity, device, tz)
+            await _blood_pressure(client, session, identity, device, tz, now)
 
     return collect
 
 
-async def _clock(client: BleakClient, identity: MeterIdentity, tz: dt.tzinfo) -> ClockReading | None:
-    check = await check_clock(client, identity.quirks, gateway_timezone=tz)
+async def _clock(
+    client: BleakClient, identity: MeterIdentity, tz: dt.tzinfo, now: Now
+) -> ClockReading | None:
+    check = await check_clock(client, identity.quirks, gateway_timezone=tz, now=now)
     return check.reading if isinstance(check.reading, ClockReading) else None
 
 
 async def _glucose(
-    client: BleakClient, session: MeterSession, identity: MeterIdentity, device: DeviceIdentity, tz: dt.tzinfo
+    client: BleakClient,
+    session: MeterSession,
+    identity: MeterIdentity,
+    device: DeviceIdentity,
+    tz: dt.tzinfo,
+    now: Now,
 ) -> None:
     await read_glucose_feature(client)
-    clock = await _clock(client, identity, tz)
+    clock = await _clock(client, identity, tz, now)
 
     async def commit(result: GlucoseSyncResult) -> None:
-        received_at = dt.datetime.now(dt.UTC)
+        received_at = now()
         readings: list[GlucoseReading] = [
             glucose_reading(
                 record,
@@ -164,10 +173,15 @@ class _CommitAsIndicated:
 
 
 async def _blood_pressure(
-    client: BleakClient, session: MeterSession, identity: MeterIdentity, device: DeviceIdentity, tz: dt.tzinfo
+    client: BleakClient,
+    session: MeterSession,
+    identity: MeterIdentity,
+    device: DeviceIdentity,
+    tz: dt.tzinfo,
+    now: Now,
 ) -> None:
     await read_blood_pressure_feature(client)
-    clock = await _clock(client, identity, tz)
+    clock = await _clock(client, identity, tz, now)
     pending: asyncio.Queue[BloodPressureReading | None] = asyncio.Queue()
 
     def on_indication(raw: bytes) -> None:
@@ -175,7 +189,7 @@ async def _blood_pressure(
             measurement = decode_blood_pressure_measurement(raw)
         except DecodeError:
             return  # the procedure reports it with its offset and reason
-        received = dt.datetime.now(dt.UTC)
+        received = now()
         pending.put_nowait(
             blood_pressure_reading(
                 measurement, device=device, clock=clock, gateway_timezone=tz, received_at=received
@@ -203,7 +217,7 @@ async def _blood_pressure(
     finally:
         pending.put_nowait(None)
         await committer  # an OutboxFullError here propagates: the cuff is not read further
-    received_at = dt.datetime.now(dt.UTC)
+    received_at = now()
     readings = [
         blood_pressure_reading(m, device=device, clock=clock, gateway_timezone=tz, received_at=received_at)
         for m in collection.measurements

@@ -59,6 +59,7 @@ DEFAULT_STORIES = ("stable", "bp-rising", "recurrent-hypos", "cuff-errors")
 DEMO_NAMES = (("王", "伟"), ("Li", "Na"), ("张", "敏"), ("Chen", "Jie"), ("刘", "洋"), ("Zhao", "Lei"))
 PAIRING_TIMEOUT_S = 60.0
 PROGRESS_INTERVAL_S = 5.0
+LIVE_REPLAY = dt.timedelta(days=1)  # how far back the live simulation starts
 
 
 class DemoError(RuntimeError):
@@ -178,7 +179,13 @@ class Demo:
             )
             settings = _demo_settings(self.base, self.data_dir, self.broker, self.api_url)
 
-            clock = SimulationClock(start=dt.datetime.now(dt.UTC), speed=self.options.speed)
+            # The last day replays at `speed`, then the clock runs at real time: readings keep arriving
+            # and none is stamped in the future.
+            clock = SimulationClock(
+                start=dt.datetime.now(dt.UTC) - LIVE_REPLAY,
+                speed=self.options.speed,
+                catch_up_to_wall_clock=True,
+            )
             self.radio = VirtualRadio()
             await self.radio.start()
             stories = [load_story(name) for name in self.options.stories]
@@ -204,7 +211,7 @@ class Demo:
             gateway_settings = _gateway_settings(settings, self.broker)
             gateway = Gateway(
                 options_from_settings(gateway_settings),
-                default_collector(),
+                default_collector(now=clock.now),
                 scanner_backend=self.radio.scanner_backend,
                 client_backend=self.radio.client_backend,
             )
