@@ -150,8 +150,8 @@ def test_a_wrongly_typed_reading_is_rejected_and_never_stalls_the_stream(
     clinic_sessions: sessionmaker[Session],
     gateway_id: str,
 ) -> None:
-    # A list where a number belongs makes vitals' model validator raise TypeError, not a pydantic
-    # ValidationError; it must still end as a rejection with a reason.
+    # A list where a number belongs: a validation error naming the field, ending as a rejection with
+    # that reason while the rest of the stream flows.
     lone = json.loads(batch_json(gateway_id, [bp_reading(1)]))
     lone["readings"][0]["systolic"] = [128]
     good = glucose_reading(2)
@@ -167,7 +167,7 @@ def test_a_wrongly_typed_reading_is_rejected_and_never_stalls_the_stream(
     assert ack.stored == (good.reading_id,)
     [rejected] = ack.rejected
     assert rejected.reading_id == bp_reading(1).reading_id
-    assert rejected.reason.startswith("invalid reading: TypeError")
+    assert rejected.reason.startswith("invalid reading: blood_pressure.systolic")
     assert [letter.scope for letter in _letters(clinic_sessions)] == [DeadLetterScope.READING]
 
 
