@@ -37,6 +37,7 @@ class MqttSettings(_Section):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    client_id: str | None = Field(default=None, description="default: derived from the gateway id")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
@@ -45,11 +46,17 @@ class GatewaySettings(_Section):
     gateway_id: str = Field(default="gw-local", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     outbox_path: Path | None = Field(default=None, description="default: DATA_DIR/gateway/outbox.sqlite3")
     outbox_capacity: int = Field(default=100_000, ge=10)
+    unbound_capacity: int = Field(default=5_000, ge=10, description="readings of unbound meters kept aside")
     bindings_file: Path | None = Field(default=None, description="local bindings, used until config arrives")
     ack_timeout_s: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=100, ge=1, le=500)
     max_concurrent_connections: int = Field(default=3, ge=1, le=10)
     scanner_watchdog_s: float = Field(default=120.0, gt=0)
+    connect_timeout_s: float = Field(default=20.0, gt=0)
+    session_timeout_s: float = Field(default=180.0, gt=0, description="one meter connection, start to end")
+    resync_after_s: float = Field(
+        default=60.0, ge=0, description="ignore a meter's adverts this long after a sync"
+    )
     status_interval_s: float = Field(default=60.0, gt=0)
 
 

@@ -78,6 +78,7 @@ def options_from_settings(settings: Settings) -> GatewayOptions:
         tls_ca_file=mqtt.tls_ca_file,
         tls_cert_file=mqtt.tls_cert_file,
         tls_key_file=mqtt.tls_key_file,
+        client_id=mqtt.client_id,
         keepalive_s=mqtt.keepalive_s,
         connect_timeout_s=mqtt.connect_timeout_s,
     )
@@ -88,11 +89,15 @@ def options_from_settings(settings: Settings) -> GatewayOptions:
         outbox_path=settings.outbox_path,
         bindings_path=gw.bindings_file,
         outbox_capacity=gw.outbox_capacity,
+        unbound_capacity=gw.unbound_capacity,
         status_interval_s=gw.status_interval_s,
         forwarder=ForwarderConfig(ack_timeout_s=gw.ack_timeout_s, batch_size=gw.batch_size),
         ble=BleConfig(
             max_concurrent_connections=gw.max_concurrent_connections,
             scanner_watchdog_s=gw.scanner_watchdog_s,
+            connect_timeout_s=gw.connect_timeout_s,
+            session_timeout_s=gw.session_timeout_s,
+            resync_after_s=gw.resync_after_s,
         ),
     )
 
