@@ -54,7 +54,8 @@ class Router:
         self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def link(self, alert_id: str) -> str:
-        return f"{self.base_url}/alerts/{alert_id}"
+        # The doctors' web app highlights this alert in the inbox (api/web/app.js).
+        return f"{self.base_url}/app/?alert={alert_id}"
 
     def notification(self, change: Change, team: Sequence[Recipient]) -> Notification:
         rec = change.record

@@ -14,7 +14,9 @@ const T = {
         acknowledge: "确认", no_alerts: "没有未处理的警报" },
 };
 const state = { token: sessionStorage.getItem("vitalgate.token"), lang: localStorage.getItem("vitalgate.lang") || "en",
-                unit: localStorage.getItem("vitalgate.unit") || "mmol/L", patient: null, events: null };
+                unit: localStorage.getItem("vitalgate.unit") || "mmol/L", patient: null, events: null,
+                // Notification links open /app/?alert=ID: that alert is highlighted in the inbox.
+                focusAlert: new URLSearchParams(location.search).get("alert") };
 const $ = (sel) => document.querySelector(sel);
 const t = (key) => (T[state.lang] || T.en)[key] || key;
 
@@ -134,14 +136,17 @@ async function loadInbox() {
 
 function alertItem(a) {
   const li = document.createElement("li");
-  li.className = a.severity; li.dataset.alertId = a.alert_id;
-  li.textContent = `${a.rule_id} · ${a.patient_id} · ${a.severity} · ${a.state} `;
+  li.className = a.severity; li.dataset.alertId = a.alert_id; li.dataset.state = a.state;
+  if (a.alert_id === state.focusAlert) li.classList.add("focus");
+  const title = document.createElement("strong"); title.textContent = a.title;
+  const meta = document.createElement("div");
+  meta.textContent = `${a.rule_id} · ${a.patient_id} · ${a.severity} · ${a.state}`;
+  li.append(title, meta);
   if (a.state === "open" || a.state === "escalated") {
     const button = document.createElement("button");
     button.textContent = t("acknowledge");
     button.addEventListener("click", async () => {
-      await api(`/api/v1/alerts/${encodeURIComponent(a.alert_id)}/acknowledge`, { method: "POST",
-        headers: { "Content-Type": "application/json" }, body: "{}" });
+      await api(`/api/v1/alerts/${encodeURIComponent(a.alert_id)}/ack`, { method: "POST" });
       await loadInbox();
     });
     li.append(button);

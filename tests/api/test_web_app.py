@@ -3,15 +3,23 @@ uvicorn server, clinic database and reading store."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import uvicorn
 
+from alerts.channels.hub import EventHub
+from alerts.engine import AlertEngine
+from alerts.repository import SqlAlertRepository, SqlPatientDirectory
+from alerts.routing import Router
 from api.app import create_app
+from api.routes.alerts import AlertApi
 from vitalgate.mosquitto import free_port
 from vitals.identity import glucose_reading_id
 from vitals.readings import DeviceIdentity, GlucoseReading
@@ -39,6 +47,17 @@ METER = DeviceIdentity(manufacturer="Roche", model="Accu-Chek Guide", serial_num
 
 @pytest.fixture
 def server_url(clinic_api: ClinicApi) -> Iterator[str]:
+    # The alert engine with its live-event hub, as the clinic server wires it (vitalgate/clinic.py).
+    services = clinic_api.services
+    hub = EventHub()
+    repository = SqlAlertRepository(services.clinic_sessions)
+    engine = AlertEngine(
+        services.reading_store,
+        repository,
+        SqlPatientDirectory(services.clinic_sessions, "cn"),
+        Router(live=[hub]),
+    )
+    services.extras["alerts"] = AlertApi(engine, repository, hub)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -105,4 +124,52 @@ def test_doctor_signs_in_sees_panel_and_trend_in_both_languages_and_units(
         page.select_option("#lang", "zh")
         expect(page.locator("#panel th").first).to_have_text("患者")
         page.screenshot(path=str(screenshot_dir / "doctor-panel.png"), full_page=True)
+        browser.close()
+
+
+def report_severe_hypo(server_url: str, token: str, patient_id: str) -> None:
+    body = json.dumps({"patient_id": patient_id, "kind": "severe_hypo_event"}).encode()
+    request = urllib.request.Request(
+        f"{server_url}/api/v1/alerts/reports",
+        body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+
+def test_an_urgent_alert_appears_live_and_the_doctor_acknowledges_it(
+    clinic_api: ClinicApi, server_url: str
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page()
+        page.goto(f"{server_url}/app/")
+        page.fill("input[name=username]", "a@c1.example")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("#login-form button[type=submit]")
+        expect(page.locator("#inbox")).to_contain_text("No open alerts")
+        token = page.evaluate("sessionStorage.getItem('vitalgate.token')")
+
+        # A nurse records the family's report of an assisted hypo (GLU-HYPO-3, urgent): the doctor's
+        # open page shows it through the live event stream, without a reload.
+        report_severe_hypo(server_url, token, "p-1")
+        alert = page.locator("#inbox li[data-state=open]")
+        expect(alert).to_contain_text("GLU-HYPO-3")
+        expect(alert).to_have_class(re.compile("urgent"))
+
+        alert.locator("button").click()
+        expect(page.locator("#inbox li").first).to_have_attribute("data-state", "acknowledged")
+        # One state for all: the API says the same.
+        request = urllib.request.Request(
+            f"{server_url}/api/v1/alerts", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            alerts = json.load(response)
+        assert [(a["rule_id"], a["state"], a["acknowledged_by"]) for a in alerts] == [
+            ("GLU-HYPO-3", "acknowledged", "dr-a")
+        ]
         browser.close()
