@@ -29,6 +29,7 @@ from alerts.model import (
     Observation,
     Outcome,
     PatientReport,
+    ReportRepository,
     ReportStore,
     observation_from_reading,
 )
@@ -92,7 +93,7 @@ class AlertEngine:
         directory: PatientDirectory,
         router: Router,
         *,
-        reports: ReportStore | None = None,
+        reports: ReportRepository | None = None,
         clock: Callable[[], datetime] = _utcnow,
         escalation_after: timedelta = ESCALATION_AFTER,
     ) -> None:
@@ -101,7 +102,7 @@ class AlertEngine:
         self.lifecycle = Lifecycle(alerts, escalation_after)
         self.directory = directory
         self.router = router
-        self.reports = reports or ReportStore()
+        self.reports: ReportRepository = reports or ReportStore()
         self.clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.failures: list[DeliveryFailure] = []
@@ -132,7 +133,7 @@ class AlertEngine:
 
     async def add_report(self, report: PatientReport) -> list[Change]:
         """Patient-reported input (symptoms, severe hypo event, ketones, medication change, standing BP)."""
-        if not self.reports.add(report):
+        if not await asyncio.to_thread(self.reports.add, report):
             return []
         return await self.evaluate(report.patient_id, max(self.clock(), report.reported_at))
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from vitals.payload import AlertSeverity
 from vitals.readings import (
@@ -180,8 +180,17 @@ class Outcome:
     episode_key: str | None = None
 
 
+class ReportRepository(Protocol):
+    """Where patient reports live: `alerts.repository.SqlReportStore` (clinic database) in the clinic
+    server, `ReportStore` (memory) for replay and tests. Both are idempotent on `report_id`."""
+
+    def add(self, report: PatientReport) -> bool: ...
+
+    def for_patient(self, patient_id: str, start: datetime, end: datetime) -> list[PatientReport]: ...
+
+
 class ReportStore:
-    """Patient reports by patient, in memory (the clinic DB has no table for them yet)."""
+    """Patient reports by patient, in memory (replay, tests)."""
 
     def __init__(self) -> None:
         self._reports: dict[str, dict[str, PatientReport]] = {}

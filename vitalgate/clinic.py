@@ -22,7 +22,7 @@ from alerts.channels.hub import EventHub
 from alerts.channels.mqtt import MqttAlertChannel, MqttConfig
 from alerts.channels.webhook import JsonLinesDeadLetters, WebhookChannel
 from alerts.engine import AlertEngine, run_sweeps
-from alerts.repository import SqlAlertRepository, SqlPatientDirectory
+from alerts.repository import SqlAlertRepository, SqlPatientDirectory, SqlReportStore
 from alerts.routing import Router
 from api.app import create_app
 from api.deps import ApiServices
@@ -155,6 +155,7 @@ async def build_clinic_server(
         alert_repository,
         SqlPatientDirectory(sessions, a.profile),
         router,
+        reports=SqlReportStore(sessions),
         escalation_after=timedelta(seconds=a.escalation_after_s),
     )
     ingest = None

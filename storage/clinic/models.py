@@ -441,3 +441,23 @@ class DeadLetter(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     times_seen: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class PatientReportRecord(Base):
+    """Patient-reported input the gateway cannot supply: symptoms, an assisted hypo, ketones, a
+    medication change, a standing BP. The care team records it through the API; it is rule input for
+    BP-CRIT-3, BP-LOW-1/2, GLU-HYPO-3 and GLU-HIGH-3 (clinical-rules.md §7) and must survive restarts.
+    `kind` and `symptoms` are alerts' vocabulary (alerts.model.ReportKind), stored as plain strings."""
+
+    __tablename__ = "patient_reports"
+    __table_args__ = (Index("ix_patient_reports_patient_id_reported_at", "patient_id", "reported_at"),)
+
+    report_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    reported_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    symptoms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    ketones_mmol_l: Mapped[float | None] = mapped_column(Float)
+    seated_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
+    standing_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
