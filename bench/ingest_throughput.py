@@ -39,7 +39,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
@@ -261,6 +261,7 @@ def run_ingest(
     client_id: str,
     *,
     live: bool,
+    max_messages_per_cycle: int | None = None,
 ) -> Figure:
     username, password = broker.credentials("ingest")
     config = IngestConfig(
@@ -271,6 +272,8 @@ def run_ingest(
         client_id=client_id,
         session_expiry_s=SESSION_EXPIRY_S,
     )
+    if max_messages_per_cycle is not None:
+        config = replace(config, max_messages_per_cycle=max_messages_per_cycle)
     consumer = IngestConsumer(config, store, clinic)
     consumer.start()  # creates the session and subscription
     if not consumer.wait_subscribed(CONNECT_TIMEOUT_S):
@@ -497,6 +500,9 @@ def main() -> int:
         "--replicas", type=int, default=0, help="also drain with N ingest processes on a shared subscription"
     )
     parser.add_argument(
+        "--cycle", type=int, default=None, help="IngestConfig.max_messages_per_cycle (default: its default)"
+    )
+    parser.add_argument(
         "--no-freeze", action="store_true", help="leave the garbage collector as it is (no gc.freeze())"
     )
     args = parser.parse_args()
@@ -537,6 +543,7 @@ def main() -> int:
                     clinic,
                     f"bench-sqlite-{tag}",
                     live=live,
+                    max_messages_per_cycle=args.cycle,
                 )
             )
             if influx is not None:
@@ -551,6 +558,7 @@ def main() -> int:
                         clinic,
                         f"bench-influx-{tag}",
                         live=live,
+                        max_messages_per_cycle=args.cycle,
                     )
                 )
             if not live and args.replicas > 1:
