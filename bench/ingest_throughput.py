@@ -16,15 +16,15 @@ raised so nothing is dropped), then the consumer connects and the bench times th
 In the live mode the publisher is spawned and connected before the clock starts, and the clock
 starts when it is let go: spawning it (a fresh interpreter importing this module) costs about a
 second, which bench runs before 2026-11-23 timed, bare and ingest alike; the bare figure was
-mostly that second. The garbage collector's start-up heap is frozen once (ingest.runtime), as an ingest process
-does once wired; `--no-freeze` leaves it.
+mostly that second. The garbage collector's start-up heap is frozen once (ingest.runtime), as an
+ingest process does once wired; `--no-freeze` leaves it. docs/ingest.md has the figures.
 
 Every consumer must receive every message (checked), so the figures are for a lossless stream. The
 ratio ingest/bare is the number to track (reliability.md §(b): on a shared 2-core box absolute
 figures drift with load; ratios against a baseline measured in the same run do not).
 
 Usage: .venv/bin/python bench/ingest_throughput.py [--readings 50000] [--batch 100] [--no-influx]
-       [--replicas 2] [--no-freeze]
+       [--replicas 2] [--no-freeze] [--cycle 64]
 """
 
 from __future__ import annotations
