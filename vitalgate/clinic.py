@@ -27,7 +27,7 @@ from alerts.routing import Router
 from api.app import create_app
 from api.deps import ApiServices
 from api.routes.alerts import AlertApi
-from ingest import IngestConsumer
+from ingest import IngestConsumer, freeze_startup_heap
 from storage.clinic.repository import ClinicRepository
 from vitalgate.commands.ingest import ingest_config
 from vitalgate.settings import Settings
@@ -52,6 +52,7 @@ class ClinicServer:
     async def serve(self, stop: asyncio.Event, *, host: str, port: int) -> None:
         """Run until `stop` is set: API (uvicorn), alert sweeps, the daily digest, ingest."""
         if self.ingest is not None:
+            freeze_startup_heap()  # everything is wired (docs/ingest.md: ~20 % ingest throughput)
             self.ingest.start()
         self._tasks.append(
             asyncio.create_task(run_sweeps(self.engine, self.settings.alerts.sweep_interval_s, stop))

@@ -69,7 +69,7 @@ def serve(
     stats_interval_s: float = STATS_INTERVAL_S,
 ) -> int:
     """Run ingest until `stop` is set; then finish the cycle in progress, ack, disconnect."""
-    from ingest import IngestConsumer
+    from ingest import IngestConsumer, freeze_startup_heap
     from storage.clinic.repository import ClinicRepository
     from vitalgate.wiring import build_clinic_sessions, build_reading_store
 
@@ -82,6 +82,9 @@ def serve(
         listeners=listeners,
     )
     try:
+        # Everything is wired: keep the start-up heap out of garbage collections (~20 % throughput,
+        # docs/ingest.md).
+        freeze_startup_heap()
         consumer.start()
         while not stop.wait(stats_interval_s if stats_interval_s > 0 else None):
             logger.info("ingest counters", extra=asdict(consumer.counters()))
