@@ -197,3 +197,17 @@ class TestReadingId:
             manufacturer="Roche", model="Accu-Chek Guide", address="c0:26:da:01:02:04"
         )
         assert a != glucose_reading_id(other_meter, 5, t)
+
+
+def test_derived_canonical_values_travel_in_json_even_when_only_natives_were_given() -> None:
+    # The gateway sends native values; the clinic must receive canonical ones too (DESIGN.md, Storage),
+    # also through `exclude_unset` dumps.
+    reading = bp(unit="kPa", systolic=16.0, diastolic=10.7, mean_arterial=None)
+    assert {"systolic_mmhg", "diastolic_mmhg", "valid"} <= reading.model_fields_set
+    dumped = reading.model_dump(exclude_unset=True)
+    assert dumped["systolic_mmhg"] == pytest.approx(120.01, abs=0.01)
+    again = BloodPressureReading.model_validate_json(reading.model_dump_json())
+    assert again == reading
+    sugar = glucose(glucose=5.8, unit="mmol/L", sample_type="control_solution")
+    assert sugar.model_dump(exclude_unset=True)["valid"] is False
+    assert GlucoseReading.model_validate_json(sugar.model_dump_json()) == sugar
