@@ -203,7 +203,7 @@ def test_derived_canonical_values_travel_in_json_even_when_only_natives_were_giv
     # The gateway sends native values; the clinic must receive canonical ones too (DESIGN.md, Storage),
     # also through `exclude_unset` dumps.
     reading = bp(unit="kPa", systolic=16.0, diastolic=10.7, mean_arterial=None)
-    assert {"systolic_mmhg", "diastolic_mmhg", "valid"} <= reading.model_fields_set
+    assert {"systolic_mmhg", "diastolic_mmhg"} <= reading.model_fields_set
     dumped = reading.model_dump(exclude_unset=True)
     assert dumped["systolic_mmhg"] == pytest.approx(120.01, abs=0.01)
     again = BloodPressureReading.model_validate_json(reading.model_dump_json())
