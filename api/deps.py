@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import AuthenticationError, Principal, read_token
-from storage.clinic.models import CareTeamMember, Patient, UserRole
+from storage.clinic.models import CareTeamMember, Patient, User, UserRole
 from storage.readings.protocol import ReadingStore
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
@@ -39,15 +39,30 @@ def get_services(request: Request) -> ApiServices:
 Services = Annotated[ApiServices, Depends(get_services)]
 
 
-def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], services: Services) -> Principal:
+def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Principal | None:
+    """The account as it is now: a deactivated user or a revoked role takes effect at once, not when
+    the token expires (OWASP API2, broken authentication)."""
+    with sessions() as session:
+        user = session.get(User, claimed.user_id)
+        if user is None or not user.active or user.clinic_id != claimed.clinic_id:
+            return None
+        return Principal(user.user_id, user.clinic_id, frozenset(grant.role for grant in user.roles))
+
+
+async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], services: Services) -> Principal:
+    unauthorised = HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="invalid or expired token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
     try:
-        return read_token(token, services.jwt_secret)
+        claimed = read_token(token, services.jwt_secret)
     except AuthenticationError as exc:
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="invalid or expired token",
-            headers={"WWW-Authenticate": "Bearer"},
-        ) from exc
+        raise unauthorised from exc
+    current = await asyncio.to_thread(_current_account, services.clinic_sessions, claimed)
+    if current is None:
+        raise unauthorised
+    return current
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

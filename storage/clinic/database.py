@@ -48,7 +48,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_clinic_engine(url: str, *, echo: bool = False) -> Engine:
     """An Engine for `url` (sqlite:///path or postgresql+psycopg://...), with SQLite pragmas set."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+    # hide_parameters: SQL errors would otherwise carry bound values (names, e-mail addresses) into
+    # tracebacks and logs (DESIGN.md: no personal data in logs or error messages).
+    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False}
         kwargs.pop("pool_pre_ping")
@@ -79,4 +81,5 @@ def upgrade_to_head(url: str | None = None, *, engine: Engine | None = None) -> 
     if url is None and engine is None:
         raise ValueError("upgrade_to_head needs a url or an engine")
     command.upgrade(alembic_config(url, engine), "head")
-    logger.info("clinic database at head", extra={"backend": (engine.dialect.name if engine else url)})
+    backend = engine.dialect.name if engine is not None else make_url(url or "").get_backend_name()
+    logger.info("clinic database at head", extra={"backend": backend})  # never the URL: it may hold a password

@@ -107,3 +107,17 @@ def test_daily_aggregates_leave_out_flagged_readings(clinic_api: ClinicApi) -> N
     total = sum(d["count"] for d in days)
     assert total == 2
     assert sum(d["excluded_count"] for d in days) == 1
+
+
+def test_a_deactivated_account_loses_access_at_once(clinic_api: ClinicApi) -> None:
+    from storage.clinic.models import User
+
+    headers = clinic_api.auth("a@c1.example")
+    assert clinic_api.client.get("/api/v1/patients/p-1/readings", headers=headers).status_code == 200
+    with clinic_api.services.clinic_sessions() as session:
+        user = session.get(User, "dr-a")
+        assert user is not None
+        user.active = False
+        session.commit()
+    # The token has hours left, but the account is closed.
+    assert clinic_api.client.get("/api/v1/patients/p-1/readings", headers=headers).status_code == 401
