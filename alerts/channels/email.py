@@ -74,5 +74,8 @@ class EmailChannel:
             if c.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if c.username and c.password:
+                if not c.starttls:
+                    # Never send the password in clear (reliability.md §5: protect credentials in transit).
+                    raise DeliveryError("SMTP login refused without STARTTLS: set alerts.smtp_starttls")
                 smtp.login(c.username, c.password)
             smtp.send_message(msg)

@@ -54,7 +54,10 @@ def verify(
     if abs((now if now is not None else time.time()) - timestamp) > tolerance_s:
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, given)
+    try:
+        return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii"))
+    except UnicodeEncodeError:  # a forged header with non-ASCII characters: refused, never a crash
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +174,7 @@ class WebhookChannel:
         finally:
             if self._client is None:
                 await client.aclose()
-        self.dead_letters.add(DeadLetter(url, event_id, body, attempt + 1, error, datetime.now(UTC)))
+        letter = DeadLetter(url, event_id, body, attempt + 1, error, datetime.now(UTC))
+        await asyncio.to_thread(self.dead_letters.add, letter)  # a file write: off the event loop
         logger.error("webhook dead-lettered", extra={"event_id": event_id, "error": error})
         return error

@@ -39,6 +39,7 @@ router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
 KEEPALIVE_S = 15.0
 MAX_SNOOZE_MIN = 24 * 60
+MAX_REPORT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,11 @@ async def add_report(body: ReportIn, user: CurrentUser, services: Services, api:
     """Symptoms, a severe hypo event, ketones, a medication change or a standing BP: input the
     gateway cannot supply (BP-CRIT-3, BP-LOW-1/2, GLU-HYPO-3, GLU-HIGH-3)."""
     await require_patient_access(body.patient_id, user, services)
-    reported_at = (body.reported_at or datetime.now(UTC)).astimezone(UTC)
+    now = datetime.now(UTC)
+    reported_at = (body.reported_at or now).astimezone(UTC)
+    if reported_at > now + MAX_REPORT_CLOCK_SKEW:
+        # A future time would make every time-based rule evaluate at that future "now".
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "reported_at is in the future")
     key = json.dumps(body.model_dump(mode="json"), sort_keys=True) + user.user_id
     report = PatientReport(
         patient_id=body.patient_id,

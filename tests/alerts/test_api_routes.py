@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -165,3 +165,14 @@ async def test_sse_stream_carries_the_acknowledgement_to_every_listener(
         assert [(e["alert_id"], e["event"], e["actor"]) for e in events] == [
             (alert_id, "acknowledged", "nurse-wang")
         ]
+
+
+async def test_a_report_dated_in_the_future_is_refused(client: httpx.AsyncClient) -> None:
+    body = {
+        "patient_id": "pt-1",
+        "kind": "severe_hypo_event",
+        "reported_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+    }
+    r = await client.post("/api/v1/alerts/reports", json=body, headers=_token("dr-li"))
+    assert r.status_code == 422
+    assert "future" in r.text

@@ -214,3 +214,12 @@ async def test_alert_event_published_on_the_clinic_topic_qos1(mosquitto_broker: 
     data = json.loads(msg.payload)
     assert data["schema_version"] == 1 and data["rule_id"] == "BP-CRIT-2" and data["event_id"] == "ev-1"
     AlertEvent.model_validate({k: v for k, v in data.items() if k in AlertEvent.model_fields})
+
+
+def test_webhook_signature_with_non_ascii_characters_is_refused_not_a_crash() -> None:
+    from alerts.channels.webhook import sign, verify
+
+    good = sign(b"secret", b"{}", 1_700_000_000)
+    assert verify(b"secret", b"{}", good, now=1_700_000_000)
+    forged = good.split("v1=")[0] + "v1=" + "é" * 64
+    assert verify(b"secret", b"{}", forged, now=1_700_000_000) is False
