@@ -119,7 +119,8 @@ class Gateway:
                 self.outbox.commit, bound, unbound=unbound, sync_position=position
             )
         finally:
-            self._check_full()
+            # stats() waits on the outbox lock, which a commit holds through its fsync: off the loop.
+            self._check_full(await asyncio.to_thread(self.outbox.stats))
         if result.added_unbound:
             slots = sorted({str(u.user_id) for u in unbound})
             logger.warning(
@@ -131,8 +132,7 @@ class Gateway:
             self.forwarder.wake()
         return result
 
-    def _check_full(self) -> None:
-        stats = self.outbox.stats()
+    def _check_full(self, stats: OutboxStats) -> None:
         if stats.full != self._was_full:
             self._was_full = stats.full
             self._status_now.set()
@@ -144,7 +144,7 @@ class Gateway:
 
     async def _outbox_stats(self) -> OutboxStats:
         stats = await asyncio.to_thread(self.outbox.stats)
-        self._check_full()
+        self._check_full(stats)
         return stats
 
     async def sync_position(self, meter_key: str) -> int | None:
@@ -201,7 +201,7 @@ class Gateway:
             scanner_backend=self._scanner_backend,
             client_backend=self._client_backend,
         )
-        stats = self.outbox.stats()
+        stats = await asyncio.to_thread(self.outbox.stats)
         logger.info(
             "gateway starting",
             extra={

@@ -347,12 +347,19 @@ class Outbox:
         now = self._clock()
         with self._lock:
             db = self._conn()
-            db.execute("BEGIN")
-            db.executemany(
-                "UPDATE outbox SET last_sent_at = ?, send_count = send_count + 1 WHERE reading_id = ?",
-                [(now, rid) for rid in reading_ids],
-            )
-            db.execute("COMMIT")
+            try:
+                db.execute("BEGIN")
+                try:
+                    db.executemany(
+                        "UPDATE outbox SET last_sent_at = ?, send_count = send_count + 1 WHERE reading_id = ?",
+                        [(now, rid) for rid in reading_ids],
+                    )
+                except BaseException:
+                    db.execute("ROLLBACK")  # never leave a transaction open: later commits would all fail
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise OutboxWriteError(f"outbox write failed: {exc}") from exc
 
     def mark_all_unsent(self) -> int:
         """Make every held reading due now (used on reconnect: resend everything unacked)."""

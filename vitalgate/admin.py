@@ -28,13 +28,15 @@ from storage.clinic.models import (
     User,
     UserRole,
 )
+from vitalgate.mosquitto import BrokerRole
 from vitals.payload import GatewayConfig
 from vitals.readings import DeviceIdentity
-from vitals.topics import config_topic
+from vitals.topics import ID_PATTERN, config_topic
 
 logger = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
+RESERVED_BROKER_USERNAMES = frozenset(role.value for role in BrokerRole if role is not BrokerRole.GATEWAY)
 
 
 class AdminError(ValueError):
@@ -109,6 +111,11 @@ def add_patient(
 
 def add_gateway(session: Session, *, clinic_id: str, gateway_id: str) -> str:
     """Register a gateway and return its new MQTT password (shown once; only its hash is kept)."""
+    if not ID_PATTERN.fullmatch(gateway_id):
+        raise AdminError(f"a gateway id must match {ID_PATTERN.pattern}")
+    if gateway_id in RESERVED_BROKER_USERNAMES:
+        # The gateway id is its broker username: these names carry the clinic services' ACL rights.
+        raise AdminError(f"{gateway_id} is a reserved broker account name")
     if session.get(Clinic, clinic_id) is None:
         raise AdminError(f"no clinic {clinic_id}")
     if session.get(Gateway, gateway_id) is not None:
