@@ -211,3 +211,15 @@ def test_derived_canonical_values_travel_in_json_even_when_only_natives_were_giv
     sugar = glucose(glucose=5.8, unit="mmol/L", sample_type="control_solution")
     assert sugar.model_dump(exclude_unset=True)["valid"] is False
     assert GlucoseReading.model_validate_json(sugar.model_dump_json()) == sugar
+
+
+def test_reading_ids_are_pinned_across_releases() -> None:
+    # These ids are stored in every gateway outbox, reading store and alert. A change to what goes into
+    # the hash would make every re-sent reading look new and be counted twice after an upgrade: such a
+    # change needs a new id scheme and a migration, never a silent edit. Values computed once, by the
+    # v1 scheme in vitals/identity.py, and pinned here.
+    t = datetime(2024, 3, 1, 8, 30)
+    kw = {"systolic": 120.0, "diastolic": 80.0, "mean_arterial": 93.0, "pulse_bpm": 72.0}
+    assert blood_pressure_reading_id(CUFF, t, 1, **kw) == "c8ffff8c357fef3898b86c434969623e"
+    assert blood_pressure_reading_id(CUFF, None, None, **kw) == "a9a2bdd07bdbfcb92c068cec9403ca63"
+    assert glucose_reading_id(METER, 5, t) == "13f75ecb4eff835c288014377c11de0e"
