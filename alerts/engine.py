@@ -81,6 +81,11 @@ class SweepReport:
     seconds: float
 
 
+RECENT_INTERVAL_S = 60.0
+STARTUP_LOOKBACK = timedelta(hours=48)
+RECENT_MARGIN = timedelta(minutes=5)  # commit lag and clock skew between processes
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -213,6 +218,25 @@ class AlertEngine:
         return len(lines)
 
     # --- periodic sweep ---------------------------------------------------------------------------------
+    async def evaluate_recent(self, since: datetime, now: datetime | None = None) -> int:
+        """Evaluate every patient whose newest reading was measured or received at or after `since`.
+
+        This catches readings the ingest listener did not hand over: stored by another process (a
+        standalone `vitalgate ingest` replica), or committed just before a crash that cut off the
+        evaluation. Idempotent: the lifecycle keeps one alert per patient and rule, and a redelivered
+        reading never notifies twice. Returns how many patients were evaluated."""
+        now = now or self.clock()
+        ids = await asyncio.to_thread(self.directory.active_patient_ids)
+        latest = await asyncio.to_thread(self.readings.latest_by_patient, ids)
+        due = {
+            pid: reading
+            for pid, reading in latest.items()
+            if max(reading.measured_at, reading.received_at or reading.measured_at) >= since
+        }
+        for patient_id, reading in due.items():
+            await self.evaluate(patient_id, max(now, reading.measured_at))
+        return len(due)
+
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         """Time-based rules for every active patient at once (stale data, adherence, trend windows),
         then snooze wake-ups and escalations."""
@@ -284,26 +308,47 @@ def _log_failure(future: Future[list[Change]]) -> None:
         logger.error("alert evaluation failed", exc_info=exc)
 
 
-async def run_sweeps(engine: AlertEngine, interval_s: float, stop: asyncio.Event) -> None:
-    """Run `engine.sweep()` every `interval_s` until `stop` is set (the composition root starts it).
-
-    A failing sweep is logged with its error and retried at the next interval; it never ends the loop.
-    """
+async def run_sweeps(
+    engine: AlertEngine,
+    interval_s: float,
+    stop: asyncio.Event,
+    *,
+    recent_interval_s: float = RECENT_INTERVAL_S,
+    startup_lookback: timedelta = STARTUP_LOOKBACK,
+) -> None:
+    """Until `stop` is set: every `recent_interval_s`, evaluate patients with readings since the last
+    pass (`AlertEngine.evaluate_recent`; the first pass looks back `startup_lookback`, covering a
+    crash between a commit and its evaluation); every `interval_s`, the full sweep of time-based
+    rules. A failing pass is logged with its error and retried at the next interval; it never ends
+    the loop."""
+    loop = asyncio.get_running_loop()
+    since = engine.clock() - startup_lookback
+    next_sweep = loop.time()
     while not stop.is_set():
+        started = engine.clock()
         try:
-            report = await engine.sweep()
-            logger.info(
-                "alert sweep",
-                extra={
-                    "patients": report.patients,
-                    "changes": report.changes,
-                    "failures": report.failures,
-                    "seconds": round(report.seconds, 3),
-                },
-            )
+            evaluated = await engine.evaluate_recent(since - RECENT_MARGIN, started)
+            since = started
+            if evaluated:
+                logger.info("recent readings evaluated", extra={"patients": evaluated})
         except Exception:
-            logger.exception("alert sweep failed")
+            logger.exception("evaluation of recent readings failed")
+        if loop.time() >= next_sweep:
+            next_sweep = loop.time() + interval_s
+            try:
+                report = await engine.sweep()
+                logger.info(
+                    "alert sweep",
+                    extra={
+                        "patients": report.patients,
+                        "changes": report.changes,
+                        "failures": report.failures,
+                        "seconds": round(report.seconds, 3),
+                    },
+                )
+            except Exception:
+                logger.exception("alert sweep failed")
         try:
-            await asyncio.wait_for(stop.wait(), interval_s)
+            await asyncio.wait_for(stop.wait(), recent_interval_s)
         except TimeoutError:
             continue

@@ -55,7 +55,14 @@ class ClinicServer:
             freeze_startup_heap()  # everything is wired (docs/ingest.md: ~20 % ingest throughput)
             self.ingest.start()
         self._tasks.append(
-            asyncio.create_task(run_sweeps(self.engine, self.settings.alerts.sweep_interval_s, stop))
+            asyncio.create_task(
+                run_sweeps(
+                    self.engine,
+                    self.settings.alerts.sweep_interval_s,
+                    stop,
+                    recent_interval_s=self.settings.alerts.recent_interval_s,
+                )
+            )
         )
         if self.email is not None:
             self._tasks.append(asyncio.create_task(self._digests(stop)))

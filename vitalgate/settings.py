@@ -93,7 +93,10 @@ class ApiSettings(_Section):
 
 class AlertSettings(_Section):
     profile: Literal["cn", "us", "eu"] = "eu"
-    sweep_interval_s: float = Field(default=300.0, gt=0)
+    sweep_interval_s: float = Field(default=300.0, gt=0, description="full sweep of time-based rules")
+    recent_interval_s: float = Field(
+        default=60.0, gt=0, description="evaluate readings stored by other processes or left unevaluated"
+    )
     escalation_after_s: float = Field(default=30 * 60, gt=0)  # clinical-rules.md §7 ESC-2
     webhook_urls: list[str] = Field(default_factory=list)
     webhook_secret: SecretStr | None = Field(default=None, description="required when webhook_urls are set")

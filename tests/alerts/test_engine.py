@@ -195,3 +195,20 @@ async def test_periodic_sweep_loop_stops_when_asked(alert_engine: AlertEngine, c
     async with asyncio.timeout(10):
         await task
     assert task.exception() is None
+
+
+async def test_readings_stored_behind_the_engines_back_are_evaluated_on_the_next_pass(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
+) -> None:
+    # A standalone ingest replica stored a confirmed crisis (BP-CRIT-2 [1][4][17]), or ingest crashed
+    # between its commit and the listener: no one called on_readings_committed.
+    batch = [bp_reading("pt-1", START, 186, 100), bp_reading("pt-1", START + timedelta(minutes=3), 184, 98)]
+    reading_store.write_batch(batch)
+    clock.now = START + timedelta(minutes=4)
+    assert await alert_engine.evaluate_recent(since=START + timedelta(minutes=5)) == 0  # nothing newer
+    assert await alert_engine.evaluate_recent(since=START - timedelta(minutes=5)) == 1
+    unresolved = {a.rule_id: a.severity for a in alert_engine.repo.unresolved(None)}
+    assert unresolved["BP-CRIT-2"] is AlertSeverity.URGENT
+    # A second pass over the same readings opens nothing new.
+    assert await alert_engine.evaluate_recent(since=START - timedelta(minutes=5)) == 1
+    assert len([a for a in alert_engine.repo.unresolved(None) if a.rule_id == "BP-CRIT-2"]) == 1
