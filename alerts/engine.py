@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -81,6 +81,7 @@ class SweepReport:
     seconds: float
 
 
+MAX_KEPT_FAILURES = 1000
 RECENT_INTERVAL_S = 60.0
 STARTUP_LOOKBACK = timedelta(hours=48)
 RECENT_MARGIN = timedelta(minutes=5)  # commit lag and clock skew between processes
@@ -110,7 +111,9 @@ class AlertEngine:
         self.reports: ReportRepository = reports or ReportStore()
         self.clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.failures: list[DeliveryFailure] = []
+        # The most recent delivery failures, for monitoring (bounded: a dead channel must not grow it).
+        self._routing: set[asyncio.Task[list[DeliveryFailure]]] = set()
+        self.failures: deque[DeliveryFailure] = deque(maxlen=MAX_KEPT_FAILURES)
 
     # --- ingest side -----------------------------------------------------------------------------------
     def threadsafe_listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[Sequence[AnyReading]], None]:
@@ -177,7 +180,11 @@ class AlertEngine:
         change = await asyncio.to_thread(action)
         if change is not None:
             ctx = await asyncio.to_thread(self.directory.context, change.record.patient_id)
-            await self.router.route(change, ctx.care_team if ctx else ())
+            # The state change is stored; telling the other channels must not hold up the person who
+            # made it (a webhook may be retrying for a minute).
+            task = asyncio.create_task(self.router.route(change, ctx.care_team if ctx else ()))
+            self._routing.add(task)
+            task.add_done_callback(self._routing.discard)
             return change.record
         rec = await asyncio.to_thread(self.repo.get, alert_id)
         assert rec is not None

@@ -11,6 +11,7 @@ Each lifecycle event is delivered at most once per channel (deterministic event 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -74,25 +75,23 @@ class Router:
         channels: list[Channel] = [*self.live, *self.webhooks]
         if self.email is not None and change.notify and change.record.severity is AlertSeverity.URGENT:
             channels.append(self.email)
-        failures: list[DeliveryFailure] = []
-        for channel in channels:
-            key = (channel.name, n.event_id)
-            if key in self._delivered:
-                continue
-            try:
-                await channel.deliver(n)
-            except DeliveryError as exc:
-                logger.error(
-                    "alert delivery failed",
-                    extra={
-                        "channel": channel.name,
-                        "event_id": n.event_id,
-                        "alert_id": change.record.alert_id,
-                    },
-                )
-                failures.append(DeliveryFailure(channel.name, n.event_id, str(exc)))
-                continue
-            self._delivered[key] = None
-            if len(self._delivered) > DELIVERED_MEMORY:
-                self._delivered.popitem(last=False)
-        return failures
+        # Every channel at once: an urgent e-mail never waits behind a webhook's retries.
+        results = await asyncio.gather(*(self._deliver(channel, n, change) for channel in channels))
+        return [failure for failure in results if failure is not None]
+
+    async def _deliver(self, channel: Channel, n: Notification, change: Change) -> DeliveryFailure | None:
+        key = (channel.name, n.event_id)
+        if key in self._delivered:
+            return None
+        try:
+            await channel.deliver(n)
+        except DeliveryError as exc:
+            logger.error(
+                "alert delivery failed",
+                extra={"channel": channel.name, "event_id": n.event_id, "alert_id": change.record.alert_id},
+            )
+            return DeliveryFailure(channel.name, n.event_id, str(exc))
+        self._delivered[key] = None
+        if len(self._delivered) > DELIVERED_MEMORY:
+            self._delivered.popitem(last=False)
+        return None

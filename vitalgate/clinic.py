@@ -128,6 +128,9 @@ async def build_clinic_server(
                 username=mqtt_user,
                 password=mqtt_password.get_secret_value() if mqtt_password else None,
                 client_id=f"vitalgate-alerts-{settings.ingest.client_id}",
+                tls_ca_file=settings.mqtt.tls_ca_file,
+                tls_cert_file=settings.mqtt.tls_cert_file,
+                tls_key_file=settings.mqtt.tls_key_file,
             )
         )
         await mqtt_alerts.start()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -32,6 +34,10 @@ class MqttConfig:
     keepalive_s: int = 30
     publish_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
+    # TLS exactly when a CA file is given (reliability.md §2: TLS towards the broker, tlsv1.2 minimum).
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 class MqttAlertChannel:
@@ -44,6 +50,14 @@ class MqttAlertChannel:
         )
         if config.username:
             self._client.username_pw_set(config.username, config.password)
+        if config.tls_ca_file is not None:
+            self._client.tls_set(
+                ca_certs=str(config.tls_ca_file),
+                certfile=str(config.tls_cert_file) if config.tls_cert_file else None,
+                keyfile=str(config.tls_key_file) if config.tls_key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         self._connected = threading.Event()
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -178,8 +179,9 @@ async def test_email_with_unreachable_server_is_a_delivery_error() -> None:
 
 
 @pytest.mark.mosquitto
-async def test_alert_event_published_on_the_clinic_topic_qos1(mosquitto_broker: MosquittoBroker) -> None:
-    user, password = mosquitto_broker.credentials("clinic")
+async def _published_alert(broker: MosquittoBroker, *, tls: bool) -> mqtt.MQTTMessage:
+    """Deliver one alert through MqttAlertChannel and return what a clinic subscriber received."""
+    user, password = broker.credentials("clinic")
     got: list[mqtt.MQTTMessage] = []
     received = threading.Event()
     subscribed = threading.Event()
@@ -193,12 +195,12 @@ async def test_alert_event_published_on_the_clinic_topic_qos1(mosquitto_broker: 
         received.set()
 
     sub.on_message = on_message
-    sub.connect(mosquitto_broker.host, mosquitto_broker.port)
+    sub.connect(broker.host, broker.port)
     sub.loop_start()
+    port = broker.tls_port if tls and broker.tls_port else broker.port
+    ca = broker.tls_files.ca_file if tls and broker.tls_files else None
     channel = MqttAlertChannel(
-        MqttConfig(
-            mosquitto_broker.host, mosquitto_broker.port, user, password, client_id="test-alert-publisher"
-        )
+        MqttConfig(broker.host, port, user, password, client_id="test-alert-publisher", tls_ca_file=ca)
     )
     try:
         assert await asyncio.to_thread(subscribed.wait, 10)
@@ -210,10 +212,21 @@ async def test_alert_event_published_on_the_clinic_topic_qos1(mosquitto_broker: 
         sub.disconnect()
         sub.loop_stop()
     [msg] = got
+    return msg
+
+
+async def test_alert_event_published_on_the_clinic_topic_qos1(mosquitto_broker: MosquittoBroker) -> None:
+    msg = await _published_alert(mosquitto_broker, tls=False)
     assert msg.qos == 1
     data = json.loads(msg.payload)
     assert data["schema_version"] == 1 and data["rule_id"] == "BP-CRIT-2" and data["event_id"] == "ev-1"
     AlertEvent.model_validate({k: v for k, v in data.items() if k in AlertEvent.model_fields})
+
+
+async def test_alert_events_reach_a_tls_only_clinic_broker(tmp_path: Path) -> None:
+    with MosquittoBroker(tmp_path / "tls-broker", tls=True) as broker:
+        msg = await _published_alert(broker, tls=True)
+    assert json.loads(msg.payload)["rule_id"] == "BP-CRIT-2"
 
 
 def test_webhook_signature_with_non_ascii_characters_is_refused_not_a_crash() -> None:
