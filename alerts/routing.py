@@ -47,16 +47,18 @@ class Router:
         webhooks: Sequence[Channel] = (),
         email: Channel | None = None,
         base_url: str = "http://127.0.0.1:8000",
+        link_template: str = "{base_url}/alerts/{alert_id}",
     ) -> None:
         self.live = list(live)
         self.webhooks = list(webhooks)
         self.email = email
         self.base_url = base_url.rstrip("/")
+        # Where a notification points; the composition root knows the web app's layout.
+        self.link_template = link_template
         self._delivered: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def link(self, alert_id: str) -> str:
-        # The doctors' web app highlights this alert in the inbox (api/web/app.js).
-        return f"{self.base_url}/app/?alert={alert_id}"
+        return self.link_template.format(base_url=self.base_url, alert_id=alert_id)
 
     def notification(self, change: Change, team: Sequence[Recipient]) -> Notification:
         rec = change.record

@@ -36,6 +36,8 @@ from vitalgate.wiring import build_clinic_sessions, build_reading_store
 logger = logging.getLogger(__name__)
 
 DIGEST_CHECK_S = 300.0
+# The doctors' web app highlights the alert a notification links to (api/web/app.js).
+WEB_APP_ALERT_LINK = "{base_url}/app/?alert={alert_id}"
 
 
 @dataclass
@@ -159,7 +161,13 @@ async def build_clinic_server(
                 password=a.smtp_password.get_secret_value() if a.smtp_password else None,
             )
         )
-    router = Router(live=live, webhooks=webhooks, email=email, base_url=a.web_base_url)
+    router = Router(
+        live=live,
+        webhooks=webhooks,
+        email=email,
+        base_url=a.web_base_url,
+        link_template=WEB_APP_ALERT_LINK,
+    )
     alert_repository = SqlAlertRepository(sessions)
     engine = AlertEngine(
         store,

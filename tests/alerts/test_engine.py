@@ -44,7 +44,7 @@ async def test_confirmed_crisis_opens_one_urgent_alert_and_redelivery_changes_no
     assert [n.event.rule_id for n in opened] == ["BP-CRIT-2"]
     crit = opened[0]
     assert crit.event.severity is AlertSeverity.URGENT and crit.push
-    assert crit.link == f"https://clinic.test/app/?alert={crit.event.alert_id}"
+    assert crit.link == f"https://clinic.test/alerts/{crit.event.alert_id}"
     assert [r.user_id for r in crit.recipients] == ["dr-li"]  # family doctor first
     body = str(crit.body())
     assert "Zhang" not in body and "Mei" not in body  # opaque ids only
