@@ -87,11 +87,20 @@ class Bindings:
         data = self._state.model_dump_json(indent=2).encode("utf-8")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
         tmp.replace(self.path)
+        # The rename is durable only once the directory entry is on disk (a power cut on a home box
+        # must not bring back the old bindings).
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     # -- clinic config ---------------------------------------------------------------------------
 
