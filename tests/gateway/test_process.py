@@ -7,6 +7,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,9 @@ async def test_kill_9_in_a_burst_loses_nothing_committed(tmp_path: Path, broker:
                 await wait_until(mid_burst, 120, "every meter read and the delivery under way")
                 await gateway.kill9()
                 held, acked, integrity = outbox_ids(outbox)
+                # Under load a reading may be resent once before its first ack (ack timeout); what
+                # matters is that nothing the gateway saw acked is sent again after the restart.
+                received_at_kill = Counter(clinic.received)
                 assert integrity == "ok"
                 committed = held | acked
                 assert acked <= set(clinic.acked)  # deleted only after the application ack
@@ -95,7 +99,7 @@ async def test_kill_9_in_a_burst_loses_nothing_committed(tmp_path: Path, broker:
         clinic.stop()
     assert expected_keys(host.meters) <= received_keys(clinic)  # every reading the meters held
     # What the gateway had deleted on an ack before the kill was never sent again.
-    assert all(clinic.received[rid] == 1 for rid in acked)
+    assert all(clinic.received[rid] == received_at_kill[rid] for rid in acked)
     print(
         f"\nkill -9 with {len(held)} readings held (committed, unacked) and {len(acked)} acked;"
         f" after restart all {len(committed)} acked; {sum(n - 1 for n in clinic.received.values())}"
@@ -125,6 +129,9 @@ async def test_broker_outage_while_meters_keep_producing_then_everything_arrives
             await asyncio.to_thread(broker.stop)
             down_at = loop.time()
             _, acked_before_outage, _ = outbox_ids(outbox)
+            # What the clinic had received of each reading when the broker went down: under load a
+            # reading may be resent once before its first ack arrives (ack timeout), which is allowed.
+            received_before_outage = dict(acker.received)
             measured = 0
             # The patients keep measuring through the outage: one reading a second, meters in turn.
             while loop.time() - down_at < OUTAGE_S:
@@ -143,7 +150,7 @@ async def test_broker_outage_while_meters_keep_producing_then_everything_arrives
     assert len(held_at_restart) > 0  # the outbox carried the outage
     # Readings whose ack had reached the gateway were never sent again; only those in flight when the
     # broker went down (sent, ack lost with it) may come twice, which ingest absorbs by reading_id.
-    assert all(acker.received[rid] == 1 for rid in acked_before_outage)
+    assert all(acker.received[rid] == received_before_outage[rid] for rid in acked_before_outage)
     print(
         f"\noutage {up_at - down_at:.0f} s: {measured} readings measured while the broker was down,"
         f" {len(held_at_restart)} held in the outbox at restart, all delivered and acked"
