@@ -10,7 +10,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 # Attributes every LogRecord has; anything else came from `extra=` and is emitted as a field.
-_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's ANSI-coloured copy of the message
+}
 
 
 class JsonFormatter(logging.Formatter):
