@@ -17,6 +17,9 @@ from vitalgate.settings import CONFIG_ENV_VAR, SettingsFileError, load_settings
 COMMANDS = ("demo", "decode", "simulate", "gateway", "ingest", "api", "alerts", "admin", "schema")
 
 
+OUR_PACKAGES = frozenset(
+    {"vitals", "device_drivers", "gateway", "ingest", "storage", "alerts", "api", "vitalgate"}
+)
 # Which extra brings the packages a subcommand needs (pyproject.toml optional-dependencies).
 EXTRA_FOR = {"demo": "all", "simulate": "virtual", "gateway": "edge", "decode": "edge"}
 
@@ -90,6 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        # Command modules import their stage lazily: a clinic command on an edge-only install.
+        missing = (exc.name or "").split(".")[0]
+        if not missing or missing in OUR_PACKAGES:
+            raise
+        extra = EXTRA_FOR.get(args.command, "clinic")
+        print(
+            f"vitalgate {args.command}: this install lacks the Python package '{missing}'; "
+            f"install it with: pip install 'vitalgate[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 
