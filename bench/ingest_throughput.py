@@ -24,7 +24,8 @@ ratio ingest/bare is the number to track (reliability.md §(b): on a shared 2-co
 figures drift with load; ratios against a baseline measured in the same run do not).
 
 Usage: .venv/bin/python bench/ingest_throughput.py [--readings 50000] [--batch 100] [--no-influx]
-       [--replicas 2] [--no-freeze] [--cycle 64]
+       [--replicas 2] [--no-freeze] [--cycle 64] [--receive-maximum 100] [--fill-ms 0]
+       [--awaiting 8]
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ def run_ingest(
     client_id: str,
     *,
     live: bool,
-    max_messages_per_cycle: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Figure:
     username, password = broker.credentials("ingest")
     config = IngestConfig(
@@ -272,8 +273,8 @@ def run_ingest(
         client_id=client_id,
         session_expiry_s=SESSION_EXPIRY_S,
     )
-    if max_messages_per_cycle is not None:
-        config = replace(config, max_messages_per_cycle=max_messages_per_cycle)
+    if overrides:
+        config = replace(config, **overrides)
     consumer = IngestConsumer(config, store, clinic)
     consumer.start()  # creates the session and subscription
     if not consumer.wait_subscribed(CONNECT_TIMEOUT_S):
@@ -503,9 +504,28 @@ def main() -> int:
         "--cycle", type=int, default=None, help="IngestConfig.max_messages_per_cycle (default: its default)"
     )
     parser.add_argument(
+        "--receive-maximum",
+        type=int,
+        default=None,
+        help="IngestConfig.receive_maximum (MQTT v5 Receive Maximum)",
+    )
+    parser.add_argument(
+        "--fill-ms", type=float, default=None, help="IngestConfig.cycle_fill_s, in milliseconds"
+    )
+    parser.add_argument("--awaiting", type=int, default=None, help="IngestConfig.max_cycles_awaiting_ack")
+    parser.add_argument(
         "--no-freeze", action="store_true", help="leave the garbage collector as it is (no gc.freeze())"
     )
     args = parser.parse_args()
+    overrides: dict[str, Any] = {}
+    if args.cycle is not None:
+        overrides["max_messages_per_cycle"] = args.cycle
+    if args.receive_maximum is not None:
+        overrides["receive_maximum"] = args.receive_maximum
+    if args.fill_ms is not None:
+        overrides["cycle_fill_s"] = args.fill_ms / 1000
+    if args.awaiting is not None:
+        overrides["max_cycles_awaiting_ack"] = args.awaiting
 
     from storage.readings.sqlite import SqliteReadingStore
 
@@ -543,7 +563,7 @@ def main() -> int:
                     clinic,
                     f"bench-sqlite-{tag}",
                     live=live,
-                    max_messages_per_cycle=args.cycle,
+                    overrides=overrides,
                 )
             )
             if influx is not None:
@@ -558,7 +578,7 @@ def main() -> int:
                         clinic,
                         f"bench-influx-{tag}",
                         live=live,
-                        max_messages_per_cycle=args.cycle,
+                        overrides=overrides,
                     )
                 )
             if not live and args.replicas > 1:

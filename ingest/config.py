@@ -46,6 +46,11 @@ class IngestConfig:
     retry_max_s: float = 10.0
     # How long a binding lookup result is reused before the clinic database is asked again.
     binding_cache_ttl_s: float = 5.0
+    # Committed cycles whose MQTT acks wait for the broker's PUBACK of their application ack while
+    # the worker goes on (ingest.consumer); the worker blocks when this many wait.
+    max_cycles_awaiting_ack: int = 8
+    # How long a cycle may wait for more messages when the queue is shallow (0: take what is there).
+    cycle_fill_s: float = 0.0
     # Bounded waits: the application ack's PUBACK, and the whole shutdown.
     ack_publish_timeout_s: float = 5.0
     shutdown_timeout_s: float = 30.0
@@ -59,6 +64,10 @@ class IngestConfig:
             raise ValueError("receive_maximum must be 1..65535 (MQTT v5)")
         if self.max_messages_per_cycle < 1 or self.max_cycle_bytes < 1:
             raise ValueError("cycle bounds must be positive")
+        if self.max_cycles_awaiting_ack < 1:
+            raise ValueError("max_cycles_awaiting_ack must be >= 1")
+        if self.cycle_fill_s < 0:
+            raise ValueError("cycle_fill_s must be >= 0")
 
     @property
     def subscription(self) -> str:
