@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -88,6 +89,13 @@ class UplinkConfig:
 MessageHandler = Callable[[bytes], Coroutine[Any, Any, None]]
 
 
+def _send_small_packets_at_once(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """TCP_NODELAY: paho leaves Nagle's algorithm on, which held small packets (acks, PUBACKs) ~40 ms
+    for the peer's delayed TCP ACK (measured in ingest, docs/ingest.md)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class MqttUplink:
     """The paho client, bridged to asyncio. Create and use it from inside a running event loop."""
 
@@ -125,6 +133,7 @@ class MqttUplink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_socket_open = _send_small_packets_at_once
         self._started = False
         self._subscriptions: list[str] = []
         self._sub_lock = threading.Lock()

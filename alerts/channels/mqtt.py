@@ -7,8 +7,10 @@ paho-mqtt 2.x with its network loop in a thread; publish waits for the PUBACK wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -40,6 +42,13 @@ class MqttConfig:
     tls_key_file: Path | None = None
 
 
+def _send_small_packets_at_once(_client: mqtt.Client, _userdata: object, sock: object) -> None:
+    """TCP_NODELAY: paho leaves Nagle's algorithm on, which held small packets ~40 ms for the
+    broker's delayed TCP ACK (measured in ingest, docs/ingest.md); alerts must not wait for that."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+
+
 class MqttAlertChannel:
     name = "mqtt"
 
@@ -59,6 +68,7 @@ class MqttAlertChannel:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         self._connected = threading.Event()
+        self._client.on_socket_open = _send_small_packets_at_once
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
 
