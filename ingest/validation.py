@@ -167,7 +167,12 @@ def _salvage(parsed: ParsedMessage) -> None:
         parsed.poison_reason = clip(
             f"unsupported schema_version {version!r} (this ingest reads {SCHEMA_VERSION})"
         )
-        parsed.poison_reading_ids = _ids_in(readings)
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
+        if not newer:
+            parsed.poison_reading_ids = _ids_in(readings)
+        # A newer version means the gateway was upgraded before ingest: its readings are not refused
+        # (a rejection is final, the gateway would delete them). The gateway keeps them and resends
+        # until an ingest that reads this version stores them; the dead letter tells the operator.
         return
     try:
         # The envelope alone: ReadingsBatch's own fields, with the readings left unparsed.

@@ -194,3 +194,27 @@ def test_one_cycle_against_each_clinic_database_engine(
         ]
     finally:
         sessions.kw["bind"].dispose()
+
+
+def test_a_newer_schema_version_is_dead_lettered_but_its_readings_are_not_refused(
+    reading_store: SqliteReadingStore,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+    gateway_id: str,
+) -> None:
+    # A gateway upgraded before ingest: a rejection is final (the gateway deletes the readings), so
+    # ingest must not send one; the gateway keeps them and resends until ingest understands them.
+    newer = json.loads(batch_json(gateway_id, [bp_reading(1)]))
+    newer["schema_version"] = 2
+    older = json.loads(batch_json(gateway_id, [bp_reading(2)]))
+    older["schema_version"] = 0
+    repository = ClinicRepository(clinic_sessions)
+    pipeline = IngestPipeline(reading_store, repository, repository)
+    result = pipeline.process(
+        [message(gateway_id, json.dumps(newer).encode()), message(gateway_id, json.dumps(older).encode())]
+    )
+    assert stored_ids(store_path) == []
+    assert result.dead_lettered_messages == 2
+    rejected = {r.reading_id for ack in result.acks.values() for r in ack.rejected}
+    assert bp_reading(1).reading_id not in rejected  # newer: kept by the gateway, not refused
+    assert bp_reading(2).reading_id in rejected  # an unknown older version can never be read
