@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 
 
 class BindingSource(Protocol):
-    def bindings_for_gateway(self, gateway_id: str) -> list[Binding]: ...
+    def bindings_for_readings(self, gateway_id: str) -> list[Binding]:
+        """Active bindings and recently ended ones (storage.clinic.repository.bindings_for_readings)."""
+        ...
 
 
 class DeadLetterSink(Protocol):
@@ -65,23 +67,31 @@ class BindingCache:
         self._refreshed.clear()
 
     def _fetch(self, gateway_id: str) -> list[Binding]:
-        bindings = self._source.bindings_for_gateway(gateway_id)
+        bindings = self._source.bindings_for_readings(gateway_id)
         self._entries[gateway_id] = (self._clock(), bindings)
         self._refreshed.add(gateway_id)
         return bindings
 
     @staticmethod
-    def _bound(bindings: list[Binding], meter_key: str, patient_id: str, slot: int | None) -> bool:
-        return any(b.patient_id == patient_id and b.matches(meter_key, slot) for b in bindings)
+    def _bound(
+        bindings: list[Binding], meter_key: str, patient_id: str, slot: int | None, measured_at: datetime
+    ) -> bool:
+        return any(
+            b.patient_id == patient_id and b.matches(meter_key, slot) and b.in_force_at(measured_at)
+            for b in bindings
+        )
 
-    def is_bound(self, gateway_id: str, meter_key: str, patient_id: str, slot: int | None) -> bool:
+    def is_bound(
+        self, gateway_id: str, meter_key: str, patient_id: str, slot: int | None, measured_at: datetime
+    ) -> bool:
+        """Was the meter (slot) bound to the patient through this gateway when the reading was taken?"""
         entry = self._entries.get(gateway_id)
         if entry is not None and self._clock() - entry[0] < self._ttl_s:
-            if self._bound(entry[1], meter_key, patient_id, slot):
+            if self._bound(entry[1], meter_key, patient_id, slot, measured_at):
                 return True
             if gateway_id in self._refreshed:
                 return False
-        return self._bound(self._fetch(gateway_id), meter_key, patient_id, slot)
+        return self._bound(self._fetch(gateway_id), meter_key, patient_id, slot, measured_at)
 
 
 @dataclass(slots=True)
@@ -143,11 +153,11 @@ class IngestPipeline:
                 device = reading.device
                 slot = device_user_id(reading)
                 key = (item.gateway_id, device.manufacturer, device.model, device.serial_number,
-                       device.address, reading.patient_id, slot)  # fmt: skip
+                       device.address, reading.patient_id, slot, reading.measured_at)  # fmt: skip
                 bound = verdicts.get(key)
                 if bound is None:
                     bound = self._bindings.is_bound(
-                        item.gateway_id, device.meter_key, reading.patient_id, slot
+                        item.gateway_id, device.meter_key, reading.patient_id, slot, reading.measured_at
                     )
                     verdicts[key] = bound
                 if bound:

@@ -36,18 +36,24 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Binding:
-    """An active binding: readings of `meter_key` (slot `device_user_id`, None = any) on `gateway_id`
-    belong to `patient_id`."""
+    """A binding: readings of `meter_key` (slot `device_user_id`, None = any) on `gateway_id` belong
+    to `patient_id`. `unbound_at` is None while it is active, else when it ended."""
 
     gateway_id: str
     meter_key: str
     device_user_id: int | None
     patient_id: str
+    unbound_at: datetime | None = None
 
     def matches(self, meter_key: str, device_user_id: int | None) -> bool:
         if meter_key != self.meter_key:
             return False
         return self.device_user_id is None or self.device_user_id == device_user_id
+
+    def in_force_at(self, measured_at: datetime) -> bool:
+        """A reading measured before the binding ended still belongs to its patient, even when it
+        arrives after an unbind or a rebind (a gateway that was offline)."""
+        return self.unbound_at is None or measured_at < self.unbound_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +98,20 @@ def _slot(device_user_id: int | None) -> int:
 
 def _binding(row: MeterBinding) -> Binding:
     slot = None if row.device_user_id == ANY_DEVICE_USER else row.device_user_id
-    return Binding(row.gateway_id, row.meter_key, slot, row.patient_id)
+    return Binding(
+        row.gateway_id, row.meter_key, slot, row.patient_id, None if row.active else row.unbound_at
+    )
+
+
+def bindings_for_readings(session: Session, *, gateway_id: str) -> list[Binding]:
+    """Every binding of the gateway, active or ended: what ingest checks readings against, each with
+    `Binding.in_force_at(measured_at)` (a home has a few meters; rebinding is rare)."""
+    rows = session.scalars(
+        select(MeterBinding)
+        .where(MeterBinding.gateway_id == gateway_id)
+        .order_by(MeterBinding.meter_key, MeterBinding.device_user_id, MeterBinding.binding_id)
+    )
+    return [_binding(row) for row in rows]
 
 
 def active_bindings(session: Session, *, gateway_id: str) -> list[Binding]:
@@ -215,6 +234,10 @@ class ClinicRepository:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+
+    def bindings_for_readings(self, gateway_id: str) -> list[Binding]:
+        with _unavailable_as_typed("bindings_for_readings"), self._sessions() as session:
+            return bindings_for_readings(session, gateway_id=gateway_id)
 
     def bindings_for_gateway(self, gateway_id: str) -> list[Binding]:
         with _unavailable_as_typed("bindings_for_gateway"), self._sessions() as session:

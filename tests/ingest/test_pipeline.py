@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,9 @@ from storage.readings import ReadingStoreRejected, SqliteReadingStore, WriteResu
 from storage.readings.protocol import AnyReading
 from tests.fixtures.postgres import clinic_url, postgres_database_url
 from tests.ingest.helpers import (
+    CUFF,
     STRANGER_CUFF,
+    T0,
     batch_json,
     bp_reading,
     glucose_reading,
@@ -218,3 +220,35 @@ def test_a_newer_schema_version_is_dead_lettered_but_its_readings_are_not_refuse
     rejected = {r.reading_id for ack in result.acks.values() for r in ack.rejected}
     assert bp_reading(1).reading_id not in rejected  # newer: kept by the gateway, not refused
     assert bp_reading(2).reading_id in rejected  # an unknown older version can never be read
+
+
+def test_a_reading_taken_before_its_meter_was_rebound_still_belongs_to_its_patient(
+    reading_store: SqliteReadingStore,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+    gateway_id: str,
+) -> None:
+    # The cuff (slot 1) moves from p1 to p2 at T0 + 30 min. A gateway that was offline delivers p1's
+    # reading of T0 + 10 min afterwards: it was p1's when taken, so it is stored, not refused (a
+    # refusal is final). A reading labelled p1 but taken after the move is refused.
+    from storage.clinic.repository import bind_meter
+
+    with clinic_sessions() as session:
+        bind_meter(
+            session,
+            gateway_id=gateway_id,
+            meter_key=CUFF.meter_key,
+            patient_id="p2",
+            device_user_id=1,
+            at=T0 + timedelta(minutes=30),
+        )
+        session.commit()
+    before, after = bp_reading(10), bp_reading(40)  # measured T0 + 10 min and T0 + 40 min, labelled p1
+    repository = ClinicRepository(clinic_sessions)
+    result = IngestPipeline(reading_store, repository, repository).process(
+        [message(gateway_id, batch_json(gateway_id, [before, after]))]
+    )
+    assert stored_ids(store_path) == [before.reading_id]
+    [rejected] = result.acks[gateway_id].rejected
+    assert rejected.reading_id == after.reading_id
+    assert "not bound to patient p1" in rejected.reason
