@@ -60,10 +60,16 @@ from ingest.config import IngestConfig
 from ingest.pipeline import ClinicAccess, CycleResult, IngestPipeline
 from ingest.validation import InboundMessage
 from storage.clinic.database import ClinicDatabaseUnavailableError
+from storage.clinic.models import DeadLetterScope
+from storage.clinic.repository import DeadLetterRecord
 from storage.readings.protocol import AnyReading, ReadingStore, ReadingStoreUnavailable
 from vitals.topics import acks_topic
 
 logger = logging.getLogger(__name__)
+
+# Unexpected failures of one cycle before its messages are tried one by one (and a message that
+# still fails alone is dead-lettered): one payload that trips a bug must not stall the stream.
+ISOLATE_AFTER_FAILURES = 3
 
 QOS_AT_LEAST_ONCE: Final = 1
 _QUEUE_POLL_S: Final = 0.2
@@ -162,6 +168,7 @@ class IngestConsumer:
     ) -> None:
         self.config = config
         self._pipeline = IngestPipeline(store, clinic, clinic, binding_cache_ttl_s=config.binding_cache_ttl_s)
+        self._clinic = clinic
         self._listeners = tuple(listeners)
         self._queue: queue.SimpleQueue[InboundMessage] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -443,8 +450,11 @@ class IngestConsumer:
                 return  # stopping while the store was down: nothing acked, the broker keeps it all
             self._finish(result)
 
-    def _process_with_retry(self, messages: list[InboundMessage]) -> CycleResult | None:
+    def _process_with_retry(
+        self, messages: list[InboundMessage], *, isolated: bool = False
+    ) -> CycleResult | None:
         delay = self.config.retry_initial_s
+        unexpected = 0
         while True:
             try:
                 return self._pipeline.process(messages)
@@ -452,23 +462,56 @@ class IngestConsumer:
                 with self._lock:
                     self._c["store_retries"] += 1
                 self._record_error(f"store unavailable, holding {len(messages)} messages: {exc}")
-                if self._stopping.wait(delay):
-                    return None
-                delay = min(delay * 2, self.config.retry_max_s)
-                if self._stale(messages):
-                    # The connection dropped meanwhile: the broker will redeliver these.
-                    self._forget(messages)
-                    return None if self._stopping.is_set() else self._empty_cycle()
-            except Exception:
+            except Exception as exc:
                 # A bug, not bad input (bad input is dead-lettered by the pipeline). Hold the
-                # messages (no ack), log loudly, and retry as for an unavailable store.
+                # messages (no ack), log loudly, and retry as for an unavailable store; if it keeps
+                # failing, find the message that causes it so one payload cannot stall the stream.
                 logger.exception("ingest cycle failed unexpectedly; holding its messages")
                 with self._lock:
                     self._c["store_retries"] += 1
                     self._last_error = "unexpected error in ingest cycle (see log)"
-                if self._stopping.wait(delay):
-                    return None
-                delay = min(delay * 2, self.config.retry_max_s)
+                unexpected += 1
+                if unexpected >= ISOLATE_AFTER_FAILURES:
+                    if len(messages) > 1 and not isolated:
+                        return self._process_one_by_one(messages)
+                    if len(messages) == 1:
+                        settled = self._dead_letter_unprocessable(messages[0], exc)
+                        if settled is not None:
+                            return settled
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, self.config.retry_max_s)
+            if self._stale(messages):
+                # The connection dropped meanwhile: the broker will redeliver these.
+                self._forget(messages)
+                return None if self._stopping.is_set() else self._empty_cycle()
+
+    def _process_one_by_one(self, messages: list[InboundMessage]) -> CycleResult | None:
+        """Each message in a cycle of its own, in order (acks keep arrival order)."""
+        for message in messages:
+            result = self._process_with_retry([message], isolated=True)
+            if result is None:
+                return None
+            self._finish(result)
+        return self._empty_cycle()
+
+    def _dead_letter_unprocessable(self, message: InboundMessage, exc: Exception) -> CycleResult | None:
+        """One message that fails on its own every time: keep its raw bytes in the dead-letter table and
+        ack it, so the stream flows (DESIGN.md, Delivery). None if even that cannot be written now."""
+        record = DeadLetterRecord(
+            scope=DeadLetterScope.MESSAGE,
+            topic=message.topic,
+            payload=message.payload,
+            reason=f"ingest failed on this message {ISOLATE_AFTER_FAILURES} times: {type(exc).__name__}",
+            received_at=message.received_at,
+        )
+        try:
+            self._clinic.add_dead_letters([record])
+        except Exception:
+            logger.exception("could not dead-letter an unprocessable message; holding it")
+            return None
+        logger.error("unprocessable message dead-lettered", extra={"topic": message.topic})
+        return CycleResult(messages=[message], dead_lettered_messages=1)
 
     @staticmethod
     def _empty_cycle() -> CycleResult:

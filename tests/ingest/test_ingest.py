@@ -219,3 +219,44 @@ def test_shared_subscription_splits_messages_between_replicas(
     assert sorted(stored_ids(store_path)) == sorted(expected)
     received = (first.counters().messages_received, second.counters().messages_received)
     assert sum(received) == 10 and min(received) > 0, received
+
+
+class _StoreWithABug:
+    """A real SQLite store that trips over one particular reading, as a bug in a store would."""
+
+    def __init__(self, store: SqliteReadingStore, trigger: str) -> None:
+        self._store = store
+        self._trigger = trigger
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> object:
+        if any(r.reading_id == self._trigger for r in readings):
+            raise RuntimeError("test: a bug in the store")
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_a_message_that_trips_a_bug_is_isolated_and_dead_lettered_and_the_stream_flows(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    reading_store: SqliteReadingStore,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    bad = bp_reading(2)
+    store = _StoreWithABug(reading_store, bad.reading_id)
+    consumer = start_ingest(store=store, retry_initial_s=0.05, retry_max_s=0.1)
+    good = [bp_reading(1), bp_reading(3), bp_reading(4)]
+    gateway.publish([good[0]])
+    gateway.publish([bad])
+    gateway.publish(good[1:])
+    expected = {r.reading_id for r in good}
+    assert wait_until(lambda: gateway.stored_acked() == expected), consumer.counters()
+    assert sorted(stored_ids(store_path)) == sorted(expected)
+    assert wait_until(lambda: consumer.counters().in_flight_messages == 0)
+    [letter] = _dead_letters(clinic_sessions)
+    assert letter.scope is DeadLetterScope.MESSAGE
+    assert bad.reading_id.encode() in letter.payload  # its raw bytes are kept
+    assert "RuntimeError" in letter.reason
+    assert bad.reading_id not in gateway.rejected_acked()  # not refused: the gateway may resend it
