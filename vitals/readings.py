@@ -238,7 +238,9 @@ def _canonical(
         derived[canonical] = given
 
 
-def _check(limit: PlausibleRange, value: float | None, reasons: list[str], missing: str | None = None) -> None:
+def _check(
+    limit: PlausibleRange, value: float | None, reasons: list[str], missing: str | None = None
+) -> None:
     if value is None:
         if missing:
             reasons.append(missing)
@@ -248,7 +250,9 @@ def _check(limit: PlausibleRange, value: float | None, reasons: list[str], missi
         reasons.append(violation)
 
 
-def _apply(model: BaseModel, derived: dict[str, Any], derived_fields: frozenset[str], reasons: list[str]) -> None:
+def _apply(
+    model: BaseModel, derived: dict[str, Any], derived_fields: frozenset[str], reasons: list[str]
+) -> None:
     """Write the derived values into a just-validated frozen reading, marked as set fields."""
     fields_set = model.__pydantic_fields_set__
     fields_set.update(derived_fields)

@@ -82,4 +82,5 @@ def upgrade_to_head(url: str | None = None, *, engine: Engine | None = None) -> 
         raise ValueError("upgrade_to_head needs a url or an engine")
     command.upgrade(alembic_config(url, engine), "head")
     backend = engine.dialect.name if engine is not None else make_url(url or "").get_backend_name()
-    logger.debug("clinic database at head", extra={"backend": backend})  # never the URL: it may hold a password
+    # The backend name, never the URL: it may hold a password.
+    logger.debug("clinic database at head", extra={"backend": backend})

@@ -220,7 +220,6 @@ def reading_row(reading: AnyReading, stored_at: str, meter_keys: MeterKeys | Non
     return (*common, *specific, raw, reading_json(reading), stored_at)
 
 
-
 def reading_json(reading: AnyReading) -> str:
     """`records.reading_to_json`: the same JSON text, without model_dump_json's Python wrapper."""
     return type(reading).__pydantic_serializer__.to_json(reading).decode()
