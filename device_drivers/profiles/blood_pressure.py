@@ -173,8 +173,32 @@ def _value_reasons(label: str, value: MderFloat | None) -> list[str]:
     return []
 
 
+class _MeasuredValues:
+    """Validity of a cuff measurement (0x2A35 and its BLS 1.1 enhanced form share these fields): NaN,
+    NRes, infinities or reserved SFLOAT values make it invalid, with the reason."""
+
+    __slots__ = ()
+    systolic: MderFloat
+    diastolic: MderFloat
+    mean_arterial_pressure: MderFloat
+    pulse_rate_bpm: MderFloat | None
+
+    @property
+    def invalid_reasons(self) -> tuple[str, ...]:
+        return tuple(
+            _value_reasons("systolic", self.systolic)
+            + _value_reasons("diastolic", self.diastolic)
+            + _value_reasons("mean arterial pressure", self.mean_arterial_pressure)
+            + _value_reasons("pulse rate", self.pulse_rate_bpm)
+        )
+
+    @property
+    def valid(self) -> bool:
+        return not self.invalid_reasons
+
+
 @dataclass(frozen=True, slots=True)
-class BloodPressureMeasurement:
+class BloodPressureMeasurement(_MeasuredValues):
     """Blood Pressure Measurement 0x2A35.
 
     ``valid`` is False for a well-formed reading that carries no usable pressure (a NaN, NRes,
@@ -191,19 +215,6 @@ class BloodPressureMeasurement:
     user_id: int | None = None
     measurement_status: MeasurementStatus | None = None
     raw: bytes = field(default=b"", compare=False)
-
-    @property
-    def invalid_reasons(self) -> tuple[str, ...]:
-        return tuple(
-            _value_reasons("systolic", self.systolic)
-            + _value_reasons("diastolic", self.diastolic)
-            + _value_reasons("mean arterial pressure", self.mean_arterial_pressure)
-            + _value_reasons("pulse rate", self.pulse_rate_bpm)
-        )
-
-    @property
-    def valid(self) -> bool:
-        return not self.invalid_reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +239,7 @@ class IntermediateCuffPressure:
 
 
 @dataclass(frozen=True, slots=True)
-class EnhancedBloodPressureMeasurement:
+class EnhancedBloodPressureMeasurement(_MeasuredValues):
     """Enhanced Blood Pressure Measurement 0x2B34 (BLS 1.1).
 
     ``time_stamp_seconds`` and ``user_facing_time_seconds`` count seconds since ``epoch_start_year``
@@ -262,19 +273,6 @@ class EnhancedBloodPressureMeasurement:
     def user_facing_time(self) -> dt.datetime | None:
         """User facing time as a naive datetime, or None."""
         return self._from_epoch(self.user_facing_time_seconds)
-
-    @property
-    def invalid_reasons(self) -> tuple[str, ...]:
-        return tuple(
-            _value_reasons("systolic", self.systolic)
-            + _value_reasons("diastolic", self.diastolic)
-            + _value_reasons("mean arterial pressure", self.mean_arterial_pressure)
-            + _value_reasons("pulse rate", self.pulse_rate_bpm)
-        )
-
-    @property
-    def valid(self) -> bool:
-        return not self.invalid_reasons
 
 
 @dataclass(frozen=True, slots=True)
