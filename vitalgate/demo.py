@@ -216,7 +216,10 @@ class Demo:
                 client_backend=self.radio.client_backend,
             )
             tasks.append(asyncio.create_task(gateway.run(stop)))
-            self.simulation.start()
+            if not self.options.until_synced:
+                # Patients keep measuring; with --until-synced the meters hold only their history, so
+                # "every reading the meters held is stored" is a fixed target.
+                self.simulation.start()
             self._where_to_look(settings)
             return await self._watch(stop, clock)
         finally:
