@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -68,8 +69,12 @@ class GatewayTopic:
     channel: GatewayChannel
 
 
+@functools.lru_cache(maxsize=16_384)
 def parse_gateway_topic(topic: str) -> GatewayTopic:
-    """Split `vitalgate/v1/gw/{gateway_id}/{channel}`; raise InvalidTopicError on anything else."""
+    """Split `vitalgate/v1/gw/{gateway_id}/{channel}`; raise InvalidTopicError on anything else.
+
+    Memoised (a result is immutable; a refusal raises and is not kept): ingest parses the topic of
+    every message, and a clinic's topics are few, one per gateway and channel."""
     parts = topic.split("/")
     if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT or parts[2] != "gw":
         raise InvalidTopicError("not a vitalgate gateway topic")

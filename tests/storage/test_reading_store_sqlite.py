@@ -7,7 +7,9 @@ import tempfile
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -104,3 +106,56 @@ def test_any_sequence_of_batches_counts_every_reading_new_exactly_once(
             assert store.count() == len(written)
         finally:
             store.close()
+
+
+def _stored_rows(path: Path) -> dict[str, tuple[object, ...]]:
+    """Every column of every row but stored_at (the write's own time), by reading_id."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT * FROM readings").fetchall()
+    return {row[0]: row[:-1] for row in rows}
+
+
+def test_batches_of_any_size_store_the_same_rows_as_one_reading_at_a_time(tmp_path: Path) -> None:
+    """A batch goes in as a few multi-row INSERTs (256, 128, ... rows; storage/readings/sqlite.py):
+    batches around those chunk sizes, glucose and blood pressure mixed, must give row for row what
+    writing each reading alone gives."""
+    readings = [
+        *every_field_readings("p-1"),
+        *(bp("p-2", T0 + timedelta(days=1, minutes=i), 100.0 + i % 60, 70.0 + i % 25) for i in range(800)),
+    ]
+    one_by_one = SqliteReadingStore(tmp_path / "single.sqlite3", synchronous="NORMAL")
+    for reading in readings:
+        one_by_one.write_batch([reading])
+    one_by_one.close()
+
+    batched = SqliteReadingStore(tmp_path / "batched.sqlite3", synchronous="NORMAL")
+    start = 0
+    for size in (1, 2, 3, 255, 256, 257, len(readings)):
+        chunk = readings[start : start + size]
+        assert batched.write_batch(chunk).stored == tuple(r.reading_id for r in chunk)
+        start += size
+    batched.close()
+    assert _stored_rows(tmp_path / "batched.sqlite3") == _stored_rows(tmp_path / "single.sqlite3")
+    assert len(_stored_rows(tmp_path / "batched.sqlite3")) == len(readings)
+
+
+def test_a_sqlite_with_a_low_parameter_bound_still_stores_whole_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.32 bound a statement to 999 parameters: the store then uses smaller
+    multi-row INSERTs (999 // 30 columns: at most 32 rows), never a statement SQLite refuses."""
+    connect = sqlite3.connect
+
+    def old_sqlite(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", old_sqlite)
+    store = SqliteReadingStore(tmp_path / "r.sqlite3", synchronous="NORMAL")
+    try:
+        readings = [bp("p-1", T0 + timedelta(minutes=i), 100.0 + i % 50, 70.0) for i in range(300)]
+        assert len(store.write_batch(readings).stored) == 300
+        assert store.count() == 300
+    finally:
+        store.close()
