@@ -10,8 +10,10 @@ raised so nothing is dropped), then the consumer connects and the bench times th
   (c) ingest -> InfluxDB 1.6 behind the /api/v2/write test shim (tests/fixtures/influxdb.py), when
       `influxd` is installed; influxd and the shim run in a process of their own, as a real
       InfluxDB would, so the shim's Python HTTP handling does not share ingest's GIL;
-  (b') drain only: N ingest processes on one shared subscription ($share/...) into one SQLite file,
-      the scale-out path (DESIGN.md, Going past one machine).
+  (x N) with `--replicas N`: N bare processes, then N ingest processes into one SQLite file and
+      into one InfluxDB database, each group on one shared subscription ($share/...), the scale-out
+      path (DESIGN.md, Going past one machine); the ratio compares equal numbers of processes, each
+      with its own GIL.
 
 In the live mode the publisher is spawned and connected before the clock starts, and the clock
 starts when it is let go: spawning it (a fresh interpreter importing this module) costs about a
@@ -63,7 +65,7 @@ from vitalgate.mosquitto import MosquittoBroker
 from vitals.identity import blood_pressure_reading_id
 from vitals.payload import ReadingsBatch
 from vitals.readings import BloodPressureReading, DeviceIdentity
-from vitals.topics import ALL_READINGS_FILTER, readings_topic
+from vitals.topics import ALL_READINGS_FILTER, readings_topic, shared_subscription
 
 GATEWAY_ID = "gw-bench"
 CUFF = DeviceIdentity(manufacturer="Acme Medical", model="BP-7", serial_number="BENCH-1")
@@ -183,22 +185,34 @@ def _connect_props() -> Properties:
 class BareSubscriber:
     """(a) a paho v5 subscriber that only counts; QoS 1, persistent session, automatic PUBACK."""
 
-    def __init__(self, broker: MosquittoBroker, client_id: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        client_id: str,
+        topic_filter: str = ALL_READINGS_FILTER,
+    ) -> None:
         self.received = 0
         self.done = threading.Event()
         self.expected = 0
         self._subscribed = threading.Event()
-        username, password = broker.credentials("ingest")
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         self._client.username_pw_set(username, password)
-        self._client.on_connect = lambda c, *_: c.subscribe(ALL_READINGS_FILTER, qos=1)
+        self._client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.on_message = self._on_message
-        self._broker = broker
+        self._host, self._port = host, port
+
+    @classmethod
+    def for_broker(cls, broker: MosquittoBroker, client_id: str) -> BareSubscriber:
+        username, password = broker.credentials("ingest")
+        return cls(broker.host, broker.port, username, password, client_id)
 
     def _on_message(self, *_: Any) -> None:
         self.received += 1
@@ -208,7 +222,7 @@ class BareSubscriber:
     def connect(self) -> None:
         self._subscribed.clear()
         self._client.connect(
-            self._broker.host, self._broker.port, keepalive=60, clean_start=False, properties=_connect_props()
+            self._host, self._port, keepalive=60, clean_start=False, properties=_connect_props()
         )
         self._client.loop_start()
         if not self._subscribed.wait(CONNECT_TIMEOUT_S):
@@ -231,7 +245,7 @@ class Figure:
 
 
 def run_bare(broker: MosquittoBroker, payloads: list[bytes], readings: int, *, live: bool) -> Figure:
-    subscriber = BareSubscriber(broker, f"bench-bare-{'live' if live else 'drain'}")
+    subscriber = BareSubscriber.for_broker(broker, f"bench-bare-{'live' if live else 'drain'}")
     subscriber.expected = len(payloads)
     subscriber.connect()  # creates the session and subscription
     if live:
@@ -300,102 +314,146 @@ def run_ingest(
     return Figure(name, readings, elapsed)
 
 
-def _replica(
-    config: IngestConfig,
-    store_path: str,
-    clinic_url: str,
-    loaded: Any,
-    go: Any,
-    ready: Any,
-    stop: Any,
-) -> None:
-    """One ingest replica in its own process (spawned): connects on `go`, runs until `stop`."""
-    from storage.readings.sqlite import SqliteReadingStore
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What one consumer process of a group runs: `kind` is "bare", "sqlite" or "influx"."""
 
-    store = SqliteReadingStore(store_path)
-    engine = create_clinic_engine(clinic_url)
+    kind: str
+    host: str
+    port: int
+    username: str
+    password: str
+    client_id: str
+    group: str
+    store: str  # SQLite file or InfluxDB "url database"
+    clinic_url: str
+    overrides: dict[str, Any]
+
+
+def _replica(spec: ReplicaSpec, slot: int, counts: Any, loaded: Any, go: Any, ready: Any, stop: Any) -> None:
+    """One consumer of a group, in its own process (spawned): connects on `go`, publishes its count
+    of settled messages (received by bare, acked by ingest) in `counts[slot]` until `stop`."""
+    freeze = freeze_startup_heap
+    if spec.kind == "bare":
+        subscriber = BareSubscriber(
+            spec.host, spec.port, spec.username, spec.password, spec.client_id,
+            shared_subscription(ALL_READINGS_FILTER, spec.group),
+        )  # fmt: skip
+        freeze()
+        loaded.set()
+        go.wait(DRAIN_TIMEOUT_S)
+        subscriber.connect()
+        ready.set()
+        while not stop.wait(0.005):
+            counts[slot] = subscriber.received
+        subscriber.disconnect()
+        return
+    config = IngestConfig(
+        host=spec.host,
+        port=spec.port,
+        username=spec.username,
+        password=spec.password,
+        client_id=spec.client_id,
+        session_expiry_s=SESSION_EXPIRY_S,
+        shared_group=spec.group,
+    )
+    config = replace(config, **spec.overrides)
+    store: ReadingStore
+    if spec.kind == "sqlite":
+        from storage.readings.sqlite import SqliteReadingStore
+
+        store = SqliteReadingStore(spec.store)
+    else:
+        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+
+        url, database = spec.store.split(" ")
+        store = InfluxReadingStore(InfluxConfig(url=url, database=database))
+    engine = create_clinic_engine(spec.clinic_url)
     consumer = IngestConsumer(config, store, ClinicRepository(session_factory(engine)))
-    freeze_startup_heap()
+    freeze()
     loaded.set()
     go.wait(DRAIN_TIMEOUT_S)
     consumer.start()
     if consumer.wait_subscribed(CONNECT_TIMEOUT_S):
         ready.set()
-    stop.wait(DRAIN_TIMEOUT_S)
+    while not stop.wait(0.005):
+        counts[slot] = consumer.counters().messages_acked
     consumer.stop()
+    counts[slot] = consumer.counters().messages_acked
     store.close()
     engine.dispose()
 
 
-def run_replicas(
-    broker: MosquittoBroker, payloads: list[bytes], readings: int, directory: Path, replicas: int
+def run_group(
+    name: str,
+    broker: MosquittoBroker,
+    payloads: list[bytes],
+    readings: int,
+    specs: list[ReplicaSpec],
+    *,
+    live: bool,
 ) -> Figure:
-    """(b') drain with `replicas` ingest processes on one shared subscription, one SQLite file."""
-    username, password = broker.credentials("ingest")
+    """N consumer processes on one shared subscription ($share/...), bare or ingest alike, so the
+    ratio compares equal numbers of processes (each Python process has one GIL; DESIGN.md, Going
+    past one machine, scales ingest out this way). Drain: the group's sessions exist, the messages
+    are queued round-robin into them (reliability.md §1.2), then the group connects; live: the
+    group is connected and the publisher is let go. Timed until every message is settled."""
     ctx = multiprocessing.get_context("spawn")
-    store_path = directory / "readings-replicas.sqlite3"
-    clinic_url = f"sqlite:///{directory / 'clinic.sqlite3'}"
-    configs = [
-        IngestConfig(
-            host=broker.host,
-            port=broker.port,
-            username=username,
-            password=password,
-            client_id=f"bench-replica-{n}",
-            session_expiry_s=SESSION_EXPIRY_S,
-            shared_group="bench",
-        )
-        for n in range(replicas)
-    ]
+    counts = ctx.Array("q", len(specs), lock=False)
 
-    def launch() -> tuple[list[Any], Any, float]:
+    def launch() -> tuple[list[Any], Any, list[Any], float]:
         """Start the processes, wait until each has imported and opened its store, then let them
-        connect together; returns the processes, their stop event and the moment they were let go."""
+        connect together; returns the processes, their stop event and readiness events, and the
+        moment they were let go (start-up is not timed, as for the in-process consumers)."""
         stop, go = ctx.Event(), ctx.Event()
         processes, loadeds, readies = [], [], []
-        for config in configs:
+        for slot, spec in enumerate(specs):
             loaded, ready = ctx.Event(), ctx.Event()
-            process = ctx.Process(
-                target=_replica, args=(config, str(store_path), clinic_url, loaded, go, ready, stop)
-            )
+            process = ctx.Process(target=_replica, args=(spec, slot, counts, loaded, go, ready, stop))
             process.start()
             processes.append(process)
             loadeds.append(loaded)
             readies.append(ready)
         for loaded in loadeds:
             if not loaded.wait(CONNECT_TIMEOUT_S * 2):
-                raise RuntimeError("an ingest replica did not start")
+                raise RuntimeError(f"{name}: a consumer process did not start")
         go_at = time.perf_counter()
         go.set()
+        return processes, stop, readies, go_at
+
+    def subscribed(readies: list[Any]) -> None:
         for ready in readies:
             if not ready.wait(CONNECT_TIMEOUT_S):
-                raise RuntimeError("an ingest replica did not subscribe")
-        return processes, stop, go_at
+                raise RuntimeError(f"{name}: a consumer process did not subscribe")
 
-    def halt(processes: list[Any], stop: Any, _go_at: float = 0.0) -> None:
+    def halt(processes: list[Any], stop: Any) -> None:
         stop.set()
         for process in processes:
             process.join(DRAIN_TIMEOUT_S)
 
-    halt(*launch())  # creates every replica's session in the share group
-    publish_all(broker, payloads)  # Mosquitto queues them round-robin to the members' sessions
-    processes, stop, started = launch()
-    done = _wait(lambda: _count_rows(store_path) >= readings, DRAIN_TIMEOUT_S)
+    def settled() -> int:
+        return int(sum(counts[:]))
+
+    processes, stop, readies, _ = launch()  # creates every member's session in the share group
+    subscribed(readies)
+    if live:
+        publisher = start_publisher(broker, payloads)
+        started = time.perf_counter()
+        publisher.start_publishing()
+    else:
+        halt(processes, stop)
+        for slot in range(len(specs)):
+            counts[slot] = 0
+        publish_all(broker, payloads)
+        processes, stop, readies, started = launch()
+    done = _wait(lambda: settled() >= len(payloads), DRAIN_TIMEOUT_S)
     elapsed = time.perf_counter() - started
+    if live:
+        publisher.join()
     halt(processes, stop)
     if not done:
-        raise RuntimeError(f"replicas stored {_count_rows(store_path)} of {readings}")
-    return Figure(f"ingest -> SQLite x{replicas}", readings, elapsed)
-
-
-def _count_rows(path: Path) -> int:
-    import sqlite3
-
-    try:
-        with sqlite3.connect(path, timeout=10) as conn:
-            return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
+        raise RuntimeError(f"{name}: settled {settled()} of {len(payloads)} messages")
+    return Figure(name, readings, elapsed)
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
@@ -451,11 +509,10 @@ def _influx_host(connection: Any, stop: Any) -> None:
         server.close()
 
 
-def influx_server(stack: list[Callable[[], None]]) -> Callable[[str], ReadingStore] | None:
-    """A private influxd (with its shim, in a process of its own); returns a factory of stores on
-    fresh databases."""
+def influx_server(stack: list[Callable[[], None]]) -> str | None:
+    """A private influxd (with its shim, in a process of its own); returns its URL."""
     try:
-        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+        import storage.readings.influxdb  # noqa: F401 - the clinic extra is installed
         from tests.fixtures.influxdb import influxd_available
     except ImportError as exc:
         print(f"(c) skipped: {exc}")
@@ -477,17 +534,80 @@ def influx_server(stack: list[Callable[[], None]]) -> Callable[[str], ReadingSto
     if not ours.poll(CONNECT_TIMEOUT_S * 2):
         raise RuntimeError("influxd did not start")
     url: str = ours.recv()
+    return url
 
-    def make(database: str) -> ReadingStore:
-        body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'}).encode()
-        with urllib.request.urlopen(f"{url}/query", data=body, timeout=CONNECT_TIMEOUT_S) as answer:
-            if answer.status != HTTPStatus.OK:
-                raise RuntimeError(f"CREATE DATABASE failed: HTTP {answer.status}")
-        store = InfluxReadingStore(InfluxConfig(url=url, database=database))
-        stack.append(store.close)
-        return store
 
-    return make
+def create_influx_database(url: str, database: str) -> None:
+    body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'}).encode()
+    with urllib.request.urlopen(f"{url}/query", data=body, timeout=CONNECT_TIMEOUT_S) as answer:
+        if answer.status != HTTPStatus.OK:
+            raise RuntimeError(f"CREATE DATABASE failed: HTTP {answer.status}")
+
+
+def influx_store(stack: list[Callable[[], None]], url: str, database: str) -> ReadingStore:
+    from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+
+    create_influx_database(url, database)
+    store = InfluxReadingStore(InfluxConfig(url=url, database=database))
+    stack.append(store.close)
+    return store
+
+
+def run_groups(
+    broker: MosquittoBroker,
+    payloads: list[bytes],
+    args: argparse.Namespace,
+    directory: Path,
+    influx: str | None,
+    tag: str,
+    overrides: dict[str, Any],
+    *,
+    live: bool,
+) -> list[Figure]:
+    """bare x N, ingest -> SQLite x N (one file), ingest -> InfluxDB x N (one database)."""
+    username, password = broker.credentials("ingest")
+    n = args.replicas
+
+    def specs(kind: str, store: str) -> list[ReplicaSpec]:
+        return [
+            ReplicaSpec(
+                kind=kind,
+                host=broker.host,
+                port=broker.port,
+                username=username,
+                password=password,
+                client_id=f"bench-{kind}-{tag}-{i}",
+                group=f"bench-{kind}-{tag}",
+                store=store,
+                clinic_url=f"sqlite:///{directory / 'clinic.sqlite3'}",
+                overrides=overrides,
+            )
+            for i in range(n)
+        ]
+
+    figures = [
+        run_group(f"bare paho subscriber x{n}", broker, payloads, args.readings, specs("bare", ""), live=live)
+    ]
+    sqlite_path = str(directory / f"readings-{tag}-x{n}.sqlite3")
+    figures.append(
+        run_group(
+            f"ingest -> SQLite x{n}", broker, payloads, args.readings, specs("sqlite", sqlite_path), live=live
+        )
+    )
+    if influx is not None:
+        database = f"bench_{tag}_x{n}"
+        create_influx_database(influx, database)
+        figures.append(
+            run_group(
+                f"ingest -> InfluxDB x{n}",
+                broker,
+                payloads,
+                args.readings,
+                specs("influx", f"{influx} {database}"),
+                live=live,
+            )
+        )
+    return figures
 
 
 def main() -> int:
@@ -498,7 +618,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100, help="readings per MQTT message (<= 500)")
     parser.add_argument("--no-influx", action="store_true")
     parser.add_argument(
-        "--replicas", type=int, default=0, help="also drain with N ingest processes on a shared subscription"
+        "--replicas",
+        type=int,
+        default=0,
+        help="also run N bare and N ingest processes on a shared subscription (equal process counts)",
     )
     parser.add_argument(
         "--cycle", type=int, default=None, help="IngestConfig.max_messages_per_cycle (default: its default)"
@@ -567,7 +690,7 @@ def main() -> int:
                 )
             )
             if influx is not None:
-                store = influx(f"bench_{tag}")
+                store = influx_store(cleanup, influx, f"bench_{tag}")
                 figures.append(
                     run_ingest(
                         "ingest -> InfluxDB",
@@ -581,9 +704,12 @@ def main() -> int:
                         overrides=overrides,
                     )
                 )
-            if not live and args.replicas > 1:
-                figures.append(run_replicas(broker, payloads, args.readings, directory, args.replicas))
             print_table(mode, figures)
+            if args.replicas > 1:
+                print_table(
+                    f"{mode}; {args.replicas} processes each, one shared subscription",
+                    run_groups(broker, payloads, args, directory, influx, tag, overrides, live=live),
+                )
         return 0
     finally:
         for step in reversed(cleanup):
