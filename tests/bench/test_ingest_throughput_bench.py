@@ -1,0 +1,62 @@
+"""The ingest throughput bench still runs end to end (it is how issue #6's targets are measured).
+
+Small input, every consumer kind: the bench itself checks that each consumer settles every message
+(and that ingest stores every reading) and raises otherwise, so a clean exit with every table row
+printed means the measurement path works. No speed is asserted here: figures live in docs/ingest.md.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.influxdb import influxd_available
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.mosquitto
+@pytest.mark.influxdb
+@pytest.mark.slow
+def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> None:
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto not installed")
+    if not influxd_available():
+        pytest.skip("influxd not installed")
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "ingest_throughput.py"),
+            "--readings",
+            "600",
+            "--batch",
+            "3",
+            "--replicas",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = re.findall(
+        r"^  (bare paho subscriber|ingest -> \w+)( x2)?\s+[\d.]+\s+(\d+)\s+([\d.]+)$", run.stdout, re.M
+    )
+    consumers = {(name + suffix) for name, suffix, _rate, _ratio in rows}
+    assert consumers == {
+        "bare paho subscriber",
+        "ingest -> SQLite",
+        "ingest -> InfluxDB",
+        "bare paho subscriber x2",
+        "ingest -> SQLite x2",
+        "ingest -> InfluxDB x2",
+    }
+    assert len(rows) == 12  # six consumers, drain and live
+    assert all(int(rate) > 0 for _name, _suffix, rate, _ratio in rows)
