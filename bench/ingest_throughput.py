@@ -333,13 +333,13 @@ class ReplicaSpec:
 def _replica(spec: ReplicaSpec, slot: int, counts: Any, loaded: Any, go: Any, ready: Any, stop: Any) -> None:
     """One consumer of a group, in its own process (spawned): connects on `go`, publishes its count
     of settled messages (received by bare, acked by ingest) in `counts[slot]` until `stop`."""
-    freeze = freeze_startup_heap
+
     if spec.kind == "bare":
         subscriber = BareSubscriber(
             spec.host, spec.port, spec.username, spec.password, spec.client_id,
             shared_subscription(ALL_READINGS_FILTER, spec.group),
         )  # fmt: skip
-        freeze()
+        freeze_startup_heap()
         loaded.set()
         go.wait(DRAIN_TIMEOUT_S)
         subscriber.connect()
@@ -370,7 +370,7 @@ def _replica(spec: ReplicaSpec, slot: int, counts: Any, loaded: Any, go: Any, re
         store = InfluxReadingStore(InfluxConfig(url=url, database=database))
     engine = create_clinic_engine(spec.clinic_url)
     consumer = IngestConsumer(config, store, ClinicRepository(session_factory(engine)))
-    freeze()
+    freeze_startup_heap()
     loaded.set()
     go.wait(DRAIN_TIMEOUT_S)
     consumer.start()

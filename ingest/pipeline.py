@@ -85,13 +85,18 @@ class BindingCache:
         self, gateway_id: str, meter_key: str, patient_id: str, slot: int | None, measured_at: datetime
     ) -> bool:
         """Was the meter (slot) bound to the patient through this gateway when the reading was taken?"""
-        entry = self._entries.get(gateway_id)
-        if entry is not None and self._clock() - entry[0] < self._ttl_s:
-            if self._bound(entry[1], meter_key, patient_id, slot, measured_at):
+        cached = self._cached(gateway_id)
+        if cached is not None:
+            if self._bound(cached, meter_key, patient_id, slot, measured_at):
                 return True
             if gateway_id in self._refreshed:
                 return False
         return self._bound(self._fetch(gateway_id), meter_key, patient_id, slot, measured_at)
+
+    def _cached(self, gateway_id: str) -> list[Binding] | None:
+        """The gateway's bindings if fetched less than `ttl_s` ago."""
+        entry = self._entries.get(gateway_id)
+        return entry[1] if entry is not None and self._clock() - entry[0] < self._ttl_s else None
 
     def candidates(
         self, gateway_id: str, meter_key: str, patient_id: str, slot: int | None
@@ -101,8 +106,7 @@ class BindingCache:
 
         A reading measured while one of them was in force is bound; for any other reading ask
         `is_bound`, which fetches again (once per cycle) before answering no."""
-        entry = self._entries.get(gateway_id)
-        bindings = entry[1] if entry is not None and self._clock() - entry[0] < self._ttl_s else None
+        bindings = self._cached(gateway_id)
         if bindings is None:
             bindings = self._fetch(gateway_id)
         return tuple(b for b in bindings if b.patient_id == patient_id and b.matches(meter_key, slot))

@@ -125,7 +125,7 @@ _COLUMNS: Final = (
 # Rows per multi-row INSERT, largest first: any count is a sum of these, so at most nine distinct
 # statements exist (each prepared once and kept in the connection's statement cache). 256 rows are
 # 7,680 parameters, under SQLite's default bound of 32,766 since 3.32; a connection with a lower
-# bound uses only the sizes that fit (SqliteReadingStore._connect).
+# bound uses only the sizes that fit (SqliteReadingStore.__init__).
 _ROWS_PER_INSERT: Final = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
