@@ -33,6 +33,7 @@ Usage: .venv/bin/python bench/ingest_throughput.py [--readings 50000] [--batch 1
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import shutil
 import sys
@@ -55,7 +56,8 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest import IngestConfig, IngestConsumer, freeze_startup_heap
+from ingest import IngestConfig, IngestConsumer, PipelineParts, PipelineProcess, freeze_startup_heap
+from ingest.pipeline_process import PartsFactory
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from storage.clinic.enrolment import add_clinic, enrol_patient, register_gateway, register_meter
 from storage.clinic.models import MeterKind
@@ -266,13 +268,58 @@ def run_bare(broker: MosquittoBroker, payloads: list[bytes], readings: int, *, l
     return Figure("bare paho subscriber", readings, elapsed)
 
 
+@dataclass
+class IngestWiring:
+    """How a bench ingest consumer is put together: the pipeline in the consumer's process (a store
+    and the clinic database), or in a child process of its own (`parts`, as `vitalgate ingest`
+    runs by default; ingest.pipeline_process)."""
+
+    store: ReadingStore | None = None
+    clinic: ClinicRepository | None = None
+    parts: PartsFactory | None = None
+    _pipeline: PipelineProcess | None = None
+
+    def consumer(self, config: IngestConfig) -> IngestConsumer:
+        if self.parts is None:
+            return IngestConsumer(config, self.store, self.clinic)
+        if self._pipeline is None:
+            self._pipeline = PipelineProcess(self.parts, binding_cache_ttl_s=config.binding_cache_ttl_s)
+            self._pipeline.start()  # spawned and opened before any clock starts
+        return IngestConsumer(config, pipeline=self._pipeline)
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+
+
+def open_bench_pipeline_parts(kind: str, store: str, clinic_url: str) -> PipelineParts:
+    """Runs in an ingest pipeline process: the bench's SQLite file or InfluxDB ("url database")."""
+    from storage.readings.sqlite import SqliteReadingStore
+
+    reading_store: ReadingStore
+    if kind == "sqlite":
+        reading_store = SqliteReadingStore(store)
+    else:
+        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+
+        url, database = store.split(" ")
+        reading_store = InfluxReadingStore(InfluxConfig(url=url, database=database))
+    engine = create_clinic_engine(clinic_url)
+
+    def close() -> None:
+        reading_store.close()
+        engine.dispose()
+
+    return PipelineParts(reading_store, ClinicRepository(session_factory(engine)), close)
+
+
 def run_ingest(
     name: str,
     broker: MosquittoBroker,
     payloads: list[bytes],
     readings: int,
-    store: ReadingStore,
-    clinic: ClinicRepository,
+    wiring: IngestWiring,
     client_id: str,
     *,
     live: bool,
@@ -289,7 +336,7 @@ def run_ingest(
     )
     if overrides:
         config = replace(config, **overrides)
-    consumer = IngestConsumer(config, store, clinic)
+    consumer = wiring.consumer(config)
     consumer.start()  # creates the session and subscription
     if not consumer.wait_subscribed(CONNECT_TIMEOUT_S):
         raise RuntimeError("ingest did not subscribe")
@@ -300,7 +347,7 @@ def run_ingest(
     else:
         consumer.stop()
         publish_all(broker, payloads)
-        consumer = IngestConsumer(config, store, clinic)
+        consumer = wiring.consumer(config)
         started = time.perf_counter()
         consumer.start()
     done = _wait(lambda: consumer.counters().messages_acked >= len(payloads), DRAIN_TIMEOUT_S)
@@ -309,6 +356,7 @@ def run_ingest(
         publisher.join()
     counters = consumer.counters()
     consumer.stop()
+    wiring.close()
     if not done or counters.readings_stored != readings:
         raise RuntimeError(f"{name}: incomplete drain: {counters}")
     return Figure(name, readings, elapsed)
@@ -328,6 +376,7 @@ class ReplicaSpec:
     store: str  # SQLite file or InfluxDB "url database"
     clinic_url: str
     overrides: dict[str, Any]
+    pipeline_process: bool = True
 
 
 def _replica(spec: ReplicaSpec, slot: int, counts: Any, loaded: Any, go: Any, ready: Any, stop: Any) -> None:
@@ -358,18 +407,13 @@ def _replica(spec: ReplicaSpec, slot: int, counts: Any, loaded: Any, go: Any, re
         shared_group=spec.group,
     )
     config = replace(config, **spec.overrides)
-    store: ReadingStore
-    if spec.kind == "sqlite":
-        from storage.readings.sqlite import SqliteReadingStore
-
-        store = SqliteReadingStore(spec.store)
+    parts = functools.partial(open_bench_pipeline_parts, spec.kind, spec.store, spec.clinic_url)
+    if spec.pipeline_process:
+        wiring = IngestWiring(parts=parts)
     else:
-        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
-
-        url, database = spec.store.split(" ")
-        store = InfluxReadingStore(InfluxConfig(url=url, database=database))
-    engine = create_clinic_engine(spec.clinic_url)
-    consumer = IngestConsumer(config, store, ClinicRepository(session_factory(engine)))
+        opened = parts()
+        wiring = IngestWiring(opened.store, opened.clinic)  # type: ignore[arg-type]
+    consumer = wiring.consumer(config)
     freeze_startup_heap()
     loaded.set()
     go.wait(DRAIN_TIMEOUT_S)
@@ -380,8 +424,9 @@ def _replica(spec: ReplicaSpec, slot: int, counts: Any, loaded: Any, go: Any, re
         counts[slot] = consumer.counters().messages_acked
     consumer.stop()
     counts[slot] = consumer.counters().messages_acked
-    store.close()
-    engine.dispose()
+    wiring.close()
+    if not spec.pipeline_process:
+        opened.close()
 
 
 def run_group(
@@ -581,6 +626,7 @@ def run_groups(
                 store=store,
                 clinic_url=f"sqlite:///{directory / 'clinic.sqlite3'}",
                 overrides=overrides,
+                pipeline_process=not args.in_process,
             )
             for i in range(n)
         ]
@@ -637,6 +683,11 @@ def main() -> int:
     )
     parser.add_argument("--awaiting", type=int, default=None, help="IngestConfig.max_cycles_awaiting_ack")
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run ingest's pipeline in the MQTT process, not in a pipeline process of its own",
+    )
+    parser.add_argument(
         "--no-freeze", action="store_true", help="leave the garbage collector as it is (no gc.freeze())"
     )
     args = parser.parse_args()
@@ -674,31 +725,44 @@ def main() -> int:
             mode = "live: publisher running" if live else "drain: queued in the session, then consumed"
             tag = "live" if live else "drain"
             figures = [run_bare(broker, payloads, args.readings, live=live)]
-            sqlite_store = SqliteReadingStore(directory / f"readings-{tag}.sqlite3")
-            cleanup.append(sqlite_store.close)
+            clinic_url = f"sqlite:///{directory / 'clinic.sqlite3'}"
+            sqlite_path = str(directory / f"readings-{tag}.sqlite3")
+            wiring = IngestWiring(
+                parts=functools.partial(open_bench_pipeline_parts, "sqlite", sqlite_path, clinic_url)
+            )
+            if args.in_process:
+                sqlite_store = SqliteReadingStore(sqlite_path)
+                cleanup.append(sqlite_store.close)
+                wiring = IngestWiring(sqlite_store, clinic)
             figures.append(
                 run_ingest(
                     "ingest -> SQLite",
                     broker,
                     payloads,
                     args.readings,
-                    sqlite_store,
-                    clinic,
+                    wiring,
                     f"bench-sqlite-{tag}",
                     live=live,
                     overrides=overrides,
                 )
             )
             if influx is not None:
-                store = influx_store(cleanup, influx, f"bench_{tag}")
+                database = f"bench_{tag}"
+                create_influx_database(influx, database)
+                wiring = IngestWiring(
+                    parts=functools.partial(
+                        open_bench_pipeline_parts, "influx", f"{influx} {database}", clinic_url
+                    )
+                )
+                if args.in_process:
+                    wiring = IngestWiring(influx_store(cleanup, influx, database), clinic)
                 figures.append(
                     run_ingest(
                         "ingest -> InfluxDB",
                         broker,
                         payloads,
                         args.readings,
-                        store,
-                        clinic,
+                        wiring,
                         f"bench-influx-{tag}",
                         live=live,
                         overrides=overrides,

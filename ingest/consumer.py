@@ -57,7 +57,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.config import IngestConfig
-from ingest.pipeline import ClinicAccess, CycleResult, IngestPipeline
+from ingest.pipeline import ClinicAccess, CycleProcessor, CycleResult, IngestPipeline
+from ingest.pipeline_process import PipelineProcessError
 from ingest.validation import InboundMessage
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import DeadLetterScope
@@ -161,14 +162,25 @@ class IngestConsumer:
     def __init__(
         self,
         config: IngestConfig,
-        store: ReadingStore,
-        clinic: ClinicAccess,
+        store: ReadingStore | None = None,
+        clinic: ClinicAccess | None = None,
         *,
+        pipeline: CycleProcessor | None = None,
         listeners: Sequence[ReadingsListener] = (),
     ) -> None:
+        """Either `store` and `clinic` (the pipeline runs in this process), or `pipeline`: e.g. an
+        `ingest.pipeline_process.PipelineProcess`, started by its owner, which keeps the per-reading
+        work out of this process's GIL (docs/ingest.md)."""
         self.config = config
-        self._pipeline = IngestPipeline(store, clinic, clinic, binding_cache_ttl_s=config.binding_cache_ttl_s)
-        self._clinic = clinic
+        if pipeline is None:
+            if store is None or clinic is None:
+                raise IngestError("give the consumer a store and a clinic database, or a pipeline")
+            pipeline = IngestPipeline(store, clinic, clinic, binding_cache_ttl_s=config.binding_cache_ttl_s)
+        elif store is not None or clinic is not None:
+            raise IngestError("give the consumer a store and a clinic database, or a pipeline, not both")
+        elif listeners and getattr(pipeline, "want_committed", True) is False:
+            raise IngestError("listeners need the committed readings: build the pipeline with want_committed")
+        self._pipeline: CycleProcessor = pipeline
         self._listeners = tuple(listeners)
         self._queue: queue.SimpleQueue[InboundMessage] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -498,15 +510,16 @@ class IngestConsumer:
     def _dead_letter_unprocessable(self, message: InboundMessage, exc: Exception) -> CycleResult | None:
         """One message that fails on its own every time: keep its raw bytes in the dead-letter table and
         ack it, so the stream flows (DESIGN.md, Delivery). None if even that cannot be written now."""
+        failure = exc.failure if isinstance(exc, PipelineProcessError) else type(exc).__name__
         record = DeadLetterRecord(
             scope=DeadLetterScope.MESSAGE,
             topic=message.topic,
             payload=message.payload,
-            reason=f"ingest failed on this message {ISOLATE_AFTER_FAILURES} times: {type(exc).__name__}",
+            reason=f"ingest failed on this message {ISOLATE_AFTER_FAILURES} times: {failure}",
             received_at=message.received_at,
         )
         try:
-            self._clinic.add_dead_letters([record])
+            self._pipeline.add_dead_letters([record])
         except Exception:
             logger.exception("could not dead-letter an unprocessable message; holding it")
             return None
@@ -624,8 +637,8 @@ class IngestConsumer:
 
     def _publish_acks(self, result: CycleResult) -> list[MQTTMessageInfo]:
         infos = []
-        for gateway_id, ack in result.acks.items():
-            info = self._client.publish(acks_topic(gateway_id), ack.model_dump_json(), qos=QOS_AT_LEAST_ONCE)
+        for gateway_id, ack in result.ack_payloads().items():
+            info = self._client.publish(acks_topic(gateway_id), ack, qos=QOS_AT_LEAST_ONCE)
             infos.append(info)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 self._record_error(f"application ack not queued: {mqtt.error_string(info.rc)}")

@@ -46,6 +46,13 @@ class ClinicAccess(BindingSource, DeadLetterSink, Protocol):
     """What ingest needs from the clinic database (storage.clinic.repository.ClinicRepository)."""
 
 
+class CycleProcessor(DeadLetterSink, Protocol):
+    """What the consumer runs each cycle through: `IngestPipeline` in its own process, or
+    `ingest.pipeline_process.PipelineProcess`, which runs one in a child process."""
+
+    def process(self, messages: Sequence[InboundMessage]) -> CycleResult: ...
+
+
 class BindingCache:
     """Active bindings per gateway, reused for `ttl_s`.
 
@@ -127,6 +134,8 @@ class CycleResult:
 
     messages: list[InboundMessage]
     acks: dict[str, ReadingsAck] = field(default_factory=dict)
+    # The same acks as JSON, when they were encoded elsewhere (ingest.pipeline_process).
+    encoded_acks: dict[str, bytes] | None = None
     committed: list[AnyReading] = field(default_factory=list)
     readings_received: int = 0
     stored: int = 0
@@ -134,6 +143,12 @@ class CycleResult:
     rejected: int = 0
     dead_lettered_messages: int = 0
     lag_s: float | None = None
+
+    def ack_payloads(self) -> dict[str, bytes]:
+        """The application ack to publish per gateway, as JSON bytes."""
+        if self.encoded_acks is not None:
+            return self.encoded_acks
+        return {gateway_id: ack.model_dump_json().encode() for gateway_id, ack in self.acks.items()}
 
 
 class IngestPipeline:
@@ -161,6 +176,9 @@ class IngestPipeline:
         result = self._write(parsed)
         self._dead_letters.add_dead_letters(self._dead_letter_records(parsed))
         return self._summarise(list(messages), parsed, result)
+
+    def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int:
+        return self._dead_letters.add_dead_letters(records)
 
     # -- steps ---------------------------------------------------------------------------------
 

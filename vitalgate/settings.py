@@ -82,6 +82,10 @@ class IngestSettings(_Section):
     shared_group: str | None = Field(default=None, description="MQTT v5 shared subscription group")
     session_expiry_s: int = Field(default=7 * 24 * 3600, gt=0)
     max_inflight_messages: int = Field(default=100, ge=1, le=65535)
+    pipeline_process: bool = Field(
+        default=True,
+        description="validate and store in a child process, so the MQTT process keeps its GIL for paho",
+    )
 
 
 class ApiSettings(_Section):

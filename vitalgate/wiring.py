@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from vitalgate.settings import Settings
 
@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from api.deps import ApiServices
+    from ingest import PipelineParts
     from storage.readings.protocol import ReadingStore
 
 
@@ -47,6 +48,28 @@ def build_clinic_sessions(settings: Settings, *, migrate: bool = True) -> sessio
     if migrate:
         upgrade_to_head(engine=engine)
     return session_factory(engine)
+
+
+def open_ingest_pipeline_parts(
+    settings: Settings, log_level: str, log_format: Literal["auto", "json", "text"]
+) -> PipelineParts:
+    """Run in ingest's pipeline process (ingest.pipeline_process): logging as in the parent, then the
+    reading store and the clinic database (already migrated by the parent)."""
+    from ingest import PipelineParts
+    from storage.clinic.repository import ClinicRepository
+    from vitalgate.logs import configure_logging
+
+    configure_logging(log_level, log_format)
+    store = build_reading_store(settings)
+    sessions = build_clinic_sessions(settings, migrate=False)
+
+    def close() -> None:
+        store.close()
+        bind = sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+
+    return PipelineParts(store, ClinicRepository(sessions), close)
 
 
 def build_api_services(settings: Settings, *, jwt_secret: str | None = None) -> ApiServices:

@@ -13,12 +13,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ingest import IngestConsumer, PipelineParts
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from storage.clinic.enrolment import add_clinic, enrol_patient, register_gateway, register_meter
-from storage.clinic.models import MeterKind
-from storage.clinic.repository import bind_meter
+from storage.clinic.models import DeadLetter, DeadLetterScope, MeterKind
+from storage.clinic.repository import ClinicRepository, bind_meter
 from storage.readings import ReadingStoreUnavailable, SqliteReadingStore, WriteResult
 from storage.readings.protocol import AnyReading
 from vitals.identity import blood_pressure_reading_id, glucose_reading_id
@@ -117,6 +119,13 @@ def stored_ids(sqlite_path: Path) -> list[str]:
         return [row[0] for row in conn.execute("SELECT reading_id FROM readings")]
 
 
+def stored_count(sqlite_path: Path) -> int:
+    """How many rows a SqliteReadingStore file holds (cheap enough to poll every few ms)."""
+    with sqlite3.connect(sqlite_path, timeout=10) as conn:
+        count: int = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        return count
+
+
 def wait_until(condition: Callable[[], bool], timeout_s: float = WAIT_S, interval_s: float = 0.05) -> bool:
     """Poll `condition` until true or the timeout passes; returns the last result."""
     deadline = time.monotonic() + timeout_s
@@ -203,3 +212,67 @@ class FlakyStore:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._store, name)
+
+
+class StoreWithABug:
+    """A real SQLite store that trips over one particular reading, as a bug in a store would."""
+
+    def __init__(self, store: SqliteReadingStore, trigger: str) -> None:
+        self._store = store
+        self._trigger = trigger
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if any(r.reading_id == self._trigger for r in readings):
+            raise RuntimeError("test: a bug in the store")
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def open_sqlite_pipeline_parts(
+    store_path: str, clinic_url: str, *, bug_reading_id: str | None = None, closed_while: str | None = None
+) -> PipelineParts:
+    """What an ingest pipeline process opens in the tests (run in the child, hence module-level):
+    the SQLite store at `store_path` and the clinic database at `clinic_url`. `bug_reading_id`: the
+    store trips over that reading; `closed_while`: the store cannot be opened while that file exists."""
+    if closed_while is not None and Path(closed_while).exists():
+        raise ReadingStoreUnavailable("test: the store cannot be opened")
+    store = SqliteReadingStore(store_path)
+    engine = create_clinic_engine(clinic_url)
+
+    def close() -> None:
+        store.close()
+        engine.dispose()
+
+    writer = StoreWithABug(store, bug_reading_id) if bug_reading_id else store
+    return PipelineParts(writer, ClinicRepository(session_factory(engine)), close)  # type: ignore[arg-type]
+
+
+def dead_letters(sessions: sessionmaker[Session]) -> list[DeadLetter]:
+    with sessions() as session:
+        return list(session.scalars(select(DeadLetter).order_by(DeadLetter.dead_letter_id)))
+
+
+def check_a_bug_is_isolated(
+    consumer: IngestConsumer,
+    gateway: GatewayClient,
+    store_path: Path,
+    sessions: sessionmaker[Session],
+    bad: AnyReading,
+) -> DeadLetter:
+    """Publish a good message, one whose reading trips the store's bug, two more good ones: the good
+    readings are stored and acked, the bad message is dead-lettered with its raw bytes, nothing is
+    left in flight. Returns the dead letter."""
+    good = [bp_reading(1), bp_reading(3), bp_reading(4)]
+    gateway.publish([good[0]])
+    gateway.publish([bad])
+    gateway.publish(good[1:])
+    expected = {r.reading_id for r in good}
+    assert wait_until(lambda: gateway.stored_acked() == expected), consumer.counters()
+    assert sorted(stored_ids(store_path)) == sorted(expected)
+    assert wait_until(lambda: consumer.counters().in_flight_messages == 0)
+    [letter] = dead_letters(sessions)
+    assert letter.scope is DeadLetterScope.MESSAGE
+    assert bad.reading_id.encode() in letter.payload  # its raw bytes are kept
+    return letter

@@ -8,19 +8,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest import IngestConsumer
-from storage.clinic.models import DeadLetter, DeadLetterScope
+from storage.clinic.models import DeadLetterScope
 from storage.readings import SqliteReadingStore
 from storage.readings.protocol import AnyReading
 from tests.ingest.helpers import (
     STRANGER_CUFF,
     FlakyStore,
     GatewayClient,
+    StoreWithABug,
     batch_json,
     bp_reading,
+    check_a_bug_is_isolated,
+    dead_letters,
     glucose_reading,
     stored_ids,
     wait_until,
@@ -30,11 +32,6 @@ from vitals.payload import ReadingsBatch
 pytestmark = [pytest.mark.mosquitto]
 
 StartIngest = Callable[..., IngestConsumer]
-
-
-def _dead_letters(sessions: sessionmaker[Session]) -> list[DeadLetter]:
-    with sessions() as session:
-        return list(session.scalars(select(DeadLetter).order_by(DeadLetter.dead_letter_id)))
 
 
 def test_each_message_replayed_three_times_is_stored_once(
@@ -81,7 +78,7 @@ def test_poison_payloads_are_dead_lettered_with_raw_bytes_and_valid_readings_kee
     valid_ids = {r.reading_id for r in valid}
     assert wait_until(lambda: valid_ids <= gateway.stored_acked())
     assert set(stored_ids(store_path)) == valid_ids
-    letters = _dead_letters(clinic_sessions)
+    letters = dead_letters(clinic_sessions)
     assert [(d.scope, d.payload) for d in letters] == [
         (DeadLetterScope.MESSAGE, not_json),
         (DeadLetterScope.MESSAGE, wrong_version),
@@ -115,7 +112,7 @@ def test_one_invalid_reading_is_rejected_and_the_rest_of_its_batch_stored(
     assert wait_until(lambda: broken["reading_id"] in gateway.rejected_acked())
     assert set(stored_ids(store_path)) == {r.reading_id for r in good}
     assert gateway.stored_acked() == {r.reading_id for r in good}
-    [letter] = _dead_letters(clinic_sessions)
+    [letter] = dead_letters(clinic_sessions)
     assert letter.scope is DeadLetterScope.READING and letter.reading_id == broken["reading_id"]
     assert json.loads(letter.payload)["systolic_mmhg"] == 999.0
 
@@ -153,7 +150,7 @@ def test_unbound_meter_is_rejected_with_reason_and_the_others_stored(
     assert gateway.stored_acked() == {r.reading_id for r in bound}
     reasons = gateway.rejected_acked()
     assert "not bound to patient p2" in reasons[wrong_patient.reading_id]
-    letters = {d.reading_id: d for d in _dead_letters(clinic_sessions)}
+    letters = {d.reading_id: d for d in dead_letters(clinic_sessions)}
     assert set(letters) == rejected_ids
     assert all(d.scope is DeadLetterScope.READING for d in letters.values())
     assert consumer.counters().readings_rejected == 3
@@ -221,22 +218,6 @@ def test_shared_subscription_splits_messages_between_replicas(
     assert sum(received) == 10 and min(received) > 0, received
 
 
-class _StoreWithABug:
-    """A real SQLite store that trips over one particular reading, as a bug in a store would."""
-
-    def __init__(self, store: SqliteReadingStore, trigger: str) -> None:
-        self._store = store
-        self._trigger = trigger
-
-    def write_batch(self, readings: Sequence[AnyReading]) -> object:
-        if any(r.reading_id == self._trigger for r in readings):
-            raise RuntimeError("test: a bug in the store")
-        return self._store.write_batch(readings)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
-
-
 def test_a_message_that_trips_a_bug_is_isolated_and_dead_lettered_and_the_stream_flows(
     start_ingest: StartIngest,
     gateway: GatewayClient,
@@ -245,18 +226,8 @@ def test_a_message_that_trips_a_bug_is_isolated_and_dead_lettered_and_the_stream
     clinic_sessions: sessionmaker[Session],
 ) -> None:
     bad = bp_reading(2)
-    store = _StoreWithABug(reading_store, bad.reading_id)
+    store = StoreWithABug(reading_store, bad.reading_id)
     consumer = start_ingest(store=store, retry_initial_s=0.05, retry_max_s=0.1)
-    good = [bp_reading(1), bp_reading(3), bp_reading(4)]
-    gateway.publish([good[0]])
-    gateway.publish([bad])
-    gateway.publish(good[1:])
-    expected = {r.reading_id for r in good}
-    assert wait_until(lambda: gateway.stored_acked() == expected), consumer.counters()
-    assert sorted(stored_ids(store_path)) == sorted(expected)
-    assert wait_until(lambda: consumer.counters().in_flight_messages == 0)
-    [letter] = _dead_letters(clinic_sessions)
-    assert letter.scope is DeadLetterScope.MESSAGE
-    assert bad.reading_id.encode() in letter.payload  # its raw bytes are kept
+    letter = check_a_bug_is_isolated(consumer, gateway, store_path, clinic_sessions, bad)
     assert "RuntimeError" in letter.reason
     assert bad.reading_id not in gateway.rejected_acked()  # not refused: the gateway may resend it

@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest import InboundMessage, IngestPipeline
 from storage.clinic.database import ClinicDatabaseUnavailableError, create_clinic_engine, session_factory
-from storage.clinic.models import DeadLetter, DeadLetterScope
+from storage.clinic.models import DeadLetterScope
 from storage.clinic.repository import ClinicRepository, bind_meter
 from storage.readings import ReadingStoreRejected, SqliteReadingStore, WriteResult
 from storage.readings.protocol import AnyReading
@@ -24,6 +23,7 @@ from tests.ingest.helpers import (
     T0,
     batch_json,
     bp_reading,
+    dead_letters,
     glucose_reading,
     seed_clinic,
     stored_ids,
@@ -63,11 +63,6 @@ class RejectingStore:
         return getattr(self._store, name)
 
 
-def _letters(sessions: sessionmaker[Session]) -> list[DeadLetter]:
-    with sessions() as session:
-        return list(session.scalars(select(DeadLetter).order_by(DeadLetter.dead_letter_id)))
-
-
 def test_a_reading_the_store_refuses_is_dead_lettered_and_its_neighbours_stored(
     reading_store: SqliteReadingStore,
     store_path: Path,
@@ -94,7 +89,7 @@ def test_a_reading_the_store_refuses_is_dead_lettered_and_its_neighbours_stored(
     assert [(r.reading_id, r.reason) for r in ack.rejected] == [
         (readings[2].reading_id, "store rejected: field type conflict (test)")
     ]
-    [letter] = _letters(clinic_sessions)
+    [letter] = dead_letters(clinic_sessions)
     assert (letter.scope, letter.reading_id) == (DeadLetterScope.READING, readings[2].reading_id)
     assert {r.reading_id for r in result.committed} == expected
 
@@ -140,7 +135,7 @@ def test_messages_on_other_topics_are_dead_lettered(
         ]
     )
     assert result.dead_lettered_messages == 2 and result.acks == {}
-    assert [letter.reason for letter in _letters(clinic_sessions)] == [
+    assert [letter.reason for letter in dead_letters(clinic_sessions)] == [
         "topic: channel status carries no readings",
         "topic: not a vitalgate gateway topic",
     ]
@@ -170,7 +165,7 @@ def test_a_wrongly_typed_reading_is_rejected_and_never_stalls_the_stream(
     [rejected] = ack.rejected
     assert rejected.reading_id == bp_reading(1).reading_id
     assert rejected.reason.startswith("invalid reading: blood_pressure.systolic")
-    assert [letter.scope for letter in _letters(clinic_sessions)] == [DeadLetterScope.READING]
+    assert [letter.scope for letter in dead_letters(clinic_sessions)] == [DeadLetterScope.READING]
 
 
 def test_one_cycle_against_each_clinic_database_engine(
@@ -190,7 +185,7 @@ def test_one_cycle_against_each_clinic_database_engine(
         )
         assert stored_ids(store_path) == [bound.reading_id]
         assert [r.reading_id for r in result.acks[gateway_id].rejected] == [stranger.reading_id]
-        assert [(d.scope, d.payload[:1]) for d in _letters(sessions)] == [
+        assert [(d.scope, d.payload[:1]) for d in dead_letters(sessions)] == [
             (DeadLetterScope.MESSAGE, b"\x00"),
             (DeadLetterScope.READING, b"{"),
         ]

@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--port", type=int, default=None, help="API port (default: a free one)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument(
-        "--until-synced", action="store_true", help="no new measurements: stop once every reading already on the meters is stored"
+        "--until-synced",
+        action="store_true",
+        help="no new measurements: stop once every reading already on the meters is stored",
     )
     parser.set_defaults(func=run)
 

@@ -1,0 +1,304 @@
+"""The ingest pipeline in a process of its own, so the MQTT process keeps a GIL for paho.
+
+Why (docs/ingest.md, "Fourth pass"): one ingest process is bound by its GIL. paho's network thread
+held it ~45 % of the time and the worker (parse, validate, bindings, rows, store) ~55 %, so one
+process reached about paho / (paho + worker) of a subscriber that does nothing: ~0.5 at one reading
+per message, less with bigger messages. Here the consumer's worker thread hands each cycle's raw
+messages to a child process, which runs `IngestPipeline` against its own store and clinic database
+connections and answers with what the consumer needs to ack: counters and the application acks,
+already encoded. The MQTT process does no per-reading work at all; it waits on a pipe with the GIL
+released while the child works, so paho keeps receiving.
+
+Delivery is unchanged (ingest.consumer): the consumer acks a cycle only on the child's answer, which
+comes after the child's commit. If the child dies, the cycle raises `ReadingStoreUnavailable`: the
+consumer holds the messages, retries, and this class starts a new child; the store and the
+dead-letter table are idempotent, so a cycle the dead child had committed is stored once. If the
+MQTT process dies, the child reads end-of-file on its pipe and exits after its current cycle.
+
+The child is started with the "spawn" method (a fresh interpreter): forking a process that already
+runs threads (paho's, the worker) can copy a lock held by another thread (Python docs,
+multiprocessing, "Contexts and start methods"). `open_parts` must therefore be picklable: a
+module-level function or a `functools.partial` of one, called in the child to open the store and the
+clinic database (and to set up logging there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+from ingest.pipeline import ClinicAccess, CycleResult, IngestPipeline
+from ingest.runtime import freeze_startup_heap
+from ingest.validation import InboundMessage
+from storage.clinic.database import ClinicDatabaseUnavailableError
+from storage.clinic.repository import DeadLetterRecord
+from storage.readings.protocol import ReadingStore, ReadingStoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S: Final = 60.0  # a fresh interpreter importing pydantic, SQLAlchemy, the store
+_POLL_S: Final = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineParts:
+    """What the child opens: the reading store, the clinic database access, and how to close both."""
+
+    store: ReadingStore
+    clinic: ClinicAccess
+    close: Callable[[], None]
+
+
+PartsFactory = Callable[[], PipelineParts]
+
+
+class PipelineProcessError(RuntimeError):
+    """The child failed a cycle in a way that is neither an unavailable store nor a database outage
+    (a bug). The consumer treats it as any unexpected failure: hold, retry, isolate the message.
+    `failure` is the child's exception type: its message stays in the child's log (it may quote
+    the payload)."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__(f"ingest pipeline process failed: {failure}")
+        self.failure = failure
+
+
+# -- the child ---------------------------------------------------------------------------------
+
+# Requests (tuples, pickled): ("cycle", want_committed, [(topic, payload, received_at), ...]),
+# ("dead_letter", record), ("stop",). Answers: ("ok", summary) or (error kind, message).
+_CYCLE: Final = "cycle"
+_DEAD_LETTER: Final = "dead_letter"
+_STOP: Final = "stop"
+_OK: Final = "ok"
+_STORE_DOWN: Final = "store_unavailable"
+_DATABASE_DOWN: Final = "database_unavailable"
+_FAILED: Final = "failed"
+
+WireMessage = tuple[str, bytes, datetime]
+
+
+def _serve(conn: Connection, open_parts: PartsFactory, binding_cache_ttl_s: float) -> None:
+    """The child's loop: one request, one answer, until "stop" or end-of-file (the parent is gone)."""
+    parts = open_parts()
+    try:
+        pipeline = IngestPipeline(
+            parts.store, parts.clinic, parts.clinic, binding_cache_ttl_s=binding_cache_ttl_s
+        )
+        freeze_startup_heap()  # wired: keep the start-up heap out of collections (ingest.runtime)
+        conn.send((_OK, None))
+        while True:
+            try:
+                request = conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = request[0]
+            if kind == _STOP:
+                return
+            try:
+                if kind == _CYCLE:
+                    answer: tuple[str, Any] = (
+                        _OK,
+                        _summary(pipeline.process(_inbound(request[2])), request[1]),
+                    )
+                else:
+                    parts.clinic.add_dead_letters([request[1]])
+                    answer = (_OK, None)
+            except ReadingStoreUnavailable as exc:
+                answer = (_STORE_DOWN, str(exc))
+            except ClinicDatabaseUnavailableError as exc:
+                answer = (_DATABASE_DOWN, str(exc))
+            except Exception as exc:
+                logger.exception("ingest pipeline process: request failed")
+                answer = (_FAILED, type(exc).__name__)
+            try:
+                conn.send(answer)
+            except (BrokenPipeError, OSError):
+                return
+    finally:
+        parts.close()
+
+
+def _inbound(wire: list[WireMessage]) -> list[InboundMessage]:
+    # The pipeline reads topic, payload and received_at; packet ids stay with the consumer.
+    return [InboundMessage(mid=0, qos=1, topic=t, payload=p, received_at=r) for t, p, r in wire]
+
+
+def _summary(result: CycleResult, want_committed: bool) -> tuple[Any, ...]:
+    """What crosses back: counters, the application acks as their JSON bytes, and the committed
+    readings only when the consumer has listeners (pickling the models is the costly part)."""
+    return (
+        {gateway_id: ack.model_dump_json().encode() for gateway_id, ack in result.acks.items()},
+        result.readings_received,
+        result.stored,
+        result.duplicates,
+        result.rejected,
+        result.dead_lettered_messages,
+        result.lag_s,
+        result.committed if want_committed else [],
+    )
+
+
+# -- the parent --------------------------------------------------------------------------------
+
+
+class PipelineProcess:
+    """`IngestPipeline` in a child process, with the same `process` contract (see module doc).
+
+    `start()` spawns the child and waits until it has opened its store; `close()` stops it. Used from
+    one thread at a time (the consumer's worker); a dead child is replaced on the next cycle."""
+
+    def __init__(
+        self,
+        open_parts: PartsFactory,
+        *,
+        binding_cache_ttl_s: float = 5.0,
+        want_committed: bool = False,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
+        self._open_parts = open_parts
+        self._binding_cache_ttl_s = binding_cache_ttl_s
+        self.want_committed = want_committed
+        self._start_timeout_s = start_timeout_s
+        self._ctx = multiprocessing.get_context("spawn")
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+        self._children_started = 0
+
+    @property
+    def restarts(self) -> int:
+        """Children started after the first (one died, or was closed and needed again)."""
+        return max(0, self._children_started - 1)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        with self._lock:
+            self._ensure_child()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        with self._lock:
+            process, conn = self._process, self._conn
+            self._process = self._conn = None
+            if process is None or conn is None:
+                return
+            with contextlib.suppress(OSError):
+                conn.send((_STOP,))
+            process.join(timeout_s)
+            if process.is_alive():
+                logger.error("ingest pipeline process did not stop; killing it")
+                process.kill()
+                process.join(timeout_s)
+            conn.close()
+
+    def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
+        """Run one cycle in the child. Raises what `IngestPipeline.process` raises (the store or the
+        clinic database unavailable), `ReadingStoreUnavailable` when the child died or could not be
+        started, and `PipelineProcessError` for any other failure in the child."""
+        wire = [(m.topic, m.payload, m.received_at) for m in messages]
+        summary = self._request((_CYCLE, self.want_committed, wire))
+        acks, received, stored, duplicates, rejected, dead_lettered, lag_s, committed = summary
+        return CycleResult(
+            list(messages),
+            encoded_acks=acks,
+            committed=committed,
+            readings_received=received,
+            stored=stored,
+            duplicates=duplicates,
+            rejected=rejected,
+            dead_lettered_messages=dead_lettered,
+            lag_s=lag_s,
+        )
+
+    def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int:
+        for record in records:
+            self._request((_DEAD_LETTER, record))
+        return len(records)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _request(self, request: tuple[Any, ...]) -> Any:
+        with self._lock:
+            conn = self._ensure_child()
+            try:
+                conn.send(request)
+                kind, value = self._answer(conn)
+            except (EOFError, OSError) as exc:
+                exit_code = self._discard_child()
+                logger.error("ingest pipeline process died mid-cycle", extra={"exit_code": exit_code})
+                raise ReadingStoreUnavailable(
+                    f"ingest pipeline process exited mid-cycle (exit code {exit_code})"
+                ) from exc
+        if kind == _OK:
+            return value
+        if kind == _STORE_DOWN:
+            raise ReadingStoreUnavailable(value)
+        if kind == _DATABASE_DOWN:
+            raise ClinicDatabaseUnavailableError(value)
+        raise PipelineProcessError(value)
+
+    def _answer(self, conn: Connection) -> tuple[str, Any]:
+        """Wait for the child's answer, noticing its death (poll, then is_alive) instead of hanging."""
+        process = self._process
+        while not conn.poll(_POLL_S):
+            if process is None or not process.is_alive():
+                raise EOFError(f"exit code {process.exitcode if process else None}")
+        answer: tuple[str, Any] = conn.recv()
+        return answer
+
+    def _ensure_child(self) -> Connection:
+        if self._process is not None and self._conn is not None and self._process.is_alive():
+            return self._conn
+        if self._process is not None:
+            logger.error(
+                "ingest pipeline process died; starting a new one",
+                extra={"exit_code": self._discard_child()},
+            )
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=_serve,
+            args=(child_conn, self._open_parts, self._binding_cache_ttl_s),
+            name="vitalgate-ingest-pipeline",
+            daemon=True,
+        )
+        process.start()
+        self._children_started += 1
+        child_conn.close()
+        self._process, self._conn = process, parent_conn
+        deadline = time.monotonic() + self._start_timeout_s
+        try:
+            while not parent_conn.poll(_POLL_S):
+                if not process.is_alive() or time.monotonic() > deadline:
+                    raise EOFError("did not start")
+            parent_conn.recv()
+        except (EOFError, OSError) as exc:
+            self._discard_child()
+            raise ReadingStoreUnavailable(
+                f"ingest pipeline process could not open the store ({exc}); see its log"
+            ) from exc
+        logger.info("ingest pipeline process started", extra={"pid": process.pid})
+        return parent_conn
+
+    def _discard_child(self) -> int | None:
+        """Forget the child (killing it if it still runs); returns its exit code."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()
+        if process is None:
+            return None
+        if process.is_alive():
+            process.kill()
+        process.join(5.0)
+        return process.exitcode

@@ -1,0 +1,187 @@
+"""Ingest with its pipeline in a child process (ingest.pipeline_process), against the session broker.
+
+The delivery promise must hold across the process boundary: a cycle is acked only after the child
+committed it; a child killed mid-stream, or one that cannot open its store, loses nothing and
+stores nothing twice; a message that trips a bug in the child is isolated and dead-lettered.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest import IngestConsumer, IngestError, PipelineProcess
+from storage.clinic.models import DeadLetterScope
+from storage.readings.protocol import AnyReading, ReadingStoreUnavailable
+from tests.ingest.conftest import ingest_config
+from tests.ingest.helpers import (
+    STRANGER_CUFF,
+    WAIT_S,
+    GatewayClient,
+    batch_json,
+    bp_reading,
+    check_a_bug_is_isolated,
+    dead_letters,
+    open_sqlite_pipeline_parts,
+    stored_count,
+    stored_ids,
+    wait_until,
+)
+from vitalgate.mosquitto import MosquittoBroker
+
+pytestmark = pytest.mark.mosquitto
+
+StartIngest = Callable[..., tuple[IngestConsumer, PipelineProcess]]
+
+
+@pytest.fixture
+def clinic_url(tmp_path: Path, clinic_sessions: sessionmaker[Session]) -> str:
+    return f"sqlite:///{tmp_path / 'clinic.sqlite3'}"  # seeded by clinic_sessions
+
+
+@pytest.fixture
+def start_ingest(
+    mosquitto_broker: MosquittoBroker, store_path: Path, clinic_url: str
+) -> Iterator[StartIngest]:
+    """An ingest consumer whose pipeline runs in a child process; all stopped afterwards."""
+    running: list[tuple[IngestConsumer, PipelineProcess]] = []
+
+    def start(
+        *, listeners: Sequence[Callable[[Sequence[AnyReading]], None]] = (), **options: str
+    ) -> tuple[IngestConsumer, PipelineProcess]:
+        pipeline = PipelineProcess(
+            functools.partial(open_sqlite_pipeline_parts, str(store_path), clinic_url, **options),
+            want_committed=bool(listeners),
+        )
+        consumer = IngestConsumer(
+            ingest_config(mosquitto_broker, retry_initial_s=0.05, retry_max_s=0.2),
+            pipeline=pipeline,
+            listeners=listeners,
+        )
+        running.append((consumer, pipeline))
+        pipeline.start()
+        consumer.start()
+        assert consumer.wait_subscribed(WAIT_S), "ingest did not subscribe"
+        return consumer, pipeline
+
+    yield start
+    for consumer, pipeline in running:
+        consumer.stop()
+        pipeline.close()
+
+
+def test_readings_are_validated_stored_acked_and_announced_through_the_child(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    seen: list[str] = []
+    consumer, pipeline = start_ingest(
+        listeners=(lambda readings: seen.extend(r.reading_id for r in readings),)
+    )
+    good = [bp_reading(i) for i in range(5)]
+    stranger = bp_reading(9, device=STRANGER_CUFF)
+    gateway.publish(good[:3])
+    gateway.publish_raw(b"{not json")
+    gateway.publish([*good[3:], stranger])
+
+    expected = {r.reading_id for r in good}
+    assert wait_until(lambda: gateway.stored_acked() == expected), consumer.counters()
+    assert wait_until(lambda: stranger.reading_id in gateway.rejected_acked())
+    assert "not bound" in gateway.rejected_acked()[stranger.reading_id]
+    assert sorted(stored_ids(store_path)) == sorted(expected)
+    assert wait_until(lambda: set(seen) == expected), "listeners get the child's committed readings"
+    counters = consumer.counters()
+    assert (counters.readings_stored, counters.readings_rejected, counters.messages_dead_lettered) == (
+        5,
+        1,
+        1,
+    )
+    assert wait_until(lambda: consumer.counters().in_flight_messages == 0)
+    scopes = sorted(letter.scope.value for letter in dead_letters(clinic_sessions))
+    assert scopes == sorted([DeadLetterScope.MESSAGE.value, DeadLetterScope.READING.value])
+    assert pipeline.pid is not None and pipeline.pid != os.getpid()
+
+
+def test_killing_the_child_mid_stream_loses_nothing_and_stores_each_reading_once(
+    start_ingest: StartIngest, gateway: GatewayClient, store_path: Path
+) -> None:
+    consumer, pipeline = start_ingest()
+    readings = [bp_reading(i) for i in range(3_000)]
+    infos = [
+        gateway.publish_raw(batch_json(gateway.gateway_id, readings[i : i + 20]), wait=False)
+        for i in range(0, len(readings), 20)
+    ]
+    assert wait_until(lambda: stored_count(store_path) > 0, interval_s=0.002)
+    first_child = pipeline.pid
+    assert first_child is not None
+    os.kill(first_child, signal.SIGKILL)
+    stored_at_kill = len(stored_ids(store_path))
+    assert stored_at_kill < len(readings), "nothing was in flight at the kill; the test proves nothing"
+
+    for info in infos:
+        info.wait_for_publish(WAIT_S)
+    expected = {r.reading_id for r in readings}
+    assert wait_until(lambda: gateway.stored_acked() >= expected, 120), consumer.counters()
+    ids = stored_ids(store_path)
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert pipeline.restarts == 1 and pipeline.pid != first_child
+    assert consumer.counters().store_retries >= 1
+
+
+def test_a_store_that_cannot_be_opened_holds_every_message_until_it_can(
+    start_ingest: StartIngest, gateway: GatewayClient, store_path: Path, tmp_path: Path
+) -> None:
+    closed = tmp_path / "store-closed"
+    consumer, pipeline = start_ingest(closed_while=str(closed))
+    pipeline.close()  # the first child opened the store; the next one will find it closed
+    closed.touch()
+    readings = [bp_reading(i) for i in range(30)]
+    for i in range(0, 30, 10):
+        gateway.publish(readings[i : i + 10])
+    assert wait_until(lambda: consumer.counters().store_retries >= 3), consumer.counters()
+    assert consumer.counters().messages_acked == 0
+    assert gateway.stored_acked() == set()
+
+    closed.unlink()
+    expected = {r.reading_id for r in readings}
+    assert wait_until(lambda: gateway.stored_acked() == expected), consumer.counters()
+    assert sorted(stored_ids(store_path)) == sorted(expected)
+
+
+def test_a_message_that_trips_a_bug_in_the_child_is_dead_lettered_and_the_stream_flows(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    bad = bp_reading(2)
+    consumer, _ = start_ingest(bug_reading_id=bad.reading_id)
+    letter = check_a_bug_is_isolated(consumer, gateway, store_path, clinic_sessions, bad)
+    assert "RuntimeError" in letter.reason  # the child's exception type, not its message
+
+
+def test_listeners_without_committed_readings_are_refused(mosquitto_broker: MosquittoBroker) -> None:
+    pipeline = PipelineProcess(functools.partial(open_sqlite_pipeline_parts, "unused", "sqlite://"))
+    with pytest.raises(IngestError, match="want_committed"):
+        IngestConsumer(ingest_config(mosquitto_broker), pipeline=pipeline, listeners=(print,))
+
+
+def test_a_child_that_cannot_start_reports_the_store_unavailable(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    closed.touch()
+    pipeline = PipelineProcess(
+        functools.partial(
+            open_sqlite_pipeline_parts, str(tmp_path / "r.sqlite3"), "sqlite://", closed_while=str(closed)
+        )
+    )
+    with pytest.raises(ReadingStoreUnavailable, match="could not open the store"):
+        pipeline.start()
+    pipeline.close()
