@@ -29,6 +29,7 @@ import logging
 import multiprocessing
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,6 +148,27 @@ def _summary(result: CycleResult, want_committed: bool) -> tuple[Any, ...]:
     )
 
 
+def _raise_failure(kind: str, value: Any) -> Any:
+    """The child's answer's value, or the exception it stands for."""
+    if kind == _OK:
+        return value
+    if kind == _STORE_DOWN:
+        raise ReadingStoreUnavailable(value)
+    if kind == _DATABASE_DOWN:
+        raise ClinicDatabaseUnavailableError(value)
+    raise PipelineProcessError(value)
+
+
+@dataclass(slots=True)
+class _Submitted:
+    """A cycle handed to the child (`conn`: the child's pipe it went down), or that could not be
+    (`error`, raised by its `result()`)."""
+
+    messages: list[InboundMessage]
+    conn: Connection | None
+    error: Exception | None = None
+
+
 # -- the parent --------------------------------------------------------------------------------
 
 
@@ -173,6 +195,7 @@ class PipelineProcess:
         self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._children_started = 0
+        self._submitted: deque[_Submitted] = deque()
 
     @property
     def restarts(self) -> int:
@@ -203,14 +226,62 @@ class PipelineProcess:
             conn.close()
 
     def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
-        """Run one cycle in the child. Raises what `IngestPipeline.process` raises (the store or the
-        clinic database unavailable), `ReadingStoreUnavailable` when the child died or could not be
-        started, and `PipelineProcessError` for any other failure in the child."""
+        """Run one cycle in the child (`submit`, then `result`); nothing else may be outstanding."""
+        self.submit(messages)
+        return self.result()
+
+    def submit(self, messages: Sequence[InboundMessage]) -> None:
+        """Hand a cycle to the child and return at once; `result()` answers for cycles in submission
+        order. Never raises: a failure to hand it over is raised by its `result()`."""
         wire = [(m.topic, m.payload, m.received_at) for m in messages]
-        summary = self._request((_CYCLE, self.want_committed, wire))
-        acks, received, stored, duplicates, rejected, dead_lettered, lag_s, committed = summary
+        with self._lock:
+            try:
+                conn = self._ensure_child()
+                conn.send((_CYCLE, self.want_committed, wire))
+            except ReadingStoreUnavailable as exc:
+                self._submitted.append(_Submitted(list(messages), None, exc))
+            except OSError as exc:
+                error = ReadingStoreUnavailable(
+                    f"ingest pipeline process gone (exit code {self._discard_child()})"
+                )
+                error.__cause__ = exc
+                self._submitted.append(_Submitted(list(messages), None, error))
+            else:
+                self._submitted.append(_Submitted(list(messages), conn))
+
+    def oldest_outstanding(self) -> list[InboundMessage]:
+        """The messages of the cycle the next `result()` answers for."""
+        return self._submitted[0].messages
+
+    @property
+    def outstanding(self) -> int:
+        """Cycles submitted whose `result()` has not been taken."""
+        return len(self._submitted)
+
+    def result(self) -> CycleResult:
+        """The oldest submitted cycle's result, once the child has committed it. Raises what
+        `IngestPipeline.process` raises (the store or the clinic database unavailable),
+        `ReadingStoreUnavailable` when the child died or could not be started, and
+        `PipelineProcessError` for any other failure in the child."""
+        with self._lock:
+            entry = self._submitted.popleft()
+            if entry.error is not None:
+                raise entry.error
+            if entry.conn is not self._conn or entry.conn is None:
+                raise ReadingStoreUnavailable("ingest pipeline process exited before answering")
+            try:
+                kind, value = self._answer(entry.conn)
+            except (EOFError, OSError) as exc:
+                exit_code = self._discard_child()
+                logger.error("ingest pipeline process died mid-cycle", extra={"exit_code": exit_code})
+                raise ReadingStoreUnavailable(
+                    f"ingest pipeline process exited mid-cycle (exit code {exit_code})"
+                ) from exc
+        acks, received, stored, duplicates, rejected, dead_lettered, lag_s, committed = _raise_failure(
+            kind, value
+        )
         return CycleResult(
-            list(messages),
+            entry.messages,
             encoded_acks=acks,
             committed=committed,
             readings_received=received,
@@ -222,31 +293,23 @@ class PipelineProcess:
         )
 
     def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int:
-        for record in records:
-            self._request((_DEAD_LETTER, record))
+        """Write dead letters through the child (nothing may be outstanding)."""
+        with self._lock:
+            if self._submitted:
+                raise RuntimeError("add_dead_letters while cycles are outstanding")
+            for record in records:
+                conn = self._ensure_child()
+                try:
+                    conn.send((_DEAD_LETTER, record))
+                    _raise_failure(*self._answer(conn))
+                except (EOFError, OSError) as exc:
+                    exit_code = self._discard_child()
+                    raise ReadingStoreUnavailable(
+                        f"ingest pipeline process exited writing a dead letter (exit code {exit_code})"
+                    ) from exc
         return len(records)
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _request(self, request: tuple[Any, ...]) -> Any:
-        with self._lock:
-            conn = self._ensure_child()
-            try:
-                conn.send(request)
-                kind, value = self._answer(conn)
-            except (EOFError, OSError) as exc:
-                exit_code = self._discard_child()
-                logger.error("ingest pipeline process died mid-cycle", extra={"exit_code": exit_code})
-                raise ReadingStoreUnavailable(
-                    f"ingest pipeline process exited mid-cycle (exit code {exit_code})"
-                ) from exc
-        if kind == _OK:
-            return value
-        if kind == _STORE_DOWN:
-            raise ReadingStoreUnavailable(value)
-        if kind == _DATABASE_DOWN:
-            raise ClinicDatabaseUnavailableError(value)
-        raise PipelineProcessError(value)
 
     def _answer(self, conn: Connection) -> tuple[str, Any]:
         """Wait for the child's answer, noticing its death (poll, then is_alive) instead of hanging."""

@@ -230,12 +230,35 @@ class StoreWithABug:
         return getattr(self._store, name)
 
 
+class StoreDownWhileFileExists:
+    """A real SQLite store whose writes fail as 'unavailable' while a file exists (a switch another
+    process can flip)."""
+
+    def __init__(self, store: SqliteReadingStore, switch: Path) -> None:
+        self._store = store
+        self._switch = switch
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if self._switch.exists():
+            raise ReadingStoreUnavailable("test: store switched off")
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
 def open_sqlite_pipeline_parts(
-    store_path: str, clinic_url: str, *, bug_reading_id: str | None = None, closed_while: str | None = None
+    store_path: str,
+    clinic_url: str,
+    *,
+    bug_reading_id: str | None = None,
+    closed_while: str | None = None,
+    down_while: str | None = None,
 ) -> PipelineParts:
     """What an ingest pipeline process opens in the tests (run in the child, hence module-level):
     the SQLite store at `store_path` and the clinic database at `clinic_url`. `bug_reading_id`: the
-    store trips over that reading; `closed_while`: the store cannot be opened while that file exists."""
+    store trips over that reading; `closed_while`: the store cannot be opened while that file exists;
+    `down_while`: its writes fail while that file exists."""
     if closed_while is not None and Path(closed_while).exists():
         raise ReadingStoreUnavailable("test: the store cannot be opened")
     store = SqliteReadingStore(store_path)
@@ -245,7 +268,11 @@ def open_sqlite_pipeline_parts(
         store.close()
         engine.dispose()
 
-    writer = StoreWithABug(store, bug_reading_id) if bug_reading_id else store
+    writer: object = store
+    if bug_reading_id:
+        writer = StoreWithABug(store, bug_reading_id)
+    elif down_while:
+        writer = StoreDownWhileFileExists(store, Path(down_while))
     return PipelineParts(writer, ClinicRepository(session_factory(engine)), close)  # type: ignore[arg-type]
 
 

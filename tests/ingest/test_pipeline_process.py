@@ -136,6 +136,35 @@ def test_killing_the_child_mid_stream_loses_nothing_and_stores_each_reading_once
     assert consumer.counters().store_retries >= 1
 
 
+def test_a_store_outage_behind_the_child_holds_every_cycle_handed_over_and_loses_nothing(
+    start_ingest: StartIngest, gateway: GatewayClient, store_path: Path, tmp_path: Path
+) -> None:
+    down = tmp_path / "store-down"
+    consumer, pipeline = start_ingest(down_while=str(down))
+    readings = [bp_reading(i) for i in range(2_000)]
+    infos = [
+        gateway.publish_raw(batch_json(gateway.gateway_id, readings[i : i + 5]), wait=False)
+        for i in range(0, len(readings), 5)
+    ]
+    assert wait_until(lambda: stored_count(store_path) > 0, interval_s=0.002)
+    down.touch()  # mid-stream: cycles handed to the child fail, and so do the ones behind them
+    assert wait_until(lambda: consumer.counters().store_retries >= 3), consumer.counters()
+    acked_while_down = consumer.counters().messages_acked
+    stored_while_down = stored_count(store_path)
+    assert not wait_until(lambda: consumer.counters().messages_acked > acked_while_down, timeout_s=1.0)
+    assert stored_count(store_path) == stored_while_down < len(readings)
+
+    down.unlink()
+    for info in infos:
+        info.wait_for_publish(WAIT_S)
+    expected = {r.reading_id for r in readings}
+    assert wait_until(lambda: gateway.stored_acked() >= expected, 120), consumer.counters()
+    ids = stored_ids(store_path)
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert wait_until(lambda: consumer.counters().in_flight_messages == 0)
+    assert pipeline.restarts == 0
+
+
 def test_a_store_that_cannot_be_opened_holds_every_message_until_it_can(
     start_ingest: StartIngest, gateway: GatewayClient, store_path: Path, tmp_path: Path
 ) -> None:
