@@ -5,7 +5,10 @@ blocks keepalive, paho#379/#328):
 - paho's network thread (`loop_start`) only puts each PUBLISH on a queue and returns;
 - one worker thread takes up to `max_messages_per_cycle` messages, runs the pipeline (validate,
   bindings, one store transaction, dead letters), and only then acks them in arrival order
-  (PUBACKs must follow PUBLISH order, [MQTT-4.6.0-2], reliability.md §1.1).
+  (PUBACKs must follow PUBLISH order, [MQTT-4.6.0-2], reliability.md §1.1);
+- or, with a `PipelineProcess` (what `vitalgate ingest` runs), the pipeline runs in a child
+  process and the worker only hands cycles over (two at a time) and acks the answers in order,
+  so this process's GIL is left to paho (ingest.pipeline_process, docs/ingest.md "Fourth pass").
 
 Delivery:
 - persistent session: `clean_start=False`, Session Expiry > 0, a stable client id

@@ -151,6 +151,14 @@ class CycleResult:
         return {gateway_id: ack.model_dump_json().encode() for gateway_id, ack in self.acks.items()}
 
 
+@dataclass(slots=True)
+class PreparedCycle:
+    """A cycle parsed and checked against the bindings, not yet written (IngestPipeline.prepare)."""
+
+    messages: list[InboundMessage]
+    parsed: list[ParsedMessage]
+
+
 class IngestPipeline:
     def __init__(
         self,
@@ -167,15 +175,25 @@ class IngestPipeline:
         self._now = now
 
     def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
+        return self.commit(self.prepare(messages))
+
+    def prepare(self, messages: Sequence[InboundMessage]) -> PreparedCycle:
+        """Parse, validate and check bindings: everything before the store. Touches neither the
+        reading store nor the dead-letter table, so it may run while an earlier cycle commits
+        (ingest.pipeline_process); prepared cycles must be committed in the order prepared."""
         parsed = [parse_message(m) for m in messages]
         self._bindings.new_cycle()
         candidates: dict[tuple[object, ...], Candidates] = {}
         for item in parsed:
             if not item.poisoned:
                 self._check_bindings(item, candidates)
-        result = self._write(parsed)
-        self._dead_letters.add_dead_letters(self._dead_letter_records(parsed))
-        return self._summarise(list(messages), parsed, result)
+        return PreparedCycle(list(messages), parsed)
+
+    def commit(self, cycle: PreparedCycle) -> CycleResult:
+        """Write the readings and the dead letters; returns once both are durable."""
+        result = self._write(cycle.parsed)
+        self._dead_letters.add_dead_letters(self._dead_letter_records(cycle.parsed))
+        return self._summarise(cycle.messages, cycle.parsed, result)
 
     def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int:
         return self._dead_letters.add_dead_letters(records)

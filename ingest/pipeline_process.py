@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import queue
 import threading
 import time
 from collections import deque
@@ -88,7 +89,10 @@ WireMessage = tuple[str, bytes, datetime]
 
 
 def _serve(conn: Connection, open_parts: PartsFactory, binding_cache_ttl_s: float) -> None:
-    """The child's loop: one request, one answer, until "stop" or end-of-file (the parent is gone)."""
+    """The child: this thread receives requests and prepares cycles (parse, validate, bindings);
+    a committer thread writes them and answers, in the order received. So while one cycle waits on
+    its commit (an fsync, an InfluxDB round trip: both release the GIL) the next one is parsed;
+    the parent hands over two at a time. Runs until "stop" or end-of-file (the parent is gone)."""
     parts = open_parts()
     try:
         pipeline = IngestPipeline(
@@ -96,36 +100,68 @@ def _serve(conn: Connection, open_parts: PartsFactory, binding_cache_ttl_s: floa
         )
         freeze_startup_heap()  # wired: keep the start-up heap out of collections (ingest.runtime)
         conn.send((_OK, None))
-        while True:
-            try:
-                request = conn.recv()
-            except (EOFError, OSError):
-                return
-            kind = request[0]
-            if kind == _STOP:
-                return
-            try:
+        # Unbounded, but the parent never has more than two cycles (or one dead letter) outstanding.
+        handed: queue.SimpleQueue[tuple[str, Any, Any] | None] = queue.SimpleQueue()
+        committer = threading.Thread(
+            target=_commit_in_order, args=(conn, pipeline, parts.clinic, handed), name="ingest-commit"
+        )
+        committer.start()
+        try:
+            while committer.is_alive():
+                try:
+                    request = conn.recv()
+                except (EOFError, OSError):
+                    return
+                kind = request[0]
+                if kind == _STOP:
+                    return
                 if kind == _CYCLE:
-                    answer: tuple[str, Any] = (
-                        _OK,
-                        _summary(pipeline.process(_inbound(request[2])), request[1]),
-                    )
+                    messages = _inbound(request[2])
+                    handed.put((kind, request[1], _answer_for(pipeline.prepare, messages)))
                 else:
-                    parts.clinic.add_dead_letters([request[1]])
-                    answer = (_OK, None)
-            except ReadingStoreUnavailable as exc:
-                answer = (_STORE_DOWN, str(exc))
-            except ClinicDatabaseUnavailableError as exc:
-                answer = (_DATABASE_DOWN, str(exc))
-            except Exception as exc:
-                logger.exception("ingest pipeline process: request failed")
-                answer = (_FAILED, type(exc).__name__)
-            try:
-                conn.send(answer)
-            except (BrokenPipeError, OSError):
-                return
+                    handed.put((kind, request[1], None))
+        finally:
+            handed.put(None)
+            committer.join()
     finally:
         parts.close()
+
+
+def _commit_in_order(
+    conn: Connection,
+    pipeline: IngestPipeline,
+    clinic: ClinicAccess,
+    handed: queue.SimpleQueue[tuple[str, Any, Any] | None],
+) -> None:
+    """The child's committer thread: one answer per request, in the order they were handed over."""
+    while (item := handed.get()) is not None:
+        kind, argument, prepared = item
+        if kind == _CYCLE:
+            status, value = prepared
+            answer = (
+                _answer_for(lambda cycle, want: _summary(pipeline.commit(cycle), want), value, argument)
+                if status == _OK
+                else prepared
+            )
+        else:
+            answer = _answer_for(clinic.add_dead_letters, [argument])
+        try:
+            conn.send(answer)
+        except OSError:
+            return  # the parent is gone; the receiving thread reads end-of-file and stops
+
+
+def _answer_for(step: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """Run one step of a request; its value, or the failure as the parent will raise it."""
+    try:
+        return (_OK, step(*args))
+    except ReadingStoreUnavailable as exc:
+        return (_STORE_DOWN, str(exc))
+    except ClinicDatabaseUnavailableError as exc:
+        return (_DATABASE_DOWN, str(exc))
+    except Exception as exc:
+        logger.exception("ingest pipeline process: request failed")
+        return (_FAILED, type(exc).__name__)
 
 
 def _inbound(wire: list[WireMessage]) -> list[InboundMessage]:

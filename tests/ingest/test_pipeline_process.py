@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from paho.mqtt.client import MQTTMessageInfo
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest import IngestConsumer, IngestError, PipelineProcess
@@ -76,6 +77,30 @@ def start_ingest(
         pipeline.close()
 
 
+def _publish_in_messages_of(
+    gateway: GatewayClient, readings: Sequence[AnyReading], size: int
+) -> list[MQTTMessageInfo]:
+    return [
+        gateway.publish_raw(batch_json(gateway.gateway_id, readings[i : i + size]), wait=False)
+        for i in range(0, len(readings), size)
+    ]
+
+
+def _assert_each_stored_and_acked_once(
+    consumer: IngestConsumer,
+    gateway: GatewayClient,
+    store_path: Path,
+    readings: Sequence[AnyReading],
+    infos: list[MQTTMessageInfo],
+) -> None:
+    for info in infos:
+        info.wait_for_publish(WAIT_S)  # the broker has every message
+    expected = {r.reading_id for r in readings}
+    assert wait_until(lambda: gateway.stored_acked() >= expected, 120), consumer.counters()
+    ids = stored_ids(store_path)
+    assert len(ids) == len(set(ids)) == len(expected)
+
+
 def test_readings_are_validated_stored_acked_and_announced_through_the_child(
     start_ingest: StartIngest,
     gateway: GatewayClient,
@@ -115,10 +140,7 @@ def test_killing_the_child_mid_stream_loses_nothing_and_stores_each_reading_once
 ) -> None:
     consumer, pipeline = start_ingest()
     readings = [bp_reading(i) for i in range(3_000)]
-    infos = [
-        gateway.publish_raw(batch_json(gateway.gateway_id, readings[i : i + 20]), wait=False)
-        for i in range(0, len(readings), 20)
-    ]
+    infos = _publish_in_messages_of(gateway, readings, 20)
     assert wait_until(lambda: stored_count(store_path) > 0, interval_s=0.002)
     first_child = pipeline.pid
     assert first_child is not None
@@ -126,12 +148,7 @@ def test_killing_the_child_mid_stream_loses_nothing_and_stores_each_reading_once
     stored_at_kill = len(stored_ids(store_path))
     assert stored_at_kill < len(readings), "nothing was in flight at the kill; the test proves nothing"
 
-    for info in infos:
-        info.wait_for_publish(WAIT_S)
-    expected = {r.reading_id for r in readings}
-    assert wait_until(lambda: gateway.stored_acked() >= expected, 120), consumer.counters()
-    ids = stored_ids(store_path)
-    assert len(ids) == len(set(ids)) == len(expected)
+    _assert_each_stored_and_acked_once(consumer, gateway, store_path, readings, infos)
     assert pipeline.restarts == 1 and pipeline.pid != first_child
     assert consumer.counters().store_retries >= 1
 
@@ -142,10 +159,7 @@ def test_a_store_outage_behind_the_child_holds_every_cycle_handed_over_and_loses
     down = tmp_path / "store-down"
     consumer, pipeline = start_ingest(down_while=str(down))
     readings = [bp_reading(i) for i in range(2_000)]
-    infos = [
-        gateway.publish_raw(batch_json(gateway.gateway_id, readings[i : i + 5]), wait=False)
-        for i in range(0, len(readings), 5)
-    ]
+    infos = _publish_in_messages_of(gateway, readings, 5)
     assert wait_until(lambda: stored_count(store_path) > 0, interval_s=0.002)
     down.touch()  # mid-stream: cycles handed to the child fail, and so do the ones behind them
     assert wait_until(lambda: consumer.counters().store_retries >= 3), consumer.counters()
@@ -155,12 +169,7 @@ def test_a_store_outage_behind_the_child_holds_every_cycle_handed_over_and_loses
     assert stored_count(store_path) == stored_while_down < len(readings)
 
     down.unlink()
-    for info in infos:
-        info.wait_for_publish(WAIT_S)
-    expected = {r.reading_id for r in readings}
-    assert wait_until(lambda: gateway.stored_acked() >= expected, 120), consumer.counters()
-    ids = stored_ids(store_path)
-    assert len(ids) == len(set(ids)) == len(expected)
+    _assert_each_stored_and_acked_once(consumer, gateway, store_path, readings, infos)
     assert wait_until(lambda: consumer.counters().in_flight_messages == 0)
     assert pipeline.restarts == 0
 
