@@ -125,6 +125,9 @@ class InfluxConfig:
     query_url: str | None = None
     timeout_s: float = 10.0
     write_attempts: int = 3
+    # Reads (charts, latest values, the duplicate probe) are retried too, fewer times: a doctor
+    # waits for them.
+    read_attempts: int = 2
     retry_backoff_s: float = 0.5
     max_points_per_request: int = DEFAULT_MAX_POINTS_PER_REQUEST
     check_duplicates: bool = True
@@ -339,8 +342,8 @@ class InfluxReadingStore:
     """`ReadingStore` on InfluxDB (1.8+, 2.x with a DBRP mapping, 3.x). Thread-safe."""
 
     def __init__(self, config: InfluxConfig) -> None:
-        if config.write_attempts < 1:
-            raise ValueError("write_attempts must be at least 1")
+        if config.write_attempts < 1 or config.read_attempts < 1:
+            raise ValueError("write_attempts and read_attempts must be at least 1")
         if not 1 <= config.max_points_per_request <= 10_000:
             raise ValueError("max_points_per_request must be 1..10000 (InfluxDB batch guidance)")
         self.config = config
@@ -413,17 +416,16 @@ class InfluxReadingStore:
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _Transient(f"{type(exc).__name__}: {exc}") from exc
 
-        self._retrying("write", attempt, points=len(lines))
+        self._retrying("write", attempt, self.config.write_attempts, points=len(lines))
 
-    def _retrying(self, what: str, attempt: Callable[[], _T], **log_extra: object) -> _T:
+    def _retrying(self, what: str, attempt: Callable[[], _T], attempts: int, **log_extra: object) -> _T:
         """Run `attempt`, retrying transient failures (connection errors, HTTP 5xx and 429) with
-        exponential backoff, `write_attempts` times in all; then raise ReadingStoreUnavailable.
+        exponential backoff, `attempts` times in all; then raise ReadingStoreUnavailable.
 
         The influxdb-client's own retry machinery belongs to its batching mode (reliability.md §3),
         so with SYNCHRONOUS writes the retries are ours, explicit and bounded. The wait is an Event,
         so close() cuts it short.
         """
-        attempts = self.config.write_attempts
         for number in range(1, attempts + 1):
             try:
                 return attempt()
@@ -459,14 +461,20 @@ class InfluxReadingStore:
         present: set[str] = set()
         for i in range(0, len(statements), _STATEMENTS_PER_QUERY):
             chunk = statements[i : i + _STATEMENTS_PER_QUERY]
-            for rows in self._retrying("duplicate check", functools.partial(self._query, chunk)):
+            for rows in self._query(chunk):
                 present.update(row["reading_id"] for row in rows if row.get("reading_id") in wanted)
         return present
 
     # -- reads ----------------------------------------------------------------------------------
 
     def _query(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
-        """Run InfluxQL statements in one request; rows of each statement as dicts (time in ns)."""
+        """Run InfluxQL statements in one request; rows of each statement as dicts (time in ns).
+        A transient failure is retried (`read_attempts` in all), as writes are."""
+        return self._retrying(
+            "query", functools.partial(self._query_once, statements), self.config.read_attempts
+        )
+
+    def _query_once(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
         if self._closing.is_set():
             raise ReadingStoreError("reading store is closed")
         params = {"db": self.config.database, "epoch": "ns", "q": ";".join(statements)}

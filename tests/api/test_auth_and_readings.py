@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from vitals.identity import blood_pressure_reading_id
 from vitals.readings import BloodPressureReading, DeviceIdentity
 
@@ -121,3 +124,24 @@ def test_a_deactivated_account_loses_access_at_once(clinic_api: ClinicApi) -> No
         session.commit()
     # The token has hours left, but the account is closed.
     assert clinic_api.client.get("/api/v1/patients/p-1/readings", headers=headers).status_code == 401
+
+
+def test_a_reading_store_outage_is_a_503_with_retry_after_not_a_crash(clinic_api: ClinicApi) -> None:
+    from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+    from vitalgate.mosquitto import free_port
+
+    # A real InfluxDB client against a port nobody listens on: connection refused, retried, given up.
+    down = InfluxReadingStore(
+        InfluxConfig(
+            url=f"http://127.0.0.1:{free_port()}", database="vg", timeout_s=1.0, retry_backoff_s=0.05
+        )
+    )
+    services = replace(clinic_api.services, reading_store=down)
+    try:
+        with TestClient(create_app(services)) as client:
+            response = client.get("/api/v1/patients/p-1/readings", headers=clinic_api.auth("a@c1.example"))
+    finally:
+        down.close()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "127.0.0.1" not in response.text and "unavailable" in response.json()["detail"]

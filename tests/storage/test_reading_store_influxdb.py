@@ -173,6 +173,27 @@ def test_a_transient_server_error_is_retried_inside_the_call(
     assert _count_points(influxdb_server, influxdb_database, "glucose") == 4
 
 
+def test_a_transient_error_on_a_read_is_retried_and_a_lasting_one_reported_as_unavailable(
+    influxdb_server: InfluxServer, store: ReadingStore
+) -> None:
+    readings = every_field_readings("p-1")
+    store.write_batch(readings)
+    expected = sorted(r.reading_id for r in readings if r.kind is ReadingKind.GLUCOSE)
+
+    influxdb_server.query_faults.arm(fail=1, status=503)  # a proxy's or server's blip: one 503
+    rows = store.query_range("p-1", ReadingKind.GLUCOSE, *WINDOW)
+    assert influxdb_server.query_faults.failed == 1
+    assert sorted(r.reading_id for r in rows) == expected
+
+    influxdb_server.query_faults.arm(fail=10, status=503)
+    with pytest.raises(ReadingStoreUnavailable, match="query failed after 2 attempt"):
+        store.latest("p-1", ReadingKind.GLUCOSE)
+    assert influxdb_server.query_faults.failed == 2  # read_attempts=2, then the caller is told
+    influxdb_server.query_faults.arm(fail=0)
+    latest = store.latest("p-1", ReadingKind.GLUCOSE)
+    assert latest is not None and latest.reading_id in expected
+
+
 def test_failure_mid_batch_reports_nothing_and_the_retry_completes_it(
     influxdb_server: InfluxServer, influxdb_database: str
 ) -> None:
