@@ -60,3 +60,35 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
     }
     assert len(rows) == 12  # six consumers, drain and live
     assert all(int(rate) > 0 for _name, _suffix, rate, _ratio in rows)
+
+
+@pytest.mark.mosquitto
+@pytest.mark.slow
+def test_bench_measures_the_one_process_layout_too() -> None:
+    """`--in-process`: ingest's pipeline in the MQTT process (`ingest.pipeline_process` false), the
+    layout docs/ingest.md compares the pipeline process against."""
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto not installed")
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "ingest_throughput.py"),
+            "--readings",
+            "300",
+            "--batch",
+            "3",
+            "--in-process",
+            "--no-influx",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = re.findall(
+        r"^  (bare paho subscriber|ingest -> SQLite)\s+[\d.]+\s+(\d+)\s+[\d.]+$", run.stdout, re.M
+    )
+    assert sorted(name for name, _rate in rows) == ["bare paho subscriber"] * 2 + ["ingest -> SQLite"] * 2
+    assert all(int(rate) > 0 for _name, rate in rows)
