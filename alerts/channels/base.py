@@ -12,6 +12,20 @@ from typing import Protocol
 from vitals.payload import AlertEvent
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a channel retries a failed delivery in-process: `attempts` in all, exponential backoff."""
+
+    attempts: int = 5
+    first_delay_s: float = 1.0
+    factor: float = 2.0
+    max_delay_s: float = 60.0
+    timeout_s: float = 10.0
+
+    def delays(self) -> list[float]:
+        return [min(self.first_delay_s * self.factor**i, self.max_delay_s) for i in range(self.attempts - 1)]
+
+
 class DeliveryError(Exception):
     """A channel could not deliver a notification (after its own retries)."""
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import httpx
 
-from alerts.channels.base import DeliveryError, Notification
+from alerts.channels.base import DeliveryError, Notification, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -99,18 +99,6 @@ class JsonLinesDeadLetters:
         }
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 5
-    first_delay_s: float = 1.0
-    factor: float = 2.0
-    max_delay_s: float = 60.0
-    timeout_s: float = 10.0
-
-    def delays(self) -> list[float]:
-        return [min(self.first_delay_s * self.factor**i, self.max_delay_s) for i in range(self.attempts - 1)]
 
 
 class WebhookChannel:

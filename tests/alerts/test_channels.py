@@ -17,14 +17,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.channels.base import DeliveryError, Notification, Recipient
+from alerts.channels.base import DeliveryError, Notification, Recipient, RetryPolicy
 from alerts.channels.email import EmailChannel, SmtpConfig
 from alerts.channels.mqtt import MqttAlertChannel, MqttConfig
 from alerts.channels.webhook import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     MemoryDeadLetters,
-    RetryPolicy,
     WebhookChannel,
     verify,
 )
@@ -174,8 +173,57 @@ async def test_email_goes_through_a_real_smtp_server_without_names() -> None:
 
 async def test_email_with_unreachable_server_is_a_delivery_error() -> None:
     port = free_port()  # nothing listens here
-    with pytest.raises(DeliveryError):
-        await EmailChannel(SmtpConfig("127.0.0.1", port, timeout_s=2)).deliver(_note())
+    with pytest.raises(DeliveryError, match="ConnectionRefusedError"):
+        await EmailChannel(SmtpConfig("127.0.0.1", port, timeout_s=2), FAST).deliver(_note())
+
+
+class _GreylistingInbox(_Inbox):
+    """Answers the first `refusals` DATA commands with `reply`, then accepts (aiosmtpd sends it)."""
+
+    def __init__(self, refusals: int, reply: str) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.reply = reply
+        self.attempts = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.attempts += 1
+        if self.attempts <= self.refusals:
+            return self.reply
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def _deliver_to(inbox: _Inbox) -> None:
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        await EmailChannel(SmtpConfig("127.0.0.1", port), FAST).deliver(_note())
+    finally:
+        controller.stop()
+
+
+async def test_an_urgent_email_refused_for_now_is_sent_again_and_arrives() -> None:
+    inbox = _GreylistingInbox(refusals=2, reply="451 4.7.1 Greylisted, try again later")
+    await _deliver_to(inbox)  # FAST: 3 attempts, so the third goes through
+    assert inbox.attempts == 3
+    [envelope] = inbox.messages
+    assert "Subject: [vitalgate] URGENT BP-CRIT-2 patient pt-1" in envelope.content.decode()
+
+
+async def test_an_email_refused_for_good_is_not_retried() -> None:
+    inbox = _GreylistingInbox(refusals=10, reply="550 5.7.1 Relaying denied")
+    with pytest.raises(DeliveryError, match="SMTPDataError 550") as raised:
+        await _deliver_to(inbox)
+    assert inbox.attempts == 1 and inbox.messages == []
+    assert "dr-li" not in str(raised.value)  # no address in the error (it reaches logs)
+
+
+async def test_an_email_still_refused_after_every_attempt_is_a_delivery_error() -> None:
+    inbox = _GreylistingInbox(refusals=10, reply="421 4.3.2 Service shutting down")
+    with pytest.raises(DeliveryError, match="421"):
+        await _deliver_to(inbox)
+    assert inbox.attempts == FAST.attempts and inbox.messages == []
 
 
 @pytest.mark.mosquitto
