@@ -7,7 +7,7 @@ blocks keepalive, paho#379/#328):
   bindings, one store transaction, dead letters), and only then acks them in arrival order
   (PUBACKs must follow PUBLISH order, [MQTT-4.6.0-2], reliability.md §1.1);
 - or, with a `PipelineProcess` (what `vitalgate ingest` runs), the pipeline runs in a child
-  process and the worker only hands cycles over (two at a time) and acks the answers in order,
+  process and the worker only hands cycles over (three at a time) and acks the answers in order,
   so this process's GIL is left to paho (ingest.pipeline_process, docs/ingest.md "Fourth pass").
 
 Delivery:
@@ -78,8 +78,9 @@ ISOLATE_AFTER_FAILURES = 3
 QOS_AT_LEAST_ONCE: Final = 1
 _QUEUE_POLL_S: Final = 0.2
 # Cycles handed to a pipeline process before the oldest one's answer is read (_work_overlapped):
-# two keep the child busy while this process acks the previous one.
-_CYCLES_HANDED_OVER: Final = 2
+# one being prepared and one per committer thread (ingest.pipeline_process.COMMITTERS), so the
+# child is never idle while this process acks.
+_CYCLES_HANDED_OVER: Final = 3
 # paho's own bound on outgoing QoS 1 messages in flight (the application acks); default 20.
 _OUTGOING_INFLIGHT: Final = 100
 
@@ -474,7 +475,7 @@ class IngestConsumer:
             self._finish(result)
 
     def _work_overlapped(self, pipeline: PipelineProcess) -> None:
-        """`_work` for a pipeline in another process: the next cycle is handed over before the
+        """`_work` for a pipeline in another process: the next cycles are handed over before the
         current one's answer is read, so the child starts on it at once instead of idling while
         this thread acks (measured: both processes ~55 % busy one cycle at a time; docs/ingest.md).
 

@@ -223,3 +223,20 @@ def test_a_child_that_cannot_start_reports_the_store_unavailable(tmp_path: Path)
     with pytest.raises(ReadingStoreUnavailable, match="could not open the store"):
         pipeline.start()
     pipeline.close()
+
+
+def test_answers_go_back_in_request_order_whichever_committer_finishes_first() -> None:
+    from multiprocessing import Pipe
+
+    from ingest.pipeline_process import _AnswersInOrder
+
+    ours, theirs = Pipe()
+    answers = _AnswersInOrder(theirs)
+    answers.put(1, ("ok", "second"))  # the second cycle committed first: held back
+    assert not ours.poll(0.1)
+    answers.put(0, ("ok", "first"))
+    answers.put(2, ("ok", "third"))
+    assert [ours.recv() for _ in range(3)] == [("ok", "first"), ("ok", "second"), ("ok", "third")]
+    ours.close()
+    answers.put(3, ("ok", "lost"))  # the parent is gone: noted, not raised
+    assert answers.parent_gone
