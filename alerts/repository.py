@@ -17,16 +17,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channels.base import Recipient
+from alerts.channels.email import QueuedEmail
 from alerts.engine import PatientContext
 from alerts.lifecycle import AlertRecord, EventRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
 from alerts.profiles import PatientTargets, profile
 from storage.clinic.models import (
+    REASON_LENGTH,
     Alert,
     AlertEventRecord,
     CareTeamMember,
     CareTeamRole,
     Clinic,
+    EmailOutboxEntry,
     Patient,
     PatientReportRecord,
     User,
@@ -269,3 +272,60 @@ class SqlReportStore:
                 )
                 for row in rows
             ]
+
+
+class SqlEmailOutbox:
+    """`alerts.channels.email.EmailOutbox` on the clinic database's `email_outbox` table."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def add(
+        self, event_id: str, message: bytes, error: str, *, attempts: int, next_attempt_at: datetime
+    ) -> bool:
+        row = EmailOutboxEntry(
+            event_id=event_id,
+            message=message,
+            attempts=attempts,
+            last_error=error[:REASON_LENGTH],
+            next_attempt_at=next_attempt_at,
+        )
+        try:
+            with self._sessions() as session, session.begin():
+                session.add(row)
+        except IntegrityError:
+            return False  # this event's e-mail is already kept
+        return True
+
+    def due(self, now: datetime, limit: int) -> list[QueuedEmail]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(EmailOutboxEntry)
+                .where(
+                    EmailOutboxEntry.sent_at.is_(None),
+                    EmailOutboxEntry.given_up_at.is_(None),
+                    EmailOutboxEntry.next_attempt_at <= now,
+                )
+                .order_by(EmailOutboxEntry.next_attempt_at)
+                .limit(limit)
+            )
+            return [QueuedEmail(r.outbox_id, r.event_id, r.message, r.created_at, r.attempts) for r in rows]
+
+    def sent(self, outbox_id: int, at: datetime) -> None:
+        with self._sessions() as session, session.begin():
+            row = session.get(EmailOutboxEntry, outbox_id)
+            if row is not None:
+                row.sent_at = at
+                row.attempts += 1
+
+    def failed(self, outbox_id: int, error: str, *, next_attempt_at: datetime | None, at: datetime) -> None:
+        with self._sessions() as session, session.begin():
+            row = session.get(EmailOutboxEntry, outbox_id)
+            if row is None:
+                return
+            row.attempts += 1
+            row.last_error = error[:REASON_LENGTH]
+            if next_attempt_at is None:
+                row.given_up_at = at
+            else:
+                row.next_attempt_at = next_attempt_at

@@ -22,7 +22,7 @@ from alerts.channels.hub import EventHub
 from alerts.channels.mqtt import MqttAlertChannel, MqttConfig
 from alerts.channels.webhook import JsonLinesDeadLetters, WebhookChannel
 from alerts.engine import AlertEngine, run_sweeps
-from alerts.repository import SqlAlertRepository, SqlPatientDirectory, SqlReportStore
+from alerts.repository import SqlAlertRepository, SqlEmailOutbox, SqlPatientDirectory, SqlReportStore
 from alerts.routing import Router
 from api.app import create_app
 from api.deps import ApiServices
@@ -36,6 +36,7 @@ from vitalgate.wiring import build_clinic_sessions, build_reading_store
 logger = logging.getLogger(__name__)
 
 DIGEST_CHECK_S = 300.0
+OUTBOX_FLUSH_S = 30.0  # how often refused urgent e-mails are looked at (each has its own backoff)
 # The doctors' web app highlights the alert a notification links to (api/web/app.js).
 WEB_APP_ALERT_LINK = "{base_url}/app/?alert={alert_id}"
 
@@ -68,6 +69,7 @@ class ClinicServer:
         )
         if self.email is not None:
             self._tasks.append(asyncio.create_task(self._digests(stop)))
+            self._tasks.append(asyncio.create_task(self._flush_email_outbox(stop)))
         server = uvicorn.Server(
             uvicorn.Config(create_app(self.api), host=host, port=port, log_config=None, lifespan="off")
         )
@@ -93,6 +95,17 @@ class ClinicServer:
                     logger.exception("alert digest failed; will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), DIGEST_CHECK_S)
+
+    async def _flush_email_outbox(self, stop: asyncio.Event) -> None:
+        """Send the urgent e-mails the SMTP server refused earlier (alerts.channels.email)."""
+        assert self.email is not None
+        while not stop.is_set():
+            try:
+                await self.email.flush_outbox()
+            except Exception:
+                logger.exception("e-mail outbox flush failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), OUTBOX_FLUSH_S)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -159,7 +172,8 @@ async def build_clinic_server(
                 starttls=a.smtp_starttls,
                 username=a.smtp_username,
                 password=a.smtp_password.get_secret_value() if a.smtp_password else None,
-            )
+            ),
+            outbox=SqlEmailOutbox(sessions),
         )
     router = Router(
         live=live,

@@ -461,3 +461,25 @@ class PatientReportRecord(Base):
     ketones_mmol_l: Mapped[float | None] = mapped_column(Float)
     seated_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
     standing_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
+
+
+class EmailOutboxEntry(Base):
+    """An urgent alert e-mail the SMTP server did not take, kept until it does (alerts.channels.email).
+
+    `message` is the whole rendered e-mail (RFC 5322 bytes: recipients' addresses, opaque patient
+    id, link; never a name), so a retry after a restart sends exactly what would have gone out, with
+    the same Message-ID. `event_id` (the alert event's deterministic id) makes queuing idempotent.
+    """
+
+    __tablename__ = "email_outbox"
+    __table_args__ = (Index("ix_email_outbox_sent_at_next_attempt_at", "sent_at", "next_attempt_at"),)
+
+    outbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), unique=True)
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(REASON_LENGTH), default="")
+    sent_at: Mapped[datetime | None]
+    given_up_at: Mapped[datetime | None]
