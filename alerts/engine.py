@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from alerts.catalogue import INBOX_ONLY, RULES
-from alerts.channels.base import Recipient
+from alerts.channels.base import DeliveryError, Recipient
 from alerts.channels.email import EmailChannel
 from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
 from alerts.lifecycle import ESCALATION_AFTER, AlertRecord, AlertRepository, Change, Lifecycle
@@ -114,6 +114,7 @@ class AlertEngine:
         # The most recent delivery failures, for monitoring (bounded: a dead channel must not grow it).
         self._routing: set[asyncio.Task[list[DeliveryFailure]]] = set()
         self.failures: deque[DeliveryFailure] = deque(maxlen=MAX_KEPT_FAILURES)
+        self._digests_sent: dict[str, set[str]] = {}  # day -> addresses sent that day
 
     # --- ingest side -----------------------------------------------------------------------------------
     def threadsafe_listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[Sequence[AnyReading]], None]:
@@ -205,7 +206,11 @@ class AlertEngine:
     # --- daily digest (ESC-2: "warning batched into daily digest") ---------------------------------------
     async def send_digest(self, email: EmailChannel, now: datetime | None = None) -> int:
         """E-mail each family doctor one list of their patients' open warning and info alerts
-        (inbox-only rules excluded). Returns the number of e-mails sent."""
+        (inbox-only rules excluded). Returns the number of e-mails sent.
+
+        One failed address does not stop the others. It raises `DeliveryError` once all were
+        tried, and a retry the same day sends only to the addresses still owed their digest (kept
+        in memory: a restart the same day may send one again)."""
         now = now or self.clock()
         open_alerts = await asyncio.to_thread(self.repo.unresolved, None)
         lines: defaultdict[str, list[str]] = defaultdict(list)
@@ -220,9 +225,24 @@ class AlertEngine:
                 f"- {rec.severity.value} {rec.rule_id} ({RULES[rec.rule_id].title}) "
                 f"patient {rec.patient_id}, since {rec.opened_at:%Y-%m-%d}: {self.router.link(rec.alert_id)}"
             )
+        day = f"{now:%Y-%m-%d}"
+        if day not in self._digests_sent:
+            self._digests_sent = {day: set()}  # only today's is needed
+        done = self._digests_sent[day]
+        sent = failed = 0
         for address, items in lines.items():
-            await email.deliver_digest(address, f"{now:%Y-%m-%d}", items)
-        return len(lines)
+            if address in done:
+                continue  # sent before a partial failure: a retry must not send it twice
+            try:
+                await email.deliver_digest(address, day, items)
+            except DeliveryError:
+                failed += 1
+                continue
+            done.add(address)
+            sent += 1
+        if failed:
+            raise DeliveryError(f"{failed} of {len(lines)} digest e-mail(s) failed; {sent} sent")
+        return sent
 
     # --- periodic sweep ---------------------------------------------------------------------------------
     async def evaluate_recent(self, since: datetime, now: datetime | None = None) -> int:
