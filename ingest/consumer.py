@@ -61,7 +61,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.config import IngestConfig
 from ingest.pipeline import ClinicAccess, CycleProcessor, CycleResult, IngestPipeline
-from ingest.pipeline_process import PipelineProcess, PipelineProcessError
+from ingest.pipeline_process import PipelineProcess, PipelineProcessDied, PipelineProcessError
 from ingest.validation import InboundMessage
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import DeadLetterScope
@@ -500,15 +500,19 @@ class IngestConsumer:
                     return
                 continue
             self._finish(result)
-        # Stopping: finish what the child was given (its answers follow its commits); a cycle that
-        # fails now stays unacked, and the broker redelivers it to the next session.
+        # Stopping: finish what the child was given (its answers follow its commits). From the
+        # first cycle that fails on, nothing more is acked: acks keep arrival order, and the broker
+        # redelivers the rest to the next session.
+        failed = False
         while pipeline.outstanding:
             try:
                 result = pipeline.result()
             except Exception:
                 logger.warning("ingest stopping: a cycle in the pipeline process failed; left unacked")
+                failed = True
                 continue
-            self._finish(result)
+            if not failed:
+                self._finish(result)
 
     def _recover_overlapped(
         self, pipeline: PipelineProcess, failed: list[InboundMessage], failure: Exception
@@ -541,26 +545,32 @@ class IngestConsumer:
                 except Exception as attempt_error:
                     failed = attempt_error
             exc, failed = failed, None
-            if isinstance(exc, (ReadingStoreUnavailable, ClinicDatabaseUnavailableError)):
-                with self._lock:
-                    self._c["store_retries"] += 1
+            with self._lock:
+                self._c["store_retries"] += 1
+            if isinstance(exc, PipelineProcessDied):
+                # Held and retried like an unavailable store, but a message that kills the pipeline
+                # process every time must be isolated like one that trips a bug, or it stalls the
+                # stream (a crash in native code, memory exhausted by one payload).
+                self._record_error(f"pipeline process died, holding {len(messages)} messages")
+                unexpected += 1
+            elif isinstance(exc, (ReadingStoreUnavailable, ClinicDatabaseUnavailableError)):
                 self._record_error(f"store unavailable, holding {len(messages)} messages: {exc}")
+                unexpected = 0  # an outage is not the message's doing: it starts the count again
             else:
                 # A bug, not bad input (bad input is dead-lettered by the pipeline). Hold the
                 # messages (no ack), log loudly, and retry as for an unavailable store; if it keeps
                 # failing, find the message that causes it so one payload cannot stall the stream.
                 logger.error("ingest cycle failed unexpectedly; holding its messages", exc_info=exc)
                 with self._lock:
-                    self._c["store_retries"] += 1
                     self._last_error = "unexpected error in ingest cycle (see log)"
                 unexpected += 1
-                if unexpected >= ISOLATE_AFTER_FAILURES:
-                    if len(messages) > 1 and not isolated:
-                        return self._process_one_by_one(messages)
-                    if len(messages) == 1:
-                        settled = self._dead_letter_unprocessable(messages[0], exc)
-                        if settled is not None:
-                            return settled
+            if unexpected >= ISOLATE_AFTER_FAILURES:
+                if len(messages) > 1 and not isolated:
+                    return self._process_one_by_one(messages)
+                if len(messages) == 1:
+                    settled = self._dead_letter_unprocessable(messages[0], exc)
+                    if settled is not None:
+                        return settled
             if self._stopping.wait(delay):
                 return None
             delay = min(delay * 2, self.config.retry_max_s)

@@ -179,8 +179,8 @@ class IngestPipeline:
 
     def prepare(self, messages: Sequence[InboundMessage]) -> PreparedCycle:
         """Parse, validate and check bindings: everything before the store. Touches neither the
-        reading store nor the dead-letter table, so it may run while an earlier cycle commits
-        (ingest.pipeline_process); prepared cycles must be committed in the order prepared."""
+        reading store nor the dead-letter table, so it may run while earlier cycles commit
+        (ingest.pipeline_process). Commits need no order: the stores are idempotent."""
         parsed = [parse_message(m) for m in messages]
         self._bindings.new_cycle()
         candidates: dict[tuple[object, ...], Candidates] = {}

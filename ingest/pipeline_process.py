@@ -13,7 +13,8 @@ Delivery is unchanged (ingest.consumer): the consumer acks a cycle only on the c
 comes after the child's commit. If the child dies, the cycle raises `ReadingStoreUnavailable`: the
 consumer holds the messages, retries, and this class starts a new child; the store and the
 dead-letter table are idempotent, so a cycle the dead child had committed is stored once. If the
-MQTT process dies, the child reads end-of-file on its pipe and exits after its current cycle.
+MQTT process dies, the child reads end-of-file on its pipe and exits once it has committed what it
+was handed (nothing of it is acked; the broker redelivers it).
 
 The child is started with the "spawn" method (a fresh interpreter): forking a process that already
 runs threads (paho's, the worker) can copy a lock held by another thread (Python docs,
@@ -28,7 +29,9 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -77,6 +80,12 @@ class PipelineProcessError(RuntimeError):
         self.failure = failure
 
 
+class PipelineProcessDied(ReadingStoreUnavailable):
+    """The child died with a cycle in hand (killed, out of memory, or a crash in native code). Held
+    and retried like an unavailable store; the consumer also counts repeated deaths on one cycle
+    toward isolating the message that causes them (ingest.consumer.ISOLATE_AFTER_FAILURES)."""
+
+
 # -- the child ---------------------------------------------------------------------------------
 
 # Requests (tuples, pickled): ("cycle", want_committed, [(topic, payload, received_at), ...]),
@@ -100,6 +109,11 @@ def _serve(conn: Connection, open_parts: PartsFactory, binding_cache_ttl_s: floa
     once (SQLite's write lock takes them one at a time). Two cycles may commit in either order:
     both are acked only once both have committed, in order, and a reading in both is written
     twice, which the stores treat as one. Runs until "stop" or end-of-file (the parent is gone)."""
+    # SIGTERM from a service manager and Ctrl-C's SIGINT reach the whole process group. The parent
+    # stops first (finishing its cycles) and then sends "stop"; if it is killed, end-of-file ends
+    # this process instead.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parts = open_parts()
     try:
         pipeline = IngestPipeline(
@@ -168,7 +182,23 @@ def _commit(
     handed: queue.SimpleQueue[tuple[int, str, Any, Any] | None],
     answers: _AnswersInOrder,
 ) -> None:
-    """A committer thread of the child: writes prepared cycles (or a dead letter) and answers."""
+    """A committer thread of the child: writes prepared cycles (or a dead letter) and answers.
+
+    Failures of a step are answers (`_answer_for`). Anything else escaping here would leave a
+    request unanswered forever: the child exits instead, which the parent sees and recovers from."""
+    try:
+        _commit_until_stopped(pipeline, clinic, handed, answers)
+    except BaseException:
+        logger.exception("ingest pipeline process: committer failed; exiting")
+        os._exit(70)
+
+
+def _commit_until_stopped(
+    pipeline: IngestPipeline,
+    clinic: ClinicAccess,
+    handed: queue.SimpleQueue[tuple[int, str, Any, Any] | None],
+    answers: _AnswersInOrder,
+) -> None:
     while (item := handed.get()) is not None:
         number, kind, argument, prepared = item
         if kind == _CYCLE:
@@ -235,6 +265,7 @@ class _Submitted:
     messages: list[InboundMessage]
     conn: Connection | None
     error: Exception | None = None
+    process: multiprocessing.process.BaseProcess | None = None
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -243,8 +274,9 @@ class _Submitted:
 class PipelineProcess:
     """`IngestPipeline` in a child process, with the same `process` contract (see module doc).
 
-    `start()` spawns the child and waits until it has opened its store; `close()` stops it. Used from
-    one thread at a time (the consumer's worker); a dead child is replaced on the next cycle."""
+    `start()` spawns the child and waits until it has opened its store; `close()` stops it, from any
+    thread. `submit`, `result`, `process` and `add_dead_letters` are called from one thread (the
+    consumer's worker). A dead child is replaced on the next cycle."""
 
     def __init__(
         self,
@@ -261,7 +293,9 @@ class PipelineProcess:
         self._ctx = multiprocessing.get_context("spawn")
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
+        # Guards the child, its pipe, `_submitted` and sends; never held while waiting for an answer.
         self._lock = threading.Lock()
+        self._closed = False
         self._children_started = 0
         self._submitted: deque[_Submitted] = deque()
 
@@ -279,19 +313,23 @@ class PipelineProcess:
             self._ensure_child()
 
     def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the child: it commits what it was handed, then exits (killed after `timeout_s`).
+        Callable from any thread, also while the worker waits for an answer (that wait then ends
+        in `PipelineProcessDied`, and nothing of it is acked). A closed instance starts no child."""
         with self._lock:
+            self._closed = True
             process, conn = self._process, self._conn
             self._process = self._conn = None
             if process is None or conn is None:
                 return
             with contextlib.suppress(OSError):
                 conn.send((_STOP,))
+        process.join(timeout_s)
+        if process.is_alive():
+            logger.error("ingest pipeline process did not stop; killing it")
+            process.kill()
             process.join(timeout_s)
-            if process.is_alive():
-                logger.error("ingest pipeline process did not stop; killing it")
-                process.kill()
-                process.join(timeout_s)
-            conn.close()
+        conn.close()
 
     def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
         """Run one cycle in the child (`submit`, then `result`); nothing else may be outstanding."""
@@ -306,16 +344,16 @@ class PipelineProcess:
             try:
                 conn = self._ensure_child()
                 conn.send((_CYCLE, self.want_committed, wire))
-            except ReadingStoreUnavailable as exc:
-                self._submitted.append(_Submitted(list(messages), None, exc))
             except OSError as exc:
-                error = ReadingStoreUnavailable(
+                error = PipelineProcessDied(
                     f"ingest pipeline process gone (exit code {self._discard_child()})"
                 )
                 error.__cause__ = exc
                 self._submitted.append(_Submitted(list(messages), None, error))
+            except Exception as exc:  # ReadingStoreUnavailable from a start that failed, or a bug
+                self._submitted.append(_Submitted(list(messages), None, exc))
             else:
-                self._submitted.append(_Submitted(list(messages), conn))
+                self._submitted.append(_Submitted(list(messages), conn, process=self._process))
 
     def oldest_outstanding(self) -> list[InboundMessage]:
         """The messages of the cycle the next `result()` answers for."""
@@ -329,22 +367,16 @@ class PipelineProcess:
     def result(self) -> CycleResult:
         """The oldest submitted cycle's result, once the child has committed it. Raises what
         `IngestPipeline.process` raises (the store or the clinic database unavailable),
-        `ReadingStoreUnavailable` when the child died or could not be started, and
-        `PipelineProcessError` for any other failure in the child."""
+        `PipelineProcessDied` when the child died (or was closed) before answering,
+        `ReadingStoreUnavailable` when it could not be started, and `PipelineProcessError` for any
+        other failure in the child."""
         with self._lock:
             entry = self._submitted.popleft()
             if entry.error is not None:
                 raise entry.error
-            if entry.conn is not self._conn or entry.conn is None:
-                raise ReadingStoreUnavailable("ingest pipeline process exited before answering")
-            try:
-                kind, value = self._answer(entry.conn)
-            except (EOFError, OSError) as exc:
-                exit_code = self._discard_child()
-                logger.error("ingest pipeline process died mid-cycle", extra={"exit_code": exit_code})
-                raise ReadingStoreUnavailable(
-                    f"ingest pipeline process exited mid-cycle (exit code {exit_code})"
-                ) from exc
+            if entry.conn is None or entry.conn is not self._conn:
+                raise PipelineProcessDied("ingest pipeline process exited before answering")
+        kind, value = self._answer(entry.conn, entry.process, "mid-cycle")
         acks, received, stored, duplicates, rejected, dead_lettered, lag_s, committed = _raise_failure(
             kind, value
         )
@@ -362,33 +394,47 @@ class PipelineProcess:
 
     def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int:
         """Write dead letters through the child (nothing may be outstanding)."""
-        with self._lock:
-            if self._submitted:
-                raise RuntimeError("add_dead_letters while cycles are outstanding")
-            for record in records:
+        for record in records:
+            with self._lock:
+                if self._submitted:
+                    raise RuntimeError("add_dead_letters while cycles are outstanding")
                 conn = self._ensure_child()
+                process = self._process
                 try:
                     conn.send((_DEAD_LETTER, record))
-                    _raise_failure(*self._answer(conn))
-                except (EOFError, OSError) as exc:
+                except OSError as exc:
                     exit_code = self._discard_child()
-                    raise ReadingStoreUnavailable(
-                        f"ingest pipeline process exited writing a dead letter (exit code {exit_code})"
+                    raise PipelineProcessDied(
+                        f"ingest pipeline process gone (exit code {exit_code})"
                     ) from exc
+            _raise_failure(*self._answer(conn, process, "writing a dead letter"))
         return len(records)
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _answer(self, conn: Connection) -> tuple[str, Any]:
-        """Wait for the child's answer, noticing its death (poll, then is_alive) instead of hanging."""
-        process = self._process
-        while not conn.poll(_POLL_S):
-            if process is None or not process.is_alive():
-                raise EOFError(f"exit code {process.exitcode if process else None}")
-        answer: tuple[str, Any] = conn.recv()
+    def _answer(
+        self, conn: Connection, process: multiprocessing.process.BaseProcess | None, doing: str
+    ) -> tuple[str, Any]:
+        """Wait for the child's answer without holding the lock, noticing its death (poll, then
+        is_alive) or `close()` instead of hanging; a death is `PipelineProcessDied`."""
+        try:
+            while not conn.poll(_POLL_S):
+                if self._closed or process is None or not process.is_alive():
+                    raise EOFError("closed" if self._closed else "exited")
+            answer: tuple[str, Any] = conn.recv()
+        except (EOFError, OSError) as exc:
+            with self._lock:
+                exit_code = self._discard_child() if conn is self._conn else None
+            logger.error("ingest pipeline process died %s", doing, extra={"exit_code": exit_code})
+            raise PipelineProcessDied(
+                f"ingest pipeline process exited {doing} (exit code {exit_code})"
+            ) from exc
         return answer
 
     def _ensure_child(self) -> Connection:
+        """The current child's pipe, starting a child if there is none (caller holds the lock)."""
+        if self._closed:
+            raise ReadingStoreUnavailable("ingest pipeline process closed")
         if self._process is not None and self._conn is not None and self._process.is_alive():
             return self._conn
         if self._process is not None:
@@ -397,13 +443,18 @@ class PipelineProcess:
                 extra={"exit_code": self._discard_child()},
             )
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=_serve,
-            args=(child_conn, self._open_parts, self._binding_cache_ttl_s),
-            name="vitalgate-ingest-pipeline",
-            daemon=True,
-        )
-        process.start()
+        try:
+            process = self._ctx.Process(
+                target=_serve,
+                args=(child_conn, self._open_parts, self._binding_cache_ttl_s),
+                name="vitalgate-ingest-pipeline",
+                daemon=True,
+            )
+            process.start()
+        except Exception as exc:  # e.g. EAGAIN or EMFILE: no pipes left behind
+            parent_conn.close()
+            child_conn.close()
+            raise ReadingStoreUnavailable(f"cannot start the ingest pipeline process: {exc}") from exc
         self._children_started += 1
         child_conn.close()
         self._process, self._conn = process, parent_conn

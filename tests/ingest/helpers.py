@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -247,6 +248,27 @@ class StoreDownWhileFileExists:
         return getattr(self._store, name)
 
 
+class StoreThatDies:
+    """A real SQLite store whose process dies on one particular reading (as a crash in native code,
+    or the kernel's OOM killer, would end it), or that hangs on it for `hang_s`."""
+
+    def __init__(self, store: SqliteReadingStore, trigger: str, *, hang_s: float = 0.0) -> None:
+        self._store = store
+        self._trigger = trigger
+        self._hang_s = hang_s
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if any(r.reading_id == self._trigger for r in readings):
+            if self._hang_s:
+                time.sleep(self._hang_s)
+            else:
+                os._exit(139)
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
 def open_sqlite_pipeline_parts(
     store_path: str,
     clinic_url: str,
@@ -254,11 +276,14 @@ def open_sqlite_pipeline_parts(
     bug_reading_id: str | None = None,
     closed_while: str | None = None,
     down_while: str | None = None,
+    deadly_reading_id: str | None = None,
+    hang_reading_id: str | None = None,
 ) -> PipelineParts:
     """What an ingest pipeline process opens in the tests (run in the child, hence module-level):
     the SQLite store at `store_path` and the clinic database at `clinic_url`. `bug_reading_id`: the
     store trips over that reading; `closed_while`: the store cannot be opened while that file exists;
-    `down_while`: its writes fail while that file exists."""
+    `down_while`: its writes fail while that file exists; `deadly_reading_id`: the process dies on
+    that reading; `hang_reading_id`: the store hangs on it for a minute."""
     if closed_while is not None and Path(closed_while).exists():
         raise ReadingStoreUnavailable("test: the store cannot be opened")
     store = SqliteReadingStore(store_path)
@@ -273,6 +298,10 @@ def open_sqlite_pipeline_parts(
         writer = StoreWithABug(store, bug_reading_id)
     elif down_while:
         writer = StoreDownWhileFileExists(store, Path(down_while))
+    elif deadly_reading_id:
+        writer = StoreThatDies(store, deadly_reading_id)
+    elif hang_reading_id:
+        writer = StoreThatDies(store, hang_reading_id, hang_s=60.0)
     return PipelineParts(writer, ClinicRepository(session_factory(engine)), close)  # type: ignore[arg-type]
 
 

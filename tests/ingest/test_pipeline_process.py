@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -179,8 +181,9 @@ def test_a_store_that_cannot_be_opened_holds_every_message_until_it_can(
 ) -> None:
     closed = tmp_path / "store-closed"
     consumer, pipeline = start_ingest(closed_while=str(closed))
-    pipeline.close()  # the first child opened the store; the next one will find it closed
     closed.touch()
+    assert pipeline.pid is not None
+    os.kill(pipeline.pid, signal.SIGKILL)  # the first child opened the store; the next one cannot
     readings = [bp_reading(i) for i in range(30)]
     for i in range(0, 30, 10):
         gateway.publish(readings[i : i + 10])
@@ -204,6 +207,67 @@ def test_a_message_that_trips_a_bug_in_the_child_is_dead_lettered_and_the_stream
     consumer, _ = start_ingest(bug_reading_id=bad.reading_id)
     letter = check_a_bug_is_isolated(consumer, gateway, store_path, clinic_sessions, bad)
     assert "RuntimeError" in letter.reason  # the child's exception type, not its message
+
+
+def test_a_message_that_kills_the_child_every_time_is_dead_lettered_and_the_stream_flows(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    deadly = bp_reading(2)
+    consumer, pipeline = start_ingest(deadly_reading_id=deadly.reading_id)
+    letter = check_a_bug_is_isolated(consumer, gateway, store_path, clinic_sessions, deadly)
+    assert "PipelineProcessDied" in letter.reason
+    assert pipeline.restarts >= 3  # it died each time it met the message, and came back
+    assert deadly.reading_id not in gateway.rejected_acked()  # not refused: the gateway may resend it
+
+
+def test_close_does_not_wait_for_a_hung_child_and_acks_nothing_of_its_cycle(
+    tmp_path: Path, clinic_url: str, gateway_id: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from ingest import InboundMessage
+    from ingest.pipeline_process import PipelineProcessDied
+    from vitals.topics import readings_topic
+
+    hung = bp_reading(1)
+    pipeline = PipelineProcess(
+        functools.partial(
+            open_sqlite_pipeline_parts,
+            str(tmp_path / "r.sqlite3"),
+            clinic_url,
+            hang_reading_id=hung.reading_id,
+        )
+    )
+    pipeline.start()
+    message = InboundMessage(
+        mid=1,
+        qos=1,
+        topic=readings_topic(gateway_id),
+        payload=batch_json(gateway_id, [hung]),
+        received_at=datetime.now(UTC),
+    )
+    outcome: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            pipeline.process([message])
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    time.sleep(1.0)  # the worker waits for the hung commit
+    started = time.monotonic()
+    pipeline.close(timeout_s=1.0)
+    thread.join(10)
+    assert time.monotonic() - started < 10, "close waited for the hung child"
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], PipelineProcessDied)
+    with pytest.raises(ReadingStoreUnavailable, match="closed"):
+        pipeline.process([message])  # a closed pipeline starts no new child
 
 
 def test_listeners_without_committed_readings_are_refused(mosquitto_broker: MosquittoBroker) -> None:
