@@ -134,14 +134,20 @@ class EmailChannel:
         except _StillRefused as refused:
             if self.outbox is None:
                 raise DeliveryError(f"SMTP delivery failed: {refused.problem}") from refused.__cause__
-            await asyncio.to_thread(
-                self.outbox.add,
-                notification.event_id,
-                msg.as_bytes(),
-                refused.problem,
-                attempts=self.policy.attempts,
-                next_attempt_at=datetime.now(UTC) + OUTBOX_FIRST_DELAY,
-            )
+            try:
+                await asyncio.to_thread(
+                    self.outbox.add,
+                    notification.event_id,
+                    msg.as_bytes(),
+                    refused.problem,
+                    attempts=self.policy.attempts,
+                    next_attempt_at=datetime.now(UTC) + OUTBOX_FIRST_DELAY,
+                )
+            except Exception as exc:  # the clinic database is down too: say so, as a delivery failure
+                logger.exception("urgent e-mail could not be kept", extra={"event_id": notification.event_id})
+                raise DeliveryError(
+                    f"SMTP delivery failed: {refused.problem}; not kept ({type(exc).__name__})"
+                ) from exc
             logger.warning("urgent e-mail kept in the outbox", extra={"event_id": notification.event_id})
             raise DeliveryError(f"SMTP delivery failed: {refused.problem}; kept in the outbox") from refused
 

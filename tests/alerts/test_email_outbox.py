@@ -101,3 +101,18 @@ async def test_an_email_still_refused_a_day_later_is_given_up_and_kept_for_the_r
     assert row.given_up_at is not None and row.sent_at is None
     assert await channel.flush_outbox(row.created_at + OUTBOX_MAX_AGE * 2) == 0  # not tried again
     assert _rows(clinic_sessions)[0].attempts == FAST.attempts + 2
+
+
+class _BrokenOutbox(SqlEmailOutbox):
+    def add(self, *args: object, **kwargs: object) -> bool:
+        raise OSError("test: the clinic database is down too")
+
+
+async def test_an_outbox_that_cannot_keep_the_email_is_reported_as_a_delivery_failure(
+    clinic_sessions: sessionmaker[Session],
+) -> None:
+    channel = EmailChannel(
+        SmtpConfig("127.0.0.1", free_port(), timeout_s=2), FAST, outbox=_BrokenOutbox(clinic_sessions)
+    )
+    with pytest.raises(DeliveryError, match="not kept"):  # the router reports it; the other channels go on
+        await channel.deliver(_note("ev-nowhere"))
