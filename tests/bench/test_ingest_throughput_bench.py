@@ -20,6 +20,20 @@ from tests.fixtures.influxdb import influxd_available
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _run_bench(*args: str) -> str:
+    """Run bench/ingest_throughput.py with `args`; its output, once it has exited cleanly."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest_throughput.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
 @pytest.mark.mosquitto
 @pytest.mark.influxdb
 @pytest.mark.slow
@@ -28,26 +42,9 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
         pytest.skip("mosquitto not installed")
     if not influxd_available():
         pytest.skip("influxd not installed")
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "ingest_throughput.py"),
-            "--readings",
-            "600",
-            "--batch",
-            "3",
-            "--replicas",
-            "2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    stdout = _run_bench("--readings", "600", "--batch", "3", "--replicas", "2")
     rows = re.findall(
-        r"^  (bare paho subscriber|ingest -> \w+)( x2)?\s+[\d.]+\s+(\d+)\s+([\d.]+)$", run.stdout, re.M
+        r"^  (bare paho subscriber|ingest -> \w+)( x2)?\s+[\d.]+\s+(\d+)\s+([\d.]+)$", stdout, re.M
     )
     consumers = {(name + suffix) for name, suffix, _rate, _ratio in rows}
     assert consumers == {
@@ -69,26 +66,7 @@ def test_bench_measures_the_one_process_layout_too() -> None:
     layout docs/ingest.md compares the pipeline process against."""
     if shutil.which("mosquitto") is None:
         pytest.skip("mosquitto not installed")
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "ingest_throughput.py"),
-            "--readings",
-            "300",
-            "--batch",
-            "3",
-            "--in-process",
-            "--no-influx",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = re.findall(
-        r"^  (bare paho subscriber|ingest -> SQLite)\s+[\d.]+\s+(\d+)\s+[\d.]+$", run.stdout, re.M
-    )
+    stdout = _run_bench("--readings", "300", "--batch", "3", "--in-process", "--no-influx")
+    rows = re.findall(r"^  (bare paho subscriber|ingest -> SQLite)\s+[\d.]+\s+(\d+)\s+[\d.]+$", stdout, re.M)
     assert sorted(name for name, _rate in rows) == ["bare paho subscriber"] * 2 + ["ingest -> SQLite"] * 2
     assert all(int(rate) > 0 for _name, rate in rows)
