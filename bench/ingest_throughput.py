@@ -23,18 +23,29 @@ ingest process does once wired; `--no-freeze` leaves it. docs/ingest.md has the 
 
 Every consumer must receive every message (checked), so the figures are for a lossless stream. The
 ratio ingest/bare is the number to track (reliability.md §(b): on a shared 2-core box absolute
-figures drift with load; ratios against a baseline measured in the same run do not).
+figures drift with load; ratios against a baseline measured in the same run do not). Each
+consumer's persistent session is ended after its run, so no later run feeds a stale session.
 
-Usage: .venv/bin/python bench/ingest_throughput.py [--readings 50000] [--batch 100] [--no-influx]
+One run measures every message size given (`--batch 1,2,100` by default: a cuff's measurement as it
+is taken, a small sync, and the gateway's catch-up batch, gateway.uplink's batch_size). For each
+size it also prints a CPU budget (`CpuBudget`): how much CPU per reading the machine's cores allow
+for the target ratio, what the transport costs (measured in the bare drain) and what ingest's own
+steps cost without MQTT (parse, SQLite write, InfluxDB write); from these, the highest ratio this
+machine allows at that size. A summary table ends the run: every size and mode against the targets,
+with that ceiling.
+
+Usage: .venv/bin/python bench/ingest_throughput.py [--batch 1,2,100] [--readings N] [--no-influx]
        [--replicas 2] [--no-freeze] [--cycle 64] [--receive-maximum 100] [--fill-ms 0]
-       [--awaiting 8]
+       [--awaiting 8] [--in-process]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import math
 import multiprocessing
+import os
 import shutil
 import sys
 import tempfile
@@ -58,11 +69,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest import IngestConfig, IngestConsumer, PipelineParts, PipelineProcess, freeze_startup_heap
 from ingest.pipeline_process import PartsFactory
+from ingest.validation import InboundMessage, parse_message
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from storage.clinic.enrolment import add_clinic, enrol_patient, register_gateway, register_meter
 from storage.clinic.models import MeterKind
 from storage.clinic.repository import ClinicRepository, bind_meter
-from storage.readings.protocol import ReadingStore
+from storage.readings.protocol import AnyReading, ReadingStore
 from vitalgate.mosquitto import MosquittoBroker
 from vitals.identity import blood_pressure_reading_id
 from vitals.payload import ReadingsBatch
@@ -74,6 +86,8 @@ CUFF = DeviceIdentity(manufacturer="Acme Medical", model="BP-7", serial_number="
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PUBLISH_INFLIGHT = 50  # publisher's bounded window of unacknowledged QoS 1 messages
 DRAIN_TIMEOUT_S = 600.0
+TARGET_RATIO = 0.5  # issue #6: ingest at least half as fast as the bare subscriber
+TARGET_PER_S = 5_000  # issue #6: at least 5,000 readings/s
 CONNECT_TIMEOUT_S = 30.0
 SESSION_EXPIRY_S = 3600
 
@@ -184,6 +198,31 @@ def _connect_props() -> Properties:
     return props
 
 
+def end_sessions(broker: MosquittoBroker, client_ids: list[str]) -> None:
+    """Discard consumers' persistent sessions once their run is over: a session left behind stays
+    subscribed, and the broker would queue a copy of every later run's messages into it (extra
+    broker work in every later run, and a backlog a later consumer with the same id would receive
+    at once). A clean start with no session expiry ends the session with the connection."""
+    username, password = broker.credentials("ingest")
+    for client_id in client_ids:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.username_pw_set(username, password)
+        connected = threading.Event()
+        client.on_connect = functools.partial(lambda event, *_: event.set(), connected)
+        client.connect(broker.host, broker.port, keepalive=60, clean_start=True)
+        client.loop_start()
+        try:
+            if not connected.wait(CONNECT_TIMEOUT_S):
+                raise RuntimeError("could not end a bench session")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+
 class BareSubscriber:
     """(a) a paho v5 subscriber that only counts; QoS 1, persistent session, automatic PUBACK."""
 
@@ -240,6 +279,8 @@ class Figure:
     name: str
     readings: int
     seconds: float
+    # CPU seconds the consumer's process and the broker spent in the timed window (bare runs only).
+    transport_cpu_s: float | None = None
 
     @property
     def per_second(self) -> float:
@@ -247,7 +288,8 @@ class Figure:
 
 
 def run_bare(broker: MosquittoBroker, payloads: list[bytes], readings: int, *, live: bool) -> Figure:
-    subscriber = BareSubscriber.for_broker(broker, f"bench-bare-{'live' if live else 'drain'}")
+    client_id = f"bench-bare-{'live' if live else 'drain'}"
+    subscriber = BareSubscriber.for_broker(broker, client_id)
     subscriber.expected = len(payloads)
     subscriber.connect()  # creates the session and subscription
     if live:
@@ -257,15 +299,20 @@ def run_bare(broker: MosquittoBroker, payloads: list[bytes], readings: int, *, l
     else:
         subscriber.disconnect()
         publish_all(broker, payloads)
+        # Drain: the transport's CPU per reading, for the budget (`CpuBudget`). The bare subscriber
+        # runs in this process, whose main thread only waits meanwhile; plus the broker's.
+        cpu_before = time.process_time() + process_cpu_s(broker.pid)
         started = time.perf_counter()
         subscriber.connect()
     if not subscriber.done.wait(DRAIN_TIMEOUT_S):
         raise RuntimeError(f"bare subscriber got {subscriber.received} of {len(payloads)} messages")
     elapsed = time.perf_counter() - started
+    cpu_s = None if live else time.process_time() + process_cpu_s(broker.pid) - cpu_before
     if live:
         publisher.join()
     subscriber.disconnect()
-    return Figure("bare paho subscriber", readings, elapsed)
+    end_sessions(broker, [client_id])
+    return Figure("bare paho subscriber", readings, elapsed, cpu_s)
 
 
 @dataclass
@@ -357,6 +404,7 @@ def run_ingest(
     counters = consumer.counters()
     consumer.stop()
     wiring.close()
+    end_sessions(broker, [client_id])
     if not done or counters.readings_stored != readings:
         raise RuntimeError(f"{name}: incomplete drain: {counters}")
     return Figure(name, readings, elapsed)
@@ -496,6 +544,7 @@ def run_group(
     if live:
         publisher.join()
     halt(processes, stop)
+    end_sessions(broker, [spec.client_id for spec in specs])
     if not done:
         raise RuntimeError(f"{name}: settled {settled()} of {len(payloads)} messages")
     return Figure(name, readings, elapsed)
@@ -508,6 +557,147 @@ def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
             return True
         time.sleep(0.005)
     return condition()
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; 0.0 if unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # fields 14 and 15 of proc(5), counted from the state
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class WorkCost:
+    """Ingest's own CPU per reading at one message size, measured here without MQTT, one process,
+    in the cycles ingest makes (IngestConfig's bounds). Each is a lower bound of what an ingest
+    process spends on that step: the consumer around it, the pipe to the pipeline process and
+    InfluxDB's own server are not counted."""
+
+    parse_us: float  # ingest.validation.parse_message: envelope, readings, plausibility
+    sqlite_us: float  # SqliteReadingStore.write_batch: rows, duplicate probe, INSERT, COMMIT
+    influx_us: float | None  # InfluxReadingStore.write_batch, client side only
+
+
+def _cycles(parsed: list[Any], sizes: list[int], config: IngestConfig) -> list[list[AnyReading]]:
+    """The parsed messages' readings grouped as the consumer groups messages into cycles."""
+    cycles: list[list[AnyReading]] = []
+    current: list[AnyReading] = []
+    messages = size = 0
+    for item, payload_size in zip(parsed, sizes, strict=True):
+        current.extend(item.accepted)
+        messages += 1
+        size += payload_size
+        if messages >= config.max_messages_per_cycle or size >= config.max_cycle_bytes:
+            cycles.append(current)
+            current, messages, size = [], 0, 0
+    if current:
+        cycles.append(current)
+    return cycles
+
+
+def measure_work(payloads: list[bytes], readings: int, directory: Path, influx: str | None) -> WorkCost:
+    from storage.readings.sqlite import SqliteReadingStore
+
+    received_at = datetime.now(UTC)
+    topic = readings_topic(GATEWAY_ID)
+    messages = [InboundMessage(0, 1, topic, payload, received_at) for payload in payloads]
+    started = time.process_time()
+    parsed = [parse_message(message) for message in messages]
+    parse_s = time.process_time() - started
+    if sum(len(item.accepted) for item in parsed) != readings:
+        raise RuntimeError("work cost: not every reading parsed")
+    cycles = _cycles(parsed, [len(p) for p in payloads], IngestConfig())
+
+    def write_all(store: ReadingStore) -> float:
+        started = time.process_time()
+        for cycle in cycles:
+            store.write_batch(cycle)
+        return time.process_time() - started
+
+    tag = f"work{len(payloads)}x{readings}"
+    sqlite_store = SqliteReadingStore(directory / f"{tag}.sqlite3")
+    try:
+        sqlite_s = write_all(sqlite_store)
+    finally:
+        sqlite_store.close()
+    influx_s = None
+    if influx is not None:
+        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+
+        create_influx_database(influx, tag)
+        influx_store = InfluxReadingStore(InfluxConfig(url=influx, database=tag))
+        try:
+            influx_s = write_all(influx_store)
+        finally:
+            influx_store.close()
+    per_reading = 1e6 / readings
+    return WorkCost(
+        parse_s * per_reading,
+        sqlite_s * per_reading,
+        None if influx_s is None else influx_s * per_reading,
+    )
+
+
+@dataclass(frozen=True)
+class CpuBudget:
+    """Can ingest reach `TARGET_RATIO` of the bare subscriber at this message size, on this box?
+
+    For ingest to store `TARGET_RATIO` x bare readings/s, the machine's cores give it
+    cores / (TARGET_RATIO x bare) seconds of CPU per reading, for everything: the broker and paho
+    receiving the message (measured in the bare drain: `transport_us`) and ingest's own work
+    (`WorkCost`). The ceiling is the ratio that the measured lower bound of the CPU per reading
+    allows if every core were kept busy with nothing else: above 0.5, the target is a question of
+    engineering; below it, no ingest that validates with vitals' models and writes this store can
+    meet it on this machine."""
+
+    batch: int
+    cores: int
+    bare_per_s: float
+    transport_us: float
+    work: WorkCost
+
+    def needed_us(self, store_us: float) -> float:
+        return self.transport_us + self.work.parse_us + store_us
+
+    def ceiling(self, store_us: float | None) -> float | None:
+        if store_us is None:
+            return None
+        return self.cores * 1e6 / self.needed_us(store_us) / self.bare_per_s
+
+    def print(self) -> None:
+        budget_us = self.cores * 1e6 / (TARGET_RATIO * self.bare_per_s)
+        print(
+            f"\nCPU budget, {self.batch} readings/message: for ratio {TARGET_RATIO} ingest must store "
+            f"{TARGET_RATIO * self.bare_per_s:,.0f} readings/s; {self.cores} cores give {budget_us:.1f} µs "
+            "of CPU per reading for everything"
+        )
+        rows = [
+            ("transport: broker + paho receiving (bare drain)", self.transport_us),
+            ("parse and validate (parse_message)", self.work.parse_us),
+            ("SQLite write (rows, probe, INSERT, COMMIT)", self.work.sqlite_us),
+        ]
+        if self.work.influx_us is not None:
+            rows.append(("InfluxDB write (client side only)", self.work.influx_us))
+        for label, micros in rows:
+            print(f"  {label:<50} {micros:>7.1f} µs/reading")
+        for store, store_us in (("SQLite", self.work.sqlite_us), ("InfluxDB", self.work.influx_us)):
+            ceiling = self.ceiling(store_us)
+            if ceiling is None or store_us is None:
+                continue
+            verdict = "within reach" if ceiling >= TARGET_RATIO else "out of reach on this machine"
+            print(
+                f"  {store}: at least {self.needed_us(store_us):.1f} µs/reading -> ratio ceiling "
+                f"{ceiling:.2f} ({verdict})"
+            )
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 def seed_clinic(directory: Path) -> ClinicRepository:
@@ -601,6 +791,7 @@ def influx_store(stack: list[Callable[[], None]], url: str, database: str) -> Re
 def run_groups(
     broker: MosquittoBroker,
     payloads: list[bytes],
+    readings: int,
     args: argparse.Namespace,
     directory: Path,
     influx: str | None,
@@ -632,12 +823,12 @@ def run_groups(
         ]
 
     figures = [
-        run_group(f"bare paho subscriber x{n}", broker, payloads, args.readings, specs("bare", ""), live=live)
+        run_group(f"bare paho subscriber x{n}", broker, payloads, readings, specs("bare", ""), live=live)
     ]
     sqlite_path = str(directory / f"readings-{tag}-x{n}.sqlite3")
     figures.append(
         run_group(
-            f"ingest -> SQLite x{n}", broker, payloads, args.readings, specs("sqlite", sqlite_path), live=live
+            f"ingest -> SQLite x{n}", broker, payloads, readings, specs("sqlite", sqlite_path), live=live
         )
     )
     if influx is not None:
@@ -648,7 +839,7 @@ def run_groups(
                 f"ingest -> InfluxDB x{n}",
                 broker,
                 payloads,
-                args.readings,
+                readings,
                 specs("influx", f"{influx} {database}"),
                 live=live,
             )
@@ -656,12 +847,158 @@ def run_groups(
     return figures
 
 
+def batch_sizes(text: str) -> list[int]:
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or any(not 1 <= size <= 500 for size in sizes):
+        raise argparse.ArgumentTypeError("readings per message: comma-separated, each 1..500")
+    return sizes
+
+
+def readings_for(batch: int, asked: int | None) -> int:
+    """`--readings`, or enough for a steady figure: 20,000, and at least 500 messages."""
+    return asked if asked is not None else max(20_000, 500 * batch)
+
+
+@dataclass
+class SizeResult:
+    """One message size: the figures per mode (drain, live) and its CPU budget."""
+
+    batch: int
+    figures: dict[str, list[Figure]]
+    budget: CpuBudget
+
+
+def print_summary(results: list[SizeResult]) -> None:
+    """Every message size in one table, with the targets and the CPU ceiling of each size."""
+    print(
+        f"\nsummary: readings/s (ratio to the bare subscriber of the same run and mode); targets: "
+        f"ratio >= {TARGET_RATIO}, >= {TARGET_PER_S:,} readings/s; ceiling: CpuBudget"
+    )
+    print(f"  {'readings/msg':>12} {'mode':<6} {'bare':>9} {'SQLite':>16} {'InfluxDB':>16}  {'ceiling':>13}")
+    for result in results:
+        budget = result.budget
+        for mode, figures in result.figures.items():
+            bare = figures[0].per_second
+            cells = {"SQLite": "-", "InfluxDB": "-"}
+            for figure in figures[1:]:
+                store = figure.name.removeprefix("ingest -> ")
+                ratio = figure.per_second / bare
+                marks = "" if ratio >= TARGET_RATIO else "*"
+                marks += "" if figure.per_second >= TARGET_PER_S else "!"
+                # Rounded down, so that a ratio shown as 0.50 has met 0.5.
+                cells[store] = f"{figure.per_second:,.0f} ({math.floor(ratio * 100) / 100:.2f}){marks}"
+            ceilings = [budget.ceiling(budget.work.sqlite_us), budget.ceiling(budget.work.influx_us)]
+            ceiling = (
+                " / ".join("-" if c is None else f"{c:.2f}" for c in ceilings) if mode == "drain" else ""
+            )
+            print(
+                f"  {result.batch:>12} {mode:<6} {bare:>9,.0f} {cells['SQLite']:>16} "
+                f"{cells['InfluxDB']:>16}  {ceiling:>13}"
+            )
+    print(
+        f"  * ratio below {TARGET_RATIO}; ! below {TARGET_PER_S:,} readings/s; ceiling: SQLite / InfluxDB, drain"
+    )
+
+
+def run_size(
+    broker: MosquittoBroker,
+    args: argparse.Namespace,
+    batch: int,
+    directory: Path,
+    clinic: ClinicRepository,
+    influx: str | None,
+    overrides: dict[str, Any],
+) -> SizeResult:
+    """Bare, ingest -> SQLite and ingest -> InfluxDB at one message size, drain then live; then
+    ingest's own work at that size without MQTT, for the CPU budget."""
+    from storage.readings.sqlite import SqliteReadingStore
+
+    readings = readings_for(batch, args.readings)
+    payloads = make_payloads(readings, batch)
+    size = sum(len(p) for p in payloads)
+    print(
+        f"\n=== {readings} readings in {len(payloads)} messages of {batch} "
+        f"({size / len(payloads) / 1024:.1f} KiB each); mosquitto on 127.0.0.1:{broker.port}"
+    )
+    clinic_url = f"sqlite:///{directory / 'clinic.sqlite3'}"
+    per_mode: dict[str, list[Figure]] = {}
+    cleanup: list[Callable[[], None]] = []
+    try:
+        for live in (False, True):
+            mode = "live: publisher running" if live else "drain: queued in the session, then consumed"
+            tag = f"{'live' if live else 'drain'}{batch}"
+            figures = [run_bare(broker, payloads, readings, live=live)]
+            sqlite_path = str(directory / f"readings-{tag}.sqlite3")
+            wiring = IngestWiring(
+                parts=functools.partial(open_bench_pipeline_parts, "sqlite", sqlite_path, clinic_url)
+            )
+            if args.in_process:
+                sqlite_store = SqliteReadingStore(sqlite_path)
+                cleanup.append(sqlite_store.close)
+                wiring = IngestWiring(sqlite_store, clinic)
+            figures.append(
+                run_ingest(
+                    "ingest -> SQLite", broker, payloads, readings, wiring, f"bench-sqlite-{tag}",
+                    live=live, overrides=overrides,
+                )
+            )  # fmt: skip
+            if influx is not None:
+                database = f"bench_{tag}"
+                create_influx_database(influx, database)
+                wiring = IngestWiring(
+                    parts=functools.partial(
+                        open_bench_pipeline_parts, "influx", f"{influx} {database}", clinic_url
+                    )
+                )
+                if args.in_process:
+                    wiring = IngestWiring(influx_store(cleanup, influx, database), clinic)
+                figures.append(
+                    run_ingest(
+                        "ingest -> InfluxDB", broker, payloads, readings, wiring, f"bench-influx-{tag}",
+                        live=live, overrides=overrides,
+                    )
+                )  # fmt: skip
+            print_table(mode, figures)
+            per_mode["live" if live else "drain"] = figures
+            if args.replicas > 1:
+                print_table(
+                    f"{mode}; {args.replicas} processes each, one shared subscription",
+                    run_groups(
+                        broker, payloads, readings, args, directory, influx, tag, overrides, live=live
+                    ),
+                )
+    finally:
+        for step in reversed(cleanup):
+            step()
+    bare_drain = per_mode["drain"][0]
+    assert bare_drain.transport_cpu_s is not None
+    budget = CpuBudget(
+        batch=batch,
+        cores=cores(),
+        bare_per_s=bare_drain.per_second,
+        transport_us=bare_drain.transport_cpu_s * 1e6 / readings,
+        work=measure_work(payloads, readings, directory, influx),
+    )
+    budget.print()
+    return SizeResult(batch, per_mode, budget)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--readings", type=int, default=50_000)
-    parser.add_argument("--batch", type=int, default=100, help="readings per MQTT message (<= 500)")
+    parser.add_argument(
+        "--readings",
+        type=int,
+        default=None,
+        help="readings per message size (default: 20,000, and at least 500 messages)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=batch_sizes,
+        default=[1, 2, 100],
+        help="readings per MQTT message, comma-separated sizes (each 1..500); default 1,2,100",
+    )
     parser.add_argument("--no-influx", action="store_true")
     parser.add_argument(
         "--replicas",
@@ -701,8 +1038,6 @@ def main() -> int:
     if args.awaiting is not None:
         overrides["max_cycles_awaiting_ack"] = args.awaiting
 
-    from storage.readings.sqlite import SqliteReadingStore
-
     directory = Path(tempfile.mkdtemp(prefix="vitalgate-bench-"))
     cleanup: list[Callable[[], None]] = []
     broker = MosquittoBroker(directory / "mosquitto", max_queued_messages=1_000_000)
@@ -710,70 +1045,15 @@ def main() -> int:
     broker.start()
     cleanup.append(broker.stop)
     try:
-        payloads = make_payloads(args.readings, args.batch)
-        size = sum(len(p) for p in payloads)
-        print(
-            f"{args.readings} readings in {len(payloads)} messages of {args.batch} "
-            f"({size / len(payloads) / 1024:.1f} KiB each); mosquitto on 127.0.0.1:{broker.port}"
-        )
         clinic = seed_clinic(directory)
         influx = None if args.no_influx else influx_server(cleanup)
         if not args.no_freeze:
             # What an ingest process does once wired (ingest.runtime); for bare and ingest alike.
             freeze_startup_heap()
-        for live in (False, True):
-            mode = "live: publisher running" if live else "drain: queued in the session, then consumed"
-            tag = "live" if live else "drain"
-            figures = [run_bare(broker, payloads, args.readings, live=live)]
-            clinic_url = f"sqlite:///{directory / 'clinic.sqlite3'}"
-            sqlite_path = str(directory / f"readings-{tag}.sqlite3")
-            wiring = IngestWiring(
-                parts=functools.partial(open_bench_pipeline_parts, "sqlite", sqlite_path, clinic_url)
-            )
-            if args.in_process:
-                sqlite_store = SqliteReadingStore(sqlite_path)
-                cleanup.append(sqlite_store.close)
-                wiring = IngestWiring(sqlite_store, clinic)
-            figures.append(
-                run_ingest(
-                    "ingest -> SQLite",
-                    broker,
-                    payloads,
-                    args.readings,
-                    wiring,
-                    f"bench-sqlite-{tag}",
-                    live=live,
-                    overrides=overrides,
-                )
-            )
-            if influx is not None:
-                database = f"bench_{tag}"
-                create_influx_database(influx, database)
-                wiring = IngestWiring(
-                    parts=functools.partial(
-                        open_bench_pipeline_parts, "influx", f"{influx} {database}", clinic_url
-                    )
-                )
-                if args.in_process:
-                    wiring = IngestWiring(influx_store(cleanup, influx, database), clinic)
-                figures.append(
-                    run_ingest(
-                        "ingest -> InfluxDB",
-                        broker,
-                        payloads,
-                        args.readings,
-                        wiring,
-                        f"bench-influx-{tag}",
-                        live=live,
-                        overrides=overrides,
-                    )
-                )
-            print_table(mode, figures)
-            if args.replicas > 1:
-                print_table(
-                    f"{mode}; {args.replicas} processes each, one shared subscription",
-                    run_groups(broker, payloads, args, directory, influx, tag, overrides, live=live),
-                )
+        results = [
+            run_size(broker, args, batch, directory, clinic, influx, overrides) for batch in args.batch
+        ]
+        print_summary(results)
         return 0
     finally:
         for step in reversed(cleanup):

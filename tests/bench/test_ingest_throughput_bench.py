@@ -42,7 +42,7 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
         pytest.skip("mosquitto not installed")
     if not influxd_available():
         pytest.skip("influxd not installed")
-    stdout = _run_bench("--readings", "600", "--batch", "3", "--replicas", "2")
+    stdout = _run_bench("--readings", "600", "--batch", "1,3", "--replicas", "2")
     rows = re.findall(
         r"^  (bare paho subscriber|ingest -> \w+)( x2)?\s+[\d.]+\s+(\d+)\s+([\d.]+)$", stdout, re.M
     )
@@ -55,8 +55,35 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
         "ingest -> SQLite x2",
         "ingest -> InfluxDB x2",
     }
-    assert len(rows) == 12  # six consumers, drain and live
+    assert len(rows) == 24  # six consumers, drain and live, two message sizes
     assert all(int(rate) > 0 for _name, _suffix, rate, _ratio in rows)
+    # Each size's CPU budget: the transport, each step of ingest's own work, and a ceiling per store.
+    for batch in (1, 3):
+        budget = stdout.split(f"CPU budget, {batch} readings/message:")[1].split("\n\n")[0]
+        steps = dict(re.findall(r"^  (\S.*?)\s+([\d.]+) µs/reading$", budget, re.M))
+        assert set(steps) == {
+            "transport: broker + paho receiving (bare drain)",
+            "parse and validate (parse_message)",
+            "SQLite write (rows, probe, INSERT, COMMIT)",
+            "InfluxDB write (client side only)",
+        }
+        assert all(float(micros) > 0 for micros in steps.values())
+        ceilings = re.findall(
+            r"^  (SQLite|InfluxDB): at least [\d.]+ µs/reading -> ratio ceiling ([\d.]+)", budget, re.M
+        )
+        assert [store for store, _ in ceilings] == ["SQLite", "InfluxDB"]
+    # The summary: one line per size and mode, SQLite and InfluxDB figures, the ceiling on drain lines.
+    summary = stdout.split("\nsummary:")[1]
+    lines = re.findall(
+        r"^\s+(\d+) (drain|live)\s+[\d,]+\s+[\d,]+ \([\d.]+\)\S*\s+[\d,]+ \([\d.]+\)\S*(.*)$", summary, re.M
+    )
+    assert [(batch, mode) for batch, mode, _ in lines] == [
+        ("1", "drain"),
+        ("1", "live"),
+        ("3", "drain"),
+        ("3", "live"),
+    ]
+    assert all(re.fullmatch(r"\s+[\d.]+ / [\d.]+", rest) for _b, mode, rest in lines if mode == "drain")
 
 
 @pytest.mark.mosquitto
