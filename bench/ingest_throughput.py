@@ -600,7 +600,9 @@ def _cycles(parsed: list[Any], sizes: list[int], config: IngestConfig) -> list[l
     return cycles
 
 
-def measure_work(payloads: list[bytes], readings: int, directory: Path, influx: str | None) -> WorkCost:
+def measure_work(
+    payloads: list[bytes], readings: int, directory: Path, influx: str | None, config: IngestConfig
+) -> WorkCost:
     from storage.readings.sqlite import SqliteReadingStore
 
     received_at = datetime.now(UTC)
@@ -611,7 +613,7 @@ def measure_work(payloads: list[bytes], readings: int, directory: Path, influx: 
     parse_s = time.process_time() - started
     if sum(len(item.accepted) for item in parsed) != readings:
         raise RuntimeError("work cost: not every reading parsed")
-    cycles = _cycles(parsed, [len(p) for p in payloads], IngestConfig())
+    cycles = _cycles(parsed, [len(p) for p in payloads], config)
 
     def write_all(store: ReadingStore) -> float:
         started = time.process_time()
@@ -977,7 +979,7 @@ def run_size(
         cores=cores(),
         bare_per_s=bare_drain.per_second,
         transport_us=bare_drain.transport_cpu_s * 1e6 / readings,
-        work=measure_work(payloads, readings, directory, influx),
+        work=measure_work(payloads, readings, directory, influx, replace(IngestConfig(), **overrides)),
     )
     budget.print()
     return SizeResult(batch, per_mode, budget)
