@@ -77,7 +77,7 @@ from storage.clinic.repository import ClinicRepository, bind_meter
 from storage.readings.protocol import AnyReading, ReadingStore
 from vitalgate.mosquitto import MosquittoBroker
 from vitals.identity import blood_pressure_reading_id
-from vitals.payload import ReadingsBatch
+from vitals.payload import MAX_READINGS_PER_BATCH, ReadingsBatch
 from vitals.readings import BloodPressureReading, DeviceIdentity
 from vitals.topics import ALL_READINGS_FILTER, readings_topic, shared_subscription
 
@@ -851,8 +851,10 @@ def run_groups(
 
 def batch_sizes(text: str) -> list[int]:
     sizes = [int(part) for part in text.split(",") if part.strip()]
-    if not sizes or any(not 1 <= size <= 500 for size in sizes):
-        raise argparse.ArgumentTypeError("readings per message: comma-separated, each 1..500")
+    if not sizes or any(not 1 <= size <= MAX_READINGS_PER_BATCH for size in sizes):
+        raise argparse.ArgumentTypeError(
+            f"readings per message: comma-separated, each 1..{MAX_READINGS_PER_BATCH}"
+        )
     return sizes
 
 
@@ -999,7 +1001,7 @@ def main() -> int:
         "--batch",
         type=batch_sizes,
         default=[1, 2, 100],
-        help="readings per MQTT message, comma-separated sizes (each 1..500); default 1,2,100",
+        help=f"readings per MQTT message, comma-separated sizes (each 1..{MAX_READINGS_PER_BATCH}); default 1,2,100",
     )
     parser.add_argument("--no-influx", action="store_true")
     parser.add_argument(
