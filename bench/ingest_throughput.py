@@ -507,43 +507,69 @@ def run_group(
             processes.append(process)
             loadeds.append(loaded)
             readies.append(ready)
-        for loaded in loadeds:
-            if not loaded.wait(CONNECT_TIMEOUT_S * 2):
-                raise RuntimeError(f"{name}: a consumer process did not start")
+        running.append((processes, stop, go))
+        if not all_set(loadeds, processes, CONNECT_TIMEOUT_S * 2):
+            raise RuntimeError(f"{name}: a consumer process did not start{exits(processes)}")
         go_at = time.perf_counter()
         go.set()
         return processes, stop, readies, go_at
 
-    def subscribed(readies: list[Any]) -> None:
-        for ready in readies:
-            if not ready.wait(CONNECT_TIMEOUT_S):
-                raise RuntimeError(f"{name}: a consumer process did not subscribe")
+    def subscribed(processes: list[Any], readies: list[Any]) -> None:
+        if not all_set(readies, processes, CONNECT_TIMEOUT_S):
+            raise RuntimeError(f"{name}: a consumer process did not subscribe{exits(processes)}")
 
     def halt(processes: list[Any], stop: Any) -> None:
         stop.set()
         for process in processes:
             process.join(DRAIN_TIMEOUT_S)
 
+    def all_set(events: list[Any], processes: list[Any], timeout_s: float) -> bool:
+        """Every event set, unless a process fails first (or the timeout passes)."""
+        _wait(lambda: all(event.is_set() for event in events) or failed(processes), timeout_s)
+        return all(event.is_set() for event in events) and not failed(processes)
+
+    def failed(processes: list[Any]) -> bool:
+        return any(process.exitcode not in (None, 0) for process in processes)
+
+    def exits(processes: list[Any]) -> str:
+        codes = [process.exitcode for process in processes if process.exitcode not in (None, 0)]
+        return f" (exit codes {codes}; see stderr)" if codes else ""
+
     def settled() -> int:
         return int(sum(counts[:]))
 
-    processes, stop, readies, _ = launch()  # creates every member's session in the share group
-    subscribed(readies)
-    if live:
-        publisher = start_publisher(broker, payloads)
-        started = time.perf_counter()
-        publisher.start_publishing()
-    else:
+    # A member that fails (its store would not open, a bug) fails the run at once: the others are
+    # stopped, or killed, rather than left waiting for the drain timeout.
+    running: list[tuple[list[Any], Any, Any]] = []
+    try:
+        processes, stop, readies, _ = launch()  # creates every member's session in the share group
+        subscribed(processes, readies)
+        if live:
+            publisher = start_publisher(broker, payloads)
+            started = time.perf_counter()
+            publisher.start_publishing()
+        else:
+            halt(processes, stop)
+            for slot in range(len(specs)):
+                counts[slot] = 0
+            publish_all(broker, payloads)
+            processes, stop, readies, started = launch()
+        done = _wait(lambda: settled() >= len(payloads) or failed(processes), DRAIN_TIMEOUT_S)
+        elapsed = time.perf_counter() - started
+        if failed(processes):
+            raise RuntimeError(f"{name}: a consumer process failed{exits(processes)}")
+        if live:
+            publisher.join()
         halt(processes, stop)
-        for slot in range(len(specs)):
-            counts[slot] = 0
-        publish_all(broker, payloads)
-        processes, stop, readies, started = launch()
-    done = _wait(lambda: settled() >= len(payloads), DRAIN_TIMEOUT_S)
-    elapsed = time.perf_counter() - started
-    if live:
-        publisher.join()
-    halt(processes, stop)
+    finally:
+        for group, group_stop, group_go in running:
+            group_stop.set()
+            group_go.set()
+            for process in group:
+                process.join(CONNECT_TIMEOUT_S)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
     end_sessions(broker, [spec.client_id for spec in specs])
     if not done:
         raise RuntimeError(f"{name}: settled {settled()} of {len(payloads)} messages")

@@ -285,7 +285,12 @@ class MeterManager:
                 if slot.task is not None:
                     slot.task.cancel()
             tasks = [s.task for s in self._meters.values() if s.task is not None]
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                # A session ends within disconnect_timeout_s of its cancellation; a radio stack that
+                # never answers (a connect cancelled mid-way) must not keep the gateway from stopping.
+                _, stuck = await asyncio.wait(tasks, timeout=self.config.disconnect_timeout_s + 1.0)
+                for task in stuck:
+                    logger.error("meter session did not stop; leaving it", extra={"task": task.get_name()})
 
     async def _scan_forever(self) -> None:
         failures = 0

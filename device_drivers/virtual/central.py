@@ -30,7 +30,7 @@ from bumble.link import LocalLink
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink, Transport
 
-from device_drivers.virtual.controller import VirtualController
+from device_drivers.virtual.controller import STOP_TIMEOUT_S, VirtualController
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,54 @@ class _CentralPairingDelegate(pairing.PairingDelegate):
         return True
 
 
+class _GatewayDevice(Device):
+    """bumble's ``Device`` as the gateway's host: a connection that completes after the host gave
+    up on it is disconnected, as a host does with a link it did not ask for.
+
+    A cancel can cross the controller's LE Connection Complete (Core Specification Vol 4, Part E,
+    7.8.13: the attempt may already have succeeded). bumble 0.0.236 then fails an assertion in
+    ``on_le_connection`` (no own address type once ``connect`` has returned), and the meter is left
+    holding a link the gateway does not know, so it stops advertising until the link drops."""
+
+    def on_le_connection(  # the host emits these positionally (bumble.host, le_connection)
+        self,
+        connection_handle: int,
+        peer_address: hci.Address,
+        self_resolvable_address: hci.Address | None,
+        peer_resolvable_address: hci.Address | None,
+        role: hci.Role,
+        connection_interval: int,
+        peripheral_latency: int,
+        supervision_timeout: int,
+    ) -> None:
+        if role == hci.Role.CENTRAL and self.connect_own_address_type is None:
+            logger.info("late connection dropped", extra={"peer_address": str(peer_address)})
+            task = asyncio.get_running_loop().create_task(
+                self.send_command(
+                    hci.HCI_Disconnect_Command(
+                        connection_handle=connection_handle,
+                        reason=hci.HCI_REMOTE_USER_TERMINATED_CONNECTION_ERROR,
+                    )
+                )
+            )
+            _late_disconnects.add(task)
+            task.add_done_callback(_late_disconnects.discard)
+            return
+        super().on_le_connection(
+            connection_handle,
+            peer_address,
+            self_resolvable_address,
+            peer_resolvable_address,
+            role,
+            connection_interval,
+            peripheral_latency,
+            supervision_timeout,
+        )
+
+
+_late_disconnects: set[asyncio.Task[Any]] = set()
+
+
 class VirtualCentral:
     """The shared central: scanning, one-at-a-time connection set-up, pairing and bonds."""
 
@@ -198,7 +246,7 @@ class VirtualCentral:
         """A central whose controller sits on an in-process bumble ``LocalLink``."""
         controller = VirtualController("vitalgate-central", link=link)
         host = Host(controller, AsyncPipeSink(controller))
-        device = Device(name="vitalgate-gateway", address=hci.Address(address), host=host)
+        device = _GatewayDevice(name="vitalgate-gateway", address=hci.Address(address), host=host)
         central = cls(device, passkey_agent=passkey_agent, keystore=keystore)
         central._on_link = (link, controller)
         return central
@@ -215,7 +263,7 @@ class VirtualCentral:
         """A central driving a controller through a bumble HCI transport (``tcp-client:...``, ``usb:0``)."""
         transport = await open_transport(transport_spec)
         host = Host(transport.source, transport.sink)
-        device = Device(name="vitalgate-gateway", address=hci.Address(address), host=host)
+        device = _GatewayDevice(name="vitalgate-gateway", address=hci.Address(address), host=host)
         return cls(device, transport=transport, passkey_agent=passkey_agent, keystore=keystore)
 
     async def start(self) -> None:
@@ -225,12 +273,13 @@ class VirtualCentral:
         self._started = True
 
     async def close(self) -> None:
+        # Bounded as VirtualMeter.stop is: a peer that is gone never answers.
         for connection in list(self.device.connections.values()):
             with contextlib.suppress(Exception):
-                await connection.disconnect()
+                await asyncio.wait_for(connection.disconnect(), STOP_TIMEOUT_S)
         if self._started:
             with contextlib.suppress(Exception):
-                await self.device.power_off()
+                await asyncio.wait_for(self.device.power_off(), STOP_TIMEOUT_S)
         self._started = False
         if self._transport is not None:
             await self._transport.close()
@@ -288,7 +337,19 @@ class VirtualCentral:
         await self._require_started()
         target = self.bumble_address(address)
         async with self._connect_lock:
-            return await self.device.connect(target, timeout=timeout_s)
+            try:
+                return await self.device.connect(target, timeout=timeout_s)
+            except asyncio.CancelledError:
+                # The caller gave up first (its own timeout, a stop). bumble cancels the controller's
+                # attempt only on its own timeout; left pending, the attempt would refuse every later
+                # connect and could still complete into a link nobody owns. Cancel it as bumble does
+                # (LE Create Connection Cancel, Core Specification Vol 4, Part E, 7.8.13).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self.device.send_command(hci.HCI_LE_Create_Connection_Cancel_Command()),
+                        STOP_TIMEOUT_S,
+                    )
+                raise
 
     # -- bonds and pairing -------------------------------------------------------------------------
 

@@ -15,6 +15,10 @@ import asyncio
 from bumble import hci
 from bumble.controller import Controller
 
+#: How long a virtual meter or central, switching off, waits for each HCI step: a peer already gone
+#: never answers (VirtualMeter.stop, VirtualCentral.close).
+STOP_TIMEOUT_S = 5.0
+
 #: Connection Complete fields that carry no meaning on a failed attempt.
 NO_CONNECTION_HANDLE = 0x0000
 

@@ -45,7 +45,7 @@ from bumble.transport.common import AsyncPipeSink, Transport
 
 from device_drivers.profiles import time as time_codec
 from device_drivers.virtual.clock import SimulationClock
-from device_drivers.virtual.controller import VirtualController
+from device_drivers.virtual.controller import STOP_TIMEOUT_S, VirtualController
 from device_drivers.virtual.personas import (
     AdvertisingPolicy,
     PairingMethod,
@@ -75,8 +75,6 @@ AD_FLAGS_LE_GENERAL_NO_BREDR = 0x06
 #: the link handles every advertising PDU, so shorter intervals cost CPU with many meters.
 ADVERTISING_INTERVAL_MS = 100.0
 PASSKEY_LIMIT = 1_000_000
-#: How long stop() waits for in-flight advertising commands.
-STOP_TIMEOUT_S = 5.0
 
 ATT_ERROR_VALUE_NOT_ALLOWED = 0x13
 ATT_ERROR_INSUFFICIENT_ENCRYPTION = 0x0F
@@ -239,14 +237,17 @@ class VirtualMeter:
         if self._pending_updates:
             await asyncio.wait(list(self._pending_updates), timeout=STOP_TIMEOUT_S)
         if device is not None and was_started:
+            # Each HCI step is bounded: a link whose central is already gone never answers a
+            # disconnect (bumble's link raises in the controller's callback instead), and a
+            # switched-off meter must not hang whoever stops it.
             with contextlib.suppress(Exception):
                 if device.is_advertising:
-                    await device.stop_advertising()
+                    await asyncio.wait_for(device.stop_advertising(), STOP_TIMEOUT_S)
             for connection in list(device.connections.values()):
                 with contextlib.suppress(Exception):
-                    await connection.disconnect()
+                    await asyncio.wait_for(connection.disconnect(), STOP_TIMEOUT_S)
             with contextlib.suppress(Exception):
-                await device.power_off()
+                await asyncio.wait_for(device.power_off(), STOP_TIMEOUT_S)
         if self._transport is not None:
             await self._transport.close()
             self._transport = None

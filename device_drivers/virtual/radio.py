@@ -139,9 +139,10 @@ class VirtualRadio:
         await self.central.start()
 
     async def close(self) -> None:
-        await self.central.close()
+        # Meters first, while the central is still on the link to hear their links drop.
         for meter in self.meters:
             await meter.stop()
+        await self.central.close()
         for transport in self._served:
             await transport.close()
             # bumble's tcp-server transport keeps its listening server open after close().

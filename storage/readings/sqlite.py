@@ -11,6 +11,15 @@ per second ... But it will only do a few dozen transactions per second", reliabi
 
 Thread safety: one writer connection behind a lock, and one reader connection per calling thread
 (WAL lets them read while a write is in progress).
+
+Several processes share one file (ingest replicas, each with its pipeline process; the API and the
+alert engine reading). Opening therefore writes nothing when the file is already set up: the journal
+mode and the schema version are read first, and only a new or older file takes the write lock, so a
+replica starting while another one writes flat out opens at once. And opening is retried: WAL can
+answer SQLITE_BUSY without calling the busy handler, for a short time while the last connection
+closing cleans up the WAL and shared-memory files, or while the first connection after a crash runs
+recovery (sqlite.org/wal.html, "Sometimes Queries Return SQLITE_BUSY In WAL Mode"). A replica met
+that once in CI ("cannot open reading store: database is locked") and its pipeline process died.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import itertools
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, tzinfo
@@ -51,6 +61,9 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = 1
 # How long a connection waits for another process's write lock before giving up (ms).
 BUSY_TIMEOUT_MS: Final = 10_000
+# How long opening keeps retrying a file that answers "locked" or "busy" (see the module doc).
+OPEN_TIMEOUT_S: Final = 60.0
+_OPEN_RETRY_S: Final = (0.05, 0.1, 0.2, 0.5, 1.0)
 # Rows per `reading_id IN (...)` probe; well under SQLite's default 32766 bound parameters.
 _PROBE_CHUNK: Final = 900
 
@@ -258,28 +271,93 @@ def reading_json(reading: AnyReading) -> str:
     return type(reading).__pydantic_serializer__.to_json(reading).decode()
 
 
+class _Locked(Exception):
+    """Opening met "database is locked" or "busy": retried (`SqliteReadingStore._open_writer`)."""
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(word in str(exc) for word in ("locked", "busy"))
+
+
+def _locked_or_raise(doing: str, conn: sqlite3.Connection, sql: str) -> Any:
+    """One row of `sql` while opening; "locked" or "busy" is `_Locked`, anything else final."""
+    try:
+        return conn.execute(sql).fetchone()
+    except sqlite3.Error as exc:
+        if _is_locked(exc):
+            raise _Locked() from exc
+        raise ReadingStoreUnavailable(f"cannot open reading store: could not {doing}: {exc}") from exc
+
+
 class SqliteReadingStore:
     """`ReadingStore` on one SQLite file (or ":memory:"-like paths are refused: use a temp file)."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
+    ) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self.path = Path(path)
         self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect()
+        self._writer = self._open_writer(open_timeout_s)
         parameters = self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._rows_per_insert = tuple(n for n in _ROWS_PER_INSERT if n * len(_COLUMNS) <= parameters)
+
+    def _open_writer(self, timeout_s: float) -> sqlite3.Connection:
+        """The writer connection on a file set up to `SCHEMA_VERSION`, retrying "locked" and "busy"
+        for `timeout_s` (module doc); any other failure, or the last one, is `ReadingStoreUnavailable`."""
+        deadline = time.monotonic() + timeout_s
+        for attempt in itertools.count():
+            try:
+                conn = self._connect()
+                try:
+                    self._set_up(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                return conn
+            except _Locked as exc:
+                pause = _OPEN_RETRY_S[min(attempt, len(_OPEN_RETRY_S) - 1)]
+                if time.monotonic() + pause > deadline:
+                    raise ReadingStoreUnavailable(f"cannot open reading store: {exc.__cause__}") from exc
+                logger.warning(
+                    "reading store locked while opening; retrying",
+                    extra={"attempt": attempt + 1, "retry_in_s": pause},
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """Create the schema on a new file; a file already at `SCHEMA_VERSION` is only read."""
+        version = _locked_or_raise("read the schema version", conn, "PRAGMA user_version")[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise ReadingStoreUnavailable(
+                f"reading store schema version {version} is newer than this vitalgate ({SCHEMA_VERSION})"
+            )
         try:
-            self._writer.executescript(_SCHEMA)
-            self._writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # Another process may set the file up meanwhile: IF NOT EXISTS makes that harmless.
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;\n"
+            )
         except sqlite3.Error as exc:
-            self._writer.close()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if _is_locked(exc):
+                raise _Locked() from exc
             raise ReadingStoreUnavailable(f"cannot initialise reading store: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
@@ -287,22 +365,31 @@ class SqliteReadingStore:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             conn = sqlite3.connect(
                 self.path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=self._busy_timeout_ms / 1000,
                 isolation_level=None,
                 check_same_thread=False,
             )
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
             raise ReadingStoreUnavailable(f"cannot open reading store: {exc}") from exc
+        try:
+            # Setting WAL takes the file's exclusive lock; a file already in WAL is only read.
+            if _locked_or_raise("read the journal mode", conn, "PRAGMA journal_mode")[0] != "wal":
+                _locked_or_raise("set the WAL journal", conn, "PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _reader(self) -> sqlite3.Connection:
         self._check_open()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            try:
+                conn = self._connect()
+            except _Locked as exc:
+                raise ReadingStoreUnavailable(f"cannot open reading store: {exc.__cause__}") from exc
             with self._readers_lock:
                 self._readers.append(conn)
             self._local.conn = conn

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.readings import SqliteReadingStore
+from storage.readings import ReadingStoreUnavailable, SqliteReadingStore
+from storage.readings.sqlite import SCHEMA_VERSION
 from tests.storage.readings_data import T0, bp, every_field_readings
 from vitals.readings import ReadingKind
 
@@ -159,3 +161,74 @@ def test_a_sqlite_with_a_low_parameter_bound_still_stores_whole_batches(
         assert store.count() == 300
     finally:
         store.close()
+
+
+def test_a_replica_opens_the_store_at_once_while_another_process_holds_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    """Ingest replicas share one file: one starting while another writes must not wait for (or
+    starve behind) the write lock, since opening a file already set up writes nothing."""
+    path = tmp_path / "r.sqlite3"
+    first = SqliteReadingStore(path)
+    first.write_batch([bp("p-1", T0, 120.0, 80.0)])
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # held for the whole test
+        writer.execute("DELETE FROM readings")
+        started = time.monotonic()
+        second = SqliteReadingStore(path, busy_timeout_ms=2_000, open_timeout_s=0.0)
+        try:
+            assert time.monotonic() - started < 1.5
+            assert second.count() == 1  # WAL: the open transaction is not seen, and does not block
+        finally:
+            second.close()
+    finally:
+        writer.close()
+        first.close()
+
+
+def test_opening_retries_a_file_that_answers_locked_until_it_is_free(tmp_path: Path) -> None:
+    """WAL can answer SQLITE_BUSY without waiting (the last connection cleaning up, recovery after a
+    crash: sqlite.org/wal.html). Here a connection in exclusive locking mode holds the file for a
+    second, longer than the busy timeout: the store opens once it is free instead of failing."""
+    path = tmp_path / "r.sqlite3"
+    SqliteReadingStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("COMMIT")  # the exclusive lock stays until the connection closes
+    release = threading.Timer(1.0, holder.close)
+    release.start()
+    started = time.monotonic()
+    try:
+        store = SqliteReadingStore(path, busy_timeout_ms=100, open_timeout_s=30.0)
+    finally:
+        release.join()
+    try:
+        assert time.monotonic() - started >= 0.9
+        assert store.count() == 0
+    finally:
+        store.close()
+
+
+def test_a_locked_file_that_stays_locked_fails_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    SqliteReadingStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("COMMIT")
+    try:
+        with pytest.raises(ReadingStoreUnavailable, match="cannot open reading store: database is locked"):
+            SqliteReadingStore(path, busy_timeout_ms=50, open_timeout_s=0.5)
+    finally:
+        holder.close()
+
+
+def test_a_store_written_by_a_newer_vitalgate_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite3"
+    SqliteReadingStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(ReadingStoreUnavailable, match="newer than this vitalgate"):
+        SqliteReadingStore(path)

@@ -249,3 +249,40 @@ async def test_bonds_kept_in_a_file_survive_a_gateway_restart(clock: SimulationC
             BleakClient(cuff.address, backend=restarted.client_backend, timeout=WAIT_S) as client,
         ):
             assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+
+
+async def test_a_connect_the_gateway_gives_up_on_leaves_the_radio_free_for_the_next(
+    radio: VirtualRadio, clock: SimulationClock
+) -> None:
+    """The gateway's own timeout (or its stop) can cancel a connect before bumble's does. The
+    controller's attempt must end with it: a pending attempt refuses every later connect and can
+    still complete into a link the gateway does not know, which keeps the meter from advertising."""
+    cuff = await radio.add_meter(make_meter("omron-like", clock=clock, serial_number="O-9"))
+    with pytest.raises(TimeoutError):  # silent until measured: the attempt is still pending
+        await asyncio.wait_for(radio.central.connect(cuff.address, timeout_s=30.0), 0.5)
+    await cuff.take_measurement(  # type: ignore[attr-defined]
+        taken_at=clock.now(), systolic_mmhg=128, diastolic_mmhg=82, pulse_bpm=64
+    )
+    await cuff.enter_pairing_mode()
+    device = await find(radio, cuff)
+    async with BleakClient(device, backend=radio.client_backend, pair=True, timeout=WAIT_S) as client:
+        assert await client.read_gatt_char(uuids.BLOOD_PRESSURE_FEATURE)
+    assert await cuff.bonded_hosts() == [radio.central.address]
+
+
+async def test_meters_switch_off_promptly_when_the_gateway_vanished_mid_link(clock: SimulationClock) -> None:
+    """A gateway loses power with a link open: the meter's disconnect is never answered, and
+    stopping the meter (and the radio) still ends within its bound instead of hanging."""
+    async with VirtualRadio() as radio:
+        meter = await radio.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="B-9"))
+        assert radio.link is not None
+        gateway = VirtualRadio(link=radio.link, central_address="C0:FF:EE:00:00:03")
+        await gateway.start()
+        client = BleakClient(await find(gateway, meter), backend=gateway.client_backend, timeout=WAIT_S)
+        await client.connect()
+        assert gateway.central._on_link is not None
+        link, controller = gateway.central._on_link
+        link.remove_controller(controller)  # the power cut: off the air, nothing sent
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(meter.stop(), 30.0)
+        assert asyncio.get_running_loop().time() - started < 15.0
