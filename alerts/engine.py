@@ -114,7 +114,6 @@ class AlertEngine:
         # The most recent delivery failures, for monitoring (bounded: a dead channel must not grow it).
         self._routing: set[asyncio.Task[list[DeliveryFailure]]] = set()
         self.failures: deque[DeliveryFailure] = deque(maxlen=MAX_KEPT_FAILURES)
-        self._digests_sent: dict[str, set[str]] = {}  # day -> addresses sent that day
 
     # --- ingest side -----------------------------------------------------------------------------------
     def threadsafe_listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[Sequence[AnyReading]], None]:
@@ -209,36 +208,44 @@ class AlertEngine:
         (inbox-only rules excluded). Returns the number of e-mails sent.
 
         One failed address does not stop the others. It raises `DeliveryError` once all were
-        tried, and a retry the same day sends only to the addresses still owed their digest (kept
-        in memory: a restart the same day may send one again)."""
+        tried. Each digest the SMTP server took is recorded in the clinic database (`self.repo`,
+        `digest_deliveries`) by the doctor's user id and the day, so a retry, a restart the same day
+        or another clinic process sends only the digests still owed that day.
+
+        The record is written after the send, not before, so that a crash between the two costs a
+        second copy of one digest after the restart, never a lost one; for the same reason two
+        processes running the digest at the very same moment may both send it. A failure to record
+        (the clinic database is down) ends the run at once: every further digest would go out
+        unrecorded and be sent again by the retry."""
         now = now or self.clock()
         open_alerts = await asyncio.to_thread(self.repo.unresolved, None)
-        lines: defaultdict[str, list[str]] = defaultdict(list)
+        lines: defaultdict[str, list[str]] = defaultdict(list)  # doctor's user id -> digest lines
+        addresses: dict[str, str] = {}  # doctor's user id -> e-mail address (delivery only, never logged)
         for rec in sorted(open_alerts, key=lambda a: (a.patient_id, a.opened_at)):
             if rec.severity is AlertSeverity.URGENT or rec.rule_id in INBOX_ONLY:
                 continue
             ctx = await asyncio.to_thread(self.directory.context, rec.patient_id)
-            if ctx is None or not ctx.care_team or not ctx.care_team[0].email:
+            doctor = ctx.care_team[0] if ctx is not None and ctx.care_team else None
+            if doctor is None or not doctor.email:
                 continue
-            doctor = ctx.care_team[0].email
-            lines[doctor].append(
+            addresses[doctor.user_id] = doctor.email
+            lines[doctor.user_id].append(
                 f"- {rec.severity.value} {rec.rule_id} ({RULES[rec.rule_id].title}) "
                 f"patient {rec.patient_id}, since {rec.opened_at:%Y-%m-%d}: {self.router.link(rec.alert_id)}"
             )
         day = f"{now:%Y-%m-%d}"
-        if day not in self._digests_sent:
-            self._digests_sent = {day: set()}  # only today's is needed
-        done = self._digests_sent[day]
+        done = await asyncio.to_thread(self.repo.digests_sent, day)
         sent = failed = 0
-        for address, items in lines.items():
-            if address in done:
-                continue  # sent before a partial failure: a retry must not send it twice
+        for user_id, items in lines.items():
+            if user_id in done:
+                continue  # sent before a partial failure or a restart: never twice the same day
             try:
-                await email.deliver_digest(address, day, items)
-            except DeliveryError:
+                await email.deliver_digest(addresses[user_id], day, items)
+            except DeliveryError as exc:
+                logger.warning("daily digest not delivered", extra={"user_id": user_id, "error": str(exc)})
                 failed += 1
                 continue
-            done.add(address)
+            await asyncio.to_thread(self.repo.record_digest_sent, day, user_id, self.clock())
             sent += 1
         if failed:
             raise DeliveryError(f"{failed} of {len(lines)} digest e-mail(s) failed; {sent} sent")

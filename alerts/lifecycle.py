@@ -82,7 +82,8 @@ class EventRecord:
 
 
 class AlertRepository(Protocol):
-    """Where alerts live. Sync (call through asyncio.to_thread from async code)."""
+    """Where alerts live, and which daily digests of them went out. Sync (call through
+    asyncio.to_thread from async code)."""
 
     def current(self, patient_id: str, rule_id: str) -> AlertRecord | None: ...
     def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None: ...
@@ -90,6 +91,15 @@ class AlertRepository(Protocol):
     def save(self, record: AlertRecord, event: EventRecord | None) -> None: ...
     def unresolved(self, clinic_id: str | None = None) -> list[AlertRecord]: ...
     def events(self, alert_id: str) -> list[EventRecord]: ...
+
+    def digests_sent(self, day: str) -> set[str]:
+        """The user ids of the doctors already sent the digest for `day` (YYYY-MM-DD)."""
+        ...
+
+    def record_digest_sent(self, day: str, user_id: str, at: datetime) -> bool:
+        """Record that `user_id` was sent the digest for `day`; False if that was already recorded
+        (a repeat is not an error: another process may have recorded it first)."""
+        ...
 
 
 class InMemoryAlertRepository:
@@ -99,6 +109,7 @@ class InMemoryAlertRepository:
         self._alerts: dict[str, AlertRecord] = {}
         self._by_rule: dict[tuple[str, str], list[str]] = {}
         self._events: dict[str, list[EventRecord]] = {}
+        self._digests: dict[str, set[str]] = {}  # day -> user ids sent that day's digest
         self._lock = threading.Lock()
 
     def current(self, patient_id: str, rule_id: str) -> AlertRecord | None:
@@ -142,6 +153,18 @@ class InMemoryAlertRepository:
     def events(self, alert_id: str) -> list[EventRecord]:
         with self._lock:
             return list(self._events.get(alert_id, []))
+
+    def digests_sent(self, day: str) -> set[str]:
+        with self._lock:
+            return set(self._digests.get(day, ()))
+
+    def record_digest_sent(self, day: str, user_id: str, at: datetime) -> bool:
+        with self._lock:
+            sent = self._digests.setdefault(day, set())
+            if user_id in sent:
+                return False
+            sent.add(user_id)
+            return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from storage.clinic.models import (
     CareTeamMember,
     CareTeamRole,
     Clinic,
+    DigestDelivery,
     EmailOutboxEntry,
     Patient,
     PatientReportRecord,
@@ -165,6 +166,37 @@ class SqlAlertRepository:
                 q = q.where(Alert.patient_id.in_(team))
             q = q.order_by(Alert.opened_at.desc()).limit(limit)
             return [_record(r) for r in session.scalars(q)]
+
+    # --- the daily digest's bookkeeping (digest_deliveries) --------------------------------------------
+    def digests_sent(self, day: str) -> set[str]:
+        with self.sessions() as session:
+            return set(
+                session.scalars(select(DigestDelivery.user_id).where(DigestDelivery.digest_day == day))
+            )
+
+    def record_digest_sent(self, day: str, user_id: str, at: datetime) -> bool:
+        """Idempotent on (day, user_id): False if already recorded, by this or another process."""
+        with self.sessions() as session:
+            if _digest_recorded(session, day, user_id):
+                return False
+            session.add(DigestDelivery(digest_day=day, user_id=user_id, sent_at=at))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                if _digest_recorded(session, day, user_id):
+                    return False  # uq_digest_deliveries_digest_day_user_id: recorded meanwhile
+                raise  # not a repeat (e.g. no such user): the caller must hear of it
+        return True
+
+
+def _digest_recorded(session: Session, day: str, user_id: str) -> bool:
+    found = session.scalars(
+        select(DigestDelivery.digest_delivery_id).where(
+            DigestDelivery.digest_day == day, DigestDelivery.user_id == user_id
+        )
+    ).first()
+    return found is not None
 
 
 class SqlPatientDirectory:

@@ -483,3 +483,22 @@ class EmailOutboxEntry(Base):
     last_error: Mapped[str] = mapped_column(String(REASON_LENGTH), default="")
     sent_at: Mapped[datetime | None]
     given_up_at: Mapped[datetime | None]
+
+
+class DigestDelivery(Base):
+    """A family doctor's daily digest e-mail that went out (alerts.engine.AlertEngine.send_digest).
+
+    One row per (`digest_day`, `user_id`), written after the SMTP server took the e-mail, so a retry
+    after a partial failure, a restart the same day or a second clinic process does not send that
+    doctor the day's digest again. The doctor is recorded by `user_id`, not by e-mail address: the
+    id is stable (an address can change during the day) and keeps this table free of personal data,
+    which stays in `users`. `digest_day` is the day the digest is for, as in its subject (YYYY-MM-DD).
+    """
+
+    __tablename__ = "digest_deliveries"
+    __table_args__ = (UniqueConstraint("digest_day", "user_id"),)
+
+    digest_delivery_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest_day: Mapped[str] = mapped_column(String(10), doc="ISO date, YYYY-MM-DD")
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -169,67 +169,6 @@ async def test_daily_digest_lists_open_warnings_for_the_family_doctor(
     assert "Zhang" not in text
 
 
-async def test_a_digest_retried_after_a_partial_failure_reaches_each_doctor_once(
-    alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
-) -> None:
-    from typing import Any
-
-    import pytest
-    from aiosmtpd.controller import Controller
-
-    from alerts.channels.base import DeliveryError, RetryPolicy
-    from alerts.channels.email import EmailChannel, SmtpConfig
-    from vitalgate.mosquitto import free_port
-
-    # A warning each for pt-1 (dr-li) and pt-2 (dr-chen).
-    batch: list[AnyReading] = [
-        bp_reading("pt-1", START, 182, 100),
-        bp_reading("pt-2", START + timedelta(minutes=1), 183, 101),
-    ]
-    reading_store.write_batch(batch)
-    clock.now = START + timedelta(minutes=2)
-    await alert_engine.on_readings_committed(batch)
-
-    class Inbox:
-        """Refuses dr-chen's mailbox for now (452: insufficient storage), takes the rest."""
-
-        def __init__(self) -> None:
-            self.envelopes: list[Any] = []
-            self.full = {"dr-chen@clinic.test"}
-
-        async def handle_RCPT(
-            self, server: Any, session: Any, envelope: Any, address: str, options: Any
-        ) -> str:
-            if address in self.full:
-                return "452 4.2.2 Mailbox full"
-            envelope.rcpt_tos.append(address)
-            return "250 OK"
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            self.envelopes.append(envelope)
-            return "250 OK"
-
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    channel = EmailChannel(SmtpConfig("127.0.0.1", port), RetryPolicy(attempts=1))
-    try:
-        with pytest.raises(DeliveryError, match="1 of 2"):
-            await alert_engine.send_digest(channel)
-        with pytest.raises(DeliveryError, match=r"1 of 2 digest e-mail\(s\) failed; 0 sent"):
-            await alert_engine.send_digest(channel)  # the retry: dr-li is not sent a second one
-        inbox.full.clear()
-        assert await alert_engine.send_digest(channel) == 1
-        assert await alert_engine.send_digest(channel) == 0
-    finally:
-        controller.stop()
-    assert sorted(rcpt for env in inbox.envelopes for rcpt in env.rcpt_tos) == [
-        "dr-chen@clinic.test",
-        "dr-li@clinic.test",
-    ]
-
-
 async def test_ingest_listener_from_another_thread_reaches_the_live_stream(
     alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
 ) -> None:

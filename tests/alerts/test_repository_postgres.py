@@ -1,13 +1,16 @@
 """The SQL alert repository on PostgreSQL (production engine): the partial unique index keeps one
-unresolved alert per (patient, rule) even when two evaluators race (ESC-1)."""
+unresolved alert per (patient, rule) even when two evaluators race (ESC-1), and a daily digest
+recorded by two processes at once is kept once."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.lifecycle import InvalidTransition, Lifecycle
@@ -78,3 +81,28 @@ def test_directory_orders_doctor_then_staff_on_duty(pg_sessions: sessionmaker[Se
     assert ctx is not None
     assert [r.user_id for r in ctx.care_team] == ["dr-li", "nurse-wang", "nurse-zhao"]
     assert ctx.profile.name.value == "eu" and ctx.targets.timezone == "UTC"
+
+
+def test_a_digest_recorded_by_two_processes_at_once_is_kept_once(
+    pg_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alerts.repository
+
+    a, b = SqlAlertRepository(pg_sessions), SqlAlertRepository(pg_sessions)
+    assert a.record_digest_sent("2026-03-02", "dr-li", START) is True
+    # b looked before a committed: it believes the digest unrecorded and inserts its own row.
+    looked = alerts.repository._digest_recorded
+    calls: list[bool] = []
+
+    def stale_first_look(session: Session, day: str, user_id: str) -> bool:
+        calls.append(looked(session, day, user_id))
+        return calls[-1] if len(calls) > 1 else False
+
+    monkeypatch.setattr(alerts.repository, "_digest_recorded", stale_first_look)
+    assert b.record_digest_sent("2026-03-02", "dr-li", START + timedelta(minutes=1)) is False
+    assert calls == [True, True]  # the unique constraint refused b's row; the second look saw a's
+    monkeypatch.undo()
+    assert b.digests_sent("2026-03-02") == {"dr-li"}
+    with pytest.raises(IntegrityError):  # not a repeat: no such user
+        b.record_digest_sent("2026-03-02", "no-such-user", START)
+    assert b.digests_sent("2026-03-02") == {"dr-li"}
