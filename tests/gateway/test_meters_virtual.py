@@ -9,8 +9,9 @@ a paired meter's identity without the bond.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from tests.gateway.helpers import wait_until
 from vitals.readings import Reading
 
 GW = "gw-virtual"
+Collector = Callable[[BleakClient, MeterSession], Awaitable[None]]
 
 
 async def stand_in_collector(client: BleakClient, session: MeterSession) -> None:
@@ -59,7 +61,15 @@ async def add_with_record(radio: VirtualRadio, meter: VirtualMeter) -> VirtualMe
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, radio: VirtualRadio, *, max_connections: int = 3) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        radio: VirtualRadio,
+        *,
+        max_connections: int = 3,
+        collector: Collector = stand_in_collector,
+        disconnect_timeout_s: float = 10.0,
+    ) -> None:
         self.outbox = Outbox(tmp_path / "outbox.db").open()
         self.bindings = Bindings(tmp_path / "bindings.json", GW).load()
         self.health = Health(GW)
@@ -70,10 +80,11 @@ class Rig:
                 watchdog_check_s=0.2,
                 resync_after_s=3600,
                 connect_timeout_s=10,
+                disconnect_timeout_s=disconnect_timeout_s,
             ),
             self.bindings,
             self.health,
-            stand_in_collector,
+            collector,
             self.commit,
             self.sync_position,
             scanner_backend=radio.scanner_backend,
@@ -188,3 +199,32 @@ async def test_scanner_watchdog_restarts_scanning_after_silence(tmp_path: Path, 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_stopping_does_not_wait_forever_for_a_session_the_radio_never_ends(
+    tmp_path: Path, radio: VirtualRadio, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A radio stack that never answers (a connect cancelled mid-way, a link whose peer is gone)
+    can leave a meter session deaf to cancellation. Stopping the gateway must still end, within
+    the disconnect timeout, so it can close its outbox and report itself offline."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def unanswered(client: BleakClient, session: MeterSession) -> None:
+        entered.set()
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # cancellation does not end it
+                await release.wait()
+
+    meter = await add_with_record(radio, contour("GL-STUCK"))
+    rig = Rig(tmp_path, radio, collector=unanswered, disconnect_timeout_s=0.5)
+    await pair(rig.bindings, meter.address, profile=MeterProfile.GLUCOSE, patient_id="patient-1",
+               client_backend=radio.client_backend)  # fmt: skip
+    task = asyncio.create_task(rig.manager.run())
+    await asyncio.wait_for(entered.wait(), 30)
+    started = asyncio.get_running_loop().time()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert asyncio.get_running_loop().time() - started < 5.0
+    assert "meter session did not stop; leaving it" in caplog.messages
+    release.set()  # let the stuck session go, so the test leaves nothing running
+    await asyncio.sleep(0.1)
