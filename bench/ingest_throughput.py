@@ -607,6 +607,16 @@ class WorkCost:
     parse_us: float  # ingest.validation.parse_message: envelope, readings, plausibility
     sqlite_us: float  # SqliteReadingStore.write_batch: rows, duplicate probe, INSERT, COMMIT
     influx_us: float | None  # InfluxReadingStore.write_batch, client side only
+    # influxd's own CPU over those writes (it shares these cores); not the test shim's, which
+    # InfluxDB 1.8+ does not need (its /api/v2/write is built in). None when not measurable.
+    influxd_us: float | None = None
+
+    @property
+    def influx_total_us(self) -> float | None:
+        """InfluxDB's write, client and server side (the client alone if influxd's is unknown)."""
+        if self.influx_us is None:
+            return None
+        return self.influx_us + (self.influxd_us or 0.0)
 
 
 def _cycles(parsed: list[Any], sizes: list[int], config: IngestConfig) -> list[list[AnyReading]]:
@@ -627,7 +637,12 @@ def _cycles(parsed: list[Any], sizes: list[int], config: IngestConfig) -> list[l
 
 
 def measure_work(
-    payloads: list[bytes], readings: int, directory: Path, influx: str | None, config: IngestConfig
+    payloads: list[bytes],
+    readings: int,
+    directory: Path,
+    influx: str | None,
+    config: IngestConfig,
+    influxd_pids: Callable[[], list[int]] = list,
 ) -> WorkCost:
     from storage.readings.sqlite import SqliteReadingStore
 
@@ -653,14 +668,17 @@ def measure_work(
         sqlite_s = write_all(sqlite_store)
     finally:
         sqlite_store.close()
-    influx_s = None
+    influx_s = influxd_s = None
     if influx is not None:
         from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
 
         create_influx_database(influx, tag)
         influx_store = InfluxReadingStore(InfluxConfig(url=influx, database=tag))
+        servers = influxd_pids()
         try:
+            server_before = sum(process_cpu_s(pid) for pid in servers)
             influx_s = write_all(influx_store)
+            influxd_s = sum(process_cpu_s(pid) for pid in servers) - server_before if servers else None
         finally:
             influx_store.close()
     per_reading = 1e6 / readings
@@ -668,6 +686,7 @@ def measure_work(
         parse_s * per_reading,
         sqlite_s * per_reading,
         None if influx_s is None else influx_s * per_reading,
+        None if influx_s is None or influxd_s is None else influxd_s * per_reading,
     )
 
 
@@ -677,8 +696,8 @@ class CpuBudget:
 
     For ingest to store `TARGET_RATIO` x bare readings/s, the machine's cores give it
     cores / (TARGET_RATIO x bare) seconds of CPU per reading, for everything: the broker and paho
-    receiving the message (measured in the bare drain: `transport_us`) and ingest's own work
-    (`WorkCost`). The ceiling is the ratio that the measured lower bound of the CPU per reading
+    receiving the message (measured in the bare drain: `transport_us`), ingest's own work
+    (`WorkCost`) and, into InfluxDB, influxd's work on the same cores. The ceiling is the ratio that the measured lower bound of the CPU per reading
     allows if every core were kept busy with nothing else: above 0.5, the target is a question of
     engineering; below it, no ingest that validates with vitals' models and writes this store can
     meet it on this machine."""
@@ -710,10 +729,12 @@ class CpuBudget:
             ("SQLite write (rows, probe, INSERT, COMMIT)", self.work.sqlite_us),
         ]
         if self.work.influx_us is not None:
-            rows.append(("InfluxDB write (client side only)", self.work.influx_us))
+            rows.append(("InfluxDB write (client side)", self.work.influx_us))
+        if self.work.influxd_us is not None:
+            rows.append(("influxd storing it (server side, same cores)", self.work.influxd_us))
         for label, micros in rows:
             print(f"  {label:<50} {micros:>7.1f} µs/reading")
-        for store, store_us in (("SQLite", self.work.sqlite_us), ("InfluxDB", self.work.influx_us)):
+        for store, store_us in (("SQLite", self.work.sqlite_us), ("InfluxDB", self.work.influx_total_us)):
             ceiling = self.ceiling(store_us)
             if ceiling is None or store_us is None:
                 continue
@@ -722,6 +743,19 @@ class CpuBudget:
                 f"  {store}: at least {self.needed_us(store_us):.1f} µs/reading -> ratio ceiling "
                 f"{ceiling:.2f} ({verdict})"
             )
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == parent:  # field 4 of proc(5), counted from the state
+            children.append(int(stat.parent.name))
+    return children
 
 
 def cores() -> int:
@@ -772,8 +806,19 @@ def _influx_host(connection: Any, stop: Any) -> None:
         server.close()
 
 
-def influx_server(stack: list[Callable[[], None]]) -> str | None:
-    """A private influxd (with its shim, in a process of its own); returns its URL."""
+@dataclass(frozen=True)
+class InfluxHost:
+    """The process holding the bench's influxd (its child) and the shim (a thread of its own)."""
+
+    url: str
+    pid: int
+
+    def influxd_pids(self) -> list[int]:
+        return child_pids(self.pid)
+
+
+def influx_server(stack: list[Callable[[], None]]) -> InfluxHost | None:
+    """A private influxd (with its shim, in a process of its own)."""
     try:
         import storage.readings.influxdb  # noqa: F401 - the clinic extra is installed
         from tests.fixtures.influxdb import influxd_available
@@ -797,7 +842,8 @@ def influx_server(stack: list[Callable[[], None]]) -> str | None:
     if not ours.poll(CONNECT_TIMEOUT_S * 2):
         raise RuntimeError("influxd did not start")
     url: str = ours.recv()
-    return url
+    assert process.pid is not None
+    return InfluxHost(url, process.pid)
 
 
 def create_influx_database(url: str, database: str) -> None:
@@ -917,7 +963,7 @@ def print_summary(results: list[SizeResult]) -> None:
                 marks += "" if figure.per_second >= TARGET_PER_S else "!"
                 # Rounded down, so that a ratio shown as 0.50 has met 0.5.
                 cells[store] = f"{figure.per_second:,.0f} ({math.floor(ratio * 100) / 100:.2f}){marks}"
-            ceilings = [budget.ceiling(budget.work.sqlite_us), budget.ceiling(budget.work.influx_us)]
+            ceilings = [budget.ceiling(budget.work.sqlite_us), budget.ceiling(budget.work.influx_total_us)]
             ceiling = (
                 " / ".join("-" if c is None else f"{c:.2f}" for c in ceilings) if mode == "drain" else ""
             )
@@ -936,13 +982,14 @@ def run_size(
     batch: int,
     directory: Path,
     clinic: ClinicRepository,
-    influx: str | None,
+    influx_host: InfluxHost | None,
     overrides: dict[str, Any],
 ) -> SizeResult:
     """Bare, ingest -> SQLite and ingest -> InfluxDB at one message size, drain then live; then
     ingest's own work at that size without MQTT, for the CPU budget."""
     from storage.readings.sqlite import SqliteReadingStore
 
+    influx = None if influx_host is None else influx_host.url
     readings = readings_for(batch, args.readings)
     payloads = make_payloads(readings, batch)
     size = sum(len(p) for p in payloads)
@@ -1007,7 +1054,14 @@ def run_size(
         cores=cores(),
         bare_per_s=bare_drain.per_second,
         transport_us=bare_drain.transport_cpu_s * 1e6 / readings,
-        work=measure_work(payloads, readings, directory, influx, replace(IngestConfig(), **overrides)),
+        work=measure_work(
+            payloads,
+            readings,
+            directory,
+            influx,
+            replace(IngestConfig(), **overrides),
+            influxd_pids=list if influx_host is None else influx_host.influxd_pids,
+        ),
     )
     budget.print()
     return SizeResult(batch, per_mode, budget)
@@ -1076,12 +1130,12 @@ def main() -> int:
     cleanup.append(broker.stop)
     try:
         clinic = seed_clinic(directory)
-        influx = None if args.no_influx else influx_server(cleanup)
+        influx_host = None if args.no_influx else influx_server(cleanup)
         if not args.no_freeze:
             # What an ingest process does once wired (ingest.runtime); for bare and ingest alike.
             freeze_startup_heap()
         results = [
-            run_size(broker, args, batch, directory, clinic, influx, overrides) for batch in args.batch
+            run_size(broker, args, batch, directory, clinic, influx_host, overrides) for batch in args.batch
         ]
         print_summary(results)
         return 0
