@@ -18,12 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channels.base import Recipient
 from alerts.channels.email import QueuedEmail
+from alerts.channels.webhook import DeadLetter
 from alerts.engine import PatientContext
 from alerts.lifecycle import AlertRecord, EventRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
 from alerts.profiles import PatientTargets, profile
 from storage.clinic.models import (
     REASON_LENGTH,
+    URL_LENGTH,
     Alert,
     AlertEventRecord,
     CareTeamMember,
@@ -34,6 +36,7 @@ from storage.clinic.models import (
     Patient,
     PatientReportRecord,
     User,
+    WebhookDeadLetterRecord,
 )
 from storage.clinic.models import PatientTargets as TargetsRow
 
@@ -361,3 +364,43 @@ class SqlEmailOutbox:
                 row.given_up_at = at
             else:
                 row.next_attempt_at = next_attempt_at
+
+
+def _cut(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+class SqlWebhookDeadLetters:
+    """`alerts.channels.webhook.DeadLetterSink` on the clinic database's `webhook_dead_letters` table.
+
+    One row per undelivered webhook, committed in its own transaction, so that every clinic host and
+    the database's backups see it. `recent` is what an operator (or a re-send tool) reads.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def add(self, letter: DeadLetter) -> None:
+        row = WebhookDeadLetterRecord(
+            event_id=letter.event_id,
+            url=_cut(letter.url, URL_LENGTH),
+            body=letter.body,
+            attempts=letter.attempts,
+            last_error=_cut(letter.last_error, REASON_LENGTH),
+            dead_at=letter.at,
+        )
+        with self._sessions() as session, session.begin():
+            session.add(row)
+
+    def recent(self, limit: int = 50) -> list[DeadLetter]:
+        """The newest `limit` undelivered webhooks, newest first."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(WebhookDeadLetterRecord)
+                .order_by(
+                    WebhookDeadLetterRecord.dead_at.desc(),
+                    WebhookDeadLetterRecord.webhook_dead_letter_id.desc(),
+                )
+                .limit(limit)
+            )
+            return [DeadLetter(r.url, r.event_id, r.body, r.attempts, r.last_error, r.dead_at) for r in rows]

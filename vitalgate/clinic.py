@@ -20,9 +20,15 @@ from alerts.channels.base import Channel
 from alerts.channels.email import EmailChannel, SmtpConfig
 from alerts.channels.hub import EventHub
 from alerts.channels.mqtt import MqttAlertChannel, MqttConfig
-from alerts.channels.webhook import JsonLinesDeadLetters, WebhookChannel
+from alerts.channels.webhook import WebhookChannel
 from alerts.engine import AlertEngine, run_sweeps
-from alerts.repository import SqlAlertRepository, SqlEmailOutbox, SqlPatientDirectory, SqlReportStore
+from alerts.repository import (
+    SqlAlertRepository,
+    SqlEmailOutbox,
+    SqlPatientDirectory,
+    SqlReportStore,
+    SqlWebhookDeadLetters,
+)
 from alerts.routing import Router
 from api.app import create_app
 from api.deps import ApiServices
@@ -154,12 +160,11 @@ async def build_clinic_server(
     if a.webhook_urls:
         if a.webhook_secret is None:
             raise ValueError("alerts.webhook_secret is required when alerts.webhook_urls are set")
-        settings.webhook_dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
         webhooks.append(
             WebhookChannel(
                 a.webhook_urls,
                 a.webhook_secret.get_secret_value().encode(),
-                JsonLinesDeadLetters(settings.webhook_dead_letter_path),
+                SqlWebhookDeadLetters(sessions),
             )
         )
     email = None

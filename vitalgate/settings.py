@@ -143,10 +143,6 @@ class Settings(BaseSettings):
         return self.storage.sqlite_path or self.data_dir / "readings.sqlite3"
 
     @property
-    def webhook_dead_letter_path(self) -> Path:
-        return self.data_dir / "alerts" / "webhook-dead-letters.jsonl"
-
-    @property
     def clinic_database_url(self) -> str:
         return self.storage.clinic_database_url or f"sqlite:///{self.data_dir / 'clinic.sqlite3'}"
 

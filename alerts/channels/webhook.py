@@ -4,6 +4,8 @@ Signature: header `X-Vitalgate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(s
 The timestamp inside the MAC lets receivers refuse replays older than a few minutes; `X-Vitalgate-
 Event-Id` lets them deduplicate retries. Webhook URLs come from configuration only, never from API
 callers (OWASP API7 SSRF, reliability.md §5.2). Bodies carry opaque ids and a link, never names.
+A webhook still undelivered after the last try is kept, with its exact signed body, by a
+`DeadLetterSink`: the clinic database's `webhook_dead_letters` table in production.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -71,6 +72,9 @@ class DeadLetter:
 
 
 class DeadLetterSink(Protocol):
+    """Where undelivered webhooks are kept: the clinic database in production
+    (alerts.repository.SqlWebhookDeadLetters). `add` blocks; the channel calls it off the event loop."""
+
     def add(self, letter: DeadLetter) -> None: ...
 
 
@@ -82,23 +86,16 @@ class MemoryDeadLetters:
         self.letters.append(letter)
 
 
-class JsonLinesDeadLetters:
-    """Append-only file of undelivered webhooks (until the clinic DB has a table for them)."""
+@dataclass(frozen=True, slots=True)
+class _Undelivered:
+    """One receiver's failure; `not_kept_because` names the exception if the sink refused it too."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    error: str
+    not_kept_because: str | None = None
 
-    def add(self, letter: DeadLetter) -> None:
-        record = {
-            "url": letter.url,
-            "event_id": letter.event_id,
-            "body": letter.body.decode("utf-8"),
-            "attempts": letter.attempts,
-            "last_error": letter.last_error,
-            "at": letter.at.isoformat(),
-        }
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+    @property
+    def kept(self) -> bool:
+        return self.not_kept_because is None
 
 
 class WebhookChannel:
@@ -128,9 +125,13 @@ class WebhookChannel:
         failures = await asyncio.gather(*(self._post(url, notification.event_id, body) for url in self.urls))
         failed = [f for f in failures if f is not None]
         if failed:
-            raise DeliveryError(f"{len(failed)} webhook(s) dead-lettered for event {notification.event_id}")
+            lost = [f for f in failed if not f.kept]
+            kept = "" if not lost else f"; {len(lost)} not kept ({lost[0].not_kept_because})"
+            raise DeliveryError(
+                f"{len(failed)} webhook(s) dead-lettered for event {notification.event_id}{kept}"
+            )
 
-    async def _post(self, url: str, event_id: str, body: bytes) -> str | None:
+    async def _post(self, url: str, event_id: str, body: bytes) -> _Undelivered | None:
         client = self._client or httpx.AsyncClient(timeout=self.policy.timeout_s)
         delays = self.policy.delays()
         error = ""
@@ -163,6 +164,11 @@ class WebhookChannel:
             if self._client is None:
                 await client.aclose()
         letter = DeadLetter(url, event_id, body, attempt + 1, error, datetime.now(UTC))
-        await asyncio.to_thread(self.dead_letters.add, letter)  # a file write: off the event loop
+        try:
+            # a clinic-database insert (SqlWebhookDeadLetters): blocking I/O, off the event loop
+            await asyncio.to_thread(self.dead_letters.add, letter)
+        except Exception as exc:  # the clinic database is down too: say so, as a delivery failure
+            logger.exception("undelivered webhook could not be kept", extra={"event_id": event_id})
+            return _Undelivered(error, type(exc).__name__)
         logger.error("webhook dead-lettered", extra={"event_id": event_id, "error": error})
-        return error
+        return _Undelivered(error)

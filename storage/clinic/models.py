@@ -57,6 +57,7 @@ RULE_ID_LENGTH: Final = 64
 REASON_LENGTH: Final = 500  # vitals.payload.RejectedReading.reason max_length
 TOPIC_LENGTH: Final = 300  # our topics are < 100 chars; longer ones are stored cut (with a mark)
 HASH_LENGTH: Final = 255  # argon2/PHC strings are ~100 chars; room for parameter changes
+URL_LENGTH: Final = 2048  # webhook receiver URLs (configuration); longer ones are stored cut (with a mark)
 
 # Blood Pressure Measurement "User ID" 0xFF = unknown user (ble-health-profiles.md §2.2, field 7).
 # A binding with this slot matches every reading of the meter, whatever slot (or none) it carries.
@@ -502,3 +503,26 @@ class DigestDelivery(Base):
     digest_day: Mapped[str] = mapped_column(String(10), doc="ISO date, YYYY-MM-DD")
     user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"))
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDeadLetterRecord(Base):
+    """A signed alert webhook its receiver never took, after the last retry (alerts.channels.webhook).
+
+    Kept here rather than in a file on one host, so that an operator sees undelivered webhooks from
+    any clinic process, and they are backed up and migrated with the rest of the clinic's data.
+    `body` is the exact JSON that was signed (opaque ids and a link, never a name), so it can be
+    re-sent byte for byte; `url` is the receiver from configuration. Not unique on `event_id`: one
+    event can fail at several receivers, and an event routed again after a restart that fails again
+    is a second try worth seeing.
+    """
+
+    __tablename__ = "webhook_dead_letters"
+    __table_args__ = (Index("ix_webhook_dead_letters_dead_at", "dead_at"),)
+
+    webhook_dead_letter_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), index=True)
+    url: Mapped[str] = mapped_column(String(URL_LENGTH))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(REASON_LENGTH), default="")
+    dead_at: Mapped[datetime] = mapped_column(doc="when the last try failed")

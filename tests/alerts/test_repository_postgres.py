@@ -1,23 +1,26 @@
 """The SQL alert repository on PostgreSQL (production engine): the partial unique index keeps one
-unresolved alert per (patient, rule) even when two evaluators race (ESC-1), and a daily digest
-recorded by two processes at once is kept once."""
+unresolved alert per (patient, rule) even when two evaluators race (ESC-1), a daily digest
+recorded by two processes at once is kept once, and an undelivered webhook is kept byte for byte."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerts.channels.base import DeliveryError
+from alerts.channels.webhook import SIGNATURE_HEADER, DeadLetter, WebhookChannel, verify
 from alerts.lifecycle import InvalidTransition, Lifecycle
 from alerts.model import Outcome, OutcomeStatus
-from alerts.repository import SqlAlertRepository, SqlPatientDirectory
+from alerts.repository import SqlAlertRepository, SqlPatientDirectory, SqlWebhookDeadLetters
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from tests.alerts.conftest import START, seed_clinic
+from tests.alerts.test_channels import FAST, SECRET, _note, _Receiver
 from tests.fixtures.postgres import postgres_database_url
 from vitals.payload import AlertSeverity, AlertState
 
@@ -106,3 +109,33 @@ def test_a_digest_recorded_by_two_processes_at_once_is_kept_once(
     with pytest.raises(IntegrityError):  # not a repeat: no such user
         b.record_digest_sent("2026-03-02", "no-such-user", START)
     assert b.digests_sent("2026-03-02") == {"dr-li"}
+
+
+async def test_a_webhook_that_keeps_failing_is_kept_with_the_exact_signed_body(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    failing = _Receiver([503] * 10)
+    try:
+        channel = WebhookChannel([failing.url], SECRET, SqlWebhookDeadLetters(pg_sessions), policy=FAST)
+        with pytest.raises(DeliveryError, match=r"dead-lettered for event ev-pg$"):
+            await channel.deliver(_note("ev-pg"))
+    finally:
+        failing.close()
+    headers, sent_body = failing.requests[-1]
+    bind = pg_sessions.kw["bind"]
+    restarted = create_clinic_engine(bind.url.render_as_string(hide_password=False))  # a new process
+    try:
+        [letter] = SqlWebhookDeadLetters(session_factory(restarted)).recent()
+    finally:
+        restarted.dispose()
+    assert (letter.url, letter.event_id, letter.attempts, letter.last_error) == (
+        failing.url,
+        "ev-pg",
+        FAST.attempts,
+        "HTTP 503",
+    )
+    assert letter.body == sent_body and verify(SECRET, letter.body, headers[SIGNATURE_HEADER])
+    assert letter.at.tzinfo is UTC and datetime.now(UTC) - letter.at < timedelta(minutes=1)
+    older = DeadLetter(failing.url, "ev-older", b"{}", 1, "HTTP 400", letter.at - timedelta(hours=1))
+    SqlWebhookDeadLetters(pg_sessions).add(older)
+    assert [d.event_id for d in SqlWebhookDeadLetters(pg_sessions).recent()] == ["ev-pg", "ev-older"]
