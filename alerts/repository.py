@@ -37,6 +37,7 @@ from storage.clinic.models import (
     PatientReportRecord,
     User,
     WebhookDeadLetterRecord,
+    cut_to,
 )
 from storage.clinic.models import PatientTargets as TargetsRow
 
@@ -366,10 +367,6 @@ class SqlEmailOutbox:
                 row.next_attempt_at = next_attempt_at
 
 
-def _cut(text: str, length: int) -> str:
-    return text if len(text) <= length else text[: length - 1] + "…"
-
-
 class SqlWebhookDeadLetters:
     """`alerts.channels.webhook.DeadLetterSink` on the clinic database's `webhook_dead_letters` table.
 
@@ -383,10 +380,10 @@ class SqlWebhookDeadLetters:
     def add(self, letter: DeadLetter) -> None:
         row = WebhookDeadLetterRecord(
             event_id=letter.event_id,
-            url=_cut(letter.url, URL_LENGTH),
+            url=cut_to(letter.url, URL_LENGTH),
             body=letter.body,
             attempts=letter.attempts,
-            last_error=_cut(letter.last_error, REASON_LENGTH),
+            last_error=cut_to(letter.last_error, REASON_LENGTH),
             dead_at=letter.at,
         )
         with self._sessions() as session, session.begin():

@@ -59,6 +59,12 @@ TOPIC_LENGTH: Final = 300  # our topics are < 100 chars; longer ones are stored 
 HASH_LENGTH: Final = 255  # argon2/PHC strings are ~100 chars; room for parameter changes
 URL_LENGTH: Final = 2048  # webhook receiver URLs (configuration); longer ones are stored cut (with a mark)
 
+
+def cut_to(text: str, length: int) -> str:
+    """`text` fitted to a column of `length` characters: cut, with a "…" mark, when longer."""
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
 # Blood Pressure Measurement "User ID" 0xFF = unknown user (ble-health-profiles.md §2.2, field 7).
 # A binding with this slot matches every reading of the meter, whatever slot (or none) it carries.
 ANY_DEVICE_USER: Final = 0xFF

@@ -27,6 +27,7 @@ from storage.clinic.models import (
     DeadLetter,
     DeadLetterScope,
     MeterBinding,
+    cut_to,
     utcnow,
 )
 from vitals import payload
@@ -86,10 +87,6 @@ class DeadLetterRecord:
 def _storable(text: str) -> str:
     """PostgreSQL text cannot hold NUL characters; escape them rather than fail the insert."""
     return text.replace("\x00", "\\x00")
-
-
-def _cut(text: str, length: int) -> str:
-    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _slot(device_user_id: int | None) -> int:
@@ -199,7 +196,7 @@ def add_dead_letters(session: Session, records: Iterable[DeadLetterRecord]) -> i
                     DeadLetter(
                         dedup_key=key,
                         scope=record.scope,
-                        topic=_cut(_storable(record.topic), TOPIC_LENGTH),
+                        topic=cut_to(_storable(record.topic), TOPIC_LENGTH),
                         gateway_id=record.gateway_id,
                         reading_id=record.reading_id,
                         reason=_storable(record.reason),
