@@ -281,6 +281,15 @@ class Figure:
     seconds: float
     # CPU seconds the consumer's process and the broker spent in the timed window (bare runs only).
     transport_cpu_s: float | None = None
+    # Drain, ingest: CPU seconds per process in the timed window (MQTT process, pipeline, broker).
+    cpu_s: dict[str, float] | None = None
+
+    def cpu_line(self) -> str | None:
+        """Where the drain's CPU went, in µs per reading per process."""
+        if not self.cpu_s:
+            return None
+        parts = ", ".join(f"{name} {s * 1e6 / self.readings:.1f}" for name, s in self.cpu_s.items())
+        return f"    CPU µs/reading: {parts}"
 
     @property
     def per_second(self) -> float:
@@ -333,6 +342,9 @@ class IngestWiring:
             self._pipeline = PipelineProcess(self.parts, binding_cache_ttl_s=config.binding_cache_ttl_s)
             self._pipeline.start()  # spawned and opened before any clock starts
         return IngestConsumer(config, pipeline=self._pipeline)
+
+    def pipeline_pid(self) -> int | None:
+        return None if self._pipeline is None else self._pipeline.pid
 
     def close(self) -> None:
         if self._pipeline is not None:
@@ -387,6 +399,7 @@ def run_ingest(
     consumer.start()  # creates the session and subscription
     if not consumer.wait_subscribed(CONNECT_TIMEOUT_S):
         raise RuntimeError("ingest did not subscribe")
+    cpu: _ProcessCpu | None = None  # drain only: the live window also holds the publisher's work
     if live:
         publisher = start_publisher(broker, payloads)
         started = time.perf_counter()
@@ -395,10 +408,12 @@ def run_ingest(
         consumer.stop()
         publish_all(broker, payloads)
         consumer = wiring.consumer(config)
+        cpu = _ProcessCpu(broker.pid, wiring.pipeline_pid())
         started = time.perf_counter()
         consumer.start()
     done = _wait(lambda: consumer.counters().messages_acked >= len(payloads), DRAIN_TIMEOUT_S)
     elapsed = time.perf_counter() - started
+    cpu_s = None if cpu is None else cpu.spent()
     if live:
         publisher.join()
     counters = consumer.counters()
@@ -407,7 +422,7 @@ def run_ingest(
     end_sessions(broker, [client_id])
     if not done or counters.readings_stored != readings:
         raise RuntimeError(f"{name}: incomplete drain: {counters}")
-    return Figure(name, readings, elapsed)
+    return Figure(name, readings, elapsed, cpu_s=cpu_s)
 
 
 @dataclass(frozen=True)
@@ -583,6 +598,23 @@ def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
             return True
         time.sleep(0.005)
     return condition()
+
+
+class _ProcessCpu:
+    """CPU seconds spent from now on by this process (ingest's MQTT side; its main thread only
+    polls meanwhile), ingest's pipeline process and the broker."""
+
+    def __init__(self, broker_pid: int | None, pipeline_pid: int | None) -> None:
+        self._pids = {"pipeline process": pipeline_pid, "broker": broker_pid}
+        self._before = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = {"MQTT process": time.process_time()}
+        now.update((name, process_cpu_s(pid)) for name, pid in self._pids.items() if pid is not None)
+        return now
+
+    def spent(self) -> dict[str, float]:
+        return {name: s - self._before[name] for name, s in self._now().items()}
 
 
 def process_cpu_s(pid: int | None) -> float:
@@ -786,6 +818,8 @@ def print_table(mode: str, figures: list[Figure]) -> None:
             f"  {figure.name:<24} {figure.seconds:>8.2f} {figure.per_second:>11.0f} "
             f"{figure.per_second / bare:>10.2f}"
         )
+        if (line := figure.cpu_line()) is not None:
+            print(line)
 
 
 def _influx_host(connection: Any, stop: Any) -> None:

@@ -57,6 +57,15 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
     }
     assert len(rows) == 24  # six consumers, drain and live, two message sizes
     assert all(int(rate) > 0 for _name, _suffix, rate, _ratio in rows)
+    # Each single-process ingest drain says where its CPU went: two stores, two message sizes.
+    cpu_lines = re.findall(
+        r"^ +ingest -> \w+ +[\d.]+ +\d+ +[\d.]+\n +CPU µs/reading: MQTT process ([\d.]+), "
+        r"pipeline process ([\d.]+), broker ([\d.]+)$",
+        stdout,
+        re.M,
+    )
+    assert len(cpu_lines) == 4
+    assert all(float(figure) > 0 for line in cpu_lines for figure in line[:2])
     # Each size's CPU budget: the transport, each step of ingest's own work, and a ceiling per store.
     for batch in (1, 3):
         budget = stdout.split(f"CPU budget, {batch} readings/message:")[1].split("\n\n")[0]

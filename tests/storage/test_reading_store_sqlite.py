@@ -232,3 +232,39 @@ def test_a_store_written_by_a_newer_vitalgate_is_refused(tmp_path: Path) -> None
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(ReadingStoreUnavailable, match="newer than this vitalgate"):
         SqliteReadingStore(path)
+
+
+def test_the_wal_is_checkpointed_back_into_the_file_under_continuous_writes(tmp_path: Path) -> None:
+    # The writer checkpoints every `wal_autocheckpoint_pages` (default 10,000 pages, ~40 MB; a small
+    # threshold here so the test stays quick): without checkpoints these 3,000 readings would leave
+    # a WAL of ~6 MB. A reader open throughout sees every committed batch.
+    path = tmp_path / "r.sqlite3"
+    store = SqliteReadingStore(path, wal_autocheckpoint_pages=64)
+    reader = SqliteReadingStore(path)
+    wal = Path(f"{path}-wal")
+    largest_wal = 0
+    try:
+        for batch in range(30):
+            start = T0 + timedelta(hours=batch)
+            store.write_batch(
+                [bp("p-1", start + timedelta(seconds=i), 100.0 + i % 60, 70.0) for i in range(100)]
+            )
+            largest_wal = max(largest_wal, wal.stat().st_size)
+            assert reader.count() == (batch + 1) * 100
+    finally:
+        reader.close()
+        store.close()
+    assert largest_wal < 2 * 1024 * 1024, f"WAL grew to {largest_wal} bytes"
+    reopened = SqliteReadingStore(path)
+    try:
+        assert reopened.count() == 3000
+        assert (
+            len(reopened.query_range("p-1", ReadingKind.BLOOD_PRESSURE, T0, T0 + timedelta(days=2))) == 3000
+        )
+    finally:
+        reopened.close()
+
+
+def test_a_wal_checkpoint_threshold_below_one_page_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="wal_autocheckpoint_pages"):
+        SqliteReadingStore(tmp_path / "r.sqlite3", wal_autocheckpoint_pages=0)
