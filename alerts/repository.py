@@ -9,6 +9,7 @@ only): `episode_key`, `latched` (manual resolve until the condition clears), `cl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -367,6 +368,14 @@ class SqlEmailOutbox:
                 row.next_attempt_at = next_attempt_at
 
 
+@dataclass(frozen=True, slots=True)
+class KeptWebhook:
+    """An undelivered webhook as kept in `webhook_dead_letters`, with the row id an operator names."""
+
+    letter_id: int
+    letter: DeadLetter
+
+
 class SqlWebhookDeadLetters:
     """`alerts.channels.webhook.DeadLetterSink` on the clinic database's `webhook_dead_letters` table.
 
@@ -391,13 +400,48 @@ class SqlWebhookDeadLetters:
 
     def recent(self, limit: int = 50) -> list[DeadLetter]:
         """The newest `limit` undelivered webhooks, newest first."""
+        return [kept.letter for kept in self.kept(limit=limit)]
+
+    def kept(self, *, limit: int | None = 50, letter_ids: Sequence[int] | None = None) -> list[KeptWebhook]:
+        """Undelivered webhooks with their row ids, newest first: the newest `limit`, or those of
+        `letter_ids` (ids no longer kept are left out)."""
+        query = select(WebhookDeadLetterRecord).order_by(
+            WebhookDeadLetterRecord.dead_at.desc(), WebhookDeadLetterRecord.webhook_dead_letter_id.desc()
+        )
+        if letter_ids is not None:
+            query = query.where(WebhookDeadLetterRecord.webhook_dead_letter_id.in_(list(letter_ids)))
+        if limit is not None:
+            query = query.limit(limit)
         with self._sessions() as session:
-            rows = session.scalars(
-                select(WebhookDeadLetterRecord)
-                .order_by(
-                    WebhookDeadLetterRecord.dead_at.desc(),
-                    WebhookDeadLetterRecord.webhook_dead_letter_id.desc(),
+            return [
+                KeptWebhook(
+                    r.webhook_dead_letter_id,
+                    DeadLetter(r.url, r.event_id, r.body, r.attempts, r.last_error, r.dead_at),
                 )
-                .limit(limit)
-            )
-            return [DeadLetter(r.url, r.event_id, r.body, r.attempts, r.last_error, r.dead_at) for r in rows]
+                for r in session.scalars(query)
+            ]
+
+    def delivered(self, letter_id: int) -> None:
+        """A re-send reached its receiver: the letter is no longer kept."""
+        self.drop([letter_id])
+
+    def failed_again(self, letter_id: int, attempts: int, error: str, at: datetime) -> None:
+        """A re-send failed too: count its attempts and keep its error and time."""
+        with self._sessions() as session, session.begin():
+            row = session.get(WebhookDeadLetterRecord, letter_id)
+            if row is not None:
+                row.attempts += attempts
+                row.last_error = cut_to(error, REASON_LENGTH)
+                row.dead_at = at
+
+    def drop(self, letter_ids: Sequence[int]) -> int:
+        """Stop keeping these letters (an operator gave up on them); how many were kept."""
+        with self._sessions() as session, session.begin():
+            rows = session.scalars(
+                select(WebhookDeadLetterRecord).where(
+                    WebhookDeadLetterRecord.webhook_dead_letter_id.in_(list(letter_ids))
+                )
+            ).all()
+            for row in rows:
+                session.delete(row)
+            return len(rows)

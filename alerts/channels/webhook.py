@@ -87,6 +87,16 @@ class MemoryDeadLetters:
 
 
 @dataclass(frozen=True, slots=True)
+class Redelivery:
+    """What one delivery (or an operator's re-send of a kept webhook) came to: the attempts it took,
+    and the last error when it failed."""
+
+    delivered: bool
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Undelivered:
     """One receiver's failure; `not_kept_because` names the exception if the sink refused it too."""
 
@@ -132,6 +142,28 @@ class WebhookChannel:
             )
 
     async def _post(self, url: str, event_id: str, body: bytes) -> _Undelivered | None:
+        sent = await self._send(url, event_id, body)
+        if sent.delivered:
+            return None
+        error = sent.error
+        letter = DeadLetter(url, event_id, body, sent.attempts, error, datetime.now(UTC))
+        try:
+            # a clinic-database insert (SqlWebhookDeadLetters): blocking I/O, off the event loop
+            await asyncio.to_thread(self.dead_letters.add, letter)
+        except Exception as exc:  # the clinic database is down too: say so, as a delivery failure
+            logger.exception("undelivered webhook could not be kept", extra={"event_id": event_id})
+            return _Undelivered(error, type(exc).__name__)
+        logger.error("webhook dead-lettered", extra={"event_id": event_id, "error": error})
+        return _Undelivered(error)
+
+    async def redeliver(self, letter: DeadLetter) -> Redelivery:
+        """Send a kept webhook again (an operator's re-send): its exact body, with a fresh signature
+        and its own event id, retried as a new notification is. Nothing is dead-lettered again: the
+        caller keeps or deletes the letter it already has."""
+        return await self._send(letter.url, letter.event_id, letter.body)
+
+    async def _send(self, url: str, event_id: str, body: bytes) -> Redelivery:
+        """POST `body` to `url` until a 2xx or the policy's last try."""
         client = self._client or httpx.AsyncClient(timeout=self.policy.timeout_s)
         delays = self.policy.delays()
         error = ""
@@ -148,7 +180,7 @@ class WebhookChannel:
                         url, content=body, headers=headers, timeout=self.policy.timeout_s
                     )
                     if 200 <= response.status_code < 300:
-                        return None
+                        return Redelivery(delivered=True, attempts=attempt + 1, error="")
                     error = f"HTTP {response.status_code}"
                     if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
                         break  # the receiver refuses this event: retrying cannot help
@@ -163,12 +195,4 @@ class WebhookChannel:
         finally:
             if self._client is None:
                 await client.aclose()
-        letter = DeadLetter(url, event_id, body, attempt + 1, error, datetime.now(UTC))
-        try:
-            # a clinic-database insert (SqlWebhookDeadLetters): blocking I/O, off the event loop
-            await asyncio.to_thread(self.dead_letters.add, letter)
-        except Exception as exc:  # the clinic database is down too: say so, as a delivery failure
-            logger.exception("undelivered webhook could not be kept", extra={"event_id": event_id})
-            return _Undelivered(error, type(exc).__name__)
-        logger.error("webhook dead-lettered", extra={"event_id": event_id, "error": error})
-        return _Undelivered(error)
+        return Redelivery(delivered=False, attempts=attempt + 1, error=error)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channels.base import DeliveryError
-from alerts.channels.webhook import SIGNATURE_HEADER, DeadLetter, WebhookChannel, verify
+from alerts.channels.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, DeadLetter, WebhookChannel, verify
 from alerts.lifecycle import InvalidTransition, Lifecycle
 from alerts.model import Outcome, OutcomeStatus
 from alerts.repository import SqlAlertRepository, SqlPatientDirectory, SqlWebhookDeadLetters
@@ -139,3 +140,34 @@ async def test_a_webhook_that_keeps_failing_is_kept_with_the_exact_signed_body(
     older = DeadLetter(failing.url, "ev-older", b"{}", 1, "HTTP 400", letter.at - timedelta(hours=1))
     SqlWebhookDeadLetters(pg_sessions).add(older)
     assert [d.event_id for d in SqlWebhookDeadLetters(pg_sessions).recent()] == ["ev-pg", "ev-older"]
+
+
+async def test_a_kept_webhook_is_re_sent_by_id_and_no_longer_kept_once_taken(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    # The bookkeeping behind `vitalgate alerts webhooks resend|drop`, on PostgreSQL.
+    sink = SqlWebhookDeadLetters(pg_sessions)
+    at = datetime.now(UTC)
+    for event_id in ("ev-a", "ev-b", "ev-c"):
+        sink.add(DeadLetter("http://127.0.0.1:9/hook", event_id, b'{"e":1}', 5, "HTTP 500", at))
+    kept = sink.kept(limit=None)
+    ids = {k.letter.event_id: k.letter_id for k in kept}
+    receiver = _Receiver([503])
+    try:
+        channel = WebhookChannel([receiver.url], SECRET, sink, policy=FAST)
+        [a] = sink.kept(letter_ids=[ids["ev-a"]])
+        outcome = await channel.redeliver(replace(a.letter, url=receiver.url))
+    finally:
+        receiver.close()
+    assert outcome.delivered and outcome.attempts == 2  # 503 once, then taken
+    assert [headers[EVENT_ID_HEADER] for headers, _ in receiver.requests] == ["ev-a", "ev-a"]
+    sink.delivered(ids["ev-a"])
+    sink.failed_again(ids["ev-b"], 2, "ConnectError", at + timedelta(minutes=5))
+    [b] = sink.kept(letter_ids=[ids["ev-b"]])
+    assert (b.letter.attempts, b.letter.last_error, b.letter.at) == (
+        7,
+        "ConnectError",
+        at + timedelta(minutes=5),
+    )
+    assert sink.drop([ids["ev-c"], ids["ev-a"]]) == 1
+    assert [k.letter.event_id for k in sink.kept(limit=None)] == ["ev-b"]

@@ -1,15 +1,29 @@
-"""`vitalgate alerts replay READINGS.csv [--profile cn|us|eu] [--targets FILE]`.
+"""`vitalgate alerts replay` and `vitalgate alerts webhooks list|resend|drop`.
 
-Runs a history of readings through the alert rules, as the live engine would, and prints one JSON
-object per alert (rule id as in clinical-rules.md §7, severity, patient, window, triggering values,
-citation), so clinicians can check the rules on real histories. CSV columns: docs/alerts.md.
+`replay READINGS.csv [--profile cn|us|eu] [--targets FILE]` runs a history of readings through the
+alert rules, as the live engine would, and prints one JSON object per alert (rule id as in
+clinical-rules.md §7, severity, patient, window, triggering values, citation), so clinicians can
+check the rules on real histories. CSV columns: docs/alerts.md.
+
+`webhooks` is for the operator of a clinic whose webhook receiver was down longer than the channel's
+retries: `list` shows the signed alert webhooks kept in the clinic database (`webhook_dead_letters`),
+`resend` posts them again once the receiver is back (exact body, fresh signature, same event id, so
+the receiver can drop one it already has) and stops keeping those it took, `drop` stops keeping the
+ones the operator gives up on. Only receivers still in `alerts.webhook_urls` are sent to: webhook
+URLs come from configuration, never from stored data (alerts.channels.webhook).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from alerts.repository import SqlWebhookDeadLetters
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,6 +39,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--targets", type=Path, default=None, help="JSON: patient_id -> targets ('*' = all)")
     p.set_defaults(func=_replay)
+
+    hooks = sub.add_parser("webhooks", help="alert webhooks their receiver never took: list, re-send, drop")
+    actions = hooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+    p = actions.add_parser("list", help="the kept webhooks, newest first: id, when, event, receiver, error")
+    p.add_argument("--limit", type=_positive, default=50)
+    p.set_defaults(func=_list_webhooks)
+    p = actions.add_parser("resend", help="post kept webhooks again; those delivered are no longer kept")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", dest="ids", type=int, action="append", help="a kept webhook's id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every kept webhook")
+    p.add_argument("--attempts", type=_positive, default=3, help="tries per webhook (default 3)")
+    p.set_defaults(func=_resend_webhooks)
+    p = actions.add_parser("drop", help="stop keeping webhooks that will not be delivered")
+    p.add_argument("--id", dest="ids", type=int, action="append", required=True, help="repeatable")
+    p.set_defaults(func=_drop_webhooks)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -48,3 +84,75 @@ def _replay(args: argparse.Namespace) -> int:
         count += 1
     print(f"{count} alerts for {len(histories)} patients (profile {name})", file=sys.stderr)
     return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> SqlWebhookDeadLetters:
+    from alerts.repository import SqlWebhookDeadLetters
+    from vitalgate.wiring import build_clinic_sessions
+
+    return SqlWebhookDeadLetters(build_clinic_sessions(args.settings))
+
+
+def _list_webhooks(args: argparse.Namespace) -> int:
+    kept = _dead_letters(args).kept(limit=args.limit)
+    print("id\tdead_at\tevent_id\turl\tattempts\tlast_error")
+    for item in kept:
+        letter = item.letter
+        print(
+            f"{item.letter_id}\t{letter.at.isoformat(timespec='seconds')}\t{letter.event_id}\t"
+            f"{letter.url}\t{letter.attempts}\t{letter.last_error}"
+        )
+    print(f"{len(kept)} undelivered webhook(s) shown", file=sys.stderr)
+    return 0
+
+
+def _resend_webhooks(args: argparse.Namespace) -> int:
+    from alerts.channels.base import RetryPolicy
+    from alerts.channels.webhook import MemoryDeadLetters, WebhookChannel
+
+    alerts = args.settings.alerts
+    if alerts.webhook_secret is None:
+        print("vitalgate alerts webhooks resend: alerts.webhook_secret is not set", file=sys.stderr)
+        return 2
+    sink = _dead_letters(args)
+    kept = sink.kept(limit=None, letter_ids=None if args.all else args.ids)
+    if not args.all:
+        missing = sorted(set(args.ids) - {item.letter_id for item in kept})
+        if missing:
+            print(
+                f"vitalgate alerts webhooks resend: not kept: {', '.join(map(str, missing))}; nothing sent",
+                file=sys.stderr,
+            )
+            return 2
+    channel = WebhookChannel(
+        list(alerts.webhook_urls),
+        alerts.webhook_secret.get_secret_value().encode(),
+        MemoryDeadLetters(),  # redeliver keeps nothing: the letters stay in the database until taken
+        policy=RetryPolicy(attempts=args.attempts),
+    )
+    configured = set(alerts.webhook_urls)
+    delivered = failed = skipped = 0
+    for item in reversed(kept):  # oldest first, the order the receiver would have had them in
+        if item.letter.url not in configured:
+            skipped += 1
+            print(
+                f"{item.letter_id}\tskipped: receiver no longer in alerts.webhook_urls (drop it, or add it)"
+            )
+            continue
+        outcome = asyncio.run(channel.redeliver(item.letter))
+        if outcome.delivered:
+            sink.delivered(item.letter_id)
+            delivered += 1
+            print(f"{item.letter_id}\tdelivered")
+        else:
+            sink.failed_again(item.letter_id, outcome.attempts, outcome.error, datetime.now(UTC))
+            failed += 1
+            print(f"{item.letter_id}\tstill undelivered after {outcome.attempts} attempt(s): {outcome.error}")
+    print(f"{delivered} delivered, {failed} still undelivered, {skipped} skipped", file=sys.stderr)
+    return 0 if failed == skipped == 0 else 1
+
+
+def _drop_webhooks(args: argparse.Namespace) -> int:
+    dropped = _dead_letters(args).drop(args.ids)
+    print(f"{dropped} of {len(set(args.ids))} webhook(s) no longer kept", file=sys.stderr)
+    return 0 if dropped == len(set(args.ids)) else 1
