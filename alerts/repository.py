@@ -387,7 +387,33 @@ class SqlWebhookDeadLetters:
         self._sessions = sessions
 
     def add(self, letter: DeadLetter) -> None:
-        row = WebhookDeadLetterRecord(
+        with self._sessions() as session, session.begin():
+            session.add(self._row(letter))
+
+    def add_missing(self, letters: Sequence[DeadLetter]) -> int:
+        """Keep the letters not kept yet (same event, receiver, time and body), in one transaction:
+        importing the same file twice keeps each letter once. How many were added."""
+        added = 0
+        with self._sessions() as session, session.begin():
+            for letter in letters:
+                url = cut_to(letter.url, URL_LENGTH)
+                present = session.scalar(
+                    select(WebhookDeadLetterRecord.webhook_dead_letter_id).where(
+                        WebhookDeadLetterRecord.event_id == letter.event_id,
+                        WebhookDeadLetterRecord.url == url,
+                        WebhookDeadLetterRecord.dead_at == letter.at,
+                        WebhookDeadLetterRecord.body == letter.body,
+                    )
+                )
+                if present is None:
+                    session.add(self._row(letter))
+                    session.flush()
+                    added += 1
+        return added
+
+    @staticmethod
+    def _row(letter: DeadLetter) -> WebhookDeadLetterRecord:
+        return WebhookDeadLetterRecord(
             event_id=letter.event_id,
             url=cut_to(letter.url, URL_LENGTH),
             body=letter.body,
@@ -395,8 +421,6 @@ class SqlWebhookDeadLetters:
             last_error=cut_to(letter.last_error, REASON_LENGTH),
             dead_at=letter.at,
         )
-        with self._sessions() as session, session.begin():
-            session.add(row)
 
     def recent(self, limit: int = 50) -> list[DeadLetter]:
         """The newest `limit` undelivered webhooks, newest first."""

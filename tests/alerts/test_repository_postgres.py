@@ -171,3 +171,8 @@ async def test_a_kept_webhook_is_re_sent_by_id_and_no_longer_kept_once_taken(
     )
     assert sink.drop([ids["ev-c"], ids["ev-a"]]) == 1
     assert [k.letter.event_id for k in sink.kept(limit=None)] == ["ev-b"]
+    # `vitalgate alerts webhooks import` run twice: a letter already kept is not kept again.
+    fresh = DeadLetter("http://127.0.0.1:9/hook", "ev-d", b'{"e":2}', 1, "HTTP 502", at)
+    assert sink.add_missing([b.letter, fresh]) == 1
+    assert sink.add_missing([b.letter, fresh]) == 0
+    assert sorted(k.letter.event_id for k in sink.kept(limit=None)) == ["ev-b", "ev-d"]

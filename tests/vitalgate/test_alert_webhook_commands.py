@@ -160,3 +160,67 @@ def test_drop_stops_keeping_only_the_named_webhooks(
     assert [k.letter.event_id for k in _kept()] == [newest.letter.event_id]
     assert _cli("drop", "--id", str(middle.letter_id)) == 1  # already gone
     assert "0 of 1 webhook(s) no longer kept" in capsys.readouterr().err
+
+
+def _legacy_line(event_id: str, url: str, at: datetime) -> str:
+    """A line as vitalgate wrote them before migration 0005 (alerts.channels.webhook at fa84014^)."""
+    body = json.dumps({"event_id": event_id, "patient_id": "pt-1"}, sort_keys=True, separators=(",", ":"))
+    record = {"url": url, "event_id": event_id, "body": body, "attempts": 5, "last_error": "HTTP 502"}
+    return json.dumps({**record, "at": at.isoformat()})
+
+
+def test_webhooks_an_older_vitalgate_wrote_to_a_file_are_imported_once_and_can_be_resent(
+    receiver: _Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(monkeypatch, tmp_path, [receiver.url], SECRET)
+    at = datetime(2026, 11, 30, 8, 15, tzinfo=UTC)
+    legacy = tmp_path / "alerts" / "webhook-dead-letters.jsonl"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(
+        "\n".join(
+            [
+                _legacy_line("ev-old-1", receiver.url, at),
+                '{"url": "http://127.0.0.1:9/hook", "event_id": "ev-broken"',  # cut off mid-write
+                _legacy_line("ev-old-2", receiver.url, at + timedelta(minutes=1)),
+                json.dumps(
+                    {
+                        "url": receiver.url,
+                        "event_id": "ev-naive",
+                        "body": "{}",
+                        "attempts": 1,
+                        "last_error": "x",
+                        "at": "2026-11-30T08:00:00",
+                    }
+                ),  # no UTC offset
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    assert _cli("import") == 1  # two lines refused; the two good ones kept
+    err = capsys.readouterr().err
+    assert "line 2 refused: not JSON" in err and "line 4 refused: 'at' has no UTC offset" in err
+    assert "2 webhook(s) now kept, 0 already kept, 2 line(s) refused" in err
+    kept = _kept()
+    assert [(k.letter.event_id, k.letter.at, k.letter.attempts) for k in kept] == [
+        ("ev-old-2", at + timedelta(minutes=1), 5),
+        ("ev-old-1", at, 5),
+    ]
+
+    assert _cli("import", str(legacy)) == 1  # run again: nothing kept twice
+    assert "0 webhook(s) now kept, 2 already kept" in capsys.readouterr().err
+    assert len(_kept()) == 2
+
+    assert _cli("resend", "--all") == 0
+    bodies = {headers[EVENT_ID_HEADER]: body for headers, body in receiver.requests}
+    assert json.loads(bodies["ev-old-1"]) == {"event_id": "ev-old-1", "patient_id": "pt-1"}
+    assert all(verify(SECRET, body, headers[SIGNATURE_HEADER]) for headers, body in receiver.requests)
+    assert _kept() == []
+
+
+def test_import_of_a_missing_file_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(monkeypatch, tmp_path, [], None)
+    assert _cli("import") == 2
+    assert "cannot read" in capsys.readouterr().err

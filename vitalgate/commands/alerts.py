@@ -9,7 +9,8 @@ check the rules on real histories. CSV columns: docs/alerts.md.
 retries: `list` shows the signed alert webhooks kept in the clinic database (`webhook_dead_letters`),
 `resend` posts them again once the receiver is back (exact body, fresh signature, same event id, so
 the receiver can drop one it already has) and stops keeping those it took, `drop` stops keeping the
-ones the operator gives up on. Only receivers still in `alerts.webhook_urls` are sent to: webhook
+ones the operator gives up on, and `import` keeps those an older vitalgate wrote to a JSON-lines file
+in the data directory (each once, however often it runs). Only receivers still in `alerts.webhook_urls` are sent to: webhook
 URLs come from configuration, never from stored data (alerts.channels.webhook).
 """
 
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from alerts.channels.webhook import DeadLetter
     from alerts.repository import SqlWebhookDeadLetters
 
 
@@ -51,9 +54,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     which.add_argument("--all", action="store_true", help="every kept webhook")
     p.add_argument("--attempts", type=_positive, default=3, help="tries per webhook (default 3)")
     p.set_defaults(func=_resend_webhooks)
+    p = actions.add_parser(
+        "import", help=f"keep the webhooks an older vitalgate wrote to DATA_DIR/{LEGACY_DEAD_LETTER_FILE}"
+    )
+    p.add_argument("file", type=Path, nargs="?", default=None, help="default: the file in the data directory")
+    p.set_defaults(func=_import_webhooks)
     p = actions.add_parser("drop", help="stop keeping webhooks that will not be delivered")
     p.add_argument("--id", dest="ids", type=int, action="append", required=True, help="repeatable")
     p.set_defaults(func=_drop_webhooks)
+
+
+# Before migration 0005 undelivered webhooks went to this JSON-lines file, one object per line:
+# url, event_id, body (the signed JSON as text), attempts, last_error, at (ISO 8601, UTC).
+LEGACY_DEAD_LETTER_FILE = "alerts/webhook-dead-letters.jsonl"
 
 
 def _positive(text: str) -> int:
@@ -156,3 +169,60 @@ def _drop_webhooks(args: argparse.Namespace) -> int:
     dropped = _dead_letters(args).drop(args.ids)
     print(f"{dropped} of {len(set(args.ids))} webhook(s) no longer kept", file=sys.stderr)
     return 0 if dropped == len(set(args.ids)) else 1
+
+
+def _legacy_letter(line: str) -> DeadLetter:
+    """One line of the old JSON-lines file; ValueError naming what is wrong (never the content)."""
+    from alerts.channels.webhook import DeadLetter
+
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    fields = {"url": str, "event_id": str, "body": str, "attempts": int, "last_error": str, "at": str}
+    for name, kind in fields.items():
+        if not isinstance(record.get(name), kind) or isinstance(record.get(name), bool):
+            raise ValueError(f"{name!r} missing or not a {kind.__name__}")
+    try:
+        at = datetime.fromisoformat(record["at"])
+    except ValueError:
+        raise ValueError("'at' is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise ValueError("'at' has no UTC offset")
+    if not record["url"] or not record["event_id"] or record["attempts"] < 1:
+        raise ValueError("empty url or event_id, or attempts below 1")
+    return DeadLetter(
+        record["url"],
+        record["event_id"],
+        record["body"].encode("utf-8"),
+        record["attempts"],
+        record["last_error"],
+        at.astimezone(UTC),
+    )
+
+
+def _import_webhooks(args: argparse.Namespace) -> int:
+    path = args.file or args.settings.data_dir / LEGACY_DEAD_LETTER_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"vitalgate alerts webhooks import: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    letters: list[DeadLetter] = []
+    refused = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            letters.append(_legacy_letter(line))
+        except ValueError as exc:
+            refused += 1
+            print(f"vitalgate alerts webhooks import: line {number} refused: {exc}", file=sys.stderr)
+    added = _dead_letters(args).add_missing(letters)
+    print(
+        f"{added} webhook(s) now kept, {len(letters) - added} already kept, {refused} line(s) refused",
+        file=sys.stderr,
+    )
+    return 0 if refused == 0 else 1
