@@ -42,6 +42,10 @@ from vitals.readings import ReadingKind
 
 logger = logging.getLogger(__name__)
 
+# How long `digest_deliveries` rows are kept (one per doctor per day): a quarter, for an operator
+# asking whether a doctor was sent the digests; the digest itself reads only today's.
+DIGEST_RECORDS_KEPT = timedelta(days=92)
+
 
 @dataclass(frozen=True, slots=True)
 class PatientContext:
@@ -247,6 +251,9 @@ class AlertEngine:
                 continue
             await asyncio.to_thread(self.repo.record_digest_sent, day, user_id, self.clock())
             sent += 1
+        # Only today's records are consulted; older ones are kept a while for an operator to read.
+        forget_before = f"{now - DIGEST_RECORDS_KEPT:%Y-%m-%d}"
+        await asyncio.to_thread(self.repo.forget_digests_before, forget_before)
         if failed:
             raise DeliveryError(f"{failed} of {len(lines)} digest e-mail(s) failed; {sent} sent")
         return sent

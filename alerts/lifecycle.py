@@ -101,6 +101,10 @@ class AlertRepository(Protocol):
         (a repeat is not an error: another process may have recorded it first)."""
         ...
 
+    def forget_digests_before(self, day: str) -> int:
+        """Drop the records of digests for days before `day` (YYYY-MM-DD); how many were dropped."""
+        ...
+
 
 class InMemoryAlertRepository:
     """For replay, benches and tests of the pure lifecycle. Thread-safe."""
@@ -165,6 +169,11 @@ class InMemoryAlertRepository:
                 return False
             sent.add(user_id)
             return True
+
+    def forget_digests_before(self, day: str) -> int:
+        with self._lock:
+            old = [d for d in self._digests if d < day]
+            return sum(len(self._digests.pop(d)) for d in old)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -193,6 +193,11 @@ class SqlAlertRepository:
                     return False  # uq_digest_deliveries_digest_day_user_id: recorded meanwhile
                 raise  # not a repeat (e.g. no such user): the caller must hear of it
         return True
+
+    def forget_digests_before(self, day: str) -> int:
+        with self.sessions() as session, session.begin():
+            result = session.execute(delete(DigestDelivery).where(DigestDelivery.digest_day < day))
+            return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _digest_recorded(session: Session, day: str, user_id: str) -> bool:

@@ -180,3 +180,25 @@ def test_a_digest_for_an_unknown_user_is_refused_not_taken_for_a_repeat(
     with pytest.raises(IntegrityError):
         SqlAlertRepository(clinic_sessions).record_digest_sent("2026-03-02", "no-such-user", START)
     assert _deliveries(clinic_sessions) == []
+
+
+async def test_digest_records_are_kept_for_a_quarter_then_forgotten(
+    alert_engine: AlertEngine,
+    clinic_sessions: sessionmaker[Session],
+    reading_store: SqliteReadingStore,
+    clock: Clock,
+) -> None:
+    # One row per doctor per day would otherwise pile up for as long as the clinic runs.
+    repo = SqlAlertRepository(clinic_sessions)
+    today = START.date()
+    for days_ago in (93, 92, 30):
+        day = today - timedelta(days=days_ago)
+        assert repo.record_digest_sent(f"{day:%Y-%m-%d}", "dr-li", START - timedelta(days=days_ago))
+    await _warnings_for(alert_engine, reading_store, clock, "pt-1")
+    async with _mail_server(_Inbox()) as channel:
+        assert await alert_engine.send_digest(channel) == 1
+    assert _deliveries(clinic_sessions) == [
+        (f"{today - timedelta(days=92):%Y-%m-%d}", "dr-li"),
+        (f"{today - timedelta(days=30):%Y-%m-%d}", "dr-li"),
+        (f"{today:%Y-%m-%d}", "dr-li"),
+    ]

@@ -110,6 +110,10 @@ def test_a_digest_recorded_by_two_processes_at_once_is_kept_once(
     with pytest.raises(IntegrityError):  # not a repeat: no such user
         b.record_digest_sent("2026-03-02", "no-such-user", START)
     assert b.digests_sent("2026-03-02") == {"dr-li"}
+    # Old records are forgotten by day (AlertEngine.send_digest keeps a quarter).
+    assert a.record_digest_sent("2026-03-03", "dr-li", START + timedelta(days=1)) is True
+    assert a.forget_digests_before("2026-03-03") == 1
+    assert (b.digests_sent("2026-03-02"), b.digests_sent("2026-03-03")) == (set(), {"dr-li"})
 
 
 async def test_a_webhook_that_keeps_failing_is_kept_with_the_exact_signed_body(
