@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
 
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
@@ -141,6 +142,14 @@ def _identity(meter: VirtualMeter) -> DeviceIdentity:
     )
 
 
+def _bind(
+    sessions: sessionmaker[Session], identity: DeviceIdentity, kind: MeterKind, patient_id: str
+) -> None:
+    with sessions() as session:
+        bind_meter(session, gateway_id=GATEWAY_ID, device=identity, kind=kind, patient_id=patient_id)
+        session.commit()
+
+
 def _meter_records(meter: VirtualMeter) -> int:
     return len(getattr(meter, "records", ()))
 
@@ -171,9 +180,11 @@ class Demo:
         server_stop = asyncio.Event()
         try:
             self.say(f"vitalgate demo: working in {self.data_dir}")
+            # Blocking set-up (a broker process, Alembic, argon2 hashes, a paho publish) runs off the
+            # event loop, which meanwhile carries the virtual meters' radio.
             self.broker = MosquittoBroker(self.data_dir / "mosquitto")
-            self.broker.start()
-            self.broker.add_gateway(GATEWAY_ID)
+            await asyncio.to_thread(self.broker.start)
+            await asyncio.to_thread(self.broker.add_gateway, GATEWAY_ID)
             self.say(
                 f"  broker      private Mosquitto on {self.broker.host}:{self.broker.port} (ACL per gateway)"
             )
@@ -233,12 +244,65 @@ class Demo:
             if self.radio is not None:
                 await self.radio.close()
             if self.broker is not None:
-                self.broker.stop()
+                await asyncio.to_thread(self.broker.stop)
 
     async def _enrol_and_pair(self, settings: Settings) -> None:
         """What a clinic administrator and an installer do: accounts, patients, gateway, pairing."""
         assert self.simulation is not None and self.radio is not None and self.broker is not None
-        sessions = build_clinic_sessions(settings)
+        sessions = await asyncio.to_thread(build_clinic_sessions, settings)
+        await asyncio.to_thread(self._enrol, settings, sessions)
+        gateway_state = settings.data_dir / "gateway"
+        gateway_state.mkdir(parents=True, exist_ok=True)
+        bindings = Bindings(gateway_state / "bindings.json", GATEWAY_ID).load()
+        for simulated in self.simulation.patients:
+            patient_id = simulated.patient.patient_id
+            for meter in simulated.meters:
+                profile_kind = (
+                    MeterProfile.GLUCOSE
+                    if isinstance(meter, VirtualGlucoseMeter)
+                    else MeterProfile.BLOOD_PRESSURE
+                )
+                paired = await asyncio.wait_for(
+                    pair(
+                        bindings,
+                        meter.address,
+                        profile=profile_kind,
+                        patient_id=patient_id,
+                        passkey=DEMO_PASSKEY,
+                        client_backend=self.radio.client_backend,
+                    ),
+                    PAIRING_TIMEOUT_S,
+                )
+                identity = _identity(meter)
+                if identity.meter_key != paired.meter_key:
+                    raise DemoError(
+                        f"meter {meter.address} paired as {paired.meter_key}, expected {identity.meter_key}"
+                    )
+                await asyncio.to_thread(_bind, sessions, identity, MeterKind(profile_kind.value), patient_id)
+        await asyncio.to_thread(self._publish_config, sessions)
+        self.say(
+            f"  gateway     {GATEWAY_ID}: {len(bindings.meters)} meters bonded and bound to "
+            f"{len(self.simulation.patients)} patients; bindings published on its retained config topic"
+        )
+        bind = sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+
+    def _publish_config(self, sessions: sessionmaker[Session]) -> None:
+        assert self.broker is not None
+        clinic_user, clinic_password = self.broker.credentials("clinic")
+        config = ClinicRepository(sessions).gateway_config(GATEWAY_ID, issued_at=dt.datetime.now(dt.UTC))
+        publish_gateway_config(
+            config,
+            host=self.broker.host,
+            port=self.broker.port,
+            username=clinic_user,
+            password=clinic_password,
+        )
+
+    def _enrol(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        """The clinic, a doctor and a nurse, the patients and the gateway (argon2 hashes: slow)."""
+        assert self.simulation is not None
         profile = GuidelineProfile(settings.alerts.profile)
         with sessions() as session:
             add_clinic(
@@ -275,59 +339,6 @@ class Demo:
                 )
             add_gateway(session, clinic_id=CLINIC_ID, gateway_id=GATEWAY_ID)
             session.commit()
-
-        gateway_state = settings.data_dir / "gateway"
-        gateway_state.mkdir(parents=True, exist_ok=True)
-        bindings = Bindings(gateway_state / "bindings.json", GATEWAY_ID).load()
-        for simulated in self.simulation.patients:
-            patient_id = simulated.patient.patient_id
-            for meter in simulated.meters:
-                profile_kind = (
-                    MeterProfile.GLUCOSE
-                    if isinstance(meter, VirtualGlucoseMeter)
-                    else MeterProfile.BLOOD_PRESSURE
-                )
-                paired = await asyncio.wait_for(
-                    pair(
-                        bindings,
-                        meter.address,
-                        profile=profile_kind,
-                        patient_id=patient_id,
-                        passkey=DEMO_PASSKEY,
-                        client_backend=self.radio.client_backend,
-                    ),
-                    PAIRING_TIMEOUT_S,
-                )
-                identity = _identity(meter)
-                if identity.meter_key != paired.meter_key:
-                    raise DemoError(
-                        f"meter {meter.address} paired as {paired.meter_key}, expected {identity.meter_key}"
-                    )
-                with sessions() as session:
-                    bind_meter(
-                        session,
-                        gateway_id=GATEWAY_ID,
-                        device=identity,
-                        kind=MeterKind(profile_kind.value),
-                        patient_id=patient_id,
-                    )
-                    session.commit()
-        clinic_user, clinic_password = self.broker.credentials("clinic")
-        config = ClinicRepository(sessions).gateway_config(GATEWAY_ID, issued_at=dt.datetime.now(dt.UTC))
-        publish_gateway_config(
-            config,
-            host=self.broker.host,
-            port=self.broker.port,
-            username=clinic_user,
-            password=clinic_password,
-        )
-        self.say(
-            f"  gateway     {GATEWAY_ID}: {len(bindings.meters)} meters bonded and bound to "
-            f"{len(self.simulation.patients)} patients; bindings published on its retained config topic"
-        )
-        bind = sessions.kw.get("bind")
-        if bind is not None:
-            bind.dispose()
 
     def _where_to_look(self, settings: Settings) -> None:
         url = self.api_url
