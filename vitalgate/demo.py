@@ -308,24 +308,19 @@ class Demo:
             add_clinic(
                 session, CLINIC_ID, "Demo Community Health Centre 示范社区卫生服务中心", profile=profile
             )
-            add_user(
-                session,
-                clinic_id=CLINIC_ID,
-                user_id="dr-demo",
-                email=DOCTOR_EMAIL,
-                display_name="Dr Demo",
-                roles=[UserRole.FAMILY_DOCTOR],
-                password=self.doctor_password,
-            )
-            add_user(
-                session,
-                clinic_id=CLINIC_ID,
-                user_id="nurse-demo",
-                email=NURSE_EMAIL,
-                display_name="Nurse Demo",
-                roles=[UserRole.CLINIC_STAFF],
-                password=self.doctor_password,
-            )
+            for user_id, email, name, role in (
+                ("dr-demo", DOCTOR_EMAIL, "Dr Demo", UserRole.FAMILY_DOCTOR),
+                ("nurse-demo", NURSE_EMAIL, "Nurse Demo", UserRole.CLINIC_STAFF),
+            ):
+                add_user(
+                    session,
+                    clinic_id=CLINIC_ID,
+                    user_id=user_id,
+                    email=email,
+                    display_name=name,
+                    roles=[role],
+                    password=self.doctor_password,
+                )
             for index, simulated in enumerate(self.simulation.patients):
                 family, given = DEMO_NAMES[index % len(DEMO_NAMES)]
                 add_patient(
