@@ -1,4 +1,4 @@
-"""`vitalgate alerts replay` and `vitalgate alerts webhooks list|resend|drop`.
+"""`vitalgate alerts replay` and `vitalgate alerts webhooks list|resend|drop|import`.
 
 `replay READINGS.csv [--profile cn|us|eu] [--targets FILE]` runs a history of readings through the
 alert rules, as the live engine would, and prints one JSON object per alert (rule id as in
@@ -9,9 +9,10 @@ check the rules on real histories. CSV columns: docs/alerts.md.
 retries: `list` shows the signed alert webhooks kept in the clinic database (`webhook_dead_letters`),
 `resend` posts them again once the receiver is back (exact body, fresh signature, same event id, so
 the receiver can drop one it already has) and stops keeping those it took, `drop` stops keeping the
-ones the operator gives up on, and `import` keeps those an older vitalgate wrote to a JSON-lines file
-in the data directory (each once, however often it runs). Only receivers still in `alerts.webhook_urls` are sent to: webhook
-URLs come from configuration, never from stored data (alerts.channels.webhook).
+ones the operator gives up on, and `import` keeps those an older vitalgate wrote to a JSON-lines
+file in the data directory (each once, however often it runs). Only receivers still in
+`alerts.webhook_urls` are sent to: webhook URLs come from configuration, never from stored data
+(alerts.channels.webhook).
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from alerts.channels.webhook import DeadLetter
     from alerts.repository import SqlWebhookDeadLetters
+
+
+# Before migration 0005 undelivered webhooks went to this JSON-lines file, one object per line:
+# url, event_id, body (the signed JSON as text), attempts, last_error, at (ISO 8601, UTC).
+LEGACY_DEAD_LETTER_FILE = "alerts/webhook-dead-letters.jsonl"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,11 +68,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = actions.add_parser("drop", help="stop keeping webhooks that will not be delivered")
     p.add_argument("--id", dest="ids", type=int, action="append", required=True, help="repeatable")
     p.set_defaults(func=_drop_webhooks)
-
-
-# Before migration 0005 undelivered webhooks went to this JSON-lines file, one object per line:
-# url, event_id, body (the signed JSON as text), attempts, last_error, at (ISO 8601, UTC).
-LEGACY_DEAD_LETTER_FILE = "alerts/webhook-dead-letters.jsonl"
 
 
 def _positive(text: str) -> int:
