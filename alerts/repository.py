@@ -23,7 +23,7 @@ from alerts.channels.webhook import DeadLetter
 from alerts.engine import PatientContext
 from alerts.lifecycle import AlertRecord, EventRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
-from alerts.profiles import PatientTargets, profile
+from alerts.profiles import PatientTargets, Profile, profile
 from storage.clinic.models import (
     REASON_LENGTH,
     URL_LENGTH,
@@ -209,6 +209,33 @@ def _digest_recorded(session: Session, day: str, user_id: str) -> bool:
     return found is not None
 
 
+def chosen_profile(row: TargetsRow | None, clinic: Clinic | None, default: Profile) -> Profile:
+    """The patient's guideline profile: the doctor's choice, else the clinic's, else `default`."""
+    if row is not None and row.guideline_profile is not None:
+        return profile(row.guideline_profile.value)
+    if clinic is not None:
+        return profile(clinic.default_profile.value)
+    return default
+
+
+def patient_targets(row: TargetsRow | None, clinic: Clinic | None) -> PatientTargets:
+    """The rules' view of a patient's targets row (NULL: the profile's value). Titration and insulin
+    both shorten DQ-01's stale-data limit ([58] DEFAULT); the patient's time zone, else the clinic's."""
+    clinic_zone = clinic.timezone if clinic is not None else None
+    if row is None:
+        return PatientTargets(timezone=clinic_zone)
+    return PatientTargets(
+        goal_systolic_mmhg=row.bp_goal_systolic_mmhg,
+        goal_diastolic_mmhg=row.bp_goal_diastolic_mmhg,
+        fasting_limit_mg_dl=row.glucose_fasting_high_mg_dl,
+        postprandial_limit_mg_dl=row.glucose_postprandial_high_mg_dl,
+        hypo1_mg_dl=row.glucose_hypo_mg_dl,
+        older_or_high_risk=bool(row.older_adult),
+        titration=bool(row.bp_titration or row.on_insulin),
+        timezone=row.timezone or clinic_zone,
+    )
+
+
 class SqlPatientDirectory:
     """Patient context for the engine: clinic, guideline profile, the doctor's targets, the care team."""
 
@@ -223,20 +250,8 @@ class SqlPatientDirectory:
                 return None
             clinic = session.get(Clinic, patient.clinic_id)
             row: TargetsRow | None = patient.targets
-            chosen = self.default_profile
-            if row is not None and row.guideline_profile is not None:
-                chosen = profile(row.guideline_profile.value)
-            elif clinic is not None:
-                chosen = profile(clinic.default_profile.value)
-            targets = PatientTargets(
-                goal_systolic_mmhg=row.bp_goal_systolic_mmhg if row else None,
-                goal_diastolic_mmhg=row.bp_goal_diastolic_mmhg if row else None,
-                fasting_limit_mg_dl=row.glucose_fasting_high_mg_dl if row else None,
-                postprandial_limit_mg_dl=row.glucose_postprandial_high_mg_dl if row else None,
-                hypo1_mg_dl=row.glucose_hypo_mg_dl if row else None,
-                older_or_high_risk=bool(row.older_adult) if row else False,
-                timezone=clinic.timezone if clinic is not None else None,
-            )
+            chosen = chosen_profile(row, clinic, self.default_profile)
+            targets = patient_targets(row, clinic)
             return PatientContext(patient_id, patient.clinic_id, chosen, targets, _team(patient.care_team))
 
     def active_patient_ids(self) -> list[str]:

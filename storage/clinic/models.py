@@ -275,6 +275,15 @@ class PatientTargets(Base):
     glucose_postprandial_high_mg_dl: Mapped[float | None] = mapped_column(Float)
     glucose_hypo_mg_dl: Mapped[float | None] = mapped_column(Float, doc="level-1 hypo threshold override")
     older_adult: Mapped[bool] = mapped_column(Boolean, default=False, doc="relaxed CGM goals (§7)")
+    # DQ-01 (clinical-rules.md §7, [58] DEFAULT): a patient whose BP medication is being titrated, or
+    # who is on insulin, is flagged stale after 3 days without a reading instead of 7, as a warning.
+    bp_titration: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false"), doc="BP medication being titrated"
+    )
+    on_insulin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    timezone: Mapped[str | None] = mapped_column(
+        String(64), doc="IANA zone of the patient's home, for morning/evening and days; NULL: the clinic's"
+    )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
 

@@ -20,6 +20,7 @@ from alerts.lifecycle import InvalidTransition, Lifecycle
 from alerts.model import Outcome, OutcomeStatus
 from alerts.repository import SqlAlertRepository, SqlPatientDirectory, SqlWebhookDeadLetters
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
+from storage.clinic.models import GuidelineProfile, PatientTargets
 from tests.alerts.conftest import START, seed_clinic
 from tests.alerts.test_channels import FAST, SECRET, _note, _Receiver
 from tests.fixtures.postgres import postgres_database_url
@@ -85,6 +86,31 @@ def test_directory_orders_doctor_then_staff_on_duty(pg_sessions: sessionmaker[Se
     assert ctx is not None
     assert [r.user_id for r in ctx.care_team] == ["dr-li", "nurse-wang", "nurse-zhao"]
     assert ctx.profile.name.value == "eu" and ctx.targets.timezone == "UTC"
+
+
+def test_directory_reads_the_doctors_targets(pg_sessions: sessionmaker[Session]) -> None:
+    """Migration 0006's columns on PostgreSQL: insulin shortens DQ-01, the patient's zone wins."""
+    with pg_sessions() as session:
+        session.add(
+            PatientTargets(
+                patient_id="pt-1",
+                guideline_profile=GuidelineProfile.CN,
+                bp_goal_systolic_mmhg=130.0,
+                bp_goal_diastolic_mmhg=80.0,
+                on_insulin=True,
+                timezone="Asia/Shanghai",
+            )
+        )
+        session.commit()
+    ctx = SqlPatientDirectory(pg_sessions).context("pt-1")
+    assert ctx is not None
+    params = ctx.parameters()
+    assert (params.profile.name.value, params.goal_systolic_mmhg, params.goal_diastolic_mmhg) == (
+        "cn",
+        130,
+        80,
+    )
+    assert params.titration is True and params.timezone == "Asia/Shanghai"
 
 
 def test_a_digest_recorded_by_two_processes_at_once_is_kept_once(

@@ -1,0 +1,240 @@
+"""A patient's targets, as the family doctor sets them: GET to see them with what the rules will use,
+PUT to change them.
+
+The alert rules read these through `alerts.repository.SqlPatientDirectory` at every evaluation, so a
+change applies to the next reading and the next sweep. A target left empty (null) means the guideline
+profile's value (clinical-rules.md §7, BP-CTRL-1: "goal overrides per patient (e.g. 130/80 DM/CKD)").
+
+Who may change them: the patient's family doctor, or an administrator of the clinic. Clinic staff on
+the care team may read them. Glucose is in mg/dL here, the canonical unit (DESIGN.md, Storage); the
+web app converts from mmol/L for display and entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zoneinfo
+from datetime import datetime
+from typing import Any, Final, Self
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.profiles import parameters, profile
+from alerts.repository import chosen_profile, patient_targets
+from api.auth import Principal
+from api.deps import CurrentUser, PatientAccess, Services
+from storage.clinic.audit import AuditOutcome, record_audit
+from storage.clinic.models import CareTeamMember, CareTeamRole, Clinic, GuidelineProfile, Patient, UserRole
+from storage.clinic.models import PatientTargets as TargetsRow
+
+router = APIRouter(prefix="/api/v1/patients/{patient_id}/targets", tags=["targets"])
+
+# Bounds on what a doctor can enter: wide enough for every individual goal the guidelines name, narrow
+# enough to catch a slip of the keyboard (DEFAULT). BP goals from JSH 2019's home <125/75 to the
+# relaxed <150/90 for the very old (clinical-rules.md §1 [11]); the rules compare the 7-day home mean
+# against them (BP-CTRL-1).
+GOAL_SYSTOLIC_MMHG: Final = (110.0, 160.0)
+GOAL_DIASTOLIC_MMHG: Final = (60.0, 100.0)
+# Glucose, mg/dL: fasting upper limit from 5.6 to 11.1 mmol/L (CDS 2020 capillary fasting 4.4-7.0,
+# relaxed for older adults; clinical-rules.md §4 [41]); the lower fasting bound from 3.9 to 7.2;
+# post-prandial from 7.8 to 16.7 mmol/L (GLU-CTRL-2 default 10.0 [31][41]); the level-1 hypo threshold
+# from 3.0 to 5.6 (GLU-HYPO-1 default < 3.9 / 70 mg/dL [30]).
+FASTING_HIGH_MG_DL: Final = (100.0, 200.0)
+FASTING_LOW_MG_DL: Final = (70.0, 130.0)
+POSTPRANDIAL_HIGH_MG_DL: Final = (140.0, 300.0)
+HYPO_MG_DL: Final = (54.0, 100.0)
+
+
+def _bounded(bounds: tuple[float, float], description: str) -> Any:
+    """An optional target within `bounds`; null means the profile's value."""
+    low, high = bounds
+    return Field(default=None, ge=low, le=high, allow_inf_nan=False, description=description)
+
+
+class TargetsIn(BaseModel):
+    """The whole set of targets (PUT replaces it). Unknown fields are refused, not ignored, so a
+    misspelt target can never silently leave the old value in force (OWASP API3, mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guideline_profile: GuidelineProfile | None = Field(default=None, description="null: the clinic's")
+    bp_goal_systolic_mmhg: float | None = _bounded(GOAL_SYSTOLIC_MMHG, "home BP goal, systolic")
+    bp_goal_diastolic_mmhg: float | None = _bounded(GOAL_DIASTOLIC_MMHG, "home BP goal, diastolic")
+    glucose_fasting_low_mg_dl: float | None = _bounded(FASTING_LOW_MG_DL, "fasting range, lower end")
+    glucose_fasting_high_mg_dl: float | None = _bounded(FASTING_HIGH_MG_DL, "fasting range, upper end")
+    glucose_postprandial_high_mg_dl: float | None = _bounded(POSTPRANDIAL_HIGH_MG_DL, "2-h post-meal limit")
+    glucose_hypo_mg_dl: float | None = _bounded(HYPO_MG_DL, "level-1 hypoglycaemia threshold")
+    older_adult: bool = Field(default=False, description="older or high-risk: relaxed CGM goals")
+    bp_titration: bool = Field(default=False, description="BP medication being titrated")
+    on_insulin: bool = False
+    timezone: str | None = Field(default=None, max_length=64, description="IANA zone; null: the clinic's")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        sys, dia = self.bp_goal_systolic_mmhg, self.bp_goal_diastolic_mmhg
+        if sys is not None and dia is not None and dia >= sys:
+            raise ValueError("the diastolic goal must be below the systolic goal")
+        low, high = self.glucose_fasting_low_mg_dl, self.glucose_fasting_high_mg_dl
+        if low is not None and high is not None and low >= high:
+            raise ValueError("the fasting range's lower end must be below its upper end")
+        hypo = self.glucose_hypo_mg_dl
+        if hypo is not None and low is not None and hypo > low:
+            raise ValueError("the hypoglycaemia threshold must not be above the fasting range's lower end")
+        if self.timezone is not None and self.timezone not in _zones():
+            raise ValueError("timezone must be an IANA time zone name, e.g. Asia/Shanghai")
+        return self
+
+
+def _zones() -> set[str]:
+    return zoneinfo.available_timezones()
+
+
+class RulesUse(BaseModel):
+    """What the alert rules use for this patient: the targets applied over the profile."""
+
+    guideline_profile: GuidelineProfile
+    bp_goal_systolic_mmhg: float
+    bp_goal_diastolic_mmhg: float
+    glucose_fasting_high_mg_dl: float
+    glucose_postprandial_high_mg_dl: float
+    glucose_hypo_mg_dl: float
+    stale_after_days: int
+    timezone: str
+
+
+class TargetsOut(TargetsIn):
+    model_config = ConfigDict(extra="forbid")
+
+    patient_id: str
+    updated_at: datetime | None
+    updated_by: str | None
+    rules_use: RulesUse
+
+
+def _row_values(row: TargetsRow | None) -> dict[str, object]:
+    """The stored targets; a patient without a row has the defaults (everything from the profile)."""
+    if row is None:
+        return TargetsIn().model_dump()
+    return {name: getattr(row, name) for name in TargetsIn.model_fields}
+
+
+def _rules_use(row: TargetsRow | None, clinic: Clinic) -> RulesUse:
+    # The engine's own mapping (SqlPatientDirectory.context) and parameters(), so this is what it uses.
+    chosen = chosen_profile(row, clinic, profile(clinic.default_profile.value))
+    params = parameters(chosen, patient_targets(row, clinic))
+    stale = params.stale_titration if params.titration else params.stale_stable
+    return RulesUse(
+        guideline_profile=GuidelineProfile(params.profile.name.value),
+        bp_goal_systolic_mmhg=params.goal_systolic_mmhg,
+        bp_goal_diastolic_mmhg=params.goal_diastolic_mmhg,
+        glucose_fasting_high_mg_dl=params.fasting_limit_mg_dl,
+        glucose_postprandial_high_mg_dl=params.postprandial_limit_mg_dl,
+        glucose_hypo_mg_dl=params.hypo1_mg_dl,
+        stale_after_days=stale.days,
+        timezone=params.timezone,
+    )
+
+
+def _out(patient: Patient, clinic: Clinic) -> TargetsOut:
+    row = patient.targets
+    return TargetsOut.model_validate(
+        {
+            **_row_values(row),
+            "patient_id": patient.patient_id,
+            "updated_at": row.updated_at if row else None,
+            "updated_by": row.updated_by if row else None,
+            "rules_use": _rules_use(row, clinic),
+        }
+    )
+
+
+def _load(session: Session, patient_id: str) -> tuple[Patient, Clinic]:
+    patient = session.get(Patient, patient_id)
+    assert patient is not None  # PatientAccess checked it exists in the caller's clinic
+    clinic = session.get(Clinic, patient.clinic_id)
+    assert clinic is not None
+    return patient, clinic
+
+
+def _read(sessions: sessionmaker[Session], patient_id: str) -> TargetsOut:
+    with sessions() as session:
+        return _out(*_load(session, patient_id))
+
+
+def _may_change(session: Session, user: Principal, patient_id: str) -> bool:
+    if UserRole.CLINIC_ADMIN in user.roles:
+        return True
+    role = session.scalar(
+        select(CareTeamMember.team_role).where(
+            CareTeamMember.patient_id == patient_id, CareTeamMember.user_id == user.user_id
+        )
+    )
+    return role is CareTeamRole.FAMILY_DOCTOR
+
+
+def _write(
+    sessions: sessionmaker[Session], user: Principal, patient_id: str, body: TargetsIn
+) -> TargetsOut | None:
+    """The new targets, or None when this user may not change them (the denial is audited)."""
+    with sessions() as session:
+        patient, clinic = _load(session, patient_id)
+
+        def audit(outcome: AuditOutcome, details: dict[str, Any] | None = None) -> None:
+            record_audit(
+                session,
+                actor=user.user_id,
+                action="set_targets",
+                object_type="patient",
+                object_id=patient_id,
+                clinic_id=clinic.clinic_id,
+                outcome=outcome,
+                details=details,
+            )
+
+        if not _may_change(session, user, patient_id):
+            audit(AuditOutcome.DENIED)
+            session.commit()
+            return None
+        row = patient.targets
+        before = _row_values(row)
+        if row is None:
+            row = patient.targets = TargetsRow(patient_id=patient_id)
+        new = body.model_dump()
+        for name, value in new.items():
+            setattr(row, name, value)
+        row.updated_by = user.user_id
+        # Targets are clinical settings, not identifiers: the audit keeps what changed, from what.
+        changed = {
+            name: {"from": _plain(before[name]), "to": _plain(value)}
+            for name, value in new.items()
+            if before[name] != value
+        }
+        audit(AuditOutcome.ALLOWED, {"changed": changed})
+        session.commit()
+        session.refresh(patient)
+        return _out(patient, clinic)
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, GuidelineProfile) else value
+
+
+@router.get("")
+async def read_targets(patient_id: PatientAccess, services: Services) -> TargetsOut:
+    return await asyncio.to_thread(_read, services.clinic_sessions, patient_id)
+
+
+@router.put("")
+async def set_targets(
+    patient_id: PatientAccess, body: TargetsIn, user: CurrentUser, services: Services
+) -> TargetsOut:
+    result = await asyncio.to_thread(_write, services.clinic_sessions, user, patient_id, body)
+    if result is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "only the patient's family doctor or a clinic administrator may change targets",
+        )
+    return result
