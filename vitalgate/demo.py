@@ -38,7 +38,7 @@ from gateway.app import Gateway
 from gateway.bindings import Bindings, MeterProfile
 from gateway.collect import default_collector
 from gateway.pairing import pair
-from storage.clinic.models import GuidelineProfile, MeterKind, UserRole
+from storage.clinic.models import GuidelineProfile, MeterKind, PatientTargets, UserRole
 from storage.clinic.repository import ClinicRepository
 from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter, publish_gateway_config
 from vitalgate.clinic import ClinicServer, build_clinic_server
@@ -58,6 +58,9 @@ DEMO_PASSKEY = 123456  # the PIN the virtual Accu-Chek-like meter shows while pa
 DEFAULT_STORIES = ("stable", "bp-rising", "recurrent-hypos", "cuff-errors")
 # Demo patients' names live only in the clinic database (DESIGN.md: opaque ids everywhere else).
 DEMO_NAMES = (("王", "伟"), ("Li", "Na"), ("张", "敏"), ("Chen", "Jie"), ("刘", "洋"), ("Zhao", "Lei"))
+# Stories whose patient the demo records as on insulin (a demo choice: the patient with recurrent hypos),
+# so the web app's Targets show the flag and DQ-01 uses its 3-day limit (clinical-rules.md §7, [58]).
+INSULIN_STORIES = frozenset({"recurrent-hypos"})
 PAIRING_TIMEOUT_S = 60.0
 PROGRESS_INTERVAL_S = 5.0
 LIVE_REPLAY = dt.timedelta(days=1)  # how far back the live simulation starts
@@ -332,6 +335,10 @@ class Demo:
                     family_doctor_id="dr-demo",
                     staff_ids=["nurse-demo"],
                 )
+                if simulated.patient.story.name in INSULIN_STORIES:
+                    # What the family doctor would record: the web app shows it under Targets, and
+                    # DQ-01 then flags this patient after 3 days without a reading instead of 7.
+                    session.add(PatientTargets(patient_id=simulated.patient.patient_id, on_insulin=True))
             add_gateway(session, clinic_id=CLINIC_ID, gateway_id=GATEWAY_ID)
             session.commit()
 

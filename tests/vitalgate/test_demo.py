@@ -52,6 +52,11 @@ def test_demo_delivers_every_reading_on_the_meters_exactly_once(tmp_path: Path) 
     with sqlite3.connect(tmp_path / "demo" / "readings.sqlite3") as db:
         (rows,) = db.execute("SELECT count(*) FROM readings").fetchone()
     assert rows == held
+    # The third patient's story is recurrent hypos: the demo records them as on insulin (a target the
+    # family doctor sets), so their stale-data limit is 3 days.
+    with sqlite3.connect(tmp_path / "demo" / "clinic.sqlite3") as db:
+        on_insulin = db.execute("SELECT patient_id FROM patient_targets WHERE on_insulin").fetchall()
+    assert on_insulin == [("vp-0003",)]
 
 
 def test_demo_instructions_work_while_it_runs(tmp_path: Path) -> None:
