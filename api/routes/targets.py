@@ -33,9 +33,9 @@ from storage.clinic.models import PatientTargets as TargetsRow
 router = APIRouter(prefix="/api/v1/patients/{patient_id}/targets", tags=["targets"])
 
 # Bounds on what a doctor can enter: wide enough for every individual goal the guidelines name, narrow
-# enough to catch a slip of the keyboard (DEFAULT). BP goals from JSH 2019's home <125/75 to the
-# relaxed <150/90 for the very old (clinical-rules.md §1 [11]); the rules compare the 7-day home mean
-# against them (BP-CTRL-1).
+# enough to catch a slip of the keyboard (DEFAULT). The named home goals run from JSH 2019's <125/75
+# to the usual 135/85 (clinical-rules.md §1.2 [11][22]); the bounds leave room on both sides for a
+# doctor's own choice. The rules compare the 7-day home mean against them (BP-CTRL-1).
 GOAL_SYSTOLIC_MMHG: Final = (110.0, 160.0)
 GOAL_DIASTOLIC_MMHG: Final = (60.0, 100.0)
 # Glucose, mg/dL: fasting upper limit from 5.6 to 11.1 mmol/L (CDS 2020 capillary fasting 4.4-7.0,
