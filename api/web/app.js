@@ -7,11 +7,33 @@ const T = {
         password: "Password", patients: "Patients", patient: "Patient", bp: "Blood pressure", glucose: "Glucose",
         alerts: "Alerts", inbox: "Alert inbox", bp_trend: "Blood pressure, last 30 days (mmHg)",
         glucose_trend: "Glucose, last 30 days", none: "no readings", login_failed: "Wrong e-mail or password",
-        acknowledge: "Acknowledge", no_alerts: "No open alerts" },
+        acknowledge: "Acknowledge", no_alerts: "No open alerts",
+        targets: "Targets", targets_hint: "Leave a field empty to use the guideline's value (shown in grey).",
+        goal_systolic: "BP goal, systolic", goal_diastolic: "BP goal, diastolic",
+        fasting_high: "Fasting glucose upper limit", postprandial_high: "Post-meal glucose limit",
+        fasting_low: "Fasting glucose lower limit", hypo: "Hypoglycaemia threshold",
+        bp_titration: "BP medication being titrated", on_insulin: "On insulin", older_adult: "Older or high-risk adult",
+        guideline: "Guideline", clinic_default: "Clinic default", profile_cn: "China (CN)", profile_us: "United States (US)",
+        profile_eu: "Europe (EU)", timezone: "Time zone", clinic_zone: "clinic's", profile_value: "guideline value",
+        save: "Save", targets_saved: "Saved.", changed_by: "Last changed by {who} at {when}",
+        stale_after: "Stale-data alert after {n} days without a reading",
+        targets_forbidden: "Only the family doctor can change targets.", not_a_number: "Not a number",
+        save_failed: "Could not save" },
   zh: { unit: "血糖单位", language: "语言", logout: "退出", signin: "登录", email: "电子邮箱", password: "密码",
         patients: "患者", patient: "患者", bp: "血压", glucose: "血糖", alerts: "警报", inbox: "警报收件箱",
         bp_trend: "近30天血压 (mmHg)", glucose_trend: "近30天血糖", none: "暂无数据", login_failed: "邮箱或密码错误",
-        acknowledge: "确认", no_alerts: "没有未处理的警报" },
+        acknowledge: "确认", no_alerts: "没有未处理的警报",
+        targets: "目标值", targets_hint: "留空则采用指南默认值（灰色显示）。",
+        goal_systolic: "收缩压目标", goal_diastolic: "舒张压目标",
+        fasting_high: "空腹血糖上限", postprandial_high: "餐后血糖上限",
+        fasting_low: "空腹血糖下限", hypo: "低血糖阈值",
+        bp_titration: "正在调整降压药", on_insulin: "使用胰岛素", older_adult: "老年或高风险患者",
+        guideline: "指南", clinic_default: "诊所默认", profile_cn: "中国 (CN)", profile_us: "美国 (US)",
+        profile_eu: "欧洲 (EU)", timezone: "时区", clinic_zone: "诊所时区", profile_value: "指南默认值",
+        save: "保存", targets_saved: "已保存。", changed_by: "最后修改：{who}，{when}",
+        stale_after: "连续 {n} 天无测量数据时发出提醒",
+        targets_forbidden: "只有家庭医生可以修改目标值。", not_a_number: "不是有效数字",
+        save_failed: "保存失败" },
 };
 const state = { token: sessionStorage.getItem("vitalgate.token"), lang: localStorage.getItem("vitalgate.lang") || "en",
                 unit: localStorage.getItem("vitalgate.unit") || "mmol/L", patient: null, events: null,
@@ -25,16 +47,30 @@ function applyLanguage() {
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
 }
 
+// Glucose in the user's unit, as a number string: 1 decimal in mmol/L, whole mg/dL.
+function glucoseInUnit(mgDl) {
+  return state.unit === "mg/dL" ? String(Math.round(mgDl)) : (mgDl / MG_DL_PER_MMOL_L).toFixed(1);
+}
+
 function glucoseText(mgDl) {
   if (mgDl == null) return "–";
-  return state.unit === "mg/dL" ? `${Math.round(mgDl)} mg/dL` : `${(mgDl / MG_DL_PER_MMOL_L).toFixed(1)} mmol/L`;
+  return `${glucoseInUnit(mgDl)} ${state.unit}`;
+}
+
+// A refused request: the HTTP status and the API's `detail` (a string, or FastAPI's list of field errors).
+class ApiError extends Error {
+  constructor(status, detail) { super(`${status}`); this.status = status; this.detail = detail; }
 }
 
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {}, state.token ? { Authorization: `Bearer ${state.token}` } : {});
   const response = await fetch(path, Object.assign({}, options, { headers }));
   if (response.status === 401) { logout(); throw new Error("unauthorised"); }
-  if (!response.ok) throw new Error(`${response.status}`);
+  if (!response.ok) {
+    let detail = null;
+    try { detail = (await response.json()).detail; } catch (e) { /* not JSON */ }
+    throw new ApiError(response.status, detail);
+  }
   return response.json();
 }
 
@@ -81,9 +117,16 @@ async function showPanel() {
 }
 
 async function showPatient(p) {
+  const samePatient = state.patient && state.patient.patient_id === p.patient_id;
   state.patient = p;
   $("#patient-view").hidden = false;
   $("#patient-title").textContent = `${p.family_name} ${p.given_name} (${p.patient_id})`;
+  if (!samePatient) clearTargets();
+  loadTargets(p);
+  await drawCharts(p);
+}
+
+async function drawCharts(p) {
   const [bp, glucose] = await Promise.all([
     api(`/api/v1/patients/${encodeURIComponent(p.patient_id)}/readings?kind=blood_pressure`),
     api(`/api/v1/patients/${encodeURIComponent(p.patient_id)}/readings?kind=glucose`),
@@ -93,6 +136,142 @@ async function showPatient(p) {
   const convert = state.unit === "mg/dL" ? (v) => v : (v) => v / MG_DL_PER_MMOL_L;
   drawChart($("#glucose-chart"), glucose.readings, [{ key: "glucose_mg_dl", cls: "glucose" }],
     [70, 180].map(convert), convert);
+}
+
+// ---- Per-patient targets (api/routes/targets.py). Glucose is mg/dL in the API, the user's unit on screen.
+const BP_FIELDS = ["bp_goal_systolic_mmhg", "bp_goal_diastolic_mmhg"];
+const GLUCOSE_FIELDS = ["glucose_fasting_high_mg_dl", "glucose_postprandial_high_mg_dl", "glucose_hypo_mg_dl"];
+const FLAG_FIELDS = ["bp_titration", "on_insulin", "older_adult"];
+// Every field of the PUT body: PUT replaces the whole set, so what the form does not show is sent back as read.
+const TARGET_FIELDS = ["guideline_profile", ...BP_FIELDS, "glucose_fasting_low_mg_dl", ...GLUCOSE_FIELDS,
+                       ...FLAG_FIELDS, "timezone"];
+const FIELD_LABELS = { bp_goal_systolic_mmhg: "goal_systolic", bp_goal_diastolic_mmhg: "goal_diastolic",
+                       glucose_fasting_high_mg_dl: "fasting_high", glucose_postprandial_high_mg_dl: "postprandial_high",
+                       glucose_fasting_low_mg_dl: "fasting_low", glucose_hypo_mg_dl: "hypo",
+                       guideline_profile: "guideline", timezone: "timezone" };
+const targetsUrl = (patientId) => `/api/v1/patients/${encodeURIComponent(patientId)}/targets`;
+const mmHgText = (v) => String(Math.round(v * 10) / 10);
+const isShown = (p) => state.patient != null && state.patient.patient_id === p.patient_id;
+
+function clearTargets() {
+  state.targets = null;
+  $("#targets-form").hidden = true;
+  for (const id of ["#targets-meta", "#targets-stale", "#targets-saved", "#targets-error"]) $(id).textContent = "";
+}
+
+async function loadTargets(p) {
+  try {
+    const targets = await api(targetsUrl(p.patient_id));
+    if (isShown(p)) renderTargets(targets);
+  } catch (e) {
+    if (isShown(p)) $("#targets-error").textContent = `${t("targets")}: ${e.status || e.message}`;
+  }
+}
+
+function formatTime(iso) {
+  // The API's times are UTC; a time without an offset is read as UTC, not local time.
+  const ms = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(iso) ? iso : `${iso}Z`);
+  return Number.isNaN(ms) ? iso : new Date(ms).toLocaleString(state.lang === "zh" ? "zh-CN" : "en");
+}
+
+// Fill the form from targets as the API returns them (or a draft of the same shape). A field left empty
+// shows what the rules use instead as its placeholder: the guideline profile's value.
+function renderTargets(targets) {
+  state.targets = targets;
+  const form = $("#targets-form"), use = targets.rules_use;
+  form.hidden = false;
+  for (const name of BP_FIELDS) {
+    const input = form.elements[name];
+    input.value = targets[name] == null ? "" : mmHgText(targets[name]);
+    input.placeholder = targets[name] == null ? mmHgText(use[name]) : t("profile_value");
+  }
+  for (const name of GLUCOSE_FIELDS) {
+    const input = form.elements[name];
+    input.value = targets[name] == null ? "" : glucoseInUnit(targets[name]);
+    input.placeholder = targets[name] == null ? glucoseInUnit(use[name]) : t("profile_value");
+    input.step = state.unit === "mg/dL" ? "1" : "0.1";
+    // Saving a value the doctor did not touch keeps it exactly, not its rounded display converted back.
+    input.dataset.mgDl = targets[name] == null ? "" : String(targets[name]);
+    input.dataset.shown = input.value;
+  }
+  form.querySelectorAll(".glucose-unit").forEach((el) => { el.textContent = state.unit; });
+  for (const name of FLAG_FIELDS) form.elements[name].checked = Boolean(targets[name]);
+  const profileSelect = form.elements.guideline_profile;
+  profileSelect.value = targets.guideline_profile || "";
+  // Only when the patient has no profile of their own is the one the rules use the clinic's.
+  profileSelect.options[0].textContent = targets.guideline_profile == null
+    ? `${t("clinic_default")} (${use.guideline_profile.toUpperCase()})` : t("clinic_default");
+  form.elements.timezone.value = targets.timezone || "";
+  form.elements.timezone.placeholder = targets.timezone == null ? `${t("clinic_zone")} (${use.timezone})` : t("clinic_zone");
+  $("#targets-meta").textContent = targets.updated_by
+    ? t("changed_by").replace("{who}", targets.updated_by).replace("{when}", formatTime(targets.updated_at)) : "";
+  $("#targets-stale").textContent = t("stale_after").replace("{n}", use.stale_after_days);
+}
+
+// The form's values as the API takes them (glucose in mg/dL), over the targets last shown; `bad` lists
+// number fields whose text is not a number (the browser reports those as empty: never save them as "empty").
+function readTargets() {
+  const form = $("#targets-form"), values = Object.assign({}, state.targets), bad = [];
+  const number = (input) => {
+    if (input.validity.badInput) { bad.push(t(FIELD_LABELS[input.name])); return values[input.name]; }
+    return input.value.trim() === "" ? null : Number(input.value);
+  };
+  for (const name of BP_FIELDS) values[name] = number(form.elements[name]);
+  for (const name of GLUCOSE_FIELDS) {
+    const input = form.elements[name];
+    if (input.value === input.dataset.shown) { values[name] = input.dataset.mgDl === "" ? null : Number(input.dataset.mgDl); continue; }
+    const v = number(input);
+    values[name] = v == null || input.validity.badInput ? v : state.unit === "mg/dL" ? v : v * MG_DL_PER_MMOL_L;
+  }
+  for (const name of FLAG_FIELDS) values[name] = form.elements[name].checked;
+  values.guideline_profile = form.elements.guideline_profile.value || null;
+  values.timezone = form.elements.timezone.value.trim() || null;
+  return { values, bad };
+}
+
+// FastAPI's 422: a string, or a list of {loc, msg, ctx}. Name the field, and give glucose bounds in both units.
+function detailText(detail) {
+  if (typeof detail === "string") return detail;
+  if (!Array.isArray(detail) || !detail.length) return t("save_failed");
+  return detail.map((d) => {
+    const field = Array.isArray(d.loc) ? d.loc[d.loc.length - 1] : null;
+    const msg = String(d.msg || "").replace(/^Value error, /, "");
+    if (!FIELD_LABELS[field]) return msg;
+    let text = `${t(FIELD_LABELS[field])}: ${msg}`;
+    if (field.endsWith("_mg_dl")) {
+      text += " mg/dL";
+      const bound = d.ctx && (d.ctx.le != null ? d.ctx.le : d.ctx.ge);
+      if (state.unit !== "mg/dL" && typeof bound === "number") text += ` (${(bound / MG_DL_PER_MMOL_L).toFixed(1)} mmol/L)`;
+    } else if (field.startsWith("bp_")) {
+      text += " mmHg";
+    }
+    return text;
+  }).join("; ");
+}
+
+async function saveTargets(event) {
+  event.preventDefault();
+  const p = state.patient, saved = $("#targets-saved"), error = $("#targets-error"), button = $("#targets-save");
+  saved.textContent = ""; error.textContent = "";
+  if (!p || !state.targets) return;
+  const { values, bad } = readTargets();
+  if (bad.length) { error.textContent = `${t("not_a_number")}: ${bad.join(", ")}`; return; }
+  const body = Object.fromEntries(TARGET_FIELDS.map((name) => [name, values[name] === undefined ? null : values[name]]));
+  button.disabled = true;
+  try {
+    const targets = await api(targetsUrl(p.patient_id), { method: "PUT", headers: { "Content-Type": "application/json" },
+                                                         body: JSON.stringify(body) });
+    if (!isShown(p)) return;
+    renderTargets(targets);
+    saved.textContent = t("targets_saved");
+  } catch (e) {
+    if (!isShown(p)) return;
+    error.textContent = e.status === 403 ? t("targets_forbidden")
+      : e.status === 422 ? detailText(e.detail)
+      : `${t("save_failed")} (${e.status ? `HTTP ${e.status}${typeof e.detail === "string" ? `: ${e.detail}` : ""}` : e.message})`;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // A plain SVG line chart: valid readings as lines, invalid ones as hollow points (kept, never hidden).
@@ -180,9 +359,21 @@ async function listenForAlerts() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#lang").value = state.lang; $("#unit").value = state.unit;
-  $("#lang").addEventListener("change", (e) => { state.lang = e.target.value; localStorage.setItem("vitalgate.lang", state.lang); applyLanguage(); if (state.token) showPanel(); });
-  $("#unit").addEventListener("change", (e) => { state.unit = e.target.value; localStorage.setItem("vitalgate.unit", state.unit); if (state.token) { showPanel(); if (state.patient) showPatient(state.patient); } });
+  $("#lang").addEventListener("change", (e) => {
+    const draft = state.targets ? readTargets().values : null;
+    state.lang = e.target.value; localStorage.setItem("vitalgate.lang", state.lang); applyLanguage();
+    if (draft) renderTargets(draft);
+    if (state.token) showPanel();
+  });
+  $("#unit").addEventListener("change", (e) => {
+    // Read the form in the old unit before switching, then show it again in the new one.
+    const draft = state.targets ? readTargets().values : null;
+    state.unit = e.target.value; localStorage.setItem("vitalgate.unit", state.unit);
+    if (draft) renderTargets(draft);
+    if (state.token) { showPanel(); if (state.patient) drawCharts(state.patient); }
+  });
   $("#login-form").addEventListener("submit", login);
+  $("#targets-form").addEventListener("submit", saveTargets);
   $("#logout").addEventListener("click", logout);
   applyLanguage();
   if (state.token) showPanel().catch(logout);

@@ -134,6 +134,7 @@ def test_bad_targets_are_refused_with_the_reason_and_change_nothing(clinic_api: 
     assert clinic_api.client.put(URL, json=DIABETES_TARGETS, headers=doctor).status_code == 200
     cases = {
         "diastolic goal above systolic": {"bp_goal_systolic_mmhg": 120, "bp_goal_diastolic_mmhg": 125},
+        "fasting range upside down": {"glucose_fasting_low_mg_dl": 120, "glucose_fasting_high_mg_dl": 110},
         "systolic goal a slip of the keyboard": {"bp_goal_systolic_mmhg": 1300},
         "mmol/L typed where mg/dL is asked": {"glucose_fasting_high_mg_dl": 7.0},
         "hypo threshold above the fasting range": {"glucose_fasting_low_mg_dl": 80, "glucose_hypo_mg_dl": 90},

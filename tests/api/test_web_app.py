@@ -7,9 +7,11 @@ import json
 import re
 import shutil
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import uvicorn
@@ -26,6 +28,9 @@ from vitals.readings import DeviceIdentity, GlucoseReading
 
 from .conftest import PASSWORD, ClinicApi
 from .test_auth_and_readings import cuff_reading
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [
     pytest.mark.browser,
@@ -173,3 +178,111 @@ def test_an_urgent_alert_appears_live_and_the_doctor_acknowledges_it(
             ("GLU-HYPO-3", "acknowledged", "dr-a")
         ]
         browser.close()
+
+
+@pytest.fixture
+def page() -> Iterator[Page]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser.new_page()
+        browser.close()
+
+
+def sign_in(page: Page, server_url: str, email: str = "a@c1.example") -> str:
+    """Sign in through the login form; the bearer token the app holds, for checks through the API."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server_url}/app/")
+    page.fill("input[name=username]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#panel-view")).to_be_visible()
+    token: str = page.evaluate("sessionStorage.getItem('vitalgate.token')")
+    return token
+
+
+def targets_api(
+    server_url: str, token: str, body: dict[str, Any] | None = None, patient_id: str = "p-1"
+) -> tuple[int, Any]:
+    """GET (or PUT `body`) a patient's targets through the JSON API: the status and the JSON answer."""
+    request = urllib.request.Request(
+        f"{server_url}/api/v1/patients/{patient_id}/targets",
+        None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "PUT",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.load(refused)
+
+
+def test_the_family_doctor_sets_a_patients_targets_in_the_web_app(server_url: str, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    token = sign_in(page, server_url)
+    page.select_option("#unit", "mmol/L")
+    page.locator("tr.patient[data-patient-id='p-1']").click()
+    form = page.locator("#targets-form")
+    systolic = form.locator("input[name=bp_goal_systolic_mmhg]")
+    diastolic = form.locator("input[name=bp_goal_diastolic_mmhg]")
+    fasting = form.locator("input[name=glucose_fasting_high_mg_dl]")
+    saved, error = page.locator("#targets-saved"), page.locator("#targets-error")
+
+    # Nothing set: the fields are empty, and show the clinic's CN profile values the rules use instead.
+    expect(systolic).to_have_value("")
+    expect(systolic).to_have_attribute("placeholder", "135")
+    expect(diastolic).to_have_attribute("placeholder", "85")
+    expect(fasting).to_have_attribute("placeholder", "7.0")
+    expect(form.locator("select[name=guideline_profile]")).to_have_value("")
+    expect(form.locator("input[name=timezone]")).to_have_attribute("placeholder", "clinic's (UTC)")
+    expect(page.locator("#targets-stale")).to_contain_text("after 7 days")
+
+    # A patient with diabetes on insulin: 130/80 (clinical-rules.md §1), fasting < 7.2 mmol/L.
+    systolic.fill("130")
+    diastolic.fill("80")
+    fasting.fill("7.2")
+    form.get_by_label("On insulin").check()
+    form.get_by_role("button", name="Save").click()
+    expect(saved).to_have_text("Saved.")
+    expect(error).to_have_text("")
+    expect(page.locator("#targets-meta")).to_contain_text("Last changed by dr-a at")
+    expect(page.locator("#targets-stale")).to_contain_text("after 3 days")  # on insulin: DQ-01 after 3 days
+    expect(fasting).to_have_value("7.2")  # re-rendered from the answer, in mmol/L
+
+    status, stored = targets_api(server_url, token)
+    assert status == 200
+    assert stored["bp_goal_systolic_mmhg"] == 130 and stored["bp_goal_diastolic_mmhg"] == 80
+    assert stored["glucose_fasting_high_mg_dl"] == pytest.approx(7.2 * 18.01559, abs=0.01)  # mg/dL in the API
+    assert stored["glucose_postprandial_high_mg_dl"] is None  # left empty: the profile's value
+    assert stored["on_insulin"] is True and stored["bp_titration"] is False
+    assert stored["guideline_profile"] is None and stored["timezone"] is None
+    assert stored["updated_by"] == "dr-a"
+    assert stored["rules_use"]["stale_after_days"] == 3
+
+    # Another unit: the form is shown again in mg/dL.
+    page.select_option("#unit", "mg/dL")
+    expect(fasting).to_have_value("130")
+    expect(form.locator("input[name=glucose_hypo_mg_dl]")).to_have_attribute("placeholder", "70")
+
+    # A diastolic goal above the systolic one: refused by the API, its reason shown, nothing changed.
+    diastolic.fill("135")
+    form.get_by_role("button", name="Save").click()
+    status, refusal = targets_api(
+        server_url, token, {"bp_goal_systolic_mmhg": 130, "bp_goal_diastolic_mmhg": 135}
+    )
+    assert status == 422
+    reason = refusal["detail"][0]["msg"]
+    expect(error).to_contain_text(reason)
+    expect(error).to_contain_text("BP goal, diastolic")
+    expect(saved).to_have_text("")
+    assert targets_api(server_url, token) == (200, stored)
+
+    # The form in Chinese.
+    page.select_option("#lang", "zh")
+    expect(form.locator("[data-i18n=goal_systolic]")).to_have_text("收缩压目标")
+    expect(form.get_by_label("使用胰岛素")).to_be_checked()
+    expect(form.get_by_role("button", name="保存")).to_be_visible()
