@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api.deps import ApiServices
-from api.routes import alerts, auth, ops, patients, readings, targets
+from api.routes import alerts, audit, auth, ops, patients, readings, targets
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.readings.protocol import ReadingStoreUnavailable
 
@@ -31,6 +31,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(targets.router)
     app.include_router(alerts.router)
     app.include_router(ops.router)
+    app.include_router(audit.router)
 
     @app.exception_handler(ReadingStoreUnavailable)
     @app.exception_handler(ClinicDatabaseUnavailableError)

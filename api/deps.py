@@ -1,20 +1,41 @@
-"""What every route needs: the services handed to the app at start, the current user, and the
-check that the user may see a patient (care-team membership, or an administrator of the clinic)."""
+"""What every route needs: the services handed to the app at start, the current user, the check that
+the user may see a patient (care-team membership, or an administrator of the clinic), and the audit
+trail those checks write (HIPAA §164.312(b); reliability.md scenario 13: every denial is audited).
+
+Audit entries are written in the same thread hop and database transaction as the check they record,
+one INSERT each. What happens when that write fails:
+
+- a denial stands: the caller gets the same 401/403/404 it would have got, and the failed write is
+  logged (ids and the error class only). Turning a refusal into a 5xx would tell a prober something,
+  and the refusal already protects the record;
+- an allowed read or change fails closed: no trail, no data. The request gets 503 (the app's handler
+  for `ClinicDatabaseUnavailableError`) and nothing is returned or changed. The audit write shares the
+  access check's transaction on the same database, so this costs availability only when the clinic
+  database itself is failing, when the check would fail anyway.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import AuthenticationError, Principal, read_token
+from api.login_throttle import LoginThrottle
+from storage.clinic.audit import AuditOutcome, record_audit
+from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import CareTeamMember, Patient, User, UserRole
 from storage.readings.protocol import ReadingStore
+
+logger = logging.getLogger(__name__)
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
@@ -29,6 +50,8 @@ class ApiServices:
     access_token_ttl_s: int = 8 * 3600
     # Optional extras wired by the composition root (alert service, ingest counters, event hub).
     extras: dict[str, Any] = field(default_factory=dict)
+    # Failed-login counters of this API process (api/login_throttle.py: per process, in memory).
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def get_services(request: Request) -> ApiServices:
@@ -39,12 +62,72 @@ def get_services(request: Request) -> ApiServices:
 Services = Annotated[ApiServices, Depends(get_services)]
 
 
+def commit_denial(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str | None,
+    clinic_id: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Write a denied entry and commit it. A failed write is logged and the denial stands."""
+    record_audit(
+        session,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        clinic_id=clinic_id,
+        outcome=AuditOutcome.DENIED,
+        details=details,
+    )
+    try:
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        logger.error(
+            "audit entry for a denial not written",
+            extra={"action": action, "object_type": object_type, "error": type(exc).__name__},
+        )
+
+
+def commit_audited(session: Session, action: str) -> None:
+    """Commit an allowed entry (and whatever else the session holds); fail closed when that fails."""
+    try:
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        logger.error("audit entry not written", extra={"action": action, "error": type(exc).__name__})
+        # The app answers 503 with a generic message; the SQL error (no bound values: the engine
+        # hides them) stays in the log.
+        raise ClinicDatabaseUnavailableError(f"audit entry for {action} not written") from exc
+
+
 def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Principal | None:
     """The account as it is now: a deactivated user or a revoked role takes effect at once, not when
-    the token expires (OWASP API2, broken authentication)."""
+    the token expires (OWASP API2, broken authentication). A validly signed token that no longer
+    stands for an active account is an audited denial."""
     with sessions() as session:
         user = session.get(User, claimed.user_id)
-        if user is None or not user.active or user.clinic_id != claimed.clinic_id:
+        reason = None
+        if user is None:
+            reason = "account_unknown"
+        elif not user.active:
+            reason = "account_inactive"
+        elif user.clinic_id != claimed.clinic_id:
+            reason = "clinic_changed"
+        if reason is not None or user is None:
+            commit_denial(
+                session,
+                actor=claimed.user_id,
+                action="use_token",
+                object_type="user",
+                object_id=claimed.user_id,
+                clinic_id=claimed.clinic_id,
+                details={"reason": reason},
+            )
             return None
         return Principal(user.user_id, user.clinic_id, frozenset(grant.role for grant in user.roles))
 
@@ -68,27 +151,102 @@ async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], servic
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
-def _may_see_patient(sessions: sessionmaker[Session], user: Principal, patient_id: str) -> bool:
-    with sessions() as session:
-        patient = session.get(Patient, patient_id)
-        if patient is None or patient.clinic_id != user.clinic_id:
-            return False
-        if UserRole.CLINIC_ADMIN in user.roles:
-            return True
-        member = session.scalar(
-            select(CareTeamMember.care_team_member_id).where(
-                CareTeamMember.patient_id == patient_id, CareTeamMember.user_id == user.user_id
-            )
+def _may_see_patient(session: Session, user: Principal, patient_id: str) -> bool:
+    patient = session.get(Patient, patient_id)
+    if patient is None or patient.clinic_id != user.clinic_id:
+        return False
+    if UserRole.CLINIC_ADMIN in user.roles:
+        return True
+    member = session.scalar(
+        select(CareTeamMember.care_team_member_id).where(
+            CareTeamMember.patient_id == patient_id, CareTeamMember.user_id == user.user_id
         )
-        return member is not None
+    )
+    return member is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedAccess:
+    """What a patient access check records: the action, and the object it names (the patient unless
+    the route acts on something of the patient's, e.g. an alert)."""
+
+    action: str
+    object_type: str = "patient"
+    object_id: str | None = None  # None: the patient id
+    record_allowed: bool = True  # False: only a denial is recorded (the route records its own entry)
+    details: dict[str, Any] | None = None
+
+
+def _check_patient_access(
+    sessions: sessionmaker[Session], user: Principal, patient_id: str | None, access: AuditedAccess
+) -> bool:
+    """Whether `user` may see `patient_id` (None: a record that is not the user's to see), with its
+    audit entry, in one transaction."""
+    with sessions() as session:
+        allowed = patient_id is not None and _may_see_patient(session, user, patient_id)
+        object_id = access.object_id if access.object_id is not None else patient_id
+        if not allowed:
+            commit_denial(
+                session,
+                actor=user.user_id,
+                action=access.action,
+                object_type=access.object_type,
+                object_id=object_id,
+                clinic_id=user.clinic_id,
+            )
+            return False
+        if access.record_allowed:
+            details = dict(access.details or {})
+            if access.object_type != "patient":
+                details["patient_id"] = patient_id
+            record_audit(
+                session,
+                actor=user.user_id,
+                action=access.action,
+                object_type=access.object_type,
+                object_id=object_id,
+                clinic_id=user.clinic_id,
+                details=details,
+            )
+            commit_audited(session, access.action)
+        return True
+
+
+async def check_patient_access(
+    services: ApiServices, user: Principal, patient_id: str | None, access: AuditedAccess
+) -> bool:
+    """`_check_patient_access` off the event loop (one thread hop, one transaction)."""
+    return await asyncio.to_thread(_check_patient_access, services.clinic_sessions, user, patient_id, access)
 
 
 async def require_patient_access(patient_id: str, user: CurrentUser, services: Services) -> str:
-    """The patient id, if the user may see this patient; 404 otherwise (no existence leak)."""
-    allowed = await asyncio.to_thread(_may_see_patient, services.clinic_sessions, user, patient_id)
+    """The patient id, if the user may see this patient; 404 otherwise (no existence leak). A denial
+    is audited as "access_patient"; routes that read or change the patient's data audit what they do
+    with `patient_access(action)` instead."""
+    allowed = await check_patient_access(
+        services, user, patient_id, AuditedAccess("access_patient", record_allowed=False)
+    )
     if not allowed:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="patient not found")
     return patient_id
 
 
 PatientAccess = Annotated[str, Depends(require_patient_access)]
+
+
+def patient_access(action: str) -> Callable[..., Coroutine[Any, Any, str]]:
+    """A dependency like `require_patient_access` that also records an allowed `action` on the patient
+    (e.g. "read_readings"), in the same transaction as the check."""
+
+    async def dependency(patient_id: str, user: CurrentUser, services: Services) -> str:
+        if not await check_patient_access(services, user, patient_id, AuditedAccess(action)):
+            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="patient not found")
+        return patient_id
+
+    return dependency
+
+
+def client_address(request: Request) -> str:
+    """The peer address as the ASGI server reports it (a proxy's, unless the server trusts its
+    forwarded headers)."""
+    return request.client.host if request.client else "unknown"

@@ -9,6 +9,12 @@
 - POST /api/v1/alerts/reports              patient-reported input the meters cannot send
 The composition root puts an `AlertApi` into `ApiServices.extras["alerts"]`. Another clinic's or
 another team's alert answers 404, never 403 (no existence leak, OWASP API1).
+
+Audit (api/deps.py): an alert the user may not see is a denied entry (object "alert"). Reading one
+("read_alert") and acting on one ("acknowledge_alert", "snooze_alert", "resolve_alert") is an allowed
+entry naming the alert, with its patient id in details, written with the access check before anything
+is read or changed: no trail, no action. An action the lifecycle then refuses (409, or the alert gone)
+adds an "error" entry with the reason.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from alerts.engine import AlertEngine
 from alerts.lifecycle import AlertNotFound, AlertRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
 from alerts.repository import SqlAlertRepository
-from api.deps import CurrentUser, Services, require_patient_access
+from api.deps import AuditedAccess, CurrentUser, Services, check_patient_access, commit_audited
+from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.models import UserRole
 from vitals.payload import AlertSeverity, AlertState
 
@@ -140,15 +147,33 @@ def _is_admin(user: CurrentUser) -> bool:
     return UserRole.CLINIC_ADMIN in user.roles
 
 
-async def _visible(alert_id: str, user: CurrentUser, services: Services, api: AlertApi) -> AlertRecord:
+async def _visible(
+    alert_id: str, user: CurrentUser, services: Services, api: AlertApi, action: str
+) -> AlertRecord:
+    """The alert, if the user may see its patient; 404 otherwise. Audited as `action` on the alert."""
     rec = await asyncio.to_thread(api.repository.get, alert_id)
-    if rec is None or rec.clinic_id != user.clinic_id:
+    patient_id = rec.patient_id if rec is not None and rec.clinic_id == user.clinic_id else None
+    access = AuditedAccess(action, object_type="alert", object_id=alert_id)
+    if rec is None or not await check_patient_access(services, user, patient_id, access):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "alert not found")
-    try:
-        await require_patient_access(rec.patient_id, user, services)
-    except HTTPException as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "alert not found") from exc
     return rec
+
+
+def _record_refused_action(
+    services: Services, user: CurrentUser, alert_id: str, action: str, reason: str
+) -> None:
+    with services.clinic_sessions() as session:
+        record_audit(
+            session,
+            actor=user.user_id,
+            action=action,
+            object_type="alert",
+            object_id=alert_id,
+            clinic_id=user.clinic_id,
+            outcome=AuditOutcome.ERROR,
+            details={"reason": reason},
+        )
+        commit_audited(session, action)
 
 
 @router.get("", response_model=list[AlertOut])
@@ -211,7 +236,9 @@ async def _on_team(api: AlertApi, user_id: str, patient_id: str) -> bool:
 async def add_report(body: ReportIn, user: CurrentUser, services: Services, api: Alerts) -> list[AlertOut]:
     """Symptoms, a severe hypo event, ketones, a medication change or a standing BP: input the
     gateway cannot supply (BP-CRIT-3, BP-LOW-1/2, GLU-HYPO-3, GLU-HIGH-3)."""
-    await require_patient_access(body.patient_id, user, services)
+    access = AuditedAccess("add_patient_report", details={"kind": body.kind.value})
+    if not await check_patient_access(services, user, body.patient_id, access):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "patient not found")
     now = datetime.now(UTC)
     reported_at = (body.reported_at or now).astimezone(UTC)
     if reported_at > now + MAX_REPORT_CLOCK_SKEW:
@@ -234,7 +261,7 @@ async def add_report(body: ReportIn, user: CurrentUser, services: Services, api:
 
 @router.get("/{alert_id}", response_model=AlertDetail)
 async def detail(alert_id: str, user: CurrentUser, services: Services, api: Alerts) -> AlertDetail:
-    rec = await _visible(alert_id, user, services, api)
+    rec = await _visible(alert_id, user, services, api, "read_alert")
     history = await asyncio.to_thread(api.repository.events, alert_id)
     events_out = [
         EventOut(
@@ -251,34 +278,41 @@ async def detail(alert_id: str, user: CurrentUser, services: Services, api: Aler
     return AlertDetail(**AlertOut.of(rec).model_dump(), events=events_out)
 
 
-async def _act(coro: Any) -> AlertOut:
+async def _act(coro: Any, services: Services, user: CurrentUser, alert_id: str, action: str) -> AlertOut:
     try:
         rec: AlertRecord = await coro
     except AlertNotFound as exc:
+        await asyncio.to_thread(_record_refused_action, services, user, alert_id, action, "alert_not_found")
         raise HTTPException(status.HTTP_404_NOT_FOUND, "alert not found") from exc
     except InvalidTransition as exc:
+        await asyncio.to_thread(
+            _record_refused_action, services, user, alert_id, action, "invalid_transition"
+        )
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return AlertOut.of(rec)
 
 
 @router.post("/{alert_id}/ack", response_model=AlertOut)
 async def acknowledge(alert_id: str, user: CurrentUser, services: Services, api: Alerts) -> AlertOut:
-    await _visible(alert_id, user, services, api)
-    return await _act(api.engine.acknowledge(alert_id, user.user_id))
+    action = "acknowledge_alert"
+    await _visible(alert_id, user, services, api, action)
+    return await _act(api.engine.acknowledge(alert_id, user.user_id), services, user, alert_id, action)
 
 
 @router.post("/{alert_id}/snooze", response_model=AlertOut)
 async def snooze(
     alert_id: str, body: SnoozeIn, user: CurrentUser, services: Services, api: Alerts
 ) -> AlertOut:
-    await _visible(alert_id, user, services, api)
+    action = "snooze_alert"
+    await _visible(alert_id, user, services, api, action)
     until = api.engine.clock() + timedelta(minutes=body.minutes)
-    return await _act(api.engine.snooze(alert_id, user.user_id, until))
+    return await _act(api.engine.snooze(alert_id, user.user_id, until), services, user, alert_id, action)
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
 async def resolve(
     alert_id: str, body: ResolveIn, user: CurrentUser, services: Services, api: Alerts
 ) -> AlertOut:
-    await _visible(alert_id, user, services, api)
-    return await _act(api.engine.resolve(alert_id, user.user_id, body.note))
+    action = "resolve_alert"
+    await _visible(alert_id, user, services, api, action)
+    return await _act(api.engine.resolve(alert_id, user.user_id, body.note), services, user, alert_id, action)

@@ -1,7 +1,9 @@
 """The doctor's patient panel: their patients with the latest reading of each kind and open alerts.
 
 Names appear here because the caller is the patient's own care team (or the clinic's administrator);
-they never leave the clinic database for topics, logs or metrics.
+they never leave the clinic database for topics, logs or metrics. Each listing is one audit entry
+("read_panel", object "patient_panel", the number of patients in details; not each patient id),
+written with the query: no trail, no panel (api/deps.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Principal
-from api.deps import CurrentUser, Services
+from api.deps import CurrentUser, Services, commit_audited
+from storage.clinic.audit import record_audit
 from storage.clinic.models import Alert, CareTeamMember, Patient, UserRole
 from storage.readings.protocol import AnyReading
 from vitals.payload import AlertState
@@ -63,6 +66,16 @@ def _panel_rows(sessions: sessionmaker[Session], user: Principal) -> list[tuple[
             .group_by(Alert.patient_id)
         )
         counts = {patient_id: count for patient_id, count in rows}
+        record_audit(
+            session,
+            actor=user.user_id,
+            action="read_panel",
+            object_type="patient_panel",
+            object_id=None,
+            clinic_id=user.clinic_id,
+            details={"count": len(patients)},
+        )
+        commit_audited(session, "read_panel")
         return [(p, int(counts.get(p.patient_id, 0))) for p in patients]
 
 

@@ -1,4 +1,7 @@
-"""A patient's readings as JSON: the raw series and daily aggregates (for trend charts)."""
+"""A patient's readings as JSON: the raw series and daily aggregates (for trend charts).
+
+Each request is one audit entry ("read_readings", "read_daily_aggregates"; object: the patient),
+written with the access check before the store is read: no trail, no readings (api/deps.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel
 
-from api.deps import PatientAccess, Services
+from api.deps import Services, patient_access
 from vitals.readings import Reading, ReadingKind
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["readings"])
@@ -18,6 +21,9 @@ router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["readings"])
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_READINGS = 10_000
 MAX_DAYS = 366
+
+ReadingsAccess = Annotated[str, Depends(patient_access("read_readings"))]
+DailyAggregatesAccess = Annotated[str, Depends(patient_access("read_daily_aggregates"))]
 
 
 class ReadingList(BaseModel):
@@ -30,7 +36,7 @@ class ReadingList(BaseModel):
 
 @router.get("/readings")
 async def list_readings(
-    patient_id: PatientAccess,
+    patient_id: ReadingsAccess,
     services: Services,
     kind: ReadingKind = ReadingKind.BLOOD_PRESSURE,
     start: Annotated[AwareDatetime | None, Query(description="inclusive, default end - 30 days")] = None,
@@ -49,7 +55,7 @@ async def list_readings(
 
 @router.get("/readings/daily")
 async def daily_readings(
-    patient_id: PatientAccess,
+    patient_id: DailyAggregatesAccess,
     services: Services,
     kind: ReadingKind = ReadingKind.BLOOD_PRESSURE,
     days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30,

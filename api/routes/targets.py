@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import zoneinfo
 from datetime import datetime
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerts.profiles import parameters, profile
 from alerts.repository import chosen_profile, patient_targets
 from api.auth import Principal
-from api.deps import CurrentUser, PatientAccess, Services
+from api.deps import CurrentUser, PatientAccess, Services, patient_access
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.models import CareTeamMember, CareTeamRole, Clinic, GuidelineProfile, Patient, UserRole
 from storage.clinic.models import PatientTargets as TargetsRow
@@ -220,7 +220,9 @@ def _plain(value: object) -> object:
 
 
 @router.get("")
-async def read_targets(patient_id: PatientAccess, services: Services) -> TargetsOut:
+async def read_targets(
+    patient_id: Annotated[str, Depends(patient_access("read_targets"))], services: Services
+) -> TargetsOut:
     return await asyncio.to_thread(_read, services.clinic_sessions, patient_id)
 
 

@@ -69,6 +69,9 @@ def test_no_targets_set_shows_the_profile_values_the_rules_use(clinic_api: Clini
         "stale_after_days": 7,
         "timezone": "UTC",
     }
+    with clinic_api.services.clinic_sessions() as session:
+        reads = session.scalars(select(AuditLogEntry).where(AuditLogEntry.action == "read_targets")).all()
+        assert [(e.actor, e.object_id, e.outcome) for e in reads] == [("dr-a", "p-1", "allowed")]
 
 
 def test_the_family_doctor_sets_targets_and_the_change_is_audited(clinic_api: ClinicApi) -> None:

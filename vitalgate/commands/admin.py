@@ -1,4 +1,5 @@
-"""`vitalgate admin`: enrol clinics, accounts, patients and gateways; bind meters; publish configs.
+"""`vitalgate admin`: enrol clinics, accounts, patients and gateways; bind meters; publish configs;
+read the audit trail (`vitalgate admin audit`).
 
 Passwords are read from standard input (never from the command line, where `ps` would show them).
 """
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -67,6 +70,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ident.add_argument("--address", help="BLE address, when the meter reports no serial number")
     p.add_argument("--user-id", type=int, default=None, help="cuff user slot (default: every slot)")
     p.set_defaults(func=_run(_bind_meter))
+
+    p = sub.add_parser(
+        "audit",
+        help="print audit log entries, newest first, one JSON object a line",
+        description="Print audit log entries (who did what to which record, allowed or denied), newest "
+        "first, one JSON object a line. Filters combine (AND).",
+    )
+    p.add_argument("--clinic-id", help="entries filed under this clinic (the acting user's)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--patient-id", help="entries about this patient (object_type patient)")
+    target.add_argument("--object-id", help="entries naming this object id (alert, user, patient ...)")
+    p.add_argument("--object-type", help="patient, alert, user, patient_panel, audit_log")
+    p.add_argument("--actor", help="user id, or 'unknown' for logins naming no account")
+    p.add_argument("--since", type=_aware_time, help="ISO 8601 time; without an offset, UTC")
+    p.add_argument("--outcome", choices=["allowed", "denied", "error"])
+    p.add_argument("--limit", type=int, default=100, help="at most this many entries (default 100, max 1000)")
+    p.set_defaults(func=_run(_audit))
 
     p = sub.add_parser("publish-config", help="publish a gateway's bindings on its retained config topic")
     p.add_argument("--gateway-id", required=True)
@@ -182,9 +202,38 @@ def _bind_meter(args: argparse.Namespace, session: Any) -> int:
     return 0
 
 
-def _publish_config(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+def _aware_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
+
+def _audit(args: argparse.Namespace, session: Any) -> int:
+    from storage.clinic.audit import MAX_AUDIT_PAGE, AuditOutcome, audit_entry_json, find_audit_entries
+    from vitalgate.admin import AdminError
+
+    if not 1 <= args.limit <= MAX_AUDIT_PAGE:
+        raise AdminError(f"--limit must be between 1 and {MAX_AUDIT_PAGE}")
+    if args.patient_id is not None and args.object_type not in (None, "patient"):
+        raise AdminError("--patient-id names a patient; leave out --object-type or give 'patient'")
+    entries = find_audit_entries(
+        session,
+        clinic_id=args.clinic_id,
+        object_type="patient" if args.patient_id is not None else args.object_type,
+        object_id=args.patient_id if args.patient_id is not None else args.object_id,
+        actor=args.actor,
+        since=args.since,
+        outcome=AuditOutcome(args.outcome) if args.outcome else None,
+        limit=args.limit,
+    )
+    for entry in entries:
+        print(json.dumps(audit_entry_json(entry), sort_keys=True, ensure_ascii=False))
+    return 0
+
+
+def _publish_config(args: argparse.Namespace) -> int:
     from storage.clinic.repository import ClinicRepository
     from vitalgate.admin import publish_gateway_config
     from vitalgate.wiring import build_clinic_sessions
