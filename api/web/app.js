@@ -7,6 +7,7 @@ const T = {
         password: "Password", patients: "Patients", patient: "Patient", bp: "Blood pressure", glucose: "Glucose",
         alerts: "Alerts", inbox: "Alert inbox", bp_trend: "Blood pressure, last 30 days (mmHg)",
         glucose_trend: "Glucose, last 30 days", none: "no readings", login_failed: "Wrong e-mail or password",
+        login_throttled: "Too many failed sign-ins. Try again in {n} min.",
         acknowledge: "Acknowledge", no_alerts: "No open alerts",
         targets: "Targets", targets_hint: "Leave a field empty to use the guideline's value (shown in grey).",
         goal_systolic: "BP goal, systolic", goal_diastolic: "BP goal, diastolic",
@@ -22,6 +23,7 @@ const T = {
   zh: { unit: "血糖单位", language: "语言", logout: "退出", signin: "登录", email: "电子邮箱", password: "密码",
         patients: "患者", patient: "患者", bp: "血压", glucose: "血糖", alerts: "警报", inbox: "警报收件箱",
         bp_trend: "近30天血压 (mmHg)", glucose_trend: "近30天血糖", none: "暂无数据", login_failed: "邮箱或密码错误",
+        login_throttled: "登录失败次数过多，请 {n} 分钟后再试。",
         acknowledge: "确认", no_alerts: "没有未处理的警报",
         targets: "目标值", targets_hint: "留空则采用指南默认值（灰色显示）。",
         goal_systolic: "收缩压目标", goal_diastolic: "舒张压目标",
@@ -84,6 +86,12 @@ async function login(event) {
   event.preventDefault();
   const body = new URLSearchParams(new FormData(event.target));
   const response = await fetch("/api/v1/auth/token", { method: "POST", body });
+  if (response.status === 429) {
+    // Too many failed sign-ins (api/login_throttle.py): say so, and for how long, instead of "wrong password".
+    const minutes = Math.max(1, Math.ceil(Number(response.headers.get("Retry-After") || 60) / 60));
+    $("#login-error").textContent = t("login_throttled").replace("{n}", minutes);
+    return;
+  }
   if (!response.ok) { $("#login-error").textContent = t("login_failed"); return; }
   state.token = (await response.json()).access_token;
   sessionStorage.setItem("vitalgate.token", state.token);

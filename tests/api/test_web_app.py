@@ -8,6 +8,7 @@ import re
 import shutil
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from alerts.engine import AlertEngine
 from alerts.repository import SqlAlertRepository, SqlPatientDirectory
 from alerts.routing import Router
 from api.app import create_app
+from api.login_throttle import ACCOUNT_LOCKOUT_THRESHOLD, OBSERVATION_WINDOW_S
 from api.routes.alerts import AlertApi
 from vitalgate.mosquitto import free_port
 from vitals.identity import glucose_reading_id
@@ -286,3 +288,23 @@ def test_the_family_doctor_sets_a_patients_targets_in_the_web_app(server_url: st
     expect(form.locator("[data-i18n=goal_systolic]")).to_have_text("收缩压目标")
     expect(form.get_by_label("使用胰岛素")).to_be_checked()
     expect(form.get_by_role("button", name="保存")).to_be_visible()
+
+
+def test_a_locked_out_sign_in_says_so_and_for_how_long(server_url: str, page: Page) -> None:
+    """After the account's failed-login limit (api/login_throttle.py), even the right password is
+    refused with 429: the sign-in form says why and for how long, not "wrong password"."""
+    from playwright.sync_api import expect
+
+    wrong = urllib.parse.urlencode({"username": "a@c1.example", "password": "not it"}).encode()
+    for _ in range(ACCOUNT_LOCKOUT_THRESHOLD):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server_url}/api/v1/auth/token", wrong, timeout=10)
+        assert refused.value.code == 401
+    page.goto(f"{server_url}/app/")
+    page.fill("input[name=username]", "a@c1.example")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text(
+        f"Too many failed sign-ins. Try again in {OBSERVATION_WINDOW_S // 60} min."
+    )
+    assert page.locator("#panel-view").is_hidden()
