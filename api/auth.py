@@ -1,6 +1,6 @@
 """Authentication for clinic users: argon2 password hashes (pwdlib) and short-lived JWT bearer tokens
 (PyJWT, HS256). reliability.md §5.3: FastAPI's security tutorial uses PyJWT and pwdlib with argon2;
-§5.2 OWASP API1 (broken object-level authorisation) is handled per route by `require_patient_access`.
+§5.2 OWASP API1 (broken object-level authorisation) is handled per route by `api.deps.patient_access` / `check_patient_access`.
 """
 
 from __future__ import annotations

@@ -219,24 +219,10 @@ async def check_patient_access(
     return await asyncio.to_thread(_check_patient_access, services.clinic_sessions, user, patient_id, access)
 
 
-async def require_patient_access(patient_id: str, user: CurrentUser, services: Services) -> str:
-    """The patient id, if the user may see this patient; 404 otherwise (no existence leak). A denial
-    is audited as "access_patient"; routes that read or change the patient's data audit what they do
-    with `patient_access(action)` instead."""
-    allowed = await check_patient_access(
-        services, user, patient_id, AuditedAccess("access_patient", record_allowed=False)
-    )
-    if not allowed:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="patient not found")
-    return patient_id
-
-
-PatientAccess = Annotated[str, Depends(require_patient_access)]
-
-
 def patient_access(action: str) -> Callable[..., Coroutine[Any, Any, str]]:
-    """A dependency like `require_patient_access` that also records an allowed `action` on the patient
-    (e.g. "read_readings"), in the same transaction as the check."""
+    """A dependency: the patient id, if the user may see this patient, 404 otherwise (no existence
+    leak, OWASP API1). Either way `action` (e.g. "read_readings") is audited on the patient, allowed or
+    denied, in the same transaction as the check."""
 
     async def dependency(patient_id: str, user: CurrentUser, services: Services) -> str:
         if not await check_patient_access(services, user, patient_id, AuditedAccess(action)):

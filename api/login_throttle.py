@@ -174,6 +174,15 @@ class LoginThrottle:
             self._accounts.clear(account_key)
             self._addresses.uncount(client_address, self._clock())
 
+    def abandoned(self, account_key: str, client_address: str) -> None:
+        """The attempt reached no verdict (the clinic database failed): both counters get it back, so
+        retries during an outage cannot lock a doctor, or a clinic behind one address, out."""
+        client_address = self._address_key(client_address)
+        with self._lock:
+            now = self._clock()
+            self._accounts.uncount(account_key, now)
+            self._addresses.uncount(client_address, now)
+
     def tracked_keys(self) -> tuple[int, int]:
         """(accounts, client addresses) currently held: for tests and metrics."""
         with self._lock:

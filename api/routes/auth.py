@@ -49,10 +49,12 @@ def _find_user(session: Session, email: str) -> User | None:
 
 
 def _deny_login(session: Session, user: User | None, details: dict[str, str]) -> None:
-    """A refused login, under the account's id when the e-mail matches one, else "unknown"."""
+    """A refused login. Its actor is "unknown": whoever typed the password was not signed in, so the
+    account holder's own activity (`--actor`) stays theirs. The account it was for, when the e-mail
+    matches one, is the object."""
     commit_denial(
         session,
-        actor=user.user_id if user else UNKNOWN_ACTOR,
+        actor=UNKNOWN_ACTOR,
         action="login",
         object_type="user",
         object_id=user.user_id if user else None,
@@ -113,7 +115,13 @@ async def login(
             detail="too many failed logins; try again later",
             headers={"Retry-After": str(refused.retry_after_s)},
         )
-    outcome = await asyncio.to_thread(_authenticate, services.clinic_sessions, form.username, form.password)
+    try:
+        outcome = await asyncio.to_thread(
+            _authenticate, services.clinic_sessions, form.username, form.password
+        )
+    except BaseException:
+        throttle.abandoned(account_key, address)
+        raise
     if isinstance(outcome, _Refusal):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

@@ -13,6 +13,8 @@ web app converts from mmol/L for display and entry.
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import zoneinfo
 from datetime import datetime
 from typing import Annotated, Any, Final, Self
@@ -20,32 +22,53 @@ from typing import Annotated, Any, Final, Self
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.profiles import parameters, profile
 from alerts.repository import chosen_profile, patient_targets
 from api.auth import Principal
-from api.deps import CurrentUser, PatientAccess, Services, patient_access
-from storage.clinic.audit import AuditOutcome, record_audit
+from api.deps import (
+    AuditedAccess,
+    CurrentUser,
+    Services,
+    check_patient_access,
+    commit_audited,
+    commit_denial,
+    patient_access,
+)
+from storage.clinic.audit import record_audit
+from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import CareTeamMember, CareTeamRole, Clinic, GuidelineProfile, Patient, UserRole
 from storage.clinic.models import PatientTargets as TargetsRow
+from vitals.units import mmol_l_to_mg_dl
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}/targets", tags=["targets"])
 
-# Bounds on what a doctor can enter: wide enough for every individual goal the guidelines name, narrow
-# enough to catch a slip of the keyboard (DEFAULT). The named home goals run from JSH 2019's <125/75
-# to the usual 135/85 (clinical-rules.md §1.2 [11][22]); the bounds leave room on both sides for a
-# doctor's own choice. The rules compare the 7-day home mean against them (BP-CTRL-1).
-GOAL_SYSTOLIC_MMHG: Final = (110.0, 160.0)
-GOAL_DIASTOLIC_MMHG: Final = (60.0, 100.0)  # always below the systolic bounds: no order check needed
-# Glucose, mg/dL: fasting upper limit from 5.6 to 11.1 mmol/L (CDS 2020 capillary fasting 4.4-7.0,
-# relaxed for older adults; clinical-rules.md §4 [41]); the lower fasting bound from 3.9 to 7.2;
-# post-prandial from 7.8 to 16.7 mmol/L (GLU-CTRL-2 default 10.0 [31][41]); the level-1 hypo threshold
-# from 3.0 to 5.6 (GLU-HYPO-1 default < 3.9 / 70 mg/dL [30]).
-FASTING_HIGH_MG_DL: Final = (100.0, 200.0)
-FASTING_LOW_MG_DL: Final = (70.0, 130.0)
-POSTPRANDIAL_HIGH_MG_DL: Final = (140.0, 300.0)
-HYPO_MG_DL: Final = (54.0, 100.0)
+SET_TARGETS: Final = "set_targets"  # the audit action of a change, allowed or refused
+
+# Bounds on what a doctor can enter (DEFAULT): wide enough for every individual goal the guidelines
+# name, narrow enough to catch a slip of the keyboard, and never past a guideline-fixed alert level.
+# Home BP goals: the named ones run from JSH 2019's <125/75 to the usual 135/85 (clinical-rules.md §1.2
+# [11][22]); up to the stage-2 home level 145/90 (BP-CTRL-3, [1]), above which BP-CTRL-1 could never
+# fire first. The rules compare the 7-day home mean against them (BP-CTRL-1).
+GOAL_SYSTOLIC_BOUNDS_MMHG: Final = (110.0, 145.0)
+GOAL_DIASTOLIC_BOUNDS_MMHG: Final = (60.0, 90.0)  # always below the systolic bounds: no order check needed
+
+
+def _mmol_l_bounds(low: float, high: float) -> tuple[float, float]:
+    """Bounds stated in mmol/L as mg/dL, widened to whole mg/dL so the mmol/L values themselves pass
+    (16.7 mmol/L is 300.86 mg/dL)."""
+    return float(math.floor(mmol_l_to_mg_dl(low))), float(math.ceil(mmol_l_to_mg_dl(high)))
+
+
+# Glucose (clinical-rules.md §2.2, CDS 2020 [41]: capillary fasting 4.4-7.0 mmol/L, non-fasting <10.0,
+# individualised): the fasting upper limit from 5.6 to 11.1 mmol/L; the post-meal limit from 7.8 to
+# 16.7 (GLU-CTRL-2 default 10.0, [31][41]). The level-1 hypo threshold may be raised, to 5.6, never
+# lowered: level 1 (< 3.9 mmol/L, 70 mg/dL) is guideline-fixed (§2.1, [30]).
+FASTING_HIGH_BOUNDS_MG_DL: Final = _mmol_l_bounds(5.6, 11.1)
+POSTPRANDIAL_HIGH_BOUNDS_MG_DL: Final = _mmol_l_bounds(7.8, 16.7)
+HYPO_BOUNDS_MG_DL: Final = (70.0, float(math.ceil(mmol_l_to_mg_dl(5.6))))
 
 
 def _bounded(bounds: tuple[float, float], description: str) -> Any:
@@ -56,37 +79,35 @@ def _bounded(bounds: tuple[float, float], description: str) -> Any:
 
 class TargetsIn(BaseModel):
     """The whole set of targets (PUT replaces it). Unknown fields are refused, not ignored, so a
-    misspelt target can never silently leave the old value in force (OWASP API3, mass assignment)."""
+    misspelt target can never silently leave the old value in force (OWASP API3, mass assignment).
+
+    The clinic database's `glucose_fasting_low_mg_dl` is not here: no rule reads it."""
 
     model_config = ConfigDict(extra="forbid")
 
     guideline_profile: GuidelineProfile | None = Field(default=None, description="null: the clinic's")
-    bp_goal_systolic_mmhg: float | None = _bounded(GOAL_SYSTOLIC_MMHG, "home BP goal, systolic")
-    bp_goal_diastolic_mmhg: float | None = _bounded(GOAL_DIASTOLIC_MMHG, "home BP goal, diastolic")
-    glucose_fasting_low_mg_dl: float | None = _bounded(FASTING_LOW_MG_DL, "fasting range, lower end")
-    glucose_fasting_high_mg_dl: float | None = _bounded(FASTING_HIGH_MG_DL, "fasting range, upper end")
-    glucose_postprandial_high_mg_dl: float | None = _bounded(POSTPRANDIAL_HIGH_MG_DL, "2-h post-meal limit")
-    glucose_hypo_mg_dl: float | None = _bounded(HYPO_MG_DL, "level-1 hypoglycaemia threshold")
+    bp_goal_systolic_mmhg: float | None = _bounded(GOAL_SYSTOLIC_BOUNDS_MMHG, "home BP goal, systolic")
+    bp_goal_diastolic_mmhg: float | None = _bounded(GOAL_DIASTOLIC_BOUNDS_MMHG, "home BP goal, diastolic")
+    glucose_fasting_high_mg_dl: float | None = _bounded(FASTING_HIGH_BOUNDS_MG_DL, "fasting upper limit")
+    glucose_postprandial_high_mg_dl: float | None = _bounded(
+        POSTPRANDIAL_HIGH_BOUNDS_MG_DL, "2-h post-meal limit"
+    )
+    glucose_hypo_mg_dl: float | None = _bounded(HYPO_BOUNDS_MG_DL, "level-1 hypoglycaemia threshold")
     older_adult: bool = Field(default=False, description="older or high-risk: relaxed CGM goals")
     bp_titration: bool = Field(default=False, description="BP medication being titrated")
     on_insulin: bool = False
     timezone: str | None = Field(default=None, max_length=64, description="IANA zone; null: the clinic's")
 
     @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        low, high = self.glucose_fasting_low_mg_dl, self.glucose_fasting_high_mg_dl
-        if low is not None and high is not None and low >= high:
-            raise ValueError("the fasting range's lower end must be below its upper end")
-        hypo = self.glucose_hypo_mg_dl
-        if hypo is not None and low is not None and hypo > low:
-            raise ValueError("the hypoglycaemia threshold must not be above the fasting range's lower end")
+    def _known_zone(self) -> Self:
         if self.timezone is not None and self.timezone not in _zones():
             raise ValueError("timezone must be an IANA time zone name, e.g. Asia/Shanghai")
         return self
 
 
-def _zones() -> set[str]:
-    return zoneinfo.available_timezones()
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())  # reads the tz database once
 
 
 class RulesUse(BaseModel):
@@ -103,7 +124,8 @@ class RulesUse(BaseModel):
 
 
 class TargetsOut(TargetsIn):
-    model_config = ConfigDict(extra="forbid")
+    """The stored targets and what the rules make of them. Built without re-validating, so a row
+    written before a bound changed (or by SQL) is still shown, and can be corrected."""
 
     patient_id: str
     updated_at: datetime | None
@@ -111,7 +133,7 @@ class TargetsOut(TargetsIn):
     rules_use: RulesUse
 
 
-def _row_values(row: TargetsRow | None) -> dict[str, object]:
+def _row_values(row: TargetsRow | None) -> dict[str, Any]:
     """The stored targets; a patient without a row has the defaults (everything from the profile)."""
     if row is None:
         return TargetsIn().model_dump()
@@ -137,20 +159,18 @@ def _rules_use(row: TargetsRow | None, clinic: Clinic) -> RulesUse:
 
 def _out(patient: Patient, clinic: Clinic) -> TargetsOut:
     row = patient.targets
-    return TargetsOut.model_validate(
-        {
-            **_row_values(row),
-            "patient_id": patient.patient_id,
-            "updated_at": row.updated_at if row else None,
-            "updated_by": row.updated_by if row else None,
-            "rules_use": _rules_use(row, clinic),
-        }
+    return TargetsOut.model_construct(
+        **_row_values(row),
+        patient_id=patient.patient_id,
+        updated_at=row.updated_at if row else None,
+        updated_by=row.updated_by if row else None,
+        rules_use=_rules_use(row, clinic),
     )
 
 
 def _load(session: Session, patient_id: str) -> tuple[Patient, Clinic]:
     patient = session.get(Patient, patient_id)
-    assert patient is not None  # PatientAccess checked it exists in the caller's clinic
+    assert patient is not None  # the access check found it in the caller's clinic
     clinic = session.get(Clinic, patient.clinic_id)
     assert clinic is not None
     return patient, clinic
@@ -162,6 +182,8 @@ def _read(sessions: sessionmaker[Session], patient_id: str) -> TargetsOut:
 
 
 def _may_change(session: Session, user: Principal, patient_id: str) -> bool:
+    """The patient's family doctor, or an administrator of the clinic (the caller has already been
+    found on the care team or an administrator by the access check)."""
     if UserRole.CLINIC_ADMIN in user.roles:
         return True
     role = session.scalar(
@@ -172,28 +194,26 @@ def _may_change(session: Session, user: Principal, patient_id: str) -> bool:
     return role is CareTeamRole.FAMILY_DOCTOR
 
 
+class TargetsChangedMeanwhile(Exception):
+    """Another change of the same patient's first targets committed first."""
+
+
 def _write(
     sessions: sessionmaker[Session], user: Principal, patient_id: str, body: TargetsIn
 ) -> TargetsOut | None:
-    """The new targets, or None when this user may not change them (the denial is audited)."""
+    """The new targets, or None when this user may not change them. The change and its audit entry
+    commit together (no trail, no change: 503); a refusal is audited and stands."""
     with sessions() as session:
         patient, clinic = _load(session, patient_id)
-
-        def audit(outcome: AuditOutcome, details: dict[str, Any] | None = None) -> None:
-            record_audit(
-                session,
-                actor=user.user_id,
-                action="set_targets",
-                object_type="patient",
-                object_id=patient_id,
-                clinic_id=clinic.clinic_id,
-                outcome=outcome,
-                details=details,
-            )
-
+        audit: dict[str, Any] = {
+            "actor": user.user_id,
+            "action": SET_TARGETS,
+            "object_type": "patient",
+            "object_id": patient_id,
+            "clinic_id": clinic.clinic_id,
+        }
         if not _may_change(session, user, patient_id):
-            audit(AuditOutcome.DENIED)
-            session.commit()
+            commit_denial(session, **audit, details={"reason": "not_family_doctor"})
             return None
         row = patient.targets
         before = _row_values(row)
@@ -209,8 +229,13 @@ def _write(
             for name, value in new.items()
             if before[name] != value
         }
-        audit(AuditOutcome.ALLOWED, {"changed": changed})
-        session.commit()
+        record_audit(session, **audit, details={"changed": changed})
+        try:
+            commit_audited(session, SET_TARGETS)
+        except ClinicDatabaseUnavailableError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # two first PUTs at once: one row wins
+                raise TargetsChangedMeanwhile() from exc
+            raise
         session.refresh(patient)
         return _out(patient, clinic)
 
@@ -227,10 +252,19 @@ async def read_targets(
 
 
 @router.put("")
-async def set_targets(
-    patient_id: PatientAccess, body: TargetsIn, user: CurrentUser, services: Services
-) -> TargetsOut:
-    result = await asyncio.to_thread(_write, services.clinic_sessions, user, patient_id, body)
+async def set_targets(patient_id: str, body: TargetsIn, user: CurrentUser, services: Services) -> TargetsOut:
+    # A caller who may not see the patient is refused (404) and audited under this action, so an
+    # administrator looking for attempted target changes finds them all under "set_targets".
+    if not await check_patient_access(
+        services, user, patient_id, AuditedAccess(SET_TARGETS, record_allowed=False)
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "patient not found")
+    try:
+        result = await asyncio.to_thread(_write, services.clinic_sessions, user, patient_id, body)
+    except TargetsChangedMeanwhile as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "the targets were changed meanwhile; reload them"
+        ) from exc
     if result is None:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,

@@ -12,7 +12,7 @@ const T = {
         targets: "Targets", targets_hint: "Leave a field empty to use the guideline's value (shown in grey).",
         goal_systolic: "BP goal, systolic", goal_diastolic: "BP goal, diastolic",
         fasting_high: "Fasting glucose upper limit", postprandial_high: "Post-meal glucose limit",
-        fasting_low: "Fasting glucose lower limit", hypo: "Hypoglycaemia threshold",
+        hypo: "Hypoglycaemia threshold",
         bp_titration: "BP medication being titrated", on_insulin: "On insulin", older_adult: "Older or high-risk adult",
         guideline: "Guideline", clinic_default: "Clinic default", profile_cn: "China (CN)", profile_us: "United States (US)",
         profile_eu: "Europe (EU)", timezone: "Time zone", clinic_zone: "clinic's", profile_value: "guideline value",
@@ -28,7 +28,7 @@ const T = {
         targets: "目标值", targets_hint: "留空则采用指南默认值（灰色显示）。",
         goal_systolic: "收缩压目标", goal_diastolic: "舒张压目标",
         fasting_high: "空腹血糖上限", postprandial_high: "餐后血糖上限",
-        fasting_low: "空腹血糖下限", hypo: "低血糖阈值",
+        hypo: "低血糖阈值",
         bp_titration: "正在调整降压药", on_insulin: "使用胰岛素", older_adult: "老年或高风险患者",
         guideline: "指南", clinic_default: "诊所默认", profile_cn: "中国 (CN)", profile_us: "美国 (US)",
         profile_eu: "欧洲 (EU)", timezone: "时区", clinic_zone: "诊所时区", profile_value: "指南默认值",
@@ -151,11 +151,11 @@ const BP_FIELDS = ["bp_goal_systolic_mmhg", "bp_goal_diastolic_mmhg"];
 const GLUCOSE_FIELDS = ["glucose_fasting_high_mg_dl", "glucose_postprandial_high_mg_dl", "glucose_hypo_mg_dl"];
 const FLAG_FIELDS = ["bp_titration", "on_insulin", "older_adult"];
 // Every field of the PUT body: PUT replaces the whole set, so what the form does not show is sent back as read.
-const TARGET_FIELDS = ["guideline_profile", ...BP_FIELDS, "glucose_fasting_low_mg_dl", ...GLUCOSE_FIELDS,
+const TARGET_FIELDS = ["guideline_profile", ...BP_FIELDS, ...GLUCOSE_FIELDS,
                        ...FLAG_FIELDS, "timezone"];
 const FIELD_LABELS = { bp_goal_systolic_mmhg: "goal_systolic", bp_goal_diastolic_mmhg: "goal_diastolic",
                        glucose_fasting_high_mg_dl: "fasting_high", glucose_postprandial_high_mg_dl: "postprandial_high",
-                       glucose_fasting_low_mg_dl: "fasting_low", glucose_hypo_mg_dl: "hypo",
+                       glucose_hypo_mg_dl: "hypo",
                        guideline_profile: "guideline", timezone: "timezone" };
 const targetsUrl = (patientId) => `/api/v1/patients/${encodeURIComponent(patientId)}/targets`;
 const mmHgText = (v) => String(Math.round(v * 10) / 10);

@@ -29,6 +29,19 @@ def _fail(throttle: LoginThrottle, email: str, address: str = "192.0.2.1") -> Lo
     return throttle.begin_attempt(throttle.account_key(email), address)
 
 
+def test_attempts_that_reach_no_verdict_are_given_back() -> None:
+    """A login the clinic database could not answer (503) is not a failure: retries during an outage
+    must not lock a doctor out, nor a clinic behind one address."""
+    throttle = LoginThrottle(clock=FakeClock())
+    key = throttle.account_key("a@c1.example")
+    for _ in range(CLIENT_ADDRESS_LOCKOUT_THRESHOLD * 2):
+        assert throttle.begin_attempt(key, "192.0.2.1") is None
+        throttle.abandoned(key, "192.0.2.1")
+    assert [_fail(throttle, "a@c1.example") for _ in range(ACCOUNT_LOCKOUT_THRESHOLD)] == [
+        None
+    ] * ACCOUNT_LOCKOUT_THRESHOLD
+
+
 def test_the_account_is_refused_past_its_threshold_until_the_window_ends() -> None:
     clock = FakeClock()
     throttle = LoginThrottle(clock=clock)

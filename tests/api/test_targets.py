@@ -15,6 +15,7 @@ from alerts.routing import Router
 from storage.clinic.models import AuditLogEntry, CareTeamMember, CareTeamRole, UserRole
 from tests.alerts.conftest import bp_reading
 from vitalgate.admin import add_user
+from vitals.units import MG_DL_PER_MMOL_L
 
 from .conftest import PASSWORD, ClinicApi
 
@@ -98,7 +99,7 @@ def test_the_family_doctor_sets_targets_and_the_change_is_audited(clinic_api: Cl
 
     # PUT replaces the whole set: what is left out goes back to the profile's value.
     relaxed = clinic_api.client.put(
-        URL, json={"bp_goal_systolic_mmhg": 150, "bp_goal_diastolic_mmhg": 90}, headers=doctor
+        URL, json={"bp_goal_systolic_mmhg": 140, "bp_goal_diastolic_mmhg": 90}, headers=doctor
     )
     assert relaxed.json()["on_insulin"] is False and relaxed.json()["rules_use"]["stale_after_days"] == 7
     assert relaxed.json()["rules_use"]["timezone"] == "UTC"
@@ -127,7 +128,13 @@ def test_staff_may_read_but_not_change_and_other_doctors_see_nothing(clinic_api:
     )
 
     entries = _audit(clinic_api)
-    assert [(e.actor, e.outcome) for e in entries] == [("nurse-1", "denied"), ("admin-1", "allowed")]
+    # Every attempt is under "set_targets", refused ones filed under the caller's own clinic.
+    assert [(e.actor, e.clinic_id, e.outcome) for e in entries] == [
+        ("nurse-1", "c1", "denied"),
+        ("dr-b", "c1", "denied"),
+        ("admin-2", "c2", "denied"),
+        ("admin-1", "c1", "allowed"),
+    ]
     unchanged = clinic_api.client.get(URL, headers=nurse).json()
     assert unchanged["updated_by"] == "admin-1"
 
@@ -136,11 +143,12 @@ def test_bad_targets_are_refused_with_the_reason_and_change_nothing(clinic_api: 
     doctor = clinic_api.auth("a@c1.example")
     assert clinic_api.client.put(URL, json=DIABETES_TARGETS, headers=doctor).status_code == 200
     cases = {
-        "diastolic goal above systolic": {"bp_goal_systolic_mmhg": 120, "bp_goal_diastolic_mmhg": 125},
-        "fasting range upside down": {"glucose_fasting_low_mg_dl": 120, "glucose_fasting_high_mg_dl": 110},
+        "diastolic goal past its bound (and above the systolic)": {"bp_goal_diastolic_mmhg": 125},
         "systolic goal a slip of the keyboard": {"bp_goal_systolic_mmhg": 1300},
+        "systolic goal above the stage-2 home level": {"bp_goal_systolic_mmhg": 150},
         "mmol/L typed where mg/dL is asked": {"glucose_fasting_high_mg_dl": 7.0},
-        "hypo threshold above the fasting range": {"glucose_fasting_low_mg_dl": 80, "glucose_hypo_mg_dl": 90},
+        "hypo threshold below the guideline's level 1": {"glucose_hypo_mg_dl": 60},
+        "a field no rule reads": {"glucose_fasting_low_mg_dl": 80},
         "not a time zone": {"timezone": "Beijing"},
         "a misspelt field": {"bp_goal_sytolic_mmhg": 130},
         "mass assignment": {"updated_by": "someone-else"},
@@ -151,6 +159,18 @@ def test_bad_targets_are_refused_with_the_reason_and_change_nothing(clinic_api: 
         assert response.json()["detail"], case
     assert clinic_api.client.get(URL, headers=doctor).json()["rules_use"]["bp_goal_systolic_mmhg"] == 130
     assert len(_audit(clinic_api)) == 1
+
+
+def test_targets_stated_in_mmol_l_at_their_bounds_are_taken(clinic_api: ClinicApi) -> None:
+    """The bounds are stated in mmol/L: their mg/dL values, as the web app sends them, pass."""
+    limits = {
+        "glucose_postprandial_high_mg_dl": 16.7 * MG_DL_PER_MMOL_L,  # 300.86
+        "glucose_hypo_mg_dl": 5.6 * MG_DL_PER_MMOL_L,  # 100.89
+        "glucose_fasting_high_mg_dl": 11.1 * MG_DL_PER_MMOL_L,
+    }
+    response = clinic_api.client.put(URL, json=limits, headers=clinic_api.auth("a@c1.example"))
+    assert response.status_code == 200, response.text
+    assert response.json()["rules_use"]["glucose_hypo_mg_dl"] == limits["glucose_hypo_mg_dl"]
 
 
 def _engine(clinic_api: ClinicApi) -> AlertEngine:

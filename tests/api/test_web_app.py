@@ -270,7 +270,8 @@ def test_the_family_doctor_sets_a_patients_targets_in_the_web_app(server_url: st
     expect(fasting).to_have_value("130")
     expect(form.locator("input[name=glucose_hypo_mg_dl]")).to_have_attribute("placeholder", "70")
 
-    # A diastolic goal above the systolic one: refused by the API, its reason shown, nothing changed.
+    # A diastolic goal past its bound (a slip: above the systolic one): refused by the API, its reason shown,
+    # nothing changed.
     diastolic.fill("135")
     form.get_by_role("button", name="Save").click()
     status, refusal = targets_api(
