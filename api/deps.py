@@ -105,6 +105,28 @@ def commit_audited(session: Session, action: str) -> None:
         raise ClinicDatabaseUnavailableError(f"audit entry for {action} not written") from exc
 
 
+def _commit_listing(
+    sessions: sessionmaker[Session], user: Principal, action: str, details: dict[str, Any]
+) -> None:
+    with sessions() as session:
+        record_audit(
+            session,
+            actor=user.user_id,
+            action=action,
+            object_type="clinic",
+            object_id=user.clinic_id,
+            clinic_id=user.clinic_id,
+            details=details,
+        )
+        commit_audited(session, action)
+
+
+async def audit_listing(services: ApiServices, user: Principal, action: str, details: dict[str, Any]) -> None:
+    """Audit a read that spans the caller's patients (an inbox, a live stream) as one entry, with
+    counts rather than patient ids; before anything is returned, so no trail means no answer (503)."""
+    await asyncio.to_thread(_commit_listing, services.clinic_sessions, user, action, details)
+
+
 def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Principal | None:
     """The account as it is now: a deactivated user or a revoked role takes effect at once, not when
     the token expires (OWASP API2, broken authentication). A validly signed token that no longer

@@ -37,7 +37,14 @@ from alerts.engine import AlertEngine
 from alerts.lifecycle import AlertNotFound, AlertRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
 from alerts.repository import SqlAlertRepository
-from api.deps import AuditedAccess, CurrentUser, Services, check_patient_access, commit_audited
+from api.deps import (
+    AuditedAccess,
+    CurrentUser,
+    Services,
+    audit_listing,
+    check_patient_access,
+    commit_audited,
+)
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.models import UserRole
 from vitals.payload import AlertSeverity, AlertState
@@ -179,6 +186,7 @@ def _record_refused_action(
 @router.get("", response_model=list[AlertOut])
 async def inbox(
     user: CurrentUser,
+    services: Services,
     api: Alerts,
     include_resolved: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
@@ -191,17 +199,20 @@ async def inbox(
         include_resolved=include_resolved,
         limit=limit,
     )
+    await audit_listing(services, user, "read_alert_inbox", {"count": len(records)})
     return [AlertOut.of(r) for r in records]
 
 
 @router.get("/events")
 async def events(
     user: CurrentUser,
+    services: Services,
     api: Alerts,
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="end the stream after N events")] = None,
 ) -> StreamingResponse:
     """Server-sent events: `event: alert`, `id: <event id>`, `data: <AlertEvent + link JSON>`."""
     admin = _is_admin(user)
+    await audit_listing(services, user, "subscribe_alert_events", {})
 
     async def stream() -> AsyncIterator[bytes]:
         sent = 0

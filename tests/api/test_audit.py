@@ -239,6 +239,26 @@ def test_alerts_reads_actions_and_denials_are_audited(clinic_api: ClinicApi) -> 
     assert "Wang" not in _whole_table_text(clinic_api)
 
 
+def test_the_alert_inbox_and_its_live_stream_are_audited_with_counts(clinic_api: ClinicApi) -> None:
+    _with_alerts(clinic_api)
+    doctor = clinic_api.auth("a@c1.example")
+    _open_alert(clinic_api, doctor)
+    inbox = clinic_api.client.get("/api/v1/alerts", headers=doctor)
+    assert inbox.status_code == 200 and len(inbox.json()) == 1
+    with clinic_api.client.stream("GET", "/api/v1/alerts/events?limit=1", headers=doctor) as stream:
+        assert stream.status_code == 200
+        assert next(stream.iter_lines()) == ": connected"
+
+    listed = [
+        (e.actor, e.action, e.object_type, e.object_id, e.outcome, e.details)
+        for e in _entries(clinic_api, object_type="clinic")
+    ]
+    assert listed == [
+        ("dr-a", "read_alert_inbox", "clinic", "c1", "allowed", {"count": 1}),
+        ("dr-a", "subscribe_alert_events", "clinic", "c1", "allowed", {}),
+    ]
+
+
 def _page(api: ClinicApi, headers: dict[str, str], **params: Any) -> Any:
     return api.client.get("/api/v1/audit", params=params, headers=headers)
 
