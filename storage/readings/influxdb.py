@@ -73,12 +73,10 @@ from storage.readings.records import (
     epoch_us,
     from_epoch_us,
     in_averages,
-    json_list,
     reading_from_json,
-    reading_to_json,
     sort_key,
 )
-from vitals.readings import BloodPressureReading, GlucoseReading, ReadingKind
+from vitals.readings import BloodPressureReading, ReadingKind
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -148,62 +146,19 @@ def point_time_ns(reading: AnyReading) -> int:
     return whole_seconds * NS_PER_S + int(reading.reading_id[:_TIEBREAK_HEX_DIGITS], 16) % NS_PER_S
 
 
-def reading_fields(reading: AnyReading) -> dict[str, Any]:
-    """The fields of a reading's point; absent values are left out (InfluxDB has no nulls)."""
-    fields: dict[str, Any] = {
-        "reading_id": reading.reading_id,
-        "measured_at_us": epoch_us(reading.measured_at),
-        "device_time": None if reading.device_time is None else reading.device_time.isoformat(),
-        "clock_offset_s": _float(reading.clock_offset_s),
-        "received_at_us": None if reading.received_at is None else epoch_us(reading.received_at),
-        "meter_key": reading.device.meter_key,
-        "valid": reading.valid,
-        "in_averages": in_averages(reading),
-        "invalid_reasons": json_list(reading.invalid_reasons),
-        "unit": reading.unit.value,
-        "raw_hex": reading.raw_hex,
-    }
-    if isinstance(reading, BloodPressureReading):
-        fields.update(
-            systolic=_float(reading.systolic),
-            diastolic=_float(reading.diastolic),
-            mean_arterial=_float(reading.mean_arterial),
-            systolic_mmhg=_float(reading.systolic_mmhg),
-            diastolic_mmhg=_float(reading.diastolic_mmhg),
-            mean_arterial_mmhg=_float(reading.mean_arterial_mmhg),
-            pulse_bpm=_float(reading.pulse_bpm),
-            user_id=reading.user_id,
-            measurement_status=json_list(sorted(s.value for s in reading.measurement_status)),
-        )
-    else:
-        assert isinstance(reading, GlucoseReading)
-        fields.update(
-            sequence_number=reading.sequence_number,
-            glucose=_float(reading.glucose),
-            glucose_mg_dl=_float(reading.glucose_mg_dl),
-            sample_type=None if reading.sample_type is None else reading.sample_type.value,
-            sample_location=None if reading.sample_location is None else reading.sample_location.value,
-            sensor_status=json_list(sorted(s.value for s in reading.sensor_status)),
-            meal=None
-            if reading.context is None or reading.context.meal is None
-            else reading.context.meal.value,
-        )
-    fields[_JSON_FIELD] = reading_to_json(reading)
-    return {name: value for name, value in fields.items() if value is not None}
+# The point's fields (docs/storage-schema.md, "Fields"). The whole reading is the string field
+# `reading_json`, which every read returns; beside it only what InfluxQL itself needs: the duplicate
+# probe's `reading_id`, the exact time, the flags the aggregates and `valid_only` filter on, and the
+# values in canonical units that daily aggregates (AGGREGATED_METRICS) and Grafana average. influxd's
+# CPU grows with the fields per point: measured on 60,000 readings in batches of 400 (Debian's
+# influxd 1.6), ~33 µs per reading with the earlier 19-20 fields, ~22.5 µs with this set
+# (docs/ingest.md, ninth pass); influxd shares the gateway's or clinic's cores with ingest.
+BLOOD_PRESSURE_FIELDS: Final = ("systolic_mmhg", "diastolic_mmhg", "mean_arterial_mmhg", "pulse_bpm")
+GLUCOSE_FIELDS: Final = ("glucose_mg_dl", "meal")
+COMMON_FIELDS: Final = ("reading_id", "measured_at_us", "valid", "in_averages")
 
 
-def _float(value: float | None) -> float | None:
-    """Always a float (never an int, which would be a field type conflict); non-finite dropped."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-MeterKeys = dict[tuple[str, str, str | None, str | None], str]
-"""DeviceIdentity fields -> meter_key, memoised within one batch (a batch holds few meters)."""
-
-
-def line_protocol(reading: AnyReading, meter_keys: MeterKeys | None = None) -> str:
+def line_protocol(reading: AnyReading) -> str:
     """The reading's point as one line of InfluxDB line protocol (nanosecond timestamp).
 
     Escaping per the line protocol reference: measurement, tag keys/values and field keys escape
@@ -211,54 +166,27 @@ def line_protocol(reading: AnyReading, meter_keys: MeterKeys | None = None) -> s
     backslashes and double quotes. Line protocol has no newline escape, so line breaks inside a
     string field become spaces (reading_json, compact JSON, never contains a raw one).
 
-    The same fields, in the same order and form, as `reading_fields`, written out directly: this
-    runs once per reading, and ingest's throughput is bound by per-reading work (docs/ingest.md).
-    `meter_keys` memoises meter keys across the lines of one batch.
+    Fields: COMMON_FIELDS, then the kind's (BLOOD_PRESSURE_FIELDS or GLUCOSE_FIELDS) where the
+    reading has a value, then `reading_json`. Numbers are always floats (`i` for the integer
+    `measured_at_us`), so no field type conflict can arise between readings.
     """
     head = _MEASUREMENTS[reading.kind]
     if reading.patient_id is not None:
         head += ",patient_id=" + _escape_key(reading.patient_id)
     measured_at_us = _epoch_us(reading.measured_at)
-    device = reading.device
-    if meter_keys is None:
-        meter_key = device.meter_key
-    else:
-        key = (device.manufacturer, device.model, device.serial_number, device.address)
-        found = meter_keys.get(key)
-        meter_key = meter_keys[key] = device.meter_key if found is None else found
-    fields = [f'reading_id="{_string(reading.reading_id)}"', f"measured_at_us={measured_at_us}i"]
-    if reading.device_time is not None:
-        fields.append(f'device_time="{_string(reading.device_time.isoformat())}"')
-    _add_float(fields, "clock_offset_s", reading.clock_offset_s)
-    if reading.received_at is not None:
-        fields.append(f"received_at_us={_epoch_us(reading.received_at)}i")
-    fields.append(f'meter_key="{_string(meter_key)}"')
-    fields.append("valid=true" if reading.valid else "valid=false")
-    fields.append("in_averages=true" if in_averages(reading) else "in_averages=false")
-    fields.append(f'invalid_reasons="{_json_list_value(reading.invalid_reasons)}"')
-    fields.append(f'unit="{_string(reading.unit.value)}"')
-    if reading.raw_hex is not None:
-        fields.append(f'raw_hex="{_string(reading.raw_hex)}"')
+    fields = [
+        f'reading_id="{_string(reading.reading_id)}"',
+        f"measured_at_us={measured_at_us}i",
+        "valid=true" if reading.valid else "valid=false",
+        "in_averages=true" if in_averages(reading) else "in_averages=false",
+    ]
     if isinstance(reading, BloodPressureReading):
-        _add_float(fields, "systolic", reading.systolic)
-        _add_float(fields, "diastolic", reading.diastolic)
-        _add_float(fields, "mean_arterial", reading.mean_arterial)
         _add_float(fields, "systolic_mmhg", reading.systolic_mmhg)
         _add_float(fields, "diastolic_mmhg", reading.diastolic_mmhg)
         _add_float(fields, "mean_arterial_mmhg", reading.mean_arterial_mmhg)
         _add_float(fields, "pulse_bpm", reading.pulse_bpm)
-        if reading.user_id is not None:
-            fields.append(f"user_id={reading.user_id}i")
-        fields.append(f'measurement_status="{_flags_value(reading.measurement_status)}"')
     else:
-        fields.append(f"sequence_number={reading.sequence_number}i")
-        _add_float(fields, "glucose", reading.glucose)
         _add_float(fields, "glucose_mg_dl", reading.glucose_mg_dl)
-        if reading.sample_type is not None:
-            fields.append(f'sample_type="{_string(reading.sample_type.value)}"')
-        if reading.sample_location is not None:
-            fields.append(f'sample_location="{_string(reading.sample_location.value)}"')
-        fields.append(f'sensor_status="{_flags_value(reading.sensor_status)}"')
         if reading.context is not None and reading.context.meal is not None:
             fields.append(f'meal="{_string(reading.context.meal.value)}"')
     reading_json = type(reading).__pydantic_serializer__.to_json(reading).decode()  # reading_to_json
@@ -269,7 +197,6 @@ def line_protocol(reading: AnyReading, meter_keys: MeterKeys | None = None) -> s
 
 _MEASUREMENTS: Final = {kind: kind.value.replace(",", "\\,").replace(" ", "\\ ") for kind in ReadingKind}
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_EMPTY_LIST_VALUE: Final = "[]"
 
 
 def _epoch_us(moment: datetime) -> int:
@@ -288,34 +215,16 @@ def _string(text: str) -> str:
 
 
 def _add_float(fields: list[str], name: str, value: float | None) -> None:
-    """As `_float`: finite values only, always written as a float."""
+    """Finite values only (InfluxDB has no NaN), always written as a float, never an int (which
+    would be a field type conflict with the earlier points)."""
     if value is not None and math.isfinite(value):
         fields.append(f"{name}={float(value)!r}")
-
-
-def _json_list_value(values: tuple[str, ...]) -> str:
-    return _string(json_list(values)) if values else _EMPTY_LIST_VALUE
-
-
-def _flags_value(flags: frozenset[Any]) -> str:
-    return _string(json_list(sorted(flag.value for flag in flags))) if flags else _EMPTY_LIST_VALUE
 
 
 def _escape_key(text: str, *, measurement: bool = False) -> str:
     # Our keys are fixed names, kind values and patient ids ([A-Za-z0-9_-]): never a backslash.
     text = text.replace(",", "\\,").replace(" ", "\\ ")
     return text if measurement else text.replace("=", "\\=")
-
-
-def _field_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
-    return f'"{text}"'
 
 
 # -- InfluxQL helpers ------------------------------------------------------------------------------
@@ -374,9 +283,8 @@ class InfluxReadingStore:
         present = self._present(list(first.values())) if self.config.check_duplicates else set()
         to_write = [r for rid, r in first.items() if rid not in present]
         size = self.config.max_points_per_request
-        meter_keys: MeterKeys = {}
         for i in range(0, len(to_write), size):
-            self._write_chunk([line_protocol(r, meter_keys) for r in to_write[i : i + size]])
+            self._write_chunk([line_protocol(r) for r in to_write[i : i + size]])
         stored: list[str] = []
         duplicates: list[str] = []
         seen: set[str] = set()

@@ -11,11 +11,18 @@ from datetime import timedelta
 import pytest
 
 from storage.readings import ReadingStore, ReadingStoreRejected, ReadingStoreUnavailable
-from storage.readings.influxdb import line_protocol, point_time_ns
+from storage.readings.influxdb import (
+    BLOOD_PRESSURE_FIELDS,
+    COMMON_FIELDS,
+    GLUCOSE_FIELDS,
+    line_protocol,
+    point_time_ns,
+)
+from storage.readings.records import in_averages
 from tests.fixtures.influxdb import InfluxServer, map_v2_write
 from tests.storage.conftest import make_influx_store
 from tests.storage.readings_data import T0, bp, every_field_readings, glucose
-from vitals.readings import ReadingKind
+from vitals.readings import BloodPressureReading, ReadingKind
 
 pytestmark = pytest.mark.influxdb
 
@@ -127,8 +134,8 @@ def test_field_type_conflict_is_rejected_not_retried(
     influxdb_server: InfluxServer, influxdb_database: str, store: ReadingStore
 ) -> None:
     reading = bp("p-1", T0, 120.0, 80.0)
-    # Someone wrote systolic as a string into the same shard: every later float write conflicts.
-    bad = f'blood_pressure,patient_id=p-0 systolic="oops" {point_time_ns(reading)}'
+    # Someone wrote systolic_mmhg as a string into the same shard: every later float write conflicts.
+    bad = f'blood_pressure,patient_id=p-0 systolic_mmhg="oops" {point_time_ns(reading)}'
     conn = http.client.HTTPConnection("127.0.0.1", influxdb_server.http_port, timeout=10)
     conn.request("POST", f"/write?db={influxdb_database}&precision=ns", body=bad)
     assert conn.getresponse().status == 204
@@ -147,10 +154,74 @@ def test_line_protocol_types_and_escapes() -> None:
     )
     assert head == "blood_pressure,patient_id=p-1"
     assert int(timestamp) // 1_000_000_000 == int(T0.timestamp())  # whole second + per-id offset
-    assert "systolic=120.0," in fields and "user_id=1i" in fields and "valid=true" in fields
+    assert "systolic_mmhg=120.0," in fields and "valid=true" in fields
     assert ",pulse_bpm=" not in fields  # absent, not null (it is only inside reading_json)
     assert f"measured_at_us={int(T0.timestamp()) * 1_000_000 + 250}i" in fields
     assert '\\"reading_id\\":' in fields  # JSON quotes escaped inside the string field
+
+
+def _field_keys(server: InfluxServer, database: str, measurement: str) -> dict[str, str]:
+    body = server.query(f'SHOW FIELD KEYS FROM "{measurement}"', database)
+    (series,) = body["results"][0]["series"]  # type: ignore[index]
+    return {name: kind for name, kind in series["values"]}
+
+
+def test_points_hold_the_documented_fields_and_influxql_can_average_them(
+    influxdb_server: InfluxServer, influxdb_database: str, store: ReadingStore
+) -> None:
+    readings = every_field_readings("p-1")
+    store.write_batch(readings)
+    # docs/storage-schema.md, "Fields": the whole reading is reading_json; beside it only what
+    # InfluxQL needs, each always with the same type.
+    documented = {
+        "reading_id": "string",
+        "measured_at_us": "integer",
+        "valid": "boolean",
+        "in_averages": "boolean",
+        "systolic_mmhg": "float",
+        "diastolic_mmhg": "float",
+        "mean_arterial_mmhg": "float",
+        "pulse_bpm": "float",
+        "reading_json": "string",
+    }
+    assert set(documented) == {*COMMON_FIELDS, *BLOOD_PRESSURE_FIELDS, "reading_json"}
+    stored = _field_keys(influxdb_server, influxdb_database, "blood_pressure")
+    assert stored.items() <= documented.items()
+    assert set(documented) - set(stored) == {"mean_arterial_mmhg"}  # none of these cuffs sends one
+    assert set(_field_keys(influxdb_server, influxdb_database, "glucose")) == {
+        *COMMON_FIELDS,
+        *GLUCOSE_FIELDS,
+        "reading_json",
+    }
+    # An operator's Grafana query over the canonical-unit fields (a kPa cuff included, converted)
+    # gives what the readings say.
+    body = influxdb_server.query(
+        'SELECT mean("systolic_mmhg") FROM "blood_pressure" '
+        'WHERE "patient_id" = \'p-1\' AND "in_averages" = true',
+        influxdb_database,
+    )
+    (series,) = body["results"][0]["series"]  # type: ignore[index]
+    averaged = [r.systolic_mmhg for r in readings if isinstance(r, BloodPressureReading) and in_averages(r)]
+    assert len(averaged) >= 3
+    assert series["values"][0][1] == pytest.approx(sum(averaged) / len(averaged))
+
+
+def test_a_point_written_with_the_earlier_field_set_reads_back_and_is_a_duplicate(
+    influxdb_server: InfluxServer, influxdb_database: str, store: ReadingStore
+) -> None:
+    """A store written before the field set was trimmed (19-20 fields a point) still reads, and a
+    resent reading is recognised as stored."""
+    reading = bp("p-1", T0, 131.0, 84.0)
+    head, rest = line_protocol(reading).split(" ", 1)
+    earlier_only = 'unit="mmHg",systolic=131.0,diastolic=84.0,user_id=1i,raw_hex="1e7800500000",meter_key="m"'
+    conn = http.client.HTTPConnection("127.0.0.1", influxdb_server.http_port, timeout=10)
+    conn.request("POST", f"/write?db={influxdb_database}&precision=ns", body=f"{head} {earlier_only},{rest}")
+    assert conn.getresponse().status == 204
+    conn.close()
+    assert store.query_range("p-1", ReadingKind.BLOOD_PRESSURE, *WINDOW) == [reading]
+    assert store.write_batch([reading]).duplicates == (reading.reading_id,)
+    (day,) = store.daily_aggregates("p-1", ReadingKind.BLOOD_PRESSURE, T0.date(), T0.date())
+    assert day.count == 1
 
 
 def test_shim_maps_v2_write_to_v1() -> None:
