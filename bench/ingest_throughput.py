@@ -383,6 +383,7 @@ def run_ingest(
     *,
     live: bool,
     overrides: dict[str, Any] | None = None,
+    servers: dict[str, int] | None = None,
 ) -> Figure:
     username, password = broker.credentials("ingest")
     config = IngestConfig(
@@ -408,7 +409,7 @@ def run_ingest(
         consumer.stop()
         publish_all(broker, payloads)
         consumer = wiring.consumer(config)
-        cpu = _ProcessCpu(broker.pid, wiring.pipeline_pid())
+        cpu = _ProcessCpu(broker.pid, wiring.pipeline_pid(), servers)
         started = time.perf_counter()
         consumer.start()
     done = _wait(lambda: consumer.counters().messages_acked >= len(payloads), DRAIN_TIMEOUT_S)
@@ -602,10 +603,13 @@ def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
 
 class _ProcessCpu:
     """CPU seconds spent from now on by this process (ingest's MQTT side; its main thread only
-    polls meanwhile), ingest's pipeline process and the broker."""
+    polls meanwhile), ingest's pipeline process, the broker and `servers` (influxd and the test
+    shim, named)."""
 
-    def __init__(self, broker_pid: int | None, pipeline_pid: int | None) -> None:
-        self._pids = {"pipeline process": pipeline_pid, "broker": broker_pid}
+    def __init__(
+        self, broker_pid: int | None, pipeline_pid: int | None, servers: dict[str, int] | None = None
+    ) -> None:
+        self._pids = {"pipeline process": pipeline_pid, "broker": broker_pid, **(servers or {})}
         self._before = self._now()
 
     def _now(self) -> dict[str, float]:
@@ -850,6 +854,11 @@ class InfluxHost:
     def influxd_pids(self) -> list[int]:
         return child_pids(self.pid)
 
+    def cpu_pids(self) -> dict[str, int]:
+        """For the drain's CPU line: influxd, and the shim (this process without its child)."""
+        servers = {"influxd": pid for pid in self.influxd_pids()[:1]}  # noqa: B035 - the one child
+        return servers | {"test shim": self.pid}
+
 
 def influx_server(stack: list[Callable[[], None]]) -> InfluxHost | None:
     """A private influxd (with its shim, in a process of its own)."""
@@ -1067,6 +1076,7 @@ def run_size(
                     run_ingest(
                         "ingest -> InfluxDB", broker, payloads, readings, wiring, f"bench-influx-{tag}",
                         live=live, overrides=overrides,
+                        servers=None if influx_host is None else influx_host.cpu_pids(),
                     )
                 )  # fmt: skip
             print_table(mode, figures)

@@ -142,8 +142,7 @@ class InfluxConfig:
 
 def point_time_ns(reading: AnyReading) -> int:
     """measured_at's whole second, plus a per-reading offset in [0, 1 s) from the reading_id."""
-    whole_seconds = epoch_us(reading.measured_at) // 1_000_000
-    return whole_seconds * NS_PER_S + int(reading.reading_id[:_TIEBREAK_HEX_DIGITS], 16) % NS_PER_S
+    return (epoch_us(reading.measured_at) // 1_000_000) * NS_PER_S + _tiebreak_ns(reading.reading_id)
 
 
 # The point's fields (docs/storage-schema.md, "Fields"). The whole reading is the string field
@@ -163,8 +162,8 @@ def line_protocol(reading: AnyReading) -> str:
 
     Escaping per the line protocol reference: measurement, tag keys/values and field keys escape
     commas, spaces (and, except the measurement, equals signs); string field values escape
-    backslashes and double quotes. Line protocol has no newline escape, so line breaks inside a
-    string field become spaces (reading_json, compact JSON, never contains a raw one).
+    backslashes and double quotes. Line protocol has no newline escape, and needs none: the only
+    free text is reading_json, compact JSON, which never contains a raw line break.
 
     Fields: COMMON_FIELDS, then the kind's (BLOOD_PRESSURE_FIELDS or GLUCOSE_FIELDS) where the
     reading has a value, then `reading_json`. Numbers are always floats (`i` for the integer
@@ -173,9 +172,9 @@ def line_protocol(reading: AnyReading) -> str:
     head = _MEASUREMENTS[reading.kind]
     if reading.patient_id is not None:
         head += ",patient_id=" + _escape_key(reading.patient_id)
-    measured_at_us = _epoch_us(reading.measured_at)
+    measured_at_us = epoch_us(reading.measured_at)
     fields = [
-        f'reading_id="{_string(reading.reading_id)}"',
+        f'reading_id="{reading.reading_id}"',  # 32 hex digits (vitals.readings): nothing to escape
         f"measured_at_us={measured_at_us}i",
         "valid=true" if reading.valid else "valid=false",
         "in_averages=true" if in_averages(reading) else "in_averages=false",
@@ -188,30 +187,25 @@ def line_protocol(reading: AnyReading) -> str:
     else:
         _add_float(fields, "glucose_mg_dl", reading.glucose_mg_dl)
         if reading.context is not None and reading.context.meal is not None:
-            fields.append(f'meal="{_string(reading.context.meal.value)}"')
+            fields.append(f'meal="{reading.context.meal.value}"')  # a Meal value: nothing to escape
     reading_json = type(reading).__pydantic_serializer__.to_json(reading).decode()  # reading_to_json
-    fields.append(f'{_JSON_FIELD}="{_string(reading_json)}"')
+    # JSON escapes every control character itself (RFC 8259 §7), so only `\` and `"` remain.
+    fields.append(f'{_JSON_FIELD}="{_json_string(reading_json)}"')
     time_ns = (measured_at_us // 1_000_000) * NS_PER_S + _tiebreak_ns(reading.reading_id)
     return f"{head} {','.join(fields)} {time_ns}"
 
 
 _MEASUREMENTS: Final = {kind: kind.value.replace(",", "\\,").replace(" ", "\\ ") for kind in ReadingKind}
-_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _epoch_us(moment: datetime) -> int:
-    """`records.epoch_us`, with the epoch built once."""
-    delta = moment - _UNIX_EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _tiebreak_ns(reading_id: str) -> int:
     return int(reading_id[:_TIEBREAK_HEX_DIGITS], 16) % NS_PER_S
 
 
-def _string(text: str) -> str:
-    """A string field value's escapes (the quotes around it are the caller's)."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+def _json_string(text: str) -> str:
+    """Compact JSON as a string field value (the quotes around it are the caller's): JSON holds no
+    raw line break, so escaping backslashes and double quotes is all line protocol needs."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _add_float(fields: list[str], name: str, value: float | None) -> None:
@@ -354,17 +348,16 @@ class InfluxReadingStore:
 
     def _present(self, readings: Sequence[AnyReading]) -> set[str]:
         """reading_ids of `readings` already stored: one window query per (kind, patient)."""
-        windows: dict[tuple[str, str | None], list[int]] = {}
+        # Runs for every reading ingest writes: one pass, the point times grouped, bounds at the end.
+        windows: dict[tuple[ReadingKind, str | None], list[int]] = {}
         wanted: set[str] = set()
         for reading in readings:
-            ts = point_time_ns(reading)
-            span = windows.setdefault((reading.kind.value, reading.patient_id), [ts, ts])
-            span[0], span[1] = min(span[0], ts), max(span[1], ts)
+            windows.setdefault((reading.kind, reading.patient_id), []).append(point_time_ns(reading))
             wanted.add(reading.reading_id)
         statements = [
-            f"SELECT {_ident('reading_id')} FROM {_ident(kind)} WHERE {_patient_clause(patient)} "  # noqa: S608 - quoted idents/literals
-            f"AND time >= {low} AND time <= {high}"
-            for (kind, patient), (low, high) in windows.items()
+            f"SELECT {_ident('reading_id')} FROM {_ident(kind.value)} WHERE {_patient_clause(patient)} "  # noqa: S608 - quoted idents/literals
+            f"AND time >= {min(times)} AND time <= {max(times)}"
+            for (kind, patient), times in windows.items()
         ]
         present: set[str] = set()
         for i in range(0, len(statements), _STATEMENTS_PER_QUERY):

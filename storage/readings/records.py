@@ -54,14 +54,20 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_UTC_TEXT_FORMAT)
 
 
+UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def epoch_us(moment: datetime) -> int:
-    """Aware datetime -> integer microseconds since the Unix epoch (exact, no float rounding)."""
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    """Aware datetime -> integer microseconds since the Unix epoch (exact, no float rounding).
+
+    Aware datetimes subtract by their UTC instants whatever their zones, so no conversion first;
+    this runs for every reading a store writes."""
+    delta = moment - UNIX_EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def from_epoch_us(value: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+    return UNIX_EPOCH + timedelta(microseconds=value)
 
 
 def in_averages(reading: AnyReading) -> bool:

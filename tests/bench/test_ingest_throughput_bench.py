@@ -57,15 +57,18 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
     }
     assert len(rows) == 24  # six consumers, drain and live, two message sizes
     assert all(int(rate) > 0 for _name, _suffix, rate, _ratio in rows)
-    # Each single-process ingest drain says where its CPU went: two stores, two message sizes.
+    # Each single-process ingest drain says where its CPU went: two stores, two message sizes; into
+    # InfluxDB also influxd's and the test shim's, which share the cores.
     cpu_lines = re.findall(
-        r"^ +ingest -> \w+ +[\d.]+ +\d+ +[\d.]+\n +CPU µs/reading: MQTT process ([\d.]+), "
-        r"pipeline process ([\d.]+), broker ([\d.]+)$",
+        r"^ +ingest -> (\w+) +[\d.]+ +\d+ +[\d.]+\n +CPU µs/reading: MQTT process ([\d.]+), "
+        r"pipeline process ([\d.]+), broker ([\d.]+)(?:, influxd ([\d.]+), test shim ([\d.]+))?$",
         stdout,
         re.M,
     )
-    assert len(cpu_lines) == 4
-    assert all(float(figure) > 0 for line in cpu_lines for figure in line[:2])
+    assert [line[0] for line in cpu_lines] == ["SQLite", "InfluxDB"] * 2
+    assert all(float(figure) > 0 for line in cpu_lines for figure in line[1:3])
+    assert all(float(line[4]) > 0 for line in cpu_lines if line[0] == "InfluxDB")  # influxd stored it
+    assert all(line[4] == "" for line in cpu_lines if line[0] == "SQLite")
     # Each size's CPU budget: the transport, each step of ingest's own work, and a ceiling per store.
     for batch in (1, 3):
         budget = stdout.split(f"CPU budget, {batch} readings/message:")[1].split("\n\n")[0]
