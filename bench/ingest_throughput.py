@@ -283,6 +283,10 @@ class Figure:
     transport_cpu_s: float | None = None
     # Drain, ingest: CPU seconds per process in the timed window (MQTT process, pipeline, broker).
     cpu_s: dict[str, float] | None = None
+    # Ingest: the most messages it held received and not yet acked (sampled every 5 ms), and the
+    # Receive Maximum it asked the broker to keep to.
+    held_peak: int | None = None
+    receive_maximum: int | None = None
 
     def cpu_line(self) -> str | None:
         """Where the drain's CPU went, in µs per reading per process."""
@@ -290,6 +294,11 @@ class Figure:
             return None
         parts = ", ".join(f"{name} {s * 1e6 / self.readings:.1f}" for name, s in self.cpu_s.items())
         return f"    CPU µs/reading: {parts}"
+
+    def held_line(self) -> str | None:
+        if self.held_peak is None:
+            return None
+        return f"    held unacked: at most {self.held_peak} messages (Receive Maximum {self.receive_maximum})"
 
     @property
     def per_second(self) -> float:
@@ -412,7 +421,15 @@ def run_ingest(
         cpu = _ProcessCpu(broker.pid, wiring.pipeline_pid(), servers)
         started = time.perf_counter()
         consumer.start()
-    done = _wait(lambda: consumer.counters().messages_acked >= len(payloads), DRAIN_TIMEOUT_S)
+    held_peak = 0
+
+    def drained() -> bool:
+        nonlocal held_peak
+        counters = consumer.counters()
+        held_peak = max(held_peak, counters.in_flight_messages)
+        return counters.messages_acked >= len(payloads)
+
+    done = _wait(drained, DRAIN_TIMEOUT_S)
     elapsed = time.perf_counter() - started
     cpu_s = None if cpu is None else cpu.spent()
     if live:
@@ -423,7 +440,9 @@ def run_ingest(
     end_sessions(broker, [client_id])
     if not done or counters.readings_stored != readings:
         raise RuntimeError(f"{name}: incomplete drain: {counters}")
-    return Figure(name, readings, elapsed, cpu_s=cpu_s)
+    return Figure(
+        name, readings, elapsed, cpu_s=cpu_s, held_peak=held_peak, receive_maximum=config.receive_maximum
+    )
 
 
 @dataclass(frozen=True)
@@ -822,8 +841,9 @@ def print_table(mode: str, figures: list[Figure]) -> None:
             f"  {figure.name:<24} {figure.seconds:>8.2f} {figure.per_second:>11.0f} "
             f"{figure.per_second / bare:>10.2f}"
         )
-        if (line := figure.cpu_line()) is not None:
-            print(line)
+        for line in (figure.cpu_line(), figure.held_line()):
+            if line is not None:
+                print(line)
 
 
 def _influx_host(connection: Any, stop: Any) -> None:

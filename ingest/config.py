@@ -21,6 +21,10 @@ class IngestConfig:
     - `receive_maximum` is the MQTT v5 Receive Maximum sent in CONNECT: the broker sends at most that
       many unacknowledged QoS 1 messages, so it bounds what ingest holds in memory while the store
       is down (reliability.md §(a) 6: "memory stays bounded by receive-maximum / in-flight").
+      Mosquitto 2.0.11 (Debian 12) keeps to it while nothing is acked, but not while acks flow:
+      draining a session's backlog, ingest measured 14,000-20,000 messages received and not yet
+      acked with 100 here (docs/ingest.md, ninth pass); the broker's `max_queued_messages` /
+      `max_queued_bytes` (deploy/mosquitto/vitalgate.conf) are then the bound.
     - `shared_group`: subscribe through `$share/<group>/...` so replicas split the load.
     """
 
@@ -41,8 +45,11 @@ class IngestConfig:
     # commit, smaller ones bound an InfluxDB request (5,000-10,000 points, reliability.md §3).
     # Large messages are bounded by max_cycle_bytes (~70 messages of 100 readings); the message
     # count only bounds small ones: 256 vs 64 measured 3x faster into InfluxDB with 2- and
-    # 10-reading messages (a write costs ~50 ms whatever its size), SQLite unchanged (docs/ingest.md).
-    max_messages_per_cycle: int = 256
+    # 10-reading messages (a write costs ~50 ms whatever its size), SQLite unchanged; 512 vs 256
+    # draining a backlog of 2-reading messages, three interleaved default bench runs: InfluxDB
+    # 0.46-0.49 -> 0.53-0.54 of the bare subscriber, SQLite 0.49-0.54 -> 0.53-0.55 (docs/ingest.md,
+    # ninth pass). A cycle holds no more than the broker has sent unacked: see receive_maximum.
+    max_messages_per_cycle: int = 512
     max_cycle_bytes: int = 4_000_000
     # Store/database unavailable: retry with exponential backoff between these bounds.
     retry_initial_s: float = 0.2

@@ -16,7 +16,8 @@ Delivery:
   (§1.3, paho PR #753);
 - Receive Maximum bounds what the broker sends unacked, hence what ingest holds: when the store is
   down the worker retries with backoff and acks nothing, the broker stops at that bound, and
-  nothing is lost (reliability.md §(a) 6);
+  nothing is lost (reliability.md §(a) 6). While acks flow, Mosquitto 2.0.11 sends past it
+  (`IngestConfig.receive_maximum`; the bench prints what ingest held);
 - per cycle: commit -> publish the application ack (`ReadingsAck`, QoS 1) -> once the broker has
   PUBACKed that ack, PUBACK the readings messages. A crash anywhere before the PUBACK means the
   broker redelivers on reconnect, the store reports duplicates, and the ack is sent again; a crash

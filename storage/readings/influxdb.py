@@ -74,6 +74,7 @@ from storage.readings.records import (
     from_epoch_us,
     in_averages,
     reading_from_json,
+    reading_to_json,
     sort_key,
 )
 from vitals.readings import BloodPressureReading, ReadingKind
@@ -188,7 +189,7 @@ def line_protocol(reading: AnyReading) -> str:
         _add_float(fields, "glucose_mg_dl", reading.glucose_mg_dl)
         if reading.context is not None and reading.context.meal is not None:
             fields.append(f'meal="{reading.context.meal.value}"')  # a Meal value: nothing to escape
-    reading_json = type(reading).__pydantic_serializer__.to_json(reading).decode()  # reading_to_json
+    reading_json = reading_to_json(reading)
     # JSON escapes every control character itself (RFC 8259 §7), so only `\` and `"` remain.
     fields.append(f'{_JSON_FIELD}="{_json_string(reading_json)}"')
     time_ns = (measured_at_us // 1_000_000) * NS_PER_S + _tiebreak_ns(reading.reading_id)

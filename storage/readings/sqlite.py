@@ -52,6 +52,7 @@ from storage.readings.records import (
     in_averages,
     json_list,
     reading_from_json,
+    reading_to_json,
     utc_text,
 )
 from vitals.readings import BloodPressureReading, DeviceIdentity, ReadingKind
@@ -274,12 +275,7 @@ def reading_row(reading: AnyReading, stored_at: str, meter_keys: MeterKeys | Non
             _sorted_values(reading.sensor_status),
         )
     raw = None if reading.raw_hex is None else bytes.fromhex(reading.raw_hex)
-    return (*common, *specific, raw, reading_json(reading), stored_at)
-
-
-def reading_json(reading: AnyReading) -> str:
-    """`records.reading_to_json`: the same JSON text, without model_dump_json's Python wrapper."""
-    return type(reading).__pydantic_serializer__.to_json(reading).decode()
+    return (*common, *specific, raw, reading_to_json(reading), stored_at)
 
 
 class _Locked(Exception):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.config import IngestConfig
 from tests.fixtures.influxdb import influxd_available
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +70,10 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
     assert all(float(figure) > 0 for line in cpu_lines for figure in line[1:3])
     assert all(float(line[4]) > 0 for line in cpu_lines if line[0] == "InfluxDB")  # influxd stored it
     assert all(line[4] == "" for line in cpu_lines if line[0] == "SQLite")
+    # Each single-process ingest run, drain and live, says how many messages it held unacked.
+    held = re.findall(r"^    held unacked: at most (\d+) messages \(Receive Maximum (\d+)\)$", stdout, re.M)
+    assert len(held) == 8  # two stores, two modes, two message sizes
+    assert all(int(peak) >= 1 and int(maximum) == IngestConfig().receive_maximum for peak, maximum in held)
     # Each size's CPU budget: the transport, each step of ingest's own work, and a ceiling per store.
     for batch in (1, 3):
         budget = stdout.split(f"CPU budget, {batch} readings/message:")[1].split("\n\n")[0]
