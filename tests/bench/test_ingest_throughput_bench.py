@@ -68,7 +68,7 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
     )
     assert [line[0] for line in cpu_lines] == ["SQLite", "InfluxDB"] * 2
     assert all(float(figure) > 0 for line in cpu_lines for figure in line[1:3])
-    assert all(float(line[4]) > 0 for line in cpu_lines if line[0] == "InfluxDB")  # influxd stored it
+    assert all(line[4] != "" for line in cpu_lines if line[0] == "InfluxDB")  # ticks: may read 0.0
     assert all(line[4] == "" for line in cpu_lines if line[0] == "SQLite")
     # Each single-process ingest run, drain and live, says how many messages it held unacked.
     held = re.findall(r"^    held unacked: at most (\d+) messages \(Receive Maximum (\d+)\)$", stdout, re.M)
@@ -85,7 +85,9 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
             "InfluxDB write (client side)",
             "influxd storing it (server side, same cores)",
         }
-        assert all(float(micros) > 0 for micros in steps.values())
+        # influxd's share is read from /proc in clock ticks (10 ms): 600 readings may take less.
+        server_side = "influxd storing it (server side, same cores)"
+        assert all(float(micros) > 0 for step, micros in steps.items() if step != server_side)
         ceilings = re.findall(
             r"^  (SQLite|InfluxDB): at least [\d.]+ µs/reading -> ratio ceiling ([\d.]+)", budget, re.M
         )
