@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.clinic import enrolment, repository
+from storage.clinic.audit import record_audit
 from storage.clinic.models import (
     Clinic,
     Gateway,
@@ -79,6 +80,30 @@ def add_user(
         roles=sorted(set(roles)),
         password=password,
     )
+
+
+# The audit log's actor for what an operator does with `vitalgate admin` (no signed-in account).
+ADMIN_CLI_ACTOR = "admin-cli"
+
+
+def unlock_account(session: Session, user_id: str) -> int:
+    """Clear an account's consecutive failed logins (api.routes.auth locks it at 100), audited as
+    "unlock_account". Returns how many there were."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise AdminError(f"no user {user_id}")
+    failed = user.failed_logins
+    user.failed_logins = 0
+    record_audit(
+        session,
+        actor=ADMIN_CLI_ACTOR,
+        action="unlock_account",
+        object_type="user",
+        object_id=user_id,
+        clinic_id=user.clinic_id,
+        details={"failed_logins": failed},
+    )
+    return failed
 
 
 def add_patient(

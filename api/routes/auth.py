@@ -1,7 +1,10 @@
 """POST /api/v1/auth/token: exchange e-mail and password for a bearer token (OAuth2 password flow).
 
 Throttled (api/login_throttle.py): past the failed-login thresholds a login gets 429 with Retry-After
-and the password is not checked. Every outcome is audited as action "login" (object "user"): a
+and the password is not checked. And locked: an account whose last LOCK_AFTER_FAILED_LOGINS logins
+all failed gets 403 until a clinic administrator unlocks it (`vitalgate admin unlock-account`); the
+count lives in the clinic database, so it holds across API processes and restarts, which the
+throttle's in-memory windows do not (NIST SP 800-63B §5.2.2). Every outcome is audited as action "login" (object "user"): a
 success under the user's id; a failure under the account's user id when the e-mail matches one, else
 "unknown"; a throttled attempt with {"reason": "throttled"}. Neither the e-mail address nor anything
 derived from the password is ever written.
@@ -13,12 +16,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Principal, issue_token, verify_password
@@ -31,6 +34,10 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 UNKNOWN_ACTOR = "unknown"
+# NIST SP 800-63B §5.2.2: verifiers "SHALL implement a rate-limiting mechanism that effectively limits
+# failed authentication attempts that can be made on the subscriber's account to no more than 100".
+LOCK_AFTER_FAILED_LOGINS: Final = 100
+LOCKED_DETAIL: Final = "account locked after repeated failed logins; a clinic administrator can unlock it"
 
 
 class Token(BaseModel):
@@ -63,21 +70,42 @@ def _deny_login(session: Session, user: User | None, details: dict[str, str]) ->
     )
 
 
+def _count_failure(session: Session, user: User) -> int:
+    """One more consecutive failed login, counted in the database (concurrent failures add up)."""
+    failed: int = session.execute(
+        update(User)
+        .where(User.user_id == user.user_id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    return failed
+
+
 def _authenticate(sessions: sessionmaker[Session], email: str, password: str) -> Principal | _Refusal:
-    """The principal, or why not; the outcome is audited in the same transaction."""
+    """The principal, or why not; the outcome (and a failure's count) is committed with its audit
+    entry."""
     with sessions() as session:
         user = _find_user(session, email)
+        if user is not None and user.active and user.failed_logins >= LOCK_AFTER_FAILED_LOGINS:
+            _deny_login(session, user, {"reason": "account_locked"})  # the password is not checked
+            return _Refusal("account_locked")
         if not verify_password(password, user.password_hash if user and user.active else None):
-            if user is None:
-                reason = "unknown_account"
-            elif not user.active:
-                reason = "account_inactive"
-            else:
-                reason = "wrong_password"
-            _deny_login(session, user, {"reason": reason})
-            return _Refusal(reason)
+            details = {"reason": "unknown_account"}
+            if user is not None and not user.active:
+                details["reason"] = "account_inactive"
+            elif user is not None:
+                details["reason"] = "wrong_password"
+                if _count_failure(session, user) >= LOCK_AFTER_FAILED_LOGINS:
+                    details["locked"] = "true"
+                    logger.warning(
+                        "account locked after consecutive failed logins", extra={"user_id": user.user_id}
+                    )
+            _deny_login(session, user, details)
+            return _Refusal(details["reason"])
         assert user is not None
         user.last_login_at = datetime.now(UTC)
+        user.failed_logins = 0
         record_audit(
             session,
             actor=user.user_id,
@@ -122,6 +150,8 @@ async def login(
     except BaseException:
         throttle.abandoned(account_key, address)
         raise
+    if isinstance(outcome, _Refusal) and outcome.reason == "account_locked":
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=LOCKED_DETAIL)
     if isinstance(outcome, _Refusal):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

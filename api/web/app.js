@@ -8,6 +8,7 @@ const T = {
         alerts: "Alerts", inbox: "Alert inbox", bp_trend: "Blood pressure, last 30 days (mmHg)",
         glucose_trend: "Glucose, last 30 days", none: "no readings", login_failed: "Wrong e-mail or password",
         login_throttled: "Too many failed sign-ins. Try again in {n} min.",
+        login_locked: "This account is locked after repeated failed sign-ins. Ask your clinic administrator to unlock it.",
         acknowledge: "Acknowledge", no_alerts: "No open alerts",
         targets: "Targets", targets_hint: "Leave a field empty to use the guideline's value (shown in grey).",
         goal_systolic: "BP goal, systolic", goal_diastolic: "BP goal, diastolic",
@@ -24,6 +25,7 @@ const T = {
         patients: "患者", patient: "患者", bp: "血压", glucose: "血糖", alerts: "警报", inbox: "警报收件箱",
         bp_trend: "近30天血压 (mmHg)", glucose_trend: "近30天血糖", none: "暂无数据", login_failed: "邮箱或密码错误",
         login_throttled: "登录失败次数过多，请 {n} 分钟后再试。",
+        login_locked: "多次登录失败，此账户已锁定。请联系诊所管理员解锁。",
         acknowledge: "确认", no_alerts: "没有未处理的警报",
         targets: "目标值", targets_hint: "留空则采用指南默认值（灰色显示）。",
         goal_systolic: "收缩压目标", goal_diastolic: "舒张压目标",
@@ -92,6 +94,7 @@ async function login(event) {
     $("#login-error").textContent = t("login_throttled").replace("{n}", minutes);
     return;
   }
+  if (response.status === 403) { $("#login-error").textContent = t("login_locked"); return; } // api/routes/auth.py
   if (!response.ok) { $("#login-error").textContent = t("login_failed"); return; }
   state.token = (await response.json()).access_token;
   sessionStorage.setItem("vitalgate.token", state.token);

@@ -172,6 +172,12 @@ class User(Base):
         String(HASH_LENGTH), doc="argon2 hash in PHC string form (pwdlib); never the password"
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default=text("0"),
+        doc="consecutive failed logins; the account locks at api.routes.auth.LOCK_AFTER_FAILED_LOGINS",
+    )
     phone: Mapped[str | None] = mapped_column(String(40), doc="for pushed alerts (SMS/voice channels)")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]

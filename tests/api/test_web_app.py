@@ -24,6 +24,8 @@ from alerts.routing import Router
 from api.app import create_app
 from api.login_throttle import ACCOUNT_LOCKOUT_THRESHOLD, OBSERVATION_WINDOW_S
 from api.routes.alerts import AlertApi
+from api.routes.auth import LOCK_AFTER_FAILED_LOGINS
+from storage.clinic.models import User
 from vitalgate.mosquitto import free_port
 from vitals.identity import glucose_reading_id
 from vitals.readings import DeviceIdentity, GlucoseReading
@@ -309,3 +311,28 @@ def test_a_locked_out_sign_in_says_so_and_for_how_long(server_url: str, page: Pa
         f"Too many failed sign-ins. Try again in {OBSERVATION_WINDOW_S // 60} min."
     )
     assert page.locator("#panel-view").is_hidden()
+
+
+def test_a_locked_account_is_told_to_ask_the_clinic_administrator(
+    clinic_api: ClinicApi, server_url: str, page: Page
+) -> None:
+    """An account locked by 100 consecutive failed logins (api/routes/auth.py) gets 403 even for the
+    right password: the form says who can help, in the doctor's language."""
+    from playwright.sync_api import expect
+
+    with clinic_api.services.clinic_sessions() as session:
+        user = session.get(User, "dr-a")
+        assert user is not None
+        user.failed_logins = LOCK_AFTER_FAILED_LOGINS
+        session.commit()
+    page.goto(f"{server_url}/app/")
+    page.fill("input[name=username]", "a@c1.example")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text(
+        "This account is locked after repeated failed sign-ins. Ask your clinic administrator to unlock it."
+    )
+    assert page.locator("#panel-view").is_hidden()
+    page.select_option("#lang", "zh")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_have_text("多次登录失败，此账户已锁定。请联系诊所管理员解锁。")

@@ -41,6 +41,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.set_defaults(func=_run(_add_user))
 
+    p = sub.add_parser(
+        "unlock-account",
+        help="let an account that was locked by repeated failed logins sign in again",
+    )
+    p.add_argument("--user-id", required=True)
+    p.set_defaults(func=_run(_unlock_account))
+
     p = sub.add_parser("add-patient", help="enrol a patient under a family doctor")
     p.add_argument("--clinic-id", required=True)
     p.add_argument(
@@ -150,6 +157,14 @@ def _add_user(args: argparse.Namespace, session: Any) -> int:
         password=password,
     )
     print(f"user {args.user_id} created")
+    return 0
+
+
+def _unlock_account(args: argparse.Namespace, session: Any) -> int:
+    from vitalgate.admin import unlock_account
+
+    failed = unlock_account(session, args.user_id)
+    print(f"user {args.user_id} unlocked ({failed} consecutive failed logins cleared)")
     return 0
 
 

@@ -1,0 +1,113 @@
+"""An account locks after 100 consecutive failed logins, counted in the clinic database, so the lock
+holds where the in-memory throttle cannot: across API processes and restarts (NIST SP 800-63B
+§5.2.2). A clinic administrator unlocks it with `vitalgate admin unlock-account`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.login_throttle import LoginThrottle
+from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, LOCKED_DETAIL
+from storage.clinic.models import AuditLogEntry, User
+from vitalgate.cli import main
+
+from .conftest import PASSWORD, ClinicApi
+
+TOKEN_URL = "/api/v1/auth/token"
+
+
+def _login(clinic_api: ClinicApi, email: str, password: str) -> int:
+    return clinic_api.client.post(TOKEN_URL, data={"username": email, "password": password}).status_code
+
+
+def _failed_logins(clinic_api: ClinicApi, user_id: str) -> int:
+    with clinic_api.services.clinic_sessions() as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        return user.failed_logins
+
+
+def _set_failed_logins(clinic_api: ClinicApi, user_id: str, count: int) -> None:
+    with clinic_api.services.clinic_sessions() as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        user.failed_logins = count
+        session.commit()
+
+
+def _login_entries(clinic_api: ClinicApi, object_id: str) -> list[dict[str, str]]:
+    with clinic_api.services.clinic_sessions() as session:
+        return [
+            dict(e.details or {})
+            for e in session.query(AuditLogEntry)
+            .filter_by(action="login", object_id=object_id, outcome="denied")
+            .order_by(AuditLogEntry.audit_id)
+        ]
+
+
+@pytest.fixture
+def many_api_processes(clinic_api: ClinicApi) -> ClinicApi:
+    """What the per-process throttle cannot see: attempts spread over API processes and restarts,
+    stood in for by a throttle that never refuses."""
+    clinic_api.services.login_throttle = LoginThrottle(
+        account_threshold=10**6, client_address_threshold=10**6
+    )
+    return clinic_api
+
+
+def test_failed_logins_are_counted_in_the_database_and_a_success_clears_them(
+    many_api_processes: ClinicApi,
+) -> None:
+    api = many_api_processes
+    assert [_login(api, "a@c1.example", f"guess {i}") for i in range(3)] == [401] * 3
+    assert _failed_logins(api, "dr-a") == 3
+    assert _failed_logins(api, "dr-b") == 0  # another account is not touched
+    assert _login(api, "nobody@c1.example", "guess") == 401  # no account, nothing to count
+    assert _login(api, "a@c1.example", PASSWORD) == 200
+    assert _failed_logins(api, "dr-a") == 0
+
+
+def test_the_hundredth_consecutive_failure_locks_until_an_administrator_unlocks(
+    many_api_processes: ClinicApi,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api = many_api_processes
+    # 97 failures earlier, in other 15-minute windows or other API processes.
+    _set_failed_logins(api, "dr-a", LOCK_AFTER_FAILED_LOGINS - 3)
+    assert [_login(api, "a@c1.example", f"guess {i}") for i in range(3)] == [401] * 3
+    assert _failed_logins(api, "dr-a") == LOCK_AFTER_FAILED_LOGINS
+
+    # Locked: the right password is refused too, with a reason a doctor can act on.
+    response = api.client.post(TOKEN_URL, data={"username": "a@c1.example", "password": PASSWORD})
+    assert response.status_code == 403
+    assert response.json() == {"detail": LOCKED_DETAIL}
+    assert _login(api, "b@c1.example", PASSWORD) == 200  # only that account
+    assert _login_entries(api, "dr-a")[-4:] == [
+        {"reason": "wrong_password"},
+        {"reason": "wrong_password"},
+        {"reason": "wrong_password", "locked": "true"},
+        {"reason": "account_locked"},
+    ]
+    assert _failed_logins(api, "dr-a") == LOCK_AFTER_FAILED_LOGINS  # a locked login counts no further
+
+    # The operator's shell: the same data directory as the server.
+    monkeypatch.setenv("VITALGATE_DATA_DIR", str(tmp_path))
+    capsys.readouterr()
+    assert main(["admin", "unlock-account", "--user-id", "dr-a"]) == 0
+    assert "100 consecutive failed logins cleared" in capsys.readouterr().out
+    assert main(["admin", "unlock-account", "--user-id", "dr-nobody"]) == 2
+    assert "no user dr-nobody" in capsys.readouterr().err
+
+    assert _login(api, "a@c1.example", PASSWORD) == 200
+    with api.services.clinic_sessions() as session:
+        (unlock,) = session.query(AuditLogEntry).filter_by(action="unlock_account").all()
+    assert (unlock.actor, unlock.object_id, unlock.clinic_id, unlock.details) == (
+        "admin-cli",
+        "dr-a",
+        "c1",
+        {"failed_logins": LOCK_AFTER_FAILED_LOGINS},
+    )
