@@ -4,16 +4,23 @@ holds where the in-memory throttle cannot: across API processes and restarts (NI
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from api.login_throttle import LoginThrottle
-from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, LOCKED_DETAIL
-from storage.clinic.models import AuditLogEntry, User
+from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, LOCKED_DETAIL, _authenticate
+from storage.clinic.database import session_factory
+from storage.clinic.models import AuditLogEntry, GuidelineProfile, User, UserRole
+from tests.fixtures.postgres import clinic_engine, clinic_url, postgres_database_url
+from vitalgate.admin import add_clinic, add_user
 from vitalgate.cli import main
 
 from .conftest import PASSWORD, ClinicApi
+
+__all__ = ["clinic_engine", "clinic_url", "postgres_database_url"]  # fixtures
 
 TOKEN_URL = "/api/v1/auth/token"
 
@@ -111,3 +118,33 @@ def test_the_hundredth_consecutive_failure_locks_until_an_administrator_unlocks(
         "c1",
         {"failed_logins": LOCK_AFTER_FAILED_LOGINS},
     )
+
+
+def test_concurrent_failures_all_count_on_sqlite_and_postgresql(clinic_engine: Engine) -> None:
+    """Failures at the same moment (API processes, threads) each add one: the count is an UPDATE in
+    the database, not a read-modify-write in Python."""
+    sessions = session_factory(clinic_engine)
+    with sessions() as session:
+        add_clinic(session, "c1", "Clinic One", profile=GuidelineProfile.CN)
+        session.flush()
+        add_user(
+            session,
+            clinic_id="c1",
+            user_id="dr-a",
+            email="a@c1.example",
+            display_name="dr-a",
+            roles=[UserRole.FAMILY_DOCTOR],
+            password=PASSWORD,
+        )
+        session.commit()
+    attempts = 8
+    with ThreadPoolExecutor(max_workers=attempts) as pool:
+        outcomes = list(
+            pool.map(lambda i: _authenticate(sessions, "a@c1.example", f"guess {i}"), range(attempts))
+        )
+    assert all(getattr(o, "reason", None) == "wrong_password" for o in outcomes)
+    with sessions() as session:
+        user = session.get(User, "dr-a")
+        assert user is not None and user.failed_logins == attempts
+        denied = session.query(AuditLogEntry).filter_by(action="login", outcome="denied").count()
+    assert denied == attempts
