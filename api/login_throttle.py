@@ -12,7 +12,9 @@ Two counters of failed logins, each over a fixed observation window:
 
 Once a counter reaches its threshold, every login for that account (or from that address) gets 429
 with Retry-After until its window ends, and the password is not even checked: a right password during
-a lockout is refused like a wrong one, so a lockout tells a guesser nothing. An attempt is counted
+a lockout is refused like a wrong one, so a lockout tells a guesser nothing. (The account lock of
+api/routes/auth.py, after 100 consecutive failures, answers 403 and so does tell that the account
+exists; docs/clinic-database.md weighs that.) An attempt is counted
 when it starts (before the password is checked), so concurrent attempts cannot slip past a threshold;
 a success then takes its count back and clears the account's counter (the limits are on
 consecutive failures, NIST SP 800-63B §5.2.2). A success does not clear the address counter: one valid account must
@@ -27,8 +29,9 @@ thresholds. That still keeps far below NIST's ceiling; a shared store (e.g. the 
 API gateway's rate limiting) is the way to exact limits across replicas (docs/clinic-database.md).
 Behind a reverse proxy the client address is the proxy's unless uvicorn trusts its forwarded headers
 (`--proxy-headers --forwarded-allow-ips`); otherwise one clinic's users share one address counter.
-The counters are not persistent: a restart clears them, so NIST's hard cap of 100 consecutive
-failures on one account before disabling it needs a persistent counter (not done here).
+The counters are not persistent: a restart clears them. NIST's hard cap of 100 consecutive failures
+on one account is the persistent count in the clinic database (`users.failed_logins`,
+api/routes/auth.py).
 """
 
 from __future__ import annotations

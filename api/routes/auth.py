@@ -70,52 +70,62 @@ def _deny_login(session: Session, user: User | None, details: dict[str, str]) ->
     )
 
 
-def _count_failure(session: Session, user: User) -> int:
-    """One more consecutive failed login, counted in the database (concurrent failures add up)."""
-    failed: int = session.execute(
+def _count_attempt(session: Session, user_id: str) -> int | None:
+    """Count this login attempt against the account before its password is checked, and commit
+    that: the account's attempts since its last success, or None when it is locked.
+
+    One conditional UPDATE, so concurrent attempts (threads, API processes) each take their own
+    count and no more than LOCK_AFTER_FAILED_LOGINS passwords are ever checked between successes.
+    Counted first, the attempt stays counted whatever happens next (a crash, an audit write that
+    fails); a success sets it back to 0. Fails closed (503) if the count cannot be committed."""
+    count: int | None = session.execute(
         update(User)
-        .where(User.user_id == user.user_id)
+        .where(User.user_id == user_id, User.failed_logins < LOCK_AFTER_FAILED_LOGINS)
         .values(failed_logins=User.failed_logins + 1)
         .returning(User.failed_logins)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
-    return failed
+    ).scalar_one_or_none()
+    commit_audited(session, "login")
+    return count
 
 
 def _authenticate(sessions: sessionmaker[Session], email: str, password: str) -> Principal | _Refusal:
-    """The principal, or why not; the outcome (and a failure's count) is committed with its audit
-    entry."""
+    """The principal, or why not; each outcome is committed with its audit entry."""
     with sessions() as session:
         user = _find_user(session, email)
-        if user is not None and user.active and user.failed_logins >= LOCK_AFTER_FAILED_LOGINS:
+        if user is None or not user.active:
+            verify_password(password, None)  # the same work as a real check: no timing difference
+            reason = "unknown_account" if user is None else "account_inactive"
+            _deny_login(session, user, {"reason": reason})
+            return _Refusal(reason)
+        user_id, clinic_id = user.user_id, user.clinic_id
+        attempts = _count_attempt(session, user_id)
+        if attempts is None:
             _deny_login(session, user, {"reason": "account_locked"})  # the password is not checked
             return _Refusal("account_locked")
-        if not verify_password(password, user.password_hash if user and user.active else None):
-            details = {"reason": "unknown_account"}
-            if user is not None and not user.active:
-                details["reason"] = "account_inactive"
-            elif user is not None:
-                details["reason"] = "wrong_password"
-                if _count_failure(session, user) >= LOCK_AFTER_FAILED_LOGINS:
-                    details["locked"] = "true"
-                    logger.warning(
-                        "account locked after consecutive failed logins", extra={"user_id": user.user_id}
-                    )
+        if not verify_password(password, user.password_hash):
+            details = {"reason": "wrong_password"}
+            if attempts >= LOCK_AFTER_FAILED_LOGINS:
+                details["locked"] = "true"
+                logger.warning("account locked after consecutive failed logins", extra={"user_id": user_id})
             _deny_login(session, user, details)
-            return _Refusal(details["reason"])
-        assert user is not None
-        user.last_login_at = datetime.now(UTC)
-        user.failed_logins = 0
+            return _Refusal("wrong_password")
+        session.execute(
+            update(User)
+            .where(User.user_id == user_id)
+            .values(failed_logins=0, last_login_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
         record_audit(
             session,
-            actor=user.user_id,
+            actor=user_id,
             action="login",
             object_type="user",
-            object_id=user.user_id,
-            clinic_id=user.clinic_id,
+            object_id=user_id,
+            clinic_id=clinic_id,
         )
         commit_audited(session, "login")  # no trail, no token
-        return Principal(user.user_id, user.clinic_id, frozenset(grant.role for grant in user.roles))
+        return Principal(user_id, clinic_id, frozenset(grant.role for grant in user.roles))
 
 
 def _record_throttled(sessions: sessionmaker[Session], email: str, scope: str) -> None:

@@ -175,7 +175,7 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(
         Integer,
         default=0,
-        server_default=text("0"),
+        server_default="0",
         doc="consecutive failed logins; the account locks at api.routes.auth.LOCK_AFTER_FAILED_LOGINS",
     )
     phone: Mapped[str | None] = mapped_column(String(40), doc="for pushed alerts (SMS/voice channels)")

@@ -120,9 +120,32 @@ def test_the_hundredth_consecutive_failure_locks_until_an_administrator_unlocks(
     )
 
 
-def test_concurrent_failures_all_count_on_sqlite_and_postgresql(clinic_engine: Engine) -> None:
-    """Failures at the same moment (API processes, threads) each add one: the count is an UPDATE in
-    the database, not a read-modify-write in Python."""
+def test_refusals_that_check_no_password_of_the_account_count_nothing(clinic_api: ClinicApi) -> None:
+    """Throttled attempts (429), an unknown e-mail address and a deactivated account leave the
+    consecutive-failure count where it was."""
+    from api.login_throttle import ACCOUNT_LOCKOUT_THRESHOLD
+
+    statuses = [
+        _login(clinic_api, "a@c1.example", f"guess {i}") for i in range(ACCOUNT_LOCKOUT_THRESHOLD + 3)
+    ]
+    assert statuses == [401] * ACCOUNT_LOCKOUT_THRESHOLD + [429] * 3
+    assert _failed_logins(clinic_api, "dr-a") == ACCOUNT_LOCKOUT_THRESHOLD
+
+    with clinic_api.services.clinic_sessions() as session:
+        user = session.get(User, "dr-b")
+        assert user is not None
+        user.active = False
+        session.commit()
+    assert _login(clinic_api, "b@c1.example", PASSWORD) == 401
+    assert _failed_logins(clinic_api, "dr-b") == 0
+    assert _login_entries(clinic_api, "dr-b") == [{"reason": "account_inactive"}]
+
+
+def test_concurrent_attempts_never_check_more_than_the_limit_on_sqlite_and_postgresql(
+    clinic_engine: Engine,
+) -> None:
+    """Attempts at the same moment (threads, API processes) each take their own count before the
+    password is checked: ten wrong guesses at 95 check five passwords and refuse five as locked."""
     sessions = session_factory(clinic_engine)
     with sessions() as session:
         add_clinic(session, "c1", "Clinic One", profile=GuidelineProfile.CN)
@@ -136,15 +159,22 @@ def test_concurrent_failures_all_count_on_sqlite_and_postgresql(clinic_engine: E
             roles=[UserRole.FAMILY_DOCTOR],
             password=PASSWORD,
         )
+        session.flush()
+        user = session.get(User, "dr-a")
+        assert user is not None
+        user.failed_logins = LOCK_AFTER_FAILED_LOGINS - 5
         session.commit()
-    attempts = 8
+    attempts = 10
     with ThreadPoolExecutor(max_workers=attempts) as pool:
         outcomes = list(
             pool.map(lambda i: _authenticate(sessions, "a@c1.example", f"guess {i}"), range(attempts))
         )
-    assert all(getattr(o, "reason", None) == "wrong_password" for o in outcomes)
+    reasons = sorted(getattr(o, "reason", "") for o in outcomes)
+    assert reasons == ["account_locked"] * 5 + ["wrong_password"] * 5
     with sessions() as session:
         user = session.get(User, "dr-a")
-        assert user is not None and user.failed_logins == attempts
+        assert user is not None and user.failed_logins == LOCK_AFTER_FAILED_LOGINS
         denied = session.query(AuditLogEntry).filter_by(action="login", outcome="denied").count()
     assert denied == attempts
+    # The right password, once locked, gets no token either.
+    assert getattr(_authenticate(sessions, "a@c1.example", PASSWORD), "reason", None) == "account_locked"

@@ -115,6 +115,47 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
+_KEPT_TABLES = ("clinics", "users", "user_roles", "patients", "care_team_members", "gateways", "meters")
+
+
+def _row_counts(url: str) -> dict[str, int]:
+    engine = create_clinic_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {t: connection.scalar(text(f"SELECT count(*) FROM {t}")) or 0 for t in _KEPT_TABLES}
+    finally:
+        engine.dispose()
+
+
+def test_the_newest_migration_keeps_a_working_clinic_s_rows_both_ways(clinic_url: str) -> None:
+    """A migration runs on a clinic in use. On SQLite a batch-mode rebuild of a table drops it, and
+    with foreign keys on, that first runs every ON DELETE rule pointing at it (0007 once emptied
+    user_roles and care_team_members this way)."""
+    upgrade_to_head(clinic_url)
+    engine = create_clinic_engine(clinic_url)
+    try:
+        with Session(engine) as session:
+            _seed(session)
+            session.commit()
+    finally:
+        engine.dispose()
+    before = _row_counts(clinic_url)
+    assert before == {
+        "clinics": 1,
+        "users": 2,
+        "user_roles": 3,
+        "patients": 1,
+        "care_team_members": 2,
+        "gateways": 1,
+        "meters": 1,
+    }
+    config = alembic_config(clinic_url)
+    command.downgrade(config, "-1")
+    assert _row_counts(clinic_url) == before
+    command.upgrade(config, "head")
+    assert _row_counts(clinic_url) == before
+
+
 def test_each_revision_upgrades_downgrades_and_upgrades_again_one_step(clinic_url: str) -> None:
     # Every revision on its own, in chain order: a downgrade that leaves something behind (or drops
     # too much) makes the next upgrade of the same step fail here, with the revision named.
