@@ -23,8 +23,7 @@ class IngestConfig:
       is down (reliability.md §(a) 6: "memory stays bounded by receive-maximum / in-flight").
       Mosquitto 2.0.11 (Debian 12) keeps to it while nothing is acked, but not while acks flow:
       draining a session's backlog, ingest measured 14,000-20,000 messages received and not yet
-      acked with 100 here (docs/ingest.md, ninth pass); the broker's `max_queued_messages` /
-      `max_queued_bytes` (deploy/mosquitto/vitalgate.conf) are then the bound.
+      acked with 100 here (docs/ingest.md, ninth pass). `max_held_bytes` is then the bound.
     - `shared_group`: subscribe through `$share/<group>/...` so replicas split the load.
     """
 
@@ -41,6 +40,11 @@ class IngestConfig:
     session_expiry_s: int = 7 * 24 * 3600
     shared_group: str | None = None
     receive_maximum: int = 100
+    # Payload bytes ingest holds received and not yet acked, whatever the broker sends: past it,
+    # later messages are left unacked until ingest has acked what it holds and reconnected, and the
+    # broker then sends them again (ingest.consumer; Mosquitto 2.0.11 sends past receive_maximum).
+    # Measured draining a backlog of 2-reading messages here: 8-16 MB held without this bound.
+    max_held_bytes: int = 64 * 1024 * 1024
     # Messages (and payload bytes) taken into one store transaction; bigger cycles amortise the
     # commit, smaller ones bound an InfluxDB request (5,000-10,000 points, reliability.md §3).
     # Large messages are bounded by max_cycle_bytes (~70 messages of 100 readings); the message
@@ -74,6 +78,8 @@ class IngestConfig:
             raise ValueError("session_expiry_s must be > 0, or the broker forgets unacked readings")
         if not 1 <= self.receive_maximum <= 65_535:
             raise ValueError("receive_maximum must be 1..65535 (MQTT v5)")
+        if self.max_held_bytes < 1:
+            raise ValueError("max_held_bytes must be positive")
         if self.max_messages_per_cycle < 1 or self.max_cycle_bytes < 1:
             raise ValueError("cycle bounds must be positive")
         if self.max_cycles_awaiting_ack < 1:

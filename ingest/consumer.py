@@ -17,7 +17,10 @@ Delivery:
 - Receive Maximum bounds what the broker sends unacked, hence what ingest holds: when the store is
   down the worker retries with backoff and acks nothing, the broker stops at that bound, and
   nothing is lost (reliability.md §(a) 6). While acks flow, Mosquitto 2.0.11 sends past it
-  (`IngestConfig.receive_maximum`; the bench prints what ingest held);
+  (`IngestConfig.receive_maximum`; the bench prints what ingest held), so ingest bounds itself too:
+  past `max_held_bytes` of payloads held unacked it takes no more messages on this connection
+  (they stay unacked at the broker), finishes and acks what it holds, then reconnects, and the
+  broker sends the rest again on the resumed session ([MQTT-4.4.0-1]);
 - per cycle: commit -> publish the application ack (`ReadingsAck`, QoS 1) -> once the broker has
   PUBACKed that ack, PUBACK the readings messages. A crash anywhere before the PUBACK means the
   broker redelivers on reconnect, the store reports duplicates, and the ack is sent again; a crash
@@ -99,10 +102,10 @@ class IngestError(RuntimeError):
 class _AwaitingCycle:
     """A committed cycle whose MQTT acks wait for the broker's PUBACK of its application acks.
 
-    Only what an ack needs is kept (no payloads): `deliveries` are (mid, qos, generation) in
-    arrival order; `outstanding` the packet ids of application acks not yet PUBACKed."""
+    Only what an ack needs is kept (no payloads): `deliveries` are (mid, qos, generation, payload
+    size) in arrival order; `outstanding` the packet ids of application acks not yet PUBACKed."""
 
-    deliveries: list[tuple[int, int, int]]
+    deliveries: list[tuple[int, int, int, int]]
     outstanding: set[int]
     deadline: float
 
@@ -123,6 +126,8 @@ class IngestCounters:
     store_retries: int
     listener_errors: int
     in_flight_messages: int
+    held_bytes: int  # payload bytes of the in-flight messages
+    messages_deferred: int  # left unacked past max_held_bytes, for the broker to send again
     last_lag_s: float | None
     max_lag_s: float | None
     last_commit_at: datetime | None
@@ -146,6 +151,13 @@ class IngestCounters:
         metric(
             "messages_dead_lettered_total", "counter", self.messages_dead_lettered, "payloads dead-lettered"
         )
+        metric(
+            "messages_deferred_total",
+            "counter",
+            self.messages_deferred,
+            "messages left unacked past max_held_bytes, for the broker to send again",
+        )
+        metric("held_bytes", "gauge", self.held_bytes, "payload bytes received and not yet acked")
         metric("readings_received_total", "counter", self.readings_received, "readings in committed cycles")
         metric("readings_stored_total", "counter", self.readings_stored, "readings newly stored")
         metric("readings_duplicate_total", "counter", self.readings_duplicate, "readings already stored")
@@ -219,10 +231,14 @@ class IngestConsumer:
                 "messages_dead_lettered",
                 "store_retries",
                 "listener_errors",
+                "messages_deferred",
             ),
             0,
         )
         self._in_flight = 0
+        self._held_bytes = 0
+        # Past max_held_bytes: messages of this connection are left unacked until it is renewed.
+        self._deferring = False
         self._last_lag_s: float | None = None
         self._max_lag_s: float | None = None
         self._last_commit_at: datetime | None = None
@@ -281,6 +297,7 @@ class IngestConsumer:
             return IngestCounters(
                 connected=self._connected,
                 in_flight_messages=self._in_flight,
+                held_bytes=self._held_bytes,
                 last_lag_s=self._last_lag_s,
                 max_lag_s=self._max_lag_s,
                 last_commit_at=self._last_commit_at,
@@ -341,6 +358,7 @@ class IngestConsumer:
         with self._lock:
             self._generation += 1
             self._connected = True
+            self._deferring = False  # the broker sends what was deferred again on this connection
             self._c["connections"] += 1
         logger.info(
             "ingest connected",
@@ -377,22 +395,42 @@ class IngestConsumer:
         if not self._stopping.is_set():
             self._record_error(f"disconnected: {reason_code}")
         # Unprocessed messages will be redelivered on the resumed session: drop our copies.
-        dropped = 0
+        dropped = dropped_bytes = 0
         with contextlib.suppress(queue.Empty):
             while True:
-                self._queue.get_nowait()
+                dropped_bytes += len(self._queue.get_nowait().payload)
                 dropped += 1
         if dropped:
             with self._lock:
                 self._in_flight -= dropped
+                self._held_bytes -= dropped_bytes
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
             return  # left unacked: the broker keeps it for the next session
+        size = len(message.payload)
         with self._lock:
-            generation = self._generation
-            self._c["messages_received"] += 1
-            self._in_flight += 1
+            was_deferring = self._deferring
+            defer = was_deferring or (
+                self._in_flight > 0 and self._held_bytes + size > self.config.max_held_bytes
+            )
+            if defer:
+                # Left unacked: the broker keeps it and sends it again after the reconnect that
+                # `_renew_connection_if_deferred` makes once everything held is acked.
+                self._deferring = True
+                self._c["messages_deferred"] += 1
+            else:
+                generation = self._generation
+                self._c["messages_received"] += 1
+                self._in_flight += 1
+                self._held_bytes += size
+        if defer:
+            if not was_deferring:
+                logger.warning(
+                    "ingest holds max_held_bytes unacked; later messages are left to the broker",
+                    extra={"max_held_bytes": self.config.max_held_bytes},
+                )
+            return
         self._queue.put(
             InboundMessage(
                 mid=message.mid,
@@ -432,6 +470,22 @@ class IngestConsumer:
 
     # -- worker thread ---------------------------------------------------------------------------
 
+    def _renew_connection_if_deferred(self) -> None:
+        """Messages were left unacked past max_held_bytes: once everything held is acked and the
+        PUBACKs are out, drop the connection. paho reconnects (after reconnect_min_s) to the same
+        session, and the broker sends every unacked message again ([MQTT-4.4.0-1])."""
+        with self._lock:
+            if not self._deferring or self._in_flight or not self._connected:
+                return
+        if self._client.want_write():
+            return  # acks still queued in paho: let them go out first
+        sock = self._client.socket()
+        if not isinstance(sock, socket.socket):  # TCP or TLS (ssl.SSLSocket is one)
+            return
+        logger.info("ingest renews its connection to receive the messages it left to the broker")
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # paho sees the connection lost and reconnects
+
     def _take_cycle(self, *, wait: bool = True) -> list[InboundMessage]:
         """Up to a cycle's worth of queued messages; `wait`: wait for the first (and, with
         `cycle_fill_s`, for more), else take only what is already here."""
@@ -466,6 +520,7 @@ class IngestConsumer:
             self._work_overlapped(self._pipeline)
             return
         while not self._stopping.is_set():
+            self._renew_connection_if_deferred()
             messages = self._take_cycle()
             self._expire_overdue()
             if not messages:
@@ -485,6 +540,7 @@ class IngestConsumer:
         after it are dropped unacked (any they committed are stored again as duplicates, which the
         store reports) and those cycles run again, one at a time, after the failed one."""
         while not self._stopping.is_set():
+            self._renew_connection_if_deferred()
             if pipeline.outstanding < _CYCLES_HANDED_OVER:
                 messages = self._take_cycle(wait=pipeline.outstanding == 0)
                 self._expire_overdue()
@@ -619,6 +675,7 @@ class IngestConsumer:
     def _forget(self, messages: list[InboundMessage]) -> None:
         with self._lock:
             self._in_flight -= len(messages)
+            self._held_bytes -= sum(len(m.payload) for m in messages)
 
     def _finish(self, result: CycleResult) -> None:
         if not result.messages:
@@ -636,7 +693,7 @@ class IngestConsumer:
                 self._max_lag_s = max(self._max_lag_s or 0.0, result.lag_s)
         infos = self._publish_acks(result)
         cycle = _AwaitingCycle(
-            deliveries=[(m.mid, m.qos, m.generation) for m in result.messages],
+            deliveries=[(m.mid, m.qos, m.generation, len(m.payload)) for m in result.messages],
             outstanding=set(),
             deadline=time.monotonic() + self.config.ack_publish_timeout_s,
         )
@@ -700,11 +757,11 @@ class IngestConsumer:
         if released:
             self._ack_cond.notify_all()
 
-    def _ack_deliveries(self, deliveries: list[tuple[int, int, int]]) -> None:
+    def _ack_deliveries(self, deliveries: list[tuple[int, int, int, int]]) -> None:
         with self._lock:
             generation = self._generation
         acked = 0
-        for mid, qos, message_generation in deliveries:
+        for mid, qos, message_generation, _size in deliveries:
             if qos == 0:
                 continue
             if message_generation != generation:
@@ -715,6 +772,7 @@ class IngestConsumer:
                 acked += 1
         with self._lock:
             self._in_flight -= len(deliveries)
+            self._held_bytes -= sum(delivery[3] for delivery in deliveries)
             self._c["messages_acked"] += acked
 
     def _publish_acks(self, result: CycleResult) -> list[MQTTMessageInfo]:

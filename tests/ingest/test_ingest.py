@@ -156,6 +156,41 @@ def test_unbound_meter_is_rejected_with_reason_and_the_others_stored(
     assert consumer.counters().readings_rejected == 3
 
 
+def test_past_max_held_bytes_ingest_leaves_messages_to_the_broker_and_still_stores_each_once(
+    start_ingest: StartIngest,
+    gateway: GatewayClient,
+    store_path: Path,
+) -> None:
+    """Ingest's own bound on what it holds, whatever the broker sends (Mosquitto 2.0.11 sends past
+    Receive Maximum once acks flow; here Receive Maximum alone would let 100 messages in): a backlog
+    of 30 messages against room for ~8 is taken in turns, the rest left unacked at the broker and
+    received again after a reconnect, and every reading is stored once and acked."""
+    batches = [[bp_reading(5000 + 10 * b + i) for i in range(10)] for b in range(30)]
+    message_size = len(batch_json(gateway.gateway_id, batches[0]))
+    cap = 8 * message_size
+    client_id = "ingest-held-bytes"
+    start_ingest(client_id=client_id).stop()  # the persistent session, then ingest is down
+    for batch in batches:
+        gateway.publish(batch)
+
+    consumer = start_ingest(client_id=client_id, receive_maximum=100, max_held_bytes=cap)
+    expected = {r.reading_id for batch in batches for r in batch}
+    peak = 0
+
+    def caught_up() -> bool:
+        nonlocal peak
+        peak = max(peak, consumer.counters().held_bytes)
+        return gateway.stored_acked() == expected
+
+    assert wait_until(caught_up, timeout_s=60), consumer.counters()
+    counters = consumer.counters()
+    assert 0 < peak <= cap
+    assert counters.messages_deferred > 0 and counters.connections >= 2  # it did leave some, and came back
+    assert sorted(stored_ids(store_path)) == sorted(expected)  # each once
+    assert wait_until(lambda: consumer.counters().held_bytes == 0)
+    assert "vitalgate_ingest_messages_deferred_total" in consumer.counters().prometheus_text()
+
+
 def test_store_outage_holds_messages_unacked_and_bounded_then_loses_nothing(
     start_ingest: StartIngest,
     gateway: GatewayClient,
