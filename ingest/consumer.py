@@ -239,6 +239,7 @@ class IngestConsumer:
         self._held_bytes = 0
         # Past max_held_bytes: messages of this connection are left unacked until it is renewed.
         self._deferring = False
+        self._renewing = False  # the connection was dropped on purpose: not an error
         self._last_lag_s: float | None = None
         self._max_lag_s: float | None = None
         self._last_commit_at: datetime | None = None
@@ -391,8 +392,9 @@ class IngestConsumer:
         with self._lock:
             self._connected = False
             self._generation += 1  # nothing received before this point may be acked any more
+            renewing, self._renewing = self._renewing, False
         self._subscribed.clear()
-        if not self._stopping.is_set():
+        if not self._stopping.is_set() and not renewing:
             self._record_error(f"disconnected: {reason_code}")
         # Unprocessed messages will be redelivered on the resumed session: drop our copies.
         dropped = dropped_bytes = 0
@@ -475,7 +477,7 @@ class IngestConsumer:
         PUBACKs are out, drop the connection. paho reconnects (after reconnect_min_s) to the same
         session, and the broker sends every unacked message again ([MQTT-4.4.0-1])."""
         with self._lock:
-            if not self._deferring or self._in_flight or not self._connected:
+            if not self._deferring or self._in_flight or not self._connected or self._renewing:
                 return
         if self._client.want_write():
             return  # acks still queued in paho: let them go out first
@@ -483,8 +485,13 @@ class IngestConsumer:
         if not isinstance(sock, socket.socket):  # TCP or TLS (ssl.SSLSocket is one)
             return
         logger.info("ingest renews its connection to receive the messages it left to the broker")
-        with contextlib.suppress(OSError):
+        with self._lock:
+            self._renewing = True
+        try:
             sock.shutdown(socket.SHUT_RDWR)  # paho sees the connection lost and reconnects
+        except OSError:
+            with self._lock:
+                self._renewing = False  # already closing: paho reconnects on its own, or we retry
 
     def _take_cycle(self, *, wait: bool = True) -> list[InboundMessage]:
         """Up to a cycle's worth of queued messages; `wait`: wait for the first (and, with
