@@ -85,6 +85,8 @@ _QUEUE_POLL_S: Final = 0.2
 # one being prepared and one per committer thread (ingest.pipeline_process.COMMITTERS), so the
 # child is never idle while this process acks.
 _CYCLES_HANDED_OVER: Final = 3
+# Past max_held_bytes, how long the worker lets paho's last writes leave before ending the connection.
+_RENEW_SETTLE_S: Final = 0.05
 # paho's own bound on outgoing QoS 1 messages in flight (the application acks); default 20.
 _OUTGOING_INFLIGHT: Final = 100
 
@@ -127,6 +129,7 @@ class IngestCounters:
     listener_errors: int
     in_flight_messages: int
     held_bytes: int  # payload bytes of the in-flight messages
+    held_bytes_peak: int  # the most held at once since start
     messages_deferred: int  # left unacked past max_held_bytes, for the broker to send again
     last_lag_s: float | None
     max_lag_s: float | None
@@ -158,6 +161,7 @@ class IngestCounters:
             "messages left unacked past max_held_bytes, for the broker to send again",
         )
         metric("held_bytes", "gauge", self.held_bytes, "payload bytes received and not yet acked")
+        metric("held_bytes_peak", "gauge", self.held_bytes_peak, "the most payload bytes held at once")
         metric("readings_received_total", "counter", self.readings_received, "readings in committed cycles")
         metric("readings_stored_total", "counter", self.readings_stored, "readings newly stored")
         metric("readings_duplicate_total", "counter", self.readings_duplicate, "readings already stored")
@@ -237,6 +241,7 @@ class IngestConsumer:
         )
         self._in_flight = 0
         self._held_bytes = 0
+        self._held_bytes_peak = 0
         # Past max_held_bytes: messages of this connection are left unacked until it is renewed.
         self._deferring = False
         self._renewing = False  # the connection was dropped on purpose: not an error
@@ -299,6 +304,7 @@ class IngestConsumer:
                 connected=self._connected,
                 in_flight_messages=self._in_flight,
                 held_bytes=self._held_bytes,
+                held_bytes_peak=self._held_bytes_peak,
                 last_lag_s=self._last_lag_s,
                 max_lag_s=self._max_lag_s,
                 last_commit_at=self._last_commit_at,
@@ -413,8 +419,10 @@ class IngestConsumer:
         size = len(message.payload)
         with self._lock:
             was_deferring = self._deferring
-            defer = was_deferring or (
-                self._in_flight > 0 and self._held_bytes + size > self.config.max_held_bytes
+            # QoS 0 is never sent again, so it is never left to the broker.
+            defer = message.qos > 0 and (
+                was_deferring
+                or (self._in_flight > 0 and self._held_bytes + size > self.config.max_held_bytes)
             )
             if defer:
                 # Left unacked: the broker keeps it and sends it again after the reconnect that
@@ -426,6 +434,7 @@ class IngestConsumer:
                 self._c["messages_received"] += 1
                 self._in_flight += 1
                 self._held_bytes += size
+                self._held_bytes_peak = max(self._held_bytes_peak, self._held_bytes)
         if defer:
             if not was_deferring:
                 logger.warning(
@@ -474,21 +483,30 @@ class IngestConsumer:
 
     def _renew_connection_if_deferred(self) -> None:
         """Messages were left unacked past max_held_bytes: once everything held is acked and the
-        PUBACKs are out, drop the connection. paho reconnects (after reconnect_min_s) to the same
+        PUBACKs are out, end the connection. paho reconnects (after reconnect_min_s) to the same
         session, and the broker sends every unacked message again ([MQTT-4.4.0-1])."""
-        with self._lock:
-            if not self._deferring or self._in_flight or not self._connected or self._renewing:
-                return
-        if self._client.want_write():
-            return  # acks still queued in paho: let them go out first
+
+        def ready() -> bool:
+            with self._lock:
+                idle = self._deferring and not self._in_flight and self._connected and not self._renewing
+            return idle and not self._client.want_write()  # acks still queued in paho go out first
+
+        if not ready():
+            return
+        # paho pops a packet before writing it: give the last PUBACK time to leave, then look again.
+        time.sleep(_RENEW_SETTLE_S)
         sock = self._client.socket()
-        if not isinstance(sock, socket.socket):  # TCP or TLS (ssl.SSLSocket is one)
+        if not ready() or not isinstance(sock, socket.socket):  # TCP, or TLS (an ssl.SSLSocket)
             return
         logger.info("ingest renews its connection to receive the messages it left to the broker")
         with self._lock:
             self._renewing = True
         try:
-            sock.shutdown(socket.SHUT_RDWR)  # paho sees the connection lost and reconnects
+            # Only our sending side, and through the plain socket: SSLSocket.shutdown would drop the
+            # TLS state under paho's network thread mid-read, and a shut reading side would make the
+            # kernel answer the broker's next message with a reset that discards our last acks.
+            # The broker sees the end of our stream and closes; paho reads that and reconnects.
+            socket.socket.shutdown(sock, socket.SHUT_WR)
         except OSError:
             with self._lock:
                 self._renewing = False  # already closing: paho reconnects on its own, or we retry

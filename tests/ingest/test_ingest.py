@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -12,10 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest import IngestConsumer
 from storage.clinic.models import DeadLetterScope
+from storage.clinic.repository import ClinicRepository
 from storage.readings import SqliteReadingStore
 from storage.readings.protocol import AnyReading
+from tests.ingest.conftest import ingest_config
 from tests.ingest.helpers import (
     STRANGER_CUFF,
+    WAIT_S,
     FlakyStore,
     GatewayClient,
     StoreWithABug,
@@ -27,6 +31,7 @@ from tests.ingest.helpers import (
     stored_ids,
     wait_until,
 )
+from vitalgate.mosquitto import MosquittoBroker
 from vitals.payload import ReadingsBatch
 
 pytestmark = [pytest.mark.mosquitto]
@@ -156,40 +161,58 @@ def test_unbound_meter_is_rejected_with_reason_and_the_others_stored(
     assert consumer.counters().readings_rejected == 3
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
 def test_past_max_held_bytes_ingest_leaves_messages_to_the_broker_and_still_stores_each_once(
-    start_ingest: StartIngest,
-    gateway: GatewayClient,
+    tls: bool,
+    mosquitto_broker: MosquittoBroker,
+    reading_store: SqliteReadingStore,
+    clinic_sessions: sessionmaker[Session],
+    gateway_id: str,
     store_path: Path,
+    tmp_path: Path,
 ) -> None:
     """Ingest's own bound on what it holds, whatever the broker sends (Mosquitto 2.0.11 sends past
     Receive Maximum once acks flow; here Receive Maximum alone would let 100 messages in): a backlog
-    of 30 messages against room for ~8 is taken in turns, the rest left unacked at the broker and
-    received again after a reconnect, and every reading is stored once and acked."""
-    batches = [[bp_reading(5000 + 10 * b + i) for i in range(10)] for b in range(30)]
-    message_size = len(batch_json(gateway.gateway_id, batches[0]))
-    cap = 8 * message_size
-    client_id = "ingest-held-bytes"
-    start_ingest(client_id=client_id).stop()  # the persistent session, then ingest is down
-    for batch in batches:
-        gateway.publish(batch)
+    of 30 messages against room for 8 is taken in turns, the rest left unacked at the broker and
+    received again after a reconnect, and every reading is stored once and acked. Over TLS too, as
+    ingest reaches a clinic broker on its TLS listener."""
+    with contextlib.ExitStack() as stack:
+        broker = mosquitto_broker
+        overrides: dict[str, object] = {"client_id": f"ingest-held-{gateway_id}", "receive_maximum": 100}
+        if tls:
+            broker = stack.enter_context(MosquittoBroker(tmp_path / "tls-broker", tls=True))
+            assert broker.tls_port is not None and broker.tls_files is not None
+            overrides.update(port=broker.tls_port, tls_ca_file=broker.tls_files.ca_file)
+        user = broker.add_gateway(gateway_id)
+        gateway = GatewayClient(broker.host, broker.port, user.username, user.password, gateway_id)
+        stack.callback(gateway.close)
 
-    consumer = start_ingest(client_id=client_id, receive_maximum=100, max_held_bytes=cap)
-    expected = {r.reading_id for batch in batches for r in batch}
-    peak = 0
+        def start(**more: object) -> IngestConsumer:
+            consumer = IngestConsumer(
+                ingest_config(broker, **overrides, **more), reading_store, ClinicRepository(clinic_sessions)
+            )
+            consumer.start()
+            stack.callback(consumer.stop)
+            assert consumer.wait_subscribed(WAIT_S)
+            return consumer
 
-    def caught_up() -> bool:
-        nonlocal peak
-        peak = max(peak, consumer.counters().held_bytes)
-        return gateway.stored_acked() == expected
+        batches = [[bp_reading(5000 + 10 * b + i) for i in range(10)] for b in range(30)]
+        cap = 8 * len(batch_json(gateway_id, batches[0]))
+        start().stop()  # the persistent session, then ingest is down
+        for batch in batches:
+            gateway.publish(batch)
 
-    assert wait_until(caught_up, timeout_s=60), consumer.counters()
-    counters = consumer.counters()
-    assert 0 < peak <= cap
-    assert counters.messages_deferred > 0 and counters.connections >= 2  # it did leave some, and came back
-    assert counters.last_error is None  # a planned reconnect is not an error
-    assert sorted(stored_ids(store_path)) == sorted(expected)  # each once
-    assert wait_until(lambda: consumer.counters().held_bytes == 0)
-    assert "vitalgate_ingest_messages_deferred_total" in consumer.counters().prometheus_text()
+        consumer = start(max_held_bytes=cap)
+        expected = {r.reading_id for batch in batches for r in batch}
+        assert wait_until(lambda: gateway.stored_acked() == expected, timeout_s=60), consumer.counters()
+        counters = consumer.counters()
+        assert 0 < counters.held_bytes_peak <= cap  # never held more, whatever the broker sent
+        assert counters.messages_deferred > 0 and counters.connections >= 2  # it left some, came back
+        assert counters.last_error is None  # a planned reconnect is not an error
+        assert counters.readings_stored == len(expected)
+        assert sorted(stored_ids(store_path)) == sorted(expected)  # each once
+        assert wait_until(lambda: consumer.counters().held_bytes == 0)
+        assert "vitalgate_ingest_messages_deferred_total" in consumer.counters().prometheus_text()
 
 
 def test_store_outage_holds_messages_unacked_and_bounded_then_loses_nothing(
