@@ -21,7 +21,12 @@ _DUMMY_HASH = _password_hash.hash("vitalgate-timing-equaliser")
 
 
 class AuthenticationError(Exception):
-    """Credentials or token not valid. The message never says which part was wrong."""
+    """Credentials or token not valid. The message never says which part was wrong; `reason` is for
+    monitoring only: "expired" (a token of ours, past its time) or "invalid" (anything else)."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
@@ -62,5 +67,7 @@ def read_token(token: str, secret: str) -> Principal:
             clinic_id=str(claims["clinic"]),
             roles=frozenset(UserRole(r) for r in claims.get("roles", [])),
         )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthenticationError("invalid or expired token", "expired") from exc
     except (jwt.PyJWTError, ValueError, KeyError) as exc:
         raise AuthenticationError("invalid or expired token") from exc

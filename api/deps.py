@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import AuthenticationError, Principal, read_token
 from api.login_throttle import LoginThrottle
+from api.refused_tokens import RefusedTokens
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import CareTeamMember, Patient, User, UserRole
@@ -52,6 +53,8 @@ class ApiServices:
     extras: dict[str, Any] = field(default_factory=dict)
     # Failed-login counters of this API process (api/login_throttle.py: per process, in memory).
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    # Bearer tokens this API process refused, by reason (api/refused_tokens.py).
+    refused_tokens: RefusedTokens = field(default_factory=RefusedTokens)
 
 
 def get_services(request: Request) -> ApiServices:
@@ -163,6 +166,9 @@ async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], servic
     try:
         claimed = read_token(token, services.jwt_secret)
     except AuthenticationError as exc:
+        due = services.refused_tokens.record(exc.reason)
+        if due:  # never the token, nor anything from inside it
+            logger.warning("bearer tokens refused", extra={"reason": exc.reason, "count": due})
         raise unauthorised from exc
     current = await asyncio.to_thread(_current_account, services.clinic_sessions, claimed)
     if current is None:

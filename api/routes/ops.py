@@ -23,4 +23,4 @@ async def healthz() -> dict[str, str]:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(services: Services) -> str:
     providers: list[MetricsProvider] = services.extras.get("metrics", [])
-    return "".join(provider() for provider in providers)
+    return "".join(provider() for provider in providers) + services.refused_tokens.prometheus_text()
