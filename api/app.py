@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from api.deps import ApiServices
 from api.routes import alerts, audit, auth, ops, patients, readings, targets
+from api.web_assets import WEB_APP_DIR, WebAppFiles
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.readings.protocol import ReadingStoreUnavailable
 
-WEB_DIR = Path(__file__).with_name("web")
 # Seconds a client should wait before asking again while a store is down (RFC 9110 §10.2.3).
 RETRY_AFTER_S = 5
 
@@ -23,6 +25,9 @@ def create_app(services: ApiServices) -> FastAPI:
         title="vitalgate",
         summary="Home blood pressure and glucose readings, alerts and trends for family doctors.",
         version="0.1.0",
+        # /docs and /redoc are served below from the web app's build, never from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     app.include_router(auth.router)
@@ -44,8 +49,35 @@ def create_app(services: ApiServices) -> FastAPI:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
-    # The doctors' web app: static files that call the JSON API above.
-    app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    # The clinical workspace: the built web app (api/webapp) that calls the JSON API above.
+    app.mount("/app", WebAppFiles(WEB_APP_DIR), name="web")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/app/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/app/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/app/vendor/swagger-ui/favicon-32x32.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            # No online validator badge: it would call a host outside the clinic.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            redoc_js_url="/app/vendor/redoc/redoc.standalone.js",
+            redoc_favicon_url="/app/favicon.svg",
+            with_google_fonts=False,
+        )
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
