@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from vitals.payload import AlertSeverity, AlertState
+from vitals.units import GlucoseUnit
 
 # Explicit constraint names, so that migrations are reproducible and identical on SQLite and
 # PostgreSQL (Alembic docs, "The Importance of Naming Constraints").
@@ -57,6 +58,7 @@ RULE_ID_LENGTH: Final = 64
 REASON_LENGTH: Final = 500  # vitals.payload.RejectedReading.reason max_length
 TOPIC_LENGTH: Final = 300  # our topics are < 100 chars; longer ones are stored cut (with a mark)
 HASH_LENGTH: Final = 255  # argon2/PHC strings are ~100 chars; room for parameter changes
+RESOLUTION_NOTE_LENGTH: Final = 1000  # a clinician's resolve or sign-off note
 URL_LENGTH: Final = 2048  # webhook receiver URLs (configuration); longer ones are stored cut (with a mark)
 
 
@@ -156,7 +158,18 @@ class Clinic(Base):
         _str_enum(GuidelineProfile, 8), default=GuidelineProfile.EU
     )
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", doc="IANA zone for day boundaries")
+    glucose_unit: Mapped[GlucoseUnit] = mapped_column(
+        _str_enum(GlucoseUnit, 8),
+        default=lambda context: default_glucose_unit(context.get_current_parameters().get("default_profile")),
+        server_default=GlucoseUnit.MMOL_L.value,
+        doc="unit glucose is shown in (stored values stay mg/dL); a user may override it",
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def default_glucose_unit(profile: object) -> GlucoseUnit:
+    """mg/dL where US practice reads it (profile us), mmol/L elsewhere (EU, China)."""
+    return GlucoseUnit.MG_DL if profile == GuidelineProfile.US.value else GlucoseUnit.MMOL_L
 
 
 class User(Base):
@@ -179,6 +192,9 @@ class User(Base):
         doc="consecutive failed logins; the account locks at api.routes.auth.LOCK_AFTER_FAILED_LOGINS",
     )
     phone: Mapped[str | None] = mapped_column(String(40), doc="for pushed alerts (SMS/voice channels)")
+    glucose_unit_override: Mapped[GlucoseUnit | None] = mapped_column(
+        _str_enum(GlucoseUnit, 8), doc="the user's glucose display unit; NULL: the clinic's"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
 
@@ -379,6 +395,13 @@ class Alert(Base):
             postgresql_where=text("state <> 'resolved'"),
         ),
         Index("ix_alerts_state_opened_at", "state", "opened_at"),
+        Index("ix_alerts_resolved_at", "resolved_at"),
+        Index(
+            "ix_alerts_needs_signoff_clinic_id",
+            "clinic_id",
+            sqlite_where=text("needs_signoff"),
+            postgresql_where=text("needs_signoff"),
+        ),
     )
 
     alert_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
@@ -397,6 +420,15 @@ class Alert(Base):
     window_start: Mapped[datetime | None]
     window_end: Mapped[datetime | None]
     trigger_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    resolved_by: Mapped[str | None] = mapped_column(
+        ForeignKey("users.user_id", ondelete="SET NULL"), doc="the clinician; NULL: the engine (or none)"
+    )
+    resolution_note: Mapped[str | None] = mapped_column(String(RESOLUTION_NOTE_LENGTH))
+    # An urgent alert that resolved before any clinician acknowledged it waits for a clinician's
+    # sign-off (alerts.lifecycle: nothing urgent disappears unseen).
+    needs_signoff: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    signed_off_at: Mapped[datetime | None]
+    signed_off_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
 
     events: Mapped[list[AlertEventRecord]] = relationship(
         back_populates="alert", cascade="all, delete-orphan", order_by="AlertEventRecord.alert_event_id"
