@@ -4,9 +4,11 @@ Composition only; each part lives in its module:
 :mod:`gateway.meters` (scanner, connections), :mod:`gateway.outbox` (durable store),
 :mod:`gateway.uplink` (MQTT), :mod:`gateway.bindings` (meter -> patient), :mod:`gateway.health`.
 
-Readings are routed through the bindings when they are committed: a reading whose meter (or user
-slot) has no binding is committed to the outbox's ``unbound`` table, reported in the health report
-and the log, and never published as anyone's.
+Readings are routed through the bindings when they are committed: a reading that belongs to no
+patient (no binding for its meter or user slot, measured outside every binding's interval, or a meter
+clock that could not be trusted; :meth:`gateway.bindings.Bindings.attribute`) is committed to the
+outbox's ``unbound`` table with the reason, reported in the health report and the log, and never
+published as anyone's until a later binding covers it or a person decides (:mod:`gateway.releases`).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from gateway.outbox import (
     SyncPosition,
     UnboundReading,
 )
+from gateway.releases import UnboundReleases
 from gateway.uplink import Forwarder, ForwarderConfig, MqttUplink, UplinkConfig, UplinkError
-from vitals.payload import GatewayConfig, GatewayStatus
+from vitals.payload import MAX_APPLIED_COMMANDS_REPORTED, GatewayConfig, GatewayStatus, UnboundReason
 from vitals.readings import BloodPressureReading, Reading
-from vitals.topics import status_topic
+from vitals.topics import commands_topic, status_topic
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ class Gateway:
         self.uplink: MqttUplink | None = None
         self.forwarder: Forwarder | None = None
         self.meters: MeterManager | None = None
+        self.releases = UnboundReleases(options.gateway_id, self.outbox, on_change=self._released)
 
     # -- committing readings ---------------------------------------------------------------------
 
@@ -105,12 +109,12 @@ class Gateway:
         unbound: list[UnboundReading] = []
         for reading in readings:
             user_id = reading.user_id if isinstance(reading, BloodPressureReading) else None
-            patient_id = self.bindings.patient_for(reading.device.meter_key, user_id)
-            if patient_id is None:
+            found = self.bindings.attribute(reading)
+            if isinstance(found, UnboundReason):
                 aside = reading.model_copy(update={"patient_id": None})
-                unbound.append(UnboundReading(aside, reading.device.meter_key, user_id))
+                unbound.append(UnboundReading(aside, reading.device.meter_key, user_id, found))
             else:
-                bound.append(reading.model_copy(update={"patient_id": patient_id}))
+                bound.append(reading.model_copy(update={"patient_id": found}))
         position = (
             None if last_sequence_number is None else SyncPosition(meter.meter_key, last_sequence_number)
         )
@@ -123,9 +127,15 @@ class Gateway:
             self._check_full(await asyncio.to_thread(self.outbox.stats))
         if result.added_unbound:
             slots = sorted({str(u.user_id) for u in unbound})
+            reasons = sorted({u.reason.value for u in unbound})
             logger.warning(
-                "readings from an unbound meter or user slot kept aside, not published",
-                extra={"meter_key": meter.meter_key, "user_slots": slots, "readings": result.added_unbound},
+                "readings attributed to no patient kept aside, not published",
+                extra={
+                    "meter_key": meter.meter_key,
+                    "user_slots": slots,
+                    "reasons": reasons,
+                    "readings": result.added_unbound,
+                },
             )
             self._status_now.set()
         if self.forwarder is not None and result.added:
@@ -151,16 +161,27 @@ class Gateway:
         return await asyncio.to_thread(self.outbox.sync_position, meter_key)
 
     async def _on_config(self, config: GatewayConfig) -> None:
-        await asyncio.to_thread(self.bindings.apply_config, config)
+        if await asyncio.to_thread(self.bindings.apply_config, config):
+            await self.releases.reattribute(self.bindings.attribute)
+
+    def _released(self, adopted: bool) -> None:
+        """Readings left the unbound table (a new binding covers them, or a person decided)."""
+        self._status_now.set()
+        if adopted and self.forwarder is not None:
+            self.forwarder.wake()
 
     # -- status ----------------------------------------------------------------------------------
 
     async def status(self, *, online: bool = True) -> GatewayStatus:
         stats = await asyncio.to_thread(self.outbox.stats)
-        return self.health.report(stats, online=online)
+        unbound = await asyncio.to_thread(self.outbox.unbound_groups)
+        applied = await asyncio.to_thread(self.outbox.applied_command_ids, MAX_APPLIED_COMMANDS_REPORTED)
+        return self.health.report(stats, online=online, unbound=unbound, applied_commands=applied)
 
     async def _status_loop(self) -> None:
         while True:
+            if self.releases.pending:  # decisions that waited for room in the outbox
+                await self.releases.apply_pending()
             report = await self.status()
             await asyncio.to_thread(write_status_file, self.options.status_path, report)
             if self.uplink is not None and self.uplink.connected:
@@ -189,6 +210,7 @@ class Gateway:
         self.forwarder = Forwarder(
             opts.gateway_id, self.outbox, self.uplink, opts.forwarder, on_config=self._on_config
         )
+        self.uplink.subscribe(commands_topic(opts.gateway_id), self.releases.handle)
         self.uplink.on_connected(self._status_now.set)
         self.meters = MeterManager(
             opts.ble,

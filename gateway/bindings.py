@@ -12,6 +12,14 @@ identity (:attr:`vitals.readings.DeviceIdentity.meter_key`), profile. The gatewa
 meters in this registry; a device that claims a registered meter's identity from another address
 is refused (reliability.md §5.4: accept readings only from bonded device addresses).
 
+Attribution (:meth:`Bindings.attribute`): a reading belongs to a binding's patient only when its
+clock-corrected measurement time lies inside the binding's interval (``bound_at`` up to
+``unbound_at``; before ``bound_at`` too when the administrator said the meter's earlier memory is the
+patient's). A loaner meter's memory is therefore never attributed to its new patient. A reading
+whose time cannot be trusted (no timestamp, the meter's clock not read, a glucose time fault) is
+attributed only by a binding that holds at every time; otherwise it is kept aside for a person to
+decide, never guessed.
+
 Patients appear as opaque ids only; the file holds no personal data.
 """
 
@@ -21,13 +29,15 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vitals.payload import GatewayConfig, MeterBinding
+from vitals.payload import GatewayConfig, MeterBinding, UnboundReason
+from vitals.readings import BloodPressureReading, GlucoseReading, Reading, SensorStatus
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,74 @@ class PairedMeter(BaseModel):
     profile: MeterProfile
     paired_at: datetime
     security: str | None = Field(default=None, description="pairing method/security level, as reported")
+
+
+def time_trusted(reading: Reading) -> bool:
+    """Whether ``measured_at`` is the meter's timestamp corrected by a clock read at sync time.
+
+    Not trusted: no device timestamp (``measured_at`` is the time the gateway received it), a meter
+    clock that was not read (its wall clock was taken as the gateway's local time, whatever it
+    showed; device_drivers.readings), or a glucose record flagged with a time fault (0x2A18 bit 11).
+    """
+    if reading.device_time is None or reading.clock_offset_s is None:
+        return False
+    return not (isinstance(reading, GlucoseReading) and SensorStatus.TIME_FAULT in reading.sensor_status)
+
+
+def _holds_at(binding: MeterBinding, measured_at: datetime) -> bool:
+    """Inside the interval proper (the prior-memory extension aside)."""
+    started = binding.bound_at is None or binding.bound_at <= measured_at
+    return started and (binding.unbound_at is None or measured_at < binding.unbound_at)
+
+
+def _holds_always(binding: MeterBinding) -> bool:
+    return (binding.bound_at is None or binding.prior_memory_belongs) and binding.unbound_at is None
+
+
+def _attribute_within(
+    group: Sequence[MeterBinding], measured_at: datetime, trusted: bool
+) -> str | UnboundReason:
+    if not trusted:
+        # Only a lone binding that holds at every time makes the time irrelevant.
+        if len(group) == 1 and _holds_always(group[0]):
+            return group[0].patient_id
+        return UnboundReason.CLOCK_UNTRUSTED
+    inside = [b for b in group if _holds_at(b, measured_at)]
+    if inside:
+        # The most recent start wins (a local any-time binding yields to a dated clinic one).
+        return max(
+            inside, key=lambda b: b.bound_at or datetime.min.replace(tzinfo=measured_at.tzinfo)
+        ).patient_id
+    # Measured before a binding began: its patient's only if the administrator said the meter's
+    # memory is theirs, and nobody else held the meter in between.
+    later = sorted((b for b in group if b.bound_at is not None and measured_at < b.bound_at),
+                   key=lambda b: b.bound_at or measured_at)  # fmt: skip
+    if later and later[0].prior_memory_belongs:
+        return later[0].patient_id
+    return UnboundReason.OUTSIDE_BINDING
+
+
+def attribute(
+    bindings: Sequence[MeterBinding],
+    meter_key: str,
+    user_id: int | None,
+    measured_at: datetime,
+    trusted: bool,
+) -> str | UnboundReason:
+    """The patient a reading of ``meter_key`` (user slot ``user_id``) measured at ``measured_at``
+    belongs to, or why it belongs to nobody. Bindings of the exact slot first, then the meter's
+    any-slot bindings."""
+    exact = [b for b in bindings if b.meter_key == meter_key and user_id is not None and b.user_id == user_id]
+    any_slot = [b for b in bindings if b.meter_key == meter_key and b.user_id is None]
+    reason: UnboundReason | None = None
+    for group in (exact, any_slot):
+        if not group:
+            continue
+        found = _attribute_within(group, measured_at, trusted)
+        if not isinstance(found, UnboundReason):
+            return found
+        reason = reason or found
+    return reason or UnboundReason.NO_BINDING
 
 
 class BindingsFile(BaseModel):
@@ -167,6 +245,17 @@ class Bindings:
             named = {b.meter_key for b in clinic}
             local = tuple(b for b in self._state.local_bindings if b.meter_key not in named)
             return (*clinic, *local)
+
+    def attribute(self, reading: Reading) -> str | UnboundReason:
+        """The patient ``reading`` belongs to, or why it belongs to nobody (module docstring)."""
+        user_id = reading.user_id if isinstance(reading, BloodPressureReading) else None
+        return attribute(
+            self.effective_bindings(),
+            reading.device.meter_key,
+            user_id,
+            reading.measured_at,
+            time_trusted(reading),
+        )
 
     def patient_for(self, meter_key: str, user_id: int | None) -> str | None:
         """The patient a reading belongs to: exact (meter, slot) first, then the meter's any-slot binding."""

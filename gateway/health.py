@@ -1,7 +1,8 @@
 """The gateway's health report (retained on ``status``, :class:`vitals.payload.GatewayStatus`).
 
 Version, uptime, outbox depth and the age of the oldest unacked reading, each meter's last sync,
-battery, signal strength and last error. The same report is written to a local file so that
+battery, signal strength and last error, the readings kept aside unattributed (counts and time spans
+per meter, user slot and reason; never values) and the clinic commands carried out. The same report is written to a local file so that
 ``vitalgate gateway status`` works on the box without the broker.
 """
 
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.outbox import OutboxStats
-from vitals.payload import GatewayStatus, MeterHealth
+from vitals.payload import GatewayStatus, MeterHealth, UnboundSummary
 
 
 def software_version() -> str:
@@ -69,7 +70,15 @@ class Health:
     def error(self, message: str) -> None:
         self.last_error = message
 
-    def report(self, stats: OutboxStats, *, online: bool = True, now: float | None = None) -> GatewayStatus:
+    def report(
+        self,
+        stats: OutboxStats,
+        *,
+        online: bool = True,
+        now: float | None = None,
+        unbound: tuple[UnboundSummary, ...] = (),
+        applied_commands: tuple[str, ...] = (),
+    ) -> GatewayStatus:
         wall = time.time() if now is None else now
         oldest_age = None if stats.oldest_committed_at is None else max(0.0, wall - stats.oldest_committed_at)
         last_error = self.last_error
@@ -86,6 +95,8 @@ class Health:
             outbox_full=stats.full,
             oldest_unacked_age_s=None if oldest_age is None else round(oldest_age, 3),
             unbound_readings=stats.unbound,
+            unbound=unbound,
+            applied_commands=applied_commands,
             meters=tuple(
                 state.to_health() for state in sorted(self.meters.values(), key=lambda s: s.meter_key)
             ),

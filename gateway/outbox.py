@@ -10,12 +10,17 @@ and then drop (reliability.md §0 items 1-2, mosquitto#1855), so the uplink rese
 
 Tables:
 - ``outbox``: readings bound to a patient, waiting for their ack (bounded by ``capacity``);
-- ``unbound``: readings from meters (or user slots) with no patient binding, kept aside and reported,
-  never published as anyone's (bounded by ``unbound_capacity``);
+- ``unbound``: readings attributed to no patient (no binding for the meter or user slot, measured
+  outside every binding's interval, or a meter clock that could not be trusted), kept aside with the
+  reason and reported, never published as anyone's (bounded by ``unbound_capacity``). They leave
+  only by a decision: a binding that arrives later and covers them (:meth:`Outbox.reattribute`), or
+  a person's adopt or discard command from the clinic (:meth:`Outbox.release`);
 - ``delivered``: ids already acked, so a meter that sends its whole memory again (many cuffs do,
   peers.md §1.5 blood-pressure-monitor-fl) does not make the gateway resend what was acked;
 - ``sync_position``: per meter, the last glucose sequence number committed, written in the same
-  transaction as the readings it covers.
+  transaction as the readings it covers;
+- ``applied_commands``: the clinic commands carried out, each in the transaction that carried it out,
+  so a command received again changes nothing.
 
 When the outbox is full, :meth:`Outbox.commit` refuses the whole batch (nothing is written, the sync
 position does not move) and raises :class:`OutboxFullError`; the collector then stops pulling so the
@@ -34,11 +39,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from vitals.payload import RejectedReading
+from vitals.payload import (
+    RejectedReading,
+    UnboundAction,
+    UnboundReason,
+    UnboundRelease,
+    UnboundSummary,
+)
 from vitals.readings import BloodPressureReading, GlucoseReading, Reading
 
 logger = logging.getLogger(__name__)
@@ -74,6 +86,13 @@ CREATE TABLE IF NOT EXISTS unbound (
     payload TEXT NOT NULL,
     committed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS applied_commands (
+    command_id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    readings INTEGER NOT NULL,
+    applied_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS applied_commands_by_time ON applied_commands (applied_at);
 CREATE TABLE IF NOT EXISTS delivered (
     reading_id TEXT PRIMARY KEY,
     outcome TEXT NOT NULL,
@@ -107,13 +126,46 @@ class OutboxWriteError(OutboxError):
     """SQLite refused the write (disk full, I/O error): nothing of the batch was committed."""
 
 
+# Columns added to ``unbound`` after its first release: added in place when an older outbox opens.
+# ``measured_at_us``: the reading's corrected measurement time, integer microseconds since the epoch
+# (exact, so a time span reported to the clinic selects exactly the readings it counted).
+_UNBOUND_COLUMNS = {
+    "reason": f"TEXT NOT NULL DEFAULT '{UnboundReason.NO_BINDING.value}'",
+    "measured_at_us": "INTEGER",
+}
+APPLIED_COMMANDS_KEPT = 10_000
+
+
+def _epoch_us(when: datetime) -> int:
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_epoch_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
 @dataclass(frozen=True, slots=True)
 class UnboundReading:
-    """A reading whose meter (or user slot) has no patient binding on this gateway."""
+    """A reading attributed to no patient on this gateway, and why."""
 
     reading: Reading
     meter_key: str
     user_id: int | None
+    reason: UnboundReason = UnboundReason.NO_BINDING
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    """What a clinic command did: readings adopted (moved to the outbox) or discarded."""
+
+    command_id: str
+    action: UnboundAction
+    readings: int
+    already_applied: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +255,7 @@ class Outbox:
             if check != "ok":
                 raise OutboxError(f"outbox integrity check failed: {check}")
             db.executescript(_SCHEMA)
+            _add_unbound_columns(db)
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -288,9 +341,18 @@ class Outbox:
             [(r.reading_id, r.device.meter_key, r.patient_id, r.model_dump_json(), now) for r in new_bound],
         )
         db.executemany(
-            "INSERT INTO unbound (reading_id, meter_key, user_id, payload, committed_at) VALUES (?,?,?,?,?)",
+            "INSERT INTO unbound (reading_id, meter_key, user_id, payload, committed_at, reason, measured_at_us)"
+            " VALUES (?,?,?,?,?,?,?)",
             [
-                (u.reading.reading_id, u.meter_key, u.user_id, u.reading.model_dump_json(), now)
+                (
+                    u.reading.reading_id,
+                    u.meter_key,
+                    u.user_id,
+                    u.reading.model_dump_json(),
+                    now,
+                    u.reason.value,
+                    _epoch_us(u.reading.measured_at),
+                )
                 for u in new_unbound
             ],
         )
@@ -459,9 +521,189 @@ class Outbox:
             )
             return {(r[0], r[1]): int(r[2]) for r in rows}
 
+    def unbound_groups(self) -> tuple[UnboundSummary, ...]:
+        """Readings kept aside, by meter, user slot and reason: counts and measurement time spans."""
+        with self._lock:
+            rows = self._conn().execute(
+                "SELECT meter_key, user_id, reason, COUNT(*), MIN(measured_at_us), MAX(measured_at_us)"
+                " FROM unbound GROUP BY meter_key, user_id, reason ORDER BY meter_key, user_id, reason"
+            )
+            return tuple(
+                UnboundSummary(
+                    meter_key=r[0],
+                    user_id=r[1],
+                    reason=UnboundReason(r[2]),
+                    count=int(r[3]),
+                    first_measured_at=_from_epoch_us(int(r[4])),
+                    last_measured_at=_from_epoch_us(int(r[5])),
+                )
+                for r in rows
+            )
+
+    # -- decisions on unbound readings -----------------------------------------------------------
+
+    def reattribute(self, attribute: Callable[[Reading], str | UnboundReason]) -> int:
+        """Attribute again every reading kept aside (the bindings changed): those that now belong to
+        a patient move to the outbox, the others keep (or change) their reason. Returns how many moved.
+
+        Raises :class:`OutboxFullError` (nothing moved) when they do not fit in the outbox."""
+        with self._lock:
+            db = self._conn()
+            rows = db.execute("SELECT seq, payload, reason FROM unbound ORDER BY seq").fetchall()
+            moved: list[tuple[int, Reading]] = []
+            reasons: list[tuple[str, int]] = []
+            for seq, payload, reason in rows:
+                reading = _READING.validate_json(payload)
+                found = attribute(reading)
+                if isinstance(found, UnboundReason):
+                    if found.value != reason:
+                        reasons.append((found.value, seq))
+                else:
+                    moved.append((seq, reading.model_copy(update={"patient_id": found})))
+            if not moved and not reasons:
+                return 0
+            self._write_locked(db, lambda: self._move_to_outbox(db, moved, reasons))
+        if moved:
+            logger.info(
+                "unbound readings attributed by the bindings now held", extra={"readings": len(moved)}
+            )
+        return len(moved)
+
+    def _move_to_outbox(
+        self, db: sqlite3.Connection, moved: Sequence[tuple[int, Reading]], reasons: Sequence[tuple[str, int]]
+    ) -> None:
+        depth = _count(db, "outbox")
+        ids = [r.reading_id for _seq, r in moved]
+        settled = self._known(db, "outbox", ids) | self._known(db, "delivered", ids)
+        new = [r for _seq, r in moved if r.reading_id not in settled]
+        if depth + len(new) > self.capacity:
+            self._log_full("outbox", depth, self.capacity, len(new))
+            raise OutboxFullError("outbox", depth, self.capacity, len(new))
+        now = self._clock()
+        db.executemany(
+            "INSERT INTO outbox (reading_id, meter_key, patient_id, payload, committed_at) VALUES (?,?,?,?,?)",
+            [(r.reading_id, r.device.meter_key, r.patient_id, r.model_dump_json(), now) for r in new],
+        )
+        db.executemany("DELETE FROM unbound WHERE seq = ?", [(seq,) for seq, _r in moved])
+        db.executemany("UPDATE unbound SET reason = ? WHERE seq = ?", reasons)
+
+    def release(self, command: UnboundRelease) -> ReleaseResult:
+        """Carry out a person's decision on the readings of one meter (user slot) kept aside and
+        measured within the command's span: adopt them to its patient (they move to the outbox and are
+        sent like any reading) or discard them (remembered as delivered, so a meter sending its
+        memory again does not bring them back). Once per command id, in one transaction with the
+        record that it was done. Raises :class:`OutboxFullError` (nothing done) when adopted readings
+        do not fit."""
+        with self._lock:
+            db = self._conn()
+            if db.execute(
+                "SELECT 1 FROM applied_commands WHERE command_id = ?", (command.command_id,)
+            ).fetchone():
+                return ReleaseResult(command.command_id, command.action, 0, already_applied=True)
+            rows = db.execute(
+                "SELECT seq, reading_id, payload FROM unbound WHERE meter_key = ? AND user_id IS ?"
+                " AND measured_at_us BETWEEN ? AND ? ORDER BY seq",
+                (
+                    command.meter_key,
+                    command.user_id,
+                    _epoch_us(command.measured_from),
+                    _epoch_us(command.measured_to),
+                ),
+            ).fetchall()
+
+            def apply() -> None:
+                if command.action is UnboundAction.ADOPT:
+                    moved = [
+                        (
+                            seq,
+                            _READING.validate_json(payload).model_copy(
+                                update={"patient_id": command.patient_id}
+                            ),
+                        )
+                        for seq, _rid, payload in rows
+                    ]
+                    self._move_to_outbox(db, moved, ())
+                else:
+                    now = self._clock()
+                    db.executemany("DELETE FROM unbound WHERE seq = ?", [(seq,) for seq, _rid, _p in rows])
+                    db.executemany(
+                        "INSERT OR REPLACE INTO delivered (reading_id, outcome, acked_at) VALUES (?,?,?)",
+                        [(rid, "discarded", now) for _seq, rid, _p in rows],
+                    )
+                db.execute(
+                    "INSERT INTO applied_commands (command_id, action, readings, applied_at) VALUES (?,?,?,?)",
+                    (command.command_id, command.action.value, len(rows), self._clock()),
+                )
+                db.execute(
+                    "DELETE FROM applied_commands WHERE command_id IN (SELECT command_id FROM applied_commands"
+                    " ORDER BY applied_at DESC LIMIT -1 OFFSET ?)",
+                    (APPLIED_COMMANDS_KEPT,),
+                )
+
+            self._write_locked(db, apply)
+        logger.info(
+            "clinic decision on unbound readings carried out",
+            extra={"command_id": command.command_id, "action": command.action.value, "readings": len(rows)},
+        )
+        return ReleaseResult(command.command_id, command.action, len(rows))
+
+    def applied_command_ids(self, limit: int) -> tuple[str, ...]:
+        """The ids of the most recently carried-out commands, newest first."""
+        with self._lock:
+            rows = self._conn().execute(
+                "SELECT command_id FROM applied_commands ORDER BY applied_at DESC, command_id LIMIT ?",
+                (limit,),
+            )
+            return tuple(r[0] for r in rows)
+
+    def is_applied(self, command_id: str) -> bool:
+        with self._lock:
+            return (
+                self._conn()
+                .execute("SELECT 1 FROM applied_commands WHERE command_id = ?", (command_id,))
+                .fetchone()
+                is not None
+            )
+
+    @staticmethod
+    def _write_locked(db: sqlite3.Connection, work: Callable[[], None]) -> None:
+        """Run ``work`` in one IMMEDIATE transaction (the caller holds the lock)."""
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                work()
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise OutboxWriteError(f"outbox write failed: {exc}") from exc
+
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _add_unbound_columns(db: sqlite3.Connection) -> None:
+    """Bring an older outbox's ``unbound`` table up to date, filling measurement times in from the
+    readings it holds."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(unbound)")}
+    missing = [name for name in _UNBOUND_COLUMNS if name not in present]
+    if not missing:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for name in missing:
+            db.execute(f"ALTER TABLE unbound ADD COLUMN {name} {_UNBOUND_COLUMNS[name]}")
+        rows = db.execute("SELECT seq, payload FROM unbound WHERE measured_at_us IS NULL").fetchall()
+        db.executemany(
+            "UPDATE unbound SET measured_at_us = ? WHERE seq = ?",
+            [(_epoch_us(_READING.validate_json(payload).measured_at), seq) for seq, payload in rows],
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _count(db: sqlite3.Connection, table: str) -> int:

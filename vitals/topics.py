@@ -17,6 +17,7 @@ class GatewayChannel(StrEnum):
     ACKS = "acks"  # clinic -> gateway: reading ids stored or rejected
     STATUS = "status"  # gateway -> clinic: retained health report; last will says offline
     CONFIG = "config"  # clinic -> gateway: retained device bindings
+    COMMANDS = "commands"  # clinic -> gateway: retained decisions on unbound readings
 
 
 class InvalidTopicError(ValueError):
@@ -47,6 +48,10 @@ def status_topic(gateway_id: str) -> str:
 
 def config_topic(gateway_id: str) -> str:
     return gateway_topic(gateway_id, GatewayChannel.CONFIG)
+
+
+def commands_topic(gateway_id: str) -> str:
+    return gateway_topic(gateway_id, GatewayChannel.COMMANDS)
 
 
 def clinic_alerts_topic(clinic_id: str) -> str:
