@@ -5,9 +5,11 @@ The same code serves the periodic sweep over every patient (bench/alerts_sweep.p
 disagree. Each rule yields, for every patient and every day t, a status "as of the end of day t"
 (or as of `now` on the last day): FIRING, CLEAR or UNKNOWN (insufficient data).
 
-Home-BP averages follow clinical-rules.md §1.3 / §7 "W7": 7 days, day 1 discarded (so days 2-7 of the
-window are averaged, ESH 2021 [7][8], NICE NG136 [9], China 2019 HBPM [14]), at least 12 valid
-readings, readings with device status flags or NaN excluded (DQ-02, [27][61]).
+The numbers the rules judge (home-BP 7-day means, BP against goal, glucose ranges, GMI, CV, days with
+data) come from alerts/summaries.py, the one module of clinical summaries, so that an alert and the
+panel or patient page that shows it state the same figure. Home-BP averages follow clinical-rules.md
+§1.3 / §7 "W7" (see alerts.summaries); readings with device status flags or NaN are excluded (DQ-02,
+[27][61]).
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ import numpy.typing as npt
 
 from alerts.model import Observation, ObservationKind, OutcomeStatus
 from alerts.profiles import THRESHOLD_EPSILON, RuleParameters
+from alerts.summaries import (
+    HIGH_ABOVE_MG_DL,
+    LOW_BELOW_MG_DL,
+    VERY_HIGH_ABOVE_MG_DL,
+    VERY_LOW_BELOW_MG_DL,
+    at_or_above_goal,
+    coefficient_of_variation_percent,
+    days_with_data,
+    gmi_percent,
+    home_blood_pressure_windows,
+    range_percentages,
+    whole_mg_dl,
+)
 from alerts.trends import rolling_baseline, rolling_slope, rolling_sum, shift_days, upward_shift
 from vitals.payload import AlertSeverity
 from vitals.readings import Meal
@@ -44,8 +59,6 @@ MEAL_CODES = {
     Meal.BEDTIME: 5,
 }
 KIND_CODES = {ObservationKind.BLOOD_PRESSURE: 0, ObservationKind.GLUCOSE: 1, ObservationKind.CGM: 2}
-CGM_GMI_INTERCEPT = 3.31  # GMI(%) = 3.31 + 0.02392 x mean glucose mg/dL (Bergenstal 2018 [35])
-CGM_GMI_SLOPE = 0.02392
 GRI_WEIGHTS = (3.0, 2.4, 1.6, 0.8)  # VLow, Low, VHigh, High (Klonoff 2023 [36])
 GRI_ZONE_D = 60.0  # zones D/E are GRI > 60 ([36])
 
@@ -168,11 +181,13 @@ def build_matrix(
     add("cgm_n", cgm)
     add("cgm_sum", cgm, glu)
     add("cgm_sumsq", cgm, glu * glu)
-    # CGM consensus bins: TBR <54, <70; TAR >180, >250; TIR 70-180 inclusive ([32][33]).
-    add("cgm_lt54", cgm & (glu < 54.0))
-    add("cgm_lt70", cgm & (glu < 70.0))
-    add("cgm_gt180", cgm & (glu > 180.0))
-    add("cgm_gt250", cgm & (glu > 250.0))
+    # CGM consensus bins: TBR <54, <70; TAR >180, >250; TIR 70-180 inclusive ([32][33]), on whole
+    # mg/dL as the summaries bin them.
+    whole = whole_mg_dl(glu)
+    add("cgm_lt54", cgm & (whole < VERY_LOW_BELOW_MG_DL))
+    add("cgm_lt70", cgm & (whole < LOW_BELOW_MG_DL))
+    add("cgm_gt180", cgm & (whole > HIGH_ABOVE_MG_DL))
+    add("cgm_gt250", cgm & (whole > VERY_HIGH_ABOVE_MG_DL))
     if np.any(cgm):
         slot_s = params.cgm_slot_minutes * 60
         slots_per_day = SECONDS_PER_DAY // slot_s
@@ -317,28 +332,6 @@ class PatientArrays:
 _PA_FIELDS = ("goal_sys", "goal_dia", "fasting_limit", "fasting_inclusive", "pp_limit", "older", "titration")
 
 
-class W7:
-    """The HBPM protocol window (clinical-rules.md §1.3): the 7 days ending on day t, with the first
-    day of that window that holds readings discarded ("discard day 1": ESH 2021 [7][8], NICE NG136
-    [9], Hypertension Canada [10], China 2019 HBPM [14])."""
-
-    def __init__(self, bp_n: FloatArray, days: int) -> None:
-        d = bp_n.shape[1]
-        self.days = days
-        # first_from[p, s] = first day >= s with readings (d if none): a reverse running minimum.
-        idx = np.where(bp_n > 0, np.arange(d)[None, :], d)
-        first_from = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
-        start = np.clip(np.arange(d) - (days - 1), 0, None)
-        first = first_from[:, start]  # (P, D): first measured day of each window
-        self.valid = first <= np.arange(d)[None, :]
-        self.clipped = np.minimum(first, d - 1)
-
-    def sum(self, values: FloatArray) -> FloatArray:
-        total = rolling_sum(values, self.days)
-        day1 = np.take_along_axis(values, self.clipped, axis=1)
-        return np.asarray(total - np.where(self.valid, day1, 0.0), dtype=np.float64)
-
-
 def evaluate_windows(
     m: DailyMatrix,
     params: RuleParameters,
@@ -352,15 +345,17 @@ def evaluate_windows(
     out: list[WindowResult] = []
     with np.errstate(invalid="ignore", divide="ignore"):
         # --- W7 home BP average (§1.3, §7): days 2..7 of the 7-day window -------------------------
-        w7 = W7(m["bp_n"], params.w7_days)
-        n = w7.sum(m["bp_n"])
-        days_with = w7.sum((m["bp_n"] > 0).astype(np.float64))
-        sys_mean = w7.sum(m["bp_sys"]) / n
-        dia_mean = w7.sum(m["bp_dia"]) / n
-        enough = (n >= params.w7_min_readings) & (days_with >= params.w7_min_days)
+        home = home_blood_pressure_windows(m["bp_n"], m["bp_sys"], m["bp_dia"], params)
+        w7 = home.window
+        n, sys_mean, dia_mean, enough = (
+            home.readings,
+            home.systolic_mmhg,
+            home.diastolic_mmhg,
+            home.sufficient,
+        )
         w7_values = {"w7_systolic_mmhg": sys_mean, "w7_diastolic_mmhg": dia_mean, "w7_readings": n}
         goal_s, goal_d = targets.goal_sys[:, None], targets.goal_dia[:, None]
-        ctrl1 = (sys_mean >= goal_s) | (dia_mean >= goal_d)
+        ctrl1 = at_or_above_goal(sys_mean, dia_mean, goal_s, goal_d)
         vals = dict(
             w7_values,
             goal_systolic_mmhg=np.broadcast_to(goal_s, shape),
@@ -383,7 +378,12 @@ def evaluate_windows(
                 2 * params.w7_days,
             )
         )
-        ctrl3 = (sys_mean >= params.stage2_systolic_mmhg) | (dia_mean >= params.stage2_diastolic_mmhg)
+        ctrl3 = at_or_above_goal(
+            sys_mean,
+            dia_mean,
+            np.asarray(params.stage2_systolic_mmhg),
+            np.asarray(params.stage2_diastolic_mmhg),
+        )
         out.append(
             WindowResult(
                 "BP-CTRL-3",
@@ -538,9 +538,14 @@ def _cgm_rules(
             cd,
         )
     ]
+    ranges = range_percentages(
+        n, *(rolling_sum(m[name], cd) for name in ("cgm_lt54", "cgm_lt70", "cgm_gt180", "cgm_gt250"))
+    )
     pct = {
-        name: 100.0 * rolling_sum(m[name], cd) / n
-        for name in ("cgm_lt54", "cgm_lt70", "cgm_gt180", "cgm_gt250")
+        "cgm_lt54": ranges["below_54"],
+        "cgm_lt70": ranges["below_70"],
+        "cgm_gt180": ranges["above_180"],
+        "cgm_gt250": ranges["above_250"],
     }
     older = targets.older[:, None]
     tbr = (pct["cgm_lt54"] >= 1.0) | (pct["cgm_lt70"] >= np.where(older, 1.0, 4.0))
@@ -563,7 +568,7 @@ def _cgm_rules(
             cd,
         )
     )
-    tir = 100.0 - pct["cgm_lt70"] - pct["cgm_gt180"]
+    tir = ranges["in_range_70_180"]
     out.append(
         WindowResult(
             "CGM-TIR",
@@ -575,8 +580,7 @@ def _cgm_rules(
     )
     s, ss = rolling_sum(m["cgm_sum"], cd), rolling_sum(m["cgm_sumsq"], cd)
     mean = s / n
-    sd = np.sqrt(np.clip((ss - n * mean * mean) / (n - 1.0), 0.0, None))
-    cv = 100.0 * sd / mean
+    cv = coefficient_of_variation_percent(n, s, ss)
     out.append(
         WindowResult(
             "CGM-CV",
@@ -595,7 +599,7 @@ def _cgm_rules(
             "CGM-GRI", _status(gri > GRI_ZONE_D, sufficient), _sev(shape, 1), dict(common, gri=gri), cd
         )
     )
-    gmi = CGM_GMI_INTERCEPT + CGM_GMI_SLOPE * mean
+    gmi = gmi_percent(mean)
     prev_gmi = shift_days(gmi, cd, np.nan)
     prev_ok = shift_days(sufficient.astype(np.float64), cd) > 0
     rise = gmi - prev_gmi
@@ -646,7 +650,7 @@ def _data_rules(
         )
     ]
     # DQ-03: < 16 distinct data days in rolling 30 ([57] CPT 99454); enrolled >= 30 days (first data).
-    data_days = rolling_sum((m["any_n"] > 0).astype(np.float64), params.sufficiency_days)
+    data_days = days_with_data(m["any_n"], params.sufficiency_days)
     first_seen = np.cumsum(m["any_n"] > 0, axis=1) > 0
     days_since_first = np.cumsum(first_seen, axis=1)
     known = days_since_first >= params.sufficiency_days

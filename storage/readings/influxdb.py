@@ -58,6 +58,7 @@ from influxdb_client.rest import ApiException
 from storage.readings.protocol import (
     AnyReading,
     DailyAggregate,
+    ReadingColumns,
     ReadingStoreError,
     ReadingStoreRejected,
     ReadingStoreUnavailable,
@@ -500,6 +501,49 @@ class InfluxReadingStore:
             results.extend(self._query(statements[i : i + _STATEMENTS_PER_QUERY]))
         return results
 
+    def reading_columns(
+        self, patient_id: str, kind: ReadingKind, start: datetime, end: datetime
+    ) -> ReadingColumns:
+        """Two statements in one request: the numeric fields of every point, and the whole reading of
+        the points left out of averages (their reasons)."""
+        check_patient_id(patient_id)
+        kind = ReadingKind(kind)
+        start, end = check_aware(start, "start"), check_aware(end, "end")
+        low_us, high_us = epoch_us(start), epoch_us(end)
+        fields = BLOOD_PRESSURE_FIELDS if kind is ReadingKind.BLOOD_PRESSURE else GLUCOSE_FIELDS
+        numbers = self._window_statement(
+            ("measured_at_us", "reading_id", "in_averages", *fields), kind, patient_id, start, end
+        )
+        left_out = (
+            self._window_statement(("reading_id", _JSON_FIELD), kind, patient_id, start, end)
+            + ' AND "in_averages" = false'
+        )
+        rows, left_rows = self._query([numbers, left_out])
+        whole = {str(row["reading_id"]): row[_JSON_FIELD] for row in left_rows}
+        chosen: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if low_us <= int(row["measured_at_us"]) < high_us:
+                chosen[str(row["reading_id"])] = row
+        ordered = sorted(
+            chosen.values(), key=lambda row: (int(row["measured_at_us"]), str(row["reading_id"]))
+        )
+        columns = ReadingColumns(kind)
+        for row in ordered:
+            included = bool(row["in_averages"])
+            columns.measured_at_us.append(int(row["measured_at_us"]))
+            columns.in_averages.append(included)
+            text = None if included else whole.get(str(row["reading_id"]))
+            columns.left_out.append(None if text is None else reading_from_json(text))
+            if kind is ReadingKind.BLOOD_PRESSURE:
+                columns.systolic_mmhg.append(_float(row.get("systolic_mmhg")))
+                columns.diastolic_mmhg.append(_float(row.get("diastolic_mmhg")))
+                columns.pulse_bpm.append(_float(row.get("pulse_bpm")))
+            else:
+                columns.glucose_mg_dl.append(_float(row.get("glucose_mg_dl")))
+                meal = row.get("meal")
+                columns.meal.append(None if meal is None else str(meal))
+        return columns
+
     def daily_aggregates(
         self,
         patient_id: str,
@@ -547,6 +591,10 @@ class InfluxReadingStore:
 
 class _Transient(ReadingStoreUnavailable):
     """A failure worth retrying: connection refused/reset, timeout, HTTP 5xx or 429."""
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _unique_readings(rows: Iterable[Mapping[str, Any]]) -> list[AnyReading]:

@@ -14,7 +14,7 @@ changes nothing and reports it as a duplicate, so a retransmission anywhere is h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from typing import Protocol, runtime_checkable
 
@@ -92,6 +92,32 @@ class DailyAggregate:
     glucose_mg_dl: MetricSummary | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReadingColumns:
+    """A patient's readings of one kind as columns, for summaries (alerts.summaries): what a summary
+    needs of every reading without building a model per reading.
+
+    Lists are aligned, one entry per reading, ordered by `measured_at` then `reading_id`. The values
+    of the other kind's quantities are empty lists (a blood-pressure result has no glucose). Every
+    reading that must stay out of averages (`in_averages` False: invalid, or a blood pressure the cuff
+    flagged for body movement, a loose cuff or improper position) is also given whole in `left_out`,
+    so its reasons can be read; `left_out` holds None for the others.
+    """
+
+    kind: ReadingKind
+    measured_at_us: list[int] = field(default_factory=list)
+    in_averages: list[bool] = field(default_factory=list)
+    systolic_mmhg: list[float | None] = field(default_factory=list)
+    diastolic_mmhg: list[float | None] = field(default_factory=list)
+    pulse_bpm: list[float | None] = field(default_factory=list)
+    glucose_mg_dl: list[float | None] = field(default_factory=list)
+    meal: list[str | None] = field(default_factory=list)
+    left_out: list[AnyReading | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.measured_at_us)
+
+
 @runtime_checkable
 class ReadingStore(Protocol):
     """Where readings live. Implementations: `SqliteReadingStore`, `InfluxReadingStore`.
@@ -133,6 +159,12 @@ class ReadingStore(Protocol):
     ) -> dict[str, AnyReading]:
         """`latest` for many patients at once (a doctor's panel): patient_id -> reading, patients
         without readings left out. InfluxDB answers it in two requests instead of two per patient."""
+        ...
+
+    def reading_columns(
+        self, patient_id: str, kind: ReadingKind, start: datetime, end: datetime
+    ) -> ReadingColumns:
+        """`query_range` as columns (`ReadingColumns`): the same readings, in the same order."""
         ...
 
     def daily_aggregates(

@@ -39,6 +39,7 @@ from typing import Any, Final
 from storage.readings.protocol import (
     AnyReading,
     DailyAggregate,
+    ReadingColumns,
     ReadingStoreError,
     ReadingStoreUnavailable,
     WriteResult,
@@ -49,6 +50,7 @@ from storage.readings.records import (
     check_aware,
     check_patient_id,
     day_window,
+    epoch_us,
     in_averages,
     json_list,
     reading_from_json,
@@ -276,6 +278,11 @@ def reading_row(reading: AnyReading, stored_at: str, meter_keys: MeterKeys | Non
         )
     raw = None if reading.raw_hex is None else bytes.fromhex(reading.raw_hex)
     return (*common, *specific, raw, reading_to_json(reading), stored_at)
+
+
+def _text_epoch_us(text: str) -> int:
+    """Microseconds since the epoch of a stored `measured_at` ("YYYY-MM-DDTHH:MM:SS.ffffffZ")."""
+    return epoch_us(datetime.fromisoformat(text))
 
 
 class _Locked(Exception):
@@ -526,6 +533,44 @@ class SqliteReadingStore:
                 if candidates:
                     found[patient_id] = reading_from_json(max(candidates)[2])
         return found
+
+    def reading_columns(
+        self, patient_id: str, kind: ReadingKind, start: datetime, end: datetime
+    ) -> ReadingColumns:
+        check_patient_id(patient_id)
+        kind = ReadingKind(kind)
+        # Numbers straight from their columns; the JSON is read only for readings left out of
+        # averages (their reasons), and for a glucose reading's meal, which has no column.
+        specific = (
+            "systolic_mmhg, diastolic_mmhg, pulse_bpm"
+            if kind is ReadingKind.BLOOD_PRESSURE
+            else "glucose_mg_dl, json_extract(reading_json, '$.context.meal')"
+        )
+        sql = (
+            f"SELECT measured_at, in_averages, CASE WHEN in_averages THEN NULL ELSE reading_json END, {specific} "  # noqa: S608 - fixed names
+            "FROM readings WHERE patient_id = ? AND kind = ? AND measured_at >= ? AND measured_at < ? "
+            "ORDER BY measured_at, reading_id"
+        )
+        params = (
+            patient_id,
+            kind.value,
+            utc_text(check_aware(start, "start")),
+            utc_text(check_aware(end, "end")),
+        )
+        with self._errors("column query"):
+            rows = self._reader().execute(sql, params).fetchall()
+        columns = ReadingColumns(kind)
+        columns.measured_at_us.extend(_text_epoch_us(row[0]) for row in rows)
+        columns.in_averages.extend(bool(row[1]) for row in rows)
+        columns.left_out.extend(None if row[2] is None else reading_from_json(row[2]) for row in rows)
+        if kind is ReadingKind.BLOOD_PRESSURE:
+            columns.systolic_mmhg.extend(row[3] for row in rows)
+            columns.diastolic_mmhg.extend(row[4] for row in rows)
+            columns.pulse_bpm.extend(row[5] for row in rows)
+        else:
+            columns.glucose_mg_dl.extend(row[3] for row in rows)
+            columns.meal.extend(row[4] for row in rows)
+        return columns
 
     def daily_aggregates(
         self,

@@ -259,3 +259,53 @@ def test_latest_for_a_panel_of_patients(reading_store: ReadingStore) -> None:
     assert panel == {patient: rs[-1] for patient, rs in readings.items()}
     assert reading_store.latest_by_patient(["p-0"])["p-0"].kind is ReadingKind.GLUCOSE
     assert reading_store.latest_by_patient([]) == {}
+
+
+def test_reading_columns_match_the_readings_and_hand_over_the_left_out_ones_whole(
+    reading_store: ReadingStore,
+) -> None:
+    """A summary sees the same readings as the chart: every value in order, error readings whole."""
+    readings = every_field_readings("p-1")
+    reading_store.write_batch(readings)
+    start, end = _window()
+    for kind in (ReadingKind.BLOOD_PRESSURE, ReadingKind.GLUCOSE):
+        expected = reading_store.query_range("p-1", kind, start, end)
+        columns = reading_store.reading_columns("p-1", kind, start, end)
+        assert len(columns) == len(expected)
+        assert columns.measured_at_us == [
+            int(r.measured_at.timestamp()) * 1_000_000 + r.measured_at.microsecond for r in expected
+        ]
+        assert columns.in_averages == [
+            not r.excluded_from_averages if isinstance(r, BloodPressureReading) else r.valid for r in expected
+        ]
+        assert columns.left_out == [
+            None if ok else r for r, ok in zip(expected, columns.in_averages, strict=True)
+        ]
+        if kind is ReadingKind.BLOOD_PRESSURE:
+            bps = [r for r in expected if isinstance(r, BloodPressureReading)]
+            assert columns.systolic_mmhg == pytest.approx([r.systolic_mmhg for r in bps])
+            assert columns.diastolic_mmhg == pytest.approx([r.diastolic_mmhg for r in bps])
+            assert columns.pulse_bpm == [r.pulse_bpm for r in bps]
+            assert columns.glucose_mg_dl == [] and columns.meal == []
+        else:
+            gs = [r for r in expected if isinstance(r, GlucoseReading)]
+            assert columns.glucose_mg_dl == pytest.approx([r.glucose_mg_dl for r in gs])
+            assert columns.meal == [
+                r.context.meal.value if r.context and r.context.meal else None for r in gs
+            ]
+            assert columns.systolic_mmhg == []
+    # Left out: the body-movement reading (valid, flagged) and diastolic >= systolic (invalid).
+    flagged = reading_store.reading_columns("p-1", ReadingKind.BLOOD_PRESSURE, start, end).left_out
+    assert sum(r is not None for r in flagged) == 2
+
+
+def test_reading_columns_are_half_open_per_patient(reading_store: ReadingStore) -> None:
+    """The column query keeps the range's bounds and patient, like the range query."""
+    at = T0 + timedelta(microseconds=500_000)
+    mine = bp("p-1", at, 120.0, 80.0)
+    reading_store.write_batch([mine, bp("p-2", at, 150.0, 90.0, user_id=2)])
+    kind, us = ReadingKind.BLOOD_PRESSURE, timedelta(microseconds=1)
+    assert len(reading_store.reading_columns("p-1", kind, at + us, T0 + timedelta(1))) == 0
+    assert len(reading_store.reading_columns("p-1", kind, T0, at)) == 0
+    assert reading_store.reading_columns("p-1", kind, at, at + us).systolic_mmhg == [120.0]
+    assert len(reading_store.reading_columns("p-3", kind, T0, T0 + timedelta(1))) == 0
