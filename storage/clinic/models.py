@@ -579,3 +579,60 @@ class WebhookDeadLetterRecord(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str] = mapped_column(String(REASON_LENGTH), default="")
     dead_at: Mapped[datetime] = mapped_column(doc="when the last try failed")
+
+
+class GatewayStatusRecord(Base):
+    """The latest status report of a gateway (its retained `status` topic, vitals.payload.GatewayStatus)
+    as the clinic's status consumer received it (vitalgate.fleet; storage.clinic.fleet).
+
+    Ids, counts, times and meter health only: `meters` holds vitals.payload.MeterHealth entries and
+    `unbound` vitals.payload.UnboundSummary entries (counts and time spans, never values).
+    `received_at` and `offline_since` are the clinic's clock; `reported_at` is the gateway's."""
+
+    __tablename__ = "gateway_status"
+
+    gateway_id: Mapped[str] = mapped_column(
+        ForeignKey("gateways.gateway_id", ondelete="CASCADE"), primary_key=True
+    )
+    online: Mapped[bool] = mapped_column(Boolean)
+    reported_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    offline_since: Mapped[datetime | None] = mapped_column(doc="last will or final status received")
+    software_version: Mapped[str | None] = mapped_column(String(64))
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    outbox_capacity: Mapped[int | None] = mapped_column(Integer)
+    outbox_full: Mapped[bool] = mapped_column(Boolean, default=False)
+    oldest_unacked_age_s: Mapped[float | None] = mapped_column(Float)
+    unbound_readings: Mapped[int] = mapped_column(Integer, default=0)
+    unbound: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    meters: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    last_error: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
+
+
+class UnboundReleaseRecord(Base):
+    """An administrator's decision on a gateway's unbound readings of one meter (user slot) measured
+    in a time span: adopt them to a patient, or discard them. Sent to the gateway as a command
+    (vitals.payload.UnboundRelease, retained `commands` topic) until its status reports it carried
+    out (`applied_at`). An adoption is also what lets ingest store those readings under the patient
+    (storage.clinic.repository.bindings_for_readings)."""
+
+    __tablename__ = "unbound_releases"
+    __table_args__ = (
+        Index("ix_unbound_releases_gateway_id_applied_at", "gateway_id", "applied_at"),
+        CheckConstraint("action IN ('adopt', 'discard')", name="action_known"),
+        CheckConstraint("(action = 'adopt') = (patient_id IS NOT NULL)", name="adopt_names_patient"),
+    )
+
+    command_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.gateway_id", ondelete="CASCADE"))
+    meter_key: Mapped[str] = mapped_column(String(METER_KEY_LENGTH), doc="not necessarily a registered meter")
+    device_user_id: Mapped[int | None] = mapped_column(Integer, doc="the cuff's user slot; NULL: none")
+    action: Mapped[str] = mapped_column(String(16))
+    patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
+    measured_from: Mapped[datetime]
+    measured_to: Mapped[datetime]
+    readings: Mapped[int] = mapped_column(Integer, doc="how many the gateway reported when decided")
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(doc="when the gateway reported it carried out")
