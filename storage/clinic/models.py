@@ -234,8 +234,11 @@ class Patient(Base):
     date_of_birth: Mapped[str | None] = mapped_column(String(10), doc="ISO date, YYYY-MM-DD")
     phone: Mapped[str | None] = mapped_column(String(40))
     email: Mapped[str | None] = mapped_column(String(254))
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, doc="false: discharged (data kept)")
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    discharged_at: Mapped[datetime | None] = mapped_column(
+        doc="when discharged; NULL while active (and for a patient discharged before this was kept)"
+    )
 
     care_team: Mapped[list[CareTeamMember]] = relationship(
         back_populates="patient", cascade="all, delete-orphan", order_by="CareTeamMember.escalation_order"
@@ -376,6 +379,29 @@ class MeterBinding(Base):
     bound_at: Mapped[datetime] = mapped_column(default=utcnow)
     unbound_at: Mapped[datetime | None]
     bound_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+    # The administrator's choice when binding: do the readings the meter already held (measured before
+    # `bound_at`) belong to this patient? No (False) unless they say so: a reused or loaner meter's
+    # memory is its earlier owner's. Readings after `unbound_at` never belong.
+    prior_memory_belongs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+
+class PasswordResetCode(Base):
+    """A one-time code an administrator issues so that a user sets a new password (or a first one).
+
+    Only the code's SHA-256 is kept: the code is 100 random bits, so a fast hash cannot be reversed by
+    guessing (OWASP Forgot Password Cheat Sheet: store reset tokens hashed, single use, expiring).
+    """
+
+    __tablename__ = "password_reset_codes"
+    __table_args__ = (Index("ix_password_reset_codes_user_id", "user_id"),)
+
+    reset_code_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True, doc="hex SHA-256 of the code")
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    issued_by: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), doc="audit actor who issued it")
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
 
 
 class Alert(Base):

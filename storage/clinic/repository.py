@@ -38,13 +38,16 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Binding:
     """A binding: readings of `meter_key` (slot `device_user_id`, None = any) on `gateway_id` belong
-    to `patient_id`. `unbound_at` is None while it is active, else when it ended."""
+    to `patient_id` when measured inside its validity interval: from `attributed_from` (None: the
+    meter's whole memory, when the administrator said the readings it already held are the
+    patient's) up to `unbound_at` (None while it is active)."""
 
     gateway_id: str
     meter_key: str
     device_user_id: int | None
     patient_id: str
     unbound_at: datetime | None = None
+    attributed_from: datetime | None = None
 
     def matches(self, meter_key: str, device_user_id: int | None) -> bool:
         if meter_key != self.meter_key:
@@ -52,8 +55,12 @@ class Binding:
         return self.device_user_id is None or self.device_user_id == device_user_id
 
     def in_force_at(self, measured_at: datetime) -> bool:
-        """A reading measured before the binding ended still belongs to its patient, even when it
-        arrives after an unbind or a rebind (a gateway that was offline)."""
+        """Was a reading measured at `measured_at` taken while this binding held? One measured before
+        the binding ended still belongs to its patient, even when it arrives after an unbind or a
+        rebind (a gateway that was offline); one measured before the binding began does not (a reused
+        or loaner meter's memory is its earlier owner's), unless the administrator said so."""
+        if self.attributed_from is not None and measured_at < self.attributed_from:
+            return False
         return self.unbound_at is None or measured_at < self.unbound_at
 
 
@@ -96,7 +103,12 @@ def _slot(device_user_id: int | None) -> int:
 def _binding(row: MeterBinding) -> Binding:
     slot = None if row.device_user_id == ANY_DEVICE_USER else row.device_user_id
     return Binding(
-        row.gateway_id, row.meter_key, slot, row.patient_id, None if row.active else row.unbound_at
+        row.gateway_id,
+        row.meter_key,
+        slot,
+        row.patient_id,
+        unbound_at=None if row.active else row.unbound_at,
+        attributed_from=None if row.prior_memory_belongs else row.bound_at,
     )
 
 
@@ -129,10 +141,15 @@ def bind_meter(
     device_user_id: int | None = None,
     bound_by: str | None = None,
     at: datetime | None = None,
+    prior_memory_belongs: bool = True,
 ) -> MeterBinding:
-    """Bind a meter slot to a patient through a gateway, ending any active binding of that slot.
+    """Bind a meter slot to a patient through a gateway from `at` (default now), ending any active
+    binding of that slot.
 
-    The caller commits. Gateway, meter and patient rows must exist (foreign keys).
+    `prior_memory_belongs`: whether readings the meter measured before `at` are the patient's too.
+    This building block keeps them by default, as every binding did before the choice existed;
+    administration (storage.clinic.administration) always passes the administrator's choice, whose
+    default is no. The caller commits. Gateway, meter and patient rows must exist (foreign keys).
     """
     now = at or utcnow()
     session.execute(
@@ -153,6 +170,7 @@ def bind_meter(
         active=True,
         bound_at=now,
         bound_by=bound_by,
+        prior_memory_belongs=prior_memory_belongs,
     )
     session.add(binding)
     session.flush()
