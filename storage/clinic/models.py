@@ -315,6 +315,39 @@ class PatientTargets(Base):
     patient: Mapped[Patient] = relationship(back_populates="targets")
 
 
+class PatientSummaryRow(Base):
+    """The panel's figures of one patient (alerts.summaries.PanelFigures), so that a panel of
+    thousands of patients is one query, sorted and paged by the database.
+
+    Written by alerts.summary_updater when readings are committed, when targets change, and again once
+    `valid_until` (the patient's next local midnight, when the 7-, 14- and 30-day windows move) has
+    passed; a row is current while `now < valid_until`, its `summary_version` is the updater's and the
+    patient's targets did not change after `computed_at`. Numbers only: no personal data.
+    """
+
+    __tablename__ = "patient_summaries"
+
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
+    )
+    summary_version: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    last_reading_at: Mapped[datetime | None] = mapped_column(doc="newest reading, valid or not")
+    bp_mean_systolic_mmhg: Mapped[float | None] = mapped_column(Float, doc="7-day home mean (ESH)")
+    bp_mean_diastolic_mmhg: Mapped[float | None] = mapped_column(Float)
+    bp_readings: Mapped[int | None] = mapped_column(Integer)
+    bp_days: Mapped[int | None] = mapped_column(Integer)
+    bp_category: Mapped[str | None] = mapped_column(String(16), doc="alerts.summaries.BpCategory")
+    bp_target_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
+    bp_target_diastolic_mmhg: Mapped[float | None] = mapped_column(Float)
+    glucose_latest_mg_dl: Mapped[float | None] = mapped_column(Float, doc="newest valid glucose")
+    glucose_latest_at: Mapped[datetime | None]
+    glucose_time_in_range_percent: Mapped[float | None] = mapped_column(Float, doc="last 14 days")
+    glucose_readings_14d: Mapped[int | None] = mapped_column(Integer)
+    days_with_data_30: Mapped[int] = mapped_column(Integer)
+
+
 class Gateway(Base):
     """An edge gateway in a patient's home. Its broker credential is kept only as a hash."""
 

@@ -1,0 +1,392 @@
+"""Stored panel figures (`patient_summaries`) and the doctors' panel query.
+
+The panel is one SQL statement over the clinic database: the caller's patients (their care teams,
+or the whole clinic for an administrator), each with its stored figures, its open alerts (counted
+here, from `alerts`, so they are never stale) and its gateway, filtered, sorted and paged by the
+database, with the total. Nothing here computes a clinical figure: alerts.summary_updater writes
+them (alerts.summaries computes them).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.clinic.models import (
+    Alert,
+    CareTeamMember,
+    Clinic,
+    Gateway,
+    MeterBinding,
+    Patient,
+    PatientSummaryRow,
+    UserRole,
+)
+from storage.clinic.models import PatientTargets as TargetsRow
+from vitals.payload import AlertSeverity, AlertState
+
+ACTIVE_ALERT_STATES: Final = (
+    AlertState.OPEN,
+    AlertState.ACKNOWLEDGED,
+    AlertState.SNOOZED,
+    AlertState.ESCALATED,
+)
+# Not yet handled by anyone: neither acknowledged nor snoozed.
+UNHANDLED_ALERT_STATES: Final = (AlertState.OPEN, AlertState.ESCALATED)
+SEVERITY_RANK: Final[Mapping[AlertSeverity, int]] = {
+    AlertSeverity.INFO: 1,
+    AlertSeverity.WARNING: 2,
+    AlertSeverity.URGENT: 3,
+}
+SEVERITY_OF_RANK: Final = {rank: severity for severity, rank in SEVERITY_RANK.items()}
+
+SUMMARY_COLUMNS: Final = tuple(
+    c.key for c in PatientSummaryRow.__table__.columns if c.key not in ("patient_id",)
+)
+
+
+class PanelSort(enum.StrEnum):
+    URGENCY = "urgency"
+    NAME = "name"
+    LAST_SEEN = "last_seen"
+    BP_MEAN = "bp_mean"
+    GLUCOSE_LATEST = "glucose_latest"
+    TIME_IN_RANGE = "time_in_range"
+    DAYS_WITH_DATA = "days_with_data"
+    GATEWAY = "gateway"
+
+
+class SortOrder(enum.StrEnum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+class AlertStateFilter(enum.StrEnum):
+    ANY = "any"
+    ACTIVE = "active"  # at least one open, acknowledged, snoozed or escalated alert
+    NONE = "none"  # no such alert
+    NEEDS_SIGNOFF = "needs_signoff"  # an urgent alert resolved unseen, not yet signed off
+
+
+@dataclass(frozen=True, slots=True)
+class PanelQuery:
+    sort: PanelSort = PanelSort.URGENCY
+    order: SortOrder | None = None  # None: descending, except name (ascending)
+    name_contains: str | None = None
+    alert_state: AlertStateFilter = AlertStateFilter.ANY
+    no_data_days: int | None = None  # only patients without any reading for this many days
+    offset: int = 0
+    limit: int = 100
+
+    @property
+    def descending(self) -> bool:
+        if self.order is None:
+            return self.sort is not PanelSort.NAME
+        return self.order is SortOrder.DESC
+
+
+@dataclass(frozen=True, slots=True)
+class PanelAlerts:
+    highest_severity: AlertSeverity | None
+    counts: dict[AlertSeverity, int]
+    active: int
+    oldest_unhandled_at: datetime | None
+    needs_signoff: int
+
+
+@dataclass(frozen=True, slots=True)
+class PanelEntry:
+    """One patient's panel row as stored: `summary` holds the `patient_summaries` columns (None when
+    the patient has no row yet)."""
+
+    patient_id: str
+    given_name: str
+    family_name: str
+    timezone: str
+    alerts: PanelAlerts
+    summary: dict[str, Any] | None
+    gateway_id: str | None
+    gateway_last_seen_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PanelPage:
+    total: int
+    entries: list[PanelEntry]
+
+
+def visible_patients(user_id: str, clinic_id: str, roles: frozenset[UserRole]) -> Select[str]:
+    """Ids of the active patients a user may see: their care teams', or the clinic's for an
+    administrator (api/deps.py applies the same rule to each patient read)."""
+    query = select(Patient.patient_id).where(Patient.clinic_id == clinic_id, Patient.active.is_(True))
+    if UserRole.CLINIC_ADMIN not in roles:
+        query = query.where(
+            Patient.patient_id.in_(select(CareTeamMember.patient_id).where(CareTeamMember.user_id == user_id))
+        )
+    return query
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def panel_page(
+    session: Session,
+    *,
+    user_id: str,
+    clinic_id: str,
+    roles: frozenset[UserRole],
+    query: PanelQuery,
+    now: datetime,
+) -> PanelPage:
+    """The caller's patients, filtered, sorted and paged (module doc)."""
+    rank = case(
+        *((Alert.severity == severity, literal(r)) for severity, r in SEVERITY_RANK.items()), else_=literal(0)
+    )
+    alert_stats = (
+        select(
+            Alert.patient_id.label("patient_id"),
+            func.max(case((Alert.state.in_(ACTIVE_ALERT_STATES), rank), else_=0)).label("rank"),
+            *(
+                func.sum(
+                    case((and_(Alert.state.in_(ACTIVE_ALERT_STATES), Alert.severity == s), 1), else_=0)
+                ).label(f"n_{s.value}")
+                for s in AlertSeverity
+            ),
+            func.sum(case((Alert.state.in_(ACTIVE_ALERT_STATES), 1), else_=0)).label("active"),
+            func.min(case((Alert.state.in_(UNHANDLED_ALERT_STATES), Alert.opened_at))).label("oldest"),
+            func.sum(case((and_(Alert.needs_signoff, Alert.signed_off_at.is_(None)), 1), else_=0)).label(
+                "signoff"
+            ),
+        )
+        .where(
+            Alert.clinic_id == clinic_id,
+            or_(
+                Alert.state.in_(ACTIVE_ALERT_STATES), and_(Alert.needs_signoff, Alert.signed_off_at.is_(None))
+            ),
+        )
+        .group_by(Alert.patient_id)
+        .subquery()
+    )
+    gateways = (
+        select(
+            MeterBinding.patient_id.label("patient_id"),
+            Gateway.gateway_id.label("gateway_id"),
+            Gateway.last_seen_at.label("last_seen_at"),
+            func.row_number()
+            .over(
+                partition_by=MeterBinding.patient_id,
+                order_by=(Gateway.last_seen_at.desc().nulls_last(), Gateway.gateway_id),
+            )
+            .label("n"),
+        )
+        .join(Gateway, Gateway.gateway_id == MeterBinding.gateway_id)
+        .where(MeterBinding.active.is_(True), Gateway.active.is_(True), Gateway.clinic_id == clinic_id)
+        .subquery()
+    )
+    s = PatientSummaryRow.__table__.c
+    active = func.coalesce(alert_stats.c.active, 0)
+    signoff = func.coalesce(alert_stats.c.signoff, 0)
+    conditions: list[ColumnElement[bool]] = [
+        Patient.patient_id.in_(visible_patients(user_id, clinic_id, roles).scalar_subquery())
+    ]
+    if query.name_contains:
+        pattern = _like(query.name_contains.strip())
+        conditions.append(
+            or_(
+                Patient.given_name.ilike(pattern, escape="\\"),
+                Patient.family_name.ilike(pattern, escape="\\"),
+                (Patient.family_name + Patient.given_name).ilike(pattern, escape="\\"),
+                (Patient.given_name + " " + Patient.family_name).ilike(pattern, escape="\\"),
+                (Patient.family_name + " " + Patient.given_name).ilike(pattern, escape="\\"),
+            )
+        )
+    if query.alert_state is AlertStateFilter.ACTIVE:
+        conditions.append(active > 0)
+    elif query.alert_state is AlertStateFilter.NONE:
+        conditions.append(active == 0)
+    elif query.alert_state is AlertStateFilter.NEEDS_SIGNOFF:
+        conditions.append(signoff > 0)
+    if query.no_data_days is not None:
+        cutoff = now - timedelta(days=query.no_data_days)
+        conditions.append(or_(s.last_reading_at.is_(None), s.last_reading_at < cutoff))
+
+    statement = (
+        select(
+            Patient.patient_id,
+            Patient.given_name,
+            Patient.family_name,
+            func.coalesce(TargetsRow.timezone, Clinic.timezone).label("timezone"),
+            alert_stats.c.rank,
+            *(getattr(alert_stats.c, f"n_{sev.value}") for sev in AlertSeverity),
+            active.label("active"),
+            alert_stats.c.oldest,
+            signoff.label("signoff"),
+            s.patient_id.label("summary_patient_id"),
+            *(getattr(s, name) for name in SUMMARY_COLUMNS),
+            gateways.c.gateway_id,
+            gateways.c.last_seen_at.label("gateway_last_seen_at"),
+            func.count().over().label("total"),
+        )
+        .join(Clinic, Clinic.clinic_id == Patient.clinic_id)
+        .outerjoin(TargetsRow, TargetsRow.patient_id == Patient.patient_id)
+        .outerjoin(PatientSummaryRow, s.patient_id == Patient.patient_id)
+        .outerjoin(alert_stats, alert_stats.c.patient_id == Patient.patient_id)
+        .outerjoin(gateways, and_(gateways.c.patient_id == Patient.patient_id, gateways.c.n == 1))
+        .where(*conditions)
+        .order_by(*_ordering(query, alert_stats.c.rank, alert_stats.c.oldest, gateways.c.last_seen_at))
+        .offset(query.offset)
+        .limit(query.limit)
+    )
+    rows = session.execute(statement).all()
+    if rows:
+        total = int(rows[0].total)
+    else:
+        total = int(
+            session.scalar(statement.with_only_columns(func.count()).order_by(None).offset(None).limit(None))
+            or 0
+        )
+    return PanelPage(total, [_entry(row) for row in rows])
+
+
+def _ordering(
+    query: PanelQuery, rank: ColumnElement[Any], oldest: ColumnElement[Any], gateway_seen: ColumnElement[Any]
+) -> list[ColumnElement[Any]]:
+    s = PatientSummaryRow.__table__.c
+    desc = query.descending
+
+    def by(column: ColumnElement[Any], descending: bool = desc) -> ColumnElement[Any]:
+        return (column.desc() if descending else column.asc()).nulls_last()
+
+    names = [Patient.family_name.asc(), Patient.given_name.asc(), Patient.patient_id.asc()]
+    if query.sort is PanelSort.NAME:
+        direction = Patient.family_name.desc() if desc else Patient.family_name.asc()
+        given = Patient.given_name.desc() if desc else Patient.given_name.asc()
+        return [direction, given, Patient.patient_id.asc()]
+    if query.sort is PanelSort.URGENCY:
+        # Highest active severity first, then the oldest unhandled alert first (ascending: reversed).
+        return [by(func.coalesce(rank, 0)), by(oldest, not desc), *names]
+    column: ColumnElement[Any] = {
+        PanelSort.LAST_SEEN: s.last_reading_at,
+        PanelSort.BP_MEAN: s.bp_mean_systolic_mmhg,
+        PanelSort.GLUCOSE_LATEST: s.glucose_latest_mg_dl,
+        PanelSort.TIME_IN_RANGE: s.glucose_time_in_range_percent,
+        PanelSort.DAYS_WITH_DATA: s.days_with_data_30,
+        PanelSort.GATEWAY: gateway_seen,
+    }[query.sort]
+    extra = [by(s.bp_mean_diastolic_mmhg)] if query.sort is PanelSort.BP_MEAN else []
+    return [by(column), *extra, *names]
+
+
+def _entry(row: Any) -> PanelEntry:
+    rank = int(row.rank or 0)
+    counts = {sev: int(getattr(row, f"n_{sev.value}") or 0) for sev in AlertSeverity}
+    summary = None
+    if row.summary_patient_id is not None:
+        summary = {name: getattr(row, name) for name in SUMMARY_COLUMNS}
+    return PanelEntry(
+        patient_id=row.patient_id,
+        given_name=row.given_name,
+        family_name=row.family_name,
+        timezone=row.timezone,
+        alerts=PanelAlerts(
+            highest_severity=SEVERITY_OF_RANK.get(rank),
+            counts=counts,
+            active=int(row.active),
+            oldest_unhandled_at=_utc(row.oldest),
+            needs_signoff=int(row.signoff),
+        ),
+        summary=summary,
+        gateway_id=row.gateway_id,
+        gateway_last_seen_at=row.gateway_last_seen_at,
+    )
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """An aggregate's time as an aware UTC datetime, whatever form the engine hands it back in (SQLite
+    keeps UTC wall time without an offset, models.UTCDateTime)."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def stale_summaries(
+    session: Session, patient_ids: Select[str] | Sequence[str], *, now: datetime, version: int
+) -> list[str]:
+    """Patients among `patient_ids` whose stored figures are missing or no longer current: expired
+    (`valid_until` passed), from another summary version, or older than the patient's targets."""
+    s = PatientSummaryRow.__table__.c
+    ids = patient_ids if isinstance(patient_ids, Select) else list(patient_ids)
+    statement = (
+        select(Patient.patient_id)
+        .outerjoin(PatientSummaryRow, s.patient_id == Patient.patient_id)
+        .outerjoin(TargetsRow, TargetsRow.patient_id == Patient.patient_id)
+        .where(
+            Patient.patient_id.in_(ids.scalar_subquery() if isinstance(ids, Select) else ids),
+            or_(
+                s.patient_id.is_(None),
+                s.valid_until <= now,
+                s.summary_version != version,
+                and_(TargetsRow.updated_at.is_not(None), TargetsRow.updated_at > s.computed_at),
+            ),
+        )
+        .order_by(Patient.patient_id)
+    )
+    return list(session.scalars(statement))
+
+
+def active_patient_ids(session: Session) -> Select[str]:
+    return select(Patient.patient_id).where(Patient.active.is_(True))
+
+
+def upsert_summaries(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or replace the stored figures of each patient in `rows` (each has every column). The
+    caller commits."""
+    if not rows:
+        return
+    table = PatientSummaryRow.__table__
+    assert isinstance(table, Table)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values([dict(r) for r in rows])
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.patient_id],
+        set_={name: statement.excluded[name] for name in SUMMARY_COLUMNS},
+    )
+    session.execute(statement)
+
+
+__all__ = [
+    "ACTIVE_ALERT_STATES",
+    "AlertStateFilter",
+    "PanelAlerts",
+    "PanelEntry",
+    "PanelPage",
+    "PanelQuery",
+    "PanelSort",
+    "SortOrder",
+    "active_patient_ids",
+    "panel_page",
+    "stale_summaries",
+    "upsert_summaries",
+    "visible_patients",
+]
