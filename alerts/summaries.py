@@ -962,11 +962,11 @@ def panel_figures(
     params: RuleParameters,
     *,
     now: datetime,
-    latest_valid_glucose: GlucoseReading | None,
+    latest_valid_glucose: tuple[float, datetime] | None,
     last_reading_at: datetime | None,
 ) -> PanelFigures:
-    """The panel row's figures from the columns of the last 30 days (`query_window(params, now, 30)`);
-    the latest valid glucose and the last reading time come from the store when older than that."""
+    """The panel row's figures from the columns of the last 30 days (`query_window(params, now, 30)`),
+    with the newest valid glucose (mg/dL, when) and the newest reading's time, which may be older."""
     zone = ZoneInfo(params.timezone)
     today = now.astimezone(zone).date()
     local = LocalDays.ending(zone, today, ADHERENCE_WINDOW_DAYS)
@@ -989,10 +989,11 @@ def panel_figures(
     recent = glu.since(first) & glu.included & np.isfinite(glu.glucose)
     ranges = glucose_ranges(glu.glucose[recent], glucose_target(params))
     panel_glucose = None
-    if latest_valid_glucose is not None and latest_valid_glucose.glucose_mg_dl is not None:
+    if latest_valid_glucose is not None:
+        value, measured_at = latest_valid_glucose
         panel_glucose = PanelGlucose(
-            latest_mg_dl=round(latest_valid_glucose.glucose_mg_dl, 1),
-            latest_at=latest_valid_glucose.measured_at,
+            latest_mg_dl=round(value, 1),
+            latest_at=measured_at,
             time_in_range_percent=None if ranges is None else ranges.in_range,
             readings_14d=int(np.count_nonzero(recent)),
         )
