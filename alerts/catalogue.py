@@ -3,6 +3,10 @@
 Every rule the engine can raise is listed here once, with the reference keys of
 /work/shared/reference/clinical-rules.md §9 it rests on. "DEFAULT" marks parameters that no guideline
 fixes (clinical-rules.md §8: trend parameters, counts, stale-data times are tunable defaults).
+
+The operational rules (OPS-*) watch the equipment, not the patient: a home whose gateway stopped
+reporting, a meter whose battery runs down. They share the clinical alerts' lifecycle and channels but
+go to the clinic staff who look after the equipment, never to the family doctor (`Audience`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ class Side(StrEnum):
     NONE = "none"
 
 
+class Audience(StrEnum):
+    """Who is told about a rule's alerts."""
+
+    CARE_TEAM = "care_team"  # the family doctor first, then staff on duty (alerts.routing)
+    CLINIC_STAFF = "clinic_staff"  # the staff of the patient's care team only
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
     rule_id: str
@@ -29,6 +40,7 @@ class RuleSpec:
     side: Side
     citation: str
     default_parameters: bool = False  # True where clinical-rules.md §7 marks the parameters DEFAULT
+    audience: Audience = Audience.CARE_TEAM
 
 
 _I, _W, _U = AlertSeverity.INFO, AlertSeverity.WARNING, AlertSeverity.URGENT
@@ -89,8 +101,29 @@ RULES: dict[str, RuleSpec] = {
         RuleSpec("DQ-01", "Stale data: no readings", _I, _N, "[58] DEFAULT", True),
         RuleSpec("DQ-02", "Invalid or flagged reading excluded", _I, _N, "[27][61]"),
         RuleSpec("DQ-03", "Fewer than 16 data days in 30", _I, _N, "[57][17]"),
+        RuleSpec(
+            "OPS-GW-OFFLINE",
+            "Gateway offline: the patient's readings cannot reach the clinic",
+            _W,
+            _N,
+            "operational; DEFAULT time (fleet.gateway_offline_after_s)",
+            True,
+            Audience.CLINIC_STAFF,
+        ),
+        RuleSpec(
+            "OPS-METER-BATTERY",
+            "Meter battery low: replace or charge it",
+            _I,
+            _N,
+            "operational; DEFAULT level (fleet.battery_low_percent)",
+            True,
+            Audience.CLINIC_STAFF,
+        ),
     )
 }
+
+# Rules about equipment rather than the patient's health: never in a doctor's digest or push.
+OPERATIONAL = frozenset(r.rule_id for r in RULES.values() if r.audience is Audience.CLINIC_STAFF)
 
 # A firing rule on the left supersedes (auto-resolves) an open alert of the rules on the right, so the
 # care team sees one alert per episode at its highest confirmed level (ESC-1, [58]).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from alerts.catalogue import INBOX_ONLY, RULES
+from alerts.catalogue import INBOX_ONLY, OPERATIONAL, RULES
 from alerts.channels.base import DeliveryError, Recipient
 from alerts.channels.email import EmailChannel
 from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
@@ -179,6 +179,21 @@ class AlertEngine:
             count += len(failures)
         return count
 
+    async def apply_outcomes(self, outcomes: Mapping[str, Sequence[Outcome]], now: datetime) -> list[Change]:
+        """Outcomes of rules evaluated outside the engine (the operational rules over the fleet's
+        state, alerts.operations), per patient: the same lifecycle, routing and channels as the
+        clinical rules. Patients unknown to the clinic or discharged are skipped."""
+        changes: list[Change] = []
+        for patient_id, outs in outcomes.items():
+            ctx = await asyncio.to_thread(self.directory.context, patient_id)
+            if ctx is None:
+                continue
+            async with self._locks[patient_id]:
+                applied = await asyncio.to_thread(self.lifecycle.apply, ctx.clinic_id, outs, now)
+            await self._route(applied, ctx)
+            changes.extend(applied)
+        return changes
+
     # --- people --------------------------------------------------------------------------------------
     async def _act(self, alert_id: str, action: Callable[[], Change | None]) -> AlertRecord:
         change = await asyncio.to_thread(action)
@@ -226,7 +241,7 @@ class AlertEngine:
         lines: defaultdict[str, list[str]] = defaultdict(list)  # doctor's user id -> digest lines
         addresses: dict[str, str] = {}  # doctor's user id -> e-mail address (delivery only, never logged)
         for rec in sorted(open_alerts, key=lambda a: (a.patient_id, a.opened_at)):
-            if rec.severity is AlertSeverity.URGENT or rec.rule_id in INBOX_ONLY:
+            if rec.severity is AlertSeverity.URGENT or rec.rule_id in INBOX_ONLY | OPERATIONAL:
                 continue
             ctx = await asyncio.to_thread(self.directory.context, rec.patient_id)
             doctor = ctx.care_team[0] if ctx is not None and ctx.care_team else None

@@ -2,6 +2,8 @@
 
 - Recipients: the patient's family doctor first, then clinic staff on duty in escalation order. An
   escalation adds the next person each time (level 1 = doctor + first staff member on duty, ...).
+  Operational rules (alerts.catalogue.Audience.CLINIC_STAFF: a gateway offline, a meter battery low)
+  go to the staff of the care team only, never to the family doctor.
 - Live channels (SSE hub, clinic MQTT topic) and webhooks get every change, so an acknowledgement
   made anywhere is the one state everywhere.
 - E-mail is pushed only for urgent alerts (new, raised, woken or escalated); warnings and info wait
@@ -17,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from alerts.catalogue import RULES
+from alerts.catalogue import RULES, Audience
 from alerts.channels.base import Channel, DeliveryError, Notification, Recipient
 from alerts.lifecycle import Change
 from vitals.payload import AlertSeverity
@@ -26,8 +28,13 @@ logger = logging.getLogger(__name__)
 DELIVERED_MEMORY = 100_000
 
 
-def recipients_for(team: Sequence[Recipient], escalation_level: int) -> tuple[Recipient, ...]:
-    """Family doctor first, then staff on duty; one more person per escalation level."""
+def recipients_for(
+    team: Sequence[Recipient], escalation_level: int, audience: Audience = Audience.CARE_TEAM
+) -> tuple[Recipient, ...]:
+    """Family doctor first, then staff on duty; one more person per escalation level. The staff
+    only, for a rule whose audience is the clinic staff."""
+    if audience is Audience.CLINIC_STAFF:
+        team = [r for r in team if r.role != "family_doctor"]
     ordered = sorted(team, key=lambda r: r.role != "family_doctor")
     return tuple(ordered[: escalation_level + 1])
 
@@ -67,7 +74,7 @@ class Router:
             event=change.payload(),
             title=RULES[rec.rule_id].title,
             link=self.link(rec.alert_id),
-            recipients=recipients_for(team, rec.escalation_level),
+            recipients=recipients_for(team, rec.escalation_level, RULES[rec.rule_id].audience),
             escalation_level=rec.escalation_level,
             push=change.notify,
         )

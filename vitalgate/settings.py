@@ -116,6 +116,29 @@ class AlertSettings(_Section):
     web_base_url: str = "http://127.0.0.1:8000"
 
 
+class FleetSettings(_Section):
+    """The clinic's watch over its gateways (vitalgate.fleet): their status reports, the commands
+    sent to them, and the operational alerts to clinic staff (alerts.operations)."""
+
+    mqtt_username: str | None = Field(
+        default=None,
+        description="clinic account that reads every gateway's status and writes commands; "
+        "default: alerts.mqtt_username, then mqtt.username",
+    )
+    mqtt_password: SecretStr | None = None
+    gateway_offline_after_s: float = Field(
+        default=12 * 3600, gt=0, description="no status (or a last will) this long: gateway offline alert"
+    )
+    battery_low_percent: int = Field(default=20, ge=0, le=100, description="meter battery alert at or below")
+    status_stale_after_s: float = Field(
+        default=600, gt=0, description="a gateway whose last status is older is shown offline"
+    )
+    check_interval_s: float = Field(default=60, gt=0, description="operational alerts and gauges")
+    command_resend_s: float = Field(
+        default=300, gt=0, description="commands a gateway has not carried out are published again"
+    )
+
+
 class Settings(BaseSettings):
     """Everything a vitalgate process is configured with."""
 
@@ -132,6 +155,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     # Derived paths: one place that turns the defaults into files under data_dir.
     @property
