@@ -119,6 +119,24 @@ class BindingCache:
         return tuple(b for b in bindings if b.patient_id == patient_id and b.matches(meter_key, slot))
 
 
+def _not_bound_reason(
+    bindings: Sequence[Binding], patient_id: str, gateway_id: str, measured_at: datetime
+) -> str:
+    """Why a reading of a meter is refused for a patient: no binding at all, or it was measured
+    outside the interval of each (a loaner meter's memory, a reading after an unbind)."""
+    if not bindings:
+        return f"meter not bound to patient {patient_id} through gateway {gateway_id}"
+    spans = ", ".join(
+        f"{b.attributed_from.isoformat() if b.attributed_from else 'its memory'}"
+        f" to {b.unbound_at.isoformat() if b.unbound_at else 'now'}"
+        for b in bindings[:3]
+    )
+    return clip(
+        f"meter not bound to patient {patient_id} through gateway {gateway_id} when measured"
+        f" ({measured_at.isoformat()}): outside its binding's interval ({spans})"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """One meter's key and its bindings to one patient through one gateway (BindingCache.candidates)."""
@@ -232,7 +250,7 @@ class IngestPipeline:
                 ):
                     kept.append(reading)
                     continue
-                reason = f"meter not bound to patient {patient_id} through gateway {gateway_id}"
+                reason = _not_bound_reason(memo.bindings, patient_id, gateway_id, measured_at)
             item.rejected.append(Rejection(reading.reading_id, reason, reading_bytes(reading)))
         item.accepted = kept
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -27,6 +27,7 @@ from storage.clinic.models import (
     DeadLetter,
     DeadLetterScope,
     MeterBinding,
+    UnboundReleaseRecord,
     cut_to,
     utcnow,
 )
@@ -114,13 +115,63 @@ def _binding(row: MeterBinding) -> Binding:
 
 def bindings_for_readings(session: Session, *, gateway_id: str) -> list[Binding]:
     """Every binding of the gateway, active or ended: what ingest checks readings against, each with
-    `Binding.in_force_at(measured_at)` (a home has a few meters; rebinding is rare)."""
+    `Binding.in_force_at(measured_at)` (a home has a few meters; rebinding is rare). An
+    administrator's adoption of a gateway's unbound readings (storage.clinic.fleet) counts as a
+    binding of that meter (slot) to the chosen patient over the adopted readings' time span."""
     rows = session.scalars(
         select(MeterBinding)
         .where(MeterBinding.gateway_id == gateway_id)
         .order_by(MeterBinding.meter_key, MeterBinding.device_user_id, MeterBinding.binding_id)
     )
-    return [_binding(row) for row in rows]
+    adoptions = session.scalars(
+        select(UnboundReleaseRecord)
+        .where(UnboundReleaseRecord.gateway_id == gateway_id, UnboundReleaseRecord.action == "adopt")
+        .order_by(UnboundReleaseRecord.decided_at)
+    )
+    return [_binding(row) for row in rows] + [_adoption(row) for row in adoptions]
+
+
+def _adoption(row: UnboundReleaseRecord) -> Binding:
+    assert row.patient_id is not None  # ck_unbound_releases_adopt_names_patient
+    return Binding(
+        row.gateway_id,
+        row.meter_key,
+        row.device_user_id,
+        row.patient_id,
+        unbound_at=row.measured_to + timedelta(microseconds=1),  # the span is inclusive
+        attributed_from=row.measured_from,
+    )
+
+
+# Ended bindings stay in a gateway's config this long: a reading measured before an unbind, synced
+# later, still goes to the patient it belongs to (the gateway attributes by measurement time).
+ENDED_BINDINGS_IN_CONFIG = timedelta(days=90)
+
+
+def gateway_config_bindings(
+    session: Session, *, gateway_id: str, now: datetime
+) -> list[payload.MeterBinding]:
+    """A gateway's bindings as its config carries them: active ones and those ended within
+    ENDED_BINDINGS_IN_CONFIG, each with its interval."""
+    rows = session.scalars(
+        select(MeterBinding)
+        .where(
+            MeterBinding.gateway_id == gateway_id,
+            (MeterBinding.active.is_(True)) | (MeterBinding.unbound_at >= now - ENDED_BINDINGS_IN_CONFIG),
+        )
+        .order_by(MeterBinding.meter_key, MeterBinding.device_user_id, MeterBinding.binding_id)
+    )
+    return [
+        payload.MeterBinding(
+            meter_key=row.meter_key,
+            user_id=None if row.device_user_id == ANY_DEVICE_USER else row.device_user_id,
+            patient_id=row.patient_id,
+            bound_at=row.bound_at,
+            unbound_at=None if row.active else row.unbound_at,
+            prior_memory_belongs=row.prior_memory_belongs,
+        )
+        for row in rows
+    ]
 
 
 def active_bindings(session: Session, *, gateway_id: str) -> list[Binding]:
@@ -268,15 +319,11 @@ class ClinicRepository:
         )
 
     def gateway_config(self, gateway_id: str, *, issued_at: datetime) -> payload.GatewayConfig:
-        """The retained `.../config` payload for a gateway: its active bindings."""
-        return payload.GatewayConfig(
-            gateway_id=gateway_id,
-            issued_at=issued_at,
-            bindings=tuple(
-                payload.MeterBinding(meter_key=b.meter_key, user_id=b.device_user_id, patient_id=b.patient_id)
-                for b in self.bindings_for_gateway(gateway_id)
-            ),
-        )
+        """The retained `.../config` payload for a gateway: its bindings with their intervals, active
+        ones and recently ended ones (`gateway_config_bindings`)."""
+        with _unavailable_as_typed("gateway_config"), self._sessions() as session:
+            bindings = gateway_config_bindings(session, gateway_id=gateway_id, now=issued_at)
+        return payload.GatewayConfig(gateway_id=gateway_id, issued_at=issued_at, bindings=tuple(bindings))
 
     def add_dead_letters(self, records: Sequence[DeadLetterRecord]) -> int:
         if not records:
