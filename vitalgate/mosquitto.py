@@ -3,8 +3,8 @@
 The demo and the test suite start one on a free 127.0.0.1 port rather than depend on a broker that
 happens to listen on 1883 (DESIGN.md, Real components). The ACL follows deploy/mosquitto/: each
 gateway user may publish only its own readings and status and read only its own acks and config;
-ingest reads all readings and writes acks; the clinic user reads status and acks, writes config
-and clinic alert topics (reliability.md §2: per-client credentials and ACLs, Mosquitto 2.0 denies
+ingest reads all readings and writes acks; the clinic user reads status and acks, writes config,
+commands and clinic alert topics (reliability.md §2: per-client credentials and ACLs, Mosquitto 2.0 denies
 anonymous access by default).
 """
 
@@ -49,6 +49,7 @@ pattern write vitalgate/v1/gw/%u/readings
 pattern write vitalgate/v1/gw/%u/status
 pattern read vitalgate/v1/gw/%u/acks
 pattern read vitalgate/v1/gw/%u/config
+pattern read vitalgate/v1/gw/%u/commands
 {users}
 """
 
@@ -63,6 +64,7 @@ ROLE_ACL = {
         "topic read vitalgate/v1/gw/+/status\n"
         "topic read vitalgate/v1/gw/+/acks\n"
         "topic write vitalgate/v1/gw/+/config\n"
+        "topic write vitalgate/v1/gw/+/commands\n"
         "topic readwrite vitalgate/v1/clinic/#\n"
     ),
     BrokerRole.ADMIN: "topic readwrite #\n",
