@@ -67,9 +67,12 @@ class UplinkConfig:
     username: str | None = None
     password: str | None = None
     tls_ca_file: Path | None = None
+    tls_ca_pem: str | None = None  # the CA certificate itself, as a provisioning file carries it
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    tls: bool | None = None  # None: TLS exactly when a CA file is given
+    tls: bool | None = None  # None: TLS exactly when a CA (file or PEM) is given
+    # Unencrypted MQTT only when asked for: a broker on this machine or a development broker.
+    allow_plain_mqtt: bool = False
     client_id: str | None = None
     keepalive_s: int = 30
     connect_timeout_s: float = 10.0
@@ -83,10 +86,30 @@ class UplinkConfig:
 
     @property
     def use_tls(self) -> bool:
-        return self.tls if self.tls is not None else self.tls_ca_file is not None
+        if self.tls is not None:
+            return self.tls
+        return self.tls_ca_file is not None or self.tls_ca_pem is not None
+
+
+class PlainMqttRefusedError(UplinkError):
+    """No TLS configured and plain MQTT not allowed: readings would cross the network in clear."""
 
 
 MessageHandler = Callable[[bytes], Coroutine[Any, Any, None]]
+
+
+def _tls_context(config: UplinkConfig) -> ssl.SSLContext:
+    """Verify the broker's certificate and host name against the configured CA (file or PEM), or the
+    system's trust store when neither is set; TLS 1.2 at least (reliability.md §2)."""
+    context = ssl.create_default_context(
+        cafile=str(config.tls_ca_file) if config.tls_ca_file else None, cadata=config.tls_ca_pem
+    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.tls_cert_file is not None:
+        context.load_cert_chain(
+            str(config.tls_cert_file), str(config.tls_key_file) if config.tls_key_file else None
+        )
+    return context
 
 
 def _send_small_packets_at_once(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
@@ -108,6 +131,11 @@ class MqttUplink:
         self._tasks: set[asyncio.Task[None]] = set()
         self.connect_count = 0
         self.last_error: str | None = None
+        if not config.use_tls and not config.allow_plain_mqtt:
+            raise PlainMqttRefusedError(
+                "refusing unencrypted MQTT: set mqtt.tls_ca_file or mqtt.tls_ca_pem (or mqtt.tls), or "
+                "mqtt.allow_plain_mqtt for a broker on this machine or a development broker"
+            )
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.effective_client_id,
@@ -116,13 +144,7 @@ class MqttUplink:
         if config.username is not None:
             self._client.username_pw_set(config.username, config.password)
         if config.use_tls:
-            self._client.tls_set(
-                ca_certs=str(config.tls_ca_file) if config.tls_ca_file else None,
-                certfile=str(config.tls_cert_file) if config.tls_cert_file else None,
-                keyfile=str(config.tls_key_file) if config.tls_key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            self._client.tls_set_context(_tls_context(config))
         if will is not None:
             self._client.will_set(
                 status_topic(config.gateway_id), will.model_dump_json(), qos=QOS_AT_LEAST_ONCE, retain=True

@@ -115,6 +115,7 @@ async def pipeline(mosquitto_broker: MosquittoBroker, tmp_path: Path) -> AsyncIt
             port=mosquitto_broker.port,
             username=gw_user,
             password=gw_password,
+            allow_plain_mqtt=True,  # the test broker listens on loopback
         )
     )
     forwarder = Forwarder(GATEWAY_ID, outbox, uplink, ForwarderConfig(ack_timeout_s=30, batch_size=50))

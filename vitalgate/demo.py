@@ -102,6 +102,7 @@ def _demo_settings(base: Settings, data_dir: Path, broker: MosquittoBroker, api_
                     "port": broker.port,
                     "username": ingest_user,
                     "password": SecretStr(ingest_password),
+                    "allow_plain_mqtt": True,  # the demo's private broker listens on loopback only
                 }
             ),
             "gateway": base.gateway.model_copy(

@@ -103,27 +103,69 @@ class TlsFiles:
     key_file: Path
 
 
-def make_test_ca(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
-    """A throwaway CA and server certificate (openssl) for a private broker's TLS listener."""
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    """A throwaway CA (openssl), for test brokers and their clients."""
+
+    cert_file: Path
+    key_file: Path
+
+
+def _openssl() -> str:
     openssl = shutil.which("openssl")
     if openssl is None:
         raise BrokerError("openssl is needed to make TLS certificates")
+    return openssl
+
+
+def _run_openssl(*args: str) -> None:
+    subprocess.run([_openssl(), *args], check=True, capture_output=True, timeout=60)  # noqa: S603
+
+
+def make_ca(directory: Path, name: str) -> CertificateAuthority:
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = directory / "ca.key", directory / "ca.crt"
-    key, csr, crt = directory / "server.key", directory / "server.csr", directory / "server.crt"
-    ext = directory / "server.ext"
-    ext.write_text(f"subjectAltName=IP:{host},DNS:localhost\n", encoding="utf-8")
-    commands = [
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=vitalgate-test-ca", "-keyout", str(ca_key), "-out", str(ca_crt)],
-        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
-         "-out", str(csr)],
-        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-         "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt)],
-    ]  # fmt: skip
-    for command in commands:
-        subprocess.run(command, check=True, capture_output=True, timeout=60)  # noqa: S603
-    return TlsFiles(ca_crt, crt, key)
+    ca = CertificateAuthority(directory / f"{name}.crt", directory / f"{name}.key")
+    _run_openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+        "-keyout", str(ca.key_file), "-out", str(ca.cert_file),
+    )  # fmt: skip
+    return ca
+
+
+def issue_certificate(
+    ca: CertificateAuthority, directory: Path, common_name: str, *, server_host: str | None = None
+) -> tuple[Path, Path]:
+    """A certificate signed by `ca`: a server's (with `server_host` and localhost as names) or a
+    client's, whose common name a broker with `use_identity_as_username` takes as the username."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, csr, crt = (directory / f"{common_name}.{ext}" for ext in ("key", "csr", "crt"))
+    _run_openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={common_name}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    ext = directory / f"{common_name}.ext"
+    usage = f"subjectAltName=IP:{server_host},DNS:localhost" if server_host else "extendedKeyUsage=clientAuth"
+    ext.write_text(usage + "\n", encoding="utf-8")
+    _run_openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert_file), "-CAkey", str(ca.key_file),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt),
+    )  # fmt: skip
+    return crt, key
+
+
+def make_test_ca(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
+    """A throwaway CA and server certificate (openssl) for a private broker's TLS listener."""
+    ca = make_ca(directory, "ca")
+    crt, key = issue_certificate(ca, directory, "server", server_host=host)
+    return TlsFiles(ca.cert_file, crt, key)
 
 
 class MosquittoBroker:
@@ -289,3 +331,166 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- the shipped configuration, run privately ------------------------------------------------------
+
+DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
+CLINIC_ACCOUNTS = ("vitalgate-ingest", "vitalgate-clinic", "vitalgate-broker-admin")
+SHIPPED_GATEWAY_PORT = 8883
+SHIPPED_CLINIC_PORT = 8884
+DYNSEC_PLUGIN_GLOB = "/usr/lib/*/mosquitto_dynamic_security.so"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    cert_file: Path
+    key_file: Path
+
+
+class DeployedBroker:
+    """deploy/mosquitto/vitalgate.conf and dynamic-security.json as shipped, run by a private mosquitto.
+
+    Only paths (certificates, state, log, pid file, the plugin's library) and the two listener ports
+    differ from a clinic's installation (docs/broker.md). The directory gets a server CA and
+    certificate, the clinic's client CA and one client certificate per clinic account. Started as
+    root, mosquitto drops to its own user before it reads its files, so the directory is handed to
+    that user, as /etc/mosquitto and /var/lib/mosquitto are: it must lie where that user can reach it.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        host: str = "127.0.0.1",
+        config_file: Path = DEPLOY_DIR / "vitalgate.conf",
+        dynsec_file: Path = DEPLOY_DIR / "dynamic-security.json",
+    ) -> None:
+        binary = shutil.which(MOSQUITTO_BINARY) or shutil.which(MOSQUITTO_BINARY, path="/usr/sbin")
+        plugins = sorted(Path("/").glob(DYNSEC_PLUGIN_GLOB.lstrip("/")))
+        if binary is None or not plugins:
+            raise BrokerError(
+                "mosquitto with its dynamic security plugin is not installed (Debian: mosquitto)"
+            )
+        self._binary = binary
+        self.directory = directory
+        self.host = host
+        self.gateway_port = free_port(host)
+        self.clinic_port = free_port(host)
+        self._process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+        data = directory / "data"
+        data.mkdir(exist_ok=True)
+        self.log_file = directory / "mosquitto.log"
+        self.dynsec_state = data / "dynamic-security.json"
+        shutil.copyfile(dynsec_file, self.dynsec_state)
+        self.server_tls = make_test_ca(directory / "server-tls", host)
+        self.clinic_ca = make_ca(directory / "clinic-ca", "clinic-clients-ca")
+        self.clinic_certificates = {
+            name: ClientCertificate(*issue_certificate(self.clinic_ca, directory / "clinic-ca", name))
+            for name in CLINIC_ACCOUNTS
+        }
+        paths = {
+            "/run/mosquitto/mosquitto.pid": directory / "mosquitto.pid",
+            "/var/log/mosquitto/mosquitto.log": self.log_file,
+            DYNSEC_PLUGIN_GLOB.replace("*", "x86_64-linux-gnu"): plugins[0],
+            "/var/lib/mosquitto/dynamic-security.json": self.dynsec_state,
+            "/var/lib/mosquitto/": data,
+            "/etc/mosquitto/certs/server.crt": self.server_tls.cert_file,
+            "/etc/mosquitto/certs/server.key": self.server_tls.key_file,
+            "/etc/mosquitto/certs/clinic-clients-ca.crt": self.clinic_ca.cert_file,
+        }
+        ports = {SHIPPED_GATEWAY_PORT: self.gateway_port, SHIPPED_CLINIC_PORT: self.clinic_port}
+        self.config_file = directory / "mosquitto.conf"
+        self.config_file.write_text(
+            _substitute(config_file.read_text(encoding="utf-8"), paths, ports), encoding="utf-8"
+        )
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("mosquitto")
+            for path in [directory, *directory.rglob("*")]:
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+
+    # -- what clients need ------------------------------------------------------------------------
+    @property
+    def gateway_ca_pem(self) -> str:
+        return self.server_tls.ca_file.read_text(encoding="ascii")
+
+    def clinic_certificate(self, account: str) -> ClientCertificate:
+        return self.clinic_certificates[account]
+
+    # -- process -------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        stderr = (self.directory / "mosquitto.stderr").open("ab")
+        self._process = subprocess.Popen(  # noqa: S603
+            [self._binary, "-c", str(self.config_file)], stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        stderr.close()
+        try:
+            _wait_for_port(self.host, self.gateway_port, START_TIMEOUT_S, self._process)
+            _wait_for_port(self.host, self.clinic_port, START_TIMEOUT_S, self._process)
+        except BrokerError as exc:
+            raise BrokerError(f"{exc}; its log: {self.log_tail()}") from exc
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = ""
+        for path in (self.directory / "mosquitto.stderr", self.log_file):
+            with contextlib.suppress(OSError):
+                text += path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(STOP_TIMEOUT_S)
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> DeployedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _substitute(config: str, paths: dict[str, Path], ports: dict[int, int]) -> str:
+    """The shipped config with its paths and listener ports replaced, and nothing else: a path or a
+    listener this does not know is an error, so a change to the shipped file cannot go untested."""
+    out = []
+    for line in config.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            out.append(line)
+            continue
+        if words[0] == "listener":
+            port = int(words[1])
+            if port not in ports:
+                raise BrokerError(f"the shipped config has a listener this rig does not know: {line}")
+            out.append(" ".join(["listener", str(ports[port]), *words[2:]]))
+            continue
+        values = []
+        for word in words[1:]:
+            if word.startswith("/"):
+                if word not in paths:
+                    raise BrokerError(f"the shipped config has a path this rig does not know: {line}")
+                value = str(paths[word])
+                values.append(value + "/" if word.endswith("/") else value)
+            else:
+                values.append(word)
+        out.append(" ".join([words[0], *values]))
+    return "\n".join(out) + "\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,11 +35,59 @@ class MqttSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     tls_ca_file: Path | None = None
+    tls_ca_pem: str | None = Field(
+        default=None, description="the CA certificate itself (PEM), instead of tls_ca_file"
+    )
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    allow_plain_mqtt: bool = Field(
+        default=False,
+        description="a gateway connects without TLS only when this is set: a broker on this machine or a "
+        "development broker",
+    )
     client_id: str | None = Field(default=None, description="default: derived from the gateway id")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_ca(self) -> MqttSettings:
+        if self.tls_ca_file is not None and self.tls_ca_pem is not None:
+            raise ValueError("set tls_ca_file or tls_ca_pem, not both")
+        return self
+
+
+class BrokerAccountsSettings(_Section):
+    """The clinic's administration of gateway accounts on Mosquitto's dynamic security plugin
+    (docs/broker.md). The clinic logs in on the broker's clinic listener with the certificate of the
+    vitalgate-broker-admin account; gateways are told the gateway listener's address."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8884, ge=1, le=65535, description="the broker's clinic listener")
+    client_id: str = Field(
+        default="vitalgate-broker-admin",
+        pattern=r"^vitalgate-[A-Za-z0-9_-]{1,40}$",
+        description="prefix of the administration connections' client ids",
+    )
+    username: str | None = Field(
+        default=None, description="with certificate logins the certificate names the account"
+    )
+    password: SecretStr | None = None
+    tls_ca_file: Path | None = Field(default=None, description="CA of the broker's server certificate")
+    tls_cert_file: Path | None = Field(
+        default=None, description="the vitalgate-broker-admin client certificate"
+    )
+    tls_key_file: Path | None = None
+    allow_plain_mqtt: bool = Field(default=False, description="development brokers only")
+    timeout_s: float = Field(default=10.0, gt=0, description="for the broker's answer to each command")
+    gateway_host: str | None = Field(
+        default=None, description="the broker's name as gateways reach it (written into their settings files)"
+    )
+    gateway_port: int = Field(default=8883, ge=1, le=65535)
+    gateway_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate gateways verify the broker with, copied into their settings files; "
+        "unset: the gateway's system trust store",
+    )
 
 
 class GatewaySettings(_Section):
@@ -156,6 +204,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    broker_accounts: BrokerAccountsSettings = Field(default_factory=BrokerAccountsSettings)
 
     # Derived paths: one place that turns the defaults into files under data_dir.
     @property

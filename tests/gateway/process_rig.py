@@ -90,6 +90,7 @@ def gateway_env(broker: MosquittoBroker, data_dir: Path, gateway_id: str, **extr
             "VITALGATE_MQTT__PORT": str(broker.port),
             "VITALGATE_MQTT__USERNAME": username,
             "VITALGATE_MQTT__PASSWORD": password,
+            "VITALGATE_MQTT__ALLOW_PLAIN_MQTT": "true",  # the test broker listens on loopback
             "VITALGATE_GATEWAY__ACK_TIMEOUT_S": "5",
             "VITALGATE_GATEWAY__STATUS_INTERVAL_S": "2",
             "VITALGATE_LOG_LEVEL": "INFO",

@@ -43,7 +43,12 @@ def options(broker: MosquittoBroker, state: Path, *, capacity: int = 10_000) -> 
         gateway_id=GW,
         state_dir=state,
         uplink=UplinkConfig(
-            gateway_id=GW, host=broker.host, port=broker.port, username=username, password=password
+            gateway_id=GW,
+            host=broker.host,
+            port=broker.port,
+            username=username,
+            password=password,
+            allow_plain_mqtt=True,  # the test broker listens on loopback
         ),
         outbox_capacity=capacity,
         status_interval_s=0.5,

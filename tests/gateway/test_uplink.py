@@ -43,6 +43,7 @@ def uplink_config(broker: MosquittoBroker, gateway_id: str = GATEWAY_ID) -> Upli
         port=broker.port,
         username=username,
         password=password,
+        allow_plain_mqtt=True,  # the test broker listens on loopback
         reconnect_min_s=1,
         reconnect_max_s=2,
     )
