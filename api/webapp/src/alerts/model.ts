@@ -3,16 +3,16 @@
  * newest resolution first), and upserting by alert_id so a live update never lists an alert twice.
  * The actions (acknowledge, snooze, resolve, sign off) answer the changed alert.
  */
-import { type AlertOut, type AlertView, type Severity, api, call } from "../api/client";
+import { type AlertOut, type AlertView, type Severity, type SnoozeMinutes, api, call } from "../api/client";
 import { parseApiTime } from "../format";
 
 export const ALERT_VIEWS: readonly AlertView[] = ["active", "needs_signoff", "recent"];
-export const SNOOZE_PRESETS = [
+export const SNOOZE_PRESETS: readonly { minutes: SnoozeMinutes; key: "m15" | "h1" | "h4" | "h24" }[] = [
   { minutes: 15, key: "m15" },
   { minutes: 60, key: "h1" },
   { minutes: 240, key: "h4" },
   { minutes: 1440, key: "h24" },
-] as const;
+];
 const RECENT_DAYS = 7;
 
 const RANK: Record<Severity, number> = { urgent: 2, warning: 1, info: 0 };
@@ -68,7 +68,7 @@ export function acknowledge(alertId: string): Promise<AlertOut> {
   return call(api.POST("/api/v1/alerts/{alert_id}/ack", path(alertId)));
 }
 
-export function snooze(alertId: string, minutes: number): Promise<AlertOut> {
+export function snooze(alertId: string, minutes: SnoozeMinutes): Promise<AlertOut> {
   return call(api.POST("/api/v1/alerts/{alert_id}/snooze", { ...path(alertId), body: { minutes } }));
 }
 

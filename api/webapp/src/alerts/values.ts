@@ -33,7 +33,8 @@ type Kind =
   | "symptoms"
   | "advice"
   | "meal"
-  | "readingKind";
+  | "readingKind"
+  | "batteries";
 
 const KINDS: Record<string, Kind> = {
   systolic_mmhg: "mmhg",
@@ -103,6 +104,8 @@ const KINDS: Record<string, Kind> = {
   local_day: "day",
   kind: "readingKind",
   suggest_referral: "flag",
+  silent_since: "time",
+  meters: "batteries",
 };
 
 // Glucose thresholds named in a label (time below 70 mg/dL ...), shown in the user's unit.
@@ -190,6 +193,12 @@ function valueText(kind: Kind, value: unknown, ctx: ValueContext): string | null
       return words(value, en.meal, "meal", ctx);
     case "readingKind":
       return words(value, en.readingKind, "readingKind", ctx);
+    case "batteries": {
+      const levels = Array.isArray(value)
+        ? value.map((m) => (m as { battery_percent?: unknown }).battery_percent).filter((v) => typeof v === "number")
+        : [];
+      return many(levels, (v) => formatPercent(v, locale));
+    }
     case "advice": {
       const key = typeof value === "string" ? ADVICE[value] : undefined;
       return key ? t(`advice.${key}`) : null;

@@ -14,15 +14,14 @@
  *   EventSource cannot send headers); resolves when the stream ends.
  * - configureAuth({ token, unauthorized }): set by session.ts.
  * - Types: Paths, Me, GlucoseUnit, Role, PanelPage, PanelRow, PanelQuery, PanelSort, AlertOut, AlertDetail,
- *   AlertEventOut, AlertView, RuleId, Severity, AlertState, ValidationIssue.
+ *   AlertEventOut, AlertView, RuleId, Severity, AlertState, SnoozeMinutes, ValidationIssue.
  */
 import createClient, { type Middleware } from "openapi-fetch";
-import type { PanelSort as PendingPanelSort, PendingPaths } from "./pending";
 import type { components, paths } from "./schema";
 
 export { LatestRequest, STALE, type RequestTicket, type Stale } from "./latest";
 
-export type Paths = Omit<paths, keyof PendingPaths> & PendingPaths;
+export type Paths = paths;
 
 type JsonOk<Op> = Op extends { responses: { 200: { content: { "application/json": infer R } } } } ? R : never;
 type Method = "get" | "put" | "post" | "delete" | "patch";
@@ -35,12 +34,14 @@ export type Role = Me["roles"][number];
 export type PanelPage = ResponseOf<"/api/v1/patients", "get">;
 export type PanelRow = PanelPage["patients"][number];
 export type PanelQuery = QueryOf<"/api/v1/patients">;
-export type PanelSort = NonNullable<PanelQuery["sort"]> & PendingPanelSort;
+export type PanelSort = NonNullable<PanelQuery["sort"]>;
 export type AlertOut = ResponseOf<"/api/v1/alerts/{alert_id}/ack", "post">;
 export type AlertDetail = ResponseOf<"/api/v1/alerts/{alert_id}", "get">;
 export type AlertEventOut = AlertDetail["events"][number];
 export type AlertView = NonNullable<QueryOf<"/api/v1/alerts">["view"]>;
 export type RuleId = AlertOut["rule_id"];
+type BodyOf<P extends keyof Paths> = Paths[P] extends { post: { requestBody?: { content: { "application/json": infer B } } } } ? B : never;
+export type SnoozeMinutes = BodyOf<"/api/v1/alerts/{alert_id}/snooze">["minutes"];
 export type Severity = components["schemas"]["AlertSeverity"];
 export type AlertState = components["schemas"]["AlertState"];
 

@@ -41,6 +41,8 @@ const rules: Record<RuleId, string> = {
   "DQ-01": "Stale data: no readings",
   "DQ-02": "Invalid or flagged reading excluded",
   "DQ-03": "Fewer than 16 data days in 30",
+  "OPS-GW-OFFLINE": "Gateway offline: the patient's readings cannot reach the clinic",
+  "OPS-METER-BATTERY": "Meter battery low: replace or charge it",
 };
 
 export default {
@@ -246,6 +248,8 @@ export default {
     local_day: "Day",
     kind: "Reading",
     suggest_referral: "Referral suggested",
+    silent_since: "Silent since",
+    meters: "Meter battery",
     yes: "yes",
     no: "no",
     perDay: "{value} mmHg per day",

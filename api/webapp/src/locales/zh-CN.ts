@@ -40,6 +40,8 @@ const rules: Record<RuleId, string> = {
   "DQ-01": "数据中断：没有读数",
   "DQ-02": "已排除无效或有标记的读数",
   "DQ-03": "30 天内有数据的天数少于 16 天",
+  "OPS-GW-OFFLINE": "网关离线：患者的读数无法传到诊所",
+  "OPS-METER-BATTERY": "测量设备电量低：请更换电池或充电",
 };
 
 const zhCN: Messages = {
@@ -245,6 +247,8 @@ const zhCN: Messages = {
     local_day: "日期",
     kind: "读数类型",
     suggest_referral: "建议转诊",
+    silent_since: "无响应起始时间",
+    meters: "测量设备电量",
     yes: "是",
     no: "否",
     perDay: "每天 {value} mmHg",
