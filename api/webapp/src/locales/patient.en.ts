@@ -174,9 +174,9 @@ export default {
       },
       bounds: {
         very_low: "below {a}",
-        low: "{a} – {b}",
+        low: "{a} to below {b}",
         in_range: "{a} – {b}",
-        high: "{a} – {b}",
+        high: "above {a} to {b}",
         very_high: "above {a}",
       },
     },

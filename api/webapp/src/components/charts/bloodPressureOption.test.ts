@@ -127,12 +127,13 @@ describe("bloodPressureOption", () => {
   });
 
   it("draws the 7-day mean over the days it covers, at the server's values", () => {
-    const homeMean = { systolic: 141.5, diastolic: 87.2, start: "2026-03-01T16:00:00Z", end: "2026-03-07T16:00:00Z" };
+    const homeMean = { systolic: 141.5, diastolic: 87.2, first_day: "2026-03-01", last_day: "2026-03-07" };
     const { byId } = build(good, { homeMean });
     const line = byId(BP_SERIES.homeMeanSystolic).data as unknown as Array<[number, number]>;
+    // From the patient's midnight starting 1 March to the one ending 7 March (Shanghai: 16:00 UTC).
     expect(line).toEqual([
-      [wallClockMs(homeMean.start, "Asia/Shanghai"), 141.5],
-      [wallClockMs(homeMean.end, "Asia/Shanghai"), 141.5],
+      [wallClockMs("2026-02-28T16:00:00Z", "Asia/Shanghai"), 141.5],
+      [wallClockMs("2026-03-07T16:00:00Z", "Asia/Shanghai"), 141.5],
     ]);
     expect((byId(BP_SERIES.homeMeanDiastolic).data as unknown as Array<[number, number]>)[0]?.[1]).toBe(87.2);
   });

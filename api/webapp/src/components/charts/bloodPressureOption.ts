@@ -40,9 +40,16 @@ export interface BloodPressureTarget {
 export interface HomeMean {
   systolic: number;
   diastolic: number;
-  /** The days the mean covers, drawn as the length of its line. */
-  start: string;
-  end: string;
+  /** The patient's local calendar days the mean covers (YYYY-MM-DD), drawn as its line's length. */
+  first_day: string;
+  last_day: string;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Midnight at the start of a local calendar day, on the wall-clock axis. */
+function dayStart(day: string): number {
+  return Date.parse(`${day}T00:00:00Z`);
 }
 
 export interface BloodPressureText {
@@ -183,7 +190,12 @@ export function bloodPressureOption<R extends BloodPressurePoint>(
     symbol: "none",
     lineStyle: { color: colour, type: "dotted", width: 3 },
     itemStyle: { color: COLOURS.homeMean },
-    data: homeMean ? [[at(homeMean.start), value], [at(homeMean.end), value]] : [],
+    data: homeMean
+      ? [
+          [dayStart(homeMean.first_day), value],
+          [dayStart(homeMean.last_day) + DAY_MS, value],
+        ]
+      : [],
     z: 1,
   });
 
