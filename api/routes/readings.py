@@ -1,20 +1,29 @@
 """A patient's readings as JSON: the raw series and daily aggregates (for trend charts).
 
+Error readings are returned too, marked: `valid` false, or `excluded_from_summaries` true, with the
+reasons as codes (alerts.summaries.ExclusionReason) for the web app to draw as markers with their
+reason, never as a value. Daily aggregates count the patient's local days (their time zone, as the
+rules and summaries do).
+
 Each request is one audit entry ("read_readings", "read_daily_aggregates"; object: the patient),
 written with the access check before the store is read: no trail, no readings (api/deps.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Final
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session, sessionmaker
 
+from alerts.summaries import ExclusionReason, exclusion_reasons
+from alerts.summary_updater import patient_settings
 from api.deps import Services, patient_access
-from vitals.readings import Reading, ReadingKind
+from storage.readings.protocol import AnyReading, DailyAggregate, MetricSummary
+from vitals.readings import BloodPressureReading, GlucoseReading, ReadingKind
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["readings"])
 
@@ -25,13 +34,52 @@ MAX_DAYS = 366
 ReadingsAccess = Annotated[str, Depends(patient_access("read_readings"))]
 DailyAggregatesAccess = Annotated[str, Depends(patient_access("read_daily_aggregates"))]
 
+_NOT_MEASUREMENTS: Final = (
+    "When `valid` is false, the values are what the meter sent (often 0, or null after an error) and "
+    "are not measurements: draw the reading as a marker with its `exclusion_reasons`, never as a value. "
+    "`excluded_from_summaries` is also true for valid readings the cuff flagged unreliable (body "
+    "movement, loose cuff, improper position): real values, left out of averages and summaries."
+)
+
+
+class _Marked(BaseModel):
+    """What every returned reading carries beside the stored fields."""
+
+    excluded_from_summaries: bool = Field(description="left out of every average and summary")
+    exclusion_reasons: list[ExclusionReason] = Field(description="why, most telling first; empty if included")
+
+
+class BloodPressureReadingOut(BloodPressureReading, _Marked):
+    __doc__ = "A cuff measurement as stored. " + _NOT_MEASUREMENTS
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GlucoseReadingOut(GlucoseReading, _Marked):
+    __doc__ = "A glucose meter record as stored. " + _NOT_MEASUREMENTS
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+ReadingOut = Annotated[BloodPressureReadingOut | GlucoseReadingOut, Field(discriminator="kind")]
+
+
+def reading_out(reading: AnyReading) -> BloodPressureReadingOut | GlucoseReadingOut:
+    """The stored reading with its exclusion marks (no re-validation: it was validated when stored)."""
+    reasons = exclusion_reasons(reading)
+    out_type = BloodPressureReadingOut if isinstance(reading, BloodPressureReading) else GlucoseReadingOut
+    return out_type.model_construct(
+        _fields_set={*reading.model_fields_set, "excluded_from_summaries", "exclusion_reasons"},
+        **reading.__dict__,
+        excluded_from_summaries=bool(reasons),
+        exclusion_reasons=reasons,
+    )
+
 
 class ReadingList(BaseModel):
     patient_id: str
     kind: ReadingKind
     start: datetime
     end: datetime
-    readings: list[Reading]
+    readings: list[ReadingOut]
 
 
 @router.get("/readings")
@@ -50,7 +98,61 @@ async def list_readings(
     readings = await asyncio.to_thread(
         services.reading_store.query_range, patient_id, kind, start, end, limit=limit
     )
-    return ReadingList(patient_id=patient_id, kind=kind, start=start, end=end, readings=readings)
+    return ReadingList(
+        patient_id=patient_id, kind=kind, start=start, end=end, readings=[reading_out(r) for r in readings]
+    )
+
+
+class MetricDay(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    count: int
+    mean: float
+    min: float
+    max: float
+
+
+class DayAggregate(BaseModel):
+    """One local day: `count` readings entered the figures, `excluded_count` were left out (invalid,
+    or flagged by the cuff). A metric is null when no included reading carried it."""
+
+    day: date
+    count: int
+    excluded_count: int
+    systolic_mmhg: MetricDay | None = None
+    diastolic_mmhg: MetricDay | None = None
+    pulse_bpm: MetricDay | None = None
+    glucose_mg_dl: MetricDay | None = None
+
+
+class DailyReadings(BaseModel):
+    patient_id: str
+    kind: ReadingKind
+    timezone: str = Field(description="the patient's time zone, whose calendar days these are")
+    days: list[DayAggregate]
+
+
+def _metric(summary: MetricSummary | None) -> MetricDay | None:
+    if summary is None:
+        return None
+    return MetricDay(count=summary.count, mean=summary.mean, min=summary.min, max=summary.max)
+
+
+def _day(a: DailyAggregate) -> DayAggregate:
+    return DayAggregate(
+        day=a.day,
+        count=a.count,
+        excluded_count=a.excluded_count,
+        systolic_mmhg=_metric(a.systolic_mmhg),
+        diastolic_mmhg=_metric(a.diastolic_mmhg),
+        pulse_bpm=_metric(a.pulse_bpm),
+        glucose_mg_dl=_metric(a.glucose_mg_dl),
+    )
+
+
+def _timezone(sessions: sessionmaker[Session], patient_id: str) -> str:
+    with sessions() as session:
+        return patient_settings(session, [patient_id])[patient_id].parameters.timezone
 
 
 @router.get("/readings/daily")
@@ -59,10 +161,15 @@ async def daily_readings(
     services: Services,
     kind: ReadingKind = ReadingKind.BLOOD_PRESSURE,
     days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30,
-) -> dict[str, Any]:
-    last_day = datetime.now(UTC).date()
+) -> DailyReadings:
+    """Per local day of the patient, the last `days` days (today included)."""
+    zone_name = await asyncio.to_thread(_timezone, services.clinic_sessions, patient_id)
+    zone = ZoneInfo(zone_name)
+    last_day = datetime.now(zone).date()
     first_day: date = last_day - timedelta(days=days - 1)
     aggregates = await asyncio.to_thread(
-        services.reading_store.daily_aggregates, patient_id, kind, first_day, last_day
+        services.reading_store.daily_aggregates, patient_id, kind, first_day, last_day, tz=zone
     )
-    return {"patient_id": patient_id, "kind": kind, "days": [asdict(a) for a in aggregates]}
+    return DailyReadings(
+        patient_id=patient_id, kind=kind, timezone=zone_name, days=[_day(a) for a in aggregates]
+    )

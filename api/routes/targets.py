@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import zoneinfo
 from datetime import datetime
@@ -22,11 +23,12 @@ from typing import Annotated, Any, Final, Self
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.profiles import parameters, profile
 from alerts.repository import chosen_profile, patient_targets
+from alerts.summary_updater import SummaryUpdater
 from api.auth import Principal
 from api.deps import (
     AuditedAccess,
@@ -41,7 +43,10 @@ from storage.clinic.audit import record_audit
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import CareTeamMember, CareTeamRole, Clinic, GuidelineProfile, Patient, UserRole
 from storage.clinic.models import PatientTargets as TargetsRow
+from storage.readings.protocol import ReadingStoreError
 from vitals.units import mmol_l_to_mg_dl
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}/targets", tags=["targets"])
 
@@ -131,6 +136,10 @@ class TargetsOut(TargetsIn):
     updated_at: datetime | None
     updated_by: str | None
     rules_use: RulesUse
+    may_edit: bool = Field(
+        description="whether the caller may change these targets (the patient's family doctor, or a "
+        "clinic administrator); the web app says so before anyone types"
+    )
 
 
 def _row_values(row: TargetsRow | None) -> dict[str, Any]:
@@ -140,7 +149,7 @@ def _row_values(row: TargetsRow | None) -> dict[str, Any]:
     return {name: getattr(row, name) for name in TargetsIn.model_fields}
 
 
-def _rules_use(row: TargetsRow | None, clinic: Clinic) -> RulesUse:
+def rules_use(row: TargetsRow | None, clinic: Clinic) -> RulesUse:
     # The engine's own mapping (SqlPatientDirectory.context) and parameters(), so this is what it uses.
     chosen = chosen_profile(row, clinic, profile(clinic.default_profile.value))
     params = parameters(chosen, patient_targets(row, clinic))
@@ -157,14 +166,15 @@ def _rules_use(row: TargetsRow | None, clinic: Clinic) -> RulesUse:
     )
 
 
-def _out(patient: Patient, clinic: Clinic) -> TargetsOut:
+def _out(patient: Patient, clinic: Clinic, *, may_edit: bool) -> TargetsOut:
     row = patient.targets
     return TargetsOut.model_construct(
         **_row_values(row),
         patient_id=patient.patient_id,
         updated_at=row.updated_at if row else None,
         updated_by=row.updated_by if row else None,
-        rules_use=_rules_use(row, clinic),
+        rules_use=rules_use(row, clinic),
+        may_edit=may_edit,
     )
 
 
@@ -176,9 +186,9 @@ def _load(session: Session, patient_id: str) -> tuple[Patient, Clinic]:
     return patient, clinic
 
 
-def _read(sessions: sessionmaker[Session], patient_id: str) -> TargetsOut:
+def _read(sessions: sessionmaker[Session], user: Principal, patient_id: str) -> TargetsOut:
     with sessions() as session:
-        return _out(*_load(session, patient_id))
+        return _out(*_load(session, patient_id), may_edit=_may_change(session, user, patient_id))
 
 
 def _may_change(session: Session, user: Principal, patient_id: str) -> bool:
@@ -237,7 +247,7 @@ def _write(
                 raise TargetsChangedMeanwhile() from exc
             raise
         session.refresh(patient)
-        return _out(patient, clinic)
+        return _out(patient, clinic, may_edit=True)
 
 
 def _plain(value: object) -> object:
@@ -246,9 +256,9 @@ def _plain(value: object) -> object:
 
 @router.get("")
 async def read_targets(
-    patient_id: Annotated[str, Depends(patient_access("read_targets"))], services: Services
+    patient_id: Annotated[str, Depends(patient_access("read_targets"))], user: CurrentUser, services: Services
 ) -> TargetsOut:
-    return await asyncio.to_thread(_read, services.clinic_sessions, patient_id)
+    return await asyncio.to_thread(_read, services.clinic_sessions, user, patient_id)
 
 
 @router.put("")
@@ -269,5 +279,16 @@ async def set_targets(patient_id: str, body: TargetsIn, user: CurrentUser, servi
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             "only the patient's family doctor or a clinic administrator may change targets",
+        )
+    # The panel's category is judged against the targets: its figures follow at once. Should the
+    # reading store be down, the change stands and the figures follow once it is back (a row older
+    # than the patient's targets is recomputed: alerts.summary_updater).
+    updater = SummaryUpdater(services.reading_store, services.clinic_sessions)
+    try:
+        await asyncio.to_thread(updater.refresh, [patient_id])
+    except (ReadingStoreError, ClinicDatabaseUnavailableError, SQLAlchemyError) as exc:
+        logger.warning(
+            "patient summary not refreshed after a targets change",
+            extra={"patient_id": patient_id, "error": type(exc).__name__},
         )
     return result

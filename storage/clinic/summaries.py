@@ -29,11 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.clinic.fleet import GatewayState
 from storage.clinic.models import (
     Alert,
     CareTeamMember,
     Clinic,
     Gateway,
+    GatewayStatusRecord,
     MeterBinding,
     Patient,
     PatientSummaryRow,
@@ -56,6 +58,13 @@ SEVERITY_RANK: Final[Mapping[AlertSeverity, int]] = {
     AlertSeverity.URGENT: 3,
 }
 SEVERITY_OF_RANK: Final = {rank: severity for severity, rank in SEVERITY_RANK.items()}
+
+GATEWAY_STATE_RANK: Final[Mapping[GatewayState, int]] = {
+    GatewayState.ONLINE: 0,
+    GatewayState.UNKNOWN: 1,
+    GatewayState.OFFLINE: 2,
+}
+STATE_OF_RANK: Final = {rank: state for state, rank in GATEWAY_STATE_RANK.items()}
 
 SUMMARY_COLUMNS: Final = tuple(
     c.key for c in PatientSummaryRow.__table__.columns if c.key not in ("patient_id",)
@@ -92,6 +101,7 @@ class PanelQuery:
     name_contains: str | None = None
     alert_state: AlertStateFilter = AlertStateFilter.ANY
     no_data_days: int | None = None  # only patients without any reading for this many days
+    gateway_silent_after: timedelta = timedelta(minutes=5)  # then offline (storage.clinic.fleet)
     offset: int = 0
     limit: int = 100
 
@@ -114,7 +124,8 @@ class PanelAlerts:
 @dataclass(frozen=True, slots=True)
 class PanelEntry:
     """One patient's panel row as stored: `summary` holds the `patient_summaries` columns (None when
-    the patient has no row yet)."""
+    the patient has no row yet); the gateway is the patient's (through an active meter binding) heard
+    from most recently."""
 
     patient_id: str
     given_name: str
@@ -124,6 +135,7 @@ class PanelEntry:
     summary: dict[str, Any] | None
     gateway_id: str | None
     gateway_last_seen_at: datetime | None
+    gateway_state: GatewayState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +158,67 @@ def visible_patients(user_id: str, clinic_id: str, roles: frozenset[UserRole]) -
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _gateway_state_rank(now: datetime, silent_after: timedelta) -> ColumnElement[int]:
+    """storage.clinic.fleet.gateway_state as SQL: never reported; offline (a last will, a final
+    status, or silent for `silent_after`); online."""
+    return case(
+        (GatewayStatusRecord.gateway_id.is_(None), literal(GATEWAY_STATE_RANK[GatewayState.UNKNOWN])),
+        (
+            or_(
+                GatewayStatusRecord.online.is_(False),
+                Gateway.last_seen_at.is_(None),
+                Gateway.last_seen_at < now - silent_after,
+            ),
+            literal(GATEWAY_STATE_RANK[GatewayState.OFFLINE]),
+        ),
+        else_=literal(GATEWAY_STATE_RANK[GatewayState.ONLINE]),
+    )
+
+
+def _patient_gateways(clinic_id: str, now: datetime, silent_after: timedelta) -> Any:
+    """Each patient's gateways through active meter bindings, numbered from the one heard from last."""
+    return (
+        select(
+            MeterBinding.patient_id.label("patient_id"),
+            Gateway.gateway_id.label("gateway_id"),
+            Gateway.last_seen_at.label("last_seen_at"),
+            _gateway_state_rank(now, silent_after).label("state_rank"),
+            func.row_number()
+            .over(
+                partition_by=MeterBinding.patient_id,
+                order_by=(Gateway.last_seen_at.desc().nulls_last(), Gateway.gateway_id),
+            )
+            .label("n"),
+        )
+        .join(Gateway, Gateway.gateway_id == MeterBinding.gateway_id)
+        .outerjoin(GatewayStatusRecord, GatewayStatusRecord.gateway_id == Gateway.gateway_id)
+        .where(MeterBinding.active.is_(True), Gateway.active.is_(True), Gateway.clinic_id == clinic_id)
+        .subquery()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PatientGateway:
+    gateway_id: str
+    state: GatewayState
+    last_seen_at: datetime | None
+
+
+def patient_gateway(
+    session: Session, *, patient_id: str, clinic_id: str, now: datetime, silent_after: timedelta
+) -> PatientGateway | None:
+    """The patient's gateway as the panel shows it (`PanelEntry`), or None without one."""
+    gateways = _patient_gateways(clinic_id, now, silent_after)
+    row = session.execute(
+        select(gateways.c.gateway_id, gateways.c.last_seen_at, gateways.c.state_rank).where(
+            gateways.c.patient_id == patient_id, gateways.c.n == 1
+        )
+    ).first()
+    if row is None:
+        return None
+    return PatientGateway(row.gateway_id, STATE_OF_RANK[int(row.state_rank)], row.last_seen_at)
 
 
 def panel_page(
@@ -186,22 +259,7 @@ def panel_page(
         .group_by(Alert.patient_id)
         .subquery()
     )
-    gateways = (
-        select(
-            MeterBinding.patient_id.label("patient_id"),
-            Gateway.gateway_id.label("gateway_id"),
-            Gateway.last_seen_at.label("last_seen_at"),
-            func.row_number()
-            .over(
-                partition_by=MeterBinding.patient_id,
-                order_by=(Gateway.last_seen_at.desc().nulls_last(), Gateway.gateway_id),
-            )
-            .label("n"),
-        )
-        .join(Gateway, Gateway.gateway_id == MeterBinding.gateway_id)
-        .where(MeterBinding.active.is_(True), Gateway.active.is_(True), Gateway.clinic_id == clinic_id)
-        .subquery()
-    )
+    gateways = _patient_gateways(clinic_id, now, query.gateway_silent_after)
     s = PatientSummaryRow.__table__.c
     active = func.coalesce(alert_stats.c.active, 0)
     signoff = func.coalesce(alert_stats.c.signoff, 0)
@@ -244,6 +302,7 @@ def panel_page(
             *(getattr(s, name) for name in SUMMARY_COLUMNS),
             gateways.c.gateway_id,
             gateways.c.last_seen_at.label("gateway_last_seen_at"),
+            gateways.c.state_rank.label("gateway_state_rank"),
             func.count().over().label("total"),
         )
         .join(Clinic, Clinic.clinic_id == Patient.clinic_id)
@@ -252,7 +311,15 @@ def panel_page(
         .outerjoin(alert_stats, alert_stats.c.patient_id == Patient.patient_id)
         .outerjoin(gateways, and_(gateways.c.patient_id == Patient.patient_id, gateways.c.n == 1))
         .where(*conditions)
-        .order_by(*_ordering(query, alert_stats.c.rank, alert_stats.c.oldest, gateways.c.last_seen_at))
+        .order_by(
+            *_ordering(
+                query,
+                alert_stats.c.rank,
+                alert_stats.c.oldest,
+                gateways.c.state_rank,
+                gateways.c.last_seen_at,
+            )
+        )
         .offset(query.offset)
         .limit(query.limit)
     )
@@ -268,7 +335,11 @@ def panel_page(
 
 
 def _ordering(
-    query: PanelQuery, rank: ColumnElement[Any], oldest: ColumnElement[Any], gateway_seen: ColumnElement[Any]
+    query: PanelQuery,
+    rank: ColumnElement[Any],
+    oldest: ColumnElement[Any],
+    gateway_state: ColumnElement[Any],
+    gateway_seen: ColumnElement[Any],
 ) -> list[ColumnElement[Any]]:
     s = PatientSummaryRow.__table__.c
     desc = query.descending
@@ -284,13 +355,15 @@ def _ordering(
     if query.sort is PanelSort.URGENCY:
         # Highest active severity first, then the oldest unhandled alert first (ascending: reversed).
         return [by(func.coalesce(rank, 0)), by(oldest, not desc), *names]
+    if query.sort is PanelSort.GATEWAY:
+        # Descending: offline first, then never reported, then online; the longest silent first.
+        return [by(gateway_state), by(gateway_seen, not desc), *names]
     column: ColumnElement[Any] = {
         PanelSort.LAST_SEEN: s.last_reading_at,
         PanelSort.BP_MEAN: s.bp_mean_systolic_mmhg,
         PanelSort.GLUCOSE_LATEST: s.glucose_latest_mg_dl,
         PanelSort.TIME_IN_RANGE: s.glucose_time_in_range_percent,
         PanelSort.DAYS_WITH_DATA: s.days_with_data_30,
-        PanelSort.GATEWAY: gateway_seen,
     }[query.sort]
     extra = [by(s.bp_mean_diastolic_mmhg)] if query.sort is PanelSort.BP_MEAN else []
     return [by(column), *extra, *names]
@@ -317,6 +390,7 @@ def _entry(row: Any) -> PanelEntry:
         summary=summary,
         gateway_id=row.gateway_id,
         gateway_last_seen_at=row.gateway_last_seen_at,
+        gateway_state=None if row.gateway_id is None else STATE_OF_RANK[int(row.gateway_state_rank)],
     )
 
 
@@ -383,9 +457,11 @@ __all__ = [
     "PanelPage",
     "PanelQuery",
     "PanelSort",
+    "PatientGateway",
     "SortOrder",
     "active_patient_ids",
     "panel_page",
+    "patient_gateway",
     "stale_summaries",
     "upsert_summaries",
     "visible_patients",

@@ -111,7 +111,7 @@ def test_reads_of_a_patient_are_one_allowed_entry_each(clinic_api: ClinicApi) ->
     assert clinic_api.client.get("/api/v1/patients/p-1/readings", headers=headers).status_code == 200
     assert clinic_api.client.get("/api/v1/patients/p-1/readings/daily", headers=headers).status_code == 200
     panel = clinic_api.client.get("/api/v1/patients", headers=headers)
-    assert panel.status_code == 200 and len(panel.json()) == 1
+    assert panel.status_code == 200 and len(panel.json()["patients"]) == 1
 
     reads = [
         (e.actor, e.action, e.object_type, e.object_id, e.clinic_id, e.outcome, e.details)
