@@ -1,11 +1,13 @@
 """A private Mosquitto broker: generated config, password file, ACL, optional TLS.
 
 The demo and the test suite start one on a free 127.0.0.1 port rather than depend on a broker that
-happens to listen on 1883 (DESIGN.md, Real components). The ACL follows deploy/mosquitto/: each
-gateway user may publish only its own readings and status and read only its own acks and config;
-ingest reads all readings and writes acks; the clinic user reads status and acks, writes config,
-commands and clinic alert topics (reliability.md §2: per-client credentials and ACLs, Mosquitto 2.0 denies
-anonymous access by default).
+happens to listen on 1883 (DESIGN.md, Real components). Its ACL gives the rights of
+deploy/mosquitto/: each gateway user may publish only its own readings and status and read only its
+own acks, config and commands; ingest reads all readings and writes acks; the clinic user reads
+status and acks, writes config, commands and clinic alert topics (reliability.md §2: per-client
+credentials and ACLs, Mosquitto 2.0 denies anonymous access by default). It is plain MQTT on
+loopback with a password file, for speed and simplicity; `DeployedBroker` runs the shipped
+configuration itself (dynamic security plugin, TLS, client certificates).
 """
 
 from __future__ import annotations
@@ -53,19 +55,18 @@ pattern read vitalgate/v1/gw/%u/commands
 {users}
 """
 
+# The same rights as deploy/mosquitto/without-plugin/vitalgate.acl, whose users are the clinic
+# accounts' certificate names (vitalgate-ingest, vitalgate-clinic).
 ROLE_ACL = {
     BrokerRole.GATEWAY: "",
-    BrokerRole.INGEST: (
-        "topic read vitalgate/v1/gw/+/readings\n"
-        "topic write vitalgate/v1/gw/+/acks\n"
-        "topic read vitalgate/v1/gw/+/config\n"
-    ),
+    BrokerRole.INGEST: "topic read vitalgate/v1/gw/+/readings\ntopic write vitalgate/v1/gw/+/acks\n",
     BrokerRole.CLINIC: (
         "topic read vitalgate/v1/gw/+/status\n"
         "topic read vitalgate/v1/gw/+/acks\n"
         "topic write vitalgate/v1/gw/+/config\n"
         "topic write vitalgate/v1/gw/+/commands\n"
         "topic readwrite vitalgate/v1/clinic/#\n"
+        "topic read $SYS/#\n"
     ),
     BrokerRole.ADMIN: "topic readwrite #\n",
 }
@@ -365,7 +366,10 @@ class DeployedBroker:
         host: str = "127.0.0.1",
         config_file: Path = DEPLOY_DIR / "vitalgate.conf",
         dynsec_file: Path = DEPLOY_DIR / "dynamic-security.json",
+        gateway_passwords: dict[str, str] | None = None,
     ) -> None:
+        """`gateway_passwords` fill the password file of the fallback without the plugin
+        (deploy/mosquitto/without-plugin/), which takes new gateways only on a reload."""
         binary = shutil.which(MOSQUITTO_BINARY) or shutil.which(MOSQUITTO_BINARY, path="/usr/sbin")
         plugins = sorted(Path("/").glob(DYNSEC_PLUGIN_GLOB.lstrip("/")))
         if binary is None or not plugins:
@@ -390,8 +394,15 @@ class DeployedBroker:
             name: ClientCertificate(*issue_certificate(self.clinic_ca, directory / "clinic-ca", name))
             for name in CLINIC_ACCOUNTS
         }
+        passwd = directory / "gateways.passwd"
+        self._write_password_file(passwd, gateway_passwords or {})
+        acl = directory / "vitalgate.acl"
+        if (config_file.parent / "vitalgate.acl").exists():
+            shutil.copyfile(config_file.parent / "vitalgate.acl", acl)
         paths = {
             "/run/mosquitto/mosquitto.pid": directory / "mosquitto.pid",
+            "/etc/mosquitto/gateways.passwd": passwd,
+            "/etc/mosquitto/vitalgate.acl": acl,
             "/var/log/mosquitto/mosquitto.log": self.log_file,
             DYNSEC_PLUGIN_GLOB.replace("*", "x86_64-linux-gnu"): plugins[0],
             "/var/lib/mosquitto/dynamic-security.json": self.dynsec_state,
@@ -409,6 +420,18 @@ class DeployedBroker:
             owner = pwd.getpwnam("mosquitto")
             for path in [directory, *directory.rglob("*")]:
                 os.chown(path, owner.pw_uid, owner.pw_gid)
+
+    @staticmethod
+    def _write_password_file(path: Path, passwords: dict[str, str]) -> None:
+        passwd = shutil.which(MOSQUITTO_PASSWD_BINARY)
+        if passwd is None:
+            raise BrokerError("mosquitto_passwd is not installed (Debian package: mosquitto)")
+        path.write_text("", encoding="utf-8")
+        os.chmod(path, 0o600)
+        for username, password in passwords.items():
+            subprocess.run(  # noqa: S603
+                [passwd, "-b", str(path), username, password], check=True, capture_output=True, timeout=30
+            )
 
     # -- what clients need ------------------------------------------------------------------------
     @property

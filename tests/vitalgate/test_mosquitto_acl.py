@@ -1,7 +1,10 @@
-"""The broker ACL confines each gateway to its own topics (DESIGN.md, MQTT; reliability.md §2)."""
+"""The ACL of the test broker, and the documented fallback for brokers without the dynamic security
+plugin (deploy/mosquitto/without-plugin/ as shipped), confine each gateway to its own topics
+(DESIGN.md, MQTT; reliability.md §2)."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +13,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.fixtures.mosquitto import BrokerAccount, DeployedRig, MqttProbe, deployed_rig
 from vitalgate.mosquitto import ACL_TEMPLATE, ROLE_ACL, BrokerRole, MosquittoBroker
 
 pytestmark = pytest.mark.mosquitto
 REPO = Path(__file__).resolve().parents[2]
+FALLBACK = REPO / "deploy" / "mosquitto" / "without-plugin"
 WAIT_S = 5.0
 
 
@@ -119,10 +124,77 @@ def test_tls_listener_serves_gateways(tmp_path: Path) -> None:
         lis.close()
 
 
-def test_deployed_acl_matches_the_one_tests_run_against() -> None:
-    deployed = (REPO / "deploy" / "mosquitto" / "vitalgate.acl").read_text(encoding="utf-8")
+def test_fallback_acl_gives_the_rights_tests_run_against() -> None:
+    """The documented fallback ACL (no plugin) gives each account the rights the test broker gives it."""
+    deployed = (FALLBACK / "vitalgate.acl").read_text(encoding="utf-8")
     for line in ACL_TEMPLATE.splitlines():
         if line.startswith("pattern"):
             assert line in deployed
     for role in (BrokerRole.INGEST, BrokerRole.CLINIC):
-        assert f"user {role.value}\n{ROLE_ACL[role]}" in deployed
+        assert f"user vitalgate-{role.value}\n{ROLE_ACL[role]}" in deployed
+
+
+# -- the fallback without the plugin, as shipped ---------------------------------------------------
+
+FALLBACK_GATEWAYS = {"gw-fb-1": secrets.token_urlsafe(16), "gw-fb-2": secrets.token_urlsafe(16)}
+
+
+@pytest.fixture(scope="module")
+def fallback() -> Iterator[DeployedRig]:
+    with deployed_rig(
+        "vitalgate-fallback-", config_file=FALLBACK / "vitalgate.conf", gateway_passwords=FALLBACK_GATEWAYS
+    ) as rig:
+        yield rig
+
+
+@pytest.fixture
+def probes() -> Iterator[list[MqttProbe]]:
+    opened: list[MqttProbe] = []
+    yield opened
+    for probe in opened:
+        probe.close()
+
+
+def fallback_gateway(gateway_id: str) -> BrokerAccount:
+    return BrokerAccount(gateway_id, FALLBACK_GATEWAYS[gateway_id])
+
+
+def test_fallback_gateway_under_ingests_client_id_leaves_ingests_session_alone(
+    fallback: DeployedRig, probes: list[MqttProbe]
+) -> None:
+    """Without the plugin too, a gateway connecting as ingest's client id loses none of ingest's queued readings."""
+    session = {"client_id": "vitalgate-ingest-1", "clean_start": False, "session_expiry_s": 3600}
+    ingest = fallback.probe(fallback.clinic("vitalgate-ingest"), "clinic", **session)
+    probes.append(ingest)
+    assert ingest.connect() and ingest.subscribe("vitalgate/v1/gw/+/readings") < 0x80
+    ingest.close()
+    sender = fallback.probe(fallback_gateway("gw-fb-1"), "gateway", client_id="gw-fb-1")
+    probes.append(sender)
+    assert sender.connect()
+    for index in range(5):
+        assert sender.publish("vitalgate/v1/gw/gw-fb-1/readings", str(index).encode()) < 0x80
+    thief = fallback.probe(fallback_gateway("gw-fb-2"), "gateway", client_id="vitalgate-ingest-1")
+    probes.append(thief)
+    assert thief.connect()
+    thief.close()
+    again = fallback.probe(fallback.clinic("vitalgate-ingest"), "clinic", **session)
+    probes.append(again)
+    assert again.connect()
+    again.wait_messages(5)
+    assert len(again.messages) == 5
+
+
+def test_fallback_keeps_clinic_accounts_and_gateways_on_their_own_listeners(
+    fallback: DeployedRig, probes: list[MqttProbe]
+) -> None:
+    """Without the plugin too, clinic certificates give no login where gateways connect, and gateways none on the clinic listener."""
+    clinic = fallback.clinic("vitalgate-ingest")
+    attempts = [
+        fallback.probe(
+            BrokerAccount("vitalgate-ingest", "guess", clinic.cert_file, clinic.key_file), "gateway"
+        ),
+        fallback.probe(fallback_gateway("gw-fb-1"), "clinic", client_id="gw-fb-1"),
+        fallback.probe(None, "gateway"),
+    ]
+    probes.extend(attempts)
+    assert [probe.connect() for probe in attempts] == [False, False, False]
