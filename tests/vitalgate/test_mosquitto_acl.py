@@ -48,7 +48,7 @@ class Listener:
         assert self.subscribed.wait(WAIT_S)
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        self.messages.append((msg.topic, msg.payload))
+        self.messages.append((msg.topic, bytes(msg.payload)))
         self.got.set()
 
     def close(self) -> None:
