@@ -221,6 +221,11 @@ class AlertEngine:
         now = self.clock()
         return await self._act(alert_id, lambda: self.lifecycle.resolve(alert_id, user_id, note, now))
 
+    async def sign_off(self, alert_id: str, user_id: str, note: str | None = None) -> AlertRecord:
+        """A clinician signs off an urgent alert that resolved unseen (alerts.lifecycle)."""
+        now = self.clock()
+        return await self._act(alert_id, lambda: self.lifecycle.sign_off(alert_id, user_id, note, now))
+
     # --- daily digest (ESC-2: "warning batched into daily digest") ---------------------------------------
     async def send_digest(self, email: EmailChannel, now: datetime | None = None) -> int:
         """E-mail each family doctor one list of their patients' open warning and info alerts

@@ -9,6 +9,13 @@
   severity rises above the resolved alert's.
 - Escalation: an urgent alert unacknowledged for 30 min is re-notified and the next member of the
   care team is added, every 30 min (ESC-2, [58] DEFAULT routing).
+- Nothing urgent disappears unseen: an urgent alert that resolves without a clinician having seen it
+  at its urgent level (auto-resolved when the condition cleared, superseded by another rule, with no
+  acknowledgement since it became urgent) is marked `needs_signoff` and stays on the sign-off list
+  until a clinician signs it off (event "signed_off": who, when, note). Nightscout auto-acks a
+  cleared alarm ([58], clinical-rules.md §5); a clinic's urgent alert also needs a person to have
+  looked, because an urgent episode that cleared by itself (a level-2 hypo) still calls for a review
+  of the regimen (GLU-HYPO-REC, [30]). A clinician's own resolve counts as seen.
 Every change is an event with actor and time.
 """
 
@@ -29,6 +36,7 @@ from vitals.payload import AlertEvent, AlertSeverity, AlertState
 SYSTEM_ACTOR = "system"
 ESCALATION_AFTER = timedelta(minutes=30)  # ESC-2 ([58] 30-min default)
 MAX_SNOOZE = timedelta(hours=24)
+NOTE_LENGTH = 1000  # storage.clinic.models.RESOLUTION_NOTE_LENGTH
 CLEAR_EVALUATIONS = 2  # ESC-1: back in range on 2 consecutive evaluations before auto-resolve
 
 
@@ -61,12 +69,24 @@ class AlertRecord:
     escalation_level: int = 0
     window_start: datetime | None = None
     window_end: datetime | None = None
-    # values, reading_ids, citation, episode_key, latched, notified_at: numbers and ids only.
+    # values, reading_ids, citation, episode_key, latched, notified_at, urgent_since: numbers and ids
+    # only.
     trigger_values: dict[str, Any] = field(default_factory=dict)
+    resolved_by: str | None = None  # the clinician; None when the engine resolved it
+    resolution_note: str | None = None
+    needs_signoff: bool = False
+    signed_off_at: datetime | None = None
+    signed_off_by: str | None = None
 
     @property
     def unresolved(self) -> bool:
         return self.state is not AlertState.RESOLVED
+
+    def seen_while_urgent(self) -> bool:
+        """Whether a clinician acknowledged this alert since it became urgent."""
+        since = self.trigger_values.get("urgent_since")
+        urgent_since = datetime.fromisoformat(str(since)) if since else self.opened_at
+        return self.acknowledged_at is not None and self.acknowledged_at >= urgent_since
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +110,10 @@ class AlertRepository(Protocol):
     def get(self, alert_id: str) -> AlertRecord | None: ...
     def save(self, record: AlertRecord, event: EventRecord | None) -> None: ...
     def unresolved(self, clinic_id: str | None = None) -> list[AlertRecord]: ...
+    def needing_signoff(self, clinic_id: str | None = None) -> list[AlertRecord]:
+        """Resolved urgent alerts no clinician has seen, oldest resolution first, until signed off."""
+        ...
+
     def events(self, alert_id: str) -> list[EventRecord]: ...
 
     def digests_sent(self, day: str) -> set[str]:
@@ -149,6 +173,15 @@ class InMemoryAlertRepository:
                 for a in self._alerts.values()
                 if a.unresolved and (clinic_id is None or a.clinic_id == clinic_id)
             ]
+
+    def needing_signoff(self, clinic_id: str | None = None) -> list[AlertRecord]:
+        with self._lock:
+            waiting = [
+                replace(a)
+                for a in self._alerts.values()
+                if a.needs_signoff and (clinic_id is None or a.clinic_id == clinic_id)
+            ]
+        return sorted(waiting, key=lambda a: (a.resolved_at or a.updated_at, a.alert_id))
 
     def all(self) -> list[AlertRecord]:
         with self._lock:
@@ -276,6 +309,8 @@ class Lifecycle:
                     "max_severity": o.severity.value,
                 },
             )
+            if o.severity is AlertSeverity.URGENT:
+                rec.trigger_values["urgent_since"] = now.isoformat()
             ev = EventRecord(
                 rec.alert_id, now, SYSTEM_ACTOR, "opened", None, AlertState.OPEN, o.severity, evidence
             )
@@ -289,6 +324,8 @@ class Lifecycle:
             cur.updated_at = now
             cur.window_end = o.window_end or cur.window_end
             cur.trigger_values.update(evidence, notified_at=now.isoformat(), max_severity=o.severity.value)
+            if o.severity is AlertSeverity.URGENT:
+                cur.trigger_values["urgent_since"] = now.isoformat()
             ev = EventRecord(
                 cur.alert_id, now, SYSTEM_ACTOR, "severity_raised", before, cur.state, o.severity, evidence
             )
@@ -340,11 +377,17 @@ class Lifecycle:
         self, rec: AlertRecord, now: datetime, actor: str, event: str, details: dict[str, Any], latch: bool
     ) -> Change:
         before = rec.state
+        by_person = actor != SYSTEM_ACTOR
         rec.state = AlertState.RESOLVED
         rec.resolved_at = now
         rec.updated_at = now
         rec.snoozed_until = None
+        rec.resolved_by = actor if by_person else None
+        rec.resolution_note = details.get("note") if by_person else None
         rec.trigger_values["latched"] = latch
+        if rec.severity is AlertSeverity.URGENT and not by_person and not rec.seen_while_urgent():
+            rec.needs_signoff = True
+            details = details | {"needs_signoff": True}
         ev = EventRecord(rec.alert_id, now, actor, event, before, rec.state, rec.severity, details)
         self.repo.save(rec, ev)
         return Change(rec, ev, notify=False)
@@ -396,7 +439,23 @@ class Lifecycle:
             raise InvalidTransition("alert is already resolved")
         if not note.strip():
             raise InvalidTransition("a resolution note is required")
-        return self._resolve(rec, now, actor, "resolved", {"note": note.strip()[:1000]}, latch=True)
+        return self._resolve(rec, now, actor, "resolved", {"note": note.strip()[:NOTE_LENGTH]}, latch=True)
+
+    def sign_off(self, alert_id: str, actor: str, note: str | None, now: datetime) -> Change:
+        """A clinician has seen an urgent alert that resolved unseen: it leaves the sign-off list.
+        Signing off an alert that does not need it (never did, or already signed off) is refused."""
+        rec = self._get(alert_id)
+        if not rec.needs_signoff:
+            raise InvalidTransition("alert does not need sign-off")
+        text = (note or "").strip()[:NOTE_LENGTH]
+        rec.needs_signoff = False
+        rec.signed_off_at = now
+        rec.signed_off_by = actor
+        rec.updated_at = now
+        details = {"note": text} if text else {}
+        ev = EventRecord(alert_id, now, actor, "signed_off", rec.state, rec.state, rec.severity, details)
+        self.repo.save(rec, ev)
+        return Change(rec, ev, notify=False)
 
     # --- time --------------------------------------------------------------------------------------
     def tick(self, now: datetime, clinic_id: str | None = None) -> list[Change]:

@@ -8,12 +8,13 @@ only): `episode_key`, `latched` (manual resolve until the condition clears), `cl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +42,7 @@ from storage.clinic.models import (
     cut_to,
 )
 from storage.clinic.models import PatientTargets as TargetsRow
+from vitals.payload import AlertSeverity
 
 _FIELDS = (
     "alert_id",
@@ -58,7 +60,37 @@ _FIELDS = (
     "escalation_level",
     "window_start",
     "window_end",
+    "resolved_by",
+    "resolution_note",
+    "needs_signoff",
+    "signed_off_at",
+    "signed_off_by",
 )
+# How long a resolved alert stays in the "recent" view.
+RECENT_RESOLVED = timedelta(days=7)
+# Most urgent first (ORDER BY): urgent, warning, info.
+_SEVERITY_RANK = case(
+    {AlertSeverity.URGENT: 0, AlertSeverity.WARNING: 1, AlertSeverity.INFO: 2},
+    value=Alert.severity,
+    else_=3,
+)
+
+
+class InboxView(StrEnum):
+    """Which alerts an inbox lists."""
+
+    ACTIVE = "active"  # open, acknowledged, snoozed, escalated: most severe first, then oldest
+    NEEDS_SIGNOFF = "needs_signoff"  # urgent, resolved unseen: until signed off, oldest first
+    RECENT = "recent"  # resolved in the last 7 days, newest first
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """An alert with its patient's names, for the care team's own screens (never for channels)."""
+
+    record: AlertRecord
+    patient_given_name: str
+    patient_family_name: str
 
 
 def _record(row: Alert) -> AlertRecord:
@@ -143,6 +175,14 @@ class SqlAlertRepository:
                 q = q.where(Alert.clinic_id == clinic_id)
             return [_record(r) for r in session.scalars(q.order_by(Alert.opened_at))]
 
+    def needing_signoff(self, clinic_id: str | None = None) -> list[AlertRecord]:
+        with self.sessions() as session:
+            q = select(Alert).where(Alert.needs_signoff)
+            if clinic_id is not None:
+                q = q.where(Alert.clinic_id == clinic_id)
+            q = q.order_by(Alert.resolved_at, Alert.alert_id)
+            return [_record(r) for r in session.scalars(q)]
+
     def events(self, alert_id: str) -> list[EventRecord]:
         with self.sessions() as session:
             rows = session.scalars(
@@ -158,19 +198,67 @@ class SqlAlertRepository:
         user_id: str,
         *,
         all_patients: bool,
-        include_resolved: bool = False,
+        view: InboxView = InboxView.ACTIVE,
+        now: datetime,
+        patient_id: str | None = None,
         limit: int = 200,
-    ) -> list[AlertRecord]:
-        """Alerts a user should see: their care-team patients' (all the clinic's for an administrator)."""
+    ) -> list[InboxEntry]:
+        """Alerts a user should see: their care-team patients' (all the clinic's for an administrator),
+        in `view`, each alert once, with the patient's names."""
         with self.sessions() as session:
-            q = select(Alert).where(Alert.clinic_id == clinic_id)
-            if not include_resolved:
-                q = q.where(Alert.state != "resolved")
+            q = (
+                select(Alert, Patient.given_name, Patient.family_name)
+                .join(Patient, Patient.patient_id == Alert.patient_id)
+                .where(Alert.clinic_id == clinic_id)
+            )
+            if view is InboxView.ACTIVE:
+                q = q.where(Alert.state != "resolved").order_by(_SEVERITY_RANK, Alert.opened_at)
+            elif view is InboxView.NEEDS_SIGNOFF:
+                q = q.where(Alert.needs_signoff).order_by(_SEVERITY_RANK, Alert.resolved_at)
+            else:
+                q = q.where(Alert.state == "resolved", Alert.resolved_at >= now - RECENT_RESOLVED).order_by(
+                    Alert.resolved_at.desc()
+                )
+            if patient_id is not None:
+                q = q.where(Alert.patient_id == patient_id)
             if not all_patients:
+                # A subquery, not a join: a patient reached twice must not list an alert twice.
                 team = select(CareTeamMember.patient_id).where(CareTeamMember.user_id == user_id)
                 q = q.where(Alert.patient_id.in_(team))
-            q = q.order_by(Alert.opened_at.desc()).limit(limit)
-            return [_record(r) for r in session.scalars(q)]
+            q = q.order_by(Alert.alert_id).limit(limit)
+            return [InboxEntry(_record(row), given, family) for row, given, family in session.execute(q)]
+
+    def entry(self, alert_id: str) -> InboxEntry | None:
+        """One alert with its patient's names."""
+        with self.sessions() as session:
+            found = session.execute(
+                select(Alert, Patient.given_name, Patient.family_name)
+                .join(Patient, Patient.patient_id == Alert.patient_id)
+                .where(Alert.alert_id == alert_id)
+            ).first()
+            if found is None:
+                return None
+            row, given, family = found
+            return InboxEntry(_record(row), given, family)
+
+    def display_names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """The display names of these users (clinicians acting on alerts); unknown ids are left out."""
+        wanted = {u for u in user_ids if u}
+        if not wanted:
+            return {}
+        with self.sessions() as session:
+            rows = session.execute(select(User.user_id, User.display_name).where(User.user_id.in_(wanted)))
+            return {user_id: name for user_id, name in rows}
+
+    def on_care_team(self, user_id: str, patient_id: str) -> bool:
+        """Whether `user_id` is a member of `patient_id`'s care team (on duty or not)."""
+        with self.sessions() as session:
+            found = session.scalar(
+                select(CareTeamMember.care_team_member_id).where(
+                    CareTeamMember.user_id == user_id, CareTeamMember.patient_id == patient_id
+                )
+            )
+            return found is not None
 
     # --- the daily digest's bookkeeping (digest_deliveries) --------------------------------------------
     def digests_sent(self, day: str) -> set[str]:

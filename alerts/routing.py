@@ -77,6 +77,7 @@ class Router:
             recipients=recipients_for(team, rec.escalation_level, RULES[rec.rule_id].audience),
             escalation_level=rec.escalation_level,
             push=change.notify,
+            needs_signoff=rec.needs_signoff,
         )
 
     async def route(self, change: Change, team: Sequence[Recipient]) -> list[DeliveryFailure]:

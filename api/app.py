@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import ApiServices
-from api.routes import alerts, audit, auth, ops, patients, readings, targets
+from api.errors import ERROR_RESPONSES, install_error_handlers
+from api.routes import alerts, audit, auth, me, ops, patients, readings, targets
 from api.web_assets import WEB_APP_DIR, WebAppFiles
-from storage.clinic.database import ClinicDatabaseUnavailableError
-from storage.readings.protocol import ReadingStoreUnavailable
-
-# Seconds a client should wait before asking again while a store is down (RFC 9110 §10.2.3).
-RETRY_AFTER_S = 5
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -28,6 +24,9 @@ def create_app(services: ApiServices) -> FastAPI:
         # /docs and /redoc are served below from the web app's build, never from a CDN.
         docs_url=None,
         redoc_url=None,
+        # Every error body is an api.errors.ErrorBody (ValidationErrorBody for 422), documented on
+        # every route so that the web app's generated types know them.
+        responses=ERROR_RESPONSES,
     )
     app.state.services = services
     app.include_router(auth.router)
@@ -37,17 +36,8 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(ops.router)
     app.include_router(audit.router)
-
-    @app.exception_handler(ReadingStoreUnavailable)
-    @app.exception_handler(ClinicDatabaseUnavailableError)
-    async def store_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
-        # An outage, not a bug: 503 with Retry-After, so the web app and scripts try again. The
-        # exception's text (hosts, ports) stays in the log.
-        return JSONResponse(
-            {"detail": "the reading store or clinic database is unavailable; try again shortly"},
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
+    app.include_router(me.router)
+    install_error_handlers(app)
 
     # The clinical workspace: the built web app (api/webapp) that calls the JSON API above.
     app.mount("/app", WebAppFiles(WEB_APP_DIR), name="web")

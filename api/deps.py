@@ -22,13 +22,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import AuthenticationError, Principal, read_token
+from api.errors import ApiError, ErrorCode
 from api.login_throttle import LoginThrottle
 from api.refused_tokens import RefusedTokens
 from storage.clinic.audit import AuditOutcome, record_audit
@@ -157,22 +158,25 @@ def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Pri
         return Principal(user.user_id, user.clinic_id, frozenset(grant.role for grant in user.roles))
 
 
+def _unauthorised(code: ErrorCode) -> ApiError:
+    # One sentence for every refused token: it says no more than the code does.
+    return ApiError(code, "invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
+
+
 async def get_current_user(token: Annotated[str, Depends(oauth2_scheme)], services: Services) -> Principal:
-    unauthorised = HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail="invalid or expired token",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    """The signed-in user. A token past its time is `auth.expired` (the web app signs the user in
+    again and returns to where they were); any other refused token is `auth.required`."""
     try:
         claimed = read_token(token, services.jwt_secret)
     except AuthenticationError as exc:
         due = services.refused_tokens.record(exc.reason)
         if due:  # never the token, nor anything from inside it
             logger.warning("bearer tokens refused", extra={"reason": exc.reason, "count": due})
-        raise unauthorised from exc
+        code = ErrorCode.AUTH_EXPIRED if exc.reason == "expired" else ErrorCode.AUTH_REQUIRED
+        raise _unauthorised(code) from exc
     current = await asyncio.to_thread(_current_account, services.clinic_sessions, claimed)
     if current is None:
-        raise unauthorised
+        raise _unauthorised(ErrorCode.AUTH_REQUIRED)
     return current
 
 
@@ -254,7 +258,7 @@ def patient_access(action: str) -> Callable[..., Coroutine[Any, Any, str]]:
 
     async def dependency(patient_id: str, user: CurrentUser, services: Services) -> str:
         if not await check_patient_access(services, user, patient_id, AuditedAccess(action)):
-            raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="patient not found")
+            raise ApiError(ErrorCode.PATIENT_NOT_FOUND)
         return patient_id
 
     return dependency

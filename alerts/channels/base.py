@@ -46,6 +46,8 @@ class Notification:
     recipients: tuple[Recipient, ...]
     escalation_level: int = 0
     push: bool = True  # False: a state change for live inboxes only (ack, resolve, evidence)
+    # True while the alert waits for a clinician's sign-off (urgent, resolved unseen: alerts.lifecycle)
+    needs_signoff: bool = False
 
     def body(self) -> dict[str, object]:
         """The JSON body every machine channel sends: the AlertEvent plus link and routing ids."""
@@ -55,6 +57,7 @@ class Notification:
             title=self.title,
             link=self.link,
             escalation_level=self.escalation_level,
+            needs_signoff=self.needs_signoff,
             recipients=[r.user_id for r in self.recipients],
         )
         return data

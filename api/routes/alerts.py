@@ -1,20 +1,31 @@
-"""Alert inbox, actions and the live event stream (issue #7).
+"""Alert inbox, actions and the live event stream.
 
-- GET  /api/v1/alerts                      the user's inbox (their care-team patients; all for admins)
-- GET  /api/v1/alerts/events               server-sent events: every alert change in the user's clinic
-- GET  /api/v1/alerts/{alert_id}           one alert with its event history
+- GET  /api/v1/alerts?view=active|needs_signoff|recent&patient_id=&limit=
+                                           the user's inbox (their care-team patients; all for admins)
+- GET  /api/v1/alerts/events               server-sent events: every alert change in the user's reach
+- GET  /api/v1/alerts/{alert_id}           one alert with its event history (who, when, note)
 - POST /api/v1/alerts/{alert_id}/ack       acknowledge (one state for every channel)
-- POST /api/v1/alerts/{alert_id}/snooze    snooze this alert only (never another rule)
+- POST /api/v1/alerts/{alert_id}/snooze    snooze this alert only (never another rule), for a preset
 - POST /api/v1/alerts/{alert_id}/resolve   resolve with a note
+- POST /api/v1/alerts/{alert_id}/signoff   sign off an urgent alert that resolved unseen
 - POST /api/v1/alerts/reports              patient-reported input the meters cannot send
 The composition root puts an `AlertApi` into `ApiServices.extras["alerts"]`. Another clinic's or
-another team's alert answers 404, never 403 (no existence leak, OWASP API1).
+another team's alert answers 404, never 403 (no existence leak, OWASP API1). Every member of the
+patient's care team may act on an alert, whatever their role: a nurse (clinic_staff) acknowledges,
+snoozes, resolves and signs off as the family doctor does.
+
+The inbox lists each alert once, with the patient's names: its callers are the patient's care team
+(or the clinic's administrators). Channels (e-mail, MQTT, webhooks, the live stream) carry opaque ids
+only. The live stream sends each change once per subscriber (`id:` is the change's event id); after
+a reconnect the web app reloads the inbox and upserts by `alert_id`.
 
 Audit (api/deps.py): an alert the user may not see is a denied entry (object "alert"). Reading one
-("read_alert") and acting on one ("acknowledge_alert", "snooze_alert", "resolve_alert") is an allowed
-entry naming the alert, with its patient id in details, written with the access check before anything
-is read or changed: no trail, no action. An action the lifecycle then refuses (409, or the alert gone)
-adds an "error" entry with the reason.
+("read_alert") and acting on one ("acknowledge_alert", "snooze_alert", "resolve_alert",
+"sign_off_alert") is an allowed entry naming the alert, with its patient id in details, written with
+the access check before anything is read or changed: no trail, no action. An action the lifecycle
+then refuses (409, or the alert gone) adds an "error" entry with the reason. The inbox is one entry
+with the count ("read_alert_inbox"), or, for one patient, an entry on that patient
+("read_patient_alerts").
 """
 
 from __future__ import annotations
@@ -22,21 +33,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Body, Depends, Query, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from alerts.catalogue import RULES
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
-from alerts.lifecycle import AlertNotFound, AlertRecord, InvalidTransition
+from alerts.lifecycle import NOTE_LENGTH, SYSTEM_ACTOR, AlertNotFound, AlertRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
-from alerts.repository import SqlAlertRepository
+from alerts.repository import InboxEntry, InboxView, SqlAlertRepository
 from api.deps import (
     AuditedAccess,
     CurrentUser,
@@ -45,6 +57,7 @@ from api.deps import (
     check_patient_access,
     commit_audited,
 )
+from api.errors import ApiError, ErrorCode, validation_error
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.models import UserRole
 from vitals.payload import AlertSeverity, AlertState
@@ -52,8 +65,22 @@ from vitals.payload import AlertSeverity, AlertState
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
 KEEPALIVE_S = 15.0
-MAX_SNOOZE_MIN = 24 * 60
 MAX_REPORT_CLOCK_SKEW = timedelta(minutes=5)
+PATIENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"  # vitals.payload _ID
+# Snooze presets, minutes: Nightscout's snooze menus (15 to 120 min, clinical-rules.md §5 [58]), then
+# a half day, a working day and the lifecycle's 24 h limit (alerts.lifecycle.MAX_SNOOZE).
+SNOOZE_PRESETS_MIN: Final = (15, 30, 60, 120, 240, 480, 1440)
+SnoozeMinutes = Literal[15, 30, 60, 120, 240, 480, 1440]
+
+if TYPE_CHECKING:
+    RuleId = str
+else:
+    # Every rule of the catalogue, as an enum in the OpenAPI schema: the web app's rule titles are
+    # type-checked against it.
+    RuleId = StrEnum("RuleId", {rule_id: rule_id for rule_id in RULES})
+
+# What a trigger value may be: a number, a word, a flag, or a list of those (alerts.singles, windows).
+TriggerValue = float | str | bool | list[float | str | bool | None] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +93,35 @@ class AlertApi:
 def get_alert_api(services: Services) -> AlertApi:
     api = services.extras.get("alerts")
     if not isinstance(api, AlertApi):
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "alert service not configured")
+        raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "alert service not configured")
     return api
 
 
 Alerts = Annotated[AlertApi, Depends(get_alert_api)]
 
 
+def _trigger_values(raw: object) -> dict[str, TriggerValue]:
+    """The trigger values as the schema states them; anything else (never written by the rules
+    today) is passed on as its JSON text rather than failing the whole inbox."""
+    out: dict[str, TriggerValue] = {}
+    for key, value in (raw if isinstance(raw, dict) else {}).items():
+        scalar = (float, int, str, bool, type(None))
+        if isinstance(value, scalar):
+            out[str(key)] = value
+        elif isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+            out[str(key)] = list(value)
+        else:
+            out[str(key)] = json.dumps(value, sort_keys=True, default=str)
+    return out
+
+
 class AlertOut(BaseModel):
     alert_id: str
     patient_id: str
-    rule_id: str
-    title: str
+    patient_given_name: str
+    patient_family_name: str
+    rule_id: RuleId
+    title: str = Field(description="English title (the web app shows its own, by rule_id)")
     citation: str
     severity: AlertSeverity
     state: AlertState
@@ -86,19 +130,34 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    acknowledged_by_name: str | None
     snoozed_until: datetime | None
     escalation_level: int
     window_start: datetime | None
     window_end: datetime | None
-    values: dict[str, Any]
+    values: dict[str, TriggerValue] = Field(description="trigger values, canonical units, keyed by name")
     reading_ids: list[str]
+    resolved_by: str | None = Field(description="the clinician who resolved it; null: the engine")
+    resolved_by_name: str | None
+    resolution_note: str | None
+    needs_signoff: bool = Field(description="urgent, resolved before a clinician saw it: sign it off")
+    signed_off_at: datetime | None
+    signed_off_by: str | None
+    signed_off_by_name: str | None
 
     @classmethod
-    def of(cls, rec: AlertRecord) -> AlertOut:
+    def of(cls, entry: InboxEntry, names: dict[str, str]) -> AlertOut:
+        rec = entry.record
         tv = rec.trigger_values
+
+        def name(user_id: str | None) -> str | None:
+            return names.get(user_id) if user_id else None
+
         return cls(
             alert_id=rec.alert_id,
             patient_id=rec.patient_id,
+            patient_given_name=entry.patient_given_name,
+            patient_family_name=entry.patient_family_name,
             rule_id=rec.rule_id,
             title=RULES[rec.rule_id].title,
             citation=RULES[rec.rule_id].citation,
@@ -109,23 +168,43 @@ class AlertOut(BaseModel):
             resolved_at=rec.resolved_at,
             acknowledged_at=rec.acknowledged_at,
             acknowledged_by=rec.acknowledged_by,
+            acknowledged_by_name=name(rec.acknowledged_by),
             snoozed_until=rec.snoozed_until,
             escalation_level=rec.escalation_level,
             window_start=rec.window_start,
             window_end=rec.window_end,
-            values=dict(tv.get("values") or {}),
-            reading_ids=list(tv.get("reading_ids") or []),
+            values=_trigger_values(tv.get("values")),
+            reading_ids=[str(r) for r in tv.get("reading_ids") or []],
+            resolved_by=rec.resolved_by,
+            resolved_by_name=name(rec.resolved_by),
+            resolution_note=rec.resolution_note,
+            needs_signoff=rec.needs_signoff,
+            signed_off_at=rec.signed_off_at,
+            signed_off_by=rec.signed_off_by,
+            signed_off_by_name=name(rec.signed_off_by),
         )
+
+
+def _people(records: Iterable[AlertRecord]) -> set[str]:
+    return {
+        user_id
+        for rec in records
+        for user_id in (rec.acknowledged_by, rec.resolved_by, rec.signed_off_by)
+        if user_id is not None
+    }
 
 
 class EventOut(BaseModel):
     at: datetime
-    actor: str
-    event: str
+    actor: str = Field(description="user id, or 'system'")
+    actor_name: str | None = Field(description="the clinician's display name; null for the system")
+    event: str = Field(
+        description="opened, severity_raised, acknowledged, snoozed, resolved, signed_off, ..."
+    )
     from_state: AlertState | None
     to_state: AlertState | None
     severity: AlertSeverity | None
-    details: dict[str, Any]
+    details: dict[str, TriggerValue] = Field(description="note, until, needs_signoff, reading_ids, ...")
 
 
 class AlertDetail(AlertOut):
@@ -133,15 +212,28 @@ class AlertDetail(AlertOut):
 
 
 class SnoozeIn(BaseModel):
-    minutes: int = Field(ge=1, le=MAX_SNOOZE_MIN)
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: SnoozeMinutes = Field(description="one of the presets: 15, 30, 60, 120, 240, 480, 1440")
+
+
+Note = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NOTE_LENGTH)]
 
 
 class ResolveIn(BaseModel):
-    note: str = Field(min_length=1, max_length=1000)
+    model_config = ConfigDict(extra="forbid")
+
+    note: Note = Field(description="what was done; required")
+
+
+class SignOffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_LENGTH)] | None = None
 
 
 class ReportIn(BaseModel):
-    patient_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    patient_id: str = Field(pattern=PATIENT_ID_PATTERN)
     kind: ReportKind
     reported_at: datetime | None = None
     symptoms: list[str] = Field(default_factory=list, max_length=20)
@@ -162,7 +254,7 @@ async def _visible(
     patient_id = rec.patient_id if rec is not None and rec.clinic_id == user.clinic_id else None
     access = AuditedAccess(action, object_type="alert", object_id=alert_id)
     if rec is None or not await check_patient_access(services, user, patient_id, access):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "alert not found")
+        raise ApiError(ErrorCode.ALERT_NOT_FOUND)
     return rec
 
 
@@ -183,24 +275,43 @@ def _record_refused_action(
         commit_audited(session, action)
 
 
+def _entries_out(repository: SqlAlertRepository, entries: list[InboxEntry]) -> list[AlertOut]:
+    names = repository.display_names(_people(e.record for e in entries))
+    return [AlertOut.of(e, names) for e in entries]
+
+
 @router.get("", response_model=list[AlertOut])
 async def inbox(
     user: CurrentUser,
     services: Services,
     api: Alerts,
-    include_resolved: bool = False,
+    view: Annotated[
+        InboxView,
+        Query(
+            description="active: open, acknowledged, snoozed, escalated (most severe, then oldest first); "
+            "needs_signoff: urgent alerts that resolved unseen; recent: resolved in the last 7 days"
+        ),
+    ] = InboxView.ACTIVE,
+    patient_id: Annotated[str | None, Query(pattern=PATIENT_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[AlertOut]:
-    records = await asyncio.to_thread(
+    if patient_id is not None:
+        access = AuditedAccess("read_patient_alerts", details={"view": view.value})
+        if not await check_patient_access(services, user, patient_id, access):
+            raise ApiError(ErrorCode.PATIENT_NOT_FOUND, field="patient_id")
+    entries = await asyncio.to_thread(
         api.repository.inbox,
         user.clinic_id,
         user.user_id,
         all_patients=_is_admin(user),
-        include_resolved=include_resolved,
+        view=view,
+        now=api.engine.clock(),
+        patient_id=patient_id,
         limit=limit,
     )
-    await audit_listing(services, user, "read_alert_inbox", {"count": len(records)})
-    return [AlertOut.of(r) for r in records]
+    if patient_id is None:
+        await audit_listing(services, user, "read_alert_inbox", {"count": len(entries)})
+    return await asyncio.to_thread(_entries_out, api.repository, entries)
 
 
 @router.get("/events")
@@ -210,7 +321,9 @@ async def events(
     api: Alerts,
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="end the stream after N events")] = None,
 ) -> StreamingResponse:
-    """Server-sent events: `event: alert`, `id: <event id>`, `data: <AlertEvent + link JSON>`."""
+    """Server-sent events: `event: alert`, `id: <event id>`, `data: <AlertEvent + link, escalation
+    level, needs_signoff JSON>`. One event per lifecycle change, each sent once; alerts of patients
+    the user may see (the care teams they are on; the clinic for an administrator)."""
     admin = _is_admin(user)
     await audit_listing(services, user, "subscribe_alert_events", {})
 
@@ -225,7 +338,9 @@ async def events(
                         return
                     yield b": keep-alive\n\n"
                     continue
-                if not admin and not await _on_team(api, user.user_id, note.event.patient_id):
+                if not admin and not await asyncio.to_thread(
+                    api.repository.on_care_team, user.user_id, note.event.patient_id
+                ):
                     continue
                 data = json.dumps(note.body(), sort_keys=True)
                 yield f"id: {note.event_id}\nevent: alert\ndata: {data}\n\n".encode()
@@ -238,23 +353,18 @@ async def events(
     )
 
 
-async def _on_team(api: AlertApi, user_id: str, patient_id: str) -> bool:
-    ctx = await asyncio.to_thread(api.engine.directory.context, patient_id)
-    return ctx is not None and any(r.user_id == user_id for r in ctx.care_team)
-
-
 @router.post("/reports", status_code=status.HTTP_202_ACCEPTED, response_model=list[AlertOut])
 async def add_report(body: ReportIn, user: CurrentUser, services: Services, api: Alerts) -> list[AlertOut]:
     """Symptoms, a severe hypo event, ketones, a medication change or a standing BP: input the
     gateway cannot supply (BP-CRIT-3, BP-LOW-1/2, GLU-HYPO-3, GLU-HIGH-3)."""
     access = AuditedAccess("add_patient_report", details={"kind": body.kind.value})
     if not await check_patient_access(services, user, body.patient_id, access):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "patient not found")
+        raise ApiError(ErrorCode.PATIENT_NOT_FOUND, field="patient_id")
     now = datetime.now(UTC)
     reported_at = (body.reported_at or now).astimezone(UTC)
     if reported_at > now + MAX_REPORT_CLOCK_SKEW:
         # A future time would make every time-based rule evaluate at that future "now".
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "reported_at is in the future")
+        raise validation_error("reported_at", "datetime_past", "reported_at is in the future")
     key = json.dumps(body.model_dump(mode="json"), sort_keys=True) + user.user_id
     report = PatientReport(
         patient_id=body.patient_id,
@@ -267,47 +377,66 @@ async def add_report(body: ReportIn, user: CurrentUser, services: Services, api:
         standing_systolic_mmhg=body.standing_systolic_mmhg,
     )
     changes = await api.engine.add_report(report)
-    return [AlertOut.of(c.record) for c in changes]
+    return [await _out(api, c.record) for c in changes]
+
+
+async def _out(api: AlertApi, rec: AlertRecord) -> AlertOut:
+    entry = await asyncio.to_thread(api.repository.entry, rec.alert_id)
+    if entry is None:  # the patient's record was deleted meanwhile
+        raise ApiError(ErrorCode.ALERT_NOT_FOUND)
+    return (await asyncio.to_thread(_entries_out, api.repository, [entry]))[0]
 
 
 @router.get("/{alert_id}", response_model=AlertDetail)
 async def detail(alert_id: str, user: CurrentUser, services: Services, api: Alerts) -> AlertDetail:
     rec = await _visible(alert_id, user, services, api, "read_alert")
     history = await asyncio.to_thread(api.repository.events, alert_id)
+    alert = await _out(api, rec)
+    names = await asyncio.to_thread(
+        api.repository.display_names, {e.actor for e in history if e.actor != SYSTEM_ACTOR}
+    )
     events_out = [
         EventOut(
             at=e.at,
             actor=e.actor,
+            actor_name=names.get(e.actor) if e.actor != SYSTEM_ACTOR else None,
             event=e.event,
             from_state=e.from_state,
             to_state=e.to_state,
             severity=e.severity,
-            details=e.details,
+            details=_trigger_values(e.details),
         )
         for e in history
     ]
-    return AlertDetail(**AlertOut.of(rec).model_dump(), events=events_out)
+    return AlertDetail(**alert.model_dump(), events=events_out)
 
 
-async def _act(coro: Any, services: Services, user: CurrentUser, alert_id: str, action: str) -> AlertOut:
+async def _act(
+    action_result: Awaitable[AlertRecord],
+    services: Services,
+    user: CurrentUser,
+    api: AlertApi,
+    alert_id: str,
+    action: str,
+) -> AlertOut:
     try:
-        rec: AlertRecord = await coro
+        rec = await action_result
     except AlertNotFound as exc:
         await asyncio.to_thread(_record_refused_action, services, user, alert_id, action, "alert_not_found")
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "alert not found") from exc
+        raise ApiError(ErrorCode.ALERT_NOT_FOUND) from exc
     except InvalidTransition as exc:
         await asyncio.to_thread(
             _record_refused_action, services, user, alert_id, action, "invalid_transition"
         )
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    return AlertOut.of(rec)
+        raise ApiError(ErrorCode.ALERT_INVALID_TRANSITION, str(exc)) from exc
+    return await _out(api, rec)
 
 
 @router.post("/{alert_id}/ack", response_model=AlertOut)
 async def acknowledge(alert_id: str, user: CurrentUser, services: Services, api: Alerts) -> AlertOut:
     action = "acknowledge_alert"
     await _visible(alert_id, user, services, api, action)
-    return await _act(api.engine.acknowledge(alert_id, user.user_id), services, user, alert_id, action)
+    return await _act(api.engine.acknowledge(alert_id, user.user_id), services, user, api, alert_id, action)
 
 
 @router.post("/{alert_id}/snooze", response_model=AlertOut)
@@ -317,7 +446,7 @@ async def snooze(
     action = "snooze_alert"
     await _visible(alert_id, user, services, api, action)
     until = api.engine.clock() + timedelta(minutes=body.minutes)
-    return await _act(api.engine.snooze(alert_id, user.user_id, until), services, user, alert_id, action)
+    return await _act(api.engine.snooze(alert_id, user.user_id, until), services, user, api, alert_id, action)
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
@@ -326,4 +455,25 @@ async def resolve(
 ) -> AlertOut:
     action = "resolve_alert"
     await _visible(alert_id, user, services, api, action)
-    return await _act(api.engine.resolve(alert_id, user.user_id, body.note), services, user, alert_id, action)
+    return await _act(
+        api.engine.resolve(alert_id, user.user_id, body.note), services, user, api, alert_id, action
+    )
+
+
+@router.post("/{alert_id}/signoff", response_model=AlertOut)
+async def sign_off(
+    alert_id: str,
+    user: CurrentUser,
+    services: Services,
+    api: Alerts,
+    body: Annotated[SignOffIn | None, Body()] = None,
+) -> AlertOut:
+    """Sign off an urgent alert that resolved before a clinician saw it (view=needs_signoff): it
+    leaves that list, and its history names who signed it off, when, with the note. 409 for an alert
+    that does not need it."""
+    action = "sign_off_alert"
+    await _visible(alert_id, user, services, api, action)
+    note = body.note if body is not None else None
+    return await _act(
+        api.engine.sign_off(alert_id, user.user_id, note), services, user, api, alert_id, action
+    )

@@ -13,12 +13,13 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Principal
 from api.deps import CurrentUser, Services, commit_audited, commit_denial
+from api.errors import ApiError, ErrorCode, validation_error
 from storage.clinic.audit import AuditOutcome, audit_entry_json, find_audit_entries, record_audit
 from storage.clinic.models import UserRole
 
@@ -98,8 +99,11 @@ async def audit_trail(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
 ) -> AuditPage:
     if patient_id is not None and (object_id is not None or object_type not in (None, "patient")):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "patient_id names the object: give it or object_id"
+        raise validation_error(
+            "patient_id",
+            "conflicting_filters",
+            "patient_id names the object: give it or object_id",
+            location="query",
         )
     filters: dict[str, Any] = {
         "object_type": "patient" if patient_id is not None else object_type,
@@ -111,7 +115,7 @@ async def audit_trail(
     }
     entries = await asyncio.to_thread(_read_trail, services.clinic_sessions, user, filters, limit)
     if entries is None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only clinic administrators may read the audit log")
+        raise ApiError(ErrorCode.FORBIDDEN, "only clinic administrators may read the audit log")
     out = [AuditEntryOut.model_validate(e) for e in entries]
     more = len(out) == limit
     return AuditPage(entries=out, next_before_audit_id=out[-1].audit_id if more and out else None)

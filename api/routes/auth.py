@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Principal, issue_token, verify_password
 from api.deps import Services, client_address, commit_audited, commit_denial
+from api.errors import ApiError, ErrorCode
 from storage.clinic.audit import record_audit
 from storage.clinic.models import User
 
@@ -148,11 +149,7 @@ async def login(
         logger.warning(
             "login throttled", extra={"scope": refused.scope, "retry_after_s": refused.retry_after_s}
         )
-        raise HTTPException(
-            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-            detail="too many failed logins; try again later",
-            headers={"Retry-After": str(refused.retry_after_s)},
-        )
+        raise ApiError(ErrorCode.AUTH_THROTTLED, headers={"Retry-After": str(refused.retry_after_s)})
     try:
         outcome = await asyncio.to_thread(
             _authenticate, services.clinic_sessions, form.username, form.password
@@ -161,13 +158,9 @@ async def login(
         throttle.abandoned(account_key, address)
         raise
     if isinstance(outcome, _Refusal) and outcome.reason == "account_locked":
-        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=LOCKED_DETAIL)
+        raise ApiError(ErrorCode.AUTH_LOCKED, LOCKED_DETAIL)
     if isinstance(outcome, _Refusal):
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="wrong e-mail or password",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise ApiError(ErrorCode.AUTH_INVALID_CREDENTIALS, headers={"WWW-Authenticate": "Bearer"})
     throttle.succeeded(account_key, address)
     token = issue_token(outcome, services.jwt_secret, services.access_token_ttl_s)
     return Token(access_token=token, expires_in=services.access_token_ttl_s)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from alerts.channels.base import Notification
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
@@ -212,3 +214,75 @@ async def test_readings_stored_behind_the_engines_back_are_evaluated_on_the_next
     # A second pass over the same readings opens nothing new.
     assert await alert_engine.evaluate_recent(since=START - timedelta(minutes=5)) == 1
     assert len([a for a in alert_engine.repo.unresolved(None) if a.rule_id == "BP-CRIT-2"]) == 1
+
+
+async def test_an_urgent_hypo_that_clears_unseen_stays_for_signoff_and_the_live_stream_says_so(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    """A level-2 hypo that closes by itself is not lost: sign-off list, live events, stored sign-off."""
+    from alerts.lifecycle import InvalidTransition
+    from alerts.repository import SqlAlertRepository
+
+    low = [glucose_reading("pt-1", START, 48, 1)]  # GLU-HYPO-2 < 54 mg/dL urgent [30]
+    back = [
+        glucose_reading("pt-1", START + timedelta(minutes=20), 110, 2),
+        glucose_reading("pt-1", START + timedelta(minutes=40), 118, 3),
+    ]  # 2 consecutive in range: ESC-1 auto-resolve
+    async with hub.subscribe("clinic-a") as sub:
+        reading_store.write_batch(low)
+        clock.now = START + timedelta(minutes=1)
+        await alert_engine.on_readings_committed(low)
+        reading_store.write_batch(back)
+        clock.now = START + timedelta(minutes=41)
+        await alert_engine.on_readings_committed(back)
+        seen = await _drain(sub.queue)
+        hypo = [n for n in seen if n.event.rule_id == "GLU-HYPO-2"]
+        assert [(n.event.event, n.body()["needs_signoff"]) for n in hypo] == [
+            ("opened", False),
+            ("auto_resolved", True),
+        ]
+        alert_id = hypo[0].event.alert_id
+
+        # Another process (the API) reads the clinic database: the alert waits for sign-off there.
+        elsewhere = SqlAlertRepository(alert_engine.repo.sessions)  # type: ignore[attr-defined]
+        assert [a.alert_id for a in elsewhere.needing_signoff("clinic-a")] == [alert_id]
+        # the hypo itself is closed; the regimen review for a level-2 hypo in 14 days stays open
+        assert [a.rule_id for a in elsewhere.unresolved("clinic-a")] == ["GLU-HYPO-REC"]
+
+        clock.now = START + timedelta(hours=8)  # the nurse starting her shift
+        rec = await alert_engine.sign_off(alert_id, "nurse-wang", "phoned: ate, 6.5 mmol/L now")
+        assert rec.signed_off_by == "nurse-wang" and not rec.needs_signoff
+        [signed] = await asyncio.wait_for(_next_events(sub.queue, 1), 10)
+        assert (signed.event.alert_id, signed.event.event, signed.event.actor) == (
+            alert_id,
+            "signed_off",
+            "nurse-wang",
+        )
+        assert signed.body()["needs_signoff"] is False and not signed.push
+
+    stored = elsewhere.get(alert_id)
+    assert stored is not None
+    assert (stored.needs_signoff, stored.signed_off_by, stored.signed_off_at) == (
+        False,
+        "nurse-wang",
+        START + timedelta(hours=8),
+    )
+    assert elsewhere.needing_signoff("clinic-a") == []
+    last = elsewhere.events(alert_id)[-1]
+    assert (last.event, last.actor, last.details) == (
+        "signed_off",
+        "nurse-wang",
+        {"note": "phoned: ate, 6.5 mmol/L now"},
+    )
+    with pytest.raises(InvalidTransition):
+        await alert_engine.sign_off(alert_id, "dr-li")
+
+
+async def _next_events(queue: asyncio.Queue[Notification | None], count: int) -> list[Notification]:
+    """The next `count` notifications (the sign-off is routed in a task of its own)."""
+    out: list[Notification] = []
+    while len(out) < count:
+        item = await queue.get()
+        assert item is not None
+        out.append(item)
+    return out

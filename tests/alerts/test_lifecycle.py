@@ -176,3 +176,92 @@ def test_invalid_reading_alert_is_inbox_only(life: Lifecycle) -> None:
     # DQ-02 is "exclude; info to patient" (§7): visible in the inbox, never pushed to people.
     [opened] = life.apply(CLINIC, [firing("DQ-02", AlertSeverity.INFO)], NOW)
     assert opened.event.event == "opened" and not opened.notify
+
+
+# --- nothing urgent disappears unseen ------------------------------------------------------------------
+
+
+def test_an_urgent_alert_that_clears_unacknowledged_waits_for_a_clinicians_signoff(life: Lifecycle) -> None:
+    """A level-2 hypo that resolves by itself a minute later stays on the sign-off list until signed off."""
+    [opened] = life.apply(CLINIC, [firing("GLU-HYPO-2", AlertSeverity.URGENT)], NOW)
+    [resolved] = life.apply(CLINIC, [clear("GLU-HYPO-2")], NOW + timedelta(minutes=1))
+    alert_id = opened.record.alert_id
+    assert resolved.event.event == "auto_resolved" and resolved.record.needs_signoff
+    assert resolved.event.details == {"needs_signoff": True}
+    assert [a.alert_id for a in life.repo.needing_signoff(CLINIC)] == [alert_id]
+    assert life.repo.needing_signoff("another-clinic") == []
+
+    signed = life.sign_off(
+        alert_id, "nurse-wang", "  called her: fine, had juice  ", NOW + timedelta(hours=2)
+    )
+    assert (signed.event.event, signed.event.actor, signed.event.at) == (
+        "signed_off",
+        "nurse-wang",
+        NOW + timedelta(hours=2),
+    )
+    assert signed.event.details == {"note": "called her: fine, had juice"}
+    assert signed.record.state is AlertState.RESOLVED and not signed.record.needs_signoff
+    stored = life.repo.get(alert_id)
+    assert stored is not None
+    assert (stored.signed_off_by, stored.signed_off_at) == ("nurse-wang", NOW + timedelta(hours=2))
+    assert life.repo.needing_signoff(CLINIC) == []
+    with pytest.raises(InvalidTransition):  # once is enough
+        life.sign_off(alert_id, "dr-li", None, NOW + timedelta(hours=3))
+
+
+def test_an_urgent_alert_acknowledged_before_it_cleared_needs_no_signoff(life: Lifecycle) -> None:
+    """A clinician who acknowledged the urgent alert has seen it: it closes without sign-off."""
+    [opened] = life.apply(CLINIC, [firing("BP-CRIT-2", AlertSeverity.URGENT)], NOW)
+    life.acknowledge(opened.record.alert_id, "nurse-wang", NOW + timedelta(minutes=2))
+    [resolved] = life.apply(CLINIC, [clear("BP-CRIT-2")], NOW + timedelta(hours=1))
+    assert not resolved.record.needs_signoff and "needs_signoff" not in resolved.event.details
+    assert life.repo.needing_signoff() == []
+    with pytest.raises(InvalidTransition):  # signing off what does not need it is refused
+        life.sign_off(opened.record.alert_id, "dr-li", "ok", NOW + timedelta(hours=2))
+
+
+def test_an_acknowledgement_before_the_alert_became_urgent_does_not_count(life: Lifecycle) -> None:
+    """A warning seen, then raised to urgent and cleared before anyone looked again, needs sign-off."""
+    [opened] = life.apply(CLINIC, [firing("GLU-HIGH-2", AlertSeverity.WARNING)], NOW)
+    life.acknowledge(opened.record.alert_id, "dr-li", NOW + timedelta(minutes=1))
+    life.apply(
+        CLINIC, [firing("GLU-HIGH-2", AlertSeverity.URGENT, ids=("r1", "r2"))], NOW + timedelta(hours=1)
+    )
+    [resolved] = life.apply(CLINIC, [clear("GLU-HIGH-2")], NOW + timedelta(hours=2))
+    assert resolved.record.needs_signoff
+
+
+def test_only_urgent_alerts_need_signoff(life: Lifecycle) -> None:
+    """Warnings and info that clear by themselves just close (they were never pushed as urgent)."""
+    life.apply(CLINIC, [firing("BP-CRIT-1", AlertSeverity.WARNING)], NOW)
+    [resolved] = life.apply(CLINIC, [clear("BP-CRIT-1")], NOW + timedelta(hours=1))
+    assert resolved.event.event == "auto_resolved" and not resolved.record.needs_signoff
+
+
+def test_an_urgent_alert_superseded_unseen_needs_signoff(life: Lifecycle) -> None:
+    """Any path out of the list counts, not only auto-resolve: a superseded unseen crisis waits too."""
+    [confirmed] = life.apply(CLINIC, [firing("BP-CRIT-2", AlertSeverity.URGENT)], NOW)
+    changes = life.apply(
+        CLINIC, [firing("BP-CRIT-3", AlertSeverity.URGENT, key="r2", ids=("r2",))], NOW + timedelta(minutes=1)
+    )
+    [superseded] = [c for c in changes if c.record.rule_id == "BP-CRIT-2"]
+    assert superseded.event.event == "superseded" and superseded.record.needs_signoff
+    assert [a.alert_id for a in life.repo.needing_signoff()] == [confirmed.record.alert_id]
+
+
+def test_a_clinicians_resolve_records_who_and_why_and_needs_no_signoff(life: Lifecycle) -> None:
+    """Resolving with a note is a clinician's look: resolved_by and the note are kept on the alert."""
+    [opened] = life.apply(CLINIC, [firing("GLU-HYPO-2", AlertSeverity.URGENT)], NOW)
+    done = life.resolve(
+        opened.record.alert_id, "nurse-zhao", "rechecked 6.1 mmol/L", NOW + timedelta(minutes=5)
+    )
+    assert (done.record.resolved_by, done.record.resolution_note) == ("nurse-zhao", "rechecked 6.1 mmol/L")
+    assert not done.record.needs_signoff and life.repo.needing_signoff() == []
+
+
+def test_an_open_alert_cannot_be_signed_off(life: Lifecycle) -> None:
+    """Sign-off is for resolved alerts only: an open urgent alert is acknowledged or resolved instead."""
+    [opened] = life.apply(CLINIC, [firing("GLU-HYPO-2", AlertSeverity.URGENT)], NOW)
+    with pytest.raises(InvalidTransition):
+        life.sign_off(opened.record.alert_id, "dr-li", None, NOW + timedelta(minutes=1))
+    assert life.repo.get(opened.record.alert_id).state is AlertState.OPEN  # type: ignore[union-attr]

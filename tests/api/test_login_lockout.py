@@ -91,7 +91,7 @@ def test_the_hundredth_consecutive_failure_locks_until_an_administrator_unlocks(
     # Locked: the right password is refused too, with a reason a doctor can act on.
     response = api.client.post(TOKEN_URL, data={"username": "a@c1.example", "password": PASSWORD})
     assert response.status_code == 403
-    assert response.json() == {"detail": LOCKED_DETAIL}
+    assert response.json() == {"detail": LOCKED_DETAIL, "code": "auth.locked", "field": None}
     assert _login(api, "b@c1.example", PASSWORD) == 200  # only that account
     assert _login_entries(api, "dr-a")[-4:] == [
         {"reason": "wrong_password"},

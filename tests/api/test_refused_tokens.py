@@ -45,10 +45,15 @@ def test_expired_forged_and_malformed_tokens_are_counted_logged_and_never_writte
     forged = issue_token(DR_A, "not-the-clinic-secret-" + "y" * 32, 3600)
     malformed = "not.a.token"
     with caplog.at_level(logging.WARNING, logger="api.deps"):
-        for token in (expired, forged, malformed):
+        for token, code in (
+            (expired, "auth.expired"),
+            (forged, "auth.required"),
+            (malformed, "auth.required"),
+        ):
             response = clinic_api.client.get("/api/v1/patients", headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 401
-            assert response.json() == {"detail": "invalid or expired token"}  # says no more
+            # says no more than whether the session ran out (the web app signs the user in again)
+            assert response.json() == {"detail": "invalid or expired token", "code": code, "field": None}
 
     metrics = clinic_api.client.get("/metrics").text
     assert "vitalgate_api_expired_tokens_refused_total 1\n" in metrics
