@@ -36,6 +36,7 @@ from api.routes.alerts import AlertApi
 from ingest import IngestConsumer, freeze_startup_heap
 from storage.clinic.repository import ClinicRepository
 from vitalgate.commands.ingest import ingest_config
+from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.settings import Settings
 from vitalgate.wiring import build_clinic_sessions, build_reading_store
 
@@ -56,6 +57,8 @@ class ClinicServer:
     ingest: IngestConsumer | None
     mqtt_alerts: MqttAlertChannel | None
     email: EmailChannel | None
+    # The gateways' status and last will, commands to them, operational alerts (vitalgate.fleet).
+    fleet: FleetService | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def serve(self, stop: asyncio.Event, *, host: str, port: int) -> None:
@@ -73,6 +76,9 @@ class ClinicServer:
                 )
             )
         )
+        if self.fleet is not None:
+            await self.fleet.start()
+            self._tasks.append(asyncio.create_task(self.fleet.run(stop)))
         if self.email is not None:
             self._tasks.append(asyncio.create_task(self._digests(stop)))
             self._tasks.append(asyncio.create_task(self._flush_email_outbox(stop)))
@@ -121,6 +127,8 @@ class ClinicServer:
                 await task
         if self.ingest is not None:
             await asyncio.to_thread(self.ingest.stop)
+        if self.fleet is not None:
+            await self.fleet.close()
         if self.mqtt_alerts is not None:
             await self.mqtt_alerts.stop()
         self.api.reading_store.close()
@@ -205,9 +213,16 @@ async def build_clinic_server(
             listeners=[engine.threadsafe_listener(asyncio.get_running_loop())],
         )
     extras: dict[str, object] = {"alerts": AlertApi(engine, alert_repository, hub), "metrics": []}
+    metrics: list[object] = []
     if ingest is not None:
         consumer = ingest
-        extras["metrics"] = [lambda: consumer.counters().prometheus_text()]
+        metrics.append(lambda: consumer.counters().prometheus_text())
+    fleet_config = FleetConfig.from_settings(settings, role="api")
+    fleet = None if fleet_config is None else FleetService(fleet_config, sessions, engine=engine)
+    if fleet is not None:
+        extras["fleet"] = fleet
+        metrics.append(fleet.prometheus_text)
+    extras["metrics"] = metrics
     api = ApiServices(
         reading_store=store,
         clinic_sessions=sessions,
@@ -215,4 +230,4 @@ async def build_clinic_server(
         access_token_ttl_s=settings.api.access_token_ttl_s,
         extras=extras,
     )
-    return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email)
+    return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email, fleet)

@@ -78,6 +78,8 @@ def serve(
     receives (docs/ingest.md)."""
     from ingest import IngestConsumer, PipelineProcess, freeze_startup_heap
     from storage.clinic.repository import ClinicRepository
+    from vitalgate.fleet import FleetConfig
+    from vitalgate.fleet import run_in_thread as run_fleet_in_thread
     from vitalgate.wiring import build_clinic_sessions, build_reading_store, open_ingest_pipeline_parts
 
     config = ingest_config(settings, client_id=client_id, shared_group=shared_group)
@@ -96,6 +98,11 @@ def serve(
     else:
         store = build_reading_store(settings)
         consumer = IngestConsumer(config, store, ClinicRepository(sessions), listeners=listeners)
+    # The gateways' status and last will (vitalgate.fleet), with the clinic account configured for it
+    # (ingest's own account does not read status).
+    fleet_config = FleetConfig.from_settings(settings, role="ingest", process_account=False)
+    fleet_stop = threading.Event()
+    fleet = None if fleet_config is None else run_fleet_in_thread(fleet_config, sessions, fleet_stop)
     try:
         # Everything is wired: keep the start-up heap out of garbage collections (~20 % throughput,
         # docs/ingest.md).
@@ -105,6 +112,9 @@ def serve(
             logger.info("ingest counters", extra=asdict(consumer.counters()))
     finally:
         consumer.stop()
+        fleet_stop.set()
+        if fleet is not None:
+            fleet.join(timeout=15)
         if pipeline is not None:
             pipeline.close()
         if store is not None:

@@ -1,0 +1,232 @@
+"""Bindings with a validity interval on the gateway: attribution by measurement time, readings kept
+aside with their reason, and the clinic's decisions on them (adopt, discard); the loaner meter end
+to end through the gateway process, Mosquitto, ingest, the fleet service and the administration API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.app import Gateway, GatewayOptions
+from gateway.bindings import MeterProfile, PairedMeter, attribute, time_trusted
+from gateway.outbox import Outbox, UnboundReading
+from gateway.uplink import UplinkConfig
+from tests.gateway.factories import cuff, glucose, glucose_meter
+from vitals.payload import (
+    GatewayConfig,
+    MeterBinding,
+    UnboundAction,
+    UnboundReason,
+    UnboundRelease,
+)
+from vitals.readings import GlucoseReading, Reading, SensorStatus
+
+UTC = dt.UTC
+T = dt.datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+METER = glucose_meter().meter_key
+CUFF = cuff().meter_key
+
+
+def binding(patient: str, *, start: dt.datetime | None, end: dt.datetime | None = None, memory: bool = False,
+            slot: int | None = None, meter: str = METER) -> MeterBinding:  # fmt: skip
+    return MeterBinding(meter_key=meter, user_id=slot, patient_id=patient, bound_at=start, unbound_at=end,
+                        prior_memory_belongs=memory)  # fmt: skip
+
+
+def trusted(reading: Reading) -> Reading:
+    """The reading as the collector makes it when the meter's clock was read at sync time."""
+    return reading.model_copy(update={"clock_offset_s": 0.0})
+
+
+# -- attribution by measurement time ------------------------------------------------------------
+
+
+def test_a_reading_measured_before_bound_at_belongs_to_nobody_and_one_after_to_the_patient() -> None:
+    """A loaner meter's earlier memory is never attributed to the patient it is bound to now."""
+    bindings = [binding("p-new", start=T)]
+    assert attribute(bindings, METER, None, T - dt.timedelta(days=3), True) is UnboundReason.OUTSIDE_BINDING
+    assert attribute(bindings, METER, None, T + dt.timedelta(minutes=5), True) == "p-new"
+
+
+def test_an_ended_binding_keeps_its_readings_and_the_next_binding_takes_over() -> None:
+    """A meter moved from one patient to another: each reading goes to whoever held it when taken."""
+    move = T + dt.timedelta(days=10)
+    bindings = [binding("p-old", start=T, end=move), binding("p-new", start=move)]
+    assert attribute(bindings, METER, None, move - dt.timedelta(hours=1), True) == "p-old"
+    assert attribute(bindings, METER, None, move + dt.timedelta(hours=1), True) == "p-new"
+    ended = [binding("p-old", start=T, end=move)]
+    assert attribute(ended, METER, None, move + dt.timedelta(hours=1), True) is UnboundReason.OUTSIDE_BINDING
+
+
+def test_the_meters_memory_goes_to_the_patient_only_when_the_administrator_said_so() -> None:
+    """Prior memory is attributed on the administrator's word, and never across another patient's turn."""
+    earlier = T - dt.timedelta(days=5)
+    assert attribute([binding("p-own", start=T, memory=True)], METER, None, earlier, True) == "p-own"
+    held_between = [
+        binding("p-a", start=T - dt.timedelta(days=2), end=T),
+        binding("p-b", start=T, memory=True),
+    ]
+    assert attribute(held_between, METER, None, earlier, True) is UnboundReason.OUTSIDE_BINDING
+
+
+def test_a_reading_whose_meter_clock_was_not_trusted_is_held_unless_the_time_cannot_matter() -> None:
+    """No guessing: an uncorrected time is attributed only by a lone binding that holds at every time."""
+    assert attribute([binding("p1", start=T)], METER, None, T + dt.timedelta(hours=1), False) is (
+        UnboundReason.CLOCK_UNTRUSTED
+    )
+    assert attribute([binding("p1", start=T, memory=True)], METER, None, T, False) == "p1"
+    assert attribute([binding("p1", start=None)], METER, None, T, False) == "p1"  # paired on site
+    assert attribute([], METER, None, T, False) is UnboundReason.NO_BINDING
+
+
+def test_which_readings_have_a_trusted_time() -> None:
+    """Corrected by a clock read at sync: trusted; no clock read, no timestamp or a time fault: not."""
+    reading = glucose(1)
+    assert not time_trusted(reading)  # the meter's clock was not read
+    assert time_trusted(trusted(reading))
+    assert not time_trusted(trusted(reading).model_copy(update={"device_time": None}))
+    faulted = trusted(reading).model_copy(update={"sensor_status": frozenset({SensorStatus.TIME_FAULT})})
+    assert isinstance(faulted, GlucoseReading) and not time_trusted(faulted)
+
+
+def test_a_cuff_user_slot_binding_wins_over_a_whole_meter_binding() -> None:
+    """User slot 2 of a shared cuff goes to its own patient, other slots to the whole-cuff binding."""
+    bindings = [binding("p-all", start=T, meter=CUFF), binding("p-two", start=T, slot=2, meter=CUFF)]
+    later = T + dt.timedelta(hours=1)
+    assert attribute(bindings, CUFF, 2, later, True) == "p-two"
+    assert attribute(bindings, CUFF, 1, later, True) == "p-all"
+
+
+# -- the gateway keeps readings aside with their reason, and the clinic's decisions -------------
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.sqlite3").open()
+    yield box
+    box.close()
+
+
+def _aside(
+    readings: list[Reading], reason: UnboundReason = UnboundReason.OUTSIDE_BINDING
+) -> list[UnboundReading]:
+    return [
+        UnboundReading(r.model_copy(update={"patient_id": None}), r.device.meter_key, None, reason)
+        for r in readings
+    ]
+
+
+def _release(action: UnboundAction, command_id: str, start: dt.datetime, end: dt.datetime,
+             patient: str | None = None) -> UnboundRelease:  # fmt: skip
+    return UnboundRelease(command_id=command_id, action=action, meter_key=METER, measured_from=start,
+                          measured_to=end, patient_id=patient)  # fmt: skip
+
+
+def test_unbound_readings_are_reported_per_meter_and_reason_with_their_time_span(outbox: Outbox) -> None:
+    """The status says how many readings wait, of which meter, why, and when measured: no values."""
+    readings = [trusted(glucose(i, patient_id=None)) for i in range(5)]
+    outbox.commit([], unbound=_aside(readings[:3]) + _aside(readings[3:], UnboundReason.CLOCK_UNTRUSTED))
+    groups = {g.reason: g for g in outbox.unbound_groups()}
+    assert groups[UnboundReason.OUTSIDE_BINDING].count == 3
+    assert groups[UnboundReason.OUTSIDE_BINDING].first_measured_at == readings[0].measured_at
+    assert groups[UnboundReason.OUTSIDE_BINDING].last_measured_at == readings[2].measured_at
+    assert groups[UnboundReason.CLOCK_UNTRUSTED].count == 2
+    assert set(groups[UnboundReason.CLOCK_UNTRUSTED].model_dump()) == {
+        "meter_key", "user_id", "reason", "count", "first_measured_at", "last_measured_at",
+    }  # fmt: skip
+
+
+def test_adopting_moves_the_span_to_the_outbox_under_the_chosen_patient_once(outbox: Outbox) -> None:
+    """Adopted readings are sent as the chosen patient's; the same command again changes nothing."""
+    readings = [trusted(glucose(i, patient_id=None)) for i in range(6)]
+    outbox.commit([], unbound=_aside(readings))
+    command = _release(
+        UnboundAction.ADOPT, "cmd-1", readings[0].measured_at, readings[3].measured_at, "p-old"
+    )
+
+    first = outbox.release(command)
+    again = outbox.release(command)
+
+    assert (first.readings, again.already_applied) == (4, True)
+    pending = outbox.due(ack_timeout_s=30, limit=100)
+    assert {p.reading_id for p in pending} == {r.reading_id for r in readings[:4]}
+    assert {p.reading().patient_id for p in pending} == {"p-old"}
+    assert outbox.stats().unbound == 2
+    assert outbox.applied_command_ids(10) == ("cmd-1",)
+
+
+def test_discarding_deletes_the_span_for_good_even_when_the_meter_sends_it_again(outbox: Outbox) -> None:
+    """Discarded readings leave the gateway, and a meter re-sending its memory does not bring them back."""
+    readings = [trusted(glucose(i, patient_id=None)) for i in range(3)]
+    outbox.commit([], unbound=_aside(readings))
+    outbox.release(
+        _release(UnboundAction.DISCARD, "cmd-2", readings[0].measured_at, readings[-1].measured_at)
+    )
+    assert outbox.stats().unbound == 0
+
+    again = outbox.commit([], unbound=_aside(readings))
+
+    assert (again.added_unbound, again.already_delivered) == (0, 3)
+    assert outbox.stats().unbound == 0
+
+
+def test_an_older_outbox_gains_the_reason_and_measurement_time_of_what_it_keeps_aside(tmp_path: Path) -> None:
+    """Readings kept aside by an earlier gateway version are reported with their span after an upgrade."""
+    path = tmp_path / "old.sqlite3"
+    reading = glucose(3, patient_id=None)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE unbound (seq INTEGER PRIMARY KEY AUTOINCREMENT, reading_id TEXT NOT NULL UNIQUE,"
+            " meter_key TEXT NOT NULL, user_id INTEGER, payload TEXT NOT NULL, committed_at REAL NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO unbound (reading_id, meter_key, user_id, payload, committed_at) VALUES (?,?,?,?,?)",
+            (reading.reading_id, METER, None, reading.model_dump_json(), 0.0),
+        )
+    with Outbox(path) as box:
+        [group] = box.unbound_groups()
+    assert (group.reason, group.count, group.first_measured_at) == (
+        UnboundReason.NO_BINDING,
+        1,
+        reading.measured_at,
+    )
+
+
+async def _no_collection(_client: object, _session: object) -> None:
+    raise AssertionError("no meter is read here")
+
+
+async def test_a_binding_that_arrives_after_the_sync_attributes_what_it_covers(tmp_path: Path) -> None:
+    """Readings synced before the clinic's binding reached the gateway are released by it, by time."""
+    uplink = UplinkConfig(gateway_id="gw-late", host="127.0.0.1", allow_plain_mqtt=True)
+    gateway = Gateway(GatewayOptions(gateway_id="gw-late", state_dir=tmp_path, uplink=uplink), _no_collection)
+    await asyncio.to_thread(gateway.outbox.open)
+    await asyncio.to_thread(gateway.bindings.load)
+    readings = [trusted(glucose(i, patient_id=None)) for i in range(4)]
+    meter = PairedMeter(address="AA:BB:CC:DD:EE:01", meter_key=METER, profile=MeterProfile.GLUCOSE,
+                        paired_at=dt.datetime.now(UTC))  # fmt: skip
+    gateway.bindings.add_paired_meter(meter)  # no clinic config yet: the meter is nobody's
+    await gateway.commit(meter, readings, 4)
+    assert gateway.outbox.stats().unbound == 4
+    bound_at = readings[2].measured_at
+    config = GatewayConfig(gateway_id=gateway.options.gateway_id, issued_at=dt.datetime.now(UTC),
+                           bindings=(binding("p-new", start=bound_at),))  # fmt: skip
+
+    await gateway._on_config(config)
+
+    assert {p.reading_id for p in gateway.outbox.due(ack_timeout_s=30, limit=10)} == {
+        r.reading_id for r in readings[2:]
+    }
+    [group] = gateway.outbox.unbound_groups()
+    assert (group.reason, group.count) == (UnboundReason.OUTSIDE_BINDING, 2)
+    untrusted = glucose(9, patient_id=None)
+    await gateway.commit(meter, [untrusted], 9)
+    reasons = {g.reason: g.count for g in gateway.outbox.unbound_groups()}
+    assert reasons == {UnboundReason.OUTSIDE_BINDING: 2, UnboundReason.CLOCK_UNTRUSTED: 1}
+    await asyncio.to_thread(gateway.outbox.close)
