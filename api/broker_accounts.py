@@ -16,8 +16,8 @@ from typing import Protocol
 class GatewayCredentials:
     """What a gateway needs to log in, once: the password is not kept anywhere else in the clinic.
 
-    `settings_toml` is the file the installer gives the gateway (`vitalgate gateway run --config
-    FILE`): broker address and CA certificate, username, password and client id, gateway id.
+    `settings_toml` is the file the installer gives the gateway (`vitalgate --config FILE gateway
+    run`): broker address and CA certificate, username, password and client id, gateway id.
     """
 
     gateway_id: str

@@ -127,7 +127,7 @@ def _toml_string(value: str) -> str:
 
 
 def gateway_settings_toml(gateway_id: str, password: str, broker: GatewayBrokerAddress) -> str:
-    """Settings for `vitalgate gateway run --config FILE`, complete for the broker connection: the
+    """Settings for `vitalgate --config FILE gateway run`, complete for the broker connection: the
     gateway's username and client id are its gateway id."""
     lines = [
         f"# vitalgate gateway {gateway_id}: broker account. Keep this file private (chmod 600):",

@@ -40,6 +40,9 @@ class MqttSettings(_Section):
     )
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    tls: bool | None = Field(
+        default=None, description="default: TLS when a CA is set; true without a CA: the system's trust store"
+    )
     allow_plain_mqtt: bool = Field(
         default=False,
         description="a gateway connects without TLS only when this is set: a broker on this machine or a "

@@ -23,6 +23,7 @@ from vitalgate.broker_accounts import (
     DynsecGatewayAccounts,
     GatewayBrokerAddress,
     accounts_from_settings,
+    gateway_settings_toml,
 )
 from vitalgate.commands.gateway import options_from_settings
 from vitalgate.mosquitto import free_port
@@ -278,3 +279,22 @@ async def test_clinic_settings_wire_the_accounts_to_the_broker(
     assert open_probe(
         probes, rig, BrokerAccount(credentials.username, credentials.password), "gateway", gw
     ).connect()
+
+
+def test_provisioning_file_without_a_ca_uses_tls_with_the_system_trust_store(tmp_path: Path) -> None:
+    """With a broker certificate from a public CA, the gateway's file carries no CA and still means TLS."""
+    text = gateway_settings_toml("gw-public", "secret-password", GatewayBrokerAddress("mqtt.clinic.example"))
+    settings_file = tmp_path / "gateway.toml"
+    settings_file.write_text(text, encoding="utf-8")
+    uplink = options_from_settings(load_settings(settings_file)).uplink
+    assert (uplink.use_tls, uplink.tls_ca_pem, uplink.host, uplink.port) == (
+        True,
+        None,
+        "mqtt.clinic.example",
+        8883,
+    )
+    assert (uplink.username, uplink.client_id, uplink.password) == (
+        "gw-public",
+        "gw-public",
+        "secret-password",
+    )

@@ -79,6 +79,7 @@ def options_from_settings(settings: Settings) -> GatewayOptions:
         tls_ca_pem=mqtt.tls_ca_pem,
         tls_cert_file=mqtt.tls_cert_file,
         tls_key_file=mqtt.tls_key_file,
+        tls=mqtt.tls,
         allow_plain_mqtt=mqtt.allow_plain_mqtt,
         client_id=mqtt.client_id,
         keepalive_s=mqtt.keepalive_s,
