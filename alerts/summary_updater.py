@@ -138,6 +138,8 @@ class SummaryUpdater:
         self.clock = clock
         self._dirty: set[str] = set()
         self._woken: asyncio.Event | None = None
+        # Set after each pass of `run` over committed batches' patients (for whoever waits on one).
+        self.passed = asyncio.Event()
 
     # --- computing -------------------------------------------------------------------------------------
     def figures(self, settings: PatientSettings, now: datetime) -> PanelFigures:
@@ -236,6 +238,7 @@ class SummaryUpdater:
                 ids, self._dirty = self._dirty, set()
                 try:
                     await asyncio.to_thread(self.refresh, ids)
+                    self.passed.set()
                 except Exception:
                     self._dirty |= ids
                     logger.exception("patient summaries of committed readings not updated; will retry")
@@ -251,9 +254,10 @@ class SummaryUpdater:
                 except Exception:
                     logger.exception("patient summaries pass failed; will retry")
             self._woken.clear()
-            wait = max(0.0, min(next_full - loop.time(), interval_s))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(stop, self._woken), wait)
+            if not self._dirty:  # batches noted meanwhile are not waited for
+                wait = max(0.0, min(next_full - loop.time(), interval_s))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(stop, self._woken), wait)
             if self._dirty and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), DIRTY_DELAY_S)

@@ -30,6 +30,7 @@ from alerts.repository import (
     SqlWebhookDeadLetters,
 )
 from alerts.routing import Router
+from alerts.summary_updater import SummaryUpdater
 from api.app import create_app
 from api.deps import ApiServices
 from api.routes.alerts import AlertApi
@@ -59,6 +60,8 @@ class ClinicServer:
     email: EmailChannel | None
     # The gateways' status and last will, commands to them, operational alerts (vitalgate.fleet).
     fleet: FleetService | None = None
+    # Each patient's panel figures, kept current (alerts.summary_updater).
+    summaries: SummaryUpdater | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def serve(self, stop: asyncio.Event, *, host: str, port: int) -> None:
@@ -76,6 +79,8 @@ class ClinicServer:
                 )
             )
         )
+        if self.summaries is not None:
+            self._tasks.append(asyncio.create_task(self.summaries.run(stop)))
         if self.fleet is not None:
             await self.fleet.start()
             self._tasks.append(asyncio.create_task(self.fleet.run(stop)))
@@ -204,13 +209,15 @@ async def build_clinic_server(
         reports=SqlReportStore(sessions),
         escalation_after=timedelta(seconds=a.escalation_after_s),
     )
+    summaries = SummaryUpdater(store, sessions, default_profile=a.profile)
     ingest = None
     if with_ingest:
+        loop = asyncio.get_running_loop()
         ingest = IngestConsumer(
             ingest_config(settings),
             store,
             ClinicRepository(sessions),
-            listeners=[engine.threadsafe_listener(asyncio.get_running_loop())],
+            listeners=[engine.threadsafe_listener(loop), summaries.threadsafe_listener(loop)],
         )
     extras: dict[str, object] = {"alerts": AlertApi(engine, alert_repository, hub), "metrics": []}
     metrics: list[object] = []
@@ -230,4 +237,4 @@ async def build_clinic_server(
         access_token_ttl_s=settings.api.access_token_ttl_s,
         extras=extras,
     )
-    return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email, fleet)
+    return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email, fleet, summaries)

@@ -15,13 +15,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.summaries import ExclusionReason, exclusion_reasons
 from alerts.summary_updater import patient_settings
 from api.deps import Services, patient_access
+from api.errors import validation_error
 from storage.readings.protocol import AnyReading, DailyAggregate, MetricSummary
 from vitals.readings import BloodPressureReading, GlucoseReading, ReadingKind
 
@@ -94,7 +95,7 @@ async def list_readings(
     end = end or datetime.now(UTC)
     start = start or end - DEFAULT_WINDOW
     if start >= end:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="start must be before end")
+        raise validation_error("start", "range_reversed", "start must be before end", location="query")
     readings = await asyncio.to_thread(
         services.reading_store.query_range, patient_id, kind, start, end, limit=limit
     )

@@ -20,7 +20,7 @@ import zoneinfo
 from datetime import datetime
 from typing import Annotated, Any, Final, Self
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -39,6 +39,7 @@ from api.deps import (
     commit_denial,
     patient_access,
 )
+from api.errors import ApiError, ErrorCode
 from storage.clinic.audit import record_audit
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import CareTeamMember, CareTeamRole, Clinic, GuidelineProfile, Patient, UserRole
@@ -268,18 +269,13 @@ async def set_targets(patient_id: str, body: TargetsIn, user: CurrentUser, servi
     if not await check_patient_access(
         services, user, patient_id, AuditedAccess(SET_TARGETS, record_allowed=False)
     ):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "patient not found")
+        raise ApiError(ErrorCode.PATIENT_NOT_FOUND)
     try:
         result = await asyncio.to_thread(_write, services.clinic_sessions, user, patient_id, body)
     except TargetsChangedMeanwhile as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, "the targets were changed meanwhile; reload them"
-        ) from exc
+        raise ApiError(ErrorCode.TARGETS_CHANGED_MEANWHILE) from exc
     if result is None:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "only the patient's family doctor or a clinic administrator may change targets",
-        )
+        raise ApiError(ErrorCode.TARGETS_NOT_FAMILY_DOCTOR)
     # The panel's category is judged against the targets: its figures follow at once. Should the
     # reading store be down, the change stands and the figures follow once it is back (a row older
     # than the patient's targets is recomputed: alerts.summary_updater).
