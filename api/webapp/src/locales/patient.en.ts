@@ -294,6 +294,7 @@ export default {
     inUnit: "in {unit}",
     clinicProfile: "The clinic's ({profile})",
     clinicZone: "The clinic's ({zone})",
+    timezoneHint: "IANA name, for example",
     notANumber: "{field}: enter a number.",
     fields: {
       bp_goal_systolic_mmhg: "Home BP goal, systolic (mmHg)",
@@ -302,7 +303,7 @@ export default {
       glucose_postprandial_high_mg_dl: "Post-meal glucose limit",
       glucose_hypo_mg_dl: "Hypoglycaemia threshold",
       guideline_profile: "Guideline",
-      timezone: "Time zone (IANA name, e.g. Asia/Shanghai)",
+      timezone: "Time zone",
       older_adult: "Older or high-risk patient (relaxed goals)",
       bp_titration: "BP medication being adjusted",
       on_insulin: "On insulin",

@@ -296,6 +296,7 @@ const zhCN: DeepStrings<typeof en> = {
     inUnit: "单位：{unit}",
     clinicProfile: "诊所的设置（{profile}）",
     clinicZone: "诊所的设置（{zone}）",
+    timezoneHint: "标准时区名称，例如",
     notANumber: "{field}：请输入数字。",
     fields: {
       bp_goal_systolic_mmhg: "家庭血压目标，收缩压（mmHg）",
@@ -304,7 +305,7 @@ const zhCN: DeepStrings<typeof en> = {
       glucose_postprandial_high_mg_dl: "餐后血糖上限",
       glucose_hypo_mg_dl: "低血糖阈值",
       guideline_profile: "指南",
-      timezone: "时区（IANA 名称，例如 Asia/Shanghai）",
+      timezone: "时区",
       older_adult: "老年或高风险患者（放宽目标）",
       bp_titration: "正在调整降压药",
       on_insulin: "使用胰岛素",
