@@ -175,7 +175,7 @@ class Gateway:
     async def status(self, *, online: bool = True) -> GatewayStatus:
         stats = await asyncio.to_thread(self.outbox.stats)
         unbound = await asyncio.to_thread(self.outbox.unbound_groups)
-        applied = await asyncio.to_thread(self.outbox.applied_command_ids, MAX_APPLIED_COMMANDS_REPORTED)
+        applied = await asyncio.to_thread(self.outbox.applied_commands, MAX_APPLIED_COMMANDS_REPORTED)
         return self.health.report(stats, online=online, unbound=unbound, applied_commands=applied)
 
     async def _status_loop(self) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.outbox import OutboxStats
-from vitals.payload import GatewayStatus, MeterHealth, UnboundSummary
+from vitals.payload import AppliedCommand, GatewayStatus, MeterHealth, UnboundSummary
 
 
 def software_version() -> str:
@@ -77,7 +77,7 @@ class Health:
         online: bool = True,
         now: float | None = None,
         unbound: tuple[UnboundSummary, ...] = (),
-        applied_commands: tuple[str, ...] = (),
+        applied_commands: tuple[AppliedCommand, ...] = (),
     ) -> GatewayStatus:
         wall = time.time() if now is None else now
         oldest_age = None if stats.oldest_committed_at is None else max(0.0, wall - stats.oldest_committed_at)

@@ -45,6 +45,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from vitals.payload import (
+    AppliedCommand,
     RejectedReading,
     UnboundAction,
     UnboundReason,
@@ -647,14 +648,14 @@ class Outbox:
         )
         return ReleaseResult(command.command_id, command.action, len(rows))
 
-    def applied_command_ids(self, limit: int) -> tuple[str, ...]:
-        """The ids of the most recently carried-out commands, newest first."""
+    def applied_commands(self, limit: int) -> tuple[AppliedCommand, ...]:
+        """The most recently carried-out commands, newest first."""
         with self._lock:
             rows = self._conn().execute(
-                "SELECT command_id FROM applied_commands ORDER BY applied_at DESC, command_id LIMIT ?",
+                "SELECT command_id, readings FROM applied_commands ORDER BY applied_at DESC, command_id LIMIT ?",
                 (limit,),
             )
-            return tuple(r[0] for r in rows)
+            return tuple(AppliedCommand(command_id=r[0], readings=int(r[1])) for r in rows)
 
     def is_applied(self, command_id: str) -> bool:
         with self._lock:

@@ -92,6 +92,15 @@ class UnboundSummary(BaseModel):
 MAX_APPLIED_COMMANDS_REPORTED = 50
 
 
+class AppliedCommand(BaseModel):
+    """A clinic command the gateway carried out, and how many readings it adopted or discarded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command_id: str = Field(pattern=_ID)
+    readings: int = Field(ge=0)
+
+
 class GatewayStatus(_Payload):
     """gateway -> clinic on `.../status`, retained; the last will publishes `online: false`."""
 
@@ -108,10 +117,10 @@ class GatewayStatus(_Payload):
     unbound: tuple[UnboundSummary, ...] = Field(
         default=(), description="unbound_readings by meter, user slot and reason"
     )
-    applied_commands: tuple[str, ...] = Field(
+    applied_commands: tuple[AppliedCommand, ...] = Field(
         default=(),
         max_length=MAX_APPLIED_COMMANDS_REPORTED,
-        description="ids of the most recent clinic commands the gateway has carried out",
+        description="the most recent clinic commands the gateway has carried out",
     )
     meters: tuple[MeterHealth, ...] = ()
     last_error: str | None = None

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.clinic.models import (
@@ -114,21 +114,18 @@ def record_status(
         row.last_error = None if status.last_error is None else cut_to(status.last_error, REASON_LENGTH)
     newly_applied: tuple[str, ...] = ()
     if status.applied_commands:
-        newly_applied = tuple(
-            session.scalars(
-                select(UnboundReleaseRecord.command_id).where(
-                    UnboundReleaseRecord.gateway_id == status.gateway_id,
-                    UnboundReleaseRecord.command_id.in_(status.applied_commands),
-                    UnboundReleaseRecord.applied_at.is_(None),
-                )
+        done = {c.command_id: c.readings for c in status.applied_commands}
+        waiting = session.scalars(
+            select(UnboundReleaseRecord).where(
+                UnboundReleaseRecord.gateway_id == status.gateway_id,
+                UnboundReleaseRecord.command_id.in_(list(done)),
+                UnboundReleaseRecord.applied_at.is_(None),
             )
         )
-        if newly_applied:
-            session.execute(
-                update(UnboundReleaseRecord)
-                .where(UnboundReleaseRecord.command_id.in_(newly_applied))
-                .values(applied_at=received_at)
-            )
+        for record in waiting:
+            record.applied_at = received_at
+            record.readings = done[record.command_id]  # what the gateway found in the span
+            newly_applied += (record.command_id,)
     pending = session.scalar(
         select(func.count())
         .select_from(UnboundReleaseRecord)

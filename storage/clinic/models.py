@@ -691,7 +691,10 @@ class UnboundReleaseRecord(Base):
     patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
     measured_from: Mapped[datetime]
     measured_to: Mapped[datetime]
-    readings: Mapped[int] = mapped_column(Integer, doc="how many the gateway reported when decided")
+    readings: Mapped[int] = mapped_column(
+        Integer,
+        doc="readings in the span: as reported when decided (whole reported groups), then as carried out",
+    )
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(doc="when the gateway reported it carried out")

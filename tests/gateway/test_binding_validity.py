@@ -8,16 +8,38 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from api.app import create_app
+from api.auth import Principal, issue_token
+from api.deps import ApiServices
+from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
+from device_drivers.virtual.meters import make_meter
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import MeterProfile, PairedMeter, attribute, time_trusted
 from gateway.outbox import Outbox, UnboundReading
 from gateway.uplink import UplinkConfig
+from ingest import IngestConfig, IngestConsumer
+from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
+from storage.clinic.enrolment import add_clinic, add_user, enrol_patient, register_gateway, register_meter
+from storage.clinic.models import AuditLogEntry, MeterKind, UnboundReleaseRecord, UserRole
+from storage.clinic.repository import ClinicRepository, bind_meter
+from storage.readings import SqliteReadingStore
 from tests.gateway.factories import cuff, glucose, glucose_meter
+from tests.gateway.helpers import wait_until
+from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
+from vitalgate.admin import publish_gateway_config
+from vitalgate.fleet import FleetConfig, FleetService
+from vitalgate.mosquitto import MosquittoBroker
 from vitals.payload import (
     GatewayConfig,
     MeterBinding,
@@ -25,7 +47,7 @@ from vitals.payload import (
     UnboundReason,
     UnboundRelease,
 )
-from vitals.readings import GlucoseReading, Reading, SensorStatus
+from vitals.readings import DeviceIdentity, GlucoseReading, Reading, SensorStatus
 
 UTC = dt.UTC
 T = dt.datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -158,7 +180,7 @@ def test_adopting_moves_the_span_to_the_outbox_under_the_chosen_patient_once(out
     assert {p.reading_id for p in pending} == {r.reading_id for r in readings[:4]}
     assert {p.reading().patient_id for p in pending} == {"p-old"}
     assert outbox.stats().unbound == 2
-    assert outbox.applied_command_ids(10) == ("cmd-1",)
+    assert [(c.command_id, c.readings) for c in outbox.applied_commands(10)] == [("cmd-1", 4)]
 
 
 def test_discarding_deletes_the_span_for_good_even_when_the_meter_sends_it_again(outbox: Outbox) -> None:
@@ -230,3 +252,210 @@ async def test_a_binding_that_arrives_after_the_sync_attributes_what_it_covers(t
     reasons = {g.reason: g.count for g in gateway.outbox.unbound_groups()}
     assert reasons == {UnboundReason.OUTSIDE_BINDING: 2, UnboundReason.CLOCK_UNTRUSTED: 1}
     await asyncio.to_thread(gateway.outbox.close)
+
+
+# -- the loaner meter, end to end ---------------------------------------------------------------
+
+LOANER_GW = "gw-loaner"
+SECRET = "loaner-test-secret-" + "x" * 32
+MEMORY_DAYS = 30
+
+
+@dataclass
+class ClinicSide:
+    sessions: sessionmaker[Session]
+    store_path: Path
+    client: httpx.AsyncClient
+
+    def stored(self, patient_id: str) -> list[tuple[str, dt.datetime]]:
+        """(reading id, measured at) of every row the reading store holds for the patient."""
+        with sqlite3.connect(self.store_path, timeout=10) as db:
+            rows = db.execute(
+                "SELECT reading_id, reading_json FROM readings WHERE patient_id = ?", (patient_id,)
+            )
+            return [(rid, GlucoseReading.model_validate_json(p).measured_at) for rid, p in rows]
+
+    async def unbound(self) -> list[dict[str, Any]]:
+        response = await self.client.get("/api/v1/admin/fleet/unbound", headers=_admin_headers())
+        assert response.status_code == 200, response.text
+        groups: list[dict[str, Any]] = response.json()["groups"]
+        return groups
+
+    def audit(self, action: str) -> list[AuditLogEntry]:
+        with self.sessions() as session:
+            return list(session.scalars(select(AuditLogEntry).where(AuditLogEntry.action == action)))
+
+
+def _admin_headers() -> dict[str, str]:
+    token = issue_token(Principal("admin-1", "c1", frozenset({UserRole.CLINIC_ADMIN})), SECRET, 600)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _gateway_unbound(outbox_path: Path) -> int:
+    with sqlite3.connect(outbox_path, timeout=10) as db:
+        return int(db.execute("SELECT COUNT(*) FROM unbound").fetchone()[0])
+
+
+def _seed_loaner_clinic(url: str, device: DeviceIdentity, bound_at: dt.datetime) -> sessionmaker[Session]:
+    upgrade_to_head(url)
+    sessions = session_factory(create_clinic_engine(url))
+    with sessions() as session, session.begin():
+        add_clinic(session, clinic_id="c1", name="Clinic One")
+        add_user(session, user_id="admin-1", clinic_id="c1", email="admin@example.org", display_name="admin",
+                 roles=[UserRole.CLINIC_ADMIN])  # fmt: skip
+        for patient_id in ("p-earlier", "p-new"):
+            enrol_patient(session, patient_id=patient_id, clinic_id="c1", given_name="A", family_name="B")
+        register_gateway(session, gateway_id=LOANER_GW, clinic_id="c1", mqtt_password="unused")
+        register_meter(session, clinic_id="c1", device=device, kind=MeterKind.GLUCOSE)
+        # The loaner goes to its new patient; the memory it holds is not theirs (the default choice).
+        bind_meter(session, gateway_id=LOANER_GW, meter_key=device.meter_key, patient_id="p-new", at=bound_at,
+                   prior_memory_belongs=False)  # fmt: skip
+    return sessions
+
+
+@pytest.fixture
+async def meter_host() -> AsyncIterator[MeterHost]:
+    async with MeterHost() as host:
+        yield host
+
+
+async def test_a_loaner_meters_memory_never_reaches_its_new_patient_and_is_adopted_or_discarded_once(
+    tmp_path: Path, mqtt_broker: MosquittoBroker, meter_host: MeterHost
+) -> None:
+    """30 days of an earlier patient's readings: kept aside, listed, adopted to them once or discarded."""
+    now = dt.datetime.now(UTC)
+    bound_at = now - dt.timedelta(minutes=30)
+    meter = make_meter("contour-like", clock=meter_host.clock, serial_number="GL-LOANER-1")
+    assert isinstance(meter, VirtualGlucoseMeter)
+    memory = [
+        now - dt.timedelta(days=MEMORY_DAYS) + dt.timedelta(hours=12 * i) for i in range(2 * MEMORY_DAYS)
+    ]
+    for i, taken_at in enumerate(memory):
+        meter.add_record(taken_at=taken_at, glucose_mg_dl=100 + i % 50)
+    await meter_host.radio.add_meter(meter)
+    meter_host.meters.append(meter)
+    device = DeviceIdentity(manufacturer=meter.persona.manufacturer, model=meter.persona.model,
+                            serial_number=meter.serial_number)  # fmt: skip
+
+    mqtt_broker.add_gateway(LOANER_GW)
+    env = gateway_env(mqtt_broker, tmp_path / "gateway", LOANER_GW)
+    code, _out, err = await run_cli(env, "gateway", "pair", "--virtual-radio", meter_host.transport_spec,
+                                    "--address", meter.address, "--profile", "glucose")  # fmt: skip
+    assert code == 0, err
+
+    sessions = _seed_loaner_clinic(f"sqlite:///{tmp_path / 'clinic.sqlite3'}", device, bound_at)
+    clinic_user, clinic_password = mqtt_broker.credentials("clinic")
+    config = ClinicRepository(sessions).gateway_config(LOANER_GW, issued_at=now)
+    assert config.bindings[0].bound_at == bound_at and not config.bindings[0].prior_memory_belongs
+    await asyncio.to_thread(publish_gateway_config, config, host=mqtt_broker.host, port=mqtt_broker.port,
+                            username=clinic_user, password=clinic_password)  # fmt: skip
+
+    store_path = tmp_path / "readings.sqlite3"
+    store = SqliteReadingStore(store_path)
+    ingest_user, ingest_password = mqtt_broker.credentials("ingest")
+    ingest = IngestConsumer(
+        IngestConfig(host=mqtt_broker.host, port=mqtt_broker.port, username=ingest_user,
+                     password=ingest_password, client_id="ingest-loaner", session_expiry_s=300),
+        store,
+        ClinicRepository(sessions),
+    )  # fmt: skip
+    ingest.start()
+    assert ingest.wait_subscribed(30)
+    fleet = FleetService(
+        FleetConfig(host=mqtt_broker.host, port=mqtt_broker.port, username=clinic_user,
+                    password=clinic_password, client_id="fleet-loaner"),
+        sessions,
+    )  # fmt: skip
+    await fleet.start()
+    stop = asyncio.Event()
+    fleet_task = asyncio.create_task(fleet.run(stop))
+    services = ApiServices(
+        reading_store=store, clinic_sessions=sessions, jwt_secret=SECRET, extras={"fleet": fleet}
+    )
+    gateway = await GatewayProcess(env, meter_host.transport_spec, tmp_path / "gateway.log").start()
+    outbox_path = tmp_path / "gateway" / "gateway" / "outbox.sqlite3"
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(services)), base_url="http://clinic"
+        ) as client:
+            clinic = ClinicSide(sessions, store_path, client)
+
+            async def memory_listed() -> bool:
+                groups = await clinic.unbound()
+                return bool(groups) and groups[0]["count"] == len(memory)
+
+            await _eventually(memory_listed, 120, "the meter's memory listed as unbound readings")
+            [group] = await clinic.unbound()
+            assert group["meter_key"] == device.meter_key and group["gateway_id"] == LOANER_GW
+            assert group["reasons"] == {"outside_binding": len(memory)}
+            assert group["bound_patient_ids"] == ["p-new"]
+            assert clinic.stored("p-new") == []
+
+            # The new patient measures: those readings are theirs.
+            for i in range(3):
+                await meter_host.measure(meter, 100 + i)
+            await wait_until(
+                lambda: len(clinic.stored("p-new")) == 3, 90, "the new patient's 3 readings stored"
+            )
+            assert all(measured >= bound_at for _rid, measured in clinic.stored("p-new"))
+
+            # The administrator gives the first half of the memory back to the earlier patient ...
+            half = memory[MEMORY_DAYS - 1]
+            url = f"/api/v1/admin/fleet/gateways/{LOANER_GW}/unbound"
+            adopt = {"meter_key": device.meter_key, "patient_id": "p-earlier",
+                     "measured_from": group["first_measured_at"], "measured_to": (half + dt.timedelta(minutes=1)).isoformat()}  # fmt: skip
+            response = await client.post(f"{url}/adopt", json=adopt, headers=_admin_headers())
+            assert response.status_code == 202, response.text
+            assert response.json()["delivery"] == "published"
+            await wait_until(
+                lambda: len(clinic.stored("p-earlier")) == MEMORY_DAYS, 90, "the adopted half stored"
+            )
+
+            async def adoption_reported() -> bool:
+                groups = await clinic.unbound()
+                return len(groups) == 1 and groups[0]["count"] == MEMORY_DAYS and not groups[0]["pending"]
+
+            await _eventually(adoption_reported, 30, "the gateway to report the adoption carried out")
+
+            # ... and discards the rest.
+            response = await client.post(f"{url}/discard", json={"meter_key": device.meter_key},
+                                         headers=_admin_headers())  # fmt: skip
+            assert response.status_code == 202, response.text
+            await wait_until(lambda: _gateway_unbound(outbox_path) == 0, 30, "the discarded readings gone")
+
+            async def nothing_left() -> bool:
+                return await clinic.unbound() == []
+
+            await _eventually(nothing_left, 30, "the gateway to report nothing kept aside")
+    finally:
+        await gateway.stop()
+        stop.set()
+        await asyncio.wait_for(fleet_task, 10)
+        await fleet.close()
+        ingest.stop()
+        store.close()
+
+    earlier = clinic.stored("p-earlier")
+    assert len(earlier) == len({rid for rid, _m in earlier}) == MEMORY_DAYS  # once each
+    assert max(m for _rid, m in earlier) < bound_at
+    assert len(clinic.stored("p-new")) == 3  # still none of the memory
+    [adopted] = clinic.audit("adopt_unbound_readings")
+    [discarded] = clinic.audit("discard_unbound_readings")
+    assert (adopted.actor, adopted.details["patient_id"], adopted.details["action"]) == (
+        "admin-1",
+        "p-earlier",
+        "adopt",
+    )
+    assert (discarded.actor, discarded.details["readings"]) == ("admin-1", MEMORY_DAYS)  # all that was left
+    with sessions() as session:
+        carried_out = {r.action: r.readings for r in session.scalars(select(UnboundReleaseRecord))}
+    assert carried_out == {"adopt": MEMORY_DAYS, "discard": MEMORY_DAYS}
+    sessions.kw["bind"].dispose()
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)

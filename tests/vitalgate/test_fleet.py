@@ -36,7 +36,7 @@ from storage.readings import SqliteReadingStore
 from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.mosquitto import MosquittoBroker
-from vitals.payload import GatewayStatus, UnboundReason, UnboundSummary
+from vitals.payload import AppliedCommand, GatewayStatus, UnboundReason, UnboundSummary
 from vitals.readings import DeviceIdentity
 from vitals.topics import status_topic
 
@@ -389,12 +389,14 @@ async def test_decisions_on_unbound_readings_are_checked_audited_and_sent_until_
     commands = await _retained_commands(clinic)
     assert [c["command_id"] for c in commands] == [decision["command_id"]]
 
-    done = _status(clinic.gateway_id, applied_commands=(decision["command_id"],))
+    done = _status(
+        clinic.gateway_id, applied_commands=(AppliedCommand(command_id=decision["command_id"], readings=11),)
+    )
     await clinic.service.handle(topic, done, retained=False, received_at=dt.datetime.now(dt.UTC))
     assert await _retained_commands(clinic) == []  # nothing left to do: the retained message is cleared
     with clinic.sessions() as session:
         [record] = session.scalars(select(UnboundReleaseRecord))
-        assert record.applied_at is not None
+        assert (record.applied_at is not None, record.readings) == (True, 11)  # as the gateway counted
         [entry] = session.scalars(
             select(AuditLogEntry).where(
                 AuditLogEntry.action == "adopt_unbound_readings", AuditLogEntry.outcome == "allowed"
