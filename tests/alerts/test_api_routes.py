@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -18,10 +19,11 @@ from alerts.engine import AlertEngine
 from alerts.repository import SqlAlertRepository
 from api.auth import Principal, issue_token
 from api.deps import ApiServices
+from api.errors import install_error_handlers
 from api.routes import alerts as alert_routes
 from storage.clinic.models import UserRole
 from storage.readings.sqlite import SqliteReadingStore
-from tests.alerts.conftest import START, Clock, bp_reading
+from tests.alerts.conftest import START, Clock, bp_reading, glucose_reading
 
 SECRET = "jwt-test-secret-0123456789abcdef0123456789"
 
@@ -49,6 +51,7 @@ async def client(
         extras={"alerts": alert_routes.AlertApi(alert_engine, SqlAlertRepository(clinic_sessions), hub)},
     )
     app.include_router(alert_routes.router)
+    install_error_handlers(app)
     batch = [bp_reading("pt-1", START, 186, 100), bp_reading("pt-1", START + timedelta(minutes=3), 184, 98)]
     reading_store.write_batch(batch)
     clock.now = START + timedelta(minutes=5)
@@ -176,3 +179,210 @@ async def test_a_report_dated_in_the_future_is_refused(client: httpx.AsyncClient
     r = await client.post("/api/v1/alerts/reports", json=body, headers=_token("dr-li"))
     assert r.status_code == 422
     assert "future" in r.text
+
+
+def _nurse(user: str = "nurse-zhao") -> dict[str, str]:
+    return _token(user, role=UserRole.CLINIC_STAFF)
+
+
+async def _commit(engine: AlertEngine, store: SqliteReadingStore, clock: Clock, batch: list[Any]) -> None:
+    store.write_batch(batch)
+    clock.now = max(r.measured_at for r in batch) + timedelta(minutes=1)
+    await engine.on_readings_committed(batch)
+
+
+async def _hypo_resolved_unseen(engine: AlertEngine, store: SqliteReadingStore, clock: Clock) -> None:
+    """A level-2 hypo (48 mg/dL) for pt-1 that resolves by itself on 2 in-range readings."""
+    await _commit(engine, store, clock, [glucose_reading("pt-1", START + timedelta(minutes=30), 48, 1)])
+    await _commit(
+        engine,
+        store,
+        clock,
+        [
+            glucose_reading("pt-1", START + timedelta(minutes=50), 110, 2),
+            glucose_reading("pt-1", START + timedelta(minutes=70), 120, 3),
+        ],
+    )
+
+
+async def test_active_inbox_is_most_severe_first_then_oldest_with_patient_names(
+    client: httpx.AsyncClient, alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
+) -> None:
+    """The inbox puts urgent before warning and the oldest first, naming the patient for the team."""
+    await _commit(
+        alert_engine,
+        reading_store,
+        clock,
+        [
+            glucose_reading("pt-1", START + timedelta(minutes=10), 262, 1),
+            glucose_reading("pt-1", START + timedelta(minutes=20), 271, 2),
+        ],
+    )  # GLU-HIGH-1: > 250 mg/dL twice, warning [32][40]
+    await _commit(
+        alert_engine, reading_store, clock, [glucose_reading("pt-1", START + timedelta(minutes=30), 48, 3)]
+    )
+    r = await client.get("/api/v1/alerts", params={"view": "active"}, headers=_nurse())
+    assert r.status_code == 200
+    listed = r.json()
+    ranks = {"urgent": 0, "warning": 1, "info": 2}
+    keys = [(ranks[a["severity"]], a["opened_at"]) for a in listed]
+    assert keys == sorted(keys)
+    assert [a["rule_id"] for a in listed][:2] == ["BP-CRIT-2", "GLU-HYPO-2"]
+    assert "GLU-HIGH-1" in {a["rule_id"] for a in listed}
+    assert {(a["patient_given_name"], a["patient_family_name"]) for a in listed} == {("Mei", "Zhang")}
+    assert len({a["alert_id"] for a in listed}) == len(listed)
+    assert listed[1]["values"]["glucose_mg_dl"] == 48.0
+
+
+async def test_a_nurse_signs_off_an_urgent_hypo_that_closed_unseen(
+    client: httpx.AsyncClient, alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
+) -> None:
+    """The hypo that closed by itself is in needs_signoff until the nurse signs it off, with her name."""
+    await _hypo_resolved_unseen(alert_engine, reading_store, clock)
+    waiting = (await client.get("/api/v1/alerts", params={"view": "needs_signoff"}, headers=_nurse())).json()
+    [hypo] = waiting
+    assert (hypo["rule_id"], hypo["state"], hypo["needs_signoff"]) == ("GLU-HYPO-2", "resolved", True)
+    assert (hypo["resolved_by"], hypo["patient_family_name"]) == (None, "Zhang")
+    assert "GLU-HYPO-2" not in {
+        a["rule_id"] for a in (await client.get("/api/v1/alerts", headers=_nurse())).json()
+    }
+
+    # someone outside the care team cannot see it, nor sign it off
+    outsider = await client.post(f"/api/v1/alerts/{hypo['alert_id']}/signoff", headers=_token("dr-chen"))
+    assert (outsider.status_code, outsider.json()["code"]) == (404, "alert.not_found")
+
+    clock.advance(timedelta(hours=6))
+    signed = await client.post(
+        f"/api/v1/alerts/{hypo['alert_id']}/signoff", json={"note": "phoned: fine, ate"}, headers=_nurse()
+    )
+    assert signed.status_code == 200, signed.text
+    body = signed.json()
+    assert (body["needs_signoff"], body["signed_off_by"], body["signed_off_by_name"]) == (
+        False,
+        "nurse-zhao",
+        "nurse-zhao",
+    )
+    assert datetime.fromisoformat(body["signed_off_at"]) == clock.now
+    assert (
+        await client.get("/api/v1/alerts", params={"view": "needs_signoff"}, headers=_nurse())
+    ).json() == []
+    recent = (await client.get("/api/v1/alerts", params={"view": "recent"}, headers=_token("dr-li"))).json()
+    assert hypo["alert_id"] in {a["alert_id"] for a in recent}
+
+    detail = (await client.get(f"/api/v1/alerts/{hypo['alert_id']}", headers=_token("dr-li"))).json()
+    timeline = [(e["event"], e["actor"], e["actor_name"]) for e in detail["events"]]
+    assert timeline == [
+        ("opened", "system", None),
+        ("auto_resolved", "system", None),
+        ("signed_off", "nurse-zhao", "nurse-zhao"),
+    ]
+    assert detail["events"][1]["details"] == {"needs_signoff": True}
+    assert detail["events"][2]["details"] == {"note": "phoned: fine, ate"}
+
+    again = await client.post(f"/api/v1/alerts/{hypo['alert_id']}/signoff", headers=_token("dr-li"))
+    assert (again.status_code, again.json()["code"]) == (409, "alert.invalid_transition")
+
+
+async def test_a_nurse_on_the_care_team_acknowledges_snoozes_and_resolves(client: httpx.AsyncClient) -> None:
+    """Every action is open to clinic staff on the team, and the alert keeps who resolved it and why."""
+    alert_id = await _crisis_id(client)
+    nurse = _nurse()
+    assert (await client.post(f"/api/v1/alerts/{alert_id}/ack", headers=nurse)).json()[
+        "acknowledged_by_name"
+    ] == ("nurse-zhao")
+    snoozed = await client.post(f"/api/v1/alerts/{alert_id}/snooze", json={"minutes": 15}, headers=nurse)
+    assert snoozed.json()["state"] == "snoozed"
+    done = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve", json={"note": "  rechecked 142/88  "}, headers=nurse
+    )
+    assert done.status_code == 200
+    assert (done.json()["resolved_by"], done.json()["resolved_by_name"], done.json()["resolution_note"]) == (
+        "nurse-zhao",
+        "nurse-zhao",
+        "rechecked 142/88",
+    )
+    assert done.json()["needs_signoff"] is False
+
+
+async def test_snooze_presets_and_notes_are_checked_with_codes(client: httpx.AsyncClient) -> None:
+    """Only the snooze presets are taken; a resolve note is required and bounded; each refusal is coded."""
+    alert_id = await _crisis_id(client)
+    odd = await client.post(f"/api/v1/alerts/{alert_id}/snooze", json={"minutes": 45}, headers=_nurse())
+    assert odd.status_code == 422
+    assert (odd.json()["code"], odd.json()["field"]) == ("validation", "minutes")
+    assert odd.json()["errors"] == [{"field": "minutes", "code": "literal_error", "limit": None}]
+    blank = await client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"note": "   "}, headers=_nurse())
+    assert [e["code"] for e in blank.json()["errors"]] == ["string_too_short"]
+    long = await client.post(
+        f"/api/v1/alerts/{alert_id}/resolve", json={"note": "x" * 1001}, headers=_nurse()
+    )
+    assert long.json()["errors"] == [{"field": "note", "code": "string_too_long", "limit": 1000}]
+    assert isinstance(long.json()["detail"], list)  # FastAPI's list, kept for scripts
+    state = (await client.get(f"/api/v1/alerts/{alert_id}", headers=_nurse())).json()["state"]
+    assert state == "open"  # nothing changed
+
+
+async def test_one_patients_alerts_and_another_teams_patient(client: httpx.AsyncClient) -> None:
+    """patient_id narrows the inbox to one patient; a patient outside the user's teams is not found."""
+    mine = await client.get("/api/v1/alerts", params={"patient_id": "pt-1"}, headers=_token("dr-li"))
+    assert [a["rule_id"] for a in mine.json()] == ["BP-CRIT-2"]
+    other = await client.get("/api/v1/alerts", params={"patient_id": "pt-1"}, headers=_token("dr-chen"))
+    assert (other.status_code, other.json()["code"], other.json()["field"]) == (
+        404,
+        "patient.not_found",
+        "patient_id",
+    )
+    assert (
+        await client.get("/api/v1/alerts", params={"patient_id": "pt-2"}, headers=_token("dr-chen"))
+    ).json() == []
+
+
+async def test_each_change_reaches_each_listener_once_and_the_inbox_lists_each_alert_once(
+    client: httpx.AsyncClient, hub: EventHub, clinic_sessions: sessionmaker[Session]
+) -> None:
+    """After a nurse acknowledges, every listener gets that change once (an off-duty nurse on the team
+    too) and the inbox still lists the alert once."""
+    from storage.clinic.models import CareTeamMember
+
+    with clinic_sessions() as session:
+        member = session.query(CareTeamMember).filter_by(user_id="nurse-zhao", patient_id="pt-1").one()
+        member.on_duty = False
+        session.commit()
+    alert_id = await _crisis_id(client)
+
+    async def listen(headers: dict[str, str]) -> list[tuple[str, str]]:
+        r = await client.get("/api/v1/alerts/events", params={"limit": 2}, headers=headers)
+        data = [
+            json.loads(line[len("data: ") :]) for line in r.text.splitlines() if line.startswith("data: ")
+        ]
+        ids = [line[len("id: ") :] for line in r.text.splitlines() if line.startswith("id: ")]
+        assert len(set(ids)) == len(ids) == 2
+        assert all(d["needs_signoff"] is False for d in data)
+        return [(d["alert_id"], d["event"]) for d in data]
+
+    listeners = [asyncio.create_task(listen(h)) for h in (_token("dr-li"), _nurse("nurse-wang"), _nurse())]
+    await hub.wait_for_subscribers(3, timeout_s=10)
+    assert (
+        await client.post(f"/api/v1/alerts/{alert_id}/ack", headers=_nurse("nurse-wang"))
+    ).status_code == 200
+    inbox = (await client.get("/api/v1/alerts", headers=_nurse("nurse-wang"))).json()
+    assert [a["alert_id"] for a in inbox] == [alert_id]
+    await client.post(f"/api/v1/alerts/{alert_id}/snooze", json={"minutes": 30}, headers=_token("dr-li"))
+    async with asyncio.timeout(10):
+        got = await asyncio.gather(*listeners)
+    for events in got:
+        assert events == [(alert_id, "acknowledged"), (alert_id, "snoozed")]
+
+
+def test_the_schema_names_every_rule_severity_state_and_snooze_preset() -> None:
+    """The web app's rule titles, severities and states are type-checked against these enums."""
+    from alerts.catalogue import RULES
+    from api.openapi_schema import openapi_schema
+
+    schemas = openapi_schema()["components"]["schemas"]
+    assert set(schemas["RuleId"]["enum"]) == set(RULES)
+    assert schemas["AlertOut"]["properties"]["rule_id"] == {"$ref": "#/components/schemas/RuleId"}
+    assert set(schemas["AlertSeverity"]["enum"]) == {"info", "warning", "urgent"}
+    assert set(schemas["AlertState"]["enum"]) == {"open", "acknowledged", "snoozed", "resolved", "escalated"}
+    assert schemas["SnoozeIn"]["properties"]["minutes"]["enum"] == [15, 30, 60, 120, 240, 480, 1440]
+    assert schemas["InboxView"]["enum"] == ["active", "needs_signoff", "recent"]

@@ -206,3 +206,59 @@ async def test_a_kept_webhook_is_re_sent_by_id_and_no_longer_kept_once_taken(
     assert sink.add_missing([b.letter, fresh]) == 1
     assert sink.add_missing([b.letter, fresh]) == 0
     assert sorted(k.letter.event_id for k in sink.kept(limit=None)) == ["ev-b", "ev-d"]
+
+
+def _hypo(key: str, at: datetime) -> Outcome:
+    return Outcome(
+        "GLU-HYPO-2",
+        "pt-1",
+        OutcomeStatus.FIRING,
+        AlertSeverity.URGENT,
+        at,
+        at,
+        {"glucose_mg_dl": 48.0},
+        (key,),
+        key,
+    )
+
+
+def test_an_urgent_alert_resolved_unseen_waits_for_signoff_on_postgresql(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """Nothing urgent disappears unseen, on the production engine: listed until a clinician signs off."""
+    from alerts.repository import InboxView
+
+    life = Lifecycle(SqlAlertRepository(pg_sessions))
+    [opened] = life.apply("clinic-a", [_hypo("r1", START)], START)
+    life.apply("clinic-a", [Outcome("GLU-HYPO-2", "pt-1", OutcomeStatus.CLEAR)], START + timedelta(minutes=1))
+    # a crisis acknowledged by the nurse before it cleared needs no sign-off
+    [crisis] = life.apply("clinic-a", [_crisis("r2")], START)
+    life.acknowledge(crisis.record.alert_id, "nurse-wang", START + timedelta(minutes=2))
+    life.apply("clinic-a", [Outcome("BP-CRIT-2", "pt-1", OutcomeStatus.CLEAR)], START + timedelta(minutes=3))
+
+    repo = SqlAlertRepository(pg_sessions)
+    assert [a.alert_id for a in repo.needing_signoff("clinic-a")] == [opened.record.alert_id]
+    now = START + timedelta(hours=1)
+    [waiting] = repo.inbox(
+        "clinic-a", "nurse-zhao", all_patients=False, view=InboxView.NEEDS_SIGNOFF, now=now
+    )
+    assert (waiting.record.alert_id, waiting.patient_given_name, waiting.patient_family_name) == (
+        opened.record.alert_id,
+        "Mei",
+        "Zhang",
+    )
+    assert repo.inbox("clinic-a", "dr-chen", all_patients=False, view=InboxView.NEEDS_SIGNOFF, now=now) == []
+    recent = repo.inbox("clinic-a", "dr-li", all_patients=False, view=InboxView.RECENT, now=now)
+    assert {e.record.rule_id for e in recent} == {"GLU-HYPO-2", "BP-CRIT-2"}
+
+    life.sign_off(opened.record.alert_id, "nurse-zhao", "called: fine", now)
+    stored = repo.get(opened.record.alert_id)
+    assert stored is not None
+    assert (stored.needs_signoff, stored.signed_off_by, stored.signed_off_at) == (False, "nurse-zhao", now)
+    assert repo.needing_signoff("clinic-a") == []
+    assert repo.inbox("clinic-a", "dr-li", all_patients=False, view=InboxView.NEEDS_SIGNOFF, now=now) == []
+    assert [(e.event, e.actor) for e in repo.events(opened.record.alert_id)][-1] == (
+        "signed_off",
+        "nurse-zhao",
+    )
+    assert repo.display_names(["nurse-zhao", "system", "nobody"]) == {"nurse-zhao": "nurse-zhao"}
