@@ -54,6 +54,14 @@ GATEWAY_ID = "gw-demo-0001"
 CLINIC_ID = "demo-clinic"
 DOCTOR_EMAIL = "doctor@vitalgate.demo"
 NURSE_EMAIL = "nurse@vitalgate.demo"
+ADMIN_EMAIL = "admin@vitalgate.demo"
+# The demo's accounts: the family doctor, a nurse (clinic staff) on every patient's care team, and a
+# clinic administrator (not on any care team: sees the whole clinic).
+DEMO_ACCOUNTS = (
+    ("dr-demo", DOCTOR_EMAIL, "Dr Demo", UserRole.FAMILY_DOCTOR),
+    ("nurse-demo", NURSE_EMAIL, "Nurse Demo", UserRole.CLINIC_STAFF),
+    ("admin-demo", ADMIN_EMAIL, "Admin Demo", UserRole.CLINIC_ADMIN),
+)
 DEMO_PASSKEY = 123456  # the PIN the virtual Accu-Chek-like meter shows while pairing
 DEFAULT_STORIES = ("stable", "bp-rising", "recurrent-hypos", "cuff-errors")
 # Demo patients' names live only in the clinic database (DESIGN.md: opaque ids everywhere else).
@@ -168,7 +176,9 @@ class Demo:
         self.radio: VirtualRadio | None = None
         self.simulation: Simulation | None = None
         self.server: ClinicServer | None = None
-        self.doctor_password = secrets.token_urlsafe(9)
+        # One password per account, new on every run (printed with the logins).
+        self.passwords = {email: secrets.token_urlsafe(9) for _, email, _, _ in DEMO_ACCOUNTS}
+        self.doctor_password = self.passwords[DOCTOR_EMAIL]
         self.api_url = ""
 
     def say(self, text: str) -> None:
@@ -305,17 +315,15 @@ class Demo:
         )
 
     def _enrol(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
-        """The clinic, a doctor and a nurse, the patients and the gateway (argon2 hashes: slow)."""
+        """The clinic, a doctor, a nurse and an administrator, the patients and the gateway (argon2
+        hashes: slow)."""
         assert self.simulation is not None
         profile = GuidelineProfile(settings.alerts.profile)
         with sessions() as session:
             add_clinic(
                 session, CLINIC_ID, "Demo Community Health Centre 示范社区卫生服务中心", profile=profile
             )
-            for user_id, email, name, role in (
-                ("dr-demo", DOCTOR_EMAIL, "Dr Demo", UserRole.FAMILY_DOCTOR),
-                ("nurse-demo", NURSE_EMAIL, "Nurse Demo", UserRole.CLINIC_STAFF),
-            ):
+            for user_id, email, name, role in DEMO_ACCOUNTS:
                 add_user(
                     session,
                     clinic_id=CLINIC_ID,
@@ -323,7 +331,7 @@ class Demo:
                     email=email,
                     display_name=name,
                     roles=[role],
-                    password=self.doctor_password,
+                    password=self.passwords[email],
                 )
             for index, simulated in enumerate(self.simulation.patients):
                 family, given = DEMO_NAMES[index % len(DEMO_NAMES)]
@@ -348,6 +356,10 @@ class Demo:
         self.say("")
         self.say("Where to look")
         self.say(f"  web app     {url}/app/   sign in as {DOCTOR_EMAIL} / {self.doctor_password}")
+        self.say(
+            f"              nurse (clinic staff, on every care team): {NURSE_EMAIL} / {self.passwords[NURSE_EMAIL]}"
+        )
+        self.say(f"              clinic administrator: {ADMIN_EMAIL} / {self.passwords[ADMIN_EMAIL]}")
         self.say(f"  API docs    {url}/docs")
         self.say(
             "  readings    TOKEN=$(curl -s -d 'username="
@@ -357,9 +369,11 @@ class Demo:
             + f"' {url}/api/v1/auth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
         first = self.simulation.patients[0].patient.patient_id if self.simulation else "vp-0001"
-        self.say(
-            f'              curl -s -H "Authorization: Bearer $TOKEN" {url}/api/v1/patients/{first}/readings'
-        )
+        for kind in ("blood_pressure", "glucose"):
+            self.say(
+                f'              curl -s -H "Authorization: Bearer $TOKEN" '
+                f"'{url}/api/v1/patients/{first}/readings?kind={kind}'"
+            )
         self.say(f'  alerts      curl -s -H "Authorization: Bearer $TOKEN" {url}/api/v1/alerts')
         self.say(f"  data        {settings.reading_store_path} (readings), {settings.clinic_database_url}")
         self.say(f"  gateway     {settings.data_dir / 'gateway'} (outbox, bindings, status.json)")
