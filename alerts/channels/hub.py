@@ -1,5 +1,9 @@
 """In-process fan-out of alert events to live subscribers (the SSE stream of the API).
 
+Every lifecycle change is delivered, once per subscriber: opened, acknowledged, snoozed, resolved,
+escalated, and the sign-off transitions: a resolve that leaves an urgent alert waiting for sign-off
+(`Notification.needs_signoff` true) and the "signed_off" that ends the wait.
+
 Each subscriber gets a bounded queue. A subscriber that falls behind is dropped (its stream ends and
 the browser reconnects and reloads the inbox) rather than letting memory grow without bound (OWASP
 API4, reliability.md §5.2).

@@ -80,7 +80,7 @@ else:
     RuleId = StrEnum("RuleId", {rule_id: rule_id for rule_id in RULES})
 
 # What a trigger value may be: a number, a word, a flag, or a list of those (alerts.singles, windows).
-TriggerValue = float | str | bool | list[float | str | bool | None] | None
+TriggerValue = int | float | str | bool | list[int | float | str | bool | None] | None
 
 
 @dataclass(frozen=True, slots=True)
