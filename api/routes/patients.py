@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Final, Literal
+from enum import IntEnum
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -59,7 +60,16 @@ GATEWAY_SILENT_AFTER: Final = timedelta(minutes=5)
 # Figures a panel request computes itself when it finds them missing or expired (the updater's pass
 # does the rest within a minute); more would make the request wait for the reading store.
 INLINE_REFRESH_LIMIT: Final = 20
-SummaryDays = Literal[7, 14, 30, 90, 365]
+
+
+class SummaryDays(IntEnum):
+    """The patient page's range selector: 7, 14, 30, 90 days or a year."""
+
+    WEEK = 7
+    TWO_WEEKS = 14
+    MONTH = 30
+    QUARTER = 90
+    YEAR = 365
 
 
 class SeverityCounts(BaseModel):
@@ -293,19 +303,23 @@ async def read_patient(
 async def read_summary(
     patient_id: Annotated[str, Depends(patient_access("read_summary"))],
     services: Services,
-    days: Annotated[SummaryDays, Query(description="the period: this many local days, today included")] = 14,
+    days: Annotated[
+        SummaryDays, Query(description="the period: this many local days, today included")
+    ] = SummaryDays.TWO_WEEKS,
 ) -> PatientSummary:
     """Blood pressure and glucose summaries of the period (alerts.summaries): the home mean per the ESH
     protocol, ranges per Battelino 2019, GMI, CV, hypoglycaemia events, AGP, excluded readings."""
     now = datetime.now(UTC)
     params = await asyncio.to_thread(_parameters, services.clinic_sessions, patient_id)
-    start, end = query_window(params, now, days)
+    start, end = query_window(params, now, int(days))
     store = services.reading_store
     blood_pressure, glucose = await asyncio.gather(
         asyncio.to_thread(store.reading_columns, patient_id, ReadingKind.BLOOD_PRESSURE, start, end),
         asyncio.to_thread(store.reading_columns, patient_id, ReadingKind.GLUCOSE, start, end),
     )
-    return await asyncio.to_thread(summarize, patient_id, blood_pressure, glucose, params, now=now, days=days)
+    return await asyncio.to_thread(
+        summarize, patient_id, blood_pressure, glucose, params, now=now, days=int(days)
+    )
 
 
 def _parameters(sessions: sessionmaker[Session], patient_id: str) -> RuleParameters:
