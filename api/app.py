@@ -12,7 +12,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.deps import ApiServices
 from api.errors import ERROR_RESPONSES, install_error_handlers
-from api.routes import alerts, audit, auth, me, ops, patients, readings, targets
+from api.routes import (
+    admin_accounts,
+    admin_clinic,
+    admin_fleet,
+    admin_gateways,
+    admin_meters,
+    admin_patients,
+    alerts,
+    audit,
+    auth,
+    me,
+    ops,
+    patients,
+    readings,
+    targets,
+)
 from api.web_assets import WEB_APP_DIR, WebAppFiles
 
 
@@ -36,7 +51,14 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(ops.router)
     app.include_router(audit.router)
+    app.include_router(admin_fleet.router)
     app.include_router(me.router)
+    # Clinic administration (role clinic_admin), and the public step of a password reset.
+    for admin_router in (admin_clinic.router, admin_accounts.router, admin_patients.router):
+        app.include_router(admin_router)
+    app.include_router(admin_gateways.router)
+    app.include_router(admin_meters.router)
+    app.include_router(admin_accounts.public_router)
     install_error_handlers(app)
 
     # The clinical workspace: the built web app (api/webapp) that calls the JSON API above.

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import AuthenticationError, Principal, read_token
+from api.broker_accounts import GatewayAccounts
 from api.errors import ApiError, ErrorCode
 from api.login_throttle import LoginThrottle
 from api.refused_tokens import RefusedTokens
@@ -40,6 +41,13 @@ from storage.readings.protocol import ReadingStore
 logger = logging.getLogger(__name__)
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
+
+
+class GatewayConfigPublisher(Protocol):
+    """Publishes a gateway's bindings, as the clinic database holds them now, on its retained config
+    topic (DESIGN.md, MQTT); raises when the broker did not take it."""
+
+    async def publish_config(self, gateway_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -56,6 +64,10 @@ class ApiServices:
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # Bearer tokens this API process refused, by reason (api/refused_tokens.py).
     refused_tokens: RefusedTokens = field(default_factory=RefusedTokens)
+    # Gateways' broker accounts (api/broker_accounts.py); None: this process provisions none (503).
+    gateway_accounts: GatewayAccounts | None = None
+    # Sends a gateway its bindings after an administrative change; None: not sent from here.
+    gateway_configs: GatewayConfigPublisher | None = None
 
 
 def get_services(request: Request) -> ApiServices:

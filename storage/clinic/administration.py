@@ -858,6 +858,14 @@ def register_gateway(
     return gateway
 
 
+def check_gateway_active(session: Session, actor: Actor, gateway_id: str) -> Gateway:
+    """The actor's clinic's gateway, if it is active (`admin.gateway_inactive` if not)."""
+    gateway = _gateway(session, actor, gateway_id)
+    if not gateway.active:
+        raise _conflict("admin.gateway_inactive", f"gateway {gateway_id} is inactive", "gateway_id")
+    return gateway
+
+
 def deactivate_gateway(session: Session, actor: Actor, gateway_id: str) -> Gateway:
     """Mark a gateway inactive (the caller disables its broker account in the same step)."""
     gateway = _gateway(session, actor, gateway_id)

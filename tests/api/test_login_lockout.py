@@ -15,7 +15,7 @@ from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, LOCKED_DETAIL, _authentica
 from storage.clinic.database import session_factory
 from storage.clinic.models import AuditLogEntry, GuidelineProfile, User, UserRole
 from tests.fixtures.postgres import clinic_engine, clinic_url, postgres_database_url
-from vitalgate.admin import add_clinic, add_user
+from vitalgate.admin import add_clinic, add_user, cli_actor_id
 from vitalgate.cli import main
 
 from .conftest import PASSWORD, ClinicApi
@@ -113,7 +113,7 @@ def test_the_hundredth_consecutive_failure_locks_until_an_administrator_unlocks(
     with api.services.clinic_sessions() as session:
         (unlock,) = session.query(AuditLogEntry).filter_by(action="unlock_account").all()
     assert (unlock.actor, unlock.object_id, unlock.clinic_id, unlock.details) == (
-        "admin-cli",
+        cli_actor_id(),  # "cli:<os user>": the operator named no account (--actor)
         "dr-a",
         "c1",
         {"failed_logins": LOCK_AFTER_FAILED_LOGINS},
