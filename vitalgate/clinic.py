@@ -36,6 +36,8 @@ from api.deps import ApiServices
 from api.routes.alerts import AlertApi
 from ingest import IngestConsumer, freeze_startup_heap
 from storage.clinic.repository import ClinicRepository
+from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
+from vitalgate.broker_accounts import accounts_from_settings
 from vitalgate.commands.ingest import ingest_config
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.settings import Settings
@@ -230,11 +232,19 @@ async def build_clinic_server(
         extras["fleet"] = fleet
         metrics.append(fleet.prometheus_text)
     extras["metrics"] = metrics
+    # Administration: gateways' broker accounts where the dynamic security plugin is configured, and
+    # their configurations sent with the clinic's broker account (vitalgate.admin).
+    gateway_accounts = (
+        accounts_from_settings(settings) if settings.broker_accounts.gateway_host is not None else None
+    )
+    config_account = ClinicMqttAccount.from_settings(settings)
     api = ApiServices(
         reading_store=store,
         clinic_sessions=sessions,
         jwt_secret=jwt_secret,
         access_token_ttl_s=settings.api.access_token_ttl_s,
         extras=extras,
+        gateway_accounts=gateway_accounts,
+        gateway_configs=None if config_account is None else GatewayConfigSender(config_account, sessions),
     )
     return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email, fleet, summaries)
