@@ -78,6 +78,24 @@ class Audited:
     object_id: str | None = None
 
 
+def _deny(sessions: sessionmaker[Session], actor: Actor, audited: Audited, code: str) -> None:
+    with sessions() as session:
+        commit_denial(
+            session,
+            actor=actor.actor_id,
+            action=audited.action,
+            object_type=audited.object_type,
+            object_id=audited.object_id,
+            clinic_id=actor.clinic_id,
+            details={"code": code},
+        )
+
+
+async def record_refusal(services: ApiServices, actor: Actor, audited: Audited, code: str) -> None:
+    """Audit a refusal decided outside the clinic database (the broker's) as a denied entry."""
+    await asyncio.to_thread(_deny, services.clinic_sessions, actor, audited, code)
+
+
 class ChangedMeanwhile(Exception):
     """The change collided with another one committed first (a unique key, e.g. two bindings)."""
 

@@ -43,7 +43,7 @@ from api.broker_accounts import (
 )
 from api.deps import ApiServices, Services
 from api.errors import ApiError, ErrorCode
-from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, run_change, run_read
+from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, record_refusal, run_change, run_read
 from storage.clinic import administration as admin
 from storage.clinic.models import Gateway, MeterBinding
 
@@ -191,7 +191,10 @@ async def provision_gateway(body: GatewayIn, actor: AdminActor, services: Servic
     try:
         credentials = await accounts.provision_gateway(gateway_id)
     except BrokerAccountsError as exc:
-        raise _broker_failed(gateway_id, exc) from exc
+        answer = _broker_failed(gateway_id, exc)
+        if answer.code is not ErrorCode.SERVICE_UNAVAILABLE:
+            await record_refusal(services, actor, audited, answer.code.value)
+        raise answer from exc
     try:
         await run_change(
             services,
