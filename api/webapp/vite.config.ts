@@ -2,7 +2,7 @@
 // The web app's build. Served by the API under /app/ (api/app.py), with an index.html fallback for
 // deep links. Swagger UI and ReDoc are copied from their npm packages into dist/vendor/, so /docs
 // and /redoc load nothing from outside the server.
-import { cpSync, mkdirSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import vue from "@vitejs/plugin-vue";
@@ -19,6 +19,8 @@ const VENDOR_FILES: ReadonlyArray<[string, string]> = [
   ["redoc/bundles/redoc.standalone.js", "redoc/redoc.standalone.js"],
 ];
 
+const CDN_URLS = ["https://cdn.redoc.ly/redoc/logo-mini.svg"];
+
 function apiDocsAssets(): Plugin {
   let outDir = "dist";
   return {
@@ -31,7 +33,16 @@ function apiDocsAssets(): Plugin {
       for (const [from, to] of VENDOR_FILES) {
         const target = join(outDir, "vendor", to);
         mkdirSync(dirname(target), { recursive: true });
-        cpSync(join(modules, from), target);
+        const source = join(modules, from);
+        if (!to.endsWith(".js")) {
+          cpSync(source, target);
+          continue;
+        }
+        // ReDoc's sidebar shows its maker's logo from a CDN: an empty src loads nothing (and the
+        // image hides itself on error), so the page asks no host but ours.
+        let text = readFileSync(source, "utf-8");
+        for (const url of CDN_URLS) text = text.split(url).join("");
+        writeFileSync(target, text);
       }
     },
   };

@@ -211,6 +211,8 @@ export function valueLines(values: Record<string, unknown>, ctx: ValueContext): 
   for (const [key, value] of Object.entries(values)) {
     const kind = KINDS[key];
     if (!kind || value == null) continue;
+    // The engine may give a glucose in both units: show it once, in the user's.
+    if (key === "glucose_mmol_l" && values.glucose_mg_dl != null) continue;
     const text = valueText(kind, value, ctx);
     if (text == null || text === "") continue;
     const threshold = THRESHOLDS_MG_DL[key];
