@@ -5,6 +5,8 @@
  */
 import { createI18n } from "vue-i18n";
 import en from "./locales/en";
+import fleetEn from "./locales/fleet.en";
+import fleetZhCN from "./locales/fleet.zh-CN";
 import patientEn from "./locales/patient.en";
 import patientZhCN from "./locales/patient.zh-CN";
 import zhCN from "./locales/zh-CN";
@@ -14,8 +16,8 @@ export type AppLocale = (typeof LOCALES)[number];
 export const LOCALE_KEY = "vitalgate.locale";
 
 export const messages = {
-  en: { ...en, patient: patientEn },
-  "zh-CN": { ...zhCN, patient: patientZhCN },
+  en: { ...en, patient: patientEn, fleet: fleetEn },
+  "zh-CN": { ...zhCN, patient: patientZhCN, fleet: fleetZhCN },
 };
 
 export function isLocale(value: unknown): value is AppLocale {
