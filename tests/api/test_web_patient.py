@@ -28,26 +28,32 @@ from .web_fixtures import (  # noqa: F401  (pytest fixtures)
     NURSE,
     NURSE_NAME,
     PHONE,
+    PageOpener,
     WebClinic,
-    browser,
+    browser_fixture,
     browser_required,
-    new_page,
-    page,
+    open_page_fixture,
+    page_fixture,
     screenshot,
     scroll_width,
     serious_axe_violations,
     sign_in,
     visible_latin_words,
     web_app_required,
-    web_clinic,
+    web_clinic_fixture,
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, browser_required, web_app_required]
 
 MG_DL_PER_MMOL_L = 18.01559
+# Latin words a Chinese page may show: data (the user "dr-a", the zone "UTC"), units, and abbreviations
+# used as such in Chinese clinical text (GMI, CV, AGP, a meter's HI/LO, guideline societies).
+LATIN_IN_CHINESE = frozenset(
+    {"dr", "UTC", "mmHg", "mmol", "mg", "dL", "GMI", "CV", "AGP", "HI", "LO", "ESH", "ESC", "ACC", "AHA"}
+)
 
 
 # --- readings --------------------------------------------------------------------------------------
@@ -68,8 +74,9 @@ def cuff(
     pulse: float | None = 70,
     status: frozenset[BloodPressureStatus] = frozenset(),
 ) -> BloodPressureReading:
+    device = CUFF.model_copy(update={"serial_number": f"cuff-{patient_id}"})  # one cuff per home
     rid = blood_pressure_reading_id(
-        CUFF,
+        device,
         when.replace(tzinfo=None),
         1,
         systolic=systolic,
@@ -79,7 +86,7 @@ def cuff(
     )
     return BloodPressureReading(
         reading_id=rid,
-        device=CUFF,
+        device=device,
         patient_id=patient_id,
         measured_at=when,
         systolic=systolic,
@@ -101,9 +108,10 @@ def meter(
     sample_type: SampleType | None = None,
 ) -> GlucoseReading:
     seq = next(_sequence)
+    device = METER.model_copy(update={"serial_number": f"meter-{patient_id}"})  # one meter per home
     return GlucoseReading(
-        reading_id=glucose_reading_id(METER, seq, when.replace(tzinfo=None)),
-        device=METER,
+        reading_id=glucose_reading_id(device, seq, when.replace(tzinfo=None)),
+        device=device,
         patient_id=patient_id,
         measured_at=when,
         sequence_number=seq,
@@ -155,7 +163,10 @@ def open_patient(page: Page, clinic: WebClinic, patient_id: str, days: int = 14,
 
 def go_to(page: Page, path: str) -> None:
     """Navigate inside the running app (vue-router), as a link would: the page is not reloaded."""
-    page.evaluate("(path) => document.querySelector('#app').__vue_app__.config.globalProperties.$router.push(path)", path)
+    page.evaluate(
+        "(path) => document.querySelector('#app').__vue_app__.config.globalProperties.$router.push(path)",
+        path,
+    )
 
 
 # The ECharts instance of the chart with `data-testid=id` (ECharts draws into an element inside it).
@@ -194,7 +205,9 @@ def bp_goal_lines(option: dict[str, Any]) -> tuple[float, float]:
 # --- tests ---------------------------------------------------------------------------------------------
 
 
-def test_a_cuff_error_is_a_marker_with_its_reason_and_never_a_value(web_clinic: WebClinic, page: Page) -> None:
+def test_a_cuff_error_is_a_marker_with_its_reason_and_never_a_value(
+    web_clinic: WebClinic, page: Page
+) -> None:
     """A cuff's error readings (0/0 and nothing measured) are marks with their reason, never BP values."""
     from playwright.sync_api import expect
 
@@ -269,12 +282,16 @@ def test_the_bp_goal_lines_are_the_patients_targets_and_move_when_the_doctor_sav
     # A goal past its bound is refused, worded from the API's code, and nothing moves.
     editor.locator("input[name=bp_goal_diastolic_mmhg]").fill("135")
     editor.get_by_role("button", name="Save targets").click()
-    expect(page.get_by_test_id("targets-error")).to_contain_text("The diastolic BP goal must be at most 90 mmHg.")
+    expect(page.get_by_test_id("targets-error")).to_contain_text(
+        "The diastolic BP goal must be at most 90 mmHg."
+    )
     assert bp_goal_lines(chart_option(page, "bp-chart")) == (130, 80)
     screenshot(page, "patient-targets-saved")
 
 
-def test_a_nurse_sees_the_targets_read_only_and_is_told_so_before_typing(web_clinic: WebClinic, page: Page) -> None:
+def test_a_nurse_sees_the_targets_read_only_and_is_told_so_before_typing(
+    web_clinic: WebClinic, page: Page
+) -> None:
     """Clinic staff see the targets read-only, with the reason shown above the disabled fields."""
     from playwright.sync_api import expect
 
@@ -299,10 +316,13 @@ def test_a_failed_readings_request_shows_an_error_and_never_the_previous_patient
     chart_option(page, "bp-chart")
     chart_option(page, "glucose-chart")
 
-    page.route(re.compile(r".*/api/v1/patients/p-2/readings.*"), lambda route: route.abort())
+    readings_of_b = re.compile(r".*/api/v1/patients/p-2/readings.*")
+    page.route(readings_of_b, lambda route: route.abort())
     go_to(page, "/patients/p-2?days=14")
     expect(page.get_by_test_id("patient-name")).to_have_text("Zhou Yu")
-    expect(page.get_by_test_id("bp-error")).to_contain_text("The blood pressure readings could not be loaded.")
+    expect(page.get_by_test_id("bp-error")).to_contain_text(
+        "The blood pressure readings could not be loaded."
+    )
     expect(page.get_by_test_id("glucose-error")).to_contain_text("The glucose readings could not be loaded.")
     expect(page.get_by_test_id("bp-chart")).to_have_count(0)
     expect(page.get_by_test_id("glucose-chart")).to_have_count(0)
@@ -310,8 +330,8 @@ def test_a_failed_readings_request_shows_an_error_and_never_the_previous_patient
     assert "Wang" not in page.inner_text("main")
     screenshot(page, "patient-readings-error")
 
-    # Back on A with its readings reachable, then B again with its readings answering: B's own.
-    page.unroute(re.compile(r".*/api/v1/patients/p-2/readings.*"))
+    # Once B's readings answer, "Try again" draws B's own readings.
+    page.unroute(readings_of_b)
     page.get_by_test_id("bp-card").get_by_role("button", name="Try again").click()
     systolic = values(series(chart_option(page, "bp-chart"), "systolic"))
     assert sorted(y for _x, y in systolic)[0] == 122  # p-2's readings (base 128), not p-1's
@@ -346,8 +366,11 @@ def test_the_glucose_chart_shows_meals_the_target_band_time_in_ranges_and_why_no
     assert [s["data"][0] for s in chart_option(page, "tir-chart")["series"]] == [
         ranges[name] for name in ("very_low", "low", "in_range", "high", "very_high")
     ]
-    assert summary["glucose"]["agp_sufficient"] is False
-    expect(page.get_by_test_id("agp-reason")).to_contain_text("The profile is not shown: it needs at least 14 days")
+    # A week of meter readings is not the 70 % of 15-minute intervals the AGP needs (Battelino 2019).
+    assert summary["glucose"]["agp_reason"] == "wear_below_70_percent"
+    expect(page.get_by_test_id("agp-reason")).to_contain_text(
+        "The profile is not shown: it needs readings in at least 70% of the period's 15-minute intervals"
+    )
 
     page.get_by_test_id("glucose-table-toggle").click()
     control = page.get_by_test_id("glucose-table").locator("tr[data-valid=false]")
@@ -381,7 +404,9 @@ def test_the_agp_is_drawn_from_the_summarys_percentiles_when_the_data_suffices(
     screenshot(page, "patient-agp")
 
 
-def test_the_alert_history_shows_each_step_with_who_when_and_the_note(web_clinic: WebClinic, page: Page) -> None:
+def test_the_alert_history_shows_each_step_with_who_when_and_the_note(
+    web_clinic: WebClinic, page: Page
+) -> None:
     """A resolved alert is listed with its steps: who acknowledged and resolved it, when, and the note."""
     from playwright.sync_api import expect
 
@@ -392,7 +417,9 @@ def test_the_alert_history_shows_each_step_with_who_when_and_the_note(web_clinic
     [alert] = web_clinic.alerts("active")
     assert web_clinic.api("POST", f"/api/v1/alerts/{alert['alert_id']}/ack", NURSE)[0] == 200
     note = "Called the family; glucose 6.1 mmol/L after treatment."
-    assert web_clinic.api("POST", f"/api/v1/alerts/{alert['alert_id']}/resolve", NURSE, {"note": note})[0] == 200
+    assert (
+        web_clinic.api("POST", f"/api/v1/alerts/{alert['alert_id']}/resolve", NURSE, {"note": note})[0] == 200
+    )
 
     open_patient(page, web_clinic, "p-1")
     history = page.get_by_test_id("alert-history")
@@ -418,43 +445,39 @@ def test_a_failed_alerts_request_is_an_error_never_no_alerts(web_clinic: WebClin
     expect(history.get_by_test_id("alerts-empty-active")).to_have_count(0)
 
 
-def test_in_chinese_the_patient_page_has_no_english_text_of_its_own(web_clinic: WebClinic, browser: Browser) -> None:
+def test_in_chinese_the_patient_page_has_no_english_text_of_its_own(
+    web_clinic: WebClinic, open_page: PageOpener
+) -> None:
     """zh-CN: every word of the patient page's own text, labels and chart names is Chinese."""
     from playwright.sync_api import expect
 
     web_clinic.add_readings(week_of_blood_pressure("p-1") + cuff_errors("p-1") + glucose_week("p-1"))
-    zh, _outside = new_page(browser, locale="zh-CN")
-    try:
-        open_patient(zh, web_clinic, "p-1")
-        chart_option(zh, "bp-chart")
-        chart_option(zh, "glucose-chart")
-        zh.get_by_test_id("bp-table-toggle").click()
-        zh.get_by_test_id("glucose-table-toggle").click()
-        expect(zh.get_by_test_id("bp-table")).to_contain_text("错误读数")
-        # Data (names, meters, zones) and units or abbreviations used as such in Chinese clinical text.
-        allowed = {"mmHg", "mmol", "mg", "dL", "UTC", "GMI", "CV", "AGP", "HI", "LO", "ESH", "ESC", "ACC", "AHA"}
-        assert visible_latin_words(zh, allowed) == []
-        screenshot(zh, "patient-zh-CN")
-    finally:
-        zh.context.close()
+    zh, _outside = open_page(locale="zh-CN")
+    open_patient(zh, web_clinic, "p-1")
+    chart_option(zh, "bp-chart")
+    chart_option(zh, "glucose-chart")
+    zh.get_by_test_id("bp-table-toggle").click()
+    zh.get_by_test_id("glucose-table-toggle").click()
+    expect(zh.get_by_test_id("bp-table")).to_contain_text("错误读数")
+    assert visible_latin_words(zh, set(LATIN_IN_CHINESE)) == []
+    screenshot(zh, "patient-zh-CN")
 
 
-def test_on_a_phone_nothing_scrolls_sideways_and_the_charts_fit(web_clinic: WebClinic, browser: Browser) -> None:
+def test_on_a_phone_nothing_scrolls_sideways_and_the_charts_fit(
+    web_clinic: WebClinic, open_page: PageOpener
+) -> None:
     """At 390x844 the patient page has no horizontal scroll, and each chart is as wide as the screen allows."""
     web_clinic.add_readings(week_of_blood_pressure("p-1") + cuff_errors("p-1") + glucose_week("p-1"))
-    phone, _outside = new_page(browser, viewport=PHONE)
-    try:
-        open_patient(phone, web_clinic, "p-1")
-        for chart in ("bp-chart", "glucose-chart", "tir-chart"):
-            chart_option(phone, chart)
-            box = phone.get_by_test_id(chart).bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], chart
-        phone.get_by_test_id("bp-table-toggle").click()
-        phone.get_by_test_id("glucose-table-toggle").click()
-        assert scroll_width(phone) <= PHONE["width"]
-        screenshot(phone, "patient-phone")
-    finally:
-        phone.context.close()
+    phone, _outside = open_page(viewport=PHONE)
+    open_patient(phone, web_clinic, "p-1")
+    for chart in ("bp-chart", "glucose-chart", "tir-chart"):
+        chart_option(phone, chart)
+        box = phone.get_by_test_id(chart).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], chart
+    phone.get_by_test_id("bp-table-toggle").click()
+    phone.get_by_test_id("glucose-table-toggle").click()
+    assert scroll_width(phone) <= PHONE["width"]
+    screenshot(phone, "patient-phone")
 
 
 def test_the_period_and_the_tables_work_from_the_keyboard(web_clinic: WebClinic, page: Page) -> None:
@@ -474,7 +497,9 @@ def test_the_period_and_the_tables_work_from_the_keyboard(web_clinic: WebClinic,
     expect(page.get_by_test_id("bp-table-toggle")).to_have_attribute("aria-expanded", "true")
 
 
-def test_axe_finds_no_serious_or_critical_violation_on_the_patient_page(web_clinic: WebClinic, page: Page) -> None:
+def test_axe_finds_no_serious_or_critical_violation_on_the_patient_page(
+    web_clinic: WebClinic, page: Page
+) -> None:
     """axe-core: no serious or critical WCAG 2.2 AA violation with charts, tables and the editor shown."""
     web_clinic.add_readings(week_of_blood_pressure("p-1") + cuff_errors("p-1") + glucose_week("p-1"))
     open_patient(page, web_clinic, "p-1")

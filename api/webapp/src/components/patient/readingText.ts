@@ -51,6 +51,11 @@ export function reasonsText(reading: Reasoned, ctx: TextContext): string[] {
     if (key === "other") continue;
     const named: Record<string, string> = { ...params };
     if (params.field) named.field = ctx.t(`patient.reasonFields.${params.field}`);
+    if (params.unit === "bpm") named.unit = ctx.t("patient.bp.unitPulse");
+    if (params.field === "glucose_mg_dl" && params.limit) {
+      named.limit = formatGlucose(Number(params.limit), ctx.unit, ctx.locale);
+      named.unit = ctx.unit;
+    }
     if (params.status) named.status = ctx.t(`patient.sensorStatus.${params.status}`);
     words.push(ctx.t(`patient.reasons.${key}`, named));
   }
