@@ -89,11 +89,12 @@ class FleetConfig:
         cls, settings: Settings, *, role: str, process_account: bool = True
     ) -> FleetConfig | None:
         """The account: fleet.mqtt_username, else alerts.mqtt_username, else (`process_account`) the
-        process's own mqtt.username. None when there is none (nothing to read status with)."""
+        process's own account (mqtt.username, or the client certificate that names it). None when there
+        is none (nothing to read status with)."""
         f, a, m = settings.fleet, settings.alerts, settings.mqtt
         username = f.mqtt_username or a.mqtt_username or (m.username if process_account else None)
         secret = f.mqtt_password if f.mqtt_username else (a.mqtt_password if a.mqtt_username else m.password)
-        if username is None:
+        if username is None and not (process_account and m.tls_cert_file is not None):
             return None
         return cls(
             host=m.host,

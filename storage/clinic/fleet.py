@@ -257,36 +257,28 @@ def fleet_gateways(
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClinicFleetGauges:
     clinic_id: str
-    gateways: dict[GatewayState, int]
-    outbox_depth_max: int
-    unbound_readings: int
+    gateways: dict[GatewayState, int] = field(default_factory=lambda: dict.fromkeys(GatewayState, 0))
+    outbox_depth_max: int = 0
+    unbound_readings: int = 0
 
 
 def fleet_gauges(session: Session, *, now: datetime, stale_after: timedelta) -> list[ClinicFleetGauges]:
-    """Per clinic: gateways by state, the deepest outbox, the readings kept aside (counts only)."""
+    """Per clinic: active gateways by state, the deepest outbox, the readings kept aside (counts only)."""
     rows = session.execute(
-        select(Gateway, GatewayStatusRecord).outerjoin(
-            GatewayStatusRecord, GatewayStatusRecord.gateway_id == Gateway.gateway_id
-        )
+        select(Gateway, GatewayStatusRecord)
+        .outerjoin(GatewayStatusRecord, GatewayStatusRecord.gateway_id == Gateway.gateway_id)
+        .where(Gateway.active.is_(True))
     ).all()
     by_clinic: dict[str, ClinicFleetGauges] = {}
     for gateway, row in rows:
-        if not gateway.active:
-            continue
-        gauges = by_clinic.setdefault(
-            gateway.clinic_id, ClinicFleetGauges(gateway.clinic_id, dict.fromkeys(GatewayState, 0), 0, 0)
-        )
+        gauges = by_clinic.setdefault(gateway.clinic_id, ClinicFleetGauges(gateway.clinic_id))
         gauges.gateways[gateway_state(row, gateway, now, stale_after)] += 1
         if row is not None:
-            by_clinic[gateway.clinic_id] = ClinicFleetGauges(
-                gauges.clinic_id,
-                gauges.gateways,
-                max(gauges.outbox_depth_max, row.outbox_depth or 0),
-                gauges.unbound_readings + (row.unbound_readings or 0),
-            )
+            gauges.outbox_depth_max = max(gauges.outbox_depth_max, row.outbox_depth or 0)
+            gauges.unbound_readings += row.unbound_readings or 0
     return [by_clinic[c] for c in sorted(by_clinic)]
 
 

@@ -36,6 +36,7 @@ from storage.readings import SqliteReadingStore
 from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.mosquitto import MosquittoBroker
+from vitalgate.settings import load_settings
 from vitals.payload import AppliedCommand, GatewayStatus, UnboundReason, UnboundSummary
 from vitals.readings import DeviceIdentity
 from vitals.topics import status_topic
@@ -439,3 +440,21 @@ async def _retained_commands(clinic: FleetClinic) -> list[dict[str, Any]]:
         client.disconnect()
         client.loop_stop()
     return [c for p in got if p for c in json.loads(p)["commands"]]
+
+
+def test_the_status_consumer_reads_with_a_clinic_account_and_never_with_ingests_own() -> None:
+    """vitalgate ingest watches the fleet only with the clinic account configured for it."""
+    ingest_only = load_settings(None, mqtt={"username": "ingest", "password": "pw-ingest"})
+    assert FleetConfig.from_settings(ingest_only, role="ingest", process_account=False) is None
+    api = FleetConfig.from_settings(ingest_only, role="api")
+    assert api is not None and (api.username, api.password) == ("ingest", "pw-ingest")
+    with_fleet = load_settings(
+        None,
+        mqtt={"username": "ingest", "password": "pw-ingest"},
+        fleet={"mqtt_username": "clinic", "mqtt_password": "pw-clinic", "gateway_offline_after_s": 60,
+               "battery_low_percent": 25},
+    )  # fmt: skip
+    config = FleetConfig.from_settings(with_fleet, role="ingest", process_account=False)
+    assert config is not None
+    assert (config.username, config.password) == ("clinic", "pw-clinic")
+    assert config.operational == OperationalParameters(dt.timedelta(seconds=60), 25)
