@@ -195,8 +195,11 @@ class Gateway:
                 self.health.error(f"mqtt: {self.uplink.last_error}")
             systemd.notify_watchdog()
             self._status_now.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that
+            # arrives as the event is set (CPython gh-86296), and the gateway would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_now.wait(), self.options.status_interval_s)
+                async with asyncio.timeout(self.options.status_interval_s):
+                    await self._status_now.wait()
 
     # -- run -------------------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ ThingsBoard gateway users lost meters for hours until a reboot (peers.md §1.3-1
 - backoff chosen by error type (bleak-retry-connector: 0.25 s for a transient abort, 4 s when the
   adapter is out of connection slots), a cap on concurrent connections per adapter, and a deadline on
   every wait: connect, the whole session (hass-omron uses 3 minutes because bleak/BlueZ has none),
-  scanner start and stop, disconnect;
+  scanner start and stop, disconnect. Each deadline is an ``asyncio.timeout`` block: Python 3.11's
+  ``asyncio.wait_for`` drops a cancellation that arrives as the awaited call completes (CPython
+  gh-86296), and a stop must reach every session;
 - a fresh ``BleakClient`` for every connection (HA guidance: never reuse one).
 
 The scanner and client classes are injected (bleak's ``backend=`` argument), so tests and the demo
@@ -173,6 +175,15 @@ def link_encrypted(client: BleakClient) -> bool | None:
     return None
 
 
+def _raise_if_stopping() -> None:
+    """End the calling meter task if it was cancelled (the gateway stops), even where a library it
+    awaited dropped the cancellation (Python 3.11's asyncio.wait_for, CPython gh-86296): a session
+    that returns after a stop must not lead to another sync after the gateway has stopped."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError
+
+
 ReadingsSink = Callable[[PairedMeter, Sequence[Reading], int | None], Awaitable[CommitResult]]
 
 
@@ -299,7 +310,8 @@ class MeterManager:
                 self._on_advertisement, service_uuids=HEALTH_SERVICE_UUIDS, backend=self.scanner_backend
             )
             try:
-                await asyncio.wait_for(scanner.start(), self.config.scanner_start_timeout_s)
+                async with asyncio.timeout(self.config.scanner_start_timeout_s):
+                    await scanner.start()
             except (TimeoutError, BleakError, OSError) as exc:
                 failures += 1
                 delay = min(self.config.max_backoff_s, 2.0**failures)
@@ -317,7 +329,8 @@ class MeterManager:
                 await self._watch(scanner)
             finally:
                 with contextlib.suppress(TimeoutError, BleakError, OSError):
-                    await asyncio.wait_for(scanner.stop(), self.config.scanner_start_timeout_s)
+                    async with asyncio.timeout(self.config.scanner_start_timeout_s):
+                        await scanner.stop()
             self.scanner_restarts += 1
 
     async def _watch(self, _scanner: BleakScanner) -> None:
@@ -355,11 +368,12 @@ class MeterManager:
                 if stats is not None and stats.full:
                     # Do not even connect: the records stay on the meter, its cursor stays put.
                     raise OutboxFullError("outbox", stats.depth, stats.capacity, 0)
-                async with self._slots_sem:
-                    await asyncio.wait_for(self._session(slot), self.config.session_timeout_s)
+                async with self._slots_sem, asyncio.timeout(self.config.session_timeout_s):
+                    await self._session(slot)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is classified, logged and retried
+                _raise_if_stopping()
                 attempt += 1
                 kind = classify(exc)
                 delay = backoff_s(kind, attempt, self.config.max_backoff_s)
@@ -381,6 +395,7 @@ class MeterManager:
                 )
                 await asyncio.sleep(delay)
                 continue
+            _raise_if_stopping()
             attempt = 0
             self.sessions_ok += 1
             state.last_error = None
@@ -398,7 +413,8 @@ class MeterManager:
             timeout=self.config.connect_timeout_s,
             backend=self.client_backend,
         )
-        await asyncio.wait_for(client.connect(), self.config.connect_timeout_s)
+        async with asyncio.timeout(self.config.connect_timeout_s):
+            await client.connect()
         self.active_connections += 1
         self.max_active_connections = max(self.max_active_connections, self.active_connections)
         try:
@@ -419,7 +435,8 @@ class MeterManager:
         finally:
             self.active_connections -= 1
             with contextlib.suppress(TimeoutError, BleakError, OSError):
-                await asyncio.wait_for(client.disconnect(), self.config.disconnect_timeout_s)
+                async with asyncio.timeout(self.config.disconnect_timeout_s):
+                    await client.disconnect()
 
     def snapshot(self) -> dict[str, Any]:
         return {

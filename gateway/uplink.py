@@ -375,8 +375,11 @@ class Forwarder:
             )
             if next_due is not None:
                 timeout = min(timeout, max(0.05, next_due - self._clock()))
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation that arrives
+        # as the forwarder is woken (CPython gh-86296), and the gateway would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     def _window(self) -> int:
         cutoff = self._clock() - self.config.ack_timeout_s

@@ -227,12 +227,16 @@ class VirtualBleakClient(BaseBleakClient):
         if connection is None or self._disconnected.is_set():
             self._connection = None
             return
+        task = asyncio.current_task()
+        requested = _cancellations_requested(task)
         self._disconnecting = True
         with contextlib.suppress(core.BaseBumbleError, HCI_Error):
             await connection.disconnect()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._disconnected.wait(), DISCONNECT_TIMEOUT_S)
+            async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
+                await self._disconnected.wait()
         self._connection = None
+        _raise_dropped_cancellation(task, requested)
 
     def _on_disconnection(self, reason: int) -> None:
         self._disconnected.set()
@@ -260,7 +264,8 @@ class VirtualBleakClient(BaseBleakClient):
     async def _pair_connection(self) -> None:
         connection = self._require_connection()
         try:
-            await asyncio.wait_for(self._cancel_safe(connection.pair()), PAIRING_TIMEOUT_S)
+            async with asyncio.timeout(PAIRING_TIMEOUT_S):
+                await self._cancel_safe(connection.pair())
         except core.ProtocolError as error:
             raise BleakError(f"pairing with {self.address} failed: {error.error_name}") from error
         except TimeoutError as error:
@@ -390,15 +395,19 @@ class VirtualBleakClient(BaseBleakClient):
         """Await a bumble call; a pending ATT/SMP request cancelled by a lost link becomes BleakError.
 
         bumble cancels the pending response future when the link drops (gatt_client.on_disconnection);
-        that must not look like cancellation of the caller's task.
+        that must not look like cancellation of the caller's task. The caller's own cancellation is
+        never lost, even where bumble's wait dropped it (see :func:`_raise_dropped_cancellation`).
         """
+        task = asyncio.current_task()
+        requested = _cancellations_requested(task)
         try:
-            return await awaitable
+            result = await awaitable
         except asyncio.CancelledError:
-            task = asyncio.current_task()
             if task is not None and task.cancelling() > 0:
                 raise
             raise BleakError(f"{self.address}: disconnected during the request") from None
+        _raise_dropped_cancellation(task, requested)
+        return result
 
     async def _gatt(self, awaitable: Coroutine[Any, Any, _T]) -> _T:
         try:
@@ -409,3 +418,19 @@ class VirtualBleakClient(BaseBleakClient):
             raise TimeoutError(f"{self.address}: GATT request timed out") from error
         except core.InvalidStateError as error:
             raise BleakError(f"{self.address}: {error}") from error
+
+
+def _cancellations_requested(task: asyncio.Task[Any] | None) -> int:
+    return 0 if task is None else task.cancelling()
+
+
+def _raise_dropped_cancellation(task: asyncio.Task[Any] | None, requested_before: int) -> None:
+    """Raise CancelledError if ``task`` was cancelled during a bumble call that returned normally.
+
+    bumble waits for HCI and ATT answers with ``asyncio.wait_for``, which on Python 3.11 drops a
+    cancellation that arrives together with the answer (CPython gh-86296). The gateway stops its
+    meter sessions by cancelling them: a dropped cancellation would keep a session, and the
+    gateway, running.
+    """
+    if task is not None and task.cancelling() > requested_before:
+        raise asyncio.CancelledError

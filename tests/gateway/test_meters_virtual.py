@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -228,3 +229,39 @@ async def test_stopping_does_not_wait_forever_for_a_session_the_radio_never_ends
     assert "meter session did not stop; leaving it" in caplog.messages
     release.set()  # let the stuck session go, so the test leaves nothing running
     await asyncio.sleep(0.1)
+
+
+async def test_a_session_that_ignored_the_stop_ends_its_meter_task_when_it_returns(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A session that outlived the stop (its stack dropped the cancellation) does not lead to
+    another sync once it returns: the meter task ends, with the gateway already stopped."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    sessions = 0
+
+    async def deaf_to_the_stop(client: BleakClient, session: MeterSession) -> None:
+        nonlocal sessions
+        sessions += 1
+        entered.set()
+        try:
+            await release.wait()
+        except asyncio.CancelledError:  # the stop is dropped here; the stack answers later
+            await release.wait()
+
+    meter = await add_with_record(radio, contour("GL-DEAF"))
+    rig = Rig(tmp_path, radio, collector=deaf_to_the_stop, disconnect_timeout_s=0.5)
+    rig.manager.config = dataclasses.replace(rig.manager.config, resync_after_s=0.0)
+    await pair(rig.bindings, meter.address, profile=MeterProfile.GLUCOSE, patient_id="patient-1",
+               client_backend=radio.client_backend)  # fmt: skip
+    task = asyncio.create_task(rig.manager.run())
+    await asyncio.wait_for(entered.wait(), 30)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)  # returns once the manager gives up waiting
+    meter_tasks = [t for t in asyncio.all_tasks() if t.get_name() == f"meter-{meter.address}"]
+    assert meter_tasks, "the session is still running, as the stack made it"
+    release.set()  # the session returns, as a late answer from the stack would make it
+    done, _ = await asyncio.wait(meter_tasks, timeout=10)
+    for leftover in meter_tasks:
+        leftover.cancel()  # a second cancellation, so the test leaves nothing running
+    assert done == set(meter_tasks), "the meter task went on after the stop"
+    assert sessions == 1

@@ -13,6 +13,7 @@ from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from device_drivers.profiles import uuids
+from device_drivers.virtual.backend import VirtualBleakClient
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.meters import make_meter
@@ -286,3 +287,42 @@ async def test_meters_switch_off_promptly_when_the_gateway_vanished_mid_link(clo
         started = asyncio.get_running_loop().time()
         await asyncio.wait_for(meter.stop(), 30.0)
         assert asyncio.get_running_loop().time() - started < 15.0
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_disconnect_stopped_as_the_link_closes_ends_stopped(
+    radio: VirtualRadio, clock: SimulationClock, turns: int
+) -> None:
+    """A gateway stopping while a meter's link closes is not kept running by that disconnect.
+
+    On Python 3.11 a stop (task cancellation) landing while a wait completes could be dropped
+    (CPython gh-86296); the cancellation is placed at each event-loop turn after the link closed.
+    """
+    meter = await radio.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="B-STOP"))
+    client = BleakClient(await find(radio, meter), backend=radio.client_backend, timeout=WAIT_S)
+    await client.connect()
+    backend = client._backend  # the virtual backend exposes bumble's link, below bleak
+    assert isinstance(backend, VirtualBleakClient)
+    connection = backend.connection
+    assert connection is not None
+    disconnecting = asyncio.create_task(client.disconnect())
+    accepted: list[bool] = []
+
+    async def stop_later() -> None:
+        for _ in range(turns):
+            await asyncio.sleep(0)  # an exact event-loop turn, not a wait
+        accepted.append(disconnecting.cancel())
+
+    def on_link_closed(_reason: int) -> None:  # runs right after the backend saw the link close
+        stopper = asyncio.get_running_loop().create_task(stop_later())
+        stoppers.add(stopper)
+
+    stoppers: set[asyncio.Task[None]] = set()
+    connection.on(connection.EVENT_DISCONNECTION, on_link_closed)
+    await asyncio.wait([disconnecting], timeout=WAIT_S)
+    await asyncio.gather(*stoppers)
+    assert disconnecting.done()
+    assert accepted, "the link never closed"
+    assert disconnecting.cancelled() == accepted[0], (
+        f"a stop {turns} turns after the link closed was accepted and then dropped"
+    )
