@@ -6,38 +6,48 @@
  */
 import { createRouter, createWebHistory, type RouteLocationNormalized, type RouteRecordRaw } from "vue-router";
 import { loadMe, session } from "./session";
-import adminRoutes from "./views/admin/routes";
+import adminRoutes, { setPasswordRoute } from "./views/admin/routes";
 
 declare module "vue-router" {
   interface RouteMeta {
     public?: boolean;
     roles?: readonly ("family_doctor" | "clinic_staff" | "clinic_admin")[];
+    /** i18n key of the page's name, for the document title. */
+    titleKey?: string;
   }
 }
 
 const routes: RouteRecordRaw[] = [
-  { path: "/signin", name: "signin", component: () => import("./views/SignInView.vue"), meta: { public: true } },
-  { path: "/", name: "panel", component: () => import("./views/PanelView.vue") },
-  { path: "/alerts", name: "alerts", component: () => import("./views/AlertsView.vue") },
+  { path: "/signin", name: "signin", component: () => import("./views/SignInView.vue"), meta: { public: true, titleKey: "signIn.title" } },
+  setPasswordRoute,
+  { path: "/", name: "panel", component: () => import("./views/PanelView.vue"), meta: { titleKey: "panel.title" } },
+  { path: "/alerts", name: "alerts", component: () => import("./views/AlertsView.vue"), meta: { titleKey: "alerts.title" } },
   {
     path: "/alerts/:alertId",
     name: "alert",
     component: () => import("./views/AlertDetailView.vue"),
     props: true,
+    meta: { titleKey: "alerts.detail.title" },
   },
   {
     path: "/patients/:patientId",
     name: "patient",
     component: () => import("./views/PatientView.vue"),
     props: true,
+    meta: { titleKey: "patientPlaceholder.title" },
   },
   {
     path: "/admin",
     component: () => import("./views/admin/AdminHome.vue"),
-    meta: { roles: ["clinic_admin"] },
+    meta: { roles: ["clinic_admin"], titleKey: "admin.title" },
     children: adminRoutes,
   },
-  { path: "/:pathMatch(.*)*", name: "not-found", component: () => import("./views/NotFoundView.vue") },
+  {
+    path: "/:pathMatch(.*)*",
+    name: "not-found",
+    component: () => import("./views/NotFoundView.vue"),
+    meta: { titleKey: "app.notFoundTitle" },
+  },
 ];
 
 export const router = createRouter({

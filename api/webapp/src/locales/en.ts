@@ -343,6 +343,7 @@ export default {
     emptyAll: "There are no patients in your care teams yet.",
     noAlerts: "None open",
     needsSignoff: "{n} to sign off",
+    oldestUnhandled: "unhandled since {when}",
     countOf: "{n} {severity}",
     never: "No readings yet",
     bpCategory: {

@@ -342,6 +342,7 @@ const zhCN: Messages = {
     emptyAll: "您的照护团队中还没有患者。",
     noAlerts: "无未关闭警报",
     needsSignoff: "{n} 条待签核",
+    oldestUnhandled: "{when}起未处理",
     countOf: "{severity} {n} 条",
     never: "尚无读数",
     bpCategory: {
