@@ -50,7 +50,7 @@ class BindingOut(BaseModel):
     bound_by: str | None
 
 
-class MeterOut(BaseModel):
+class RegisteredMeterOut(BaseModel):
     meter_key: str
     kind: MeterKind
     manufacturer: str
@@ -126,8 +126,8 @@ def binding_out(binding: MeterBinding) -> BindingOut:
     )
 
 
-def meter_out(meter: Meter, bindings: list[MeterBinding]) -> MeterOut:
-    return MeterOut(
+def meter_out(meter: Meter, bindings: list[MeterBinding]) -> RegisteredMeterOut:
+    return RegisteredMeterOut(
         meter_key=meter.meter_key,
         kind=meter.kind,
         manufacturer=meter.manufacturer,
@@ -140,8 +140,8 @@ def meter_out(meter: Meter, bindings: list[MeterBinding]) -> MeterOut:
 
 
 @router.get("/meters")
-async def list_meters(actor: AdminActor, services: Services) -> list[MeterOut]:
-    def read(session: Session) -> list[MeterOut]:
+async def list_meters(actor: AdminActor, services: Services) -> list[RegisteredMeterOut]:
+    def read(session: Session) -> list[RegisteredMeterOut]:
         bindings = admin.list_bindings(session, actor, active_only=True)
         return [meter_out(m, bindings) for m in admin.list_meters(session, actor)]
 
@@ -149,8 +149,8 @@ async def list_meters(actor: AdminActor, services: Services) -> list[MeterOut]:
 
 
 @router.post("/meters", status_code=status.HTTP_201_CREATED)
-async def register_meter(body: MeterIn, actor: AdminActor, services: Services) -> MeterOut:
-    def change(session: Session) -> MeterOut:
+async def register_meter(body: MeterIn, actor: AdminActor, services: Services) -> RegisteredMeterOut:
+    def change(session: Session) -> RegisteredMeterOut:
         meter = admin.register_meter(
             session,
             actor,

@@ -41,7 +41,7 @@ class CareTeamMemberOut(BaseModel):
     escalation_order: int = Field(description="0 is notified first")
 
 
-class PatientOut(BaseModel):
+class EnrolledPatientOut(BaseModel):
     patient_id: str
     given_name: str
     family_name: str
@@ -91,13 +91,13 @@ class CareTeamMemberIn(BaseModel):
 
 
 class DischargeOut(BaseModel):
-    patient: PatientOut
+    patient: EnrolledPatientOut
     bindings_ended: list[int] = Field(description="the meter bindings that ended with the discharge")
     gateway_config: ConfigDelivery
 
 
-def patient_out(patient: Patient) -> PatientOut:
-    return PatientOut(
+def patient_out(patient: Patient) -> EnrolledPatientOut:
+    return EnrolledPatientOut(
         patient_id=patient.patient_id,
         given_name=patient.given_name,
         family_name=patient.family_name,
@@ -124,7 +124,7 @@ async def list_patients(
     actor: AdminActor,
     services: Services,
     include_discharged: Annotated[bool, Query(description="false: active patients only")] = True,
-) -> list[PatientOut]:
+) -> list[EnrolledPatientOut]:
     return await run_read(
         services,
         actor,
@@ -137,16 +137,16 @@ async def list_patients(
 
 
 @router.get("/{patient_id}")
-async def read_patient(patient_id: PatientId, actor: AdminActor, services: Services) -> PatientOut:
-    def read(session: Session) -> PatientOut:
+async def read_patient(patient_id: PatientId, actor: AdminActor, services: Services) -> EnrolledPatientOut:
+    def read(session: Session) -> EnrolledPatientOut:
         return patient_out(admin.get_patient(session, actor, patient_id))
 
     return await run_read(services, actor, read, audited_as="read_admin_patient")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def enrol_patient(body: PatientIn, actor: AdminActor, services: Services) -> PatientOut:
-    def change(session: Session) -> PatientOut:
+async def enrol_patient(body: PatientIn, actor: AdminActor, services: Services) -> EnrolledPatientOut:
+    def change(session: Session) -> EnrolledPatientOut:
         return patient_out(
             admin.enrol_patient(
                 session,
@@ -168,8 +168,8 @@ async def enrol_patient(body: PatientIn, actor: AdminActor, services: Services) 
 @router.patch("/{patient_id}")
 async def update_patient(
     patient_id: PatientId, body: PatientUpdateIn, actor: AdminActor, services: Services
-) -> PatientOut:
-    def change(session: Session) -> PatientOut:
+) -> EnrolledPatientOut:
+    def change(session: Session) -> EnrolledPatientOut:
         return patient_out(
             admin.update_patient(
                 session,
@@ -189,8 +189,8 @@ async def update_patient(
 @router.post("/{patient_id}/care-team", status_code=status.HTTP_201_CREATED)
 async def add_care_team_member(
     patient_id: PatientId, body: CareTeamMemberIn, actor: AdminActor, services: Services
-) -> PatientOut:
-    def change(session: Session) -> PatientOut:
+) -> EnrolledPatientOut:
+    def change(session: Session) -> EnrolledPatientOut:
         admin.add_care_team_member(session, actor, patient_id, user_id=body.user_id, team_role=body.team_role)
         return patient_out(admin.get_patient(session, actor, patient_id))
 
@@ -203,8 +203,8 @@ async def remove_care_team_member(
     user_id: Annotated[str, Path(pattern=OPAQUE_ID)],
     actor: AdminActor,
     services: Services,
-) -> PatientOut:
-    def change(session: Session) -> PatientOut:
+) -> EnrolledPatientOut:
+    def change(session: Session) -> EnrolledPatientOut:
         admin.remove_care_team_member(session, actor, patient_id, user_id=user_id)
         return patient_out(admin.get_patient(session, actor, patient_id))
 
@@ -215,7 +215,7 @@ async def remove_care_team_member(
 
 @router.post("/{patient_id}/discharge")
 async def discharge_patient(patient_id: PatientId, actor: AdminActor, services: Services) -> DischargeOut:
-    def change(session: Session) -> tuple[PatientOut, list[int], list[str]]:
+    def change(session: Session) -> tuple[EnrolledPatientOut, list[int], list[str]]:
         discharge = admin.discharge_patient(session, actor, patient_id)
         return (
             patient_out(discharge.patient),
@@ -231,8 +231,8 @@ async def discharge_patient(patient_id: PatientId, actor: AdminActor, services: 
 
 
 @router.post("/{patient_id}/readmit")
-async def readmit_patient(patient_id: PatientId, actor: AdminActor, services: Services) -> PatientOut:
-    def change(session: Session) -> PatientOut:
+async def readmit_patient(patient_id: PatientId, actor: AdminActor, services: Services) -> EnrolledPatientOut:
+    def change(session: Session) -> EnrolledPatientOut:
         return patient_out(admin.readmit_patient(session, actor, patient_id))
 
     return await run_change(services, actor, Audited("readmit_patient", "patient", patient_id), change)

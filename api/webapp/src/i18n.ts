@@ -1,9 +1,12 @@
 /**
  * Languages: en and zh-CN, every string of the app. The first visit takes the browser's language
  * (zh* -> zh-CN, else en); a choice in the header is remembered in localStorage. The patient page's
- * strings (locales/patient.*.ts) are merged under "patient".
+ * strings (locales/patient.*.ts) are merged under "patient", the administration pages' (locales/admin.*.ts)
+ * under "admin".
  */
 import { createI18n } from "vue-i18n";
+import adminEn from "./locales/admin.en";
+import adminZhCN from "./locales/admin.zh-CN";
 import en from "./locales/en";
 import fleetEn from "./locales/fleet.en";
 import fleetZhCN from "./locales/fleet.zh-CN";
@@ -16,8 +19,8 @@ export type AppLocale = (typeof LOCALES)[number];
 export const LOCALE_KEY = "vitalgate.locale";
 
 export const messages = {
-  en: { ...en, patient: patientEn, fleet: fleetEn },
-  "zh-CN": { ...zhCN, patient: patientZhCN, fleet: fleetZhCN },
+  en: { ...en, patient: patientEn, fleet: fleetEn, admin: adminEn },
+  "zh-CN": { ...zhCN, patient: patientZhCN, fleet: fleetZhCN, admin: adminZhCN },
 };
 
 export function isLocale(value: unknown): value is AppLocale {
