@@ -19,11 +19,13 @@ import pytest
 from bleak import BleakClient
 
 from device_drivers.profiles.uuids import BATTERY_LEVEL
+from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
+from gateway.collect import default_collector
 from gateway.health import Health
 from gateway.meters import BleConfig, MeterManager, MeterSession
 from gateway.outbox import CommitResult, Outbox, SyncPosition, UnboundReading
@@ -265,3 +267,38 @@ async def test_a_session_that_ignored_the_stop_ends_its_meter_task_when_it_retur
         leftover.cancel()  # a second cancellation, so the test leaves nothing running
     assert done == set(meter_tasks), "the meter task went on after the stop"
     assert sessions == 1
+
+
+async def test_a_cuff_ending_the_link_at_its_last_indication_has_every_reading_committed(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A cuff that drops the link the moment its last indication is confirmed loses no reading."""
+    clock = SimulationClock(speed=1_000_000.0)  # the cuff's linger after its last indication: µs
+    cuff = make_meter("silvercrest-like", clock=clock, serial_number="BP-ABRUPT")
+    assert isinstance(cuff, VirtualBloodPressureCuff)
+    for index in range(20):
+        cuff.add_record(
+            taken_at=clock.now() - dt.timedelta(hours=20 - index),
+            systolic_mmhg=120 + index,
+            diastolic_mmhg=80,
+            pulse_bpm=70,
+        )
+    await radio.add_meter(cuff)
+    collect = default_collector(dt.UTC, now=clock.now)
+    link_ended_by_cuff: list[bool] = []
+
+    async def collect_and_note_who_ended_the_link(client: BleakClient, session: MeterSession) -> None:
+        await collect(client, session)
+        link_ended_by_cuff.append(session.disconnected.is_set())  # set only when the meter ends it
+
+    rig = Rig(tmp_path, radio, collector=collect_and_note_who_ended_the_link)
+    await pair(rig.bindings, cuff.address, profile=MeterProfile.BLOOD_PRESSURE, patient_id="patient-1",
+               user_id=1, client_backend=radio.client_backend)  # fmt: skip
+    task = asyncio.create_task(rig.manager.run())
+    try:
+        await wait_until(lambda: rig.manager.sessions_ok >= 1, 30, "the cuff synced")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert link_ended_by_cuff == [True]
+    assert rig.outbox.stats().unbound == 20
