@@ -22,10 +22,12 @@ from api.routes import (
     alerts,
     audit,
     auth,
+    fhir,
     me,
     ops,
     patients,
     readings,
+    reports,
     targets,
 )
 from api.web_assets import WEB_APP_DIR, WebAppFiles
@@ -53,6 +55,9 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(admin_fleet.router)
     app.include_router(me.router)
+    # Reports and exports of patient data, and FHIR R4 for hospitals' record systems.
+    app.include_router(reports.router)
+    app.include_router(fhir.router)
     # Clinic administration (role clinic_admin), and the public step of a password reset.
     for admin_router in (admin_clinic.router, admin_accounts.router, admin_patients.router):
         app.include_router(admin_router)
