@@ -25,7 +25,7 @@ from vitals.units import GlucoseUnit, glucose_from_mg_dl
 
 WIDTH: Final = 480.0
 HEIGHT: Final = 170.0
-_LEFT, _RIGHT, _BOTTOM, _TOP = 36.0, 8.0, 24.0, 10.0
+_LEFT, _RIGHT, _BOTTOM, _TOP = 36.0, 8.0, 24.0, 16.0
 FONT_SIZE: Final = 7.0
 
 TARGET_BAND: Final = Color(0.80, 0.93, 0.82)
