@@ -62,9 +62,8 @@ def allowed_writes(api: ClinicApi) -> list[tuple[str, str, str | None]]:
 
 def panel_ids(api: ClinicApi, email: str) -> list[str]:
     """The patient ids on a user's panel."""
-    body = api.client.get("/api/v1/patients", headers=api.auth(email)).json()
-    rows = body["patients"] if isinstance(body, dict) else body
-    return [row["patient_id"] for row in rows]
+    page = api.client.get("/api/v1/patients", headers=api.auth(email)).json()
+    return [row["patient_id"] for row in page["patients"]]
 
 
 def refused(
