@@ -12,6 +12,7 @@ import {
   ERROR_ROW,
   ERROR_SYMBOL,
   type IndexedItem,
+  niceExtent,
   readingIndexOf,
   tooltipHtml,
   zoomFor,
@@ -114,13 +115,6 @@ export function isPlottable(reading: BloodPressurePoint): boolean {
   return reading.valid && isNumber(reading.systolic_mmhg) && isNumber(reading.diastolic_mmhg);
 }
 
-function niceExtent(values: number[], fallback: [number, number]): [number, number] {
-  if (values.length === 0) return fallback;
-  const low = Math.min(...values);
-  const high = Math.max(...values);
-  return [Math.max(0, Math.floor((low - 10) / 10) * 10), Math.ceil((high + 10) / 10) * 10];
-}
-
 export function bloodPressureOption<R extends BloodPressurePoint>(
   input: BloodPressureChartInput<R>,
 ): EChartsOption {
@@ -176,7 +170,7 @@ export function bloodPressureOption<R extends BloodPressurePoint>(
     silent: false,
     symbol: "none",
     lineStyle: { color: colour, type: "dashed", width: 1.5 },
-    label: { formatter: label, position: "insideEndTop", color: colour, fontSize: 11 },
+    label: { formatter: label, position: "insideStartTop", color: colour, fontSize: 11 },
     tooltip: { show: true, formatter: label },
     data: [{ yAxis: value, name: label }],
   });
@@ -286,12 +280,6 @@ export function bloodPressureOption<R extends BloodPressurePoint>(
     aria: { enabled: true, label: { enabled: true, description: text.description } },
     title: [
       {
-        text: text.pulse,
-        top: PULSE.top - 22,
-        left: LEFT,
-        textStyle: { fontSize: 12, fontWeight: "normal", color: COLOURS.axis },
-      },
-      {
         text: text.errors,
         top: ERRORS.top - 20,
         left: LEFT,
@@ -323,9 +311,9 @@ export function bloodPressureOption<R extends BloodPressurePoint>(
         min: pulseMin,
         max: pulseMax,
         splitNumber: 2,
-        name: text.unitPulse,
+        name: `${text.pulse} (${text.unitPulse})`,
         nameGap: 6,
-        nameTextStyle: { color: COLOURS.axis, align: "right" },
+        nameTextStyle: { color: COLOURS.axis, align: "left" },
         axisLabel: { color: COLOURS.axis },
         splitLine: { lineStyle: { color: COLOURS.grid } },
       },

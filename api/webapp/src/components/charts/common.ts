@@ -68,3 +68,23 @@ export function zoomFor(xAxisIndex: number[]): Record<string, unknown>[] {
     },
   ];
 }
+
+/** A step of 1, 2 or 5 times a power of ten near `rough`. */
+export function niceStep(rough: number): number {
+  if (!(rough > 0) || !Number.isFinite(rough)) return 1;
+  const power = 10 ** Math.floor(Math.log10(rough));
+  const fraction = rough / power;
+  return (fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10) * power;
+}
+
+/**
+ * The y range to show `values` (readings, targets, means) with some room, its ends on a round step so
+ * the axis labels are round numbers; `fallback` when there is nothing to show.
+ */
+export function niceExtent(values: readonly number[], fallback: [number, number]): [number, number] {
+  const finite = values.filter((value) => Number.isFinite(value));
+  const [low, high] = finite.length ? [Math.min(...finite), Math.max(...finite)] : fallback;
+  const span = Math.max(high - low, (Math.abs(high) || 1) * 0.2);
+  const step = niceStep(span / 4);
+  return [Math.max(0, Math.floor((low - span * 0.1) / step) * step), Math.ceil((high + span * 0.1) / step) * step];
+}

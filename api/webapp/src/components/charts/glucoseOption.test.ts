@@ -34,6 +34,7 @@ const TEXT: GlucoseChartInput["text"] = {
     casual: "Casual",
     unknown: "Not stated",
   },
+  value: (v) => v.toFixed(1),
   errors: "Error readings",
   targetRange: "Target range",
   unit: "mmol/L",

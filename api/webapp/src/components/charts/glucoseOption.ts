@@ -10,6 +10,7 @@ import {
   ERROR_ROW,
   ERROR_SYMBOL,
   type IndexedItem,
+  niceExtent,
   readingIndexOf,
   tooltipHtml,
   zoomFor,
@@ -58,6 +59,8 @@ export interface GlucoseChartInput<R extends GlucosePoint = GlucosePoint> {
   toDisplay: (mgDl: number) => number;
   text: {
     meals: Readonly<Record<MealContext, string>>;
+    /** A value in the unit shown, as the page writes it (for the band's labels). */
+    value: (displayValue: number) => string;
     errors: string;
     targetRange: string;
     unit: string;
@@ -102,12 +105,7 @@ export function glucoseOption<R extends GlucosePoint>(input: GlucoseChartInput<R
   });
 
   const band = target ? [toDisplay(target.low_mg_dl), toDisplay(target.high_mg_dl)] : [];
-  const extentValues = [...shown, ...band];
-  const low = extentValues.length ? Math.min(...extentValues) : toDisplay(54);
-  const high = extentValues.length ? Math.max(...extentValues) : toDisplay(250);
-  const margin = (high - low) * 0.1 || toDisplay(18);
-  const yMin = Math.max(0, Math.floor(low - margin));
-  const yMax = Math.ceil(high + margin);
+  const [yMin, yMax] = niceExtent([...shown, ...band], [toDisplay(54), toDisplay(250)]);
 
   const series: Record<string, unknown>[] = [
     {
@@ -133,7 +131,16 @@ export function glucoseOption<R extends GlucosePoint>(input: GlucoseChartInput<R
             silent: true,
             symbol: "none",
             lineStyle: { color: COLOURS.target, type: "dashed", width: 1 },
-            label: { show: true, position: "insideEndTop", color: COLOURS.target, fontSize: 11 },
+            label: {
+              show: true,
+              position: "insideStartTop",
+              color: COLOURS.target,
+              fontSize: 11,
+              formatter: (params: unknown): string => {
+                const value = (params as { value?: unknown }).value;
+                return typeof value === "number" ? text.value(value) : "";
+              },
+            },
             data: [{ yAxis: band[0] }, { yAxis: band[1] }],
           }
         : undefined,
@@ -260,7 +267,7 @@ export interface TimeInRangeInput {
   };
 }
 
-export const TIME_IN_RANGE_HEIGHT = 96;
+export const TIME_IN_RANGE_HEIGHT = 48;
 
 /** One horizontal bar of the five ranges stacked to 100 %, very low on the left. */
 export function timeInRangeOption(input: TimeInRangeInput): EChartsOption {
@@ -362,9 +369,7 @@ export function agpOption(input: AgpInput): EChartsOption {
 
   const values = [...p5, ...p95].filter((value): value is number => value !== null);
   if (target) values.push(toDisplay(target.low_mg_dl), toDisplay(target.high_mg_dl));
-  const low = values.length ? Math.min(...values) : toDisplay(54);
-  const high = values.length ? Math.max(...values) : toDisplay(250);
-  const margin = (high - low) * 0.1 || toDisplay(18);
+  const [yMin, yMax] = niceExtent(values, [toDisplay(54), toDisplay(250)]);
 
   const base = (id: string, stack: string, data: (number | null)[]): Record<string, unknown> => ({
     id,
@@ -411,8 +416,8 @@ export function agpOption(input: AgpInput): EChartsOption {
     },
     yAxis: {
       type: "value",
-      min: Math.max(0, Math.floor(low - margin)),
-      max: Math.ceil(high + margin),
+      min: yMin,
+      max: yMax,
       name: text.unit,
       nameGap: 8,
       nameTextStyle: { color: COLOURS.axis, align: "right" },
