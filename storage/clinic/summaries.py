@@ -177,8 +177,18 @@ def _gateway_state_rank(now: datetime, silent_after: timedelta) -> ColumnElement
     )
 
 
-def _patient_gateways(clinic_id: str, now: datetime, silent_after: timedelta) -> Any:
-    """Each patient's gateways through active meter bindings, numbered from the one heard from last."""
+def _patient_gateways(
+    clinic_id: str, now: datetime, silent_after: timedelta, patient_ids: Sequence[str] | None = None
+) -> Any:
+    """Each patient's gateways through active meter bindings, numbered from the one heard from last
+    (of `patient_ids` only, if given)."""
+    conditions: list[ColumnElement[bool]] = [
+        MeterBinding.active.is_(True),
+        Gateway.active.is_(True),
+        Gateway.clinic_id == clinic_id,
+    ]
+    if patient_ids is not None:
+        conditions.append(MeterBinding.patient_id.in_(list(patient_ids)))
     return (
         select(
             MeterBinding.patient_id.label("patient_id"),
@@ -194,7 +204,7 @@ def _patient_gateways(clinic_id: str, now: datetime, silent_after: timedelta) ->
         )
         .join(Gateway, Gateway.gateway_id == MeterBinding.gateway_id)
         .outerjoin(GatewayStatusRecord, GatewayStatusRecord.gateway_id == Gateway.gateway_id)
-        .where(MeterBinding.active.is_(True), Gateway.active.is_(True), Gateway.clinic_id == clinic_id)
+        .where(*conditions)
         .subquery()
     )
 
@@ -210,7 +220,7 @@ def patient_gateway(
     session: Session, *, patient_id: str, clinic_id: str, now: datetime, silent_after: timedelta
 ) -> PatientGateway | None:
     """The patient's gateway as the panel shows it (`PanelEntry`), or None without one."""
-    gateways = _patient_gateways(clinic_id, now, silent_after)
+    gateways = _patient_gateways(clinic_id, now, silent_after, [patient_id])
     row = session.execute(
         select(gateways.c.gateway_id, gateways.c.last_seen_at, gateways.c.state_rank).where(
             gateways.c.patient_id == patient_id, gateways.c.n == 1
@@ -221,20 +231,19 @@ def patient_gateway(
     return PatientGateway(row.gateway_id, STATE_OF_RANK[int(row.state_rank)], row.last_seen_at)
 
 
-def panel_page(
-    session: Session,
-    *,
-    user_id: str,
-    clinic_id: str,
-    roles: frozenset[UserRole],
-    query: PanelQuery,
-    now: datetime,
-) -> PanelPage:
-    """The caller's patients, filtered, sorted and paged (module doc)."""
+def _alert_stats(clinic_id: str, patient_ids: Sequence[str] | None = None) -> Any:
+    """Per patient: highest active severity (rank), active alerts by severity, the oldest unhandled
+    alert's opening time and the urgent alerts waiting for a sign-off."""
     rank = case(
         *((Alert.severity == severity, literal(r)) for severity, r in SEVERITY_RANK.items()), else_=literal(0)
     )
-    alert_stats = (
+    conditions: list[ColumnElement[bool]] = [
+        Alert.clinic_id == clinic_id,
+        or_(Alert.state.in_(ACTIVE_ALERT_STATES), and_(Alert.needs_signoff, Alert.signed_off_at.is_(None))),
+    ]
+    if patient_ids is not None:
+        conditions.append(Alert.patient_id.in_(list(patient_ids)))
+    return (
         select(
             Alert.patient_id.label("patient_id"),
             func.max(case((Alert.state.in_(ACTIVE_ALERT_STATES), rank), else_=0)).label("rank"),
@@ -250,16 +259,27 @@ def panel_page(
                 "signoff"
             ),
         )
-        .where(
-            Alert.clinic_id == clinic_id,
-            or_(
-                Alert.state.in_(ACTIVE_ALERT_STATES), and_(Alert.needs_signoff, Alert.signed_off_at.is_(None))
-            ),
-        )
+        .where(*conditions)
         .group_by(Alert.patient_id)
         .subquery()
     )
-    gateways = _patient_gateways(clinic_id, now, query.gateway_silent_after)
+
+
+def panel_page(
+    session: Session,
+    *,
+    user_id: str,
+    clinic_id: str,
+    roles: frozenset[UserRole],
+    query: PanelQuery,
+    now: datetime,
+) -> PanelPage:
+    """The caller's patients, filtered, sorted and paged (module doc).
+
+    Two statements and a count: the page's patient ids in order, from narrow rows (the sort keys
+    only: a database sorts every matching row, and the gateways' ranking is joined only to sort by
+    it); then everything shown of those patients."""
+    alert_stats = _alert_stats(clinic_id)
     s = PatientSummaryRow.__table__.c
     active = func.coalesce(alert_stats.c.active, 0)
     signoff = func.coalesce(alert_stats.c.signoff, 0)
@@ -287,59 +307,76 @@ def panel_page(
         cutoff = now - timedelta(days=query.no_data_days)
         conditions.append(or_(s.last_reading_at.is_(None), s.last_reading_at < cutoff))
 
-    statement = (
-        select(
-            Patient.patient_id,
-            Patient.given_name,
-            Patient.family_name,
-            func.coalesce(TargetsRow.timezone, Clinic.timezone).label("timezone"),
-            alert_stats.c.rank,
-            *(getattr(alert_stats.c, f"n_{sev.value}") for sev in AlertSeverity),
-            active.label("active"),
-            alert_stats.c.oldest,
-            signoff.label("signoff"),
-            s.patient_id.label("summary_patient_id"),
-            *(getattr(s, name) for name in SUMMARY_COLUMNS),
-            gateways.c.gateway_id,
-            gateways.c.last_seen_at.label("gateway_last_seen_at"),
-            gateways.c.state_rank.label("gateway_state_rank"),
-            func.count().over().label("total"),
-        )
-        .join(Clinic, Clinic.clinic_id == Patient.clinic_id)
-        .outerjoin(TargetsRow, TargetsRow.patient_id == Patient.patient_id)
+    matching = (
+        select(Patient.patient_id)
         .outerjoin(PatientSummaryRow, s.patient_id == Patient.patient_id)
         .outerjoin(alert_stats, alert_stats.c.patient_id == Patient.patient_id)
-        .outerjoin(gateways, and_(gateways.c.patient_id == Patient.patient_id, gateways.c.n == 1))
         .where(*conditions)
-        .order_by(
+    )
+    gateways = None
+    if query.sort is PanelSort.GATEWAY:
+        gateways = _patient_gateways(clinic_id, now, query.gateway_silent_after)
+        ordered = matching.outerjoin(
+            gateways, and_(gateways.c.patient_id == Patient.patient_id, gateways.c.n == 1)
+        )
+    else:
+        ordered = matching
+    ordered = (
+        ordered.order_by(
             *_ordering(
                 query,
                 alert_stats.c.rank,
                 alert_stats.c.oldest,
-                gateways.c.state_rank,
-                gateways.c.last_seen_at,
+                None if gateways is None else gateways.c.state_rank,
+                None if gateways is None else gateways.c.last_seen_at,
             )
         )
         .offset(query.offset)
         .limit(query.limit)
     )
-    rows = session.execute(statement).all()
-    if rows:
-        total = int(rows[0].total)
-    else:
-        total = int(
-            session.scalar(statement.with_only_columns(func.count()).order_by(None).offset(None).limit(None))
-            or 0
+    page_ids = list(session.scalars(ordered))
+    total = int(session.scalar(select(func.count()).select_from(matching.subquery())) or 0)
+    if not page_ids:
+        return PanelPage(total, [])
+
+    page_stats = _alert_stats(clinic_id, page_ids)
+    page_gateways = _patient_gateways(clinic_id, now, query.gateway_silent_after, page_ids)
+    details = (
+        select(
+            Patient.patient_id,
+            Patient.given_name,
+            Patient.family_name,
+            func.coalesce(TargetsRow.timezone, Clinic.timezone).label("timezone"),
+            page_stats.c.rank,
+            *(getattr(page_stats.c, f"n_{sev.value}") for sev in AlertSeverity),
+            func.coalesce(page_stats.c.active, 0).label("active"),
+            page_stats.c.oldest,
+            func.coalesce(page_stats.c.signoff, 0).label("signoff"),
+            s.patient_id.label("summary_patient_id"),
+            *(getattr(s, name) for name in SUMMARY_COLUMNS),
+            page_gateways.c.gateway_id,
+            page_gateways.c.last_seen_at.label("gateway_last_seen_at"),
+            page_gateways.c.state_rank.label("gateway_state_rank"),
         )
-    return PanelPage(total, [_entry(row) for row in rows])
+        .join(Clinic, Clinic.clinic_id == Patient.clinic_id)
+        .outerjoin(TargetsRow, TargetsRow.patient_id == Patient.patient_id)
+        .outerjoin(PatientSummaryRow, s.patient_id == Patient.patient_id)
+        .outerjoin(page_stats, page_stats.c.patient_id == Patient.patient_id)
+        .outerjoin(
+            page_gateways, and_(page_gateways.c.patient_id == Patient.patient_id, page_gateways.c.n == 1)
+        )
+        .where(Patient.patient_id.in_(page_ids))
+    )
+    by_id = {row.patient_id: _entry(row) for row in session.execute(details)}
+    return PanelPage(total, [by_id[pid] for pid in page_ids])
 
 
 def _ordering(
     query: PanelQuery,
     rank: ColumnElement[Any],
     oldest: ColumnElement[Any],
-    gateway_state: ColumnElement[Any],
-    gateway_seen: ColumnElement[Any],
+    gateway_state: ColumnElement[Any] | None,
+    gateway_seen: ColumnElement[Any] | None,
 ) -> list[ColumnElement[Any]]:
     s = PatientSummaryRow.__table__.c
     desc = query.descending
@@ -356,6 +393,7 @@ def _ordering(
         # Highest active severity first, then the oldest unhandled alert first (ascending: reversed).
         return [by(func.coalesce(rank, 0)), by(oldest, not desc), *names]
     if query.sort is PanelSort.GATEWAY:
+        assert gateway_state is not None and gateway_seen is not None
         # Descending: offline first, then never reported, then online; the longest silent first.
         return [by(gateway_state), by(gateway_seen, not desc), *names]
     column: ColumnElement[Any] = {
