@@ -32,7 +32,7 @@ from alerts.summaries import (
 )
 from alerts.summary_updater import SUMMARY_VERSION, SummaryUpdater, patient_settings
 from api.auth import Principal
-from api.deps import CurrentUser, Services, commit_audited, patient_access
+from api.deps import ApiServices, CurrentUser, Services, commit_audited, patient_access
 from api.routes.targets import RulesUse, rules_use
 from storage.clinic.audit import record_audit
 from storage.clinic.fleet import GatewayState
@@ -238,13 +238,18 @@ async def patient_panel(
         limit=limit,
         gateway_silent_after=GATEWAY_SILENT_AFTER,
     )
-    stale = await asyncio.to_thread(_stale, services.clinic_sessions, user, now)
+    return await asyncio.to_thread(_fresh_panel, services, user, query, now)
+
+
+def _fresh_panel(services: ApiServices, user: Principal, query: PanelQuery, now: datetime) -> PanelPage:
+    """The panel, after recomputing up to `INLINE_REFRESH_LIMIT` missing or expired figures; one
+    worker thread for the whole request."""
+    stale = _stale(services.clinic_sessions, user, now)
     if stale:
         updater = SummaryUpdater(services.reading_store, services.clinic_sessions)
-        done = stale[:INLINE_REFRESH_LIMIT]
-        await asyncio.to_thread(updater.refresh, done, now)
+        updater.refresh(stale[:INLINE_REFRESH_LIMIT], now)
         stale = stale[INLINE_REFRESH_LIMIT:]
-    return await asyncio.to_thread(_panel, services.clinic_sessions, user, query, now, set(stale))
+    return _panel(services.clinic_sessions, user, query, now, set(stale))
 
 
 # --- one patient ------------------------------------------------------------------------------------
