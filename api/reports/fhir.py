@@ -35,6 +35,7 @@ deduplicate re-sent data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -101,7 +102,12 @@ GLUCOSE_CODES: Final = frozenset(
 
 def device_id(device: DeviceIdentity) -> str:
     """The Device resource id of a meter: a hash of its identity (FHIR ids: [A-Za-z0-9-.]{1,64})."""
-    return "meter-" + hashlib.sha256(device.meter_key.encode()).hexdigest()[:32]
+    return _meter_resource_id(device.meter_key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _meter_resource_id(meter_key: str) -> str:
+    return "meter-" + hashlib.sha256(meter_key.encode()).hexdigest()[:32]
 
 
 def _coding(system: str, code: str | int, display: str | None = None) -> dict[str, Any]:
@@ -121,6 +127,46 @@ def _category(code: str, display: str) -> list[dict[str, Any]]:
 
 def _when(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
+
+
+# The codeable concepts every Observation of a kind shares, built once (shared, never changed).
+_VITAL_SIGNS: Final = _category("vital-signs", "Vital Signs")
+_LABORATORY: Final = _category("laboratory", "Laboratory")
+_BP_META: Final = {"profile": [BP_PROFILE]}
+_HR_META: Final = {"profile": [HEART_RATE_PROFILE]}
+_BP_CODE: Final = {
+    "coding": [
+        _coding(MDC, codes.MDC_PRESS_BLD_NONINV, "MDC_PRESS_BLD_NONINV"),
+        _coding(LOINC, codes.LOINC_BP_PANEL, "Blood pressure panel with all children optional"),
+    ],
+    "text": "Blood pressure",
+}
+_SYSTOLIC_CODE: Final = {
+    "coding": [
+        _coding(MDC, codes.MDC_PRESS_BLD_NONINV_SYS, "MDC_PRESS_BLD_NONINV_SYS"),
+        _coding(LOINC, codes.LOINC_SYSTOLIC, "Systolic blood pressure"),
+    ],
+    "text": "Systolic blood pressure",
+}
+_DIASTOLIC_CODE: Final = {
+    "coding": [
+        _coding(MDC, codes.MDC_PRESS_BLD_NONINV_DIA, "MDC_PRESS_BLD_NONINV_DIA"),
+        _coding(LOINC, codes.LOINC_DIASTOLIC, "Diastolic blood pressure"),
+    ],
+    "text": "Diastolic blood pressure",
+}
+_MEAN_CODE: Final = {
+    "coding": [_coding(MDC, codes.MDC_PRESS_BLD_NONINV_MEAN, "MDC_PRESS_BLD_NONINV_MEAN")],
+    "text": "Mean blood pressure",
+}
+_HR_CODE: Final = {
+    "coding": [
+        _coding(MDC, codes.MDC_PULS_RATE_NON_INV, "MDC_PULS_RATE_NON_INV"),
+        _coding(LOINC, codes.LOINC_HEART_RATE, "Heart rate"),
+    ],
+    "text": "Pulse rate",
+}
+_MEAL_CODE: Final = {"coding": [_coding(MDC, MDC_CTXT_GLU_MEAL, "MDC_CTXT_GLU_MEAL")], "text": "Meal context"}
 
 
 def _absent(reading: AnyReading, reasons: Sequence[str]) -> dict[str, Any]:
@@ -144,34 +190,12 @@ def _blood_pressure(reading: BloodPressureReading) -> list[dict[str, Any]]:
     reasons = [str(r) for r in exclusion_reasons(reading)]
     meter = device_id(reading.device)
     bp = _base(reading, "bp", meter)
-    bp["meta"] = {"profile": [BP_PROFILE]}
-    bp["category"] = _category("vital-signs", "Vital Signs")
-    bp["code"] = {
-        "coding": [
-            _coding(MDC, codes.MDC_PRESS_BLD_NONINV, "MDC_PRESS_BLD_NONINV"),
-            _coding(LOINC, codes.LOINC_BP_PANEL, "Blood pressure panel with all children optional"),
-        ],
-        "text": "Blood pressure",
-    }
+    bp["meta"] = _BP_META
+    bp["category"] = _VITAL_SIGNS
+    bp["code"] = _BP_CODE
     components: list[dict[str, Any]] = []
-    parts = (
-        (
-            codes.MDC_PRESS_BLD_NONINV_SYS,
-            codes.LOINC_SYSTOLIC,
-            "Systolic blood pressure",
-            reading.systolic_mmhg,
-        ),
-        (
-            codes.MDC_PRESS_BLD_NONINV_DIA,
-            codes.LOINC_DIASTOLIC,
-            "Diastolic blood pressure",
-            reading.diastolic_mmhg,
-        ),
-    )
-    for mdc, loinc, text, value in parts:
-        component: dict[str, Any] = {
-            "code": {"coding": [_coding(MDC, mdc), _coding(LOINC, loinc, text)], "text": text}
-        }
+    for code, value in ((_SYSTOLIC_CODE, reading.systolic_mmhg), (_DIASTOLIC_CODE, reading.diastolic_mmhg)):
+        component: dict[str, Any] = {"code": code}
         if reading.valid and value is not None:
             component["valueQuantity"] = _quantity(value, codes.UCUM_MMHG)
         else:
@@ -179,13 +203,7 @@ def _blood_pressure(reading: BloodPressureReading) -> list[dict[str, Any]]:
         components.append(component)
     if reading.valid and reading.mean_arterial_mmhg is not None:
         components.append(
-            {
-                "code": {
-                    "coding": [_coding(MDC, codes.MDC_PRESS_BLD_NONINV_MEAN, "MDC_PRESS_BLD_NONINV_MEAN")],
-                    "text": "Mean blood pressure",
-                },
-                "valueQuantity": _quantity(reading.mean_arterial_mmhg, codes.UCUM_MMHG),
-            }
+            {"code": _MEAN_CODE, "valueQuantity": _quantity(reading.mean_arterial_mmhg, codes.UCUM_MMHG)}
         )
     bp["component"] = components
     if not reading.valid:
@@ -195,15 +213,9 @@ def _blood_pressure(reading: BloodPressureReading) -> list[dict[str, Any]]:
     out = [bp]
     if reading.valid and reading.pulse_bpm is not None:
         hr = _base(reading, "hr", meter)
-        hr["meta"] = {"profile": [HEART_RATE_PROFILE]}
-        hr["category"] = _category("vital-signs", "Vital Signs")
-        hr["code"] = {
-            "coding": [
-                _coding(MDC, codes.MDC_PULS_RATE_NON_INV, "MDC_PULS_RATE_NON_INV"),
-                _coding(LOINC, codes.LOINC_HEART_RATE, "Heart rate"),
-            ],
-            "text": "Pulse rate",
-        }
+        hr["meta"] = _HR_META
+        hr["category"] = _VITAL_SIGNS
+        hr["code"] = _HR_CODE
         hr["valueQuantity"] = _quantity(reading.pulse_bpm, codes.UCUM_PER_MIN)
         hr["derivedFrom"] = [{"reference": f"Observation/{bp['id']}"}]
         out.append(hr)
@@ -234,7 +246,7 @@ def glucose_codes(reading: GlucoseReading) -> list[dict[str, Any]]:
 def _glucose(reading: GlucoseReading) -> dict[str, Any]:
     reasons = [str(r) for r in exclusion_reasons(reading)]
     obs = _base(reading, "glu", device_id(reading.device))
-    obs["category"] = _category("laboratory", "Laboratory")
+    obs["category"] = _LABORATORY
     obs["code"] = {"coding": glucose_codes(reading), "text": "Glucose"}
     if reading.valid and reading.glucose is not None:
         ucum = codes.UCUM_MMOL_L if reading.unit is GlucoseUnit.MMOL_L else codes.UCUM_MG_DL
@@ -245,15 +257,7 @@ def _glucose(reading: GlucoseReading) -> dict[str, Any]:
         obs["meta"] = {"security": [_coding(ACT_REASON, "HTEST", "test health data")]}
     meal = reading.context.meal if reading.context is not None else None
     if meal is not None:
-        obs["component"] = [
-            {
-                "code": {
-                    "coding": [_coding(MDC, MDC_CTXT_GLU_MEAL, "MDC_CTXT_GLU_MEAL")],
-                    "text": "Meal context",
-                },
-                "valueCodeableConcept": {"text": meal.value},
-            }
-        ]
+        obs["component"] = [{"code": _MEAL_CODE, "valueCodeableConcept": {"text": meal.value}}]
     return obs
 
 

@@ -172,7 +172,9 @@ def search_page(
     follow. Blocking: reads the store (call it from a worker thread)."""
     if after is not None:
         start = max(start, datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=after[0]))
-    limit = count + 2
+    # Blood pressure with pulse gives two Observations a reading: half a page of each kind is often
+    # enough; the limit doubles when it is not.
+    limit = count // 2 + 2
     while True:
         fetched = {k: store.query_range(patient_id, k, start, end, limit=limit) for k in kinds}
         readings = sorted(
@@ -183,8 +185,12 @@ def search_page(
         horizon = min((r.measured_at, r.reading_id) for r in full) if full else None
         chosen: list[tuple[Position, dict[str, Any], AnyReading]] = []
         for reading in readings:
-            if horizon is not None and (reading.measured_at, reading.reading_id) > horizon:
+            if len(chosen) > count or (
+                horizon is not None and (reading.measured_at, reading.reading_id) > horizon
+            ):
                 break
+            if after is not None and _position(reading, 1) <= after:
+                continue  # sent on an earlier page
             for part, observation in enumerate(fhir.observations(reading)):
                 position = _position(reading, part)
                 if (after is None or position > after) and fhir.matches(observation, wanted):
