@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 
 DIGEST_CHECK_S = 300.0
 OUTBOX_FLUSH_S = 30.0  # how often refused urgent e-mails are looked at (each has its own backoff)
-# The doctors' web app highlights the alert a notification links to (api/web/app.js).
-WEB_APP_ALERT_LINK = "{base_url}/app/?alert={alert_id}"
+# A notification links to the alert's detail page in the web app (api/webapp/src/router.ts).
+WEB_APP_ALERT_LINK = "{base_url}/app/alerts/{alert_id}"
 
 
 @dataclass
