@@ -12,6 +12,8 @@ import fleetEn from "./locales/fleet.en";
 import fleetZhCN from "./locales/fleet.zh-CN";
 import patientEn from "./locales/patient.en";
 import patientZhCN from "./locales/patient.zh-CN";
+import reportsEn from "./locales/reports.en";
+import reportsZhCN from "./locales/reports.zh-CN";
 import zhCN from "./locales/zh-CN";
 
 export const LOCALES = ["en", "zh-CN"] as const;
@@ -19,8 +21,8 @@ export type AppLocale = (typeof LOCALES)[number];
 export const LOCALE_KEY = "vitalgate.locale";
 
 export const messages = {
-  en: { ...en, patient: patientEn, fleet: fleetEn, admin: adminEn },
-  "zh-CN": { ...zhCN, patient: patientZhCN, fleet: fleetZhCN, admin: adminZhCN },
+  en: { ...en, patient: patientEn, fleet: fleetEn, admin: adminEn, reports: reportsEn },
+  "zh-CN": { ...zhCN, patient: patientZhCN, fleet: fleetZhCN, admin: adminZhCN, reports: reportsZhCN },
 };
 
 export function isLocale(value: unknown): value is AppLocale {

@@ -37,6 +37,7 @@ const adminRoutes: RouteRecordRaw[] = [
     meta: { navLabel: "admin.nav.gateways" },
   },
   { path: "fleet", name: "admin-fleet", component: () => import("./FleetView.vue"), meta: { navLabel: "fleet.title" } },
+  { path: "reports", name: "admin-reports", component: () => import("./MonthlyReportView.vue"), meta: { navLabel: "reports.monthly.title" } },
   {
     path: "accounts",
     name: "admin-accounts",

@@ -1,0 +1,40 @@
+// Messages of the report actions on the patient page and the Monthly report page (/admin/reports),
+// merged into the app's messages under "reports": t("reports.<key>"). Keep the same keys in
+// reports.en.ts and reports.zh-CN.ts (src/i18n.test.ts checks).
+// vue-i18n message syntax: {name} interpolates; the characters @ $ | { } are not used as text.
+export default {
+  actions: {
+    label: "Reports and export",
+    pdf: "Print / PDF report",
+    pdfHint: "The visit report of the period shown ({days} days), in this language and glucose unit.",
+    csv: "Export CSV",
+    csvHint: "Every reading of the period shown, errors included with their reasons.",
+    working: "Preparing…",
+    ready: "{name} downloaded.",
+    failed: "The file could not be prepared.",
+  },
+  monthly: {
+    title: "Monthly report",
+    intro: "Each patient's days with readings in the 30-day monitoring periods ending in the month (16 days meet the remote-monitoring threshold), readings, and alerts opened and handled.",
+    month: "Month",
+    show: "Show",
+    loading: "Loading the report…",
+    error: "The report could not be loaded.",
+    empty: "No patient was enrolled in this month.",
+    downloadCsv: "Download CSV",
+    downloadPdf: "Download PDF",
+    caption: "{clinic}, {month}: {patients} patients, {meeting} periods meeting the threshold of {threshold} days",
+    patient: "Patient",
+    period: "30-day period",
+    days: "Days with readings",
+    meets: "Meets {threshold} days",
+    readings: "Readings",
+    monthDays: "Days with readings in the month",
+    opened: "Alerts opened",
+    handled: "Alerts handled",
+    yes: "Yes",
+    no: "No",
+    inProgress: "in progress",
+    noPeriod: "No period ends in this month",
+  },
+};
