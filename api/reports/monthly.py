@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from vitals.readings import ReadingKind
 
 MONTH_PATTERN: Final = r"^\d{4}-(0[1-9]|1[0-2])$"
 PERIOD_DAYS: Final = ADHERENCE_WINDOW_DAYS
+ROWS_PER_TABLE: Final = 40  # about a landscape A4 page
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +151,18 @@ def _handled(alert: Alert) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _local_days(zone: ZoneInfo, first: date, last: date) -> LocalDays:
+    """The local days first..last of `zone` (most patients of a report share them)."""
+    return LocalDays.ending(zone, last, (last - first).days + 1)
+
+
 def _readings_per_day(
     store: ReadingStore, patient_id: str, first: date, last: date, zone: ZoneInfo
 ) -> FloatArray:
     """Readings (valid or not) of each local day first..last, both kinds together, placed on the
     patient's days as the summary module places them (`LocalDays`)."""
-    days = LocalDays.ending(zone, last, (last - first).days + 1)
+    days = _local_days(zone, first, last)
     start = datetime.fromtimestamp(float(days.starts_s[0]), UTC)
     end = datetime.fromtimestamp(float(days.starts_s[-1]), UTC)
     counts = np.zeros(days.count, dtype=np.float64)
@@ -362,23 +370,23 @@ def monthly_pdf(report: MonthlyReport, language: Language) -> bytes:
                 span += f" ({t('monthly.in_progress')})"
             meets = t("monthly.yes") if q.meets_threshold else t("monthly.no")
             rows.append([name, span, str(q.days_with_readings), meets, str(q.readings), *tail])
-    # Plain strings in cells (no Paragraph per cell): thousands of rows render in a second or two.
-    table = Table(
-        rows,
-        colWidths=[70 * mm, 52 * mm, 24 * mm, 18 * mm, 20 * mm, 28 * mm, 22 * mm, 20 * mm],
-        repeatRows=1,
+    # Plain strings in cells (no Paragraph per cell), and one table per page's worth of rows: ReportLab
+    # re-measures the rest of a long table at every page break, which grows with the square of its rows.
+    style = TableStyle(
+        [
+            ("FONTNAME", (0, 0), (-1, -1), font),
+            ("FONTSIZE", (0, 0), (-1, -1), 7.5),
+            ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.grey),
+            ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ]
     )
-    table.setStyle(
-        TableStyle(
-            [
-                ("FONTNAME", (0, 0), (-1, -1), font),
-                ("FONTSIZE", (0, 0), (-1, -1), 7.5),
-                ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.grey),
-                ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.lightgrey),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ]
-        )
-    )
+    widths = [70 * mm, 52 * mm, 24 * mm, 18 * mm, 20 * mm, 28 * mm, 22 * mm, 20 * mm]
+    tables = []
+    for chunk in range(1, max(len(rows), 2), ROWS_PER_TABLE):
+        table = Table([header, *rows[chunk : chunk + ROWS_PER_TABLE]], colWidths=widths, repeatRows=1)
+        table.setStyle(style)
+        tables.append(table)
     buffer = io.BytesIO()
     page = landscape(A4)
 
@@ -410,7 +418,7 @@ def monthly_pdf(report: MonthlyReport, language: Language) -> bytes:
             body,
         ),
         Spacer(1, 6),
-        table,
+        *tables,
     ]
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()
