@@ -67,18 +67,23 @@ def _pdf_text(content: bytes) -> str:
     return "\n".join(page.extract_text() for page in reader.pages)
 
 
-def _keep_pages(content: bytes, name: str) -> list[Path]:
-    """The PDF and its pages as PNG (pdftoppm) in test-artifacts/reports/, for a person to look at."""
+def _keep(content: bytes, name: str) -> Path:
+    """Keep the PDF in test-artifacts/reports/ for a person to look at."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     pdf = ARTIFACTS / f"{name}.pdf"
     pdf.write_bytes(content)
-    for old in ARTIFACTS.glob(f"{name}-*.png"):
-        old.unlink()
+    return pdf
+
+
+def _png_pages(pdf: Path) -> list[Path]:
+    """The PDF's pages as PNG beside it (pdftoppm, Debian poppler-utils)."""
     pdftoppm = shutil.which("pdftoppm")
     if pdftoppm is None:
-        pytest.skip("pdftoppm (Debian poppler-utils) is not installed: the pages cannot be kept as PNG")
-    subprocess.run([pdftoppm, "-r", "60", "-png", str(pdf), str(ARTIFACTS / name)], check=True, timeout=60)
-    return sorted(ARTIFACTS.glob(f"{name}-*.png"))
+        pytest.skip("pdftoppm (Debian poppler-utils) is not installed: the pages cannot be rendered")
+    for old in pdf.parent.glob(f"{pdf.stem}-*.png"):
+        old.unlink()
+    subprocess.run([pdftoppm, "-r", "60", "-png", str(pdf), str(pdf.with_suffix(""))], check=True, timeout=60)
+    return sorted(pdf.parent.glob(f"{pdf.stem}-*.png"))
 
 
 @pytest.mark.parametrize(
@@ -95,14 +100,13 @@ def test_visit_report_shows_the_summary_modules_figures(
 ) -> None:
     """The printed report holds the patient page's numbers (ESH home mean, category, morning and
     evening means, SD, exclusions; glucose ranges, mean, CV, hypo events, meal means) in the language
-    and glucose unit asked for, with the alerts' steps and who set the targets; its pages render."""
+    and glucose unit asked for, with the alerts' steps and who set the targets."""
     doctor = clinic_api.auth("a@c1.example")
     response = _get(
         clinic_api, "/api/v1/patients/p-1/reports/visit.pdf", doctor, days=14, lang=language, unit=unit.value
     )
     assert response.headers["content-type"] == "application/pdf"
-    pages = _keep_pages(response.content, f"visit-{language}-{unit.value.replace('/', '-')}")
-    assert pages and all(p.stat().st_size > 1000 for p in pages)
+    _keep(response.content, f"visit-{language}-{unit.value.replace('/', '-')}")
     text = _flat(_pdf_text(response.content))
     summary = _get(clinic_api, "/api/v1/patients/p-1/summary", doctor, days=14).json()
     n = Numbers(language, unit, SHANGHAI)
@@ -173,7 +177,7 @@ def test_visit_report_draws_the_agp_when_fourteen_days_suffice(clinic_api: Clini
     clinic_api.services.reading_store.write_batch(cgm_patient_readings("p-1", NOW))
     doctor = clinic_api.auth("a@c1.example")
     response = _get(clinic_api, "/api/v1/patients/p-1/reports/visit.pdf", doctor, lang="en", unit="mg/dL")
-    _keep_pages(response.content, "visit-agp-en")
+    _keep(response.content, "visit-agp-en")
     text = _flat(_pdf_text(response.content))
     g = _get(clinic_api, "/api/v1/patients/p-1/summary", doctor, days=14).json()["glucose"]
     assert g["agp_sufficient"] and g["gmi_percent"] is not None
@@ -181,6 +185,29 @@ def test_visit_report_draws_the_agp_when_fourteen_days_suffice(clinic_api: Clini
     assert _flat(message("en", "glu.modal_day")) not in text
     assert _flat(f"{g['gmi_percent']:.1f} %") in text
     assert _flat(f"{g['time_in_range_70_180_percent']:.1f} %") in text
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_visit_report_pages_render_as_images(
+    clinic_api: ClinicApi, seeded: list[Any], language: Language
+) -> None:
+    """A PDF reader draws every page (poppler's pdftoppm): as many PNG pages as the PDF has, each with
+    more than a blank page's worth of ink; the pages are kept in test-artifacts/reports/."""
+    doctor = clinic_api.auth("a@c1.example")
+    response = _get(clinic_api, "/api/v1/patients/p-1/reports/visit.pdf", doctor, lang=language)
+    pdf = _keep(response.content, f"visit-pages-{language}")
+    pages = _png_pages(pdf)
+    assert len(pages) == len(pypdf.PdfReader(io.BytesIO(response.content)).pages) >= 2
+    blank = _png_pages(_keep(_blank_pdf(), "blank"))[0].stat().st_size
+    assert all(page.stat().st_size > 3 * blank for page in pages)
+
+
+def _blank_pdf() -> bytes:
+    writer = pypdf.PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
 
 
 def test_visit_report_language_defaults_to_the_clinics_profile(
@@ -402,7 +429,7 @@ def test_monthly_report_counts_days_in_each_30_day_period_against_16(
         ("p-2", "15", "false"),
     }
     pdf = _get(clinic_api, "/api/v1/admin/reports/monthly", admin, month=month, format="pdf", lang="zh-CN")
-    _keep_pages(pdf.content, "monthly-zh-CN")
+    _keep(pdf.content, "monthly-zh-CN")
     text = _flat(_pdf_text(pdf.content))
     assert _flat(message("zh-CN", "monthly.title")) in text and "NaLi(p-2)" in text
 
