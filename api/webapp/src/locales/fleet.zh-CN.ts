@@ -4,7 +4,7 @@ import type en from "./fleet.en";
 import type { DeepStrings } from "./types";
 
 const zhCN: DeepStrings<typeof en> = {
-  title: "设备",
+  title: "设备状态",
   intro: "本诊所的网关和血压计、血糖仪最近一次上报的状态，以及尚未归属任何患者的读数。",
   refresh: "刷新",
   updated: "更新于 {when}",
