@@ -22,11 +22,12 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import Services, commit_audited, commit_denial
+from api.deps import Services, client_address, commit_audited, commit_denial
+from api.errors import ApiError, ErrorCode
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, api_error, run_change, run_read
 from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, UNKNOWN_ACTOR
 from storage.clinic import administration as admin
@@ -235,10 +236,27 @@ def _reset(sessions: sessionmaker[Session], body: PasswordResetIn) -> None:
 
 
 @public_router.post("/password-reset", status_code=status.HTTP_204_NO_CONTENT)
-async def reset_password(body: PasswordResetIn, services: Services) -> Response:
-    """Set a new password with a one-time code from a clinic administrator (no sign-in needed)."""
+async def reset_password(body: PasswordResetIn, request: Request, services: Services) -> Response:
+    """Set a new password with a one-time code from a clinic administrator (no sign-in needed).
+
+    A code has 100 random bits, so guessing one is hopeless; the login throttle still bounds the
+    refused attempts from one address (api/login_throttle.py), each of which is an audit entry."""
+    throttle = services.login_throttle
+    address = client_address(request)
+    key = throttle.account_key(f"password-reset:{address}")
+    refused = throttle.begin_attempt(key, address)
+    if refused is not None:
+        raise ApiError(
+            ErrorCode.AUTH_THROTTLED,
+            "too many refused codes; try again later",
+            headers={"Retry-After": str(refused.retry_after_s)},
+        )
     try:
         await asyncio.to_thread(_reset, services.clinic_sessions, body)
     except AdministrationError as exc:
-        raise api_error(exc) from exc
+        raise api_error(exc) from exc  # counted as a failure
+    except BaseException:
+        throttle.abandoned(key, address)
+        raise
+    throttle.succeeded(key, address)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -184,3 +184,20 @@ def test_unlock_clears_failed_logins(clinic_api: ClinicApi) -> None:
     assert response.json()["account"]["failed_logins"] == 0
     assert row_counts(clinic_api) == before
     assert audit_entries(clinic_api, action="unlock_account")[-1].details == {"failed_logins": 3}
+
+
+def test_refused_codes_from_one_address_are_throttled(clinic_api: ClinicApi) -> None:
+    """After 10 refused codes the next attempt gets 429 with Retry-After, and is not checked."""
+    for _ in range(10):
+        wrong = clinic_api.client.post(
+            RESET, json={"code": "AAAAA-AAAAA-AAAAA-AAAAA", "new_password": "x" * 12}
+        )
+        assert wrong.json()["code"] == "admin.reset_code_invalid"
+    code = _new_nurse(clinic_api)["reset_code"]
+    assert isinstance(code, dict)
+    throttled = clinic_api.client.post(
+        RESET, json={"code": code["code"], "new_password": "a long new password"}
+    )
+    assert (throttled.status_code, throttled.json()["code"]) == (429, "auth.throttled")
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert len(audit_entries(clinic_api, action="reset_password", outcome="denied")) == 10
