@@ -135,8 +135,8 @@ export default {
     aria: "Glucose chart, {from} to {to}: {valid} readings, {errors} error readings. Target range {low} to {high} {unit}.",
     legend: {
       shapes: "Shape and colour show the meal: circle fasting, square before a meal, triangle after a meal, diamond bedtime, rounded square casual, hollow circle not given.",
-      band: "green band: target range",
-      error: "cross under the chart: error reading, no value",
+      band: "Green band: target range.",
+      error: "Cross under the chart: error reading, no value.",
     },
     meals: {
       fasting: "Fasting",

@@ -137,8 +137,8 @@ const zhCN: DeepStrings<typeof en> = {
     aria: "血糖图，{from} 至 {to}：{valid} 次读数，{errors} 次错误读数。目标范围 {low} 至 {high} {unit}。",
     legend: {
       shapes: "形状和颜色表示进餐情况：圆形为空腹，方形为餐前，三角形为餐后，菱形为睡前，圆角方形为随机，空心圆为未注明。",
-      band: "绿色区域：目标范围",
-      error: "图下方的叉号：错误读数，无数值",
+      band: "绿色区域：目标范围。",
+      error: "图下方的叉号：错误读数，无数值。",
     },
     meals: {
       fasting: "空腹",

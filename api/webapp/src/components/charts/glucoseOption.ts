@@ -78,8 +78,8 @@ export const GLUCOSE_SERIES = {
 const LEFT = 48;
 const RIGHT = 20;
 const MAIN = { top: 44, height: 220 };
-const ERRORS = { top: 300, height: 22 };
-export const GLUCOSE_CHART_HEIGHT = 380;
+const ERRORS = { top: 320, height: 22 };
+export const GLUCOSE_CHART_HEIGHT = 400;
 
 function isNumber(value: number | null | undefined): value is number {
   return typeof value === "number" && Number.isFinite(value);
