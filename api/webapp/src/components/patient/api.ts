@@ -4,6 +4,7 @@
  * Types come from the generated OpenAPI schema, so a changed API breaks the build.
  */
 import { type AlertDetail, type AlertOut, api, call } from "../../api/client";
+import { wallClockMs } from "../charts/time";
 import type { components } from "../../api/schema";
 
 type Schemas = components["schemas"];
@@ -48,9 +49,18 @@ export interface ReadingWindow {
   end: string;
 }
 
-/** The instants a range of `days` covers, ending now. */
-export function readingWindow(days: RangeDays, now: Date = new Date()): ReadingWindow {
-  return { start: new Date(now.getTime() - days * 86_400_000).toISOString(), end: now.toISOString() };
+/**
+ * The instants a range of `days` covers, as the server's summary counts them: from midnight of the
+ * first of `days` local calendar days in the patient's time zone (today included) until now.
+ */
+export function readingWindow(days: RangeDays, timeZone: string, now: Date = new Date()): ReadingWindow {
+  const today = new Date(wallClockMs(now, timeZone));
+  const firstDay = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (days - 1));
+  // The instant whose wall clock reads that midnight: the zone's offset then (twice, for a change
+  // of offset between now and then).
+  let start = firstDay;
+  for (let i = 0; i < 2; i += 1) start = firstDay - (wallClockMs(start, timeZone) - start);
+  return { start: new Date(start).toISOString(), end: now.toISOString() };
 }
 
 export async function fetchBloodPressure(
