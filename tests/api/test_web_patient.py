@@ -3,6 +3,7 @@ and reading store (tests/api/web_fixtures.py): charts read back through their EC
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -378,6 +379,41 @@ def test_a_failed_readings_request_shows_an_error_and_never_the_previous_patient
     page.get_by_test_id("bp-card").get_by_role("button", name="Try again").click()
     systolic = values(series(chart_option(page, "bp-chart"), "systolic"))
     assert sorted(y for _x, y in systolic)[0] == 122  # p-2's readings (base 128), not p-1's
+
+
+def test_an_answer_for_the_previous_patient_arriving_late_is_never_shown(
+    web_clinic: WebClinic, page: Page
+) -> None:
+    """Patient A's readings answer held back until B is shown: B's page keeps B's charts only."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import Route, expect
+
+    web_clinic.add_readings(week_of_blood_pressure("p-1", base=160))
+    web_clinic.add_readings(week_of_blood_pressure("p-2", base=128))
+    held: list[Route] = []
+    readings_of_a = re.compile(r".*/api/v1/patients/p-1/readings.*")
+    page.route(readings_of_a, lambda route: held.append(route))
+    open_patient(page, web_clinic, "p-1")
+    expect(page.get_by_test_id("bp-card")).to_contain_text("Loading blood pressure readings")
+
+    go_to(page, "/patients/p-2?days=14")
+    expect(page.get_by_test_id("patient-name")).to_have_text("Zhou Yu")
+    before = values(series(chart_option(page, "bp-chart"), "systolic"))
+    assert max(y for _x, y in before) < 140  # B's readings (base 128); A's are 160 and more
+
+    assert held, "A's readings request was not made"
+    for route in held:
+        # A's answers come now; the page may already have cancelled those requests (that is the point).
+        with contextlib.suppress(PlaywrightError):
+            route.continue_()
+    page.unroute(readings_of_a)
+    # A round trip after A's answers: B's page is unchanged.
+    page.get_by_test_id("bp-card").get_by_role("button", name="Show as table").click()
+    expect(page.get_by_test_id("bp-table").locator("tr[data-valid=true]")).to_have_count(14)
+    after = values(series(chart_option(page, "bp-chart"), "systolic"))
+    assert after == before
+    expect(page.get_by_test_id("patient-name")).to_have_text("Zhou Yu")
+    assert "Wang" not in page.inner_text("main")
 
 
 def test_the_glucose_chart_shows_meals_the_target_band_time_in_ranges_and_why_no_agp(
