@@ -1,0 +1,172 @@
+"""The ledger every fault scenario ends with: counts, not distinct rows.
+
+reliability.md §(a): every run ends with a full drain plus a total-queue check (Jepsen's
+`total-queue`: what goes in must come out; it reports ok, lost, unexpected and recovered). Here one
+line per stage, each counted where it happens:
+
+- measured: readings the meters produced (the scenario knows them by id);
+- published: PUBLISH deliveries of each reading seen by a subscriber beside ingest (one reading may
+  be published more than once: resends after a timeout or a reconnect are at-least-once);
+- acked: application-ack deliveries naming each reading (the clinic's word to the gateway), and the
+  gateway's own record of what it was told (the outbox's `delivered` table);
+- stored: rows per reading in the store, and store WRITES per reading (an append-only write log that
+  the test adds beside the store's table, so a reading written twice shows as 2 even where the
+  store's key keeps one row);
+- alerts and notifications: alerts opened per patient and notifications delivered per alert event.
+
+Lost, unexpected and stored-twice must be empty; every abnormal reading must open exactly one alert
+and give exactly one notification of its opening; normal readings none. `Ledger.check()` raises
+with the whole ledger printed, so a failing scenario says which stage lost or doubled what.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+def _sample(ids: Iterable[str], n: int = 5) -> str:
+    items = sorted(ids)
+    shown = ", ".join(i[:12] for i in items[:n])
+    return f"{shown}{', ...' if len(items) > n else ''}"
+
+
+@dataclass
+class Ledger:
+    """What each stage counted for one scenario's readings."""
+
+    scenario: str
+    measured: set[str]
+    published: Counter[str] = field(default_factory=Counter)
+    acked: Counter[str] = field(default_factory=Counter)
+    gateway_acked: set[str] | None = None
+    store_rows: Counter[str] = field(default_factory=Counter)
+    store_writes: Counter[str] = field(default_factory=Counter)
+    # patient id -> the abnormal reading of that patient (one per patient, by the scenario's design)
+    abnormal: dict[str, str] = field(default_factory=dict)
+    # patient id -> alerts opened for that patient (every patient of the scenario appears, 0 included)
+    alerts_opened: Counter[str] = field(default_factory=Counter)
+    # patient id -> notifications of an alert's opening (distinct event ids) for that patient
+    notifications: Counter[str] = field(default_factory=Counter)
+    # event id -> deliveries of that notification (the broker may deliver a QoS 1 message twice)
+    notification_deliveries: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    check_alerts: bool = True
+
+    # -- what the checks look at ----------------------------------------------------------------
+    @property
+    def stored(self) -> set[str]:
+        return {rid for rid, n in self.store_rows.items() if n > 0}
+
+    @property
+    def lost(self) -> set[str]:
+        return self.measured - self.stored
+
+    @property
+    def unexpected(self) -> set[str]:
+        return self.stored - self.measured
+
+    @property
+    def stored_twice(self) -> set[str]:
+        rows = {rid for rid, n in self.store_rows.items() if n > 1}
+        writes = {rid for rid, n in self.store_writes.items() if n > 1}
+        return rows | writes
+
+    @property
+    def never_written(self) -> set[str]:
+        """Readings in the store that the write log never saw (the log would be blind)."""
+        return self.stored - {rid for rid, n in self.store_writes.items() if n > 0}
+
+    @property
+    def unacked(self) -> set[str]:
+        told = {rid for rid, n in self.acked.items() if n > 0}
+        if self.gateway_acked is not None:
+            told &= self.gateway_acked
+        return self.measured - told
+
+    @property
+    def unpublished(self) -> set[str]:
+        return self.measured - {rid for rid, n in self.published.items() if n > 0}
+
+    def alert_mismatches(self) -> dict[str, tuple[int, int]]:
+        """patient -> (alerts expected, alerts opened) where they differ."""
+        patients = set(self.alerts_opened) | set(self.abnormal)
+        out = {}
+        for patient in patients:
+            expected = 1 if patient in self.abnormal else 0
+            if self.alerts_opened[patient] != expected:
+                out[patient] = (expected, self.alerts_opened[patient])
+        return out
+
+    def notification_mismatches(self) -> dict[str, tuple[int, int]]:
+        patients = set(self.notifications) | set(self.abnormal)
+        out = {}
+        for patient in patients:
+            expected = 1 if patient in self.abnormal else 0
+            if self.notifications[patient] != expected:
+                out[patient] = (expected, self.notifications[patient])
+        return out
+
+    # -- report ----------------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        found = []
+        for name, ids in (
+            ("lost", self.lost),
+            ("unexpected", self.unexpected),
+            ("stored twice", self.stored_twice),
+            ("stored without a write seen", self.never_written),
+            ("never acknowledged to the gateway", self.unacked),
+            ("never published", self.unpublished),
+        ):
+            if ids:
+                found.append(f"{name}: {len(ids)} ({_sample(ids)})")
+        if self.check_alerts:
+            for name, bad in (
+                ("alerts per patient (expected, opened)", self.alert_mismatches()),
+                ("notifications per patient (expected, sent)", self.notification_mismatches()),
+            ):
+                if bad:
+                    shown = ", ".join(f"{p}: {v}" for p, v in sorted(bad.items())[:5])
+                    found.append(f"{name}: {shown}")
+        return found
+
+    def table(self) -> str:
+        def total(counter: Counter[str]) -> int:
+            return sum(counter.values())
+
+        resent = sum(n - 1 for n in self.published.values() if n > 1)
+        rows = [
+            ("measured on the meters", len(self.measured), ""),
+            ("published (deliveries)", total(self.published), f"{len(self.published)} distinct, {resent} resent"),
+            ("acknowledged to the gateway", len(self.measured - self.unacked), f"{total(self.acked)} ack entries"),
+            ("present in the store", len(self.stored & self.measured), f"{total(self.store_rows)} rows"),
+            ("store writes", total(self.store_writes), ""),
+            ("lost", len(self.lost), ""),
+            ("unexpected", len(self.unexpected), ""),
+            ("stored twice", len(self.stored_twice), ""),
+        ]
+        if self.check_alerts:
+            rows += [
+                ("abnormal readings", len(self.abnormal), ""),
+                ("alerts opened", total(self.alerts_opened), ""),
+                (
+                    "notifications of an opening",
+                    total(self.notifications),
+                    f"{total(self.notification_deliveries)} deliveries",
+                ),
+            ]
+        width = max(len(r[0]) for r in rows)
+        lines = [f"ledger: {self.scenario}"]
+        lines += [f"  {name:<{width}}  {value:>8}  {extra}".rstrip() for name, value, extra in rows]
+        lines += [f"  note: {note}" for note in self.notes]
+        problems = self.problems()
+        lines += [f"  PROBLEM {p}" for p in problems] if problems else ["  balanced: lost 0, stored twice 0"]
+        return "\n".join(lines)
+
+    def check(self) -> None:
+        """Print the ledger; raise AssertionError with it when anything does not balance."""
+        text = self.table()
+        print("\n" + text)
+        if self.problems():
+            raise AssertionError(text)
