@@ -299,15 +299,20 @@ class Row:
     round_trip_ms: list[float]
     body_kb: float
     target_ms: float | None
+    cpu_ms: list[float] = field(default_factory=list)
 
     def line(self) -> str:
         p50, p99 = percentile(self.server_ms, 50), percentile(self.server_ms, 99)
         rt50, rt99 = percentile(self.round_trip_ms, 50), percentile(self.round_trip_ms, 99)
+        cpu50 = percentile(self.cpu_ms, 50)
         verdict = ""
         if self.target_ms is not None:
             met = "met" if p99 < self.target_ms else "MISSED"
             verdict = f"p99 < {self.target_ms:.0f} ms: {met} ({p99 / self.target_ms:.2f} of target)"
-        return f"  {self.name:<46} {p50:8.1f} {p99:8.1f}   {rt50:8.1f} {rt99:8.1f}  {self.body_kb:8.1f}  {verdict}"
+        return (
+            f"  {self.name:<46} {p50:8.1f} {p99:8.1f}   {rt50:8.1f} {rt99:8.1f}  {cpu50:7.1f}"
+            f"  {self.body_kb:8.1f}  {verdict}"
+        )
 
 
 def measure(
@@ -324,15 +329,17 @@ def measure(
         response.raise_for_status()
     times.by_path.pop(path, None)
     round_trips: list[float] = []
+    cpu: list[float] = []
     size = 0
     for _ in range(requests):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         response = client.get(path, params=params)
         round_trips.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
         response.raise_for_status()
         size = len(response.content)
     server = [s * 1000 for s in times.by_path.get(path, [])][-requests:]
-    return Row(name, server, round_trips, size / 1024, target_ms)
+    return Row(name, server, round_trips, size / 1024, target_ms, cpu)
 
 
 def concurrent(
@@ -524,8 +531,11 @@ def run_backend(backend: Backend, args: argparse.Namespace) -> list[str]:
                     )
                 )
             p50, p99, rate = concurrent(base_url, headers, panel, args.clients, max(2, n // 10))
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        lines.append(f"  load average after the requests: {load} ({os.cpu_count()} cores)")
         lines.append(
-            f"  {'request':<46} {'server p50':>8} {'p99':>8}   {'trip p50':>8} {'p99':>8}  {'body KB':>8}"
+            f"  {'request':<46} {'server p50':>8} {'p99':>8}   {'trip p50':>8} {'p99':>8}"
+            f"  {'CPU p50':>7}  {'body KB':>8}"
         )
         lines.extend(row.line() for row in rows)
         year = [r for r in rows if r.name.startswith("one-year chart")]
@@ -558,7 +568,10 @@ def main() -> int:
         f"workspace latency: {args.patients:,} patients x {args.days} days (2 BP + 2 glucose a day) "
         f"+ 1 x {args.year_days} days (4 + 4), {args.requests} requests per case, one uvicorn worker"
     )
-    print("times in ms; server time measured around the ASGI app, round trip over loopback HTTP")
+    print(
+        "times in ms; server time measured around the ASGI app, round trip over loopback HTTP, CPU: this "
+        "process's CPU time per request (server and client), what a request costs on an idle core"
+    )
     root = Path(tempfile.mkdtemp(prefix="vitalgate-workspace-bench-"))
     try:
         for name in args.backends.split(","):
