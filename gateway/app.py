@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
 from gateway import systemd
+from gateway.adapter import BluezAdapter
 from gateway.bindings import Bindings, PairedMeter
 from gateway.health import Health, write_status_file
 from gateway.meters import BleConfig, Collector, MeterManager
@@ -225,6 +227,8 @@ class Gateway:
             outbox_stats=self._outbox_stats,
             scanner_backend=self._scanner_backend,
             client_backend=self._client_backend,
+            # bleak's own backend on Linux is BlueZ: its adapter is watched and recovered.
+            adapter=BluezAdapter() if self._scanner_backend is None and sys.platform == "linux" else None,
         )
         stats = await asyncio.to_thread(self.outbox.stats)
         logger.info(

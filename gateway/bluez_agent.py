@@ -55,6 +55,9 @@ class PairingAgent(ServiceInterface):
         self.address = address.upper()
         self._passkey_prompt = passkey_prompt
         self._confirm_prompt = confirm_prompt
+        #: How BlueZ asked to authenticate the meter being paired (None: it did not ask; the kernel
+        #: completes Just Works pairing it initiates without the agent).
+        self.requests: list[str] = []
 
     def _only_ours(self, device: str) -> str:
         address = address_of(device)
@@ -70,6 +73,8 @@ class PairingAgent(ServiceInterface):
     @dbus_method()
     async def RequestPasskey(self, device: DBusObjectPath) -> DBusUInt32:
         address = self._only_ours(device)
+        self.requests.append("passkey_entry")
+        logger.info("pairing agent asked for the meter's passkey", extra={"peer_address": address})
         passkey = await self._passkey_prompt(address)
         if passkey is None or not 0 <= passkey <= PASSKEY_MAX:
             raise DBusError(ERROR_CANCELED, "no passkey entered")
@@ -78,13 +83,17 @@ class PairingAgent(ServiceInterface):
     @dbus_method()
     async def RequestConfirmation(self, device: DBusObjectPath, passkey: DBusUInt32) -> None:
         address = self._only_ours(device)
+        self.requests.append("numeric_comparison")
+        logger.info("pairing agent asked to confirm a number", extra={"peer_address": address})
         if not await self._confirm_prompt(address, passkey):
             raise DBusError(ERROR_REJECTED, "passkey not confirmed")
 
     @dbus_method()
     def RequestAuthorization(self, device: DBusObjectPath) -> None:
         # Just Works: accepted only for the meter being paired, by the person pairing it.
-        self._only_ours(device)
+        address = self._only_ours(device)
+        self.requests.append("just_works")
+        logger.info("pairing agent authorised Just Works pairing", extra={"peer_address": address})
 
     @dbus_method()
     def AuthorizeService(self, device: DBusObjectPath, uuid: DBusStr) -> None:

@@ -46,6 +46,7 @@ from device_drivers.procedures.errors import (
     SyncTimeout,
 )
 from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
+from gateway.adapter import AdapterRecovery, BluezAdapter, NoAdapterControl, RecoveryStep, bluez_link_security
 from gateway.bindings import Bindings, PairedMeter
 from gateway.health import Health
 from gateway.outbox import CommitResult, OutboxFullError, OutboxStats, OutboxWriteError
@@ -67,6 +68,8 @@ class BleConfig:
     disconnect_timeout_s: float = 10.0
     resync_after_s: float = 60.0  # after a good sync, ignore the meter's adverts this long
     max_backoff_s: float = 600.0
+    #: BlueZ: how long a bonded meter's link may take to be encrypted with the bond after connecting.
+    encryption_wait_s: float = 10.0
 
 
 class ErrorKind(StrEnum):
@@ -120,6 +123,8 @@ def classify(error: BaseException) -> ErrorKind:
         return ErrorKind.STORAGE
     if isinstance(error, SpoofedMeterError):
         return ErrorKind.SPOOFED
+    if isinstance(error, BondLostError):
+        return ErrorKind.SECURITY
     if isinstance(error, MeterProtocolError):
         return ErrorKind.PROTOCOL
     if isinstance(error, (GattTimeout, SyncTimeout)):
@@ -165,14 +170,38 @@ def link_encrypted(client: BleakClient) -> bool | None:
     """Whether the link to the meter is encrypted (with the bond), or None where bleak cannot tell.
 
     The virtual backend exposes its bumble connection. bleak's BlueZ backend does not expose link
-    encryption; there the gateway relies on BlueZ refusing protected characteristics to a device
-    without the bond (reliability.md §5.4) and on the address registry.
+    encryption: on BlueZ the gateway asks BlueZ and the kernel instead (:func:`check_bluez_link`).
     """
     backend = getattr(client, "_backend", None)
     connection = getattr(backend, "connection", None)
     if connection is not None and hasattr(connection, "is_encrypted"):
         return bool(connection.is_encrypted)
     return None
+
+
+class BondLostError(Exception):
+    """BlueZ holds no bond for a paired meter's address: it must be paired again by a person."""
+
+
+async def check_bluez_link(adapter: BluezAdapter, address: str, wait_s: float) -> None:
+    """Refuse a meter link that BlueZ has not encrypted with the stored bond.
+
+    BlueZ encrypts a bonded LE device's link with the stored key as it connects; a device at a
+    paired address that lacks the key cannot, and BlueZ does not pair again on its own (no agent
+    runs outside ``vitalgate gateway pair``; ``JustWorksRepairing`` defaults to never). A device
+    BlueZ holds no bond for is refused before any protected read could make BlueZ pair it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        security = await bluez_link_security(adapter, address)
+        if security.bonded is False:
+            raise BondLostError(f"BlueZ holds no bond for the meter at {address}: pair it again")
+        if security.encrypted is not False or loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+    if security.encrypted is False:
+        raise SpoofedMeterError(f"device at {address} did not encrypt the link with the stored bond")
 
 
 def _raise_if_stopping() -> None:
@@ -250,6 +279,7 @@ class MeterManager:
         scanner_backend: type[BaseBleakScanner] | None = None,
         client_backend: type[BaseBleakClient] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        adapter: BluezAdapter | None = None,
     ) -> None:
         self.config = config
         self.bindings = bindings
@@ -269,6 +299,12 @@ class MeterManager:
         self.active_connections = 0
         self.max_active_connections = 0
         self.sessions_ok = 0
+        #: The BlueZ adapter (None with another backend, e.g. the virtual radio: nothing to recover).
+        self.adapter = adapter
+        self._scan_restart = asyncio.Event()
+        self.recovery = AdapterRecovery(
+            adapter if adapter is not None else NoAdapterControl(), self._adapter_step, self._scan_restart.set
+        )
 
     # -- scanning --------------------------------------------------------------------------------
 
@@ -288,10 +324,16 @@ class MeterManager:
         self.health.meter(slot.meter.meter_key).rssi_dbm = advertisement.rssi
         slot.advertised.set()
 
+    def _adapter_step(self, step: RecoveryStep, detail: str) -> None:
+        self.health.error(f"bluetooth adapter: {step.value} ({detail})")
+
     async def run(self) -> None:
+        watch = None if self.adapter is None else asyncio.create_task(self.recovery.watch(), name="adapter")
         try:
             await self._scan_forever()
         finally:
+            if watch is not None:
+                watch.cancel()
             for slot in self._meters.values():
                 if slot.task is not None:
                     slot.task.cancel()
@@ -320,9 +362,17 @@ class MeterManager:
                     "scanner start failed",
                     extra={"error": type(exc).__name__, "failures": failures, "retry_in_s": delay},
                 )
+                try:
+                    await self.recovery.failed("scan start")
+                except Exception as error:  # the adapter could not be recovered now: try again later
+                    logger.error("adapter recovery failed", extra={"error": str(error)[:200]})
+                if self._scan_restart.is_set():
+                    self._scan_restart.clear()
+                    continue  # the adapter was brought back: start scanning at once
                 await asyncio.sleep(delay)
                 continue
             failures = 0
+            self._scan_restart.clear()
             self.last_advertisement_at = self._monotonic()
             logger.info("scanning for blood pressure and glucose meters")
             try:
@@ -336,7 +386,12 @@ class MeterManager:
     async def _watch(self, _scanner: BleakScanner) -> None:
         """Return when no advertisement arrived for ``scanner_watchdog_s`` (then scanning restarts)."""
         while True:
-            await asyncio.sleep(self.config.watchdog_check_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.watchdog_check_s):
+                    await self._scan_restart.wait()
+            if self._scan_restart.is_set():
+                logger.warning("restarting the scanner after adapter recovery")
+                return
             silent_s = self._monotonic() - self.last_advertisement_at
             if silent_s >= self.config.scanner_watchdog_s:
                 logger.warning(
@@ -380,7 +435,11 @@ class MeterManager:
                 state.failures += 1
                 state.last_error = f"{kind.value}: {type(exc).__name__}"
                 self.health.error(f"meter session failed: {kind.value}")
-                log = logger.error if kind in (ErrorKind.SPOOFED, ErrorKind.OUTBOX_FULL) else logger.warning
+                log = (
+                    logger.error
+                    if kind in (ErrorKind.SPOOFED, ErrorKind.OUTBOX_FULL, ErrorKind.SECURITY)
+                    else logger.warning
+                )
                 log(
                     "meter session failed",
                     extra={
@@ -393,9 +452,15 @@ class MeterManager:
                         "retry_in_s": delay,
                     },
                 )
+                if kind in (ErrorKind.TIMEOUT, ErrorKind.TRANSIENT, ErrorKind.OUT_OF_SLOTS):
+                    try:
+                        await self.recovery.failed("connect")
+                    except Exception as error:  # the adapter could not be recovered now
+                        logger.error("adapter recovery failed", extra={"error": str(error)[:200]})
                 await asyncio.sleep(delay)
                 continue
             _raise_if_stopping()
+            self.recovery.succeeded()
             attempt = 0
             self.sessions_ok += 1
             state.last_error = None
@@ -420,6 +485,8 @@ class MeterManager:
         try:
             if link_encrypted(client) is False:
                 raise SpoofedMeterError(f"device at {meter.address} could not encrypt with the stored bond")
+            if self.adapter is not None:
+                await check_bluez_link(self.adapter, meter.address, self.config.encryption_wait_s)
             since = await self.sync_position(meter.meter_key)
             session = MeterSession(meter, since, self.sink, self.health, disconnected)
             await self.collector(client, session)

@@ -588,6 +588,14 @@ class VirtualMeter:
         self._advertising_until = None
         await self.update_advertising()
 
+    async def close_advertising_window(self) -> None:
+        """The radio goes back to sleep now: an open advertising window ends early."""
+        if self._advertising_task is not None:
+            self._advertising_task.cancel()
+            self._advertising_task = None
+        self._advertising_until = None
+        await self.update_advertising()
+
     async def measurement_taken(self) -> None:
         """Called after a new record: AFTER_MEASUREMENT personas switch their radio on for a while."""
         if self.persona.advertising is AdvertisingPolicy.AFTER_MEASUREMENT:

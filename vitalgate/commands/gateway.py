@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import Bindings, BindingsError, MeterProfile
@@ -19,6 +19,9 @@ from gateway.meters import BleConfig, Collector
 from gateway.outbox import Outbox
 from gateway.uplink import ForwarderConfig, UplinkConfig
 from vitalgate.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.bluez_agent import PasskeyPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +183,13 @@ async def _prompt_confirm(address: str, passkey: int) -> bool:
     return text.strip().lower() in ("y", "yes")
 
 
+def _given_passkey(passkey: int) -> PasskeyPrompt:
+    async def given(_address: str) -> int | None:
+        return passkey
+
+    return given
+
+
 async def _pair(options: GatewayOptions, args: argparse.Namespace) -> int:
     from gateway import pairing
 
@@ -214,7 +224,9 @@ async def _pair(options: GatewayOptions, args: argparse.Namespace) -> int:
             # BlueZ needs an agent to answer passkey requests; bleak has none (reliability.md §5.4).
             from gateway.bluez_agent import PairingAgent, RegisteredAgent
 
-            agent = PairingAgent(args.address, _prompt_passkey, _prompt_confirm)
+            # --passkey answers the agent's request as the person would type it (scripts, tests).
+            passkey_prompt = _prompt_passkey if args.passkey is None else _given_passkey(args.passkey)
+            agent = PairingAgent(args.address, passkey_prompt, _prompt_confirm)
             async with RegisteredAgent(agent):
                 meter = await pairing.pair(bindings, args.address, **kwargs)
         else:
