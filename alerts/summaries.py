@@ -685,17 +685,14 @@ def blood_pressure_summary(
     daily: list[BpDay] = []
     if day.size:
         counts = np.bincount(day - first, minlength=days.count - first)
-        sums_s = np.bincount(day - first, weights=sys, minlength=days.count - first)
-        sums_d = np.bincount(day - first, weights=dia, minlength=days.count - first)
-        for i in np.flatnonzero(counts):
-            daily.append(
-                BpDay(
-                    date=days.day(first + int(i)),
-                    mean_systolic=round(float(sums_s[i] / counts[i]), 1),
-                    mean_diastolic=round(float(sums_d[i] / counts[i]), 1),
-                    readings=int(counts[i]),
-                )
-            )
+        measured = np.flatnonzero(counts)
+        n = counts[measured]
+        means_s = np.round(np.bincount(day - first, weights=sys)[measured] / n, 1).tolist()
+        means_d = np.round(np.bincount(day - first, weights=dia)[measured] / n, 1).tolist()
+        daily = [
+            BpDay(date=days.day(first + i), mean_systolic=ms, mean_diastolic=md, readings=k)
+            for i, ms, md, k in zip(measured.tolist(), means_s, means_d, n.tolist(), strict=True)
+        ]
     excluded = [r for r, inside in zip(bp.reasons, in_period, strict=True) if inside and r is not None]
     category = (
         "insufficient"

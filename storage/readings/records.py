@@ -137,16 +137,20 @@ def aggregate_daily(
     """
     metrics = AGGREGATED_METRICS[kind]
     per_day: dict[date, tuple[list[int], dict[str, list[float]]]] = {}
+    isfinite = math.isfinite
     for row in rows:
         day = row.measured_at.astimezone(tz).date()
-        counts, values = per_day.setdefault(day, ([0, 0], {m: [] for m in metrics}))
+        entry = per_day.get(day)
+        if entry is None:
+            entry = per_day[day] = ([0, 0], {m: [] for m in metrics})
+        counts, values = entry
         if not row.included:
             counts[1] += 1
             continue
         counts[0] += 1
         for metric in metrics:
             value = row.values.get(metric)
-            if value is not None and math.isfinite(value):
+            if value is not None and isfinite(value):
                 values[metric].append(float(value))
     result = []
     for day in sorted(per_day):
