@@ -441,7 +441,13 @@ def run_backend(backend: Backend, args: argparse.Namespace) -> list[str]:
             f"  summary updater warm-up: {warmed:,} patients in {warm_s:.1f} s "
             f"({1000 * warm_s / max(warmed, 1):.1f} ms per patient)"
         )
-        services = ApiServices(reading_store=backend.store, clinic_sessions=sessions, jwt_secret="b" * 40)
+        # One sign-in for the whole run, however long the seeding and the requests take here.
+        services = ApiServices(
+            reading_store=backend.store,
+            clinic_sessions=sessions,
+            jwt_secret="b" * 40,
+            access_token_ttl_s=6 * 3600,
+        )
         times = ServerTimes()
         with serving(services, times) as base_url:
             token = httpx.post(
