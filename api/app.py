@@ -9,6 +9,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.responses import HTMLResponse, RedirectResponse
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.deps import ApiServices
 from api.errors import ERROR_RESPONSES, install_error_handlers
@@ -30,7 +31,19 @@ from api.routes import (
     reports,
     targets,
 )
+from api.security import BodySizeLimit, SecurityHeaders, page_policy
 from api.web_assets import WEB_APP_DIR, WebAppFiles
+
+
+def _with_page_policy(
+    page: HTMLResponse, *, inline_styles: bool = False, blob_workers: bool = False
+) -> HTMLResponse:
+    """The page with a Content-Security-Policy that admits its own inline scripts (by hash)."""
+    html = bytes(page.body).decode("utf-8")
+    page.headers["Content-Security-Policy"] = page_policy(
+        html, inline_styles=inline_styles, blob_workers=blob_workers
+    )
+    return page
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -46,6 +59,12 @@ def create_app(services: ApiServices) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     app.state.services = services
+    # Security headers on every response, and no-store on personal data (api/security.py); outside
+    # it, forwarded headers believed from the configured proxies only (none by default).
+    app.add_middleware(BodySizeLimit, max_bytes=services.max_request_body_bytes)
+    app.add_middleware(SecurityHeaders, hsts=services.hsts)
+    if services.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(services.trusted_proxies))
     app.include_router(auth.router)
     app.include_router(readings.router)
     app.include_router(patients.router)
@@ -71,29 +90,36 @@ def create_app(services: ApiServices) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} API",
-            swagger_js_url="/app/vendor/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="/app/vendor/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/app/vendor/swagger-ui/favicon-32x32.png",
-            oauth2_redirect_url="/docs/oauth2-redirect",
-            # No online validator badge: it would call a host outside the clinic.
-            swagger_ui_parameters={"validatorUrl": None},
+        return _with_page_policy(
+            get_swagger_ui_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} API",
+                swagger_js_url="/app/vendor/swagger-ui/swagger-ui-bundle.js",
+                swagger_css_url="/app/vendor/swagger-ui/swagger-ui.css",
+                swagger_favicon_url="/app/vendor/swagger-ui/favicon-32x32.png",
+                oauth2_redirect_url="/docs/oauth2-redirect",
+                # No online validator badge: it would call a host outside the clinic.
+                swagger_ui_parameters={"validatorUrl": None},
+            )
         )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return _with_page_policy(get_swagger_ui_oauth2_redirect_html())
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} API",
-            redoc_js_url="/app/vendor/redoc/redoc.standalone.js",
-            redoc_favicon_url="/app/favicon.svg",
-            with_google_fonts=False,
+        # ReDoc injects its styles and runs its search in a worker started from a blob.
+        return _with_page_policy(
+            get_redoc_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} API",
+                redoc_js_url="/app/vendor/redoc/redoc.standalone.js",
+                redoc_favicon_url="/app/favicon.svg",
+                with_google_fonts=False,
+            ),
+            inline_styles=True,
+            blob_workers=True,
         )
 
     @app.get("/", include_in_schema=False)

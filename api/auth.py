@@ -1,10 +1,15 @@
 """Authentication for clinic users: argon2 password hashes (pwdlib) and short-lived JWT bearer tokens
 (PyJWT, HS256). reliability.md §5.3: FastAPI's security tutorial uses PyJWT and pwdlib with argon2;
 §5.2 OWASP API1 (broken object-level authorisation) is handled per route by `api.deps.patient_access` / `check_patient_access`.
+
+Every access token belongs to a session (api/sessions.py): its claims name the session (`sid`) and
+the account's session version when it was signed in (`ver`), so that a signed-out session, a
+deactivated account or a changed role refuses the token at once, not when it expires.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -43,6 +48,8 @@ class Principal:
     user_id: str
     clinic_id: str
     roles: frozenset[UserRole]
+    session_id: str = ""  # the sign-in (storage.clinic.models.UserSession) its token belongs to
+    session_version: int = 0  # users.session_version when that session was signed in
 
 
 def issue_token(principal: Principal, secret: str, ttl_s: int, now: datetime | None = None) -> str:
@@ -51,21 +58,31 @@ def issue_token(principal: Principal, secret: str, ttl_s: int, now: datetime | N
         "sub": principal.user_id,
         "clinic": principal.clinic_id,
         "roles": sorted(r.value for r in principal.roles),
+        "sid": principal.session_id,
+        "ver": principal.session_version,
+        "jti": secrets.token_hex(8),  # two tokens issued in one second still differ (RFC 7519 §4.1.7)
         "iat": int(issued.timestamp()),
         "exp": int((issued + timedelta(seconds=ttl_s)).timestamp()),
     }
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
-def read_token(token: str, secret: str) -> Principal:
+def read_token(token: str, secret: str, *, verify_expiry: bool = True) -> Principal:
+    """The principal a token of ours names. `verify_expiry=False` only where an expired token may
+    still name its session (signing out): its signature is always checked."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["sub", "exp", "clinic"]}
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["sub", "exp", "clinic", "sid", "ver"], "verify_exp": verify_expiry},
         )
         return Principal(
             user_id=str(claims["sub"]),
             clinic_id=str(claims["clinic"]),
             roles=frozenset(UserRole(r) for r in claims.get("roles", [])),
+            session_id=str(claims["sid"]),
+            session_version=int(claims["ver"]),
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthenticationError("invalid or expired token", "expired") from exc

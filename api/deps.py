@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
@@ -31,11 +32,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import AuthenticationError, Principal, read_token
 from api.broker_accounts import GatewayAccounts
 from api.errors import ApiError, ErrorCode
+from api.limits import MAX_REQUEST_BODY_BYTES
 from api.login_throttle import LoginThrottle
 from api.refused_tokens import RefusedTokens
+from api.sessions import (
+    ACCESS_TOKEN_TTL_S,
+    REFRESH_TOKEN_TTL_S,
+    SESSION_MAX_S,
+    SessionPolicy,
+    session_refusal,
+)
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.database import ClinicDatabaseUnavailableError
-from storage.clinic.models import CareTeamMember, Patient, User, UserRole
+from storage.clinic.models import CareTeamMember, Patient, User, UserRole, UserSession
 from storage.readings.protocol import ReadingStore
 
 logger = logging.getLogger(__name__)
@@ -57,7 +66,21 @@ class ApiServices:
     reading_store: ReadingStore
     clinic_sessions: sessionmaker[Session]
     jwt_secret: str
-    access_token_ttl_s: int = 8 * 3600
+    access_token_ttl_s: int = ACCESS_TOKEN_TTL_S
+    refresh_token_ttl_s: int = REFRESH_TOKEN_TTL_S
+    session_max_s: int = SESSION_MAX_S
+    # Request bodies above this are refused with 413 before they are read (api/security.py).
+    max_request_body_bytes: int = MAX_REQUEST_BODY_BYTES
+    # Reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or networks); none by
+    # default, so no client can choose the address the login throttle counts it under.
+    trusted_proxies: tuple[str, ...] = ()
+    # Strict-Transport-Security on every response, not only those to requests that came over TLS.
+    hsts: bool = False
+
+    @property
+    def session_policy(self) -> SessionPolicy:
+        return SessionPolicy(self.access_token_ttl_s, self.refresh_token_ttl_s, self.session_max_s)
+
     # Optional extras wired by the composition root (alert service, ingest counters, event hub).
     extras: dict[str, Any] = field(default_factory=dict)
     # Failed-login counters of this API process (api/login_throttle.py: per process, in memory).
@@ -144,18 +167,14 @@ async def audit_listing(services: ApiServices, user: Principal, action: str, det
 
 
 def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Principal | None:
-    """The account as it is now: a deactivated user or a revoked role takes effect at once, not when
-    the token expires (OWASP API2, broken authentication). A validly signed token that no longer
-    stands for an active account is an audited denial."""
+    """The account as it is now, if the token's session still stands for it: a signed-out session,
+    a deactivated user or a changed role takes effect at once, not when the token expires (OWASP
+    API2, broken authentication; api/sessions.py). Two primary-key reads in one transaction. A
+    validly signed token that no longer stands for its account is an audited denial."""
     with sessions() as session:
         user = session.get(User, claimed.user_id)
-        reason = None
-        if user is None:
-            reason = "account_unknown"
-        elif not user.active:
-            reason = "account_inactive"
-        elif user.clinic_id != claimed.clinic_id:
-            reason = "clinic_changed"
+        signed_in = session.get(UserSession, claimed.session_id) if claimed.session_id else None
+        reason = session_refusal(user, signed_in, claimed, datetime.now(UTC))
         if reason is not None or user is None:
             commit_denial(
                 session,
@@ -167,7 +186,13 @@ def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Pri
                 details={"reason": reason},
             )
             return None
-        return Principal(user.user_id, user.clinic_id, frozenset(grant.role for grant in user.roles))
+        return claimed
+
+
+async def session_is_current(services: ApiServices, user: Principal) -> bool:
+    """Whether `user`'s session still stands (the same check as every request's, audited the same
+    way when it does not): for a live-event stream, which outlives the request that opened it."""
+    return await asyncio.to_thread(_current_account, services.clinic_sessions, user) is not None
 
 
 def _unauthorised(code: ErrorCode) -> ApiError:

@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
+    REQUEST_TOO_LARGE = "request.too_large"
     STORE_UNAVAILABLE = "store.unavailable"
     SERVICE_UNAVAILABLE = "service.unavailable"
     INTERNAL = "internal"
@@ -116,6 +117,7 @@ _DEFAULTS: Final[Mapping[ErrorCode, tuple[int, str]]] = {
     ErrorCode.BAD_REQUEST: (400, "bad request"),
     ErrorCode.METHOD_NOT_ALLOWED: (405, "method not allowed"),
     ErrorCode.CONFLICT: (409, "conflict"),
+    ErrorCode.REQUEST_TOO_LARGE: (413, "the request body is too large"),
     ErrorCode.STORE_UNAVAILABLE: (
         503,
         "the reading store or clinic database is unavailable; try again shortly",
@@ -165,6 +167,7 @@ STATUS_FALLBACK: Final[Mapping[int, ErrorCode]] = {
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.METHOD_NOT_ALLOWED,
     409: ErrorCode.CONFLICT,
+    413: ErrorCode.REQUEST_TOO_LARGE,
     422: ErrorCode.VALIDATION,
     429: ErrorCode.AUTH_THROTTLED,
     503: ErrorCode.SERVICE_UNAVAILABLE,

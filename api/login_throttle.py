@@ -27,8 +27,10 @@ CLIENT_ADDRESS_LOCKOUT_THRESHOLD addresses).
 Per process: each API process (replica, worker) counts on its own, so N replicas allow N times the
 thresholds. That still keeps far below NIST's ceiling; a shared store (e.g. the reverse proxy's or an
 API gateway's rate limiting) is the way to exact limits across replicas (docs/clinic-database.md).
-Behind a reverse proxy the client address is the proxy's unless uvicorn trusts its forwarded headers
-(`--proxy-headers --forwarded-allow-ips`); otherwise one clinic's users share one address counter.
+Behind a reverse proxy the client address is the proxy's unless the proxy is listed in
+`api.trusted_proxies` (api/app.py): only then is its X-Forwarded-For believed, and nobody else's, so
+a client cannot pick the address it is counted under; without it, one clinic's users share one
+address counter.
 The counters are not persistent: a restart clears them. NIST's hard cap of 100 consecutive failures
 on one account is the persistent count in the clinic database (`users.failed_logins`,
 api/routes/auth.py).
@@ -63,12 +65,16 @@ class LoginRefused:
 
     retry_after_s: int
     scope: str  # "account" or "client_address": which counter refused
+    # The first refusal of that counter's window: the one to audit and log (api/routes/auth.py),
+    # so that refused attempts, which cost nothing to send, cannot flood the audit log.
+    first_in_window: bool = True
 
 
 @dataclass(slots=True)
 class _Window:
     started_at: float
     failures: int
+    refusals: int = 0
 
 
 class _FailureCounter:
@@ -93,6 +99,14 @@ class _FailureCounter:
         if window is None or window.failures < self.threshold:
             return None
         return window.started_at + self.window_s - now
+
+    def count_refusal(self, key: str, now: float) -> bool:
+        """Count a refusal of `key` (refused_for said so); True for the window's first."""
+        window = self._current(key, now)
+        if window is None:
+            return True
+        window.refusals += 1
+        return window.refusals == 1
 
     def count(self, key: str, now: float) -> None:
         window = self._current(key, now)
@@ -165,7 +179,11 @@ class LoginThrottle:
             ]
             if waits:
                 wait, scope = max(waits)
-                return LoginRefused(retry_after_s=max(1, math.ceil(wait)), scope=scope)
+                counter, key = (
+                    (self._accounts, account_key) if scope == "account" else (self._addresses, client_address)
+                )
+                first = counter.count_refusal(key, now)
+                return LoginRefused(retry_after_s=max(1, math.ceil(wait)), scope=scope, first_in_window=first)
             self._accounts.count(account_key, now)
             self._addresses.count(client_address, now)
             return None

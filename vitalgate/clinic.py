@@ -13,8 +13,10 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from alerts.channels.base import Channel
 from alerts.channels.email import EmailChannel, SmtpConfig
@@ -41,7 +43,7 @@ from vitalgate.broker_accounts import accounts_from_settings
 from vitalgate.commands.ingest import ingest_config
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.settings import Settings
-from vitalgate.wiring import build_clinic_sessions, build_reading_store
+from vitalgate.wiring import api_security_options, build_clinic_sessions, build_reading_store
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +91,7 @@ class ClinicServer:
         if self.email is not None:
             self._tasks.append(asyncio.create_task(self._digests(stop)))
             self._tasks.append(asyncio.create_task(self._flush_email_outbox(stop)))
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(self.api), host=host, port=port, log_config=None, lifespan="off")
-        )
+        server = api_server(create_app(self.api), host=host, port=port)
         api_task = asyncio.create_task(server.serve())
         await stop.wait()
         server.should_exit = True
@@ -142,6 +142,16 @@ class ClinicServer:
         bind = self.api.clinic_sessions.kw.get("bind")
         if bind is not None:
             bind.dispose()
+
+
+def api_server(app: FastAPI, *, host: str, port: int, **options: Any) -> uvicorn.Server:
+    """The API's uvicorn server. uvicorn's own forwarded-header handling is off (by default it believes
+    X-Forwarded-For from loopback): the app believes only `api.trusted_proxies` (api/app.py)."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_config=None, lifespan="off", proxy_headers=False, **options
+        )
+    )
 
 
 async def build_clinic_server(
@@ -242,7 +252,7 @@ async def build_clinic_server(
         reading_store=store,
         clinic_sessions=sessions,
         jwt_secret=jwt_secret,
-        access_token_ttl_s=settings.api.access_token_ttl_s,
+        **api_security_options(settings),
         extras=extras,
         gateway_accounts=gateway_accounts,
         gateway_configs=None if config_account is None else GatewayConfigSender(config_account, sessions),

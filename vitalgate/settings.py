@@ -143,7 +143,21 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     jwt_secret: SecretStr | None = Field(default=None, description="required outside the demo")
-    access_token_ttl_s: int = Field(default=8 * 3600, gt=0)
+    # Sessions (api/sessions.py, docs/security.md).
+    access_token_ttl_s: int = Field(default=15 * 60, gt=0, description="access tokens; renewed by refresh")
+    refresh_token_ttl_s: int = Field(default=60 * 60, gt=0, description="a session unused this long ends")
+    session_max_s: int = Field(default=12 * 3600, gt=0, description="no session lasts longer; sign in again")
+    max_request_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies: 413")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or networks) whose X-Forwarded-For/-Proto are believed; "
+        "default none",
+    )
+    hsts: bool = Field(
+        default=False,
+        description="send Strict-Transport-Security on every response (the site is only reached over "
+        "HTTPS); it is always sent on requests that came over TLS",
+    )
 
 
 class AlertSettings(_Section):

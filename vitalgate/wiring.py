@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vitalgate.settings import Settings
 
@@ -82,8 +82,21 @@ def build_api_services(settings: Settings, *, jwt_secret: str | None = None) -> 
         reading_store=build_reading_store(settings),
         clinic_sessions=build_clinic_sessions(settings),
         jwt_secret=secret,
-        access_token_ttl_s=settings.api.access_token_ttl_s,
+        **api_security_options(settings),
     )
+
+
+def api_security_options(settings: Settings) -> dict[str, Any]:
+    """The ApiServices fields that come from `api.*` settings: sessions, body limit, proxies, HSTS."""
+    a = settings.api
+    return {
+        "access_token_ttl_s": a.access_token_ttl_s,
+        "refresh_token_ttl_s": a.refresh_token_ttl_s,
+        "session_max_s": a.session_max_s,
+        "max_request_body_bytes": a.max_request_body_bytes,
+        "trusted_proxies": tuple(a.trusted_proxies),
+        "hsts": a.hsts,
+    }
 
 
 def close_api_services(services: ApiServices) -> None:

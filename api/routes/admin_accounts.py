@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import Services, client_address, commit_audited, commit_denial
 from api.errors import ApiError, ErrorCode
+from api.limits import OPAQUE_ID_MAX
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, api_error, run_change, run_read
 from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, UNKNOWN_ACTOR
 from storage.clinic import administration as admin
@@ -63,7 +64,9 @@ class AccountIn(BaseModel):
     display_name: str = Field(min_length=1, max_length=200)
     roles: list[UserRole] = Field(min_length=1)
     phone: str | None = Field(default=None, max_length=40, description="for alerts pushed by SMS or voice")
-    user_id: str | None = Field(default=None, pattern=OPAQUE_ID, description="null: one is chosen")
+    user_id: str | None = Field(
+        default=None, pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX, description="null: one is chosen"
+    )
 
 
 class AccountUpdateIn(BaseModel):

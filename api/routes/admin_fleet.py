@@ -26,11 +26,12 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Protocol
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Principal
 from api.deps import ApiServices, CurrentUser, Services, commit_audited, commit_denial
+from api.limits import OPAQUE_ID_MAX, BoundedDatetime
 from storage.clinic.audit import record_audit
 from storage.clinic.fleet import (
     FleetConflict,
@@ -157,12 +158,14 @@ class _DecisionIn(BaseModel):
 
     meter_key: str = Field(min_length=1, max_length=METER_KEY_LENGTH)
     user_id: int | None = Field(default=None, ge=0, le=254, description="the cuff's user slot")
-    measured_from: AwareDatetime | None = Field(default=None, description="default: all the gateway reported")
-    measured_to: AwareDatetime | None = None
+    measured_from: BoundedDatetime | None = Field(
+        default=None, description="default: all the gateway reported"
+    )
+    measured_to: BoundedDatetime | None = None
 
 
 class AdoptIn(_DecisionIn):
-    patient_id: str = Field(pattern=PATIENT_ID)
+    patient_id: str = Field(pattern=PATIENT_ID, max_length=OPAQUE_ID_MAX)
 
 
 class DiscardIn(_DecisionIn):

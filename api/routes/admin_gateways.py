@@ -43,6 +43,7 @@ from api.broker_accounts import (
 )
 from api.deps import ApiServices, Services
 from api.errors import ApiError, ErrorCode
+from api.limits import OPAQUE_ID_MAX
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, record_refusal, run_change, run_read
 from storage.clinic import administration as admin
 from storage.clinic.models import Gateway, MeterBinding
@@ -75,7 +76,9 @@ class GatewayOut(BaseModel):
 class GatewayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    gateway_id: str = Field(pattern=GATEWAY_ID, description="also its broker username and client id")
+    gateway_id: str = Field(
+        pattern=GATEWAY_ID, max_length=OPAQUE_ID_MAX, description="also its broker username and client id"
+    )
 
 
 class InstallerFile(BaseModel):

@@ -22,10 +22,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from api.deps import Services
+from api.limits import OPAQUE_ID_MAX, BoundedDatetime
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, run_change, run_read
 from api.routes.admin_gateways import ConfigDelivery, publish_configs
 from storage.clinic import administration as admin
@@ -78,8 +79,8 @@ class BindIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     meter_key: str = Field(min_length=1, max_length=200)
-    gateway_id: str = Field(pattern=OPAQUE_ID)
-    patient_id: str = Field(pattern=OPAQUE_ID)
+    gateway_id: str = Field(pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX)
+    patient_id: str = Field(pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX)
     device_user_id: int | None = Field(
         default=None, ge=0, le=admin.MAX_DEVICE_USER, description="a cuff's user slot; null: the whole meter"
     )
@@ -91,7 +92,7 @@ class BindIn(BaseModel):
 class UnbindIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    unbound_at: AwareDatetime | None = Field(
+    unbound_at: BoundedDatetime | None = Field(
         default=None, description="when the patient stopped using it; null: now. Not before bound_at."
     )
 
@@ -99,8 +100,10 @@ class UnbindIn(BaseModel):
 class MoveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    patient_id: str = Field(pattern=OPAQUE_ID)
-    gateway_id: str | None = Field(default=None, pattern=OPAQUE_ID, description="null: the same gateway")
+    patient_id: str = Field(pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX)
+    gateway_id: str | None = Field(
+        default=None, pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX, description="null: the same gateway"
+    )
     device_user_id: int | None = Field(default=None, ge=0, le=admin.MAX_DEVICE_USER)
     prior_memory_belongs: bool = False
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from api.deps import Services
+from api.limits import OPAQUE_ID_MAX, BoundedDate
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, run_change, run_read
 from api.routes.admin_gateways import ConfigDelivery, publish_configs
 from storage.clinic import administration as admin
@@ -59,14 +60,17 @@ class PatientIn(BaseModel):
 
     given_name: str = Field(min_length=1, max_length=100)
     family_name: str = Field(min_length=1, max_length=100)
-    family_doctor_id: str = Field(pattern=OPAQUE_ID)
-    staff_ids: list[str] = Field(default_factory=list, description="clinic staff, in escalation order")
-    date_of_birth: date | None = None
+    family_doctor_id: str = Field(pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX)
+    staff_ids: list[Annotated[str, Field(pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX)]] = Field(
+        default_factory=list, description="clinic staff, in escalation order"
+    )
+    date_of_birth: BoundedDate | None = None
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=254)
     patient_id: str | None = Field(
         default=None,
         pattern=OPAQUE_ID,
+        max_length=OPAQUE_ID_MAX,
         description="opaque id used outside the clinic database; null: one is chosen",
     )
 
@@ -78,7 +82,7 @@ class PatientUpdateIn(BaseModel):
 
     given_name: str | None = Field(default=None, min_length=1, max_length=100)
     family_name: str | None = Field(default=None, min_length=1, max_length=100)
-    date_of_birth: date | None = None
+    date_of_birth: BoundedDate | None = None
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=254)
 
@@ -86,7 +90,7 @@ class PatientUpdateIn(BaseModel):
 class CareTeamMemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(pattern=OPAQUE_ID)
+    user_id: str = Field(pattern=OPAQUE_ID, max_length=OPAQUE_ID_MAX)
     team_role: CareTeamRole
 
 

@@ -56,8 +56,10 @@ from api.deps import (
     audit_listing,
     check_patient_access,
     commit_audited,
+    session_is_current,
 )
 from api.errors import ApiError, ErrorCode, validation_error
+from api.limits import OPAQUE_ID_MAX, SYMPTOM_MAX, BoundedDatetime
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.models import UserRole
 from vitals.payload import AlertSeverity, AlertState
@@ -65,6 +67,7 @@ from vitals.payload import AlertSeverity, AlertState
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
 KEEPALIVE_S = 15.0
+SESSION_RECHECK_S = 5.0  # an open stream's session is checked at least this often
 MAX_REPORT_CLOCK_SKEW = timedelta(minutes=5)
 PATIENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"  # vitals.payload _ID
 # Snooze presets, minutes: Nightscout's snooze menus (15 to 120 min, clinical-rules.md §5 [58]), then
@@ -232,11 +235,14 @@ class SignOffIn(BaseModel):
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_LENGTH)] | None = None
 
 
+Symptom = Annotated[str, StringConstraints(min_length=1, max_length=SYMPTOM_MAX)]
+
+
 class ReportIn(BaseModel):
-    patient_id: str = Field(pattern=PATIENT_ID_PATTERN)
+    patient_id: str = Field(pattern=PATIENT_ID_PATTERN, max_length=OPAQUE_ID_MAX)
     kind: ReportKind
-    reported_at: datetime | None = None
-    symptoms: list[str] = Field(default_factory=list, max_length=20)
+    reported_at: BoundedDatetime | None = None
+    symptoms: list[Symptom] = Field(default_factory=list, max_length=20)
     ketones_mmol_l: float | None = Field(default=None, ge=0, le=30)
     seated_systolic_mmhg: float | None = Field(default=None, ge=40, le=300)
     standing_systolic_mmhg: float | None = Field(default=None, ge=40, le=300)
@@ -323,20 +329,30 @@ async def events(
 ) -> StreamingResponse:
     """Server-sent events: `event: alert`, `id: <event id>`, `data: <AlertEvent + link, escalation
     level, needs_signoff JSON>`. One event per lifecycle change, each sent once; alerts of patients
-    the user may see (the care teams they are on; the clinic for an administrator)."""
+    the user may see (the care teams they are on; the clinic for an administrator).
+
+    The stream outlives the request that opened it, so the user's session is checked again before
+    every event and at least every SESSION_RECHECK_S: once it is signed out, or the account
+    deactivated or its roles changed, no further event is sent and the stream ends (api/sessions.py)."""
     admin = _is_admin(user)
     await audit_listing(services, user, "subscribe_alert_events", {})
 
     async def stream() -> AsyncIterator[bytes]:
         sent = 0
+        idle_s = 0.0
         async with api.hub.subscribe(user.clinic_id) as sub:
             yield b": connected\n\n"
             while limit is None or sent < limit:
-                note = await sub.next(KEEPALIVE_S)
+                note = await sub.next(SESSION_RECHECK_S)
+                if not await session_is_current(services, user):
+                    return
                 if note is None:
                     if sub.dropped:
                         return
-                    yield b": keep-alive\n\n"
+                    idle_s += SESSION_RECHECK_S
+                    if idle_s >= KEEPALIVE_S:
+                        idle_s = 0.0
+                        yield b": keep-alive\n\n"
                     continue
                 if not admin and not await asyncio.to_thread(
                     api.repository.on_care_team, user.user_id, note.event.patient_id

@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Principal
 from api.deps import CurrentUser, Services, commit_audited, commit_denial
 from api.errors import ApiError, ErrorCode, validation_error
+from api.limits import BoundedDatetime
 from storage.clinic.audit import AuditOutcome, audit_entry_json, find_audit_entries, record_audit
 from storage.clinic.models import UserRole
 
@@ -93,7 +94,7 @@ async def audit_trail(
     object_type: Annotated[str | None, Query(max_length=32)] = None,
     object_id: Annotated[str | None, Query(pattern=OPAQUE_ID)] = None,
     actor: Annotated[str | None, Query(pattern=OPAQUE_ID)] = None,
-    since: Annotated[AwareDatetime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
+    since: Annotated[BoundedDatetime | None, Query(description="inclusive, ISO 8601 with offset")] = None,
     outcome: AuditOutcome | None = None,
     before_audit_id: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,

@@ -29,11 +29,11 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 
 from api.auth import Principal
 from api.deps import ApiServices, AuditedAccess, CurrentUser, Services, check_patient_access
 from api.errors import ApiError, ErrorCode, validation_error
+from api.limits import BoundedDatetime
 from api.reports import fhir
 from storage.readings.protocol import AnyReading, ReadingStore
 from vitals.readings import ReadingKind
@@ -288,8 +288,8 @@ async def patient_observations(
     request: Request,
     user: CurrentUser,
     services: Services,
-    start: Annotated[AwareDatetime | None, Query(description="inclusive; default: end - 30 days")] = None,
-    end: Annotated[AwareDatetime | None, Query(description="exclusive; default: now")] = None,
+    start: Annotated[BoundedDatetime | None, Query(description="inclusive; default: end - 30 days")] = None,
+    end: Annotated[BoundedDatetime | None, Query(description="exclusive; default: now")] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = DEFAULT_COUNT,
     cursor: Annotated[str | None, Query(alias="_cursor", description="from a next link")] = None,
 ) -> FhirJSONResponse:

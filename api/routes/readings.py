@@ -16,13 +16,14 @@ from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.summaries import ExclusionReason, exclusion_reasons
 from alerts.summary_updater import patient_settings
 from api.deps import Services, patient_access
 from api.errors import validation_error
+from api.limits import BoundedDatetime
 from storage.readings.protocol import AnyReading, DailyAggregate, MetricSummary
 from vitals.readings import BloodPressureReading, GlucoseReading, ReadingKind
 
@@ -88,8 +89,8 @@ async def list_readings(
     patient_id: ReadingsAccess,
     services: Services,
     kind: ReadingKind = ReadingKind.BLOOD_PRESSURE,
-    start: Annotated[AwareDatetime | None, Query(description="inclusive, default end - 30 days")] = None,
-    end: Annotated[AwareDatetime | None, Query(description="exclusive, default now")] = None,
+    start: Annotated[BoundedDatetime | None, Query(description="inclusive, default end - 30 days")] = None,
+    end: Annotated[BoundedDatetime | None, Query(description="exclusive, default now")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_READINGS)] = 1000,
 ) -> ReadingList:
     end = end or datetime.now(UTC)

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.summary_updater import patient_settings
@@ -45,6 +45,7 @@ from api.deps import (
     commit_denial,
 )
 from api.errors import ApiError, ErrorCode, validation_error
+from api.limits import BoundedDatetime
 from api.reports import readings_csv
 from api.reports.monthly import MONTH_PATTERN, MonthlyReport, build_monthly_report, monthly_csv, monthly_pdf
 from api.reports.text import Language
@@ -155,8 +156,8 @@ async def export_readings_csv(
     patient_id: str,
     user: CurrentUser,
     services: Services,
-    start: Annotated[AwareDatetime | None, Query(description="inclusive; default: end - 30 days")] = None,
-    end: Annotated[AwareDatetime | None, Query(description="exclusive; default: now")] = None,
+    start: Annotated[BoundedDatetime | None, Query(description="inclusive; default: end - 30 days")] = None,
+    end: Annotated[BoundedDatetime | None, Query(description="exclusive; default: now")] = None,
     kind: Annotated[ReadingKind | None, Query(description="default: both kinds, in time order")] = None,
 ) -> StreamingResponse:
     """Every stored reading of the range, invalid ones included and marked with their reasons."""

@@ -34,9 +34,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
+    inspect,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm.base import NEVER_SET, NO_VALUE
 
 from vitals.payload import AlertSeverity, AlertState
 from vitals.units import GlucoseUnit
@@ -197,6 +200,13 @@ class User(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    session_version: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default="0",
+        doc="raised whenever the account is deactivated or reactivated or its roles change: every "
+        "session signed in under an older version ends (api.sessions; the events below)",
+    )
 
     roles: Mapped[list[UserRoleGrant]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
@@ -698,3 +708,55 @@ class UnboundReleaseRecord(Base):
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None] = mapped_column(doc="when the gateway reported it carried out")
+
+
+class UserSession(Base):
+    """One sign-in (api/sessions.py): its access tokens name it (`sid`) and its refresh tokens
+    belong to it. Revoked at sign-out, when a refresh token is used twice (RFC 9700 §4.14.2), or by
+    the account's session_version moving on; it never outlives `expires_at`."""
+
+    __tablename__ = "user_sessions"
+
+    session_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
+    session_version: Mapped[int] = mapped_column(Integer, doc="users.session_version when signed in")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class RefreshToken(Base):
+    """A refresh token of a session, kept only as its SHA-256 (the token is 256 random bits, so a
+    plain hash suffices): whoever reads this table cannot use it. Each refresh marks the token used
+    and issues the next; a used token presented again revokes the whole session."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("user_sessions.session_id", ondelete="CASCADE"), index=True
+    )
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+# Every change of an account's activity or roles raises its session_version, whichever code makes it
+# (the API, `vitalgate admin`, a script): the sessions signed in before it end at their next request
+# or live-event check (api.deps, api.sessions).
+def _next_session_version(user: User) -> None:
+    user.session_version = (user.session_version or 0) + 1
+
+
+@event.listens_for(User.active, "set", active_history=True)
+def _active_changed(user: User, value: bool, old: object, _initiator: object) -> None:
+    if old is not NO_VALUE and old is not NEVER_SET and value != old:
+        _next_session_version(user)
+
+
+@event.listens_for(User.roles, "append")
+@event.listens_for(User.roles, "remove")
+def _roles_changed(user: User, _grant: UserRoleGrant, _initiator: object) -> None:
+    if inspect(user).persistent:
+        _next_session_version(user)

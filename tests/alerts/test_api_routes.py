@@ -17,22 +17,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
 from alerts.repository import SqlAlertRepository
-from api.auth import Principal, issue_token
 from api.deps import ApiServices
 from api.errors import install_error_handlers
 from api.routes import alerts as alert_routes
 from storage.clinic.models import UserRole
 from storage.readings.sqlite import SqliteReadingStore
 from tests.alerts.conftest import START, Clock, bp_reading, glucose_reading
+from tests.api.session_tokens import bearer_headers
 
 SECRET = "jwt-test-secret-0123456789abcdef0123456789"
+
+
+# The running test's clinic database (set by the `client` fixture), where `_token` signs users in.
+_clinic: list[sessionmaker[Session]] = []
 
 
 def _token(
     user_id: str, clinic_id: str = "clinic-a", role: UserRole = UserRole.FAMILY_DOCTOR
 ) -> dict[str, str]:
-    token = issue_token(Principal(user_id, clinic_id, frozenset({role})), SECRET, 3600)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer_headers(_clinic[-1], user_id, SECRET, clinic_id=clinic_id, role=role)
 
 
 @pytest.fixture
@@ -43,6 +46,7 @@ async def client(
     hub: EventHub,
     clock: Clock,
 ) -> AsyncIterator[httpx.AsyncClient]:
+    _clinic[:] = [clinic_sessions]
     app = FastAPI()
     app.state.services = ApiServices(
         reading_store=reading_store,

@@ -153,8 +153,9 @@ def test_thirty_wrong_logins_lock_the_account_even_for_the_right_password(clinic
     assert 0 < retry_after <= 15 * 60
     assert "access_token" not in refused.json()
 
+    # Throttled attempts cost nothing to send: one entry for the window, however many came.
     throttled = [e for e in _entries(clinic_api, action="login") if e.details.get("reason") == "throttled"]
-    assert len(throttled) == 30 - ACCOUNT_LOCKOUT_THRESHOLD + 1
+    assert len(throttled) == 1
     assert {(e.actor, e.object_id, e.outcome, e.details["scope"]) for e in throttled} == {
         ("unknown", "dr-a", "denied", "account")
     }

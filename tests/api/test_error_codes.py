@@ -120,6 +120,14 @@ def _malformed_form(api: ClinicApi) -> httpx.Response:
     return response
 
 
+def _too_large(api: ClinicApi) -> httpx.Response:
+    body = b"{" + b" " * api.services.max_request_body_bytes + b"}"
+    response: httpx.Response = api.client.put(
+        "/api/v1/me/preferences", content=body, headers={**api.auth(DOCTOR), "Content-Type": "application/json"}
+    )
+    return response
+
+
 def _nurse_changes_targets(api: ClinicApi) -> httpx.Response:
     _add_nurse(api)  # clinic staff on p-1's care team
     url = "/api/v1/patients/p-1/targets"
@@ -156,6 +164,7 @@ CASES: dict[ErrorCode, Case] = {
     ErrorCode.METHOD_NOT_ALLOWED: Case(
         405, None, lambda api: api.client.delete("/api/v1/me", headers=api.auth(DOCTOR))
     ),
+    ErrorCode.REQUEST_TOO_LARGE: Case(413, None, _too_large),
     ErrorCode.STORE_UNAVAILABLE: Case(503, None, _store_down),
     ErrorCode.SERVICE_UNAVAILABLE: Case(
         503, None, lambda api: api.client.get("/api/v1/alerts", headers=api.auth(DOCTOR))

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from api.login_throttle import LoginThrottle
 from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, LOCKED_DETAIL, _authenticate
+from api.sessions import SessionPolicy
 from storage.clinic.database import session_factory
 from storage.clinic.models import AuditLogEntry, GuidelineProfile, User, UserRole
 from tests.fixtures.postgres import clinic_engine, clinic_url, postgres_database_url
@@ -167,7 +168,10 @@ def test_concurrent_attempts_never_check_more_than_the_limit_on_sqlite_and_postg
     attempts = 10
     with ThreadPoolExecutor(max_workers=attempts) as pool:
         outcomes = list(
-            pool.map(lambda i: _authenticate(sessions, "a@c1.example", f"guess {i}"), range(attempts))
+            pool.map(
+                lambda i: _authenticate(sessions, "a@c1.example", f"guess {i}", "s" * 32, SessionPolicy()),
+                range(attempts),
+            )
         )
     reasons = sorted(getattr(o, "reason", "") for o in outcomes)
     assert reasons == ["account_locked"] * 5 + ["wrong_password"] * 5

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from api.auth import Principal, issue_token
 from api.deps import ApiServices
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meters import make_meter
@@ -34,6 +33,7 @@ from storage.clinic.enrolment import add_clinic, add_user, enrol_patient, regist
 from storage.clinic.models import AuditLogEntry, MeterKind, UnboundReleaseRecord, UserRole
 from storage.clinic.repository import ClinicRepository, bind_meter
 from storage.readings import SqliteReadingStore
+from tests.api.session_tokens import bearer_headers
 from tests.gateway.factories import cuff, glucose, glucose_meter
 from tests.gateway.helpers import wait_until
 from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
@@ -276,7 +276,7 @@ class ClinicSide:
             return [(rid, GlucoseReading.model_validate_json(p).measured_at) for rid, p in rows]
 
     async def unbound(self) -> list[dict[str, Any]]:
-        response = await self.client.get("/api/v1/admin/fleet/unbound", headers=_admin_headers())
+        response = await self.client.get("/api/v1/admin/fleet/unbound", headers=_admin_headers(self.sessions))
         assert response.status_code == 200, response.text
         groups: list[dict[str, Any]] = response.json()["groups"]
         return groups
@@ -286,9 +286,8 @@ class ClinicSide:
             return list(session.scalars(select(AuditLogEntry).where(AuditLogEntry.action == action)))
 
 
-def _admin_headers() -> dict[str, str]:
-    token = issue_token(Principal("admin-1", "c1", frozenset({UserRole.CLINIC_ADMIN})), SECRET, 600)
-    return {"Authorization": f"Bearer {token}"}
+def _admin_headers(sessions: sessionmaker[Session]) -> dict[str, str]:
+    return bearer_headers(sessions, "admin-1", SECRET, clinic_id="c1", role=UserRole.CLINIC_ADMIN)
 
 
 def _gateway_unbound(outbox_path: Path) -> int:
@@ -404,7 +403,7 @@ async def test_a_loaner_meters_memory_never_reaches_its_new_patient_and_is_adopt
             url = f"/api/v1/admin/fleet/gateways/{LOANER_GW}/unbound"
             adopt = {"meter_key": device.meter_key, "patient_id": "p-earlier",
                      "measured_from": group["first_measured_at"], "measured_to": (half + dt.timedelta(minutes=1)).isoformat()}  # fmt: skip
-            response = await client.post(f"{url}/adopt", json=adopt, headers=_admin_headers())
+            response = await client.post(f"{url}/adopt", json=adopt, headers=_admin_headers(sessions))
             assert response.status_code == 202, response.text
             assert response.json()["delivery"] == "published"
             await wait_until(
@@ -419,7 +418,7 @@ async def test_a_loaner_meters_memory_never_reaches_its_new_patient_and_is_adopt
 
             # ... and discards the rest.
             response = await client.post(f"{url}/discard", json={"meter_key": device.meter_key},
-                                         headers=_admin_headers())  # fmt: skip
+                                         headers=_admin_headers(sessions))  # fmt: skip
             assert response.status_code == 202, response.text
             await wait_until(lambda: _gateway_unbound(outbox_path) == 0, 30, "the discarded readings gone")
 

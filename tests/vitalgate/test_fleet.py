@@ -25,7 +25,6 @@ from alerts.operations import GATEWAY_OFFLINE, METER_BATTERY_LOW, OperationalPar
 from alerts.repository import SqlAlertRepository, SqlPatientDirectory
 from alerts.routing import Router
 from api.app import create_app
-from api.auth import Principal, issue_token
 from api.deps import ApiServices
 from device_drivers.virtual.meter import VirtualMeter
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
@@ -33,6 +32,7 @@ from storage.clinic.enrolment import add_clinic, add_user, enrol_patient, regist
 from storage.clinic.models import Alert, AuditLogEntry, MeterKind, UnboundReleaseRecord, UserRole
 from storage.clinic.repository import bind_meter
 from storage.readings import SqliteReadingStore
+from tests.api.session_tokens import bearer_headers
 from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.mosquitto import MosquittoBroker
@@ -78,8 +78,7 @@ class FleetClinic:
         roles = {"admin-1": UserRole.CLINIC_ADMIN, "admin-2": UserRole.CLINIC_ADMIN,
                  "nurse-1": UserRole.CLINIC_STAFF, "dr-1": UserRole.FAMILY_DOCTOR}  # fmt: skip
         clinic = "c2" if user_id == "admin-2" else "c1"
-        token = issue_token(Principal(user_id, clinic, frozenset({roles[user_id]})), SECRET, 600)
-        return {"Authorization": f"Bearer {token}"}
+        return bearer_headers(self.sessions, user_id, SECRET, clinic_id=clinic, role=roles[user_id])
 
     async def fleet(self, user_id: str = "admin-1") -> dict[str, Any]:
         response = await self.client.get("/api/v1/admin/fleet/gateways", headers=self.headers(user_id))

@@ -3,7 +3,8 @@
  *
  * - api: an openapi-fetch client typed by the API's OpenAPI schema (src/api/schema.d.ts, generated on
  *   every build) with the contract's not-yet-served endpoints (pending.ts). Every request carries the
- *   signed-in user's bearer token; a 401 on any request but sign-in ends the session (session.ts).
+ *   signed-in user's bearer token; a 401 on any request but sign-in renews the session once and sends
+ *   the request again, and ends the session when that fails (session.ts).
  *   Use it as `await call(api.GET("/api/v1/patients/{patient_id}", { params: { path: { patient_id } }, signal }))`.
  * - call(request): the response's data, or throws ApiError (HTTP error, with the API's `code`) or
  *   ApiError with code "network" (no answer). An aborted request throws the AbortError as is.
@@ -12,7 +13,7 @@
  * - LatestRequest, STALE (latest.ts): drop responses that arrive after the user moved on.
  * - openEventStream(path, onEvent, signal, onOpen?): server-sent events with the bearer token (fetch, since
  *   EventSource cannot send headers); resolves when the stream ends.
- * - configureAuth({ token, unauthorized }): set by session.ts.
+ * - configureAuth({ token, renew, unauthorized }): set by session.ts.
  * - Types: Paths, Me, GlucoseUnit, Role, PanelPage, PanelRow, PanelQuery, PanelSort, AlertOut, AlertDetail,
  *   AlertEventOut, AlertView, RuleId, Severity, AlertState, SnoozeMinutes, ValidationIssue.
  */
@@ -134,23 +135,41 @@ export async function call<T>(request: Promise<{ data?: T; error?: unknown; resp
 }
 
 let tokenOf: () => string | null = () => null;
+let renewSession: () => Promise<boolean> = () => Promise.resolve(false);
 let whenUnauthorized: () => void = () => {};
 
-export function configureAuth(options: { token: () => string | null; unauthorized: () => void }): void {
+export function configureAuth(options: {
+  token: () => string | null;
+  renew: () => Promise<boolean>;
+  unauthorized: () => void;
+}): void {
   tokenOf = options.token;
+  renewSession = options.renew;
   whenUnauthorized = options.unauthorized;
 }
 
 export const SIGN_IN_PATH = "/api/v1/auth/token";
+const AUTH_PATHS = /\/api\/v1\/auth\/(token|refresh|logout)$/;
+
+// Each request as it was before it was sent, to send it once more after a renewal.
+const unsent = new WeakMap<Request, Request>();
 
 const bearer: Middleware = {
   onRequest({ request }) {
     const token = tokenOf();
     if (token) request.headers.set("Authorization", `Bearer ${token}`);
+    unsent.set(request, request.clone());
     return request;
   },
-  onResponse({ request, response }) {
-    if (response.status === 401 && !new URL(request.url).pathname.endsWith(SIGN_IN_PATH)) whenUnauthorized();
+  async onResponse({ request, response }) {
+    if (response.status !== 401 || AUTH_PATHS.test(new URL(request.url).pathname)) return response;
+    const again = unsent.get(request);
+    if (again && (await renewSession())) {
+      again.headers.set("Authorization", `Bearer ${tokenOf() ?? ""}`);
+      const retried = await fetch(again);
+      if (retried.status !== 401) return retried;
+    }
+    whenUnauthorized();
     return response;
   },
 };
@@ -187,12 +206,16 @@ export async function openEventStream(
   signal: AbortSignal,
   onOpen: () => void = () => {},
 ): Promise<void> {
-  const token = tokenOf();
-  const response = await fetch(path, {
-    headers: { Accept: "text/event-stream", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    signal,
-    cache: "no-store",
-  });
+  const open = (): Promise<Response> => {
+    const token = tokenOf();
+    return fetch(path, {
+      headers: { Accept: "text/event-stream", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      signal,
+      cache: "no-store",
+    });
+  };
+  let response = await open();
+  if (response.status === 401 && (await renewSession())) response = await open();
   if (response.status === 401) whenUnauthorized();
   if (!response.ok || !response.body) throw apiErrorOf(response, await response.json().catch(() => null));
   onOpen();
