@@ -9,7 +9,7 @@
 - POST /api/v1/alerts/{alert_id}/resolve   resolve with a note
 - POST /api/v1/alerts/{alert_id}/signoff   sign off an urgent alert that resolved unseen
 - POST /api/v1/alerts/reports              patient-reported input the meters cannot send
-The composition root puts an `AlertApi` into `ApiServices.extras["alerts"]`. Another clinic's or
+The composition root hands an `AlertApi` in as `ApiServices.alerts`. Another clinic's or
 another team's alert answers 404, never 403 (no existence leak, OWASP API1). Every member of the
 patient's care team may act on an alert, whatever their role: a nurse (clinic_staff) acknowledges,
 snoozes, resolves and signs off as the family doctor does.
@@ -94,8 +94,8 @@ class AlertApi:
 
 
 def get_alert_api(services: Services) -> AlertApi:
-    api = services.extras.get("alerts")
-    if not isinstance(api, AlertApi):
+    api = services.alerts
+    if api is None:
         raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "alert service not configured")
     return api
 
