@@ -233,9 +233,10 @@ class SqlAlertRepository:
         now: datetime,
         patient_id: str | None = None,
         limit: int = 200,
+        without_rules: frozenset[str] = frozenset(),
     ) -> list[InboxEntry]:
         """Alerts a user should see: their care-team patients' (all the clinic's for an administrator),
-        in `view`, each alert once, with the patient's names."""
+        in `view`, each alert once, with the patient's names; alerts of `without_rules` left out."""
         with self.sessions() as session:
             q = (
                 select(Alert, Patient.given_name, Patient.family_name)
@@ -252,6 +253,8 @@ class SqlAlertRepository:
                 )
             if patient_id is not None:
                 q = q.where(Alert.patient_id == patient_id)
+            if without_rules:
+                q = q.where(Alert.rule_id.not_in(sorted(without_rules)))
             if not all_patients:
                 # A subquery, not a join: a patient reached twice must not list an alert twice.
                 team = select(CareTeamMember.patient_id).where(CareTeamMember.user_id == user_id)

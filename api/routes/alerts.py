@@ -43,7 +43,7 @@ from fastapi import APIRouter, Body, Depends, Query, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from alerts.catalogue import RULES
+from alerts.catalogue import OPERATIONAL, RULES
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
 from alerts.lifecycle import NOTE_LENGTH, SYSTEM_ACTOR, AlertNotFound, AlertRecord, InvalidTransition
@@ -248,6 +248,12 @@ class ReportIn(BaseModel):
     standing_systolic_mmhg: float | None = Field(default=None, ge=40, le=300)
 
 
+def _handles_equipment(user: CurrentUser) -> bool:
+    """Operational alerts (a gateway offline, a meter's battery low) are the clinic staff's and the
+    administrator's work; a family doctor's inbox holds the patients' clinical alerts only."""
+    return bool(user.roles & {UserRole.CLINIC_STAFF, UserRole.CLINIC_ADMIN})
+
+
 def _is_admin(user: CurrentUser) -> bool:
     return UserRole.CLINIC_ADMIN in user.roles
 
@@ -314,6 +320,7 @@ async def inbox(
         now=api.engine.clock(),
         patient_id=patient_id,
         limit=limit,
+        without_rules=frozenset() if _handles_equipment(user) else OPERATIONAL,
     )
     if patient_id is None:
         await audit_listing(services, user, "read_alert_inbox", {"count": len(entries)})

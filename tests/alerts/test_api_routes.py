@@ -14,8 +14,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerts.catalogue import RULES
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
+from alerts.model import Outcome, OutcomeStatus
 from alerts.repository import SqlAlertRepository
 from api.deps import ApiServices
 from api.errors import install_error_handlers
@@ -52,7 +54,7 @@ async def client(
         reading_store=reading_store,
         clinic_sessions=clinic_sessions,
         jwt_secret=SECRET,
-        extras={"alerts": alert_routes.AlertApi(alert_engine, SqlAlertRepository(clinic_sessions), hub)},
+        alerts=alert_routes.AlertApi(alert_engine, SqlAlertRepository(clinic_sessions), hub),
     )
     app.include_router(alert_routes.router)
     install_error_handlers(app)
@@ -390,3 +392,24 @@ def test_the_schema_names_every_rule_severity_state_and_snooze_preset() -> None:
     assert set(schemas["AlertState"]["enum"]) == {"open", "acknowledged", "snoozed", "resolved", "escalated"}
     assert schemas["SnoozeIn"]["properties"]["minutes"]["enum"] == [15, 30, 60, 120, 240, 480, 1440]
     assert schemas["InboxView"]["enum"] == ["active", "needs_signoff", "recent"]
+
+
+async def test_equipment_alerts_reach_the_nurse_and_stay_out_of_the_doctors_inbox(
+    client: httpx.AsyncClient, alert_engine: AlertEngine, clock: Clock
+) -> None:
+    """A gateway-offline alert is in the nurse's and the administrator's inbox, not the family doctor's."""
+    offline = Outcome(
+        "OPS-GW-OFFLINE",
+        "pt-1",
+        OutcomeStatus.FIRING,
+        RULES["OPS-GW-OFFLINE"].severity,
+        values={"silent_hours": 13},
+        episode_key="gw-1",
+    )
+    await alert_engine.apply_outcomes({"pt-1": [offline]}, clock.now)
+    nurse = {a["rule_id"] for a in (await client.get("/api/v1/alerts", headers=_nurse())).json()}
+    admin_token = _token("admin-a", role=UserRole.CLINIC_ADMIN)
+    admin = {a["rule_id"] for a in (await client.get("/api/v1/alerts", headers=admin_token)).json()}
+    doctor = {a["rule_id"] for a in (await client.get("/api/v1/alerts", headers=_token("dr-li"))).json()}
+    assert "OPS-GW-OFFLINE" in nurse and "OPS-GW-OFFLINE" in admin
+    assert doctor == {"BP-CRIT-2"}
