@@ -11,7 +11,7 @@ written with the access check before the store is read: no trail, no readings (a
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Final
 from zoneinfo import ZoneInfo
 
@@ -19,12 +19,12 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts.summaries import ExclusionReason, exclusion_reasons
+from alerts.summaries import DayAggregate, ExclusionReason, daily_figures, exclusion_reasons
 from alerts.summary_updater import patient_settings
 from api.deps import Services, patient_access
 from api.errors import validation_error
 from api.limits import BoundedDatetime
-from storage.readings.protocol import AnyReading, DailyAggregate, MetricSummary
+from storage.readings.protocol import AnyReading
 from vitals.readings import BloodPressureReading, GlucoseReading, ReadingKind
 
 router = APIRouter(prefix="/api/v1/patients/{patient_id}", tags=["readings"])
@@ -105,51 +105,11 @@ async def list_readings(
     )
 
 
-class MetricDay(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    count: int
-    mean: float
-    min: float
-    max: float
-
-
-class DayAggregate(BaseModel):
-    """One local day: `count` readings entered the figures, `excluded_count` were left out (invalid,
-    or flagged by the cuff). A metric is null when no included reading carried it."""
-
-    day: date
-    count: int
-    excluded_count: int
-    systolic_mmhg: MetricDay | None = None
-    diastolic_mmhg: MetricDay | None = None
-    pulse_bpm: MetricDay | None = None
-    glucose_mg_dl: MetricDay | None = None
-
-
 class DailyReadings(BaseModel):
     patient_id: str
     kind: ReadingKind
     timezone: str = Field(description="the patient's time zone, whose calendar days these are")
     days: list[DayAggregate]
-
-
-def _metric(summary: MetricSummary | None) -> MetricDay | None:
-    if summary is None:
-        return None
-    return MetricDay(count=summary.count, mean=summary.mean, min=summary.min, max=summary.max)
-
-
-def _day(a: DailyAggregate) -> DayAggregate:
-    return DayAggregate(
-        day=a.day,
-        count=a.count,
-        excluded_count=a.excluded_count,
-        systolic_mmhg=_metric(a.systolic_mmhg),
-        diastolic_mmhg=_metric(a.diastolic_mmhg),
-        pulse_bpm=_metric(a.pulse_bpm),
-        glucose_mg_dl=_metric(a.glucose_mg_dl),
-    )
 
 
 def _timezone(sessions: sessionmaker[Session], patient_id: str) -> str:
@@ -169,9 +129,8 @@ async def daily_readings(
     zone = ZoneInfo(zone_name)
     last_day = datetime.now(zone).date()
     first_day: date = last_day - timedelta(days=days - 1)
-    aggregates = await asyncio.to_thread(
-        services.reading_store.daily_aggregates, patient_id, kind, first_day, last_day, tz=zone
-    )
-    return DailyReadings(
-        patient_id=patient_id, kind=kind, timezone=zone_name, days=[_day(a) for a in aggregates]
-    )
+    start = datetime.combine(first_day, time(), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+    columns = await asyncio.to_thread(services.reading_store.reading_columns, patient_id, kind, start, end)
+    figures = await asyncio.to_thread(daily_figures, columns, zone, first_day, last_day)
+    return DailyReadings(patient_id=patient_id, kind=kind, timezone=zone_name, days=figures)

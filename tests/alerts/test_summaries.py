@@ -19,6 +19,7 @@ from alerts.profiles import PatientTargets, RuleParameters, parameters, profile
 from alerts.summaries import (
     PatientSummary,
     coefficient_of_variation_percent,
+    daily_figures,
     exclusion_reasons,
     glucose_ranges,
     glucose_target,
@@ -29,6 +30,7 @@ from alerts.summaries import (
     summarize,
 )
 from storage.readings.protocol import AnyReading
+from storage.readings.records import day_window
 from storage.readings.sqlite import SqliteReadingStore
 from vitals.identity import blood_pressure_reading_id, glucose_reading_id
 from vitals.readings import (
@@ -526,3 +528,35 @@ def test_panel_figures_are_the_summarys_figures(store: SqliteReadingStore) -> No
     assert figures.glucose.readings_14d == summary.glucose.readings == 14
     assert figures.days_with_data_30 == summary.days_with_data_30 == 15
     assert figures.valid_until == datetime(2026, 3, 17, tzinfo=UTC)
+
+
+def test_daily_figures_match_the_stores_daily_aggregates_across_a_clock_change(
+    store: SqliteReadingStore,
+) -> None:
+    """The chart's days (daily_figures) are the store's daily aggregates: local days of the patient,
+    the spring-forward day in Berlin included; flagged and error readings only counted as excluded."""
+    zone = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 3, 27, 22, 30, tzinfo=UTC)  # 23:30 local on the 27th; clocks change on the 29th
+    readings: list[AnyReading] = [
+        bp(start + timedelta(hours=5 * i), 120.0 + i, 75.0 + i % 4) for i in range(20)
+    ]
+    readings.append(bp(start + timedelta(hours=26), 0.0, 0.0))
+    readings.append(
+        bp(start + timedelta(hours=27), 190.0, 110.0, status=frozenset({BloodPressureStatus.BODY_MOVEMENT}))
+    )
+    store.write_batch(readings)
+    first, last = datetime(2026, 3, 27).date(), datetime(2026, 4, 1).date()
+    window = day_window(first, last, zone)
+    figures = daily_figures(
+        store.reading_columns(PATIENT, ReadingKind.BLOOD_PRESSURE, *window), zone, first, last
+    )
+    aggregates = store.daily_aggregates(PATIENT, ReadingKind.BLOOD_PRESSURE, first, last, tz=zone)
+    assert [(f.day, f.count, f.excluded_count) for f in figures] == [
+        (a.day, a.count, a.excluded_count) for a in aggregates
+    ]
+    for f, a in zip(figures, aggregates, strict=True):
+        assert f.systolic_mmhg is not None and a.systolic_mmhg is not None
+        assert (f.systolic_mmhg.mean, f.systolic_mmhg.min, f.systolic_mmhg.max) == pytest.approx(
+            (a.systolic_mmhg.mean, a.systolic_mmhg.min, a.systolic_mmhg.max)
+        )
+    assert sum(f.excluded_count for f in figures) == 2
