@@ -166,6 +166,18 @@ def backoff_s(kind: ErrorKind, attempt: int, cap: float) -> float:
     return float(min(cap, kind_cap, first * 2 ** max(0, attempt - 1)))
 
 
+def scanner_options(backend: type[BaseBleakScanner] | None) -> dict[str, Any]:
+    """BlueZ (bleak's own backend on Linux): report every advertisement, not only changes.
+
+    With bleak's default (``DuplicateData`` false) bluetoothd signals a device it already knows (a
+    paired meter) only when its RSSI moves by 8 dB or more or its data changes, so a meter waking up
+    where it always sits, or advertising without pause, can go unreported for a whole window.
+    """
+    if backend is not None:
+        return {}
+    return {"bluez": {"filters": {"DuplicateData": True}}}
+
+
 def link_encrypted(client: BleakClient) -> bool | None:
     """Whether the link to the meter is encrypted (with the bond), or None where bleak cannot tell.
 
@@ -349,7 +361,10 @@ class MeterManager:
         failures = 0
         while True:
             scanner = BleakScanner(
-                self._on_advertisement, service_uuids=HEALTH_SERVICE_UUIDS, backend=self.scanner_backend
+                self._on_advertisement,
+                service_uuids=HEALTH_SERVICE_UUIDS,
+                backend=self.scanner_backend,
+                **scanner_options(self.scanner_backend),
             )
             try:
                 async with asyncio.timeout(self.config.scanner_start_timeout_s):

@@ -28,7 +28,7 @@ from device_drivers.procedures.device_info import read_meter_identity
 from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
 from device_drivers.readings import device_identity
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
-from gateway.meters import HEALTH_SERVICE_UUIDS
+from gateway.meters import HEALTH_SERVICE_UUIDS, scanner_options
 from vitals.payload import MeterBinding
 from vitals.readings import DeviceIdentity
 
@@ -80,7 +80,9 @@ async def discover(
             already_paired=bindings.meter_at(address) is not None,
         )
 
-    scanner = BleakScanner(seen, service_uuids=HEALTH_SERVICE_UUIDS, backend=scanner_backend)
+    scanner = BleakScanner(
+        seen, service_uuids=HEALTH_SERVICE_UUIDS, backend=scanner_backend, **scanner_options(scanner_backend)
+    )
     await asyncio.wait_for(scanner.start(), CONNECT_TIMEOUT_S)
     try:
         await asyncio.sleep(duration_s)  # the scan window itself

@@ -11,6 +11,7 @@ controller on a virtual link (central, meters, served controllers) is one.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from bumble import hci
 from bumble.controller import Controller
@@ -18,6 +19,8 @@ from bumble.controller import Controller
 #: How long a virtual meter or central, switching off, waits for each HCI step: a peer already gone
 #: never answers (VirtualMeter.stop, VirtualCentral.close).
 STOP_TIMEOUT_S = 5.0
+
+logger = logging.getLogger(__name__)
 
 #: Connection Complete fields that carry no meaning on a failed attempt.
 NO_CONNECTION_HANDLE = 0x0000
@@ -47,3 +50,13 @@ class VirtualController(Controller):
         # After the Command Complete this method's return value produces.
         asyncio.get_running_loop().call_soon(self.send_hci_packet, failure)
         return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+    def on_hci_disconnect_command(self, command: hci.HCI_Disconnect_Command) -> None:
+        logger.debug(
+            "host of %s asks to disconnect handle %s (reason %s); LE links: %s",
+            self.name,
+            command.connection_handle,
+            command.reason,
+            {str(address): c.handle for address, c in self.le_connections.items()},
+        )
+        super().on_hci_disconnect_command(command)

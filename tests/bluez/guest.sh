@@ -14,6 +14,9 @@ modprobe hci_vhci || { echo "modprobe hci_vhci failed"; exit 1; }
 mkdir -p /run/dbus /var/lib/bluetooth
 dbus-daemon --system --fork --nopidfile || { echo "dbus-daemon failed"; exit 1; }
 cd "$REPO" || exit 1
+# The HCI and mgmt traffic, for `btmon -r WORK/logs/hci.btsnoop` on the host when a scenario fails.
+mkdir -p "$WORK/logs"
+btmon -w "$WORK/logs/hci.btsnoop" >/dev/null 2>&1 &
 # The runner starts bluetoothd itself (a scenario restarts it).
 PYTHONDONTWRITEBYTECODE=1 "$PYTHON" -m tests.bluez.guest_runner --work "$WORK" "$@"
 echo "$?" >"$WORK/runner.rc"

@@ -55,6 +55,7 @@ from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
+from gateway.adapter import kernel_link_encrypted
 from ingest import IngestConfig, IngestConsumer
 from storage.clinic.database import create_clinic_engine, session_factory
 from storage.clinic.repository import ClinicRepository
@@ -385,6 +386,30 @@ class Rig:
             "patients": sorted({str(r["patient_id"]) for r in rows}),
         }
 
+    async def diagnosis(self) -> dict[str, Any]:
+        """What a failed scenario's file carries to explain itself."""
+        meters = {}
+        for serial, meter in self.meters.items():
+            meters[serial] = {
+                "advertising": bool(meter.device and meter.device.is_advertising),
+                "connections": len(meter.device.connections) if meter.device else 0,
+                "last_events": self.events.get(serial, [])[-12:],
+            }
+        devices = {}
+        for spec in (GLUCOSE_METER, CUFF):
+            props = await self.bluez.device(spec.address) or {}
+            devices[spec.serial_number] = {
+                k: props.get(k) for k in ("Paired", "Bonded", "Connected", "ServicesResolved", "RSSI")
+            }
+        adapter = await self.bluez.adapter() or {}
+        return {
+            "meters": meters,
+            "bluez_devices": devices,
+            "adapter": {k: adapter.get(k) for k in ("Powered", "Discovering")},
+            "gateway_running": self.gateway is not None and self.gateway.running(),
+            "gateway_status": self.status(),
+        }
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -460,6 +485,9 @@ async def _pair(rig: Rig, spec: MeterSpec, facts: dict[str, Any], extra: list[st
     paired_line = next((line for line in output.splitlines() if line.startswith('{"paired"')), None)
     facts["paired"] = None if paired_line is None else json.loads(paired_line)
     device = await rig.bluez.device(spec.address) or {}
+    facts["kernel_link_after_pair"] = kernel_link_encrypted(spec.address)
+    meter_ = rig.meter(spec)
+    facts["meter_links_after_pair"] = len(meter_.device.connections) if meter_.device else 0
     facts["bluez_paired"] = bool(device.get("Paired"))
     facts["bluez_bonded"] = bool(device.get("Bonded", device.get("Paired")))
     meter = rig.meter(spec)
@@ -717,6 +745,8 @@ async def run_all(work: Path, zygote: Zygote, only: set[str] | None) -> None:
                     outcome.ok = True
                 except Exception as error:
                     outcome.error = f"{type(error).__name__}: {error}"
+                    with contextlib.suppress(Exception):
+                        outcome.facts["diagnosis"] = await rig.diagnosis()
                     logger.error("scenario %s failed\n%s", name, traceback.format_exc())
                     broken = name
             outcome.seconds = round(time.monotonic() - start, 1)
@@ -742,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[logging.FileHandler(args.work / "runner.log"), logging.StreamHandler(sys.stdout)],
     )
     logging.getLogger("bumble").setLevel(logging.WARNING)
+    logging.getLogger("device_drivers.virtual.controller").setLevel(logging.DEBUG)
     STATE.mkdir(parents=True, exist_ok=True)
     only = None if args.only is None else set(args.only.split(","))
     try:
