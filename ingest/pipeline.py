@@ -21,6 +21,7 @@ from ingest.validation import (
     Rejection,
     clip,
     device_user_id,
+    oversized_summary,
     parse_message,
     reading_bytes,
 )
@@ -303,7 +304,7 @@ class IngestPipeline:
                     DeadLetterRecord(
                         scope=DeadLetterScope.MESSAGE,
                         topic=message.topic,
-                        payload=message.payload,
+                        payload=oversized_summary(message.payload) if item.oversized else message.payload,
                         reason=item.poison_reason,
                         received_at=message.received_at,
                         gateway_id=item.gateway_id,

@@ -3,6 +3,8 @@
 Pure: no I/O. The binding check, which needs the clinic database, is applied by the pipeline.
 
 Rules (issue #6; DESIGN.md, Delivery):
+- a payload above MAX_PAYLOAD_BYTES is refused before anything reads it: the dead-letter table keeps
+  its size, SHA-256 and first OVERSIZED_PREFIX_BYTES bytes, never the payload (`oversized_summary`);
 - the topic must be `vitalgate/v1/gw/{gateway_id}/readings`; the broker's ACL confines each gateway
   to its own topics, so the topic's gateway is the sender and the payload must name the same one;
 - the payload must be JSON with a supported `schema_version` and a valid `ReadingsBatch` envelope;
@@ -14,6 +16,7 @@ Rules (issue #6; DESIGN.md, Delivery):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,6 +31,14 @@ from vitals.readings import BloodPressureReading, Reading
 from vitals.topics import GatewayChannel, InvalidTopicError, parse_gateway_topic
 
 _READING_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+# The largest batch a gateway can send: MAX_READINGS_PER_BATCH (500) readings of at most 6,144 bytes
+# of JSON each (a glucose reading with every field at its schema bound: 4,096 hex characters of raw
+# bytes, five 64-character device strings, full context, every status and invalid reason), plus the
+# envelope: 3,072,646 bytes (tests/ingest/test_oversized.py builds it). 4 MiB leaves a third more for
+# the schema to grow; the broker's max_packet_size adds room for the MQTT header
+# (deploy/mosquitto/vitalgate.conf).
+MAX_PAYLOAD_BYTES: Final = 4 * 1024 * 1024
+OVERSIZED_PREFIX_BYTES: Final = 256
 _MAX_ERRORS_IN_REASON: Final = 3
 REASON_MAX_CHARS: Final = 500  # vitals.payload.RejectedReading.reason max_length
 
@@ -77,6 +88,7 @@ class ParsedMessage:
     rejected: list[Rejection] = field(default_factory=list)
     poison_reason: str | None = None  # set: the whole payload goes to the dead-letter table
     poison_reading_ids: tuple[str, ...] = ()  # ids we could still read, to reject them to the sender
+    oversized: bool = False  # above MAX_PAYLOAD_BYTES: not read; only its summary is dead-lettered
 
     @property
     def poisoned(self) -> bool:
@@ -126,6 +138,14 @@ def parse_message(message: InboundMessage) -> ParsedMessage:
         parsed.poison_reason = f"topic: channel {topic.channel.value} carries no readings"
         return parsed
     parsed.gateway_id = topic.gateway_id
+    size = len(message.payload)
+    if size > MAX_PAYLOAD_BYTES:
+        parsed.oversized = True
+        parsed.poison_reason = (
+            f"payload of {size} bytes is larger than ingest's limit of {MAX_PAYLOAD_BYTES}: not read; "
+            f"kept as its SHA-256 and first {OVERSIZED_PREFIX_BYTES} bytes"
+        )
+        return parsed
     try:
         batch = ReadingsBatch.model_validate_json(message.payload)
     except Exception:
@@ -200,6 +220,13 @@ def _salvage(parsed: ParsedMessage) -> None:
                     json.dumps(item, separators=(",", ":")).encode(),
                 )
             )
+
+
+def oversized_summary(payload: bytes) -> bytes:
+    """What the dead-letter table keeps of an oversized payload: a line with its size and SHA-256,
+    then its first OVERSIZED_PREFIX_BYTES bytes (enough to see what it was, never the payload)."""
+    digest = hashlib.sha256(payload).hexdigest()
+    return f"size={len(payload)} sha256={digest}\n".encode() + payload[:OVERSIZED_PREFIX_BYTES]
 
 
 def reading_bytes(reading: AnyReading) -> bytes:
