@@ -958,7 +958,7 @@ def _metric_days(values: FloatArray, day: IntArray, count: int) -> list[MetricDa
     lows = np.minimum.reduceat(values, starts).tolist()
     highs = np.maximum.reduceat(values, starts).tolist()
     for d, k, mean, low, high in zip(day[starts].tolist(), n.tolist(), means, lows, highs, strict=True):
-        out[d] = MetricDay(count=k, mean=mean, min=low, max=high)
+        out[d] = MetricDay.model_construct(count=k, mean=mean, min=low, max=high)  # numbers made here
     return out
 
 
@@ -984,7 +984,7 @@ def daily_figures(
             values = np.asarray(raw, dtype=np.float64)[inside][order]
             per_metric[name] = _metric_days(values[included], day[included], days.count)
     return [
-        DayAggregate(
+        DayAggregate.model_construct(
             day=days.day(d),
             count=int(counts[d]),
             excluded_count=int(excluded[d]),
