@@ -90,6 +90,9 @@ NS_PER_US: Final = 1_000
 DEFAULT_MAX_POINTS_PER_REQUEST: Final = 5_000
 # Statements per duplicate-check request, so the form body stays small.
 _STATEMENTS_PER_QUERY: Final = 200
+# Points per page of a range read: under InfluxDB 1.x's default max-row-limit (10,000), which cuts an
+# answer short (then marked partial, refused by `_query`).
+RANGE_PAGE_POINTS: Final = 5_000
 # Hex digits of the reading_id hashed into the sub-second timestamp offset (64 bits).
 _TIEBREAK_HEX_DIGITS: Final = 16
 _MAX_RETRY_DELAY_S: Final = 10.0
@@ -444,13 +447,34 @@ class InfluxReadingStore:
         *,
         limit: int | None = None,
     ) -> list[AnyReading]:
+        """Read in pages of at most RANGE_PAGE_POINTS points in time order (`ORDER BY time LIMIT`, the
+        next page after the last point's time), so no answer meets InfluxDB's max-row-limit, and
+        stop once `limit` readings are in hand and the second of the last of them is read whole: a
+        point's time orders readings by their second, and within one second by a hash
+        (`point_time_ns`), so only a whole second can be put in measured_at order."""
         check_patient_id(patient_id)
         start, end = check_aware(start, "start"), check_aware(end, "end")
         low_us, high_us = epoch_us(start), epoch_us(end)
-        statement = self._window_statement(
+        base = self._window_statement(
             ("measured_at_us", "reading_id", _JSON_FIELD), ReadingKind(kind), patient_id, start, end
         )
-        (rows,) = self._query([statement])
+        page_points = RANGE_PAGE_POINTS if limit is None else min(RANGE_PAGE_POINTS, limit)
+        rows: list[dict[str, Any]] = []
+        in_range = 0
+        after_ns: int | None = None  # read points after this time; None: from the window's start
+        last_second_end: int | None = None  # set: only this second remains to be read
+        while True:
+            bounds = "" if after_ns is None else f" AND time > {after_ns}"
+            if last_second_end is not None:
+                bounds += f" AND time < {last_second_end}"
+            (page,) = self._query([f"{base}{bounds} ORDER BY time ASC LIMIT {page_points}"])
+            rows.extend(page)
+            in_range += sum(1 for row in page if low_us <= int(row["measured_at_us"]) < high_us)
+            if len(page) < page_points:
+                break
+            after_ns = int(page[-1]["time"])
+            if last_second_end is None and limit is not None and in_range >= limit:
+                last_second_end = (after_ns // NS_PER_S + 1) * NS_PER_S
         readings = _unique_readings(row for row in rows if low_us <= int(row["measured_at_us"]) < high_us)
         return readings if limit is None else readings[:limit]
 
