@@ -46,7 +46,14 @@ from device_drivers.procedures.errors import (
     SyncTimeout,
 )
 from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
-from gateway.adapter import AdapterRecovery, BluezAdapter, NoAdapterControl, RecoveryStep, bluez_link_security
+from gateway.adapter import (
+    AdapterRecovery,
+    BluezAdapter,
+    NoAdapterControl,
+    RecoveryStep,
+    bluez_link_security,
+    kernel_link_encrypted,
+)
 from gateway.bindings import Bindings, PairedMeter
 from gateway.health import Health
 from gateway.outbox import CommitResult, OutboxFullError, OutboxStats, OutboxWriteError
@@ -273,6 +280,7 @@ class _MeterSlot:
     advertised: asyncio.Event = field(default_factory=asyncio.Event)
     device: BLEDevice | None = None
     task: asyncio.Task[None] | None = None
+    in_session: bool = False
 
 
 class MeterManager:
@@ -339,13 +347,42 @@ class MeterManager:
     def _adapter_step(self, step: RecoveryStep, detail: str) -> None:
         self.health.error(f"bluetooth adapter: {step.value} ({detail})")
 
+    async def _watch_linked_meters(self) -> None:
+        """BlueZ: a paired meter whose link is still up (kept by the kernel after another process's
+        session, or connected by BlueZ itself) does not advertise; start its session without waiting
+        for an advertisement that will not come."""
+        while True:
+            await asyncio.sleep(self.recovery.config.watch_interval_s)
+            for meter in self.bindings.meters:
+                slot = self._meters.get(meter.address)
+                if slot is not None and (slot.advertised.is_set() or self._busy(slot)):
+                    continue
+                if await asyncio.to_thread(kernel_link_encrypted, meter.address) is None:
+                    continue
+                logger.info(
+                    "paired meter linked without advertising: syncing it",
+                    extra={"peer_address": meter.address},
+                )
+                if slot is None:
+                    slot = self._start_meter(meter)
+                slot.advertised.set()
+
+    @staticmethod
+    def _busy(slot: _MeterSlot) -> bool:
+        return slot.in_session
+
     async def run(self) -> None:
-        watch = None if self.adapter is None else asyncio.create_task(self.recovery.watch(), name="adapter")
+        watch = None
+        linked = None
+        if self.adapter is not None:
+            watch = asyncio.create_task(self.recovery.watch(), name="adapter")
+            linked = asyncio.create_task(self._watch_linked_meters(), name="linked-meters")
         try:
             await self._scan_forever()
         finally:
-            if watch is not None:
-                watch.cancel()
+            for task in (watch, linked):
+                if task is not None:
+                    task.cancel()
             for slot in self._meters.values():
                 if slot.task is not None:
                     slot.task.cancel()
@@ -439,7 +476,11 @@ class MeterManager:
                     # Do not even connect: the records stay on the meter, its cursor stays put.
                     raise OutboxFullError("outbox", stats.depth, stats.capacity, 0)
                 async with self._slots_sem, asyncio.timeout(self.config.session_timeout_s):
-                    await self._session(slot)
+                    slot.in_session = True
+                    try:
+                        await self._session(slot)
+                    finally:
+                        slot.in_session = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is classified, logged and retried
