@@ -3,6 +3,8 @@ care team, discharge keeping the data, re-admission; each change audited, refusa
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from .admin_helpers import ADMIN_1, ADMIN_2, DOCTOR_A, allowed_writes, audit_entries, panel_ids, refused
 from .conftest import ClinicApi
 
@@ -96,7 +98,7 @@ def test_edits_are_audited_by_field_name_never_value(clinic_api: ClinicApi) -> N
         ADMIN_1,
         422,
         "admin.invalid_field",
-        json={"date_of_birth": "2999-01-01"},
+        json={"date_of_birth": (date.today() + timedelta(days=2)).isoformat()},
     )
 
 

@@ -435,6 +435,9 @@ def test_upgrading_keeps_existing_bindings_attributing_the_meter_s_memory(clinic
             ):
                 connection.execute(text(statement))
         command.upgrade(config, "0009")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT prior_memory_belongs FROM meter_bindings")).scalar_one()
+        command.upgrade(config, "head")
         with Session(engine) as session:
             [binding] = bindings_for_readings(session, gateway_id="gw1")
         assert binding.attributed_from is None
