@@ -508,7 +508,8 @@ class MeterManager:
                         "retry_in_s": delay,
                     },
                 )
-                if kind in (ErrorKind.TIMEOUT, ErrorKind.TRANSIENT, ErrorKind.OUT_OF_SLOTS):
+                # A busy adapter ("operation already in progress") is waited out, not reset.
+                if kind in (ErrorKind.TIMEOUT, ErrorKind.TRANSIENT):
                     try:
                         await self.recovery.failed("connect")
                     except Exception as error:  # the adapter could not be recovered now
