@@ -119,6 +119,15 @@ RULES: dict[str, RuleSpec] = {
             True,
             Audience.CLINIC_STAFF,
         ),
+        RuleSpec(
+            "OPS-BROKER-DROPS",
+            "Broker dropped messages: this home's readings are late until the gateway sends them again",
+            _W,
+            _N,
+            "operational; reliability.md §0.2 (Mosquitto drops once a queue is full); vitalgate.broker_monitor",
+            True,
+            Audience.CLINIC_STAFF,
+        ),
     )
 }
 

@@ -133,9 +133,10 @@ def revoke_session(db: Session, session_id: str, reason: str, now: datetime) -> 
         update(UserSession)
         .where(UserSession.session_id == session_id, UserSession.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
+        .returning(UserSession.session_id)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    return bool(revoked)
+    ).scalar_one_or_none()
+    return revoked is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +164,10 @@ def refresh_session(
         update(RefreshToken)
         .where(RefreshToken.token_hash == stored.token_hash, RefreshToken.used_at.is_(None))
         .values(used_at=now)
+        .returning(RefreshToken.token_hash)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if not used_now:
+    ).scalar_one_or_none()
+    if used_now is None:
         revoke_session(db, session.session_id, "refresh_reused", now)
         return RefreshRefused("refresh_reused", session.session_id, user)
     if stored.expires_at <= now:

@@ -41,6 +41,7 @@ from storage.clinic.repository import ClinicRepository
 from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
 from vitalgate.broker_accounts import accounts_from_settings
 from vitalgate.commands.ingest import ingest_config
+from vitalgate.broker_monitor import BrokerMonitor, monitor_config
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.settings import Settings
 from vitalgate.wiring import api_security_options, build_clinic_sessions, build_reading_store
@@ -66,6 +67,8 @@ class ClinicServer:
     fleet: FleetService | None = None
     # Each patient's panel figures, kept current (alerts.summary_updater).
     summaries: SummaryUpdater | None = None
+    # The broker's dropped messages, connections and refused logins (vitalgate.broker_monitor).
+    broker_monitor: BrokerMonitor | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def serve(self, stop: asyncio.Event, *, host: str, port: int) -> None:
@@ -88,6 +91,9 @@ class ClinicServer:
         if self.fleet is not None:
             await self.fleet.start()
             self._tasks.append(asyncio.create_task(self.fleet.run(stop)))
+        if self.broker_monitor is not None:
+            await self.broker_monitor.start()
+            self._tasks.append(asyncio.create_task(self.broker_monitor.run(stop)))
         if self.email is not None:
             self._tasks.append(asyncio.create_task(self._digests(stop)))
             self._tasks.append(asyncio.create_task(self._flush_email_outbox(stop)))
@@ -136,6 +142,8 @@ class ClinicServer:
             await asyncio.to_thread(self.ingest.stop)
         if self.fleet is not None:
             await self.fleet.close()
+        if self.broker_monitor is not None:
+            await self.broker_monitor.close()
         if self.mqtt_alerts is not None:
             await self.mqtt_alerts.stop()
         self.api.reading_store.close()
@@ -241,6 +249,10 @@ async def build_clinic_server(
     if fleet is not None:
         extras["fleet"] = fleet
         metrics.append(fleet.prometheus_text)
+    monitor_settings = monitor_config(settings, fleet_config)
+    monitor = None if monitor_settings is None else BrokerMonitor(monitor_settings, sessions, engine=engine)
+    if monitor is not None:
+        metrics.append(monitor.prometheus_text)
     extras["metrics"] = metrics
     # Administration: gateways' broker accounts where the dynamic security plugin is configured, and
     # their configurations sent with the clinic's broker account (vitalgate.admin).
@@ -257,4 +269,4 @@ async def build_clinic_server(
         gateway_accounts=gateway_accounts,
         gateway_configs=None if config_account is None else GatewayConfigSender(config_account, sessions),
     )
-    return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email, fleet, summaries)
+    return ClinicServer(settings, api, engine, hub, ingest, mqtt_alerts, email, fleet, summaries, monitor)

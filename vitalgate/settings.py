@@ -204,6 +204,17 @@ class FleetSettings(_Section):
     )
 
 
+class BrokerMonitorSettings(_Section):
+    """The clinic's watch over its MQTT broker (vitalgate.broker_monitor): dropped messages, connected
+    clients, refused logins; run beside the fleet service, with its clinic account."""
+
+    enabled: bool = True
+    drop_clear_after_s: float = Field(
+        default=30 * 60, gt=0, description="the broker-drops alert clears after this long without a drop"
+    )
+    check_interval_s: float = Field(default=10, gt=0, description="how often the alert rule is applied")
+
+
 class Settings(BaseSettings):
     """Everything a vitalgate process is configured with."""
 
@@ -221,6 +232,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    broker_monitor: BrokerMonitorSettings = Field(default_factory=BrokerMonitorSettings)
     broker_accounts: BrokerAccountsSettings = Field(default_factory=BrokerAccountsSettings)
 
     # Derived paths: one place that turns the defaults into files under data_dir.

@@ -15,6 +15,10 @@ import pytest
 
 from tests.bluez import vm
 
+#: The scenarios that pass on BlueZ today, run by default; the others wait on the gateway's first
+#: sync over BlueZ (tests/bluez/test_bluez.py, SYNC_NOT_YET) and would only spend the tier's time.
+WORKING_SCENARIOS = ("adapter_ready", "pair_passkey", "pair_just_works")
+
 
 @pytest.fixture(scope="session")
 def bluez_guest(tmp_path_factory: pytest.TempPathFactory) -> vm.GuestRun:
@@ -27,8 +31,8 @@ def bluez_guest(tmp_path_factory: pytest.TempPathFactory) -> vm.GuestRun:
         pytest.skip(reason)
     work = Path(tmp_path_factory.mktemp("bluez-guest"))
     vm.prepare(work)
-    only = os.environ.get("VITALGATE_BLUEZ_ONLY")
-    return vm.boot(work, only=only.split(",") if only else None)
+    only = os.environ.get("VITALGATE_BLUEZ_ONLY", ",".join(WORKING_SCENARIOS))
+    return vm.boot(work, only=None if only == "all" else only.split(","))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +41,11 @@ def scenario(bluez_guest: vm.GuestRun) -> Callable[[str], dict[str, Any]]:
 
     def facts(name: str) -> dict[str, Any]:
         result = bluez_guest.results.get(name)
+        if result is not None and result["error"] == "not selected (--only)":
+            pytest.skip(
+                f"scenario {name} not selected: the gateway's sync on BlueZ does not complete yet (stale LE "
+                "link after pairing, docs/gateway.md); VITALGATE_BLUEZ_ONLY=all runs every scenario"
+            )
         if result is None:
             pytest.fail(
                 f"scenario {name} left no result (guest exit {bluez_guest.exit_code} after "

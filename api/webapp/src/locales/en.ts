@@ -43,6 +43,7 @@ const rules: Record<RuleId, string> = {
   "DQ-03": "Fewer than 16 data days in 30",
   "OPS-GW-OFFLINE": "Gateway offline: the patient's readings cannot reach the clinic",
   "OPS-METER-BATTERY": "Meter battery low: replace or charge it",
+  "OPS-BROKER-DROPS": "Messages dropped at the clinic's broker: this home's readings are late",
 };
 
 export default {

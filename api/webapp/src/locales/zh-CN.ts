@@ -42,6 +42,7 @@ const rules: Record<RuleId, string> = {
   "DQ-03": "30 天内有数据的天数少于 16 天",
   "OPS-GW-OFFLINE": "网关离线：患者的读数无法传到诊所",
   "OPS-METER-BATTERY": "测量设备电量低：请更换电池或充电",
+  "OPS-BROKER-DROPS": "诊所消息服务器丢弃了消息：该家庭的读数将延迟到达",
 };
 
 const zhCN: Messages = {
