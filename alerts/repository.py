@@ -14,17 +14,17 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channels.base import Recipient
 from alerts.channels.email import QueuedEmail
 from alerts.channels.webhook import DeadLetter
-from alerts.engine import PatientContext
+from alerts.engine import PatientContext, PatientRules
 from alerts.lifecycle import AlertRecord, EventRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
-from alerts.profiles import PatientTargets, Profile, profile
+from alerts.profiles import PatientTargets, Profile, parameters, profile
 from storage.clinic.models import (
     REASON_LENGTH,
     URL_LENGTH,
@@ -66,6 +66,8 @@ _FIELDS = (
     "signed_off_at",
     "signed_off_by",
 )
+# Patients per query of `SqlPatientDirectory.rules` (bound parameters stay far under SQLite's limit).
+RULES_CHUNK = 1000
 # How long a resolved alert stays in the "recent" view.
 RECENT_RESOLVED = timedelta(days=7)
 # Most urgent first (ORDER BY): urgent, warning, info.
@@ -82,6 +84,16 @@ class InboxView(StrEnum):
     ACTIVE = "active"  # open, acknowledged, snoozed, escalated: most severe first, then oldest
     NEEDS_SIGNOFF = "needs_signoff"  # urgent, resolved unseen: until signed off, oldest first
     RECENT = "recent"  # resolved in the last 7 days, newest first
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An alert event as the clinic database keeps it (`alert_events`), with its row id, and its
+    alert as it stands now."""
+
+    row_id: int
+    event: EventRecord
+    alert: AlertRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +179,25 @@ class SqlAlertRepository:
                 # uq_alerts_open_patient_rule: another evaluation opened this (patient, rule) first.
                 session.rollback()
                 raise InvalidTransition("an unresolved alert exists for this patient and rule") from exc
+
+    def last_event_row(self) -> int:
+        """The newest `alert_events` row id (0: none yet)."""
+        with self.sessions() as session:
+            return int(session.scalar(select(func.max(AlertEventRecord.alert_event_id))) or 0)
+
+    def logged_events(
+        self, *, after_row: int | None = None, rows: Sequence[int] = (), limit: int = 500
+    ) -> list[LoggedEvent]:
+        """Events by row id: those after `after_row` (oldest first, at most `limit`), or those of
+        `rows`. Another process may have written them (alerts.event_feed)."""
+        q = select(AlertEventRecord, Alert).join(Alert, Alert.alert_id == AlertEventRecord.alert_id)
+        if after_row is not None:
+            q = q.where(AlertEventRecord.alert_event_id > after_row)
+        else:
+            q = q.where(AlertEventRecord.alert_event_id.in_(list(rows)))
+        q = q.order_by(AlertEventRecord.alert_event_id).limit(limit)
+        with self.sessions() as session:
+            return [LoggedEvent(ev.alert_event_id, _event(ev), _record(al)) for ev, al in session.execute(q)]
 
     def unresolved(self, clinic_id: str | None = None) -> list[AlertRecord]:
         with self.sessions() as session:
@@ -350,6 +381,26 @@ class SqlPatientDirectory:
             return list(
                 session.scalars(select(Patient.patient_id).where(Patient.active).order_by(Patient.patient_id))
             )
+
+    def rules(self, patient_ids: Sequence[str]) -> dict[str, PatientRules]:
+        """Clinic and rule parameters of the active patients among `patient_ids`: one query per
+        RULES_CHUNK patients (the sweep's look-up; `context` adds the care team, per patient)."""
+        found: dict[str, PatientRules] = {}
+        ids = list(dict.fromkeys(patient_ids))
+        with self.sessions() as session:
+            for i in range(0, len(ids), RULES_CHUNK):
+                rows = session.execute(
+                    select(Patient.patient_id, Patient.clinic_id, TargetsRow, Clinic)
+                    .join(Clinic, Clinic.clinic_id == Patient.clinic_id)
+                    .outerjoin(TargetsRow, TargetsRow.patient_id == Patient.patient_id)
+                    .where(Patient.patient_id.in_(ids[i : i + RULES_CHUNK]), Patient.active)
+                )
+                for pid, clinic_id, row, clinic in rows:
+                    chosen = chosen_profile(row, clinic, self.default_profile)
+                    found[pid] = PatientRules(
+                        pid, clinic_id, parameters(chosen, patient_targets(row, clinic))
+                    )
+        return found
 
 
 def _team(members: Sequence[CareTeamMember]) -> tuple[Recipient, ...]:

@@ -40,8 +40,8 @@ from ingest import IngestConsumer, freeze_startup_heap
 from storage.clinic.repository import ClinicRepository
 from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
 from vitalgate.broker_accounts import accounts_from_settings
-from vitalgate.commands.ingest import ingest_config
 from vitalgate.broker_monitor import BrokerMonitor, monitor_config
+from vitalgate.commands.ingest import ingest_config
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.settings import Settings
 from vitalgate.wiring import api_security_options, build_clinic_sessions, build_reading_store
