@@ -52,7 +52,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -983,15 +983,12 @@ def daily_figures(
         if len(raw) == t.size and t.size:
             values = np.asarray(raw, dtype=np.float64)[inside][order]
             per_metric[name] = _metric_days(values[included], day[included], days.count)
-    return [
-        DayAggregate.model_construct(
-            day=days.day(d),
-            count=int(counts[d]),
-            excluded_count=int(excluded[d]),
-            **{name: figures[d] for name, figures in per_metric.items()},
-        )
-        for d in np.flatnonzero(counts + excluded).tolist()
-    ]
+    out = []
+    for d in np.flatnonzero(counts + excluded).tolist():
+        fields: dict[str, Any] = {name: figures[d] for name, figures in per_metric.items()}
+        fields.update(day=days.day(d), count=int(counts[d]), excluded_count=int(excluded[d]))
+        out.append(DayAggregate.model_construct(**fields))
+    return out
 
 
 # --- the panel's figures ----------------------------------------------------------------------------------

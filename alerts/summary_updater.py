@@ -7,7 +7,8 @@ the last reading time. It is recomputed
 - when readings are committed: ingest hands its committed batches to `threadsafe_listener`, as it
   hands them to the alert engine (DESIGN.md, Data flow), and the patients named are recomputed
   together a moment later (`DIRTY_DELAY_S`), so a burst of batches costs one pass;
-- when it expires: `valid_until` is the patient's next local midnight, when the windows move;
+- when it expires: `valid_until` is the patient's next local midnight, when the windows move (the
+  updater's pass comes then);
 - when the patient's targets changed after it was computed, or the summary version changed;
 - when readings were stored by another process (a standalone ingest replica): `refresh_recent`
   looks for patients with readings newer than the last pass, as the alert engine's does.
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +38,7 @@ from alerts.repository import chosen_profile, patient_targets
 from alerts.summaries import ADHERENCE_WINDOW_DAYS, PanelFigures, panel_figures, query_window
 from storage.clinic.models import Clinic, Patient
 from storage.clinic.models import PatientTargets as TargetsRow
-from storage.clinic.summaries import active_patient_ids, stale_summaries, upsert_summaries
+from storage.clinic.summaries import active_patient_ids, earliest_expiry, stale_summaries, upsert_summaries
 from storage.readings.protocol import AnyReading, ReadingColumns, ReadingStore
 from vitals.readings import GlucoseReading, ReadingKind
 
@@ -48,6 +50,7 @@ DIRTY_DELAY_S: Final = 1.0  # gather the batches of a burst into one pass
 CHUNK: Final = 100  # patients per store pass and database transaction
 REFRESH_INTERVAL_S: Final = 60.0
 RECENT_MARGIN: Final = timedelta(minutes=5)  # commit lag and clock skew between processes
+EXPIRY_MARGIN_S: Final = 1.0  # a pass for expired figures starts this long after they expire
 
 
 def _utcnow() -> datetime:
@@ -138,7 +141,7 @@ class SummaryUpdater:
         self.clock = clock
         self._dirty: set[str] = set()
         self._woken: asyncio.Event | None = None
-        # Set after each pass of `run` over committed batches' patients (for whoever waits on one).
+        # Set after each pass of `run` (for whoever waits on one).
         self.passed = asyncio.Event()
 
     # --- computing -------------------------------------------------------------------------------------
@@ -181,6 +184,29 @@ class SummaryUpdater:
                 session.commit()
             stored += len(rows)
         return stored
+
+    def refresh_within(self, patient_ids: Sequence[str], now: datetime, budget_s: float) -> list[str]:
+        """Recompute patients in turn until `budget_s` seconds have gone (at least one), store them,
+        and return their ids: a request that must answer soon does what it can and leaves the rest
+        to the updater's pass."""
+        started = time.monotonic()
+        with self.sessions() as session:
+            settings = patient_settings(session, patient_ids, self.default_profile)
+        rows = []
+        for pid in patient_ids:
+            if pid in settings:
+                rows.append(_row(pid, self.figures(settings[pid], now)))
+            if time.monotonic() - started >= budget_s:
+                break
+        with self.sessions() as session:
+            upsert_summaries(session, rows)
+            session.commit()
+        return [row["patient_id"] for row in rows]
+
+    def next_expiry(self) -> datetime | None:
+        """When the first stored figures expire (a patient's next midnight)."""
+        with self.sessions() as session:
+            return earliest_expiry(session)
 
     def stale(self, patient_ids: Sequence[str] | None = None, now: datetime | None = None) -> list[str]:
         """Patients (of `patient_ids`, or every active one) whose stored figures are not current."""
@@ -251,6 +277,13 @@ class SummaryUpdater:
                     since = started
                     if recent or stale:
                         logger.info("patient summaries updated", extra={"recent": recent, "stale": stale})
+                    # The next pass comes early when figures expire first (a midnight), so the
+                    # panel shows the new day's figures within seconds of it.
+                    expiry = await asyncio.to_thread(self.next_expiry)
+                    if expiry is not None:
+                        due = max((expiry - self.clock()).total_seconds(), 0.0) + EXPIRY_MARGIN_S
+                        next_full = min(next_full, loop.time() + due)
+                    self.passed.set()
                 except Exception:
                     logger.exception("patient summaries pass failed; will retry")
             self._woken.clear()

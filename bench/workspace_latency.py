@@ -525,8 +525,8 @@ def run_backend(backend: Backend, args: argparse.Namespace) -> list[str]:
                     )
                 )
                 rows.append(measure(client, times, "patient page: patient", patient, {}, n, None))
-                # Just after the patients' midnight every row has expired: each panel request
-                # recomputes up to 20 itself (the updater's pass does the rest).
+                # Every row expired (a midnight before the updater's pass): each panel request
+                # recomputes what it can in 100 ms itself and marks the others not current.
                 with sessions() as session:
                     session.execute(update(PatientSummaryRow).values(valid_until=now))
                     session.commit()

@@ -57,9 +57,9 @@ MAX_PAGE: Final = 500
 # A gateway reports its status every 60 s (gateway/app.py, status_interval_s); silent five times
 # that long without a last will (a broker restart), it shows as offline (DEFAULT).
 GATEWAY_SILENT_AFTER: Final = timedelta(minutes=5)
-# Figures a panel request computes itself when it finds them missing or expired (the updater's pass
-# does the rest within a minute); more would make the request wait for the reading store.
-INLINE_REFRESH_LIMIT: Final = 20
+# How long a panel request spends computing figures it finds missing or expired (the updater's
+# pass does the rest, and comes at the patients' midnight itself): a share of the panel's 300 ms.
+INLINE_REFRESH_BUDGET_S: Final = 0.1
 
 
 class SummaryDays(IntEnum):
@@ -242,13 +242,13 @@ async def patient_panel(
 
 
 def _fresh_panel(services: ApiServices, user: Principal, query: PanelQuery, now: datetime) -> PanelPage:
-    """The panel, after recomputing up to `INLINE_REFRESH_LIMIT` missing or expired figures; one
+    """The panel, after recomputing missing or expired figures for `INLINE_REFRESH_BUDGET_S`; one
     worker thread for the whole request."""
     stale = _stale(services.clinic_sessions, user, now)
     if stale:
         updater = SummaryUpdater(services.reading_store, services.clinic_sessions)
-        updater.refresh(stale[:INLINE_REFRESH_LIMIT], now)
-        stale = stale[INLINE_REFRESH_LIMIT:]
+        done = updater.refresh_within(stale, now, INLINE_REFRESH_BUDGET_S)
+        stale = sorted(set(stale) - set(done))
     return _panel(services.clinic_sessions, user, query, now, set(stale))
 
 

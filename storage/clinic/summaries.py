@@ -472,6 +472,17 @@ def stale_summaries(
     return list(session.scalars(statement))
 
 
+def earliest_expiry(session: Session) -> datetime | None:
+    """The earliest `valid_until` of the active patients' stored figures."""
+    s = PatientSummaryRow.__table__.c
+    value = session.scalar(
+        select(func.min(s.valid_until))
+        .join(Patient, Patient.patient_id == s.patient_id)
+        .where(Patient.active.is_(True))
+    )
+    return _utc(value)
+
+
 def active_patient_ids(session: Session) -> Select[str]:
     return select(Patient.patient_id).where(Patient.active.is_(True))
 
@@ -504,6 +515,7 @@ __all__ = [
     "PatientGateway",
     "SortOrder",
     "active_patient_ids",
+    "earliest_expiry",
     "panel_page",
     "patient_gateway",
     "stale_summaries",

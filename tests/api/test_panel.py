@@ -396,11 +396,12 @@ async def test_committed_batches_update_the_figures(clinic_api: ClinicApi) -> No
     stop = asyncio.Event()
     task = asyncio.create_task(updater.run(stop, interval_s=3600))
     try:
+        await asyncio.wait_for(updater.passed.wait(), timeout=30)  # the pass at start
+        updater.passed.clear()
         now = datetime.now(UTC)
         batch = [glucose("p-1", now - timedelta(minutes=2), 123.0)]
         clinic_api.services.reading_store.write_batch(batch)
         listener = updater.threadsafe_listener(asyncio.get_running_loop())
-        updater.passed.clear()
         await asyncio.to_thread(listener, batch)  # from ingest's worker thread
         await asyncio.wait_for(updater.passed.wait(), timeout=30)
         assert updater.stale(["p-1"]) == []
@@ -409,6 +410,35 @@ async def test_committed_batches_update_the_figures(clinic_api: ClinicApi) -> No
 
             row = session.get(PatientSummaryRow, "p-1")
             assert row is not None and row.glucose_latest_mg_dl == 123.0 and row.days_with_data_30 == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def test_the_updater_recomputes_figures_when_they_expire(clinic_api: ClinicApi) -> None:
+    """The updater's pass comes at the first expiry (a patients' midnight), not a minute later."""
+    from sqlalchemy import update
+
+    from storage.clinic.models import PatientSummaryRow
+
+    updater = SummaryUpdater(clinic_api.services.reading_store, clinic_api.services.clinic_sessions)
+    await asyncio.to_thread(updater.refresh_stale)
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    with clinic_api.services.clinic_sessions() as session:
+        session.execute(update(PatientSummaryRow).values(valid_until=soon))
+        session.commit()
+    stop = asyncio.Event()
+    task = asyncio.create_task(updater.run(stop, interval_s=3600))
+    try:
+        await asyncio.wait_for(updater.passed.wait(), timeout=30)  # the first pass, at start
+        updater.passed.clear()
+        await asyncio.wait_for(updater.passed.wait(), timeout=30)  # the pass at the expiry
+        next_midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+            days=1
+        )
+        with clinic_api.services.clinic_sessions() as session:
+            row = session.get(PatientSummaryRow, "p-1")
+            assert row is not None and row.valid_until == next_midnight
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
