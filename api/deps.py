@@ -25,7 +25,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -169,11 +169,19 @@ async def audit_listing(services: ApiServices, user: Principal, action: str, det
 def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Principal | None:
     """The account as it is now, if the token's session still stands for it: a signed-out session,
     a deactivated user or a changed role takes effect at once, not when the token expires (OWASP
-    API2, broken authentication; api/sessions.py). Two primary-key reads in one transaction. A
+    API2, broken authentication; api/sessions.py). One SELECT by primary keys, then the roles. A
     validly signed token that no longer stands for its account is an audited denial."""
     with sessions() as session:
-        user = session.get(User, claimed.user_id)
-        signed_in = session.get(UserSession, claimed.session_id) if claimed.session_id else None
+        # The account and its session in one SELECT (the roles follow, as for any account read).
+        row = session.execute(
+            select(User, UserSession)
+            .outerjoin(
+                UserSession,
+                and_(UserSession.session_id == claimed.session_id, UserSession.user_id == User.user_id),
+            )
+            .where(User.user_id == claimed.user_id)
+        ).first()
+        user, signed_in = (row[0], row[1]) if row is not None else (None, None)
         reason = session_refusal(user, signed_in, claimed, datetime.now(UTC))
         if reason is not None or user is None:
             commit_denial(

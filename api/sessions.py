@@ -16,8 +16,8 @@
   (storage.clinic.models), which every request already loads: each session of an older version is
   refused at once, on every API process.
 
-Every request checks its session with two primary-key reads in one transaction (the user, which the
-API read anyway, and the session): bench/session_check.py measures what that costs.
+Every request checks its session in the SELECT that reads the account anyway (joined on the
+session's primary key): bench/session_check.py measures what that adds to a request.
 """
 
 from __future__ import annotations
