@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import httpx
@@ -51,7 +51,7 @@ def _services(api: ClinicApi, **changes: object) -> ApiServices:
     return replace(api.services, login_throttle=throttle, **changes)  # type: ignore[arg-type]
 
 
-def _attempts(url: str, forwarded: list[str | None]) -> list[int]:
+def _attempts(url: str, forwarded: Sequence[str | None]) -> list[int]:
     statuses = []
     with httpx.Client(base_url=url, timeout=10) as client:
         for i, address in enumerate(forwarded):

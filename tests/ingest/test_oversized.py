@@ -25,7 +25,6 @@ from vitals.readings import (
     DeviceIdentity,
     GlucoseContext,
     GlucoseReading,
-    GlucoseUnit,
     Health,
     Meal,
     MedicationId,
@@ -37,6 +36,7 @@ from vitals.readings import (
     Tester as GlucoseTester,
 )
 from vitals.topics import readings_topic
+from vitals.units import GlucoseUnit
 
 MQTT_HEADER_ROOM = 64 * 1024
 NOW = datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
