@@ -2,8 +2,19 @@
 
 Ingest announces each committed batch to a sync listener on its worker thread (ingest.consumer
 ReadingsListener); `threadsafe_listener` hands the batch to the engine's event loop without blocking
-ingest. Evaluation is a pure function of the stored history, so a redelivered reading changes nothing
-and creates no second alert or notification (DESIGN.md, Delivery; reliability.md §(a) 9).
+ingest. Every ingest process hands its batches to an engine, standalone or inside the API (the
+composition root, vitalgate.wiring), so a reading is evaluated as soon as it is committed; the
+periodic `evaluate_recent` pass only catches readings a crash left between commit and evaluation.
+
+Each patient in a batch costs one history read: both kinds over the rules' look-back in one range
+query (`ReadingStore.history_columns`, alerts.history), merged with the batch's own readings.
+Evaluation is a pure function of that history, so a redelivered reading changes nothing and creates no
+second alert or notification (DESIGN.md, Delivery; reliability.md §(a) 9).
+
+Replicas: one patient is evaluated, and its alerts acted on, by one process at a time
+(`patient_lock`, handed in by the composition root: an advisory lock of the clinic database,
+storage.clinic.coordination), so two replicas given readings of one patient open one alert and
+notify once. The sweep runs over every active patient in chunks, one history read per patient.
 """
 
 from __future__ import annotations
@@ -13,20 +24,30 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 from alerts.catalogue import INBOX_ONLY, OPERATIONAL, RULES
 from alerts.channels.base import DeliveryError, Recipient
 from alerts.channels.email import EmailChannel
 from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
-from alerts.lifecycle import ESCALATION_AFTER, AlertRecord, AlertRepository, Change, Lifecycle
+from alerts.history import observations, sweep_columns
+from alerts.lifecycle import (
+    ESCALATION_AFTER,
+    AlertNotFound,
+    AlertRecord,
+    AlertRepository,
+    Change,
+    InvalidTransition,
+    Lifecycle,
+)
 from alerts.model import (
-    Observation,
     Outcome,
     PatientReport,
     ReportRepository,
@@ -35,10 +56,17 @@ from alerts.model import (
 )
 from alerts.profiles import PatientTargets, Profile, RuleParameters, parameters
 from alerts.routing import DeliveryFailure, Router
-from alerts.windows import FIRING, PatientArrays, build_matrix, columns_from_observations, evaluate_windows
-from storage.readings.protocol import AnyReading, ReadingStore
+from alerts.windows import (
+    FIRING,
+    Columns,
+    PatientArrays,
+    build_matrix,
+    columns_from_observations,
+    evaluate_windows,
+)
+from storage.clinic.coordination import LocalTurns, Turn
+from storage.readings.protocol import AnyReading, HistoryColumns, ReadingStore
 from vitals.payload import AlertSeverity
-from vitals.readings import ReadingKind
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +87,23 @@ class PatientContext:
         return parameters(self.profile, self.targets)
 
 
+@dataclass(frozen=True, slots=True)
+class PatientRules:
+    """What the sweep needs of a patient: the clinic, and the rules' parameters (profile, targets,
+    time zone). The care team is looked up only for patients whose alerts change."""
+
+    patient_id: str
+    clinic_id: str
+    parameters: RuleParameters
+
+
 class PatientDirectory(Protocol):
     def context(self, patient_id: str) -> PatientContext | None: ...
     def active_patient_ids(self) -> list[str]: ...
+    def rules(self, patient_ids: Sequence[str]) -> dict[str, PatientRules]:
+        """Active patients' `PatientRules`, for many patients in few queries (unknown or discharged
+        ids are left out)."""
+        ...
 
 
 @dataclass
@@ -76,6 +118,13 @@ class StaticDirectory:
     def active_patient_ids(self) -> list[str]:
         return list(self.patients)
 
+    def rules(self, patient_ids: Sequence[str]) -> dict[str, PatientRules]:
+        return {
+            pid: PatientRules(pid, ctx.clinic_id, ctx.parameters())
+            for pid in patient_ids
+            if (ctx := self.patients.get(pid)) is not None
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
@@ -89,6 +138,17 @@ MAX_KEPT_FAILURES = 1000
 RECENT_INTERVAL_S = 60.0
 STARTUP_LOOKBACK = timedelta(hours=48)
 RECENT_MARGIN = timedelta(minutes=5)  # commit lag and clock skew between processes
+SWEEP_CHUNK = 1000  # patients per history read and matrix in the sweep (bounds its memory)
+# A lost race for a patient's alert (another process on the same SQLite file opened it first): the
+# evaluation runs again on what is stored now, this many times in all.
+EVALUATION_ATTEMPTS = 2
+
+PatientLock = Callable[[str], AbstractContextManager[object]]
+"""Holds a patient's evaluation and alert changes exclusive across the clinic's processes."""
+
+
+def _no_lock(_patient_id: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def _utcnow() -> datetime:
@@ -106,8 +166,10 @@ class AlertEngine:
         reports: ReportRepository | None = None,
         clock: Callable[[], datetime] = _utcnow,
         escalation_after: timedelta = ESCALATION_AFTER,
+        patient_lock: PatientLock = _no_lock,
     ) -> None:
         self.readings = readings
+        self.patient_lock = patient_lock
         self.repo = alerts
         self.lifecycle = Lifecycle(alerts, escalation_after)
         self.directory = directory
@@ -130,17 +192,15 @@ class AlertEngine:
         return listener
 
     async def on_readings_committed(self, batch: Sequence[AnyReading]) -> list[Change]:
-        latest: dict[str, datetime] = {}
+        """Evaluate each patient of a committed batch: the batch's readings plus one history read."""
+        fresh: dict[str, list[AnyReading]] = {}
         for reading in batch:
-            if reading.patient_id is None:
-                continue
-            seen = latest.get(reading.patient_id)
-            latest[reading.patient_id] = (
-                reading.measured_at if seen is None else max(seen, reading.measured_at)
-            )
+            if reading.patient_id is not None:
+                fresh.setdefault(reading.patient_id, []).append(reading)
         changes: list[Change] = []
-        for patient_id, newest in latest.items():
-            changes.extend(await self.evaluate(patient_id, max(self.clock(), newest)))
+        for patient_id, readings in fresh.items():
+            newest = max(r.measured_at for r in readings)
+            changes.extend(await self.evaluate(patient_id, max(self.clock(), newest), readings))
         return changes
 
     async def add_report(self, report: PatientReport) -> list[Change]:
@@ -149,26 +209,51 @@ class AlertEngine:
             return []
         return await self.evaluate(report.patient_id, max(self.clock(), report.reported_at))
 
-    async def evaluate(self, patient_id: str, now: datetime) -> list[Change]:
+    async def evaluate(
+        self, patient_id: str, now: datetime, fresh: Sequence[AnyReading] = ()
+    ) -> list[Change]:
+        """Every rule for one patient as of `now`, on its stored history plus `fresh` readings (a
+        batch just committed), and the lifecycle changes that follow, routed."""
         ctx = await asyncio.to_thread(self.directory.context, patient_id)
         if ctx is None:
             logger.warning("readings for a patient unknown to the clinic", extra={"patient_id": patient_id})
             return []
         async with self._locks[patient_id]:
-            history = await asyncio.to_thread(self._history, patient_id, now)
-            outcomes = evaluate_patient(history, ctx.parameters(), now)
-            changes = await asyncio.to_thread(self.lifecycle.apply, ctx.clinic_id, outcomes, now)
+            changes = await asyncio.to_thread(self._evaluate, ctx, now, fresh)
         await self._route(changes, ctx)
         return changes
 
-    def _history(self, patient_id: str, now: datetime) -> PatientHistory:
+    def _evaluate(self, ctx: PatientContext, now: datetime, fresh: Sequence[AnyReading]) -> list[Change]:
+        """Read, evaluate and apply under the patient's lock (worker thread)."""
+        for attempt in range(1, EVALUATION_ATTEMPTS + 1):
+            with self.patient_lock(ctx.patient_id):
+                history = self._history(ctx.patient_id, now, fresh)
+                outcomes = evaluate_patient(history, ctx.parameters(), now)
+                try:
+                    return self.lifecycle.apply(ctx.clinic_id, outcomes, now)
+                except InvalidTransition:
+                    if attempt == EVALUATION_ATTEMPTS:
+                        raise
+                    logger.info(
+                        "alert changed by another process meanwhile; evaluating again",
+                        extra={"patient_id": ctx.patient_id},
+                    )
+        raise AssertionError("unreachable")
+
+    def _history(self, patient_id: str, now: datetime, fresh: Sequence[AnyReading] = ()) -> PatientHistory:
+        """The patient's look-back as observations: one read of both kinds, plus `fresh` readings the
+        read did not return, and the patient's reports."""
         start = now - timedelta(days=LOOKBACK_DAYS)
         end = now + timedelta(seconds=1)
-        obs: list[Observation] = []
-        for kind in (ReadingKind.BLOOD_PRESSURE, ReadingKind.GLUCOSE):
-            obs.extend(
-                observation_from_reading(r) for r in self.readings.query_range(patient_id, kind, start, end)
-            )
+        obs = observations(self.readings.history_columns([patient_id], start, end)).get(patient_id, [])
+        known = {o.reading_id for o in obs}
+        extra = [
+            observation_from_reading(r)
+            for r in fresh
+            if r.reading_id not in known and start <= r.measured_at < end
+        ]
+        if extra:
+            obs = sorted([*obs, *extra], key=lambda o: (o.measured_at, o.reading_id))
         return PatientHistory(patient_id, obs, self.reports.for_patient(patient_id, start, end))
 
     async def _route(self, changes: Sequence[Change], ctx: PatientContext) -> int:
@@ -188,15 +273,37 @@ class AlertEngine:
             ctx = await asyncio.to_thread(self.directory.context, patient_id)
             if ctx is None:
                 continue
-            async with self._locks[patient_id]:
-                applied = await asyncio.to_thread(self.lifecycle.apply, ctx.clinic_id, outs, now)
+            applied = await self._apply(patient_id, ctx.clinic_id, outs, now)
             await self._route(applied, ctx)
             changes.extend(applied)
         return changes
 
+    async def _apply(
+        self, patient_id: str, clinic_id: str, outcomes: Sequence[Outcome], now: datetime
+    ) -> list[Change]:
+        """`Lifecycle.apply` under the patient's locks (this process's and the clinic's)."""
+
+        def apply() -> list[Change]:
+            with self.patient_lock(patient_id):
+                return self.lifecycle.apply(clinic_id, outcomes, now)
+
+        async with self._locks[patient_id]:
+            return await asyncio.to_thread(apply)
+
     # --- people --------------------------------------------------------------------------------------
     async def _act(self, alert_id: str, action: Callable[[], Change | None]) -> AlertRecord:
-        change = await asyncio.to_thread(action)
+        """A person's action on an alert, under its patient's locks, so it never interleaves with an
+        evaluation of that patient in this or another process (both read, change and save the alert)."""
+        found = await asyncio.to_thread(self.repo.get, alert_id)
+        if found is None:
+            raise AlertNotFound(alert_id)
+
+        def act() -> Change | None:
+            with self.patient_lock(found.patient_id):
+                return action()
+
+        async with self._locks[found.patient_id]:
+            change = await asyncio.to_thread(act)
         if change is not None:
             ctx = await asyncio.to_thread(self.directory.context, change.record.patient_id)
             # The state change is stored; telling the other channels must not hold up the person who
@@ -300,31 +407,91 @@ class AlertEngine:
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         """Time-based rules for every active patient at once (stale data, adherence, trend windows),
-        then snooze wake-ups and escalations."""
+        then snooze wake-ups and escalations. Patients go in chunks of SWEEP_CHUNK: one history read
+        per patient, one matrix per chunk and guideline profile."""
         started = asyncio.get_running_loop().time()
         now = now or self.clock()
         ids = await asyncio.to_thread(self.directory.active_patient_ids)
-        contexts = [c for c in await asyncio.to_thread(lambda: [self.directory.context(i) for i in ids]) if c]
-        histories = await asyncio.to_thread(lambda: [self._history(c.patient_id, now) for c in contexts])
+        rules = await asyncio.to_thread(self.directory.rules, ids)
         unresolved = {(a.patient_id, a.rule_id) for a in await asyncio.to_thread(self.repo.unresolved, None)}
-        outcomes = sweep_outcomes(histories, [c.parameters() for c in contexts], now, unresolved)
         changes_total = failures = 0
-        by_id = {c.patient_id: c for c in contexts}
-        for patient_id, outs in outcomes.items():
-            ctx = by_id[patient_id]
-            async with self._locks[patient_id]:
-                changes = await asyncio.to_thread(self.lifecycle.apply, ctx.clinic_id, outs, now)
-            changes_total += len(changes)
-            failures += await self._route(changes, ctx)
+        members = [rules[pid] for pid in ids if pid in rules]
+        for i in range(0, len(members), SWEEP_CHUNK):
+            chunk = members[i : i + SWEEP_CHUNK]
+            outcomes = await asyncio.to_thread(self._sweep_outcomes, chunk, now, unresolved)
+            by_id = {r.patient_id: r for r in chunk}
+            for patient_id, outs in outcomes.items():
+                changes = await self._apply(patient_id, by_id[patient_id].clinic_id, outs, now)
+                if changes:
+                    ctx = await asyncio.to_thread(self.directory.context, patient_id)
+                    changes_total += len(changes)
+                    failures += await self._route(changes, ctx) if ctx is not None else 0
         for change in await asyncio.to_thread(self.lifecycle.tick, now):
-            found = by_id.get(change.record.patient_id)
-            if found is None:
-                found = await asyncio.to_thread(self.directory.context, change.record.patient_id)
+            found = await asyncio.to_thread(self.directory.context, change.record.patient_id)
             changes_total += 1
             failures += len(await self.router.route(change, found.care_team if found else ()))
-        return SweepReport(
-            len(contexts), changes_total, failures, asyncio.get_running_loop().time() - started
+        return SweepReport(len(members), changes_total, failures, asyncio.get_running_loop().time() - started)
+
+    def _sweep_outcomes(
+        self, chunk: Sequence[PatientRules], now: datetime, unresolved: set[tuple[str, str]]
+    ) -> dict[str, list[Outcome]]:
+        """The window rules' outcomes for one chunk of patients (worker thread): one history read
+        per patient, then `window_outcomes` per guideline profile."""
+        start = now - timedelta(days=LOOKBACK_DAYS)
+        history = self.readings.history_columns(
+            [r.patient_id for r in chunk], start, now + timedelta(seconds=1)
         )
+        groups: defaultdict[str, list[PatientRules]] = defaultdict(list)
+        for r in chunk:
+            groups[r.parameters.profile.name.value].append(r)
+        out: dict[str, list[Outcome]] = {}
+        day0 = (now - timedelta(days=LOOKBACK_DAYS + 1)).date()
+        for group in groups.values():
+            ids = [r.patient_id for r in group]
+            params = [r.parameters for r in group]
+            wanted = set(ids)
+            rows = [i for i, pid in enumerate(history.patient_id) if pid in wanted]
+            part = history if len(groups) == 1 else _select(history, rows)
+            cols, starts = sweep_columns(part, ids, day0, [p.timezone for p in params])
+            out.update(window_outcomes(cols, starts, ids, params, day0, now, unresolved))
+        return out
+
+
+def _select(columns: HistoryColumns, rows: Sequence[int]) -> HistoryColumns:
+    """The rows `rows` of `columns`."""
+    picked = HistoryColumns()
+    for name in HistoryColumns.__dataclass_fields__:
+        source = getattr(columns, name)
+        setattr(picked, name, [source[i] for i in rows])
+    return picked
+
+
+def window_outcomes(
+    cols: Columns,
+    starts: npt.NDArray[np.float64],
+    ids: list[str],
+    params: Sequence[RuleParameters],
+    day0: date,
+    now: datetime,
+    unresolved: set[tuple[str, str]],
+) -> dict[str, list[Outcome]]:
+    """Vectorised window rules as of `now` for patients of one guideline profile (thresholds shared
+    inside the matrix build): FIRING outcomes, and CLEAR where an alert is open."""
+    out: dict[str, list[Outcome]] = defaultdict(list)
+    days = (now.date() - day0).days + 2
+    matrix = build_matrix(cols, ids, days, day0, starts, params[0])
+    # The evaluation day of each patient: the local day containing `now`.
+    t_of = np.array([(now.astimezone(ZoneInfo(p.timezone)).date() - day0).days for p in params])
+    results = evaluate_windows(
+        matrix, params[0], PatientArrays.from_parameters(params), now_s=now.timestamp()
+    )
+    for r in results:
+        codes = r.status[np.arange(len(ids)), t_of]
+        for pi in np.flatnonzero(codes):
+            pid = ids[pi]
+            if codes[pi] == FIRING or (pid, r.rule_id) in unresolved:
+                out[pid].append(window_outcome(r, int(pi), int(t_of[pi]), matrix, pid))
+    return out
 
 
 def sweep_outcomes(
@@ -333,30 +500,19 @@ def sweep_outcomes(
     now: datetime,
     unresolved: set[tuple[str, str]],
 ) -> dict[str, list[Outcome]]:
-    """Vectorised window rules as of `now` for many patients: FIRING outcomes, and CLEAR where an
-    alert is open. Patients are grouped by profile (thresholds shared inside the matrix build)."""
+    """`window_outcomes` for patients given as observations (replay, tests), grouped by profile."""
     groups: defaultdict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(params):
         groups[p.profile.name.value].append(i)
-    out: dict[str, list[Outcome]] = defaultdict(list)
+    out: dict[str, list[Outcome]] = {}
+    day0 = (now - timedelta(days=LOOKBACK_DAYS + 1)).date()
     for members in groups.values():
         hs = [histories[i] for i in members]
         ps = [params[i] for i in members]
         ids = [h.patient_id for h in hs]
-        day0 = (now - timedelta(days=LOOKBACK_DAYS + 1)).date()
         obs = [o for h in hs for o in h.observations if o.measured_at <= now]
         cols, starts = columns_from_observations(obs, ids, day0, [p.timezone for p in ps])
-        days = (now.date() - day0).days + 2
-        matrix = build_matrix(cols, ids, days, day0, starts, ps[0])
-        # The evaluation day of each patient: the local day containing `now`.
-        t_of = np.array([(now.astimezone(ZoneInfo(p.timezone)).date() - day0).days for p in ps])
-        results = evaluate_windows(matrix, ps[0], PatientArrays.from_parameters(ps), now_s=now.timestamp())
-        for r in results:
-            codes = r.status[np.arange(len(ids)), t_of]
-            for pi in np.flatnonzero(codes):
-                pid = ids[pi]
-                if codes[pi] == FIRING or (pid, r.rule_id) in unresolved:
-                    out[pid].append(window_outcome(r, int(pi), int(t_of[pi]), matrix, pid))
+        out.update(window_outcomes(cols, starts, ids, ps, day0, now, unresolved))
     return out
 
 
@@ -369,6 +525,19 @@ def _log_failure(future: Future[list[Change]]) -> None:
         logger.error("alert evaluation failed", exc_info=exc)
 
 
+class Turns(Protocol):
+    """Who runs a periodic job now: this process, once per interval across the clinic's processes
+    (storage.clinic.coordination.DatabaseTurns), or this process alone (LocalTurns). Sync: call
+    through a worker thread."""
+
+    def claim(self, job: str, every: timedelta, now: datetime) -> Turn | None: ...
+    def finish(self, turn: Turn, at: datetime) -> None: ...
+
+
+RECENT_JOB = "alerts.recent"
+SWEEP_JOB = "alerts.sweep"
+
+
 async def run_sweeps(
     engine: AlertEngine,
     interval_s: float,
@@ -376,28 +545,38 @@ async def run_sweeps(
     *,
     recent_interval_s: float = RECENT_INTERVAL_S,
     startup_lookback: timedelta = STARTUP_LOOKBACK,
+    turns: Turns | None = None,
 ) -> None:
-    """Until `stop` is set: every `recent_interval_s`, evaluate patients with readings since the last
-    pass (`AlertEngine.evaluate_recent`; the first pass looks back `startup_lookback`, covering a
-    crash between a commit and its evaluation); every `interval_s`, the full sweep of time-based
-    rules. A failing pass is logged with its error and retried at the next interval; it never ends
-    the loop."""
-    loop = asyncio.get_running_loop()
-    since = engine.clock() - startup_lookback
-    next_sweep = loop.time()
+    """Until `stop` is set, wake every `recent_interval_s` and run what is due, each at most once per
+    interval across the processes sharing `turns` (default: this process alone):
+
+    - RECENT_JOB, every `recent_interval_s`: evaluate patients with readings since the previous pass
+      (`AlertEngine.evaluate_recent`), whichever process ran it; the first pass on a new clinic looks
+      back `startup_lookback`. A safety net: every ingest process hands its batches to an engine, so
+      this finds only readings a crash left between commit and evaluation;
+    - SWEEP_JOB, every `interval_s`: the full sweep of time-based rules.
+
+    A failing pass is logged with its error and retried at the next interval; it never ends the loop."""
+    turns = turns or LocalTurns()
+    recent_every = timedelta(seconds=recent_interval_s)
+    sweep_every = timedelta(seconds=interval_s)
     while not stop.is_set():
         started = engine.clock()
         try:
-            evaluated = await engine.evaluate_recent(since - RECENT_MARGIN, started)
-            since = started
-            if evaluated:
-                logger.info("recent readings evaluated", extra={"patients": evaluated})
+            turn = await asyncio.to_thread(turns.claim, RECENT_JOB, recent_every, started)
+            if turn is not None:
+                since = turn.previous_started_at or started - startup_lookback
+                evaluated = await engine.evaluate_recent(since - RECENT_MARGIN, started)
+                await asyncio.to_thread(turns.finish, turn, engine.clock())
+                if evaluated:
+                    logger.info("recent readings evaluated", extra={"patients": evaluated})
         except Exception:
             logger.exception("evaluation of recent readings failed")
-        if loop.time() >= next_sweep:
-            next_sweep = loop.time() + interval_s
-            try:
+        try:
+            turn = await asyncio.to_thread(turns.claim, SWEEP_JOB, sweep_every, engine.clock())
+            if turn is not None:
                 report = await engine.sweep()
+                await asyncio.to_thread(turns.finish, turn, engine.clock())
                 logger.info(
                     "alert sweep",
                     extra={
@@ -407,8 +586,8 @@ async def run_sweeps(
                         "seconds": round(report.seconds, 3),
                     },
                 )
-            except Exception:
-                logger.exception("alert sweep failed")
+        except Exception:
+            logger.exception("alert sweep failed")
         try:
             await asyncio.wait_for(stop.wait(), recent_interval_s)
         except TimeoutError:

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -46,6 +46,10 @@ from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import CareTeamMember, Patient, User, UserRole, UserSession
 from storage.readings.protocol import ReadingStore
+
+if TYPE_CHECKING:
+    from api.routes.admin_fleet import FleetCommands
+    from api.routes.alerts import AlertApi
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +85,13 @@ class ApiServices:
     def session_policy(self) -> SessionPolicy:
         return SessionPolicy(self.access_token_ttl_s, self.refresh_token_ttl_s, self.session_max_s)
 
-    # Optional extras wired by the composition root (alert service, ingest counters, event hub).
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Wired by the composition root (vitalgate.wiring) where this process serves them:
+    # the alert inbox, actions and live events (api/routes/alerts.py; None: 503),
+    alerts: AlertApi | None = None
+    # the gateways' commands (api/routes/admin_fleet.py; None: decisions are recorded, not sent),
+    fleet: FleetCommands | None = None
+    # and Prometheus text exposition (0.0.4) for /metrics (api/routes/ops.py).
+    metrics: list[Callable[[], str]] = field(default_factory=list)
     # Failed-login counters of this API process (api/login_throttle.py: per process, in memory).
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # Bearer tokens this API process refused, by reason (api/refused_tokens.py).

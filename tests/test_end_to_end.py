@@ -28,7 +28,7 @@ from storage.readings.sqlite import SqliteReadingStore
 from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter
 from vitalgate.mosquitto import MosquittoBroker
 from vitalgate.settings import load_settings
-from vitalgate.wiring import build_clinic_sessions
+from vitalgate.wiring import open_clinic_database
 from vitals.identity import blood_pressure_reading_id
 from vitals.payload import ReadingsBatch
 from vitals.readings import BloodPressureReading, DeviceIdentity
@@ -64,7 +64,8 @@ class Pipeline:
 async def pipeline(mosquitto_broker: MosquittoBroker, tmp_path: Path) -> AsyncIterator[Pipeline]:
     mosquitto_broker.add_gateway(GATEWAY_ID)
     settings = load_settings(None, data_dir=tmp_path / "clinic")
-    sessions = build_clinic_sessions(settings)
+    database = open_clinic_database(settings)
+    sessions = database.sessions
     with sessions() as session:
         add_clinic(session, "c1", "Clinic One", profile=GuidelineProfile.CN)
         add_user(
@@ -131,6 +132,7 @@ async def pipeline(mosquitto_broker: MosquittoBroker, tmp_path: Path) -> AsyncIt
     outbox.close()
     ingest.stop()
     store.close()
+    database.close()
 
 
 def cuff_reading(measured_at: datetime, systolic: float) -> BloodPressureReading:

@@ -42,10 +42,9 @@ from storage.clinic.models import GuidelineProfile, MeterKind, PatientTargets, U
 from storage.clinic.repository import ClinicRepository
 from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter, publish_gateway_config
 from vitalgate.clinic import ClinicServer, build_clinic_server
-from vitalgate.commands.gateway import options_from_settings
 from vitalgate.mosquitto import MosquittoBroker, free_port
 from vitalgate.settings import Settings
-from vitalgate.wiring import build_clinic_sessions
+from vitalgate.wiring import gateway_options, open_clinic_database
 from vitals.readings import DeviceIdentity
 
 logger = logging.getLogger(__name__)
@@ -235,7 +234,7 @@ class Demo:
             tasks.append(asyncio.create_task(self.server.serve(server_stop, host="127.0.0.1", port=port)))
             gateway_settings = _gateway_settings(settings, self.broker)
             gateway = Gateway(
-                options_from_settings(gateway_settings),
+                gateway_options(gateway_settings),
                 default_collector(now=clock.now),
                 scanner_backend=self.radio.scanner_backend,
                 client_backend=self.radio.client_backend,
@@ -263,7 +262,14 @@ class Demo:
     async def _enrol_and_pair(self, settings: Settings) -> None:
         """What a clinic administrator and an installer do: accounts, patients, gateway, pairing."""
         assert self.simulation is not None and self.radio is not None and self.broker is not None
-        sessions = await asyncio.to_thread(build_clinic_sessions, settings)
+        database = await asyncio.to_thread(open_clinic_database, settings)
+        try:
+            await self._enrol_and_pair_with(settings, database.sessions)
+        finally:
+            database.close()
+
+    async def _enrol_and_pair_with(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        assert self.simulation is not None and self.radio is not None and self.broker is not None
         await asyncio.to_thread(self._enrol, settings, sessions)
         gateway_state = settings.data_dir / "gateway"
         gateway_state.mkdir(parents=True, exist_ok=True)
@@ -298,9 +304,6 @@ class Demo:
             f"  gateway     {GATEWAY_ID}: {len(bindings.meters)} meters bonded and bound to "
             f"{len(self.simulation.patients)} patients; bindings published on its retained config topic"
         )
-        bind = sessions.kw.get("bind")
-        if bind is not None:
-            bind.dispose()
 
     def _publish_config(self, sessions: sessionmaker[Session]) -> None:
         assert self.broker is not None

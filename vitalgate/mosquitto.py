@@ -59,7 +59,11 @@ pattern read vitalgate/v1/gw/%u/commands
 # accounts' certificate names (vitalgate-ingest, vitalgate-clinic).
 ROLE_ACL = {
     BrokerRole.GATEWAY: "",
-    BrokerRole.INGEST: "topic read vitalgate/v1/gw/+/readings\ntopic write vitalgate/v1/gw/+/acks\n",
+    BrokerRole.INGEST: (
+        "topic read vitalgate/v1/gw/+/readings\n"
+        "topic write vitalgate/v1/gw/+/acks\n"
+        "topic write vitalgate/v1/clinic/+/alerts\n"
+    ),
     BrokerRole.CLINIC: (
         "topic read vitalgate/v1/gw/+/status\n"
         "topic read vitalgate/v1/gw/+/acks\n"

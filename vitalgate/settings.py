@@ -204,6 +204,32 @@ class FleetSettings(_Section):
     )
 
 
+class RetentionSettings(_Section):
+    """How long the clinic keeps what it stores (docs/scaling.md, Retention). One clinic process a
+    day removes what is older (SQLite readings, the audit log, dead letters); InfluxDB removes old
+    readings itself, by the retention policy or bucket duration set at start. None: kept for ever."""
+
+    readings_days: int | None = Field(
+        default=730,
+        ge=90,
+        description="readings: two years by default, the charts' longest view (a year) and the year "
+        "before it; at least 90 days, beyond what the alert rules (45 days) and the 90-day charts read",
+    )
+    audit_days: int | None = Field(
+        default=2192,
+        ge=1,
+        description="audit log entries: six years by default, as HIPAA asks of Security Rule "
+        "documentation (45 CFR 164.316(b)(2))",
+    )
+    dead_letters_days: int | None = Field(
+        default=180,
+        ge=1,
+        description="payloads ingest could never store, and alert webhooks never delivered: an "
+        "operator's work queue, which holds readings (health data), so not kept longer than needed",
+    )
+    check_interval_s: float = Field(default=24 * 3600, gt=0, description="how often old records are removed")
+
+
 class BrokerMonitorSettings(_Section):
     """The clinic's watch over its MQTT broker (vitalgate.broker_monitor): dropped messages, connected
     clients, refused logins; run beside the fleet service, with its clinic account."""
@@ -234,6 +260,7 @@ class Settings(BaseSettings):
     fleet: FleetSettings = Field(default_factory=FleetSettings)
     broker_monitor: BrokerMonitorSettings = Field(default_factory=BrokerMonitorSettings)
     broker_accounts: BrokerAccountsSettings = Field(default_factory=BrokerAccountsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     # Derived paths: one place that turns the defaults into files under data_dir.
     @property

@@ -1,17 +1,62 @@
-"""Build each stage's parts from the one Settings object (the composition root's factory functions)."""
+"""The clinic's composition: every part of a clinic process built from the one Settings object, in the
+one place every command and the demo use (DESIGN.md: `vitalgate` is the composition root).
+
+- `build_reading_store`, `open_clinic_database`: the two stores. `ClinicDatabase.close` releases the
+  clinic database's connections. `prepare_reading_store` sets InfluxDB's database or bucket and its
+  retention up at start; `prune_past_retention` deletes what is past its time elsewhere.
+- `ingest_config`, `open_ingest_pipeline_parts`: ingest's consumer and its pipeline process.
+- `ClinicServices` (`start_clinic_services`): the alert engine with its notification channels, the
+  summary updater and the clinic's periodic jobs (alert sweeps, digest, retention). Every process that ingests readings runs one and
+  hands it its committed batches (`ClinicServices.listeners`), standalone `vitalgate ingest` as much as
+  `vitalgate api`, so a reading is evaluated as soon as it is committed, whichever process stored it.
+  The periodic jobs run once per interval across all the clinic's processes (`DatabaseTurns`).
+- `build_api_services`, `open_api_services`: the API's services (api.deps.ApiServices).
+- `gateway_options`: the edge gateway's options (its own process; gateway modules are imported only
+  there).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from vitalgate.settings import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
-
+    from alerts.channels.email import EmailChannel
+    from alerts.channels.mqtt import MqttAlertChannel
+    from alerts.engine import AlertEngine
+    from alerts.repository import SqlAlertRepository, SqlPatientDirectory
+    from alerts.routing import Router
+    from alerts.summary_updater import SummaryUpdater
     from api.deps import ApiServices
-    from ingest import PipelineParts
+    from api.routes.admin_fleet import FleetCommands
+    from api.routes.alerts import AlertApi
+    from gateway.app import GatewayOptions
+    from ingest import IngestConfig, PipelineParts, ReadingsListener
+    from storage.clinic.coordination import DatabaseTurns
+    from storage.clinic.database import ClinicDatabase
     from storage.readings.protocol import ReadingStore
+
+logger = logging.getLogger(__name__)
+
+# A notification links to the alert's detail page in the web app (api/webapp/src/router.ts).
+WEB_APP_ALERT_LINK: Final = "{base_url}/app/alerts/{alert_id}"
+DIGEST_CHECK_S: Final = 300.0  # how often a process looks whether the daily digest is due
+OUTBOX_FLUSH_S: Final = 30.0  # how often refused urgent e-mails are looked at (each has its own backoff)
+# How long an evaluation waits for another process's evaluation of the same patient.
+PATIENT_LOCK_TIMEOUT_S: Final = 30.0
+DIGEST_JOB: Final = "alerts.digest"
+OUTBOX_JOB: Final = "alerts.email_outbox"
+RETENTION_JOB: Final = "retention"
 
 
 def build_reading_store(settings: Settings) -> ReadingStore:
@@ -38,16 +83,101 @@ def build_reading_store(settings: Settings) -> ReadingStore:
     return SqliteReadingStore(path)
 
 
-def build_clinic_sessions(settings: Settings, *, migrate: bool = True) -> sessionmaker[Session]:
-    from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
+def prepare_reading_store(settings: Settings, store: ReadingStore) -> str | None:
+    """Set the reading store up for the configured retention: on InfluxDB create the database (1.x)
+    or bucket (2.x, with its DBRP mapping) if missing and give it `retention.readings_days`; SQLite
+    needs nothing (old readings are pruned, `prune_past_retention`). Idempotent: every clinic process
+    runs it at start. Returns what was set, for the operator."""
+    if settings.storage.reading_store != "influxdb":
+        return None
+    from storage.readings.influxdb import InfluxReadingStore, ensure_bucket, ensure_dbrp_mapping
+
+    s, days = settings.storage, settings.retention.readings_days
+    retention = None if days is None else timedelta(days=days)
+    if s.influx_bucket is not None and s.influx_org != "-":  # InfluxDB 2.x: a bucket, mapped for InfluxQL
+        token = s.influx_token.get_secret_value() if s.influx_token else ""
+        ensure_bucket(
+            s.influx_url, token, s.influx_org, s.influx_bucket, retention, timeout_s=s.influx_timeout_s
+        )
+        ensure_dbrp_mapping(
+            s.influx_url,
+            token,
+            s.influx_org,
+            s.influx_bucket,
+            s.influx_database,
+            s.influx_retention_policy,
+            timeout_s=s.influx_timeout_s,
+        )
+        return f"bucket {s.influx_bucket}: {days or 'unlimited'} days"
+    assert isinstance(store, InfluxReadingStore)
+    duration = store.ensure_database(retention)
+    return f"database {s.influx_database}, retention policy {s.influx_retention_policy}: {duration}"
+
+
+def prune_past_retention(
+    settings: Settings, store: ReadingStore, database: ClinicDatabase, now: datetime
+) -> dict[str, int]:
+    """Delete what is past its retention (`settings.retention`) in the SQLite reading store and the
+    clinic database; how many of each. InfluxDB drops old readings itself (`prepare_reading_store`)."""
+    from storage.clinic.retention import prune_clinic_records
+    from storage.readings.sqlite import SqliteReadingStore
+
+    r = settings.retention
+    counts: dict[str, int] = {}
+    if isinstance(store, SqliteReadingStore) and r.readings_days is not None:
+        counts["readings"] = store.prune(now - timedelta(days=r.readings_days))
+    pruned = prune_clinic_records(
+        database.sessions,
+        audit_before=None if r.audit_days is None else now - timedelta(days=r.audit_days),
+        dead_letters_before=None
+        if r.dead_letters_days is None
+        else now - timedelta(days=r.dead_letters_days),
+    )
+    counts.update(
+        audit_entries=pruned.audit_entries,
+        dead_letters=pruned.dead_letters,
+        webhook_dead_letters=pruned.webhook_dead_letters,
+    )
+    return counts
+
+
+def open_clinic_database(settings: Settings, *, migrate: bool = True) -> ClinicDatabase:
+    """The clinic database, migrated to the newest schema unless `migrate` is false."""
+    from storage.clinic.database import ClinicDatabase
 
     url = settings.clinic_database_url
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_clinic_engine(url)
-    if migrate:
-        upgrade_to_head(engine=engine)
-    return session_factory(engine)
+    return ClinicDatabase.open(url, migrate=migrate)
+
+
+def runner_name(role: str) -> str:
+    """How a process names itself in `periodic_runs`: role, host and process id (no person)."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}"
+
+
+def ingest_config(
+    settings: Settings, *, client_id: str | None = None, shared_group: str | None = None
+) -> IngestConfig:
+    """Map Settings (mqtt, ingest sections) onto the consumer's plain config."""
+    from ingest import IngestConfig
+
+    mqtt = settings.mqtt
+    return IngestConfig(
+        host=mqtt.host,
+        port=mqtt.port,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        tls_ca_file=mqtt.tls_ca_file,
+        tls_cert_file=mqtt.tls_cert_file,
+        tls_key_file=mqtt.tls_key_file,
+        keepalive_s=mqtt.keepalive_s,
+        connect_timeout_s=mqtt.connect_timeout_s,
+        client_id=client_id or settings.ingest.client_id,
+        shared_group=shared_group or settings.ingest.shared_group,
+        session_expiry_s=settings.ingest.session_expiry_s,
+        receive_maximum=settings.ingest.max_inflight_messages,
+    )
 
 
 def open_ingest_pipeline_parts(
@@ -61,29 +191,218 @@ def open_ingest_pipeline_parts(
 
     configure_logging(log_level, log_format)
     store = build_reading_store(settings)
-    sessions = build_clinic_sessions(settings, migrate=False)
+    database = open_clinic_database(settings, migrate=False)
 
     def close() -> None:
         store.close()
-        bind = sessions.kw.get("bind")
-        if bind is not None:
-            bind.dispose()
+        database.close()
 
-    return PipelineParts(store, ClinicRepository(sessions), close)
+    return PipelineParts(store, ClinicRepository(database.sessions), close)
 
 
-def build_api_services(settings: Settings, *, jwt_secret: str | None = None) -> ApiServices:
-    from api.deps import ApiServices
+# --- what every clinic process runs ------------------------------------------------------------------
 
-    secret = jwt_secret or (settings.api.jwt_secret.get_secret_value() if settings.api.jwt_secret else None)
-    if not secret:
-        raise ValueError("api.jwt_secret is required")
-    return ApiServices(
-        reading_store=build_reading_store(settings),
-        clinic_sessions=build_clinic_sessions(settings),
-        jwt_secret=secret,
-        **api_security_options(settings),
+
+@dataclass
+class ClinicServices:
+    """What every clinic process runs beside its front door (MQTT for ingest, HTTP for the API): the
+    alert engine with its channels, the summary updater, and the clinic's periodic jobs (alert sweeps,
+    digest, e-mail outbox, retention), each once per interval across the processes (module doc)."""
+
+    settings: Settings
+    store: ReadingStore
+    database: ClinicDatabase
+    engine: AlertEngine
+    repository: SqlAlertRepository
+    directory: SqlPatientDirectory
+    router: Router
+    summaries: SummaryUpdater
+    turns: DatabaseTurns
+    mqtt_alerts: MqttAlertChannel | None = None
+    email: EmailChannel | None = None
+
+    def listeners(self, loop: asyncio.AbstractEventLoop) -> list[ReadingsListener]:
+        """What ingest calls with each committed batch (from its worker thread): the engine and the
+        summary updater, each scheduling its work on `loop`."""
+        return [self.engine.threadsafe_listener(loop), self.summaries.threadsafe_listener(loop)]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: the alert sweeps and the poll for readings left unevaluated, the summary
+        updater, with e-mail the daily digest and the outbox of refused urgent e-mails, and the
+        retention pass."""
+        from alerts.engine import run_sweeps
+
+        a = self.settings.alerts
+        jobs = [
+            run_sweeps(
+                self.engine, a.sweep_interval_s, stop, recent_interval_s=a.recent_interval_s, turns=self.turns
+            ),
+            self.summaries.run(stop),
+        ]
+        if self.email is not None:
+            jobs += [self._digests(stop, self.email), self._flush_email_outbox(stop, self.email)]
+        jobs.append(self._retention(stop))
+        await asyncio.gather(*jobs)
+
+    async def _retention(self, stop: asyncio.Event) -> None:
+        """Delete what is past its retention, one process per `retention.check_interval_s` across the
+        clinic's processes."""
+        every = timedelta(seconds=self.settings.retention.check_interval_s)
+        while not stop.is_set():
+            try:
+                now = datetime.now(UTC)
+                turn = await asyncio.to_thread(self.turns.claim, RETENTION_JOB, every, now)
+                if turn is not None:
+                    counts = await asyncio.to_thread(
+                        prune_past_retention, self.settings, self.store, self.database, now
+                    )
+                    await asyncio.to_thread(self.turns.finish, turn, datetime.now(UTC))
+                    logger.info("retention pass", extra=counts)
+            except Exception:
+                logger.exception("retention pass failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(every.total_seconds(), DIGEST_CHECK_S))
+
+    async def _digests(self, stop: asyncio.Event, email: EmailChannel) -> None:
+        """Warnings are batched into a daily e-mail digest (clinical-rules.md §7, ESC-2), sent by one
+        process per check across the clinic's processes; each doctor's digest once a day."""
+        every = timedelta(seconds=DIGEST_CHECK_S)
+        while not stop.is_set():
+            now = datetime.now(UTC)
+            if now.hour >= self.settings.alerts.digest_hour_utc:
+                turn = await asyncio.to_thread(self.turns.claim, DIGEST_JOB, every, now)
+                if turn is not None:
+                    try:
+                        sent = await self.engine.send_digest(email, now)
+                        if sent:
+                            logger.info("alert digest sent", extra={"messages": sent})
+                    except Exception:
+                        logger.exception("alert digest failed; will retry")
+                    await asyncio.to_thread(self.turns.finish, turn, datetime.now(UTC))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), DIGEST_CHECK_S)
+
+    async def _flush_email_outbox(self, stop: asyncio.Event, email: EmailChannel) -> None:
+        """Send the urgent e-mails the SMTP server refused earlier (alerts.channels.email), one
+        process at a time, so none is sent twice."""
+        every = timedelta(seconds=OUTBOX_FLUSH_S)
+        while not stop.is_set():
+            try:
+                turn = await asyncio.to_thread(self.turns.claim, OUTBOX_JOB, every, datetime.now(UTC))
+                if turn is not None:
+                    await email.flush_outbox()
+                    await asyncio.to_thread(self.turns.finish, turn, datetime.now(UTC))
+            except Exception:
+                logger.exception("e-mail outbox flush failed; will retry")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), OUTBOX_FLUSH_S)
+
+    async def close(self) -> None:
+        if self.mqtt_alerts is not None:
+            await self.mqtt_alerts.stop()
+
+
+async def start_clinic_services(
+    settings: Settings, store: ReadingStore, database: ClinicDatabase, *, role: str
+) -> ClinicServices:
+    """The alert side of a clinic process (`role`: "api" or "ingest"), its MQTT alert publisher
+    connected. Call from inside the running event loop that will run it."""
+    from alerts.channels.base import Channel
+    from alerts.channels.email import EmailChannel, SmtpConfig
+    from alerts.channels.mqtt import MqttAlertChannel, MqttConfig
+    from alerts.channels.webhook import WebhookChannel
+    from alerts.engine import AlertEngine
+    from alerts.repository import (
+        SqlAlertRepository,
+        SqlEmailOutbox,
+        SqlPatientDirectory,
+        SqlReportStore,
+        SqlWebhookDeadLetters,
     )
+    from alerts.routing import Router
+    from alerts.summary_updater import SummaryUpdater
+    from storage.clinic.coordination import DatabaseTurns, exclusive
+
+    a = settings.alerts
+    sessions = database.sessions
+    if a.webhook_urls and a.webhook_secret is None:
+        raise ValueError("alerts.webhook_secret is required when alerts.webhook_urls are set")
+    # The live streams of the API replicas read every event from the clinic database
+    # (alerts.event_feed), so this process's live channel is the clinic alert topic alone.
+    live: list[Channel] = []
+    mqtt_alerts = None
+    mqtt_user = a.mqtt_username or settings.mqtt.username
+    mqtt_password = a.mqtt_password or settings.mqtt.password
+    if mqtt_user is not None:
+        mqtt_alerts = MqttAlertChannel(
+            MqttConfig(
+                host=settings.mqtt.host,
+                port=settings.mqtt.port,
+                username=mqtt_user,
+                password=mqtt_password.get_secret_value() if mqtt_password else None,
+                # One publisher per process, with no session to resume: any unused client id will do.
+                client_id=f"vitalgate-alerts-{role}-{secrets.token_hex(4)}",
+                tls_ca_file=settings.mqtt.tls_ca_file,
+                tls_cert_file=settings.mqtt.tls_cert_file,
+                tls_key_file=settings.mqtt.tls_key_file,
+            )
+        )
+        await mqtt_alerts.start()
+        live.append(mqtt_alerts)
+    webhooks: list[Channel] = []
+    if a.webhook_urls and a.webhook_secret is not None:
+        webhooks.append(
+            WebhookChannel(
+                a.webhook_urls, a.webhook_secret.get_secret_value().encode(), SqlWebhookDeadLetters(sessions)
+            )
+        )
+    email = None
+    if a.smtp_host:
+        email = EmailChannel(
+            SmtpConfig(
+                host=a.smtp_host,
+                port=a.smtp_port,
+                sender=a.smtp_sender,
+                starttls=a.smtp_starttls,
+                username=a.smtp_username,
+                password=a.smtp_password.get_secret_value() if a.smtp_password else None,
+            ),
+            outbox=SqlEmailOutbox(sessions),
+        )
+    router = Router(
+        live=live, webhooks=webhooks, email=email, base_url=a.web_base_url, link_template=WEB_APP_ALERT_LINK
+    )
+    repository = SqlAlertRepository(sessions)
+    directory = SqlPatientDirectory(sessions, a.profile)
+
+    def patient_lock(patient_id: str) -> contextlib.AbstractContextManager[object]:
+        return exclusive(database, "patient", patient_id, timeout_s=PATIENT_LOCK_TIMEOUT_S)
+
+    engine = AlertEngine(
+        store,
+        repository,
+        directory,
+        router,
+        reports=SqlReportStore(sessions),
+        escalation_after=timedelta(seconds=a.escalation_after_s),
+        patient_lock=patient_lock,
+    )
+    return ClinicServices(
+        settings=settings,
+        store=store,
+        database=database,
+        engine=engine,
+        repository=repository,
+        directory=directory,
+        router=router,
+        summaries=SummaryUpdater(store, sessions, default_profile=a.profile),
+        turns=DatabaseTurns(database, runner_name(role)),
+        mqtt_alerts=mqtt_alerts,
+        email=email,
+    )
+
+
+# --- the API's services -----------------------------------------------------------------------------
 
 
 def api_security_options(settings: Settings) -> dict[str, Any]:
@@ -99,8 +418,105 @@ def api_security_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def close_api_services(services: ApiServices) -> None:
-    services.reading_store.close()
-    bind = services.clinic_sessions.kw.get("bind")
-    if bind is not None:
-        bind.dispose()
+def jwt_secret_of(settings: Settings, jwt_secret: str | None = None) -> str:
+    secret = jwt_secret or (settings.api.jwt_secret.get_secret_value() if settings.api.jwt_secret else None)
+    if not secret:
+        raise ValueError("api.jwt_secret is required")
+    return secret
+
+
+def build_api_services(
+    settings: Settings,
+    store: ReadingStore,
+    database: ClinicDatabase,
+    *,
+    jwt_secret: str | None = None,
+    alerts: AlertApi | None = None,
+    fleet: FleetCommands | None = None,
+    metrics: Sequence[Callable[[], str]] = (),
+) -> ApiServices:
+    """The API's services on `store` and `database`, with what this process serves besides: the alert
+    service, the fleet's commands, metrics; the gateways' broker accounts and configurations where
+    the settings name the broker's dynamic security plugin and a clinic account (vitalgate.admin)."""
+    from api.deps import ApiServices
+    from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
+    from vitalgate.broker_accounts import accounts_from_settings
+
+    config_account = ClinicMqttAccount.from_settings(settings)
+    return ApiServices(
+        reading_store=store,
+        clinic_sessions=database.sessions,
+        jwt_secret=jwt_secret_of(settings, jwt_secret),
+        **api_security_options(settings),
+        alerts=alerts,
+        fleet=fleet,
+        metrics=list(metrics),
+        gateway_accounts=(
+            accounts_from_settings(settings) if settings.broker_accounts.gateway_host is not None else None
+        ),
+        gateway_configs=None
+        if config_account is None
+        else GatewayConfigSender(config_account, database.sessions),
+    )
+
+
+@contextlib.contextmanager
+def open_api_services(settings: Settings, *, jwt_secret: str | None = None) -> Iterator[ApiServices]:
+    """The API's services on their own stores, closed on leaving (tests, scripts): no alert service,
+    no fleet."""
+    store = build_reading_store(settings)
+    try:
+        database = open_clinic_database(settings)
+        try:
+            yield build_api_services(settings, store, database, jwt_secret=jwt_secret)
+        finally:
+            database.close()
+    finally:
+        store.close()
+
+
+# --- the edge gateway -------------------------------------------------------------------------------
+
+
+def gateway_options(settings: Settings) -> GatewayOptions:
+    """Map the one Settings object onto the gateway's plain options; its state lives beside its
+    outbox."""
+    from gateway.app import GatewayOptions
+    from gateway.meters import BleConfig
+    from gateway.uplink import ForwarderConfig, UplinkConfig
+
+    gw, mqtt = settings.gateway, settings.mqtt
+    uplink = UplinkConfig(
+        gateway_id=gw.gateway_id,
+        host=mqtt.host,
+        port=mqtt.port,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        tls_ca_file=mqtt.tls_ca_file,
+        tls_ca_pem=mqtt.tls_ca_pem,
+        tls_cert_file=mqtt.tls_cert_file,
+        tls_key_file=mqtt.tls_key_file,
+        tls=mqtt.tls,
+        allow_plain_mqtt=mqtt.allow_plain_mqtt,
+        client_id=mqtt.client_id,
+        keepalive_s=mqtt.keepalive_s,
+        connect_timeout_s=mqtt.connect_timeout_s,
+    )
+    return GatewayOptions(
+        gateway_id=gw.gateway_id,
+        state_dir=settings.outbox_path.parent,
+        uplink=uplink,
+        outbox_path=settings.outbox_path,
+        bindings_path=gw.bindings_file,
+        outbox_capacity=gw.outbox_capacity,
+        unbound_capacity=gw.unbound_capacity,
+        status_interval_s=gw.status_interval_s,
+        forwarder=ForwarderConfig(ack_timeout_s=gw.ack_timeout_s, batch_size=gw.batch_size),
+        ble=BleConfig(
+            max_concurrent_connections=gw.max_concurrent_connections,
+            scanner_watchdog_s=gw.scanner_watchdog_s,
+            connect_timeout_s=gw.connect_timeout_s,
+            session_timeout_s=gw.session_timeout_s,
+            resync_after_s=gw.resync_after_s,
+        ),
+    )

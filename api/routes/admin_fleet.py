@@ -12,7 +12,7 @@
 Only `clinic_admin`, and only for gateways of their own clinic (another clinic's is 404, as absent).
 Every read is audited with a count, every decision with its ids and span, every refusal as denied
 (api.deps). A decision is recorded first (storage.clinic.fleet) and then sent to the gateway on its
-retained `commands` topic by the composition root's fleet service (`extras["fleet"]`); the answer
+retained `commands` topic by the composition root's fleet service (`ApiServices.fleet`); the answer
 says whether that went out. The gateway carries each command out once; adopted readings then travel
 as any reading and are stored under the chosen patient once (their ids are the same).
 """
@@ -68,8 +68,7 @@ class FleetCommands(Protocol):
 
 
 def _fleet(services: ApiServices) -> FleetCommands | None:
-    fleet: FleetCommands | None = services.extras.get("fleet")
-    return fleet
+    return services.fleet
 
 
 # -- answers ------------------------------------------------------------------------------------

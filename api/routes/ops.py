@@ -11,7 +11,8 @@ from api.deps import Services
 
 router = APIRouter(tags=["ops"])
 
-# extras["metrics"]: callables returning Prometheus text exposition (0.0.4), handed in by the composition root.
+# ApiServices.metrics: callables returning Prometheus text exposition (0.0.4), handed in by the
+# composition root.
 MetricsProvider = Callable[[], str]
 
 
@@ -22,5 +23,5 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(services: Services) -> str:
-    providers: list[MetricsProvider] = services.extras.get("metrics", [])
+    providers: list[MetricsProvider] = services.metrics
     return "".join(provider() for provider in providers) + services.refused_tokens.prometheus_text()

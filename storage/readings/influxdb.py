@@ -45,7 +45,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlencode
 
@@ -58,6 +58,7 @@ from influxdb_client.rest import ApiException
 from storage.readings.protocol import (
     AnyReading,
     DailyAggregate,
+    HistoryColumns,
     ReadingColumns,
     ReadingStoreError,
     ReadingStoreRejected,
@@ -78,7 +79,13 @@ from storage.readings.records import (
     reading_to_json,
     sort_key,
 )
-from vitals.readings import BloodPressureReading, ReadingKind
+from vitals.readings import (
+    BloodPressureReading,
+    BloodPressureStatus,
+    ReadingKind,
+    SampleLocation,
+    SampleType,
+)
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -160,6 +167,11 @@ def point_time_ns(reading: AnyReading) -> int:
 BLOOD_PRESSURE_FIELDS: Final = ("systolic_mmhg", "diastolic_mmhg", "mean_arterial_mmhg", "pulse_bpm")
 GLUCOSE_FIELDS: Final = ("glucose_mg_dl", "meal")
 COMMON_FIELDS: Final = ("reading_id", "measured_at_us", "valid", "in_averages")
+# Flags the alert rules read of every reading (`history_columns`), written only when true (absent:
+# false), so the common reading carries no extra field: a blood pressure with an irregular pulse, a
+# glucose from a continuous monitor (interstitial fluid or subcutaneous tissue).
+IRREGULAR_PULSE_FIELD: Final = "irregular_pulse"
+CONTINUOUS_FIELD: Final = "continuous"
 
 
 def line_protocol(reading: AnyReading) -> str:
@@ -189,10 +201,17 @@ def line_protocol(reading: AnyReading) -> str:
         _add_float(fields, "diastolic_mmhg", reading.diastolic_mmhg)
         _add_float(fields, "mean_arterial_mmhg", reading.mean_arterial_mmhg)
         _add_float(fields, "pulse_bpm", reading.pulse_bpm)
+        if BloodPressureStatus.IRREGULAR_PULSE in reading.measurement_status:
+            fields.append(f"{IRREGULAR_PULSE_FIELD}=true")
     else:
         _add_float(fields, "glucose_mg_dl", reading.glucose_mg_dl)
         if reading.context is not None and reading.context.meal is not None:
             fields.append(f'meal="{reading.context.meal.value}"')  # a Meal value: nothing to escape
+        if (
+            reading.sample_type is SampleType.INTERSTITIAL_FLUID
+            or reading.sample_location is SampleLocation.SUBCUTANEOUS_TISSUE
+        ):
+            fields.append(f"{CONTINUOUS_FIELD}=true")
     reading_json = reading_to_json(reading)
     # JSON escapes every control character itself (RFC 8259 §7), so only `\` and `"` remain.
     fields.append(f'{_JSON_FIELD}="{_json_string(reading_json)}"')
@@ -568,6 +587,66 @@ class InfluxReadingStore:
                 columns.meal.append(None if meal is None else str(meal))
         return columns
 
+    def history_columns(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> HistoryColumns:
+        """Three statements per patient, 200 to a request: each kind's numeric fields and flags, and
+        the whole reading of the points left out of averages (their reasons)."""
+        start, end = check_aware(start, "start"), check_aware(end, "end")
+        low_us, high_us = epoch_us(start), epoch_us(end)
+        patients = list(dict.fromkeys(check_patient_id(p) for p in patient_ids))
+        bp_fields = (
+            "measured_at_us",
+            "reading_id",
+            "in_averages",
+            *BLOOD_PRESSURE_FIELDS,
+            IRREGULAR_PULSE_FIELD,
+        )
+        glucose_fields = ("measured_at_us", "reading_id", "in_averages", *GLUCOSE_FIELDS, CONTINUOUS_FIELD)
+        statements: list[str] = []
+        for patient in patients:
+            statements.append(
+                self._window_statement(bp_fields, ReadingKind.BLOOD_PRESSURE, patient, start, end)
+            )
+            statements.append(
+                self._window_statement(glucose_fields, ReadingKind.GLUCOSE, patient, start, end)
+            )
+            left_out = self._window_statement(
+                ("reading_id", _JSON_FIELD), ReadingKind.BLOOD_PRESSURE, patient, start, end
+            ).replace(
+                f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}",
+                f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}, {_ident(ReadingKind.GLUCOSE.value)}",
+            )
+            statements.append(left_out + ' AND "in_averages" = false')
+        answers = self._query_chunked(statements)
+        columns = HistoryColumns()
+        for index, patient in enumerate(patients):
+            bp_rows, glucose_rows, left_rows = answers[3 * index : 3 * index + 3]
+            whole = {str(row["reading_id"]): row[_JSON_FIELD] for row in left_rows}
+            chosen: dict[str, tuple[ReadingKind, dict[str, Any]]] = {}
+            for kind, rows in ((ReadingKind.BLOOD_PRESSURE, bp_rows), (ReadingKind.GLUCOSE, glucose_rows)):
+                for row in rows:
+                    if low_us <= int(row["measured_at_us"]) < high_us:
+                        chosen[str(row["reading_id"])] = (kind, row)
+            for reading_id, (kind, row) in sorted(
+                chosen.items(), key=lambda item: (int(item[1][1]["measured_at_us"]), item[0])
+            ):
+                included = bool(row["in_averages"])
+                text = None if included else whole.get(reading_id)
+                columns.patient_id.append(patient)
+                columns.reading_id.append(reading_id)
+                columns.kind.append(kind)
+                columns.measured_at_us.append(int(row["measured_at_us"]))
+                columns.in_averages.append(included)
+                columns.left_out.append(None if text is None else reading_from_json(text))
+                columns.systolic_mmhg.append(_float(row.get("systolic_mmhg")))
+                columns.diastolic_mmhg.append(_float(row.get("diastolic_mmhg")))
+                columns.pulse_bpm.append(_float(row.get("pulse_bpm")))
+                columns.glucose_mg_dl.append(_float(row.get("glucose_mg_dl")))
+                meal = row.get("meal")
+                columns.meal.append(None if meal is None else str(meal))
+                columns.continuous.append(row.get(CONTINUOUS_FIELD) is True)
+                columns.irregular_pulse.append(row.get(IRREGULAR_PULSE_FIELD) is True)
+        return columns
+
     def daily_aggregates(
         self,
         patient_id: str,
@@ -604,6 +683,34 @@ class InfluxReadingStore:
             tz,
         )
 
+    # -- setting up ------------------------------------------------------------------------------
+
+    def ensure_database(self, retention: timedelta | None) -> str:
+        """InfluxDB 1.x (1.8 with its own databases): create the database if missing, and make the
+        configured retention policy keep points `retention` long (None: for ever), as the database's
+        default. InfluxDB then drops whole shards once they are past it. Idempotent: run at every
+        start, so the setting is the one source of the duration. Returns the duration set."""
+        duration = _influx_duration(retention)
+        database, policy = _ident(self.config.database), _ident(self.config.retention_policy or "autogen")
+        self._query([f"CREATE DATABASE {database}"])
+        (rows,) = self._query([f"SHOW RETENTION POLICIES ON {database}"])
+        if any(row.get("name") == (self.config.retention_policy or "autogen") for row in rows):
+            statement = f"ALTER RETENTION POLICY {policy} ON {database} DURATION {duration} DEFAULT"
+        else:
+            statement = (
+                f"CREATE RETENTION POLICY {policy} ON {database} DURATION {duration} REPLICATION 1 DEFAULT"
+            )
+        self._query([statement])
+        logger.info(
+            "InfluxDB database and retention policy ready",
+            extra={
+                "database": self.config.database,
+                "rp": self.config.retention_policy,
+                "duration": duration,
+            },
+        )
+        return duration
+
     def close(self) -> None:
         if self._closing.is_set():
             return
@@ -634,6 +741,46 @@ def _body(exc: ApiException) -> str:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     return str(body or exc.reason)[:500]
+
+
+def _influx_duration(retention: timedelta | None) -> str:
+    """An InfluxQL duration literal of whole hours (INF: for ever)."""
+    if retention is None:
+        return "INF"
+    hours = math.ceil(retention.total_seconds() / 3600)
+    if hours < 1:
+        raise ValueError("an InfluxDB retention policy lasts at least an hour")
+    return f"{hours}h"
+
+
+def ensure_bucket(
+    url: str, token: str, org: str, bucket: str, retention: timedelta | None, *, timeout_s: float = 10.0
+) -> bool:
+    """InfluxDB 2.x: create `bucket` if missing, with points expiring after `retention` (None: never),
+    or set that expiry on the existing bucket. Returns True if it created the bucket."""
+    from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
+
+    rules = []
+    if retention is not None:
+        seconds = int(retention.total_seconds())
+        rules.append(BucketRetentionRules(type="expire", every_seconds=seconds))  # type: ignore[no-untyped-call]
+    with InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000)) as client:
+        try:
+            api = client.buckets_api()
+            found = api.find_bucket_by_name(bucket)
+            if found is None:
+                api.create_bucket(bucket_name=bucket, retention_rules=rules, org=org)
+                created = True
+            else:
+                found.retention_rules = rules
+                api.update_bucket(found)
+                created = False
+        except ApiException as exc:
+            raise ReadingStoreUnavailable(f"bucket set-up failed: HTTP {exc.status}: {_body(exc)}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ReadingStoreUnavailable(f"bucket set-up failed: {type(exc).__name__}: {exc}") from exc
+    logger.info("InfluxDB bucket ready", extra={"bucket": bucket, "new_bucket": created})
+    return created
 
 
 def ensure_dbrp_mapping(

@@ -118,6 +118,36 @@ class ReadingColumns:
         return len(self.measured_at_us)
 
 
+@dataclass(slots=True)
+class HistoryColumns:
+    """Several patients' readings of both kinds as columns: what the alert rules judge of each
+    reading, without building a model per reading (alerts.history turns them into the rules' input).
+
+    Lists are aligned, one entry per reading, grouped by patient in the order the patients were asked
+    for, each patient's readings ordered by `measured_at` then `reading_id`. A value a reading does not
+    carry is None (a glucose has no systolic). `continuous`: a glucose measured in interstitial fluid
+    or subcutaneous tissue, i.e. by a continuous monitor. Every reading out of averages (`in_averages`
+    False) is also given whole in `left_out`, so its reasons can be read; None for the others.
+    """
+
+    patient_id: list[str] = field(default_factory=list)
+    reading_id: list[str] = field(default_factory=list)
+    kind: list[ReadingKind] = field(default_factory=list)
+    measured_at_us: list[int] = field(default_factory=list)
+    in_averages: list[bool] = field(default_factory=list)
+    systolic_mmhg: list[float | None] = field(default_factory=list)
+    diastolic_mmhg: list[float | None] = field(default_factory=list)
+    pulse_bpm: list[float | None] = field(default_factory=list)
+    glucose_mg_dl: list[float | None] = field(default_factory=list)
+    meal: list[str | None] = field(default_factory=list)
+    continuous: list[bool] = field(default_factory=list)
+    irregular_pulse: list[bool] = field(default_factory=list)
+    left_out: list[AnyReading | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.measured_at_us)
+
+
 @runtime_checkable
 class ReadingStore(Protocol):
     """Where readings live. Implementations: `SqliteReadingStore`, `InfluxReadingStore`.
@@ -165,6 +195,11 @@ class ReadingStore(Protocol):
         self, patient_id: str, kind: ReadingKind, start: datetime, end: datetime
     ) -> ReadingColumns:
         """`query_range` as columns (`ReadingColumns`): the same readings, in the same order."""
+        ...
+
+    def history_columns(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> HistoryColumns:
+        """Both kinds of readings of `patient_ids` with start <= measured_at < end, valid or not, as
+        columns (`HistoryColumns`): one range query per patient, or fewer."""
         ...
 
     def daily_aggregates(

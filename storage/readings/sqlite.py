@@ -40,6 +40,7 @@ from typing import Any, Final
 from storage.readings.protocol import (
     AnyReading,
     DailyAggregate,
+    HistoryColumns,
     ReadingColumns,
     ReadingStoreError,
     ReadingStoreUnavailable,
@@ -57,7 +58,14 @@ from storage.readings.records import (
     reading_to_json,
     utc_text,
 )
-from vitals.readings import BloodPressureReading, DeviceIdentity, ReadingKind
+from vitals.readings import (
+    BloodPressureReading,
+    BloodPressureStatus,
+    DeviceIdentity,
+    ReadingKind,
+    SampleLocation,
+    SampleType,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +86,8 @@ WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 # journal_size_limit: a WAL that grew past this (a long reader holding the checkpoint back) is
 # truncated to it once a checkpoint resets it (sqlite.org/pragma.html#pragma_journal_size_limit).
 WAL_SIZE_LIMIT_BYTES: Final = 64 * 1024 * 1024
+# Rows deleted per transaction when pruning readings past their retention (`prune`).
+PRUNE_BATCH: Final = 5_000
 # Rows per `reading_id IN (...)` probe; well under SQLite's default 32766 bound parameters.
 _PROBE_CHUNK: Final = 900
 
@@ -190,7 +200,39 @@ _LATEST: Final = (
     "ORDER BY measured_at DESC, reading_id DESC LIMIT 1"
 )
 _LATEST_VALID: Final = _LATEST.replace("AND kind = ?", "AND kind = ? AND valid = 1")
+# `history_columns`: both kinds through the (patient_id, kind, measured_at) index. The meal has no
+# column: SQLite cuts the text from `"meal":"` on out of a glucose's stored JSON (one instr; `_MEAL`'s
+# pattern), and Python keeps what lies between the quotes, so no whole document crosses over.
+_MEAL_KEY: Final = '"meal":"'
+_HISTORY: Final = (
+    "SELECT reading_id, kind, "  # noqa: S608 - fixed names and enum values, no input
+    "CAST(strftime('%s', measured_at) AS INTEGER) * 1000000 + CAST(substr(measured_at, 21, 6) AS INTEGER), "
+    "in_averages, CASE WHEN in_averages THEN NULL ELSE reading_json END, "
+    "systolic_mmhg, diastolic_mmhg, pulse_bpm, glucose_mg_dl, "
+    f"CASE WHEN kind = 'glucose' THEN substr(reading_json, instr(reading_json, '{_MEAL_KEY}'), 32) END, "
+    f"sample_type = '{SampleType.INTERSTITIAL_FLUID.value}' "
+    f"OR sample_location = '{SampleLocation.SUBCUTANEOUS_TISSUE.value}', "
+    f"kind = 'blood_pressure' AND instr(measurement_status, '\"{BloodPressureStatus.IRREGULAR_PULSE.value}\"') > 0 "
+    "FROM readings WHERE patient_id = ? AND kind IN ('blood_pressure', 'glucose') "
+    "AND measured_at >= ? AND measured_at < ? ORDER BY measured_at, reading_id"
+)
 
+
+def _meal_of(cut: str | None) -> str | None:
+    """The meal from `_HISTORY`'s cut: text starting at `"meal":"` (anything else: no meal)."""
+    if cut is None or not cut.startswith(_MEAL_KEY):
+        return None
+    return cut[len(_MEAL_KEY) :].partition('"')[0]
+
+
+_PRUNE: Final = (
+    "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings "
+    "WHERE patient_id = ? AND kind = ? AND measured_at < ? LIMIT ?)"
+)
+_PRUNE_NO_PATIENT: Final = (
+    "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings "
+    "WHERE patient_id IS NULL AND kind = ? AND measured_at < ? LIMIT ?)"
+)
 
 _EMPTY_JSON_LIST: Final = "[]"
 _NINE_NONES: Final = (None,) * 9  # the blood-pressure columns of a glucose row
@@ -583,6 +625,41 @@ class SqliteReadingStore:
             )
         return columns
 
+    def history_columns(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> HistoryColumns:
+        """One indexed range query per patient for both kinds. Numbers come from their columns and
+        the time as epoch microseconds computed by SQLite (as `reading_columns`); the meal, which has
+        no column, is cut out of the stored JSON by SQLite (`_HISTORY`): only the documents of
+        readings left out of averages cross into Python whole (their reasons)."""
+        low = utc_text(check_aware(start, "start"))
+        high = utc_text(check_aware(end, "end"))
+        columns = HistoryColumns()
+        kinds = {kind.value: kind for kind in ReadingKind}
+        with self._errors("history query"):
+            conn = self._reader()
+            for patient_id in dict.fromkeys(check_patient_id(p) for p in patient_ids):
+                rows = conn.execute(_HISTORY, (patient_id, low, high)).fetchall()
+                if not rows:
+                    continue
+                ids, kind, times, included, documents, sys_, dia, pulse, glucose, meal, cgm, irregular = zip(
+                    *rows, strict=True
+                )
+                columns.patient_id.extend([patient_id] * len(rows))
+                columns.reading_id.extend(ids)
+                columns.kind.extend(kinds[k] for k in kind)
+                columns.measured_at_us.extend(times)
+                columns.in_averages.extend(bool(flag) for flag in included)
+                columns.left_out.extend(
+                    None if text is None else reading_from_json(text) for text in documents
+                )
+                columns.systolic_mmhg.extend(sys_)
+                columns.diastolic_mmhg.extend(dia)
+                columns.pulse_bpm.extend(pulse)
+                columns.glucose_mg_dl.extend(glucose)
+                columns.meal.extend(_meal_of(cut) for cut in meal)
+                columns.continuous.extend(bool(flag) for flag in cgm)
+                columns.irregular_pulse.extend(flag == 1 for flag in irregular)
+        return columns
+
     def daily_aggregates(
         self,
         patient_id: str,
@@ -624,6 +701,58 @@ class SqliteReadingStore:
             ),
             tz,
         )
+
+    # -- retention ------------------------------------------------------------------------------
+
+    def prune(self, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
+        """Delete every reading measured before `before` (the retention's cut-off); how many.
+
+        Patient by patient and kind by kind through the (patient_id, kind, measured_at) index, the
+        patients found by seeking the index from one to the next, so no pass reads the whole table;
+        each transaction deletes at most `batch` rows, so ingest's writes wait at most that long. The
+        freed pages are reused by later writes (the file does not shrink)."""
+        cutoff = utc_text(check_aware(before, "before"))
+        deleted = 0
+        for patient_id in [None, *self._patients()]:
+            for kind in ReadingKind:
+                while True:
+                    with self._write_lock, self._errors("prune"):
+                        self._check_open()
+                        conn = self._writer
+                        conn.execute("BEGIN IMMEDIATE")
+                        try:
+                            cursor = conn.execute(
+                                _PRUNE_NO_PATIENT if patient_id is None else _PRUNE,
+                                (kind.value, cutoff, batch)
+                                if patient_id is None
+                                else (patient_id, kind.value, cutoff, batch),
+                            )
+                            conn.execute("COMMIT")
+                        except BaseException:
+                            if conn.in_transaction:
+                                conn.execute("ROLLBACK")
+                            raise
+                    deleted += cursor.rowcount
+                    if cursor.rowcount < batch:
+                        break
+        if deleted:
+            logger.info("readings past retention deleted", extra={"readings": deleted, "store": "sqlite"})
+        return deleted
+
+    def _patients(self) -> list[str]:
+        """Every patient id with readings, each found by one index seek from the one before."""
+        found: list[str] = []
+        with self._errors("patient scan"):
+            conn = self._reader()
+            last = ""
+            while True:
+                row = conn.execute(
+                    "SELECT min(patient_id) FROM readings WHERE patient_id > ?", (last,)
+                ).fetchone()
+                if row is None or row[0] is None:
+                    return found
+                last = row[0]
+                found.append(last)
 
     def count(self) -> int:
         """Number of stored readings (operator checks and tests)."""

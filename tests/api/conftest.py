@@ -14,7 +14,7 @@ from api.deps import ApiServices
 from storage.clinic.models import GuidelineProfile, UserRole
 from vitalgate.admin import add_clinic, add_patient, add_user
 from vitalgate.settings import load_settings
-from vitalgate.wiring import build_api_services, close_api_services
+from vitalgate.wiring import open_api_services
 
 PASSWORD = "correct horse battery staple"
 
@@ -37,7 +37,11 @@ class ClinicApi:
 @pytest.fixture
 def clinic_api(tmp_path: Path) -> Iterator[ClinicApi]:
     settings = load_settings(None, data_dir=tmp_path)
-    services = build_api_services(settings, jwt_secret="test-secret-" + "x" * 32)
+    with open_api_services(settings, jwt_secret="test-secret-" + "x" * 32) as services:
+        yield from _clinic_api(services)
+
+
+def _clinic_api(services: ApiServices) -> Iterator[ClinicApi]:
     with services.clinic_sessions() as session:
         add_clinic(session, "c1", "Clinic One", profile=GuidelineProfile.CN)
         add_clinic(session, "c2", "Clinic Two", profile=GuidelineProfile.EU)
@@ -69,4 +73,3 @@ def clinic_api(tmp_path: Path) -> Iterator[ClinicApi]:
         session.commit()
     with TestClient(create_app(services)) as client:
         yield ClinicApi(client, services)
-    close_api_services(services)

@@ -70,7 +70,7 @@ def _with_alerts(api: ClinicApi) -> None:
         SqlPatientDirectory(services.clinic_sessions, "cn"),
         Router(live=[EventHub()]),
     )
-    services.extras["alerts"] = AlertApi(engine, repository, EventHub())
+    services.alerts = AlertApi(engine, repository, EventHub())
 
 
 def _open_alert(api: ClinicApi, headers: dict[str, str]) -> str:

@@ -232,7 +232,7 @@ def web_clinic_fixture(clinic_api: ClinicApi) -> Iterator[WebClinic]:
         SqlPatientDirectory(services.clinic_sessions, "cn"),
         Router(live=[hub]),
     )
-    services.extras["alerts"] = AlertApi(engine, repository, hub)
+    services.alerts = AlertApi(engine, repository, hub)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -21,9 +21,10 @@ from device_drivers.profiles.uuids import BATTERY_LEVEL
 from gateway.meters import Collector, MeterSession
 from gateway.pairing import read_identity
 from tests.gateway.factories import glucose
-from vitalgate.commands.gateway import _run, options_from_settings
+from vitalgate.commands.gateway import _run
 from vitalgate.logs import configure_logging
 from vitalgate.settings import load_settings
+from vitalgate.wiring import gateway_options
 
 
 def burst_collector(per_session: int, batch: int) -> Collector:
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings(None)
     configure_logging(settings.log_level, "text")
-    options = options_from_settings(settings)
+    options = gateway_options(settings)
     options = dataclasses.replace(
         options,
         ble=dataclasses.replace(options.ble, resync_after_s=args.resync_after_s, connect_timeout_s=10),

@@ -368,9 +368,7 @@ async def test_a_loaner_meters_memory_never_reaches_its_new_patient_and_is_adopt
     await fleet.start()
     stop = asyncio.Event()
     fleet_task = asyncio.create_task(fleet.run(stop))
-    services = ApiServices(
-        reading_store=store, clinic_sessions=sessions, jwt_secret=SECRET, extras={"fleet": fleet}
-    )
+    services = ApiServices(reading_store=store, clinic_sessions=sessions, jwt_secret=SECRET, fleet=fleet)
     gateway = await GatewayProcess(env, meter_host.transport_spec, tmp_path / "gateway.log").start()
     outbox_path = tmp_path / "gateway" / "gateway" / "outbox.sqlite3"
     try:

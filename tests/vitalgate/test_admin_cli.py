@@ -16,7 +16,7 @@ from tests.fixtures.mosquitto import BrokerAccount, DeployedRig
 from vitalgate.admin import cli_actor_id
 from vitalgate.cli import main
 from vitalgate.settings import load_settings
-from vitalgate.wiring import build_clinic_sessions
+from vitalgate.wiring import open_clinic_database
 
 METER = ["--kind", "glucose", "--manufacturer", "Roche", "--model", "Guide", "--serial-number", "GLU-5"]
 
@@ -39,14 +39,12 @@ def admin(
 
 
 def entries(config: Path) -> list[AuditLogEntry]:
-    sessions = build_clinic_sessions(load_settings(config))
-    with sessions() as session:
+    with open_clinic_database(load_settings(config)) as database, database.sessions() as session:
         return list(session.scalars(select(AuditLogEntry).order_by(AuditLogEntry.audit_id)))
 
 
 def counts(config: Path) -> dict[str, int]:
-    sessions = build_clinic_sessions(load_settings(config))
-    with sessions() as session:
+    with open_clinic_database(load_settings(config)) as database, database.sessions() as session:
         return {
             m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
             for m in (User, Patient, Gateway, MeterBinding)

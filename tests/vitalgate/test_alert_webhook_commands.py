@@ -21,7 +21,7 @@ from alerts.repository import KeptWebhook, SqlWebhookDeadLetters
 from tests.alerts.test_channels import FAST, SECRET, _note, _Receiver
 from vitalgate.cli import main
 from vitalgate.settings import load_settings
-from vitalgate.wiring import build_clinic_sessions
+from vitalgate.wiring import open_clinic_database
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def _configure(
 
 
 def _sink() -> SqlWebhookDeadLetters:
-    return SqlWebhookDeadLetters(build_clinic_sessions(load_settings(None)))
+    return SqlWebhookDeadLetters(open_clinic_database(load_settings(None)).sessions)
 
 
 def _kept() -> list[KeptWebhook]:

@@ -25,9 +25,9 @@ from vitalgate.broker_accounts import (
     accounts_from_settings,
     gateway_settings_toml,
 )
-from vitalgate.commands.gateway import options_from_settings
 from vitalgate.mosquitto import free_port
 from vitalgate.settings import Settings, load_settings
+from vitalgate.wiring import gateway_options
 from vitals.payload import GatewayStatus
 from vitals.topics import acks_topic, config_topic, readings_topic, status_topic
 
@@ -104,7 +104,7 @@ async def test_provisioning_file_is_accepted_by_vitalgate_gateway_as_is(
     settings_file.write_text(credentials.settings_toml, encoding="utf-8")
     settings = load_settings(settings_file)
     assert settings.gateway.gateway_id == gw
-    options = options_from_settings(settings)
+    options = gateway_options(settings)
     assert options.uplink.use_tls
     watcher = clinic_watch(probes, rig, status_topic(gw))
     uplink = MqttUplink(options.uplink)
@@ -286,7 +286,7 @@ def test_provisioning_file_without_a_ca_uses_tls_with_the_system_trust_store(tmp
     text = gateway_settings_toml("gw-public", "secret-password", GatewayBrokerAddress("mqtt.clinic.example"))
     settings_file = tmp_path / "gateway.toml"
     settings_file.write_text(text, encoding="utf-8")
-    uplink = options_from_settings(load_settings(settings_file)).uplink
+    uplink = gateway_options(load_settings(settings_file)).uplink
     assert (uplink.use_tls, uplink.tls_ca_pem, uplink.host, uplink.port) == (
         True,
         None,

@@ -168,7 +168,8 @@ async def fleet_clinic(tmp_path: Path, mqtt_broker: MosquittoBroker) -> AsyncIte
         reading_store=store,
         clinic_sessions=sessions,
         jwt_secret=SECRET,
-        extras={"fleet": service, "metrics": [service.prometheus_text]},
+        fleet=service,
+        metrics=[service.prometheus_text],
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(services)), base_url="http://clinic"

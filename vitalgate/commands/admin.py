@@ -62,6 +62,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = sub.add_parser("init-db", help="create or migrate the clinic database to the newest schema")
     p.set_defaults(func=_init_db)
 
+    p = sub.add_parser(
+        "storage",
+        help="set the stores up (init: clinic database schema; InfluxDB database or bucket and its "
+        "retention) or delete what is past its retention now (prune)",
+    )
+    p.add_argument("storage_action", choices=["init", "prune"])
+    p.set_defaults(func=_storage)
+
     # -- clinic ----------------------------------------------------------------------------------
     p = command("add-clinic", "enrol a clinic")
     p.add_argument("--clinic-id", required=True)
@@ -325,9 +333,10 @@ def _admin(
         from storage.clinic.administration import AdministrationError
         from storage.clinic.audit import AuditOutcome, record_audit
         from vitalgate.admin import AdminError, clinic_of, resolve_actor
-        from vitalgate.wiring import build_clinic_sessions
+        from vitalgate.wiring import open_clinic_database
 
-        sessions = build_clinic_sessions(args.settings)
+        database = open_clinic_database(args.settings)
+        sessions = database.sessions
         actor = None
         value = getattr(args, object_arg) if object_arg else None
         object_id = None if value is None else str(value)
@@ -359,9 +368,7 @@ def _admin(
         except BrokerAccountsError as exc:
             return _fail(f"the broker did not make the change: {exc}", EXIT_BROKER)
         finally:
-            bind = sessions.kw.get("bind")
-            if bind is not None:
-                bind.dispose()
+            database.close()
 
     return run
 
@@ -372,11 +379,37 @@ def _change(sessions: sessionmaker[Session], change: Callable[[Session], Any]) -
 
 
 def _init_db(args: argparse.Namespace) -> int:
-    from vitalgate.wiring import build_clinic_sessions
+    from vitalgate.wiring import open_clinic_database
 
-    build_clinic_sessions(args.settings)
+    open_clinic_database(args.settings).close()
     print("clinic database is at the newest schema")
     return 0
+
+
+def _storage(args: argparse.Namespace) -> int:
+    """`vitalgate admin storage init|prune` (settings: storage, retention)."""
+    from datetime import UTC, datetime
+
+    from vitalgate.wiring import (
+        build_reading_store,
+        open_clinic_database,
+        prepare_reading_store,
+        prune_past_retention,
+    )
+
+    settings = args.settings
+    store = build_reading_store(settings)
+    try:
+        with open_clinic_database(settings) as database:
+            if args.storage_action == "init":
+                print("clinic database is at the newest schema")
+                print(f"reading store: {prepare_reading_store(settings, store) or 'SQLite (pruned daily)'}")
+                return 0
+            counts = prune_past_retention(settings, store, database, datetime.now(UTC))
+            print(" ".join(f"{name}={count}" for name, count in counts.items()))
+            return 0
+    finally:
+        store.close()
 
 
 # -- clinic --------------------------------------------------------------------------------------
@@ -387,12 +420,12 @@ def _add_clinic(args: argparse.Namespace) -> int:
     from storage.clinic.administration import AdministrationError
     from storage.clinic.models import GuidelineProfile
     from vitalgate.admin import cli_actor_id, resolve_actor
-    from vitalgate.wiring import build_clinic_sessions
+    from vitalgate.wiring import open_clinic_database
     from vitals.units import GlucoseUnit
 
-    sessions = build_clinic_sessions(args.settings)
+    database = open_clinic_database(args.settings)
     try:
-        with sessions() as session, session.begin():
+        with database.sessions() as session, session.begin():
             actor_id = cli_actor_id()
             if args.actor is not None:  # an administrator of another clinic enrols this one
                 actor_id = resolve_actor(session, actor_user_id=args.actor, clinic_id=None).actor_id
@@ -409,6 +442,8 @@ def _add_clinic(args: argparse.Namespace) -> int:
         return _fail(f"{exc} ({exc.code})")
     except ValueError as exc:  # vitalgate.admin.AdminError
         return _fail(str(exc))
+    finally:
+        database.close()
     print(f"clinic {args.clinic_id} enrolled")
     return 0
 
@@ -725,14 +760,15 @@ def _rotate_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], a
 
 def _publish_config(args: argparse.Namespace) -> int:
     from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
-    from vitalgate.wiring import build_clinic_sessions
+    from vitalgate.wiring import open_clinic_database
 
     account = ClinicMqttAccount.from_settings(args.settings)
     if account is None:
         return _fail(
             "a clinic broker account is needed: mqtt.username and mqtt.password, or mqtt.tls_cert_file"
         )
-    config = GatewayConfigSender(account, build_clinic_sessions(args.settings)).send(args.gateway_id)
+    with open_clinic_database(args.settings) as database:
+        config = GatewayConfigSender(account, database.sessions).send(args.gateway_id)
     print(f"config with {len(config.bindings)} binding(s) published for gateway {args.gateway_id}")
     return 0
 
@@ -969,13 +1005,13 @@ def _list_bindings(args: argparse.Namespace, sessions: sessionmaker[Session], ac
 
 def _audit(args: argparse.Namespace) -> int:
     from storage.clinic.audit import MAX_AUDIT_PAGE, AuditOutcome, audit_entry_json, find_audit_entries
-    from vitalgate.wiring import build_clinic_sessions
+    from vitalgate.wiring import open_clinic_database
 
     if not 1 <= args.limit <= MAX_AUDIT_PAGE:
         return _fail(f"--limit must be between 1 and {MAX_AUDIT_PAGE}")
     if args.patient_id is not None and args.object_type not in (None, "patient"):
         return _fail("--patient-id names a patient; leave out --object-type or give 'patient'")
-    with build_clinic_sessions(args.settings)() as session:
+    with open_clinic_database(args.settings) as database, database.sessions() as session:
         entries = find_audit_entries(
             session,
             clinic_id=args.clinic_id,

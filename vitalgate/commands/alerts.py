@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,15 +102,19 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dead_letters(args: argparse.Namespace) -> SqlWebhookDeadLetters:
+@contextlib.contextmanager
+def _dead_letters(args: argparse.Namespace) -> Iterator[SqlWebhookDeadLetters]:
+    """The webhooks kept in the clinic database, which is closed on leaving."""
     from alerts.repository import SqlWebhookDeadLetters
-    from vitalgate.wiring import build_clinic_sessions
+    from vitalgate.wiring import open_clinic_database
 
-    return SqlWebhookDeadLetters(build_clinic_sessions(args.settings))
+    with open_clinic_database(args.settings) as database:
+        yield SqlWebhookDeadLetters(database.sessions)
 
 
 def _list_webhooks(args: argparse.Namespace) -> int:
-    kept = _dead_letters(args).kept(limit=args.limit)
+    with _dead_letters(args) as sink:
+        kept = sink.kept(limit=args.limit)
     print("id\tdead_at\tevent_id\turl\tattempts\tlast_error")
     for item in kept:
         letter = item.letter
@@ -121,14 +127,20 @@ def _list_webhooks(args: argparse.Namespace) -> int:
 
 
 def _resend_webhooks(args: argparse.Namespace) -> int:
-    from alerts.channels.base import RetryPolicy
-    from alerts.channels.webhook import MemoryDeadLetters, WebhookChannel
-
     alerts = args.settings.alerts
     if alerts.webhook_secret is None:
         print("vitalgate alerts webhooks resend: alerts.webhook_secret is not set", file=sys.stderr)
         return 2
-    sink = _dead_letters(args)
+    with _dead_letters(args) as sink:
+        return _resend(args, sink)
+
+
+def _resend(args: argparse.Namespace, sink: SqlWebhookDeadLetters) -> int:
+    from alerts.channels.base import RetryPolicy
+    from alerts.channels.webhook import MemoryDeadLetters, WebhookChannel
+
+    alerts = args.settings.alerts
+    assert alerts.webhook_secret is not None  # checked by the caller
     kept = sink.kept(limit=None, letter_ids=None if args.all else args.ids)
     if not args.all:
         missing = sorted(set(args.ids) - {item.letter_id for item in kept})
@@ -167,7 +179,8 @@ def _resend_webhooks(args: argparse.Namespace) -> int:
 
 
 def _drop_webhooks(args: argparse.Namespace) -> int:
-    dropped = _dead_letters(args).drop(args.ids)
+    with _dead_letters(args) as sink:
+        dropped = sink.drop(args.ids)
     print(f"{dropped} of {len(set(args.ids))} webhook(s) no longer kept", file=sys.stderr)
     return 0 if dropped == len(set(args.ids)) else 1
 
@@ -221,7 +234,8 @@ def _import_webhooks(args: argparse.Namespace) -> int:
         except ValueError as exc:
             refused += 1
             print(f"vitalgate alerts webhooks import: line {number} refused: {exc}", file=sys.stderr)
-    added = _dead_letters(args).add_missing(letters)
+    with _dead_letters(args) as sink:
+        added = sink.add_missing(letters)
     print(
         f"{added} webhook(s) now kept, {len(letters) - added} already kept, {refused} line(s) refused",
         file=sys.stderr,

@@ -9,16 +9,14 @@ import logging
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import Bindings, BindingsError, MeterProfile
 from gateway.health import read_status_file
-from gateway.meters import BleConfig, Collector
+from gateway.meters import Collector
 from gateway.outbox import Outbox
-from gateway.uplink import ForwarderConfig, UplinkConfig
-from vitalgate.settings import Settings
+from vitalgate.wiring import gateway_options
 
 if TYPE_CHECKING:
     from gateway.bluez_agent import PasskeyPrompt
@@ -65,49 +63,6 @@ def _virtual_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def state_dir(settings: Settings) -> Path:
-    return settings.outbox_path.parent
-
-
-def options_from_settings(settings: Settings) -> GatewayOptions:
-    """Map the one Settings object onto the gateway's plain options (composition root)."""
-    gw, mqtt = settings.gateway, settings.mqtt
-    uplink = UplinkConfig(
-        gateway_id=gw.gateway_id,
-        host=mqtt.host,
-        port=mqtt.port,
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-        tls_ca_file=mqtt.tls_ca_file,
-        tls_ca_pem=mqtt.tls_ca_pem,
-        tls_cert_file=mqtt.tls_cert_file,
-        tls_key_file=mqtt.tls_key_file,
-        tls=mqtt.tls,
-        allow_plain_mqtt=mqtt.allow_plain_mqtt,
-        client_id=mqtt.client_id,
-        keepalive_s=mqtt.keepalive_s,
-        connect_timeout_s=mqtt.connect_timeout_s,
-    )
-    return GatewayOptions(
-        gateway_id=gw.gateway_id,
-        state_dir=state_dir(settings),
-        uplink=uplink,
-        outbox_path=settings.outbox_path,
-        bindings_path=gw.bindings_file,
-        outbox_capacity=gw.outbox_capacity,
-        unbound_capacity=gw.unbound_capacity,
-        status_interval_s=gw.status_interval_s,
-        forwarder=ForwarderConfig(ack_timeout_s=gw.ack_timeout_s, batch_size=gw.batch_size),
-        ble=BleConfig(
-            max_concurrent_connections=gw.max_concurrent_connections,
-            scanner_watchdog_s=gw.scanner_watchdog_s,
-            connect_timeout_s=gw.connect_timeout_s,
-            session_timeout_s=gw.session_timeout_s,
-            resync_after_s=gw.resync_after_s,
-        ),
-    )
-
-
 def _bindings(options: GatewayOptions) -> Bindings:
     return Bindings(options.effective_bindings_path, options.gateway_id).load()
 
@@ -116,7 +71,7 @@ def _bindings(options: GatewayOptions) -> Bindings:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    options = options_from_settings(args.settings)
+    options = gateway_options(args.settings)
     try:
         asyncio.run(_run(options, args.virtual_radio))
     except BindingsError as exc:
@@ -158,7 +113,7 @@ async def _run(
 
 
 def pair_command(args: argparse.Namespace) -> int:
-    options = options_from_settings(args.settings)
+    options = gateway_options(args.settings)
     if args.address is not None and args.profile is None:
         print("vitalgate gateway pair: --address needs --profile bp|glucose", file=sys.stderr)
         return 2
@@ -242,7 +197,7 @@ async def _pair(options: GatewayOptions, args: argparse.Namespace) -> int:
 
 
 def devices_command(args: argparse.Namespace) -> int:
-    options = options_from_settings(args.settings)
+    options = gateway_options(args.settings)
     bindings = _bindings(options)
     unbound: dict[tuple[str, int | None], int] = {}
     positions: dict[str, int | None] = {}
@@ -278,7 +233,7 @@ def devices_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    options = options_from_settings(args.settings)
+    options = gateway_options(args.settings)
     report = read_status_file(options.status_path)
     out: dict[str, Any] = {"last_report": None if report is None else json.loads(report.model_dump_json())}
     code = 0

@@ -1,8 +1,16 @@
-"""`vitalgate ingest`: consume readings from MQTT into the reading store until SIGTERM/SIGINT."""
+"""`vitalgate ingest`: consume readings from MQTT into the reading store until SIGTERM/SIGINT, and
+evaluate them for alerts as they are committed.
+
+Ingest is thread-based (paho's network thread, the consumer's worker); the clinic services is async.
+It runs on an event loop in a thread of its own (`ClinicLoop`), and ingest hands it each committed
+batch through the listeners it returns (DESIGN.md, Data flow), as `vitalgate api` does: the same
+readings open the same alerts at once whichever of the two stored them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
 import signal
@@ -13,17 +21,23 @@ from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from ingest import IngestConfig, ReadingsListener
+    from ingest import ReadingsListener
+    from storage.clinic.database import ClinicDatabase
     from storage.readings.protocol import ReadingStore
     from vitalgate.settings import Settings
+    from vitalgate.wiring import ClinicServices
 
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 60.0
+LOOP_START_TIMEOUT_S = 60.0  # the clinic services connects its MQTT publisher before ingest starts
+LOOP_STOP_TIMEOUT_S = 30.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("ingest", help="consume gateway readings from MQTT into the store")
+    parser = subparsers.add_parser(
+        "ingest", help="consume gateway readings from MQTT into the store and evaluate them for alerts"
+    )
     parser.add_argument("--client-id", default=None, help="default: settings ingest.client_id")
     parser.add_argument(
         "--shared-group", default=None, help="MQTT v5 shared subscription group (default: settings)"
@@ -37,28 +51,74 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run)
 
 
-def ingest_config(
-    settings: Settings, *, client_id: str | None = None, shared_group: str | None = None
-) -> IngestConfig:
-    """Map Settings (mqtt, ingest sections) onto the consumer's plain config."""
-    from ingest import IngestConfig
+class ClinicLoop:
+    """An event loop in a thread of its own running this process's alert service and, where an
+    account can read them, the gateways' status (vitalgate.fleet, without operational alerts: the API
+    replicas apply those)."""
 
-    mqtt = settings.mqtt
-    return IngestConfig(
-        host=mqtt.host,
-        port=mqtt.port,
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-        tls_ca_file=mqtt.tls_ca_file,
-        tls_cert_file=mqtt.tls_cert_file,
-        tls_key_file=mqtt.tls_key_file,
-        keepalive_s=mqtt.keepalive_s,
-        connect_timeout_s=mqtt.connect_timeout_s,
-        client_id=client_id or settings.ingest.client_id,
-        shared_group=shared_group or settings.ingest.shared_group,
-        session_expiry_s=settings.ingest.session_expiry_s,
-        receive_maximum=settings.ingest.max_inflight_messages,
-    )
+    def __init__(self, settings: Settings, store: ReadingStore, database: ClinicDatabase) -> None:
+        self.settings = settings
+        self.store = store
+        self.database = database
+        self.services: ClinicServices | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="clinic-loop", daemon=True)
+
+    def start(self) -> list[ReadingsListener]:
+        """Start the loop and the clinic services; the listeners ingest calls with committed batches."""
+        self._thread.start()
+        if not self._ready.wait(LOOP_START_TIMEOUT_S):
+            raise RuntimeError("the clinic services did not start in time")
+        if self._failure is not None:
+            raise RuntimeError(f"the clinic services did not start: {self._failure}") from self._failure
+        assert self.services is not None and self.loop is not None
+        return self.services.listeners(self.loop)
+
+    def stop(self) -> None:
+        loop, stop = self.loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        if self._thread.ident is not None:
+            self._thread.join(LOOP_STOP_TIMEOUT_S)
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        from vitalgate.fleet import FleetConfig, FleetService
+        from vitalgate.wiring import start_clinic_services
+
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            self.services = await start_clinic_services(
+                self.settings, self.store, self.database, role="ingest"
+            )
+        except BaseException as exc:
+            self._failure = exc
+            self._ready.set()
+            return
+        # The gateways' status and last will, with the clinic account configured for it (ingest's own
+        # account does not read status).
+        fleet_config = FleetConfig.from_settings(self.settings, role="ingest", process_account=False)
+        fleet = None if fleet_config is None else FleetService(fleet_config, self.database.sessions)
+        self._ready.set()
+        tasks = [asyncio.create_task(self.services.run(self._stop))]
+        if fleet is not None:
+            await fleet.start()
+            tasks.append(asyncio.create_task(fleet.run(self._stop)))
+        try:
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if fleet is not None:
+                await fleet.close()
+            await self.services.close()
 
 
 def serve(
@@ -71,57 +131,65 @@ def serve(
     stats_interval_s: float = STATS_INTERVAL_S,
     log_format: Literal["auto", "json", "text"] | None = None,
 ) -> int:
-    """Run ingest until `stop` is set; then finish the cycle in progress, ack, disconnect.
+    """Run ingest and its alert service until `stop` is set; then finish the cycle in progress, ack,
+    disconnect. `listeners` are called with each committed batch after the clinic services's.
 
     With `ingest.pipeline_process` (the default) validation and storage run in a child process
     (ingest.pipeline_process): one process's GIL bounds ingest to about half of what paho alone
     receives (docs/ingest.md)."""
     from ingest import IngestConsumer, PipelineProcess, freeze_startup_heap
     from storage.clinic.repository import ClinicRepository
-    from vitalgate.fleet import FleetConfig
-    from vitalgate.fleet import run_in_thread as run_fleet_in_thread
-    from vitalgate.wiring import build_clinic_sessions, build_reading_store, open_ingest_pipeline_parts
+    from vitalgate.wiring import (
+        build_reading_store,
+        ingest_config,
+        open_clinic_database,
+        open_ingest_pipeline_parts,
+        prepare_reading_store,
+    )
 
     config = ingest_config(settings, client_id=client_id, shared_group=shared_group)
-    sessions = build_clinic_sessions(settings)  # migrates the clinic database, once, here
-    store: ReadingStore | None = None
-    pipeline: PipelineProcess | None = None
-    if settings.ingest.pipeline_process:
-        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        pipeline = PipelineProcess(
-            functools.partial(open_ingest_pipeline_parts, settings, level, log_format or settings.log_format),
-            binding_cache_ttl_s=config.binding_cache_ttl_s,
-            want_committed=bool(listeners),
-        )
-        pipeline.start()
-        consumer = IngestConsumer(config, pipeline=pipeline, listeners=listeners)
-    else:
-        store = build_reading_store(settings)
-        consumer = IngestConsumer(config, store, ClinicRepository(sessions), listeners=listeners)
-    # The gateways' status and last will (vitalgate.fleet), with the clinic account configured for it
-    # (ingest's own account does not read status).
-    fleet_config = FleetConfig.from_settings(settings, role="ingest", process_account=False)
-    fleet_stop = threading.Event()
-    fleet = None if fleet_config is None else run_fleet_in_thread(fleet_config, sessions, fleet_stop)
+    database = open_clinic_database(settings)  # migrates the clinic database, once, here
+    store = build_reading_store(settings)
     try:
-        # Everything is wired: keep the start-up heap out of garbage collections (~20 % throughput,
-        # docs/ingest.md).
-        freeze_startup_heap()
-        consumer.start()
-        while not stop.wait(stats_interval_s if stats_interval_s > 0 else None):
-            logger.info("ingest counters", extra=asdict(consumer.counters()))
+        prepare_reading_store(settings, store)
+    except BaseException:
+        store.close()
+        database.close()
+        raise
+    clinic = ClinicLoop(settings, store, database)
+    pipeline: PipelineProcess | None = None
+    try:
+        every_listener = [*clinic.start(), *listeners]
+        if settings.ingest.pipeline_process:
+            level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+            pipeline = PipelineProcess(
+                functools.partial(
+                    open_ingest_pipeline_parts, settings, level, log_format or settings.log_format
+                ),
+                binding_cache_ttl_s=config.binding_cache_ttl_s,
+                want_committed=True,
+            )
+            pipeline.start()
+            consumer = IngestConsumer(config, pipeline=pipeline, listeners=every_listener)
+        else:
+            consumer = IngestConsumer(
+                config, store, ClinicRepository(database.sessions), listeners=every_listener
+            )
+        try:
+            # Everything is wired: keep the start-up heap out of garbage collections (~20 % throughput,
+            # docs/ingest.md).
+            freeze_startup_heap()
+            consumer.start()
+            while not stop.wait(stats_interval_s if stats_interval_s > 0 else None):
+                logger.info("ingest counters", extra=asdict(consumer.counters()))
+        finally:
+            consumer.stop()
     finally:
-        consumer.stop()
-        fleet_stop.set()
-        if fleet is not None:
-            fleet.join(timeout=15)
+        clinic.stop()
         if pipeline is not None:
             pipeline.close()
-        if store is not None:
-            store.close()
-        bind = sessions.kw.get("bind")
-        if bind is not None:
-            bind.dispose()
+        store.close()
+        database.close()
     return 0
 
 
@@ -134,8 +202,6 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    # The composition root hands the alert engine in as a listener (DESIGN.md: ingest never
-    # imports alerts); see vitalgate.wiring.
     return serve(
         args.settings,
         stop=stop,
