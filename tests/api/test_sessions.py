@@ -7,8 +7,9 @@ import json
 import queue
 import threading
 import time
+import urllib.error
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,9 +20,22 @@ from storage.clinic.models import AuditLogEntry, RefreshToken, UserRole, UserSes
 from vitalgate.admin import add_user
 
 from .conftest import PASSWORD, ClinicApi
-from .web_fixtures import ADMIN, WebClinic, bp_reading, web_clinic_fixture  # noqa: F401
+from .web_fixtures import (  # noqa: F401
+    ADMIN,
+    DOCTOR,
+    WebClinic,
+    bp_reading,
+    browser_fixture,
+    browser_required,
+    page_fixture,
+    sign_in,
+    web_app_required,
+    web_clinic_fixture,
+)
 
-DOCTOR = "a@c1.example"
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 ME = "/api/v1/me"
 
 
@@ -201,3 +215,57 @@ def test_a_deactivated_administrators_open_stream_stops_receiving_events(two_adm
             select(AuditLogEntry).where(AuditLogEntry.action == "use_token", AuditLogEntry.actor == "admin-1")
         ).all()
     assert [r.details["reason"] for r in refused] == ["account_inactive"]
+
+
+# -- the web app ------------------------------------------------------------------------------------
+
+
+@browser_required
+@web_app_required
+def test_the_web_app_renews_its_session_silently_before_the_token_runs_out(
+    web_clinic: WebClinic, page: Page
+) -> None:
+    """A doctor working past the access token's life is never sent back to sign in."""
+    from playwright.sync_api import expect
+
+    web_clinic.services.access_token_ttl_s = 70  # renewal is due a minute before: after 10 s
+    first = sign_in(page, web_clinic)
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/auth/refresh"), timeout=30_000) as renewal:
+        pass
+    assert renewal.value.status == 200
+    assert page.evaluate("sessionStorage.getItem('vitalgate.token')") != first
+    expect(page.get_by_test_id("sign-out")).to_be_visible()
+    renewed = page.evaluate("sessionStorage.getItem('vitalgate.token')")
+    assert web_clinic.api("GET", "/api/v1/me", DOCTOR)[0] == 200
+    status = page.evaluate(
+        "async t => (await fetch('/api/v1/me', {headers: {Authorization: 'Bearer ' + t}})).status", renewed
+    )
+    assert status == 200
+
+
+@browser_required
+@web_app_required
+def test_a_401_renews_the_session_once_and_repeats_the_request(web_clinic: WebClinic, page: Page) -> None:
+    """An access token refused mid-session (expired while the laptop slept) costs the user nothing."""
+    from playwright.sync_api import expect
+
+    sign_in(page, web_clinic)
+    page.evaluate("sessionStorage.setItem('vitalgate.token', 'not-a-token-any-more')")
+    page.reload()
+    expect(page.get_by_text("Wang")).to_be_visible()  # the panel loaded after the renewal
+    assert page.evaluate("sessionStorage.getItem('vitalgate.token')") != "not-a-token-any-more"
+    expect(page.get_by_test_id("sign-out")).to_be_visible()
+
+
+@browser_required
+@web_app_required
+def test_signing_out_in_the_web_app_ends_the_session_on_the_server(web_clinic: WebClinic, page: Page) -> None:
+    """After "Sign out" the token the page held is refused, whoever kept a copy of it."""
+    token = sign_in(page, web_clinic)
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/auth/logout")) as signed_out:
+        page.get_by_test_id("sign-out").click()
+    assert signed_out.value.status == 204
+    request = urllib.request.Request(f"{web_clinic.url}{ME}", headers={"Authorization": f"Bearer {token}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401

@@ -259,15 +259,30 @@ def web_clinic_fixture(clinic_api: ClinicApi) -> Iterator[WebClinic]:
     loop.close()
 
 
+# One Playwright and one Chromium per test process: each module that imports `browser_fixture` gets
+# a session fixture of its own, and a second sync Playwright in the same thread refuses to start
+# ("Sync API inside the asyncio loop"). The last of them to finish closes it.
+_browser_users: list[Browser] = []
+_playwright: list[Any] = []
+
+
 @pytest.fixture(name="browser", scope="session")
 def browser_fixture() -> Iterator[Browser]:
     """Debian's Chromium, headless."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
+    if not _playwright:
+        pw = sync_playwright().start()
+        _playwright.append(pw)
+        _playwright.append(pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True))
+    chromium: Browser = _playwright[1]
+    _browser_users.append(chromium)
+    yield chromium
+    _browser_users.pop()
+    if not _browser_users:
         chromium.close()
+        _playwright[0].stop()
+        _playwright.clear()
 
 
 @dataclass

@@ -59,6 +59,8 @@ export function onSignOut(listener: Listener): () => void {
 }
 
 let refreshToken: string | null = stored(REFRESH_KEY);
+/** Counts sign-ins and sign-outs: an answer asked for under an earlier count is another session's. */
+let sessionEpoch = 0;
 let renewTimer: ReturnType<typeof setTimeout> | null = null;
 
 function keep(key: string, value: string | null): void {
@@ -140,6 +142,7 @@ export function endSession(reason: SignOutReason): void {
   }
   refreshToken = null;
   keep(REFRESH_KEY, null);
+  sessionEpoch += 1;
   saveToken(null);
   session.me = null;
   session.notice = reason;
@@ -167,6 +170,7 @@ export async function signIn(username: string, password: string): Promise<void> 
     if (error.code === "forbidden") throw new ApiError(403, "auth.locked");
     throw error;
   }
+  sessionEpoch += 1;
   saveTokens((await response.json()) as TokenAnswer);
   session.notice = null;
   session.me = null;
@@ -185,10 +189,11 @@ let meRequest: Promise<Me> | null = null;
 export function loadMe(): Promise<Me> {
   if (session.me) return Promise.resolve(session.me);
   if (!meRequest) {
-    const token = session.token;
+    const signedIn = sessionEpoch;
     meRequest = call(api.GET("/api/v1/me"))
       .then((me) => {
-        if (session.token === token) session.me = me;
+        // A renewal changes the token, not the session: only a sign-out or new sign-in makes it stale.
+        if (sessionEpoch === signedIn) session.me = me;
         return me;
       })
       .finally(() => {
