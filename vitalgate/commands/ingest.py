@@ -88,6 +88,7 @@ class ClinicLoop:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
+        from vitalgate.broker_monitor import BrokerMonitor, monitor_config
         from vitalgate.fleet import FleetConfig, FleetService
         from vitalgate.wiring import start_clinic_services
 
@@ -105,11 +106,22 @@ class ClinicLoop:
         # account does not read status).
         fleet_config = FleetConfig.from_settings(self.settings, role="ingest", process_account=False)
         fleet = None if fleet_config is None else FleetService(fleet_config, self.database.sessions)
+        # The broker's drops and refused logins on the same account (vitalgate.broker_monitor): its
+        # alert is one per patient and episode whichever process raises it first.
+        monitor_settings = monitor_config(self.settings, fleet_config)
+        monitor = (
+            None
+            if monitor_settings is None
+            else BrokerMonitor(monitor_settings, self.database.sessions, engine=self.services.engine)
+        )
         self._ready.set()
         tasks = [asyncio.create_task(self.services.run(self._stop))]
         if fleet is not None:
             await fleet.start()
             tasks.append(asyncio.create_task(fleet.run(self._stop)))
+        if monitor is not None:
+            await monitor.start()
+            tasks.append(asyncio.create_task(monitor.run(self._stop)))
         try:
             await self._stop.wait()
         finally:
@@ -118,6 +130,8 @@ class ClinicLoop:
             await asyncio.gather(*tasks, return_exceptions=True)
             if fleet is not None:
                 await fleet.close()
+            if monitor is not None:
+                await monitor.close()
             await self.services.close()
 
 
