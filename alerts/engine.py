@@ -25,7 +25,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from alerts.catalogue import INBOX_ONLY, OPERATIONAL, RULES
+from alerts.catalogue import INBOX_ONLY, OPERATIONAL, RULES, SUPERSEDES, rank
 from alerts.channels.base import DeliveryError, Recipient
 from alerts.channels.email import EmailChannel
 from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
@@ -44,11 +44,13 @@ from alerts.lifecycle import (
     AlertRecord,
     AlertRepository,
     Change,
+    EventRecord,
     InvalidTransition,
     Lifecycle,
 )
 from alerts.model import (
     Outcome,
+    OutcomeStatus,
     PatientReport,
     ReportRepository,
     ReportStore,
@@ -151,6 +153,36 @@ def _no_lock(_patient_id: str) -> AbstractContextManager[object]:
     return nullcontext()
 
 
+class PatientAlerts:
+    """One patient's alerts for one lifecycle pass, read in one query when the pass starts (under the
+    patient's lock, so nothing else changes them meanwhile): `current` and `latest` answer from it,
+    saves go to the repository and into it. Anything else is the repository's."""
+
+    def __init__(self, repo: AlertRepository, patient_id: str) -> None:
+        self.repo = repo
+        self.patient_id = patient_id
+        load = getattr(repo, "latest_by_rule", None)
+        self._latest: dict[str, AlertRecord] | None = load(patient_id) if load is not None else None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.repo, name)
+
+    def current(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        latest = self.latest(patient_id, rule_id)
+        return latest if latest is not None and latest.unresolved else None
+
+    def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        if self._latest is None or patient_id != self.patient_id:
+            return self.repo.latest(patient_id, rule_id)
+        found = self._latest.get(rule_id)
+        return None if found is None else replace(found, trigger_values=dict(found.trigger_values))
+
+    def save(self, record: AlertRecord, event: EventRecord | None) -> None:
+        self.repo.save(record, event)
+        if self._latest is not None and record.patient_id == self.patient_id:
+            self._latest[record.rule_id] = replace(record, trigger_values=dict(record.trigger_values))
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -230,7 +262,7 @@ class AlertEngine:
                 history = self._history(ctx.patient_id, now, fresh)
                 outcomes = evaluate_patient(history, ctx.parameters(), now)
                 try:
-                    return self.lifecycle.apply(ctx.clinic_id, outcomes, now)
+                    return self._lifecycle_of(ctx.patient_id).apply(ctx.clinic_id, outcomes, now)
                 except InvalidTransition:
                     if attempt == EVALUATION_ATTEMPTS:
                         raise
@@ -239,6 +271,10 @@ class AlertEngine:
                         extra={"patient_id": ctx.patient_id},
                     )
         raise AssertionError("unreachable")
+
+    def _lifecycle_of(self, patient_id: str) -> Lifecycle:
+        """The lifecycle over this patient's alerts, read once (`PatientAlerts`; under its lock)."""
+        return Lifecycle(PatientAlerts(self.repo, patient_id), self.lifecycle.escalation_after)  # type: ignore[arg-type]
 
     def _history(self, patient_id: str, now: datetime, fresh: Sequence[AnyReading] = ()) -> PatientHistory:
         """The patient's look-back as observations: one read of both kinds, plus `fresh` readings the
@@ -285,7 +321,7 @@ class AlertEngine:
 
         def apply() -> list[Change]:
             with self.patient_lock(patient_id):
-                return self.lifecycle.apply(clinic_id, outcomes, now)
+                return self._lifecycle_of(patient_id).apply(clinic_id, outcomes, now)
 
         async with self._locks[patient_id]:
             return await asyncio.to_thread(apply)
@@ -413,7 +449,10 @@ class AlertEngine:
         now = now or self.clock()
         ids = await asyncio.to_thread(self.directory.active_patient_ids)
         rules = await asyncio.to_thread(self.directory.rules, ids)
-        unresolved = {(a.patient_id, a.rule_id) for a in await asyncio.to_thread(self.repo.unresolved, None)}
+        open_alerts = {
+            (a.patient_id, a.rule_id): a for a in await asyncio.to_thread(self.repo.unresolved, None)
+        }
+        unresolved = set(open_alerts)
         changes_total = failures = 0
         members = [rules[pid] for pid in ids if pid in rules]
         for i in range(0, len(members), SWEEP_CHUNK):
@@ -421,6 +460,8 @@ class AlertEngine:
             outcomes = await asyncio.to_thread(self._sweep_outcomes, chunk, now, unresolved)
             by_id = {r.patient_id: r for r in chunk}
             for patient_id, outs in outcomes.items():
+                if _changes_nothing(outs, open_alerts):
+                    continue
                 changes = await self._apply(patient_id, by_id[patient_id].clinic_id, outs, now)
                 if changes:
                     ctx = await asyncio.to_thread(self.directory.context, patient_id)
@@ -439,7 +480,7 @@ class AlertEngine:
         per patient, then `window_outcomes` per guideline profile."""
         start = now - timedelta(days=LOOKBACK_DAYS)
         history = self.readings.history_columns(
-            [r.patient_id for r in chunk], start, now + timedelta(seconds=1)
+            [r.patient_id for r in chunk], start, now + timedelta(seconds=1), details=False
         )
         groups: defaultdict[str, list[PatientRules]] = defaultdict(list)
         for r in chunk:
@@ -449,20 +490,42 @@ class AlertEngine:
         for group in groups.values():
             ids = [r.patient_id for r in group]
             params = [r.parameters for r in group]
-            wanted = set(ids)
-            rows = [i for i, pid in enumerate(history.patient_id) if pid in wanted]
-            part = history if len(groups) == 1 else _select(history, rows)
+            part = history if len(groups) == 1 else _select(history, set(ids))
             cols, starts = sweep_columns(part, ids, day0, [p.timezone for p in params])
             out.update(window_outcomes(cols, starts, ids, params, day0, now, unresolved))
         return out
 
 
-def _select(columns: HistoryColumns, rows: Sequence[int]) -> HistoryColumns:
-    """The rows `rows` of `columns`."""
+def _changes_nothing(outcomes: Sequence[Outcome], open_alerts: Mapping[tuple[str, str], AlertRecord]) -> bool:
+    """Whether the lifecycle would leave a patient's alerts as they were when the sweep began: every
+    outcome fires a rule whose open alert already says so (same values, no higher severity, no
+    clearing under way), and none supersedes another rule's open alert. Such patients are not
+    applied, which saves the steady state a read and a lock per patient with an open window alert;
+    any other outcome goes through the lifecycle under the patient's lock, on the alerts as stored."""
+    for o in outcomes:
+        if o.status is not OutcomeStatus.FIRING or o.severity is None:
+            return False
+        rec = open_alerts.get((o.patient_id, o.rule_id))
+        if (
+            rec is None
+            or rec.trigger_values.get("clear_streak")
+            or rank(o.severity) > rank(rec.severity)
+            or o.reading_ids
+            or rec.trigger_values.get("reading_ids")
+            or o.values != rec.trigger_values.get("values")
+            or any((o.patient_id, loser) in open_alerts for loser in SUPERSEDES.get(o.rule_id, ()))
+        ):
+            return False
+    return True
+
+
+def _select(columns: HistoryColumns, patient_ids: set[str]) -> HistoryColumns:
+    """The rows of `columns` of `patient_ids` (columns left empty stay empty)."""
+    rows = [i for i, pid in enumerate(columns.patient_id) if pid in patient_ids]
     picked = HistoryColumns()
     for name in HistoryColumns.__dataclass_fields__:
         source = getattr(columns, name)
-        setattr(picked, name, [source[i] for i in rows])
+        setattr(picked, name, [source[i] for i in rows] if source else [])
     return picked
 
 

@@ -151,6 +151,16 @@ class SqlAlertRepository:
             row = session.get(Alert, alert_id)
             return _record(row) if row else None
 
+    def latest_by_rule(self, patient_id: str) -> dict[str, AlertRecord]:
+        """`latest` for every rule of one patient, in one query (an evaluation's alerts)."""
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(Alert)
+                .where(Alert.patient_id == patient_id)
+                .order_by(Alert.rule_id, Alert.opened_at, Alert.alert_id)
+            )
+            return {row.rule_id: _record(row) for row in rows}  # the newest of each rule comes last
+
     def save(self, record: AlertRecord, event: EventRecord | None) -> None:
         with self.sessions() as session:
             row = session.get(Alert, record.alert_id)

@@ -465,6 +465,8 @@ class Alert(Base):
         ),
         Index("ix_alerts_state_opened_at", "state", "opened_at"),
         Index("ix_alerts_resolved_at", "resolved_at"),
+        # A patient's alerts by rule, newest last: what each evaluation reads (alerts.repository).
+        Index("ix_alerts_patient_id_rule_id_opened_at", "patient_id", "rule_id", "opened_at"),
         Index(
             "ix_alerts_needs_signoff_clinic_id",
             "clinic_id",

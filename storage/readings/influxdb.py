@@ -587,40 +587,38 @@ class InfluxReadingStore:
                 columns.meal.append(None if meal is None else str(meal))
         return columns
 
-    def history_columns(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> HistoryColumns:
-        """Three statements per patient, 200 to a request: each kind's numeric fields and flags, and
-        the whole reading of the points left out of averages (their reasons)."""
+    def history_columns(
+        self, patient_ids: Sequence[str], start: datetime, end: datetime, *, details: bool = True
+    ) -> HistoryColumns:
+        """Each kind's numeric fields and flags, and with `details` the whole reading of the points
+        left out of averages (their reasons): two or three statements per patient, 200 to a request."""
         start, end = check_aware(start, "start"), check_aware(end, "end")
         low_us, high_us = epoch_us(start), epoch_us(end)
         patients = list(dict.fromkeys(check_patient_id(p) for p in patient_ids))
-        bp_fields = (
-            "measured_at_us",
-            "reading_id",
-            "in_averages",
-            *BLOOD_PRESSURE_FIELDS,
-            IRREGULAR_PULSE_FIELD,
-        )
-        glucose_fields = ("measured_at_us", "reading_id", "in_averages", *GLUCOSE_FIELDS, CONTINUOUS_FIELD)
+        common = ("measured_at_us", "reading_id", "in_averages")
+        fields = {
+            ReadingKind.BLOOD_PRESSURE: (*common, "systolic_mmhg", "diastolic_mmhg")
+            + (("pulse_bpm", IRREGULAR_PULSE_FIELD) if details else ()),
+            ReadingKind.GLUCOSE: (*common, *GLUCOSE_FIELDS, CONTINUOUS_FIELD),
+        }
+        per_patient = 3 if details else 2
         statements: list[str] = []
         for patient in patients:
-            statements.append(
-                self._window_statement(bp_fields, ReadingKind.BLOOD_PRESSURE, patient, start, end)
-            )
-            statements.append(
-                self._window_statement(glucose_fields, ReadingKind.GLUCOSE, patient, start, end)
-            )
-            left_out = self._window_statement(
-                ("reading_id", _JSON_FIELD), ReadingKind.BLOOD_PRESSURE, patient, start, end
-            ).replace(
-                f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}",
-                f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}, {_ident(ReadingKind.GLUCOSE.value)}",
-            )
-            statements.append(left_out + ' AND "in_averages" = false')
+            for kind, names in fields.items():
+                statements.append(self._window_statement(names, kind, patient, start, end))
+            if details:
+                left_out = self._window_statement(
+                    ("reading_id", _JSON_FIELD), ReadingKind.BLOOD_PRESSURE, patient, start, end
+                ).replace(
+                    f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}",
+                    f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}, {_ident(ReadingKind.GLUCOSE.value)}",
+                )
+                statements.append(left_out + ' AND "in_averages" = false')
         answers = self._query_chunked(statements)
         columns = HistoryColumns()
         for index, patient in enumerate(patients):
-            bp_rows, glucose_rows, left_rows = answers[3 * index : 3 * index + 3]
-            whole = {str(row["reading_id"]): row[_JSON_FIELD] for row in left_rows}
+            bp_rows, glucose_rows, *left = answers[per_patient * index : per_patient * (index + 1)]
+            whole = {str(row["reading_id"]): row[_JSON_FIELD] for row in (left[0] if left else ())}
             chosen: dict[str, tuple[ReadingKind, dict[str, Any]]] = {}
             for kind, rows in ((ReadingKind.BLOOD_PRESSURE, bp_rows), (ReadingKind.GLUCOSE, glucose_rows)):
                 for row in rows:
@@ -630,21 +628,22 @@ class InfluxReadingStore:
                 chosen.items(), key=lambda item: (int(item[1][1]["measured_at_us"]), item[0])
             ):
                 included = bool(row["in_averages"])
-                text = None if included else whole.get(reading_id)
+                meal = row.get("meal")
                 columns.patient_id.append(patient)
-                columns.reading_id.append(reading_id)
                 columns.kind.append(kind)
                 columns.measured_at_us.append(int(row["measured_at_us"]))
                 columns.in_averages.append(included)
-                columns.left_out.append(None if text is None else reading_from_json(text))
                 columns.systolic_mmhg.append(_float(row.get("systolic_mmhg")))
                 columns.diastolic_mmhg.append(_float(row.get("diastolic_mmhg")))
-                columns.pulse_bpm.append(_float(row.get("pulse_bpm")))
                 columns.glucose_mg_dl.append(_float(row.get("glucose_mg_dl")))
-                meal = row.get("meal")
                 columns.meal.append(None if meal is None else str(meal))
                 columns.continuous.append(row.get(CONTINUOUS_FIELD) is True)
-                columns.irregular_pulse.append(row.get(IRREGULAR_PULSE_FIELD) is True)
+                if details:
+                    text = None if included else whole.get(reading_id)
+                    columns.reading_id.append(reading_id)
+                    columns.pulse_bpm.append(_float(row.get("pulse_bpm")))
+                    columns.irregular_pulse.append(row.get(IRREGULAR_PULSE_FIELD) is True)
+                    columns.left_out.append(None if text is None else reading_from_json(text))
         return columns
 
     def daily_aggregates(

@@ -197,9 +197,13 @@ class ReadingStore(Protocol):
         """`query_range` as columns (`ReadingColumns`): the same readings, in the same order."""
         ...
 
-    def history_columns(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> HistoryColumns:
+    def history_columns(
+        self, patient_ids: Sequence[str], start: datetime, end: datetime, *, details: bool = True
+    ) -> HistoryColumns:
         """Both kinds of readings of `patient_ids` with start <= measured_at < end, valid or not, as
-        columns (`HistoryColumns`): one range query per patient, or fewer."""
+        columns (`HistoryColumns`): one range query per patient, or fewer. Without `details`, the
+        reading ids, pulses, irregular-pulse flags and left-out readings stay empty (the sweep's
+        window rules need only the rest)."""
         ...
 
     def daily_aggregates(

@@ -37,6 +37,8 @@ from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+
 from storage.readings.protocol import (
     AnyReading,
     DailyAggregate,
@@ -200,21 +202,26 @@ _LATEST: Final = (
     "ORDER BY measured_at DESC, reading_id DESC LIMIT 1"
 )
 _LATEST_VALID: Final = _LATEST.replace("AND kind = ?", "AND kind = ? AND valid = 1")
-# `history_columns`: both kinds through the (patient_id, kind, measured_at) index. The meal has no
-# column: SQLite cuts the text from `"meal":"` on out of a glucose's stored JSON (one instr; `_MEAL`'s
-# pattern), and Python keeps what lies between the quotes, so no whole document crosses over.
+# `history_columns`: both kinds through the (patient_id, kind, measured_at) index. The time goes out as
+# its fixed-width text without the "Z" and numpy turns the lot into epoch microseconds (SQLite's
+# strftime cost about as much as the rest of the row, measured). The meal has no column: SQLite cuts
+# the text from `"meal":"` on out of a glucose's stored JSON (one instr; `_MEAL`'s pattern), and Python
+# keeps what lies between the quotes, so no whole document crosses over.
 _MEAL_KEY: Final = '"meal":"'
-_HISTORY: Final = (
-    "SELECT reading_id, kind, "  # noqa: S608 - fixed names and enum values, no input
-    "CAST(strftime('%s', measured_at) AS INTEGER) * 1000000 + CAST(substr(measured_at, 21, 6) AS INTEGER), "
-    "in_averages, CASE WHEN in_averages THEN NULL ELSE reading_json END, "
-    "systolic_mmhg, diastolic_mmhg, pulse_bpm, glucose_mg_dl, "
+_HISTORY_BRIEF: Final = (
+    "SELECT kind, substr(measured_at, 1, 26), in_averages, "  # noqa: S608 - fixed names and enum values, no input
+    "systolic_mmhg, diastolic_mmhg, glucose_mg_dl, "
     f"CASE WHEN kind = 'glucose' THEN substr(reading_json, instr(reading_json, '{_MEAL_KEY}'), 32) END, "
     f"sample_type = '{SampleType.INTERSTITIAL_FLUID.value}' "
-    f"OR sample_location = '{SampleLocation.SUBCUTANEOUS_TISSUE.value}', "
-    f"kind = 'blood_pressure' AND instr(measurement_status, '\"{BloodPressureStatus.IRREGULAR_PULSE.value}\"') > 0 "
+    f"OR sample_location = '{SampleLocation.SUBCUTANEOUS_TISSUE.value}' "
     "FROM readings WHERE patient_id = ? AND kind IN ('blood_pressure', 'glucose') "
     "AND measured_at >= ? AND measured_at < ? ORDER BY measured_at, reading_id"
+)
+_HISTORY: Final = _HISTORY_BRIEF.replace(
+    " FROM readings",
+    ", reading_id, pulse_bpm, "
+    f"kind = 'blood_pressure' AND instr(measurement_status, '\"{BloodPressureStatus.IRREGULAR_PULSE.value}\"') > 0, "
+    "CASE WHEN in_averages THEN NULL ELSE reading_json END FROM readings",
 )
 
 
@@ -625,11 +632,12 @@ class SqliteReadingStore:
             )
         return columns
 
-    def history_columns(self, patient_ids: Sequence[str], start: datetime, end: datetime) -> HistoryColumns:
-        """One indexed range query per patient for both kinds. Numbers come from their columns and
-        the time as epoch microseconds computed by SQLite (as `reading_columns`); the meal, which has
-        no column, is cut out of the stored JSON by SQLite (`_HISTORY`): only the documents of
-        readings left out of averages cross into Python whole (their reasons)."""
+    def history_columns(
+        self, patient_ids: Sequence[str], start: datetime, end: datetime, *, details: bool = True
+    ) -> HistoryColumns:
+        """One indexed range query per patient for both kinds (`_HISTORY`, `_HISTORY_BRIEF`). Numbers
+        come from their columns; the meal, which has no column, is cut out of the stored JSON by
+        SQLite: only the documents of readings left out of averages cross into Python whole."""
         low = utc_text(check_aware(start, "start"))
         high = utc_text(check_aware(end, "end"))
         columns = HistoryColumns()
@@ -637,27 +645,31 @@ class SqliteReadingStore:
         with self._errors("history query"):
             conn = self._reader()
             for patient_id in dict.fromkeys(check_patient_id(p) for p in patient_ids):
-                rows = conn.execute(_HISTORY, (patient_id, low, high)).fetchall()
+                rows = conn.execute(
+                    _HISTORY if details else _HISTORY_BRIEF, (patient_id, low, high)
+                ).fetchall()
                 if not rows:
                     continue
-                ids, kind, times, included, documents, sys_, dia, pulse, glucose, meal, cgm, irregular = zip(
-                    *rows, strict=True
-                )
+                kind, times, included, sys_, dia, glucose, meal, cgm, *more = zip(*rows, strict=True)
                 columns.patient_id.extend([patient_id] * len(rows))
-                columns.reading_id.extend(ids)
-                columns.kind.extend(kinds[k] for k in kind)
-                columns.measured_at_us.extend(times)
-                columns.in_averages.extend(bool(flag) for flag in included)
-                columns.left_out.extend(
-                    None if text is None else reading_from_json(text) for text in documents
+                columns.kind.extend([kinds[k] for k in kind])
+                columns.measured_at_us.extend(
+                    np.array(times, dtype="datetime64[us]").astype(np.int64).tolist()
                 )
+                columns.in_averages.extend([flag == 1 for flag in included])
                 columns.systolic_mmhg.extend(sys_)
                 columns.diastolic_mmhg.extend(dia)
-                columns.pulse_bpm.extend(pulse)
                 columns.glucose_mg_dl.extend(glucose)
-                columns.meal.extend(_meal_of(cut) for cut in meal)
-                columns.continuous.extend(bool(flag) for flag in cgm)
-                columns.irregular_pulse.extend(flag == 1 for flag in irregular)
+                columns.meal.extend([_meal_of(cut) for cut in meal])
+                columns.continuous.extend([flag == 1 for flag in cgm])
+                if details:
+                    ids, pulse, irregular, documents = more
+                    columns.reading_id.extend(ids)
+                    columns.pulse_bpm.extend(pulse)
+                    columns.irregular_pulse.extend([flag == 1 for flag in irregular])
+                    columns.left_out.extend(
+                        [None if text is None else reading_from_json(text) for text in documents]
+                    )
         return columns
 
     def daily_aggregates(

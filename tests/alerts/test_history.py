@@ -95,7 +95,9 @@ def test_sweep_columns_equal_those_built_reading_by_reading(reading_store: Readi
     start, end = T0 - timedelta(days=1), DST_CHANGE + timedelta(days=1)
     ids, zones = ["p-1", "p-2"], [zone, "UTC"]
     day0 = date(2026, 3, 8)
-    fast, fast_starts = sweep_columns(reading_store.history_columns(ids, start, end), ids, day0, zones)
+    brief = reading_store.history_columns(ids, start, end, details=False)  # as the sweep reads
+    assert brief.reading_id == brief.left_out == []
+    fast, fast_starts = sweep_columns(brief, ids, day0, zones)
     whole = [observation_from_reading(r) for pid in ids for r in _whole(reading_store, pid, start, end)]
     slow, slow_starts = columns_from_observations(whole, ids, day0, zones)
     for name in ("patient", "day", "kind", "excluded", "meal"):

@@ -1,9 +1,11 @@
 """Coordination between the clinic's processes (storage.clinic.coordination): the latest turn of
 each periodic job (`periodic_runs`), and, on PostgreSQL, a notification on channel
 `vitalgate_alert_events` carrying each new alert event's id, so every API replica's live stream
-carries every alert event whichever replica made it.
+carries every alert event whichever replica made it. And an index of each patient's alerts by rule:
+every evaluation reads the patient's latest alert per rule, resolved ones included, which the
+partial unique index of open alerts cannot answer.
 
-A new table and a trigger only: existing rows are untouched.
+A new table, a trigger and an index only: existing rows are untouched.
 
 Revision ID: 0013
 Revises: 0012
@@ -35,6 +37,9 @@ def upgrade() -> None:
         sa.Column("turns", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("job", name=op.f("pk_periodic_runs")),
     )
+    op.create_index(
+        "ix_alerts_patient_id_rule_id_opened_at", "alerts", ["patient_id", "rule_id", "opened_at"]
+    )
     if op.get_bind().dialect.name == "postgresql":
         # pg_notify is transactional: listeners hear of the event when its transaction commits.
         op.execute(
@@ -57,4 +62,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS alert_events_notify ON alert_events")
         op.execute("DROP FUNCTION IF EXISTS vitalgate_notify_alert_event()")
+    op.drop_index("ix_alerts_patient_id_rule_id_opened_at", table_name="alerts")
     op.drop_table("periodic_runs")
