@@ -181,4 +181,7 @@ def test_concurrent_attempts_never_check_more_than_the_limit_on_sqlite_and_postg
         denied = session.query(AuditLogEntry).filter_by(action="login", outcome="denied").count()
     assert denied == attempts
     # The right password, once locked, gets no token either.
-    assert getattr(_authenticate(sessions, "a@c1.example", PASSWORD), "reason", None) == "account_locked"
+    assert (
+        getattr(_authenticate(sessions, "a@c1.example", PASSWORD, "s" * 32, SessionPolicy()), "reason", None)
+        == "account_locked"
+    )
