@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_VERSION: Final = 1
 DIRTY_DELAY_S: Final = 1.0  # gather the batches of a burst into one pass
 CHUNK: Final = 100  # patients per store pass and database transaction
+INLINE_CHUNK: Final = 20  # patients whose settings a time-bounded recompute loads at a time
 REFRESH_INTERVAL_S: Final = 60.0
 RECENT_MARGIN: Final = timedelta(minutes=5)  # commit lag and clock skew between processes
 EXPIRY_MARGIN_S: Final = 1.0  # a pass for expired figures starts this long after they expire
@@ -189,14 +190,18 @@ class SummaryUpdater:
         """Recompute patients in turn until `budget_s` seconds have gone (at least one), store them,
         and return their ids: a request that must answer soon does what it can and leaves the rest
         to the updater's pass."""
-        started = time.monotonic()
-        with self.sessions() as session:
-            settings = patient_settings(session, patient_ids, self.default_profile)
-        rows = []
-        for pid in patient_ids:
+        deadline = time.monotonic() + budget_s
+        rows: list[dict[str, Any]] = []
+        settings: dict[str, PatientSettings] = {}
+        for i, pid in enumerate(patient_ids):
+            if i % INLINE_CHUNK == 0:
+                with self.sessions() as session:
+                    settings = patient_settings(
+                        session, patient_ids[i : i + INLINE_CHUNK], self.default_profile
+                    )
             if pid in settings:
                 rows.append(_row(pid, self.figures(settings[pid], now)))
-            if time.monotonic() - started >= budget_s:
+            if time.monotonic() >= deadline:
                 break
         with self.sessions() as session:
             upsert_summaries(session, rows)

@@ -388,6 +388,23 @@ def test_figures_computed_before_midnight_are_recomputed_after_it(clinic_api: Cl
     assert row["blood_pressure"]["days"] == 6 and row["blood_pressure"]["readings"] == 24
 
 
+def test_expired_figures_beyond_the_requests_budget_are_marked_not_current(
+    clinic_api: ClinicApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A panel request recomputes expired figures only while its time budget lasts (here: one patient)
+    and says which of the rest are not current, instead of showing yesterday's window as today's."""
+    import api.routes.patients
+
+    now = datetime.now(UTC)
+    add_patients(clinic_api, ("p-2", "Li", "Zhao"), ("p-3", "Na", "Chen"))
+    updater = SummaryUpdater(clinic_api.services.reading_store, clinic_api.services.clinic_sessions)
+    updater.refresh(["p-1", "p-2", "p-3"], now - timedelta(days=2))
+    monkeypatch.setattr(api.routes.patients, "INLINE_REFRESH_BUDGET_S", 0.0)
+    rows = panel(clinic_api, sort="name")["patients"]
+    assert sorted(row["summary_current"] for row in rows) == [False, False, True]
+    assert updater.refresh_within(["p-1", "p-2", "p-3"], now, budget_s=0.0) == ["p-1"]
+
+
 async def test_committed_batches_update_the_figures(clinic_api: ClinicApi) -> None:
     """Ingest hands committed batches to the updater as to the alert engine: the patient's row shows the
     new reading after the updater's pass, with no panel request doing the work."""
