@@ -3,8 +3,6 @@ reliability.md scenario 13's brute force ("1,000 wrong logins in 60 s") against 
 
 from __future__ import annotations
 
-import time
-
 from api.login_throttle import (
     ACCOUNT_LOCKOUT_THRESHOLD,
     CLIENT_ADDRESS_LOCKOUT_THRESHOLD,
@@ -98,18 +96,18 @@ def test_a_thousand_wrong_logins_within_a_minute_meet_429(clinic_api: ClinicApi)
     """reliability.md scenario 13: brute force gets 429 (or a lockout); every checked password is
     audited, and the throttled attempts once per account window, not once each."""
     emails = ["a@c1.example", "b@c1.example", "admin@c1.example", "admin@c2.example", "x@c9.example"]
-    started = time.monotonic()
+    # The thousand attempts fall within one observation window whatever the machine's speed: the
+    # throttle's clock stands still (how fast the API answers is the benches' business).
+    clinic_api.services.login_throttle = LoginThrottle(clock=lambda: 0.0)
     statuses = [
         clinic_api.client.post(
             "/api/v1/auth/token", data={"username": emails[i % len(emails)], "password": f"guess {i}"}
         ).status_code
         for i in range(1000)
     ]
-    elapsed = time.monotonic() - started
     assert set(statuses) == {401, 429}
     # Each account reaches its threshold; then everything is refused without a password check.
     assert statuses.count(401) == len(emails) * ACCOUNT_LOCKOUT_THRESHOLD
-    assert elapsed < 60
     with clinic_api.services.clinic_sessions() as session:
         logins = session.query(AuditLogEntry).filter_by(action="login", outcome="denied").count()
     assert logins == len(emails) * ACCOUNT_LOCKOUT_THRESHOLD + len(emails)
