@@ -82,7 +82,9 @@ class Health:
         wall = time.time() if now is None else now
         oldest_age = None if stats.oldest_committed_at is None else max(0.0, wall - stats.oldest_committed_at)
         last_error = self.last_error
-        if stats.full:
+        if stats.disk_full:
+            last_error = f"outbox full: the disk is full ({stats.depth} held): meters are not being read"
+        elif stats.full:
             last_error = f"outbox full ({stats.depth}/{stats.capacity}): meters are not being read"
         return GatewayStatus(
             gateway_id=self.gateway_id,

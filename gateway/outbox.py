@@ -27,13 +27,24 @@ position does not move) and raises :class:`OutboxFullError`; the collector then 
 records stay on the meter. Nothing already held is ever dropped to make room: the refuse-and-alarm
 policy of reliability.md §4 ("never a silent drop"), unlike Telegraf or Fluent Bit, which drop oldest.
 
+A full disk is refused the same way, and never wedges the outbox: SQLite cannot delete rows or
+checkpoint its WAL on a disk with no free byte (every write, a DELETE included, appends to the WAL),
+so once the disk filled, acks could never free it. The outbox keeps a reserve file of
+``reserve_bytes`` beside its database; when a write fails with SQLITE_FULL it releases the reserve,
+refuses new readings (:class:`OutboxFullError`, ``table="disk"``; ``stats().full``, so the health
+report says so and the meters are not read), and goes on sending, marking and deleting in the space
+the reserve gave back. It takes new readings again once acks have freed room and the reserve could be
+made anew.
+
 The class is synchronous and thread-safe; async callers run it in a worker thread
 (``asyncio.to_thread``) because each commit waits for an fsync.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -41,6 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import TypeAdapter
 
@@ -61,8 +73,13 @@ DEFAULT_CAPACITY = 50_000  # ~ a year of 4 meters x 30 readings a day
 DEFAULT_UNBOUND_CAPACITY = 5_000
 DEFAULT_DELIVERED_RETENTION = 200_000  # acked ids remembered to suppress re-sends of re-reported records
 BUSY_TIMEOUT_MS = 10_000
+DEFAULT_RESERVE_BYTES = 1024 * 1024  # room for acks' deletes and a WAL checkpoint on a full disk
+WAL_AUTOCHECKPOINT_PAGES = 128  # SQLite's default is 1,000 pages (4 MB at 4 KiB pages)
+WAL_SIZE_LIMIT_BYTES = 1024 * 1024
+_SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: "Insertion failed because database is full"
 
 _READING = TypeAdapter(Reading)
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -210,10 +227,11 @@ class OutboxStats:
     unbound_capacity: int
     oldest_committed_at: float | None
     in_flight: int
+    disk_full: bool = False
 
     @property
     def full(self) -> bool:
-        return self.depth >= self.capacity
+        return self.depth >= self.capacity or self.disk_full
 
 
 class Outbox:
@@ -226,6 +244,7 @@ class Outbox:
         capacity: int = DEFAULT_CAPACITY,
         unbound_capacity: int = DEFAULT_UNBOUND_CAPACITY,
         delivered_retention: int = DEFAULT_DELIVERED_RETENTION,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if capacity < 1 or unbound_capacity < 1:
@@ -234,6 +253,9 @@ class Outbox:
         self.capacity = capacity
         self.unbound_capacity = unbound_capacity
         self.delivered_retention = delivered_retention
+        self.reserve_bytes = reserve_bytes
+        self.reserve_path = path.with_name(path.name + "-reserve")
+        self.disk_full = False
         self._clock = clock
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -247,10 +269,17 @@ class Outbox:
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
         try:
+            # A new outbox gives the pages of delivered readings back to the disk on request
+            # (`_room_again`); SQLite takes this setting only before the first table exists.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise OutboxError(f"SQLite refused WAL mode (got {mode!r}) for the outbox")
             db.execute("PRAGMA synchronous=FULL")
+            # A small WAL: what the outbox holds lives in the database file, so a checkpoint on a
+            # full disk needs little more room than the reserve gives back.
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
@@ -264,7 +293,66 @@ class Outbox:
             db.close()
             raise
         self._db = db
+        if not self._make_reserve():
+            self.disk_full = True
+            logger.error("disk full: the outbox refuses new readings until acks free room")
         return self
+
+    # -- a full disk -----------------------------------------------------------------------------
+
+    def _make_reserve(self) -> bool:
+        """The reserve file at its full size; False when the disk has no room for it."""
+        if self.reserve_bytes <= 0:
+            return True
+        try:
+            with self.reserve_path.open("ab") as reserve:
+                if reserve.tell() < self.reserve_bytes:
+                    os.posix_fallocate(reserve.fileno(), 0, self.reserve_bytes)
+                    os.fsync(reserve.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+            return False
+        return True
+
+    def _disk_is_full(self, exc: sqlite3.Error) -> bool:
+        """On SQLITE_FULL: release the reserve (once) and refuse new readings; True if it was that."""
+        if getattr(exc, "sqlite_errorcode", None) != _SQLITE_FULL:
+            return False
+        if not self.disk_full:
+            logger.error("disk full: the outbox refuses new readings until acks free room")
+        self.disk_full = True
+        with contextlib.suppress(OSError):
+            self.reserve_path.unlink()
+        return True
+
+    def _room_again(self, db: sqlite3.Connection) -> None:
+        """After acks deleted readings on a full disk: hand their pages back to the disk and fold the
+        WAL into the file; new readings are taken again once the reserve could be made anew, or the
+        database's own free pages hold as much (new rows reuse them without growing the file)."""
+        if not self.disk_full:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("PRAGMA incremental_vacuum").fetchall()
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        free_pages = db.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        if self._make_reserve() or free_pages * page_size >= self.reserve_bytes:
+            self.disk_full = False
+            logger.info("disk has room again: the outbox takes new readings")
+
+    def _retrying_when_full(self, write: Callable[[], _T]) -> _T:
+        """Run `write` (one transaction); on SQLITE_FULL, release the reserve and run it once more."""
+        try:
+            return write()
+        except sqlite3.Error as exc:
+            if not self._disk_is_full(exc):
+                raise OutboxWriteError(f"outbox write failed: {exc}") from exc
+        try:
+            return write()
+        except sqlite3.Error as exc:
+            raise OutboxWriteError(f"outbox write failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -303,15 +391,22 @@ class Outbox:
         now = self._clock()
         with self._lock:
             db = self._conn()
+            if self.disk_full and (readings or unbound):
+                self._log_full("disk", _count(db, "outbox"), self.capacity, len(readings) + len(unbound))
+                raise OutboxFullError(
+                    "disk", _count(db, "outbox"), self.capacity, len(readings) + len(unbound)
+                )
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     result = self._commit_locked(db, readings, unbound, sync_position, now)
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._disk_is_full(exc)
                 raise OutboxWriteError(f"outbox write failed: {exc}") from exc
         return result
 
@@ -410,25 +505,33 @@ class Outbox:
         now = self._clock()
         with self._lock:
             db = self._conn()
-            try:
+
+            def write() -> None:
                 db.execute("BEGIN")
                 try:
                     db.executemany(
                         "UPDATE outbox SET last_sent_at = ?, send_count = send_count + 1 WHERE reading_id = ?",
                         [(now, rid) for rid in reading_ids],
                     )
+                    db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")  # never leave a transaction open: later commits would all fail
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")  # never leave a transaction open: later commits would all fail
                     raise
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise OutboxWriteError(f"outbox write failed: {exc}") from exc
+
+            self._retrying_when_full(write)
 
     def mark_all_unsent(self) -> int:
         """Make every held reading due now (used on reconnect: resend everything unacked)."""
         with self._lock:
-            cur = self._conn().execute("UPDATE outbox SET last_sent_at = NULL WHERE last_sent_at IS NOT NULL")
-            return cur.rowcount
+            db = self._conn()
+            return self._retrying_when_full(
+                lambda: (
+                    db.execute(
+                        "UPDATE outbox SET last_sent_at = NULL WHERE last_sent_at IS NOT NULL"
+                    ).rowcount
+                )
+            )
 
     def next_due_at(self, *, ack_timeout_s: float) -> float | None:
         """Clock time at which the earliest in-flight reading becomes due again (None: none in flight)."""
@@ -445,27 +548,37 @@ class Outbox:
         now = self._clock()
         with self._lock:
             db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = 0
-                known_rejected: list[RejectedReading] = []
-                for rid in stored_ids:
-                    deleted += db.execute("DELETE FROM outbox WHERE reading_id = ?", (rid,)).rowcount
-                for entry in rejected_list:
-                    n = db.execute("DELETE FROM outbox WHERE reading_id = ?", (entry.reading_id,)).rowcount
-                    deleted += n
-                    if n:
-                        known_rejected.append(entry)
-                db.executemany(
-                    "INSERT OR REPLACE INTO delivered (reading_id, outcome, acked_at) VALUES (?,?,?)",
-                    [(rid, "stored", now) for rid in stored_ids]
-                    + [(e.reading_id, "rejected", now) for e in rejected_list],
-                )
-                self._prune_delivered(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+
+            def write() -> tuple[int, list[RejectedReading]]:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    deleted = 0
+                    known_rejected: list[RejectedReading] = []
+                    for rid in stored_ids:
+                        deleted += db.execute("DELETE FROM outbox WHERE reading_id = ?", (rid,)).rowcount
+                    for entry in rejected_list:
+                        n = db.execute(
+                            "DELETE FROM outbox WHERE reading_id = ?", (entry.reading_id,)
+                        ).rowcount
+                        deleted += n
+                        if n:
+                            known_rejected.append(entry)
+                    db.executemany(
+                        "INSERT OR REPLACE INTO delivered (reading_id, outcome, acked_at) VALUES (?,?,?)",
+                        [(rid, "stored", now) for rid in stored_ids]
+                        + [(e.reading_id, "rejected", now) for e in rejected_list],
+                    )
+                    self._prune_delivered(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                return deleted, known_rejected
+
+            deleted, known_rejected = self._retrying_when_full(write)
+            if deleted:
+                self._room_again(db)
         for entry in known_rejected:
             logger.warning(
                 "reading rejected by the clinic, removed from the outbox",
@@ -508,6 +621,7 @@ class Outbox:
             unbound_capacity=self.unbound_capacity,
             oldest_committed_at=None if oldest is None else float(oldest),
             in_flight=int(in_flight),
+            disk_full=self.disk_full,
         )
 
     def held_ids(self) -> set[str]:

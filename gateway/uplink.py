@@ -39,7 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from gateway.outbox import Outbox, PendingReading
+from gateway.outbox import Outbox, OutboxWriteError, PendingReading
 from vitals.payload import MAX_READINGS_PER_BATCH, GatewayConfig, GatewayStatus, ReadingsAck, ReadingsBatch
 from vitals.topics import acks_topic, config_topic, readings_topic, status_topic
 
@@ -394,6 +394,9 @@ class Forwarder:
         due = await asyncio.to_thread(
             self.outbox.due, ack_timeout_s=self.config.ack_timeout_s, limit=min(room, self.config.batch_size)
         )
+        # Readings already in flight in this session wait for their ack or the timeout, even when the
+        # outbox could not record that they were sent (a full disk).
+        due = [p for p in due if p.reading_id not in self._in_flight]
         if not due:
             return 0
         payload = self._batch_json(due)
@@ -402,7 +405,13 @@ class Forwarder:
         except UplinkNotConnectedError:
             return 0
         ids = [p.reading_id for p in due]
-        await asyncio.to_thread(self.outbox.mark_sent, ids)
+        try:
+            await asyncio.to_thread(self.outbox.mark_sent, ids)
+        except OutboxWriteError as exc:
+            # Only the resend schedule is lost; the readings stay held until their ack.
+            logger.error(
+                "could not record readings as sent", extra={"gateway_id": self.gateway_id, "error": str(exc)}
+            )
         now = self._clock()
         for rid in ids:
             self._in_flight[rid] = now

@@ -41,7 +41,9 @@ logger = logging.getLogger("faults.edge")
 REFUSED_PAUSE_S = 0.5  # a refused batch is offered again after this (the meter's next session)
 
 
-async def feed(home: Home, outbox: Outbox, forwarder: Forwarder, health: Health, rate: float, batch: int) -> None:
+async def feed(
+    home: Home, outbox: Outbox, forwarder: Forwarder, health: Health, rate: float, batch: int
+) -> None:
     """The meters: every reading of the home, in order, at `rate` a second (0: as fast as possible)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -60,7 +62,7 @@ async def feed(home: Home, outbox: Outbox, forwarder: Forwarder, health: Health,
             await asyncio.to_thread(outbox.commit, readings)
         except OutboxError as exc:
             health.error(f"outbox: {exc}")
-            logger.error("meter batch refused, it stays on the meter", extra={"error": str(exc)})
+            logger.error("meter batch refused, it stays on the meter: %s", exc)
             await asyncio.sleep(REFUSED_PAUSE_S)  # the meter's next session
             started += REFUSED_PAUSE_S  # the pace resumes where it stopped
             continue
@@ -115,9 +117,12 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     tasks = [
         asyncio.create_task(forwarder.run(), name="forwarder"),
-        asyncio.create_task(feed(home, outbox, forwarder, health, args.rate, args.commit_batch), name="meters"),
         asyncio.create_task(
-            status_loop(home, outbox, uplink, health, Path(args.status_file), args.status_interval), name="status"
+            feed(home, outbox, forwarder, health, args.rate, args.commit_batch), name="meters"
+        ),
+        asyncio.create_task(
+            status_loop(home, outbox, uplink, health, Path(args.status_file), args.status_interval),
+            name="status",
         ),
     ]
     stop_wait = asyncio.create_task(stop.wait())
@@ -163,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keepalive", type=int, default=5)
     parser.add_argument("--status-interval", type=float, default=1.0)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     return asyncio.run(run(args))
 
 

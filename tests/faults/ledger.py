@@ -12,10 +12,13 @@ line per stage, each counted where it happens:
 - stored: rows per reading in the store, and store WRITES per reading (an append-only write log that
   the test adds beside the store's table, so a reading written twice shows as 2 even where the
   store's key keeps one row);
-- alerts and notifications: alerts opened per patient and notifications delivered per alert event.
+- alerts and notifications: alerts opened per patient and rule, and notifications of an opening
+  (distinct event ids) per patient and rule.
 
-Lost, unexpected and stored-twice must be empty; every abnormal reading must open exactly one alert
-and give exactly one notification of its opening; normal readings none. `Ledger.check()` raises
+Lost, unexpected and stored-twice must be empty. Every abnormal reading opens exactly one alert of
+its rule (`abnormal_rule`) and no rule opens twice for one patient (a consequent rule, such as the
+review of a regimen after a level-2 hypoglycaemia, may open once); a patient with only normal
+readings gets none; every alert opened is notified exactly once. `Ledger.check()` raises
 with the whole ledger printed, so a failing scenario says which stage lost or doubled what.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def _sample(ids: Iterable[str], n: int = 5) -> str:
@@ -43,12 +47,14 @@ class Ledger:
     gateway_acked: set[str] | None = None
     store_rows: Counter[str] = field(default_factory=Counter)
     store_writes: Counter[str] = field(default_factory=Counter)
-    # patient id -> the abnormal reading of that patient (one per patient, by the scenario's design)
+    # patient id -> the abnormal reading of that patient (at most one per patient, by design)
     abnormal: dict[str, str] = field(default_factory=dict)
-    # patient id -> alerts opened for that patient (every patient of the scenario appears, 0 included)
-    alerts_opened: Counter[str] = field(default_factory=Counter)
-    # patient id -> notifications of an alert's opening (distinct event ids) for that patient
-    notifications: Counter[str] = field(default_factory=Counter)
+    abnormal_rule: str = ""
+    patients: set[str] = field(default_factory=set)
+    # (patient id, rule id) -> alerts opened
+    alerts_opened: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (patient id, rule id) -> notifications of an alert's opening (distinct event ids)
+    notifications: Counter[tuple[str, str]] = field(default_factory=Counter)
     # event id -> deliveries of that notification (the broker may deliver a QoS 1 message twice)
     notification_deliveries: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -89,24 +95,30 @@ class Ledger:
     def unpublished(self) -> set[str]:
         return self.measured - {rid for rid, n in self.published.items() if n > 0}
 
-    def alert_mismatches(self) -> dict[str, tuple[int, int]]:
-        """patient -> (alerts expected, alerts opened) where they differ."""
-        patients = set(self.alerts_opened) | set(self.abnormal)
-        out = {}
-        for patient in patients:
-            expected = 1 if patient in self.abnormal else 0
-            if self.alerts_opened[patient] != expected:
-                out[patient] = (expected, self.alerts_opened[patient])
+    def alert_mismatches(self) -> dict[tuple[str, str], tuple[str, int]]:
+        """(patient, rule) -> (what was expected, alerts opened) where they differ."""
+        keys = set(self.alerts_opened) | {(p, self.abnormal_rule) for p in self.abnormal}
+        out: dict[tuple[str, str], tuple[str, int]] = {}
+        for patient, rule in keys:
+            opened = self.alerts_opened[(patient, rule)]
+            if patient in self.abnormal and rule == self.abnormal_rule:
+                expected, ok = "1", opened == 1
+            elif patient in self.abnormal:
+                expected, ok = "0 or 1", opened <= 1
+            else:
+                expected, ok = "0", opened == 0
+            if not ok:
+                out[(patient, rule)] = (expected, opened)
         return out
 
-    def notification_mismatches(self) -> dict[str, tuple[int, int]]:
-        patients = set(self.notifications) | set(self.abnormal)
-        out = {}
-        for patient in patients:
-            expected = 1 if patient in self.abnormal else 0
-            if self.notifications[patient] != expected:
-                out[patient] = (expected, self.notifications[patient])
-        return out
+    def notification_mismatches(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(patient, rule) -> (alerts opened, notifications of an opening) where they differ."""
+        keys = set(self.alerts_opened) | set(self.notifications)
+        return {
+            key: (self.alerts_opened[key], self.notifications[key])
+            for key in keys
+            if self.alerts_opened[key] != self.notifications[key]
+        }
 
     # -- report ----------------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -123,23 +135,31 @@ class Ledger:
                 found.append(f"{name}: {len(ids)} ({_sample(ids)})")
         if self.check_alerts:
             for name, bad in (
-                ("alerts per patient (expected, opened)", self.alert_mismatches()),
-                ("notifications per patient (expected, sent)", self.notification_mismatches()),
+                ("alerts per patient and rule (expected, opened)", self.alert_mismatches()),
+                ("notifications per patient and rule (opened, notified)", self.notification_mismatches()),
             ):
                 if bad:
-                    shown = ", ".join(f"{p}: {v}" for p, v in sorted(bad.items())[:5])
+                    shown = ", ".join(f"{p} {r}: {v}" for (p, r), v in sorted(bad.items())[:5])
                     found.append(f"{name}: {shown}")
         return found
 
     def table(self) -> str:
-        def total(counter: Counter[str]) -> int:
+        def total(counter: Counter[Any]) -> int:
             return sum(counter.values())
 
         resent = sum(n - 1 for n in self.published.values() if n > 1)
         rows = [
             ("measured on the meters", len(self.measured), ""),
-            ("published (deliveries)", total(self.published), f"{len(self.published)} distinct, {resent} resent"),
-            ("acknowledged to the gateway", len(self.measured - self.unacked), f"{total(self.acked)} ack entries"),
+            (
+                "published (deliveries)",
+                total(self.published),
+                f"{len(self.published)} distinct, {resent} resent",
+            ),
+            (
+                "acknowledged to the gateway",
+                len(self.measured - self.unacked),
+                f"{total(self.acked)} ack entries",
+            ),
             ("present in the store", len(self.stored & self.measured), f"{total(self.store_rows)} rows"),
             ("store writes", total(self.store_writes), ""),
             ("lost", len(self.lost), ""),
@@ -148,8 +168,12 @@ class Ledger:
         ]
         if self.check_alerts:
             rows += [
-                ("abnormal readings", len(self.abnormal), ""),
-                ("alerts opened", total(self.alerts_opened), ""),
+                ("abnormal readings", len(self.abnormal), f"of {len(self.patients)} patients"),
+                (
+                    f"alerts opened ({self.abnormal_rule})",
+                    sum(n for (_p, r), n in self.alerts_opened.items() if r == self.abnormal_rule),
+                    f"{total(self.alerts_opened)} of any rule",
+                ),
                 (
                     "notifications of an opening",
                     total(self.notifications),

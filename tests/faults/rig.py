@@ -48,7 +48,7 @@ from paho.mqtt.properties import Properties
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from storage.clinic.models import GuidelineProfile, MeterKind, UserRole
 from tests.faults.ledger import Ledger
-from tests.faults.meters import Home
+from tests.faults.meters import ABNORMAL_RULE, Home
 from tests.faults.proxy import BlackHoleProxy
 from tests.fixtures import influxdb as influx_fixture
 from tests.fixtures.influxdb import InfluxServer
@@ -59,7 +59,7 @@ REPO = Path(__file__).resolve().parents[2]
 CLINIC_ID = "c1"
 DOCTOR_ID = "dr-faults"
 DOCTOR_EMAIL = "dr-faults@c1.example"
-DOCTOR_PASSWORD = "faults correct horse battery"  # noqa: S105 (a test account)
+DOCTOR_PASSWORD = "faults correct horse battery"
 INFLUX_DATABASE = "vitalgate_faults"
 INGEST_CLIENT_ID = "vitalgate-ingest-faults"
 QUEUED_MESSAGES = 200
@@ -155,7 +155,9 @@ class CountingInflux(InfluxServer):
         """Points per reading id in the store, for the home's patients (one query, straight to influxd)."""
         rows: Counter[str] = Counter()
         pattern = re.escape(home.gateway_id + "-p")
-        answer = self.query(f'SELECT "reading_id" FROM "glucose" WHERE "patient_id" =~ /^{pattern}/', INFLUX_DATABASE)
+        answer = self.query(
+            f'SELECT "reading_id" FROM "glucose" WHERE "patient_id" =~ /^{pattern}/', INFLUX_DATABASE
+        )
         for result in answer.get("results", []):  # type: ignore[union-attr]
             for series in result.get("series", []):
                 rows.update(value[1] for value in series["values"])
@@ -175,7 +177,7 @@ class ClinicProcess:
 
     def start(self, *, wait: bool = True) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "vitalgate.cli", "--log-format", "json", "api", "--port", str(self.port)],
             env=self.env,
             cwd=REPO,
@@ -250,10 +252,10 @@ class ClinicProcess:
 class EdgeProcess:
     """`tests.faults.edge`: one home's gateway, killable with SIGKILL and restartable on its outbox."""
 
-    def __init__(self, home: Home, directory: Path, args: list[str]) -> None:
+    def __init__(self, home: Home, directory: Path, args: list[str], outbox_dir: Path | None = None) -> None:
         self.home = home
         self.directory = directory
-        self.outbox_path = directory / "outbox.sqlite3"
+        self.outbox_path = (outbox_dir or directory) / "outbox.sqlite3"
         self.status_path = directory / "status.json"
         self.log_path = directory / "edge.log"
         self.args = args
@@ -262,11 +264,17 @@ class EdgeProcess:
 
     def start(self) -> EdgeProcess:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "tests.faults.edge",
-                "--outbox", str(self.outbox_path), "--status-file", str(self.status_path), *self.args,
-            ],  # fmt: skip
+                sys.executable,
+                "-m",
+                "tests.faults.edge",
+                "--outbox",
+                str(self.outbox_path),
+                "--status-file",
+                str(self.status_path),
+                *self.args,
+            ],
             cwd=REPO,
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=log,
@@ -341,12 +349,14 @@ class Observer:
     def __init__(self, broker: MosquittoBroker) -> None:
         self.published: Counter[str] = Counter()
         self.acked: Counter[str] = Counter()
-        self.notifications: dict[str, set[str]] = {}  # patient id -> event ids of alert openings
+        self.notifications: dict[tuple[str, str], set[str]] = {}  # (patient, rule) -> event ids of openings
         self.notification_deliveries: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"faults-observer-{os.getpid()}", protocol=MQTTProtocolVersion.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=f"faults-observer-{os.getpid()}",
+            protocol=MQTTProtocolVersion.MQTTv5,
         )
         self.client.username_pw_set(*broker.credentials("admin"))
         self.client.on_connect = self._on_connect
@@ -362,7 +372,11 @@ class Observer:
 
     def _on_connect(self, client: mqtt.Client, *_args: Any) -> None:
         client.subscribe(
-            [("vitalgate/v1/gw/+/readings", 1), ("vitalgate/v1/gw/+/acks", 1), ("vitalgate/v1/clinic/+/alerts", 1)]
+            [
+                ("vitalgate/v1/gw/+/readings", 1),
+                ("vitalgate/v1/gw/+/acks", 1),
+                ("vitalgate/v1/clinic/+/alerts", 1),
+            ]
         )
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
@@ -379,14 +393,17 @@ class Observer:
             elif topic.endswith("/acks"):
                 self.acked.update(body.get("stored", []))
             elif topic.endswith("/alerts") and body.get("event") == "opened":
-                self.notifications.setdefault(body["patient_id"], set()).add(body["event_id"])
+                key = (body["patient_id"], body["rule_id"])
+                self.notifications.setdefault(key, set()).add(body["event_id"])
                 self.notification_deliveries[body["event_id"]] += 1
 
-    def counts(self, ids: set[str], patients: set[str]) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
+    def counts(
+        self, ids: set[str], patients: set[str]
+    ) -> tuple[Counter[str], Counter[str], Counter[tuple[str, str]], Counter[str]]:
         with self._lock:
             published = Counter({r: n for r, n in self.published.items() if r in ids})
             acked = Counter({r: n for r, n in self.acked.items() if r in ids})
-            events = {p: set(e) for p, e in self.notifications.items() if p in patients}
+            events = {key: set(e) for key, e in self.notifications.items() if key[0] in patients}
             notifications = Counter({p: len(e) for p, e in events.items()})
             event_ids = set().union(*events.values()) if events else set()
             deliveries = Counter({e: n for e, n in self.notification_deliveries.items() if e in event_ids})
@@ -445,7 +462,7 @@ class Pipeline:
         self,
         home: Home,
         *,
-        directory: Path | None = None,
+        outbox_dir: Path | None = None,
         rate: float = 0.0,
         commit_batch: int = 50,
         forward_batch: int = 100,
@@ -463,31 +480,50 @@ class Pipeline:
             "--rate", str(rate), "--commit-batch", str(commit_batch), "--forward-batch", str(forward_batch),
             "--ack-timeout", str(ack_timeout_s), "--capacity", str(capacity),
         ]  # fmt: skip
-        process = EdgeProcess(home, directory or self.directory / home.gateway_id, args)
+        process = EdgeProcess(home, self.directory / home.gateway_id, args, outbox_dir)
         return process.start() if start else process
 
     # -- the ledger ----------------------------------------------------------------------------------
-    def alerts_opened(self, home: Home) -> Counter[str]:
-        """patient -> alerts opened ('opened' events, any rule), per the clinic database."""
+    def alerts_opened(self, home: Home) -> Counter[tuple[str, str]]:
+        """(patient, rule) -> alerts opened ('opened' events), per the clinic database."""
         patients = [home.patient_id(k) for k in range(home.patients)]
         db = sqlite3.connect(self.clinic_url.removeprefix("sqlite:///"), timeout=10)
         try:
             marks = ",".join("?" * len(patients))
             rows = db.execute(
-                "SELECT a.patient_id, count(*) FROM alert_events e JOIN alerts a ON a.alert_id = e.alert_id"
-                f" WHERE e.event = 'opened' AND a.patient_id IN ({marks}) GROUP BY a.patient_id",  # noqa: S608
+                "SELECT a.patient_id, a.rule_id, count(*) FROM alert_events e JOIN alerts a"
+                f" ON a.alert_id = e.alert_id WHERE e.event = 'opened' AND a.patient_id IN ({marks})"
+                " GROUP BY a.patient_id, a.rule_id",
                 patients,
             ).fetchall()
         finally:
             db.close()
-        return Counter({p: n for p, n in rows})
+        return Counter({(p, r): n for p, r, n in rows})
 
-    def ledger(self, scenario: str, home: Home, edge: EdgeProcess | None, *, check_alerts: bool = True) -> Ledger:
+    def alert_history(self, patient_ids: Iterable[str]) -> list[str]:
+        """Each alert event of these patients: patient, rule, severity, event, time (for a ledger note)."""
+        patients = list(patient_ids)
+        db = sqlite3.connect(self.clinic_url.removeprefix("sqlite:///"), timeout=10)
+        try:
+            marks = ",".join("?" * len(patients))
+            rows = db.execute(
+                "SELECT a.patient_id, a.rule_id, e.severity, e.event, e.at FROM alert_events e"
+                f" JOIN alerts a ON a.alert_id = e.alert_id WHERE a.patient_id IN ({marks})"
+                " ORDER BY a.patient_id, e.alert_event_id",
+                patients,
+            ).fetchall()
+        finally:
+            db.close()
+        return [" ".join(str(v) for v in row) for row in rows]
+
+    def ledger(
+        self, scenario: str, home: Home, edge: EdgeProcess | None, *, check_alerts: bool = True
+    ) -> Ledger:
         ids = set(home.reading_ids())
         abnormal = home.abnormal()
         assert self.observer is not None
-        published, acked, notifications, deliveries = self.observer.counts(ids, set(abnormal))
-        return Ledger(
+        published, acked, notifications, deliveries = self.observer.counts(ids, home.patient_ids())
+        ledger = Ledger(
             scenario=scenario,
             measured=ids,
             published=published,
@@ -496,11 +532,17 @@ class Pipeline:
             store_rows=self.influx.rows_of(home),
             store_writes=self.influx.writes_of(ids),
             abnormal=abnormal,
+            abnormal_rule=ABNORMAL_RULE,
+            patients=home.patient_ids(),
             alerts_opened=self.alerts_opened(home),
             notifications=notifications,
             notification_deliveries=deliveries,
             check_alerts=check_alerts,
         )
+        wrong = {p for p, _r in [*ledger.alert_mismatches(), *ledger.notification_mismatches()]}
+        if check_alerts and wrong:
+            ledger.notes += [f"alert event: {row}" for row in self.alert_history(wrong)]
+        return ledger
 
     def drain(self, home: Home, edge: EdgeProcess, timeout_s: float, *, alerts: bool = True) -> None:
         """Until the gateway holds nothing, every reading is acked to it, every abnormal reading has
@@ -516,7 +558,8 @@ class Pipeline:
             if not alerts:
                 return True
             _, _, notifications, _ = self.observer.counts(ids, patients)  # type: ignore[union-attr]
-            return set(self.alerts_opened(home)) >= patients and set(notifications) >= patients
+            wanted = {(p, ABNORMAL_RULE) for p in patients}
+            return set(self.alerts_opened(home)) >= wanted and set(notifications) >= wanted
 
         try:
             wait_for(drained, timeout_s, f"{home.gateway_id} to drain", 0.25)
@@ -547,7 +590,9 @@ def seed_clinic(url: str) -> None:
     sessions.kw["bind"].dispose()
 
 
-def clinic_env(directory: Path, broker: MosquittoBroker, influx: InfluxServer, clinic_url: str) -> dict[str, str]:
+def clinic_env(
+    directory: Path, broker: MosquittoBroker, influx: InfluxServer, clinic_url: str
+) -> dict[str, str]:
     ingest_user, ingest_password = broker.credentials("ingest")
     clinic_user, clinic_password = broker.credentials("clinic")
     return {
@@ -582,7 +627,7 @@ def pipeline(directory: Path) -> Any:
     broker = MosquittoBroker(
         directory / "mosquitto",
         max_queued_messages=QUEUED_MESSAGES,
-        extra_config="autosave_interval 1\nset_tcp_nodelay true",
+        extra_config="autosave_interval 1\nsys_interval 1\nset_tcp_nodelay true",
     )
     broker.start()
     stack = contextlib.ExitStack()

@@ -74,4 +74,6 @@ def test_broker_restart_while_ingest_is_away_keeps_its_queue(faults: Pipeline) -
     edge.stop()
     ledger = faults.ledger("broker restarted while ingest was away", home, edge)
     ledger.check()
-    assert sum(ledger.published.values()) == len(ids), "readings were resent: the broker's queue did not carry them"
+    assert sum(ledger.published.values()) == len(ids), (
+        "readings were resent: the broker's queue did not carry them"
+    )
