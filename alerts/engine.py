@@ -141,6 +141,7 @@ RECENT_INTERVAL_S = 60.0
 STARTUP_LOOKBACK = timedelta(hours=48)
 RECENT_MARGIN = timedelta(minutes=5)  # commit lag and clock skew between processes
 SWEEP_CHUNK = 1000  # patients per history read and matrix in the sweep (bounds its memory)
+EVALUATION_WORKERS = 4  # patients evaluated at once from ingest's batches (reads overlap rules)
 # A lost race for a patient's alert (another process on the same SQLite file opened it first): the
 # evaluation runs again on what is stored now, this many times in all.
 EVALUATION_ATTEMPTS = 2
@@ -212,16 +213,45 @@ class AlertEngine:
         # The most recent delivery failures, for monitoring (bounded: a dead channel must not grow it).
         self._routing: set[asyncio.Task[list[DeliveryFailure]]] = set()
         self.failures: deque[DeliveryFailure] = deque(maxlen=MAX_KEPT_FAILURES)
+        # Committed readings noted by the ingest listener, by patient, waiting for evaluation.
+        self._pending: dict[str, list[AnyReading]] = {}
+        self._workers: set[asyncio.Future[list[Change]]] = set()
 
     # --- ingest side -----------------------------------------------------------------------------------
     def threadsafe_listener(self, loop: asyncio.AbstractEventLoop) -> Callable[[Sequence[AnyReading]], None]:
-        """A sync ingest listener that schedules evaluation on `loop` and returns at once."""
+        """A sync ingest listener that notes the batch's patients for evaluation on `loop` and returns
+        at once. Batches of a patient not yet evaluated are merged, so the work waiting is bounded by
+        the patients, not the batches: a backlog replayed after an outage costs one evaluation per
+        patient, with every reading it brought (EVALUATION_WORKERS evaluate at a time)."""
 
         def listener(batch: Sequence[AnyReading]) -> None:
-            future = asyncio.run_coroutine_threadsafe(self.on_readings_committed(list(batch)), loop)
-            future.add_done_callback(_log_failure)
+            loop.call_soon_threadsafe(self._note_committed, list(batch))
 
         return listener
+
+    def _note_committed(self, batch: list[AnyReading]) -> None:
+        for reading in batch:
+            if reading.patient_id is not None:
+                self._pending.setdefault(reading.patient_id, []).append(reading)
+        self._workers = {w for w in self._workers if not w.done()}
+        while self._pending and len(self._workers) < EVALUATION_WORKERS:
+            worker = asyncio.ensure_future(self._evaluate_pending())
+            worker.add_done_callback(_log_failure)
+            self._workers.add(worker)
+
+    async def _evaluate_pending(self) -> list[Change]:
+        """Evaluate noted patients, oldest first, until none waits."""
+        changes: list[Change] = []
+        while self._pending:
+            patient_id = next(iter(self._pending))
+            readings = self._pending.pop(patient_id)
+            newest = max(r.measured_at for r in readings)
+            try:
+                changes += await self.evaluate(patient_id, max(self.clock(), newest), readings)
+            except Exception:
+                # The periodic pass finds the patient's readings again (evaluate_recent).
+                logger.exception("alert evaluation failed", extra={"patient_id": patient_id})
+        return changes
 
     async def on_readings_committed(self, batch: Sequence[AnyReading]) -> list[Change]:
         """Evaluate each patient of a committed batch: the batch's readings plus one history read."""
@@ -579,7 +609,7 @@ def sweep_outcomes(
     return out
 
 
-def _log_failure(future: Future[list[Change]]) -> None:
+def _log_failure(future: Future[list[Change]] | asyncio.Future[list[Change]]) -> None:
     if future.cancelled():
         logger.warning("alert evaluation cancelled (engine stopping)")
         return

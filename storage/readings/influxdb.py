@@ -95,6 +95,8 @@ NS_PER_US: Final = 1_000
 # Server guidance: "points in batches of 5,000 to 10,000 for optimal performance" (InfluxDB v1 API
 # docs; maintainers: at most 10,000, influxdb#2379; up to 5,000, #3601; reliability.md §3).
 DEFAULT_MAX_POINTS_PER_REQUEST: Final = 5_000
+# Patients per history statement (`history_columns`): one series each in the answer.
+HISTORY_PATIENTS_PER_STATEMENT: Final = 100
 # Statements per duplicate-check request, so the form body stays small.
 _STATEMENTS_PER_QUERY: Final = 200
 # Points per page of a range read: under InfluxDB 1.x's default max-row-limit (10,000), which cuts an
@@ -442,7 +444,15 @@ class InfluxReadingStore:
                 )
             for series in result.get("series", []):
                 columns = series["columns"]
-                results[index].extend(dict(zip(columns, values, strict=True)) for values in series["values"])
+                tags = series.get("tags")  # GROUP BY a tag: each row gets the series' tag values
+                if tags:
+                    results[index].extend(
+                        {**tags, **dict(zip(columns, values, strict=True))} for values in series["values"]
+                    )
+                else:
+                    results[index].extend(
+                        dict(zip(columns, values, strict=True)) for values in series["values"]
+                    )
         return results
 
     def _window_statement(
@@ -590,10 +600,12 @@ class InfluxReadingStore:
     def history_columns(
         self, patient_ids: Sequence[str], start: datetime, end: datetime, *, details: bool = True
     ) -> HistoryColumns:
-        """Each kind's numeric fields and flags, and with `details` the whole reading of the points
-        left out of averages (their reasons): two or three statements per patient, 200 to a request."""
+        """One statement per kind for up to HISTORY_PATIENTS_PER_STATEMENT patients, grouped by
+        patient (InfluxDB answers one series per patient), and with `details` one more for the whole
+        readings left out of averages (their reasons)."""
         start, end = check_aware(start, "start"), check_aware(end, "end")
         low_us, high_us = epoch_us(start), epoch_us(end)
+        low, high = _second_floor_ns(start), _second_floor_ns(end) + NS_PER_S
         patients = list(dict.fromkeys(check_patient_id(p) for p in patient_ids))
         common = ("measured_at_us", "reading_id", "in_averages")
         fields = {
@@ -601,31 +613,40 @@ class InfluxReadingStore:
             + (("pulse_bpm", IRREGULAR_PULSE_FIELD) if details else ()),
             ReadingKind.GLUCOSE: (*common, *GLUCOSE_FIELDS, CONTINUOUS_FIELD),
         }
-        per_patient = 3 if details else 2
+        measurements = f"{_ident(ReadingKind.BLOOD_PRESSURE.value)}, {_ident(ReadingKind.GLUCOSE.value)}"
         statements: list[str] = []
-        for patient in patients:
+        groups = [
+            patients[i : i + HISTORY_PATIENTS_PER_STATEMENT]
+            for i in range(0, len(patients), HISTORY_PATIENTS_PER_STATEMENT)
+        ]
+        for group in groups:
+            who = " OR ".join(_patient_clause(p) for p in group)
+            window = f"WHERE ({who}) AND time >= {low} AND time < {high}"
             for kind, names in fields.items():
-                statements.append(self._window_statement(names, kind, patient, start, end))
+                selected = ", ".join(_ident(f) for f in names)
+                statement = f"SELECT {selected} FROM {_ident(kind.value)} {window} GROUP BY "  # noqa: S608 - quoted idents/literals
+                statements.append(statement + '"patient_id"')
             if details:
-                left_out = self._window_statement(
-                    ("reading_id", _JSON_FIELD), ReadingKind.BLOOD_PRESSURE, patient, start, end
-                ).replace(
-                    f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}",
-                    f"FROM {_ident(ReadingKind.BLOOD_PRESSURE.value)}, {_ident(ReadingKind.GLUCOSE.value)}",
+                statements.append(
+                    f"SELECT {_ident('reading_id')}, {_ident(_JSON_FIELD)} FROM {measurements} "  # noqa: S608 - quoted idents/literals
+                    f'{window} AND "in_averages" = false'
                 )
-                statements.append(left_out + ' AND "in_averages" = false')
+        per_group = 3 if details else 2
         answers = self._query_chunked(statements)
-        columns = HistoryColumns()
-        for index, patient in enumerate(patients):
-            bp_rows, glucose_rows, *left = answers[per_patient * index : per_patient * (index + 1)]
-            whole = {str(row["reading_id"]): row[_JSON_FIELD] for row in (left[0] if left else ())}
-            chosen: dict[str, tuple[ReadingKind, dict[str, Any]]] = {}
+        chosen: dict[str, dict[str, tuple[ReadingKind, dict[str, Any]]]] = {p: {} for p in patients}
+        whole: dict[str, str] = {}
+        for g in range(len(groups)):
+            bp_rows, glucose_rows, *left = answers[per_group * g : per_group * (g + 1)]
             for kind, rows in ((ReadingKind.BLOOD_PRESSURE, bp_rows), (ReadingKind.GLUCOSE, glucose_rows)):
                 for row in rows:
                     if low_us <= int(row["measured_at_us"]) < high_us:
-                        chosen[str(row["reading_id"])] = (kind, row)
+                        chosen[str(row["patient_id"])][str(row["reading_id"])] = (kind, row)
+            for row in left[0] if left else ():
+                whole[str(row["reading_id"])] = row[_JSON_FIELD]
+        columns = HistoryColumns()
+        for patient in patients:
             for reading_id, (kind, row) in sorted(
-                chosen.items(), key=lambda item: (int(item[1][1]["measured_at_us"]), item[0])
+                chosen[patient].items(), key=lambda item: (int(item[1][1]["measured_at_us"]), item[0])
             ):
                 included = bool(row["in_averages"])
                 meal = row.get("meal")

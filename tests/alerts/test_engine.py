@@ -286,3 +286,39 @@ async def _next_events(queue: asyncio.Queue[Notification | None], count: int) ->
         assert item is not None
         out.append(item)
     return out
+
+
+async def test_a_backlog_of_batches_is_evaluated_once_per_patient_with_every_reading(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    """Ingest replaying a backlog (many batches of one patient) costs one evaluation, on all of them."""
+    from typing import Any
+
+    class CountedReads:
+        def __init__(self) -> None:
+            self.history_reads = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(reading_store, name)
+
+        def history_columns(self, *args: Any, **kwargs: Any) -> Any:
+            self.history_reads += 1
+            return reading_store.history_columns(*args, **kwargs)
+
+    reads = CountedReads()
+    alert_engine.readings = reads
+    batches = [[bp_reading("pt-1", START + timedelta(minutes=i), 128, 80)] for i in range(40)]
+    batches.append([bp_reading("pt-1", START + timedelta(minutes=41), 186, 100)])
+    batches.append([bp_reading("pt-1", START + timedelta(minutes=43), 184, 98)])  # BP-CRIT-2 [1][4][17]
+    for batch in batches:
+        reading_store.write_batch(batch)
+    clock.now = START + timedelta(minutes=44)
+    listener = alert_engine.threadsafe_listener(asyncio.get_running_loop())
+    async with hub.subscribe("clinic-a") as sub:
+        for batch in batches:  # all noted before the loop runs an evaluation
+            listener(batch)
+        note = await sub.next(timeout_s=30)
+    assert note is not None and (note.event.rule_id, note.event.event) == ("BP-CRIT-2", "opened")
+    assert reads.history_reads == 1
+    [crit] = [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "BP-CRIT-2"]
+    assert crit.severity is AlertSeverity.URGENT
