@@ -93,6 +93,7 @@ class _CountingHandler(influx_fixture._ShimHandler):
     """The fixture's shim handler, counting the reading ids of every write influxd accepted (204)."""
 
     writes: Counter[str]
+    unanswered: set[str]
     writes_lock: threading.Lock
 
     def send_response(self, code: int, message: str | None = None) -> None:
@@ -109,10 +110,14 @@ class _CountingHandler(influx_fixture._ShimHandler):
             super().do_POST()
         finally:
             self.rfile = connection  # the next request on this keep-alive connection
-        if urllib.parse.urlsplit(self.path).path == "/api/v2/write" and self._status == 204:
+        if urllib.parse.urlsplit(self.path).path == "/api/v2/write" and self._status != 0:
             ids = [m.decode() for m in _READING_ID.findall(body)]
             with self.writes_lock:
-                self.writes.update(ids)
+                if self._status == 204:
+                    self.writes.update(ids)
+                elif self._status == 503 and not self.faults.failed:
+                    # influxd went away mid-request (the shim answers 503): applied or not, unknown.
+                    self.unanswered.update(ids)
 
 
 class CountingInflux(InfluxServer):
@@ -121,9 +126,10 @@ class CountingInflux(InfluxServer):
     def __init__(self) -> None:
         super().__init__()
         self.writes: Counter[str] = Counter()
+        self.unanswered: set[str] = set()
         self._writes_lock = threading.Lock()
         shim = self._shim
-        writes, lock = self.writes, self._writes_lock
+        writes, unanswered, lock = self.writes, self.unanswered, self._writes_lock
 
         def start() -> None:
             if shim._httpd is not None:
@@ -136,6 +142,7 @@ class CountingInflux(InfluxServer):
                     "faults": shim.faults,
                     "query_faults": shim.query_faults,
                     "writes": writes,
+                    "unanswered": unanswered,
                     "writes_lock": lock,
                 },
             )
@@ -150,6 +157,10 @@ class CountingInflux(InfluxServer):
         wanted = set(ids)
         with self._writes_lock:
             return Counter({rid: n for rid, n in self.writes.items() if rid in wanted})
+
+    def unanswered_of(self, ids: Iterable[str]) -> set[str]:
+        with self._writes_lock:
+            return self.unanswered & set(ids)
 
     def rows_of(self, home: Home) -> Counter[str]:
         """Points per reading id in the store, for the home's patients (one query, straight to influxd)."""
@@ -531,6 +542,7 @@ class Pipeline:
             gateway_acked=None if edge is None else edge.outbox()[1],
             store_rows=self.influx.rows_of(home),
             store_writes=self.influx.writes_of(ids),
+            store_writes_unanswered=self.influx.unanswered_of(ids),
             abnormal=abnormal,
             abnormal_rule=ABNORMAL_RULE,
             patients=home.patient_ids(),
