@@ -9,6 +9,10 @@ import pytest
 from tests.faults.rig import Pipeline, pipeline
 from tests.fixtures.influxdb import influxd_available
 
+# Ingest's own fixtures (a seeded clinic database, a SQLite store, a gateway client), for the
+# scenario that kills `vitalgate ingest` alone (test_ingest_crash.py).
+from tests.ingest.conftest import clinic_sessions, gateway, gateway_id, store_path  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def shared_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
