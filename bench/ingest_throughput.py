@@ -10,6 +10,11 @@ raised so nothing is dropped), then the consumer connects and the bench times th
   (c) ingest -> InfluxDB 1.6 behind the /api/v2/write test shim (tests/fixtures/influxdb.py), when
       `influxd` is installed; influxd and the shim run in a process of their own, as a real
       InfluxDB would, so the shim's Python HTTP handling does not share ingest's GIL;
+  (n) naive: the consumer a user would otherwise write, the yardstick for big messages (the bare
+      subscriber, which parses nothing, is none there): paho with manual acks, `json.loads`, one
+      `executemany` per message into SQLite (WAL, synchronous=FULL, like ingest's store), no
+      validation, the PUBACK after the commit; target: ingest at 100 readings per message at least as
+      fast (ratio ingest/naive >= 1.0);
   (x N) with `--replicas N`: N bare processes, then N ingest processes into one SQLite file and
       into one InfluxDB database, each group on one shared subscription ($share/...), the scale-out
       path (DESIGN.md, Going past one machine); the ratio compares equal numbers of processes, each
@@ -43,10 +48,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import multiprocessing
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -88,6 +95,8 @@ PUBLISH_INFLIGHT = 50  # publisher's bounded window of unacknowledged QoS 1 mess
 DRAIN_TIMEOUT_S = 600.0
 TARGET_RATIO = 0.5  # issue #6: ingest at least half as fast as the bare subscriber
 TARGET_PER_S = 5_000  # issue #6: at least 5,000 readings/s
+TARGET_NAIVE_RATIO = 1.0  # ingest at 100 readings per message at least as fast as the naive consumer
+NAIVE = "naive paho -> SQLite"
 CONNECT_TIMEOUT_S = 30.0
 SESSION_EXPIRY_S = 3600
 
@@ -331,6 +340,97 @@ def run_bare(broker: MosquittoBroker, payloads: list[bytes], readings: int, *, l
     subscriber.disconnect()
     end_sessions(broker, [client_id])
     return Figure("bare paho subscriber", readings, elapsed, cpu_s)
+
+
+class NaiveConsumer:
+    """(n) the naive correct consumer: paho v5 with manual acks, `json.loads`, one `executemany` per
+    message into SQLite (WAL, synchronous=FULL), no validation, the PUBACK only after the commit."""
+
+    def __init__(self, broker: MosquittoBroker, client_id: str, path: Path) -> None:
+        self.stored = 0
+        self.received = 0
+        self.expected = 0
+        self.done = threading.Event()
+        self._subscribed = threading.Event()
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS readings (reading_id TEXT PRIMARY KEY, patient_id TEXT, kind TEXT,"
+            " measured_at TEXT, reading TEXT)"
+        )
+        username, password = broker.credentials("ingest")
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
+        )
+        self._client.username_pw_set(username, password)
+        self._client.on_connect = lambda c, *_: c.subscribe(ALL_READINGS_FILTER, qos=1)
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.on_message = self._on_message
+        self._host, self._port = broker.host, broker.port
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        batch = json.loads(message.payload)
+        rows = [
+            (r["reading_id"], r.get("patient_id"), r.get("kind"), r.get("measured_at"), json.dumps(r))
+            for r in batch["readings"]
+        ]
+        self.db.execute("BEGIN")
+        cursor = self.db.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+        self.db.execute("COMMIT")
+        self.stored += cursor.rowcount
+        client.ack(message.mid, message.qos)
+        self.received += 1
+        if self.received >= self.expected:
+            self.done.set()
+
+    def connect(self) -> None:
+        self._subscribed.clear()
+        self._client.connect(
+            self._host, self._port, keepalive=60, clean_start=False, properties=_connect_props()
+        )
+        self._client.loop_start()
+        if not self._subscribed.wait(CONNECT_TIMEOUT_S):
+            raise RuntimeError("naive consumer did not subscribe")
+
+    def disconnect(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def run_naive(
+    broker: MosquittoBroker, payloads: list[bytes], readings: int, path: Path, *, live: bool
+) -> Figure:
+    client_id = f"bench-naive-{'live' if live else 'drain'}-{path.stem}"
+    consumer = NaiveConsumer(broker, client_id, path)
+    consumer.expected = len(payloads)
+    consumer.connect()  # creates the session and subscription
+    if live:
+        publisher = start_publisher(broker, payloads)
+        started = time.perf_counter()
+        publisher.start_publishing()
+    else:
+        consumer.disconnect()
+        publish_all(broker, payloads)
+        started = time.perf_counter()
+        consumer.connect()
+    if not consumer.done.wait(DRAIN_TIMEOUT_S):
+        raise RuntimeError(f"naive consumer got {consumer.received} of {len(payloads)} messages")
+    elapsed = time.perf_counter() - started
+    if live:
+        publisher.join()
+    consumer.disconnect()
+    consumer.close()
+    end_sessions(broker, [client_id])
+    if consumer.stored != readings:
+        raise RuntimeError(f"naive consumer stored {consumer.stored} of {readings} readings")
+    return Figure(NAIVE, readings, elapsed)
 
 
 @dataclass
@@ -1020,6 +1120,8 @@ def print_summary(results: list[SizeResult]) -> None:
             bare = figures[0].per_second
             cells = {"SQLite": "-", "InfluxDB": "-"}
             for figure in figures[1:]:
+                if figure.name == NAIVE:
+                    continue
                 store = figure.name.removeprefix("ingest -> ")
                 ratio = figure.per_second / bare
                 marks = "" if ratio >= TARGET_RATIO else "*"
@@ -1037,6 +1139,23 @@ def print_summary(results: list[SizeResult]) -> None:
     print(
         f"  * ratio below {TARGET_RATIO}; ! below {TARGET_PER_S:,} readings/s; ceiling: SQLite / InfluxDB, drain"
     )
+    print(
+        f"\ningest -> SQLite against the naive consumer (target at 100 readings/msg: ratio >= {TARGET_NAIVE_RATIO})"
+    )
+    for result in results:
+        for mode, figures in result.figures.items():
+            by_name = {f.name: f for f in figures}
+            if NAIVE not in by_name or "ingest -> SQLite" not in by_name:
+                continue
+            ingest, naive = by_name["ingest -> SQLite"], by_name[NAIVE]
+            ratio = ingest.per_second / naive.per_second
+            verdict = (
+                ("met" if ratio >= TARGET_NAIVE_RATIO else "MISSED") if result.batch == 100 else "no target"
+            )
+            print(
+                f"  ingest/naive at {result.batch} readings/msg, {mode}: {ingest.per_second:,.0f} / "
+                f"{naive.per_second:,.0f} readings/s = {ratio:.2f} (target >= {TARGET_NAIVE_RATIO:.1f} at 100: {verdict})"
+            )
 
 
 def run_size(
@@ -1082,6 +1201,9 @@ def run_size(
                     live=live, overrides=overrides,
                 )
             )  # fmt: skip
+            figures.append(
+                run_naive(broker, payloads, readings, directory / f"naive-{tag}.sqlite3", live=live)
+            )
             if influx is not None:
                 database = f"bench_{tag}"
                 create_influx_database(influx, database)
