@@ -15,6 +15,7 @@ from storage.readings.influxdb import (
     BLOOD_PRESSURE_FIELDS,
     COMMON_FIELDS,
     GLUCOSE_FIELDS,
+    IRREGULAR_PULSE_FIELD,
     line_protocol,
     point_time_ns,
 )
@@ -182,9 +183,10 @@ def test_points_hold_the_documented_fields_and_influxql_can_average_them(
         "diastolic_mmhg": "float",
         "mean_arterial_mmhg": "float",
         "pulse_bpm": "float",
+        "irregular_pulse": "boolean",  # written only when true (the alert rules' flag)
         "reading_json": "string",
     }
-    assert set(documented) == {*COMMON_FIELDS, *BLOOD_PRESSURE_FIELDS, "reading_json"}
+    assert set(documented) == {*COMMON_FIELDS, *BLOOD_PRESSURE_FIELDS, IRREGULAR_PULSE_FIELD, "reading_json"}
     stored = _field_keys(influxdb_server, influxdb_database, "blood_pressure")
     assert stored.items() <= documented.items()
     assert set(documented) - set(stored) == {"mean_arterial_mmhg"}  # none of these cuffs sends one
@@ -192,7 +194,7 @@ def test_points_hold_the_documented_fields_and_influxql_can_average_them(
         *COMMON_FIELDS,
         *GLUCOSE_FIELDS,
         "reading_json",
-    }
+    }  # no continuous monitor among them: no `continuous` field
     # An operator's Grafana query over the canonical-unit fields (a kPa cuff included, converted)
     # gives what the readings say.
     body = influxdb_server.query(
