@@ -104,6 +104,18 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
         ("3", "live"),
     ]
     assert all(re.fullmatch(r"\s+[\d.]+ / [\d.]+", rest) for _b, mode, rest in lines if mode == "drain")
+    # The naive consumer beside them, in each mode and size, and its ratio line each time.
+    naive = re.findall(r"^  naive paho -> SQLite\s+[\d.]+\s+(\d+)\s+[\d.]+$", stdout, re.M)
+    assert len(naive) == 4 and all(int(rate) > 0 for rate in naive)
+    ratios = re.findall(
+        r"^  ingest/naive at (\d+) readings/msg, (drain|live): .* = ([\d.]+) \(target", stdout, re.M
+    )
+    assert [(batch, mode) for batch, mode, _ in ratios] == [
+        ("1", "drain"),
+        ("1", "live"),
+        ("3", "drain"),
+        ("3", "live"),
+    ]
 
 
 @pytest.mark.mosquitto

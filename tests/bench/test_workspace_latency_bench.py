@@ -40,9 +40,7 @@ def _run(*args: str) -> str:
 
 
 def _figures(section: str) -> dict[str, tuple[float, float]]:
-    rows = re.findall(
-        r"^  (.+?)\s{2,}([\d.]+)\s+([\d.]+)(?:\s+[\d.]+){4}\s+p99 < \d+ ms", section, re.M
-    )
+    rows = re.findall(r"^  (.+?)\s{2,}([\d.]+)\s+([\d.]+)(?:\s+[\d.]+){4}\s+p99 < \d+ ms", section, re.M)
     return {name: (float(p50), float(p99)) for name, p50, p99 in rows}
 
 
