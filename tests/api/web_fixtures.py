@@ -259,30 +259,18 @@ def web_clinic_fixture(clinic_api: ClinicApi) -> Iterator[WebClinic]:
     loop.close()
 
 
-# One Playwright and one Chromium per test process: each module that imports `browser_fixture` gets
-# a session fixture of its own, and a second sync Playwright in the same thread refuses to start
-# ("Sync API inside the asyncio loop"). The last of them to finish closes it.
-_browser_users: list[Browser] = []
-_playwright: list[Any] = []
-
-
-@pytest.fixture(name="browser", scope="session")
+# One Playwright and one Chromium per test module, stopped when the module ends: a sync Playwright
+# runs an event loop in the test process's main thread while it lives, and the asyncio tests that
+# follow would find it running ("Runner.run() cannot be called from a running event loop").
+@pytest.fixture(name="browser", scope="module")
 def browser_fixture() -> Iterator[Browser]:
     """Debian's Chromium, headless."""
     from playwright.sync_api import sync_playwright
 
-    if not _playwright:
-        pw = sync_playwright().start()
-        _playwright.append(pw)
-        _playwright.append(pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True))
-    chromium: Browser = _playwright[1]
-    _browser_users.append(chromium)
-    yield chromium
-    _browser_users.pop()
-    if not _browser_users:
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
         chromium.close()
-        _playwright[0].stop()
-        _playwright.clear()
 
 
 @dataclass
