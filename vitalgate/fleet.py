@@ -395,27 +395,3 @@ def gauges_text(gauges: list[ClinicFleetGauges]) -> str:
         ),
     ]
     return "\n".join(lines) + "\n"
-
-
-def run_in_thread(
-    config: FleetConfig, sessions: sessionmaker[Session], stop: threading.Event
-) -> threading.Thread:
-    """Run a FleetService without an alert engine on its own event loop in a thread, until `stop`
-    (for `vitalgate ingest`, whose consumer is thread-based)."""
-
-    async def main() -> None:
-        service = FleetService(config, sessions)
-        done = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        threading.Thread(
-            target=lambda: (stop.wait(), loop.call_soon_threadsafe(done.set)), daemon=True
-        ).start()
-        await service.start()
-        try:
-            await service.run(done)
-        finally:
-            await service.close()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), name="fleet", daemon=True)
-    thread.start()
-    return thread
