@@ -9,7 +9,7 @@ day, bench/workspace_latency.py's generator), written straight into the store; t
 in one clinic (CN profile) in the clinic database. The sweep runs twice: the first opens the alerts
 the histories call for, the second is the steady state of every interval after.
 
-Target (issue: the clinic with no single point): 10,000 patients x 90 days in < 10 s per sweep.
+Target: 10,000 patients x 90 days in < 10 s per sweep.
 
 Backends: SQLite (reading store and clinic database in a temporary directory), and PostgreSQL on
 127.0.0.1:5432 (a database created and dropped here) + a private influxd (tests/fixtures/influxdb.py).
