@@ -83,8 +83,7 @@ def test_sqlite_prune_removes_readings_past_retention_and_nothing_else(tmp_path:
 def test_influxdb_database_and_retention_policy_are_set_up_by_the_store(
     influxdb_server: InfluxServer,
 ) -> None:
-    """A missing database is created with a retention policy of the configured length, as default;
-    a changed setting changes it; InfluxDB then refuses points already past it."""
+    """The store creates its database and retention policy, follows the setting, and old points are refused."""
     name = f"vitalgate_retention_{next(_numbers)}"
     store = InfluxReadingStore(
         InfluxConfig(url=influxdb_server.url, database=name, retention_policy="readings", timeout_s=10.0)

@@ -79,8 +79,7 @@ def test_compose_file_passes_docker_compose_config() -> None:
 
 
 def test_compose_runs_two_ingest_and_two_api_replicas_on_shared_stores() -> None:
-    """Two ingest replicas (own client ids, one shared group), two API replicas, one clinic database
-    and one InfluxDB for all, the broker's clinic listener with each role's certificate."""
+    """Two ingest replicas (own client ids, one group) and two API replicas share the stores and the broker."""
     compose = _compose()
     services = compose["services"]
     clinic = _clinic_services(compose)
