@@ -327,18 +327,20 @@ class Outbox:
         return True
 
     def _room_again(self, db: sqlite3.Connection) -> None:
-        """After acks deleted readings on a full disk: hand their pages back to the disk and fold the
-        WAL into the file; new readings are taken again once the reserve could be made anew, or the
-        database's own free pages hold as much (new rows reuse them without growing the file)."""
+        """After acks deleted readings on a full disk: empty the WAL (its file back to the disk),
+        hand the deleted rows' pages back to the disk, and take new readings again once the reserve
+        could be made anew."""
         if not self.disk_full:
             return
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("PRAGMA incremental_vacuum").fetchall()
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        free_pages = db.execute("PRAGMA freelist_count").fetchone()[0]
-        page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        if self._make_reserve() or free_pages * page_size >= self.reserve_bytes:
+        # executescript steps the vacuum to its end (`execute` frees one page per call).
+        for step in (
+            "PRAGMA wal_checkpoint(TRUNCATE);",
+            "PRAGMA incremental_vacuum;",
+            "PRAGMA wal_checkpoint(TRUNCATE);",
+        ):
+            with contextlib.suppress(sqlite3.Error):
+                db.executescript(step)
+        if self._make_reserve():
             self.disk_full = False
             logger.info("disk has room again: the outbox takes new readings")
 
