@@ -69,11 +69,13 @@ def test_broker_restart_while_ingest_is_away_keeps_its_queue(faults: Pipeline) -
     faults.broker.stop()  # SIGTERM: Mosquitto saves sessions and queued messages
     faults.broker.start()
     faults.clinic.start()
+    # With the gateway still away, only the broker's saved queue can bring the readings to the store.
+    wait_for(lambda: ids <= set(faults.influx.rows_of(home)), DRAIN_S, "the queued readings in the store")
     edge.start()  # to receive the acks queued in its own session
     faults.drain(home, edge, DRAIN_S)
     edge.stop()
     ledger = faults.ledger("broker restarted while ingest was away", home, edge)
-    ledger.check()
-    assert sum(ledger.published.values()) == len(ids), (
-        "readings were resent: the broker's queue did not carry them"
+    ledger.notes.append(
+        "every reading was stored before the gateway came back: the broker's queue carried them"
     )
+    ledger.check()
