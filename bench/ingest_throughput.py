@@ -367,10 +367,18 @@ class NaiveConsumer:
             manual_ack=True,
         )
         self._client.username_pw_set(username, password)
-        self._client.on_connect = lambda c, *_: c.subscribe(ALL_READINGS_FILTER, qos=1)
+        self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.on_message = self._on_message
         self._host, self._port = broker.host, broker.port
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, *_: Any) -> None:
+        # Back to its session: the subscription is there, and its SUBACK would queue behind the
+        # backlog this consumer handles one commit at a time in paho's thread.
+        if flags.session_present:
+            self._subscribed.set()
+        else:
+            client.subscribe(ALL_READINGS_FILTER, qos=1)
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         batch = json.loads(message.payload)
