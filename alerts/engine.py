@@ -290,7 +290,8 @@ class AlertEngine:
         for attempt in range(1, EVALUATION_ATTEMPTS + 1):
             with self.patient_lock(ctx.patient_id):
                 history = self._history(ctx.patient_id, now, fresh)
-                outcomes = evaluate_patient(history, ctx.parameters(), now)
+                fresh_ids = {r.reading_id for r in fresh}
+                outcomes = evaluate_patient(history, ctx.parameters(), now, fresh_ids)
                 try:
                     return self._lifecycle_of(ctx.patient_id).apply(ctx.clinic_id, outcomes, now)
                 except InvalidTransition:

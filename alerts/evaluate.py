@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,13 +74,18 @@ def _items(history: PatientHistory) -> list[Observation | PatientReport]:
     return items
 
 
-def evaluate_patient(history: PatientHistory, params: RuleParameters, now: datetime) -> list[Outcome]:
-    """Every rule's outcome for one patient as of `now`, from its recent history (LOOKBACK_DAYS)."""
+def evaluate_patient(
+    history: PatientHistory, params: RuleParameters, now: datetime, fresh_ids: Collection[str] = ()
+) -> list[Outcome]:
+    """Every rule's outcome for one patient as of `now`, from its recent history (LOOKBACK_DAYS).
+    `fresh_ids`: the readings no evaluation has seen yet; an episode of a reading rule that fired
+    and cleared again among them comes first, as ENDED (it has no alert yet)."""
     stream = PatientStream(history.patient_id, params)
     for item in _items(history):
         stream.feed(item)
     stream.advance(now)
-    outcomes = stream.outcomes()
+    ended = [replace(o, status=OutcomeStatus.ENDED) for o in stream.ended_episodes(fresh_ids)]
+    outcomes = [*ended, *stream.outcomes()]
     zone = ZoneInfo(params.timezone)
     today = now.astimezone(zone).date()
     day0 = today - timedelta(days=LOOKBACK_DAYS - 1)

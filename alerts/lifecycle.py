@@ -107,6 +107,10 @@ class AlertRepository(Protocol):
 
     def current(self, patient_id: str, rule_id: str) -> AlertRecord | None: ...
     def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None: ...
+    def has_episode(self, patient_id: str, rule_id: str, episode_key: str) -> bool:
+        """Whether an alert of this rule was ever opened for this episode of the patient's."""
+        ...
+
     def get(self, alert_id: str) -> AlertRecord | None: ...
     def save(self, record: AlertRecord, event: EventRecord | None) -> None: ...
     def unresolved(self, clinic_id: str | None = None) -> list[AlertRecord]: ...
@@ -148,6 +152,11 @@ class InMemoryAlertRepository:
         with self._lock:
             ids = self._by_rule.get((patient_id, rule_id))
             return replace(self._alerts[ids[-1]]) if ids else None
+
+    def has_episode(self, patient_id: str, rule_id: str, episode_key: str) -> bool:
+        with self._lock:
+            ids = self._by_rule.get((patient_id, rule_id), [])
+            return any(self._alerts[i].trigger_values.get("episode_key") == episode_key for i in ids)
 
     def get(self, alert_id: str) -> AlertRecord | None:
         with self._lock:
@@ -262,7 +271,10 @@ class Lifecycle:
                     details = {"by_rule": winner.rule_id}
                     changes.append(self._resolve(cur, now, SYSTEM_ACTOR, "superseded", details, latch=True))
         for outcome in outcomes:
-            if outcome.status is OutcomeStatus.UNKNOWN:
+            if outcome.status is OutcomeStatus.ENDED:
+                changes.extend(self._ended(clinic_id, outcome, now))
+        for outcome in outcomes:
+            if outcome.status in (OutcomeStatus.UNKNOWN, OutcomeStatus.ENDED):
                 continue
             if outcome.rule_id in superseded and outcome.status is OutcomeStatus.FIRING:
                 continue
@@ -273,6 +285,25 @@ class Lifecycle:
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _ended(self, clinic_id: str, o: Outcome, now: datetime) -> list[Change]:
+        """An episode no evaluation saw firing. Where another episode of the rule has an unresolved
+        alert, this one's evidence (and severity, if higher, which notifies) goes on it; otherwise
+        it gets its own alert, opened and resolved at once: the care team is told as of an episode
+        that is over, and an urgent one stays on the sign-off list until a clinician has seen it."""
+        assert o.severity is not None
+        if o.episode_key and self.repo.has_episode(o.patient_id, o.rule_id, o.episode_key):
+            return []
+        fired = replace(o, status=OutcomeStatus.FIRING)
+        if self.repo.current(o.patient_id, o.rule_id) is not None:
+            change = self._fire(clinic_id, fired, now)
+            return [change] if change is not None else []
+        opened = self._fire(clinic_id, fired, now)
+        if opened is None:  # latched by a person's resolve of an episode at this severity or above
+            return []
+        details = {"episode_ended_before_evaluation": True}
+        record = replace(opened.record, trigger_values=dict(opened.record.trigger_values))
+        return [opened, self._resolve(record, now, SYSTEM_ACTOR, "auto_resolved", details, latch=False)]
 
     def _fire(self, clinic_id: str, o: Outcome, now: datetime) -> Change | None:
         assert o.severity is not None

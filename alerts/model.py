@@ -161,6 +161,9 @@ class OutcomeStatus(StrEnum):
     FIRING = "firing"
     CLEAR = "clear"  # the condition has cleared: auto-resolve
     UNKNOWN = "unknown"  # not enough data to say either way: leave any alert as it is
+    # An episode that fired and cleared again among readings evaluated together for the first time
+    # (a gateway's backlog): it gets its alert, opened and resolved at once, unless it has one.
+    ENDED = "ended"
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,13 @@ class SqlAlertRepository:
             row = self._latest_row(session, patient_id, rule_id)
             return _record(row) if row else None
 
+    def has_episode(self, patient_id: str, rule_id: str, episode_key: str) -> bool:
+        with self.sessions() as session:
+            keys = session.scalars(
+                select(Alert.trigger_values).where(Alert.patient_id == patient_id, Alert.rule_id == rule_id)
+            )
+            return any((values or {}).get("episode_key") == episode_key for values in keys)
+
     def get(self, alert_id: str) -> AlertRecord | None:
         with self.sessions() as session:
             row = session.get(Alert, alert_id)

@@ -14,6 +14,7 @@ DQ-02. CGM (interstitial) values raise GLU-HYPO-2 only as an episode of >= 15 mi
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,6 +80,7 @@ class _Tracker:
     episode: _Episode | None = None
     seen: bool = False
     dirty: bool = False  # changed since the last `changed_outcomes()`
+    ended: list[Outcome] = field(default_factory=list)  # each episode that cleared, as it last fired
 
     def trigger(self, at: datetime, severity: AlertSeverity, values: dict[str, Any], ids: list[str]) -> None:
         self.seen = True
@@ -104,6 +106,7 @@ class _Tracker:
         if self.episode is not None:
             self.episode.clear_count += 1
             if self.episode.clear_count >= self.clear_after:
+                self.ended.append(self.outcome())
                 self.episode = None
                 self.dirty = True
 
@@ -194,6 +197,19 @@ class PatientStream:
 
     def outcomes(self) -> list[Outcome]:
         return [t.outcome() for t in self.trackers.values()]
+
+    def ended_episodes(self, reading_ids: Collection[str]) -> list[Outcome]:
+        """The episodes that fired and cleared again in the readings fed, as they last fired, of those
+        with evidence among `reading_ids`: readings evaluated together for the first time (a
+        gateway's backlog after an outage) may hold a whole episode, which no evaluation saw firing."""
+        if not reading_ids:
+            return []
+        return [
+            o
+            for t in self.trackers.values()
+            for o in t.ended
+            if any(rid in reading_ids for rid in o.reading_ids)
+        ]
 
     def changed_outcomes(self) -> list[Outcome]:
         """Outcomes of the rules whose state changed since the last call (for timelines)."""

@@ -322,3 +322,56 @@ async def test_a_backlog_of_batches_is_evaluated_once_per_patient_with_every_rea
     assert reads.history_reads == 1
     [crit] = [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "BP-CRIT-2"]
     assert crit.severity is AlertSeverity.URGENT
+
+
+async def test_a_level_2_hypo_and_its_recovery_in_one_backlog_open_the_urgent_alert_once(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    """A gateway's backlog holding a whole level-2 hypo episode still tells the care team, once."""
+    from alerts.repository import SqlAlertRepository
+
+    backlog = [
+        glucose_reading("pt-1", START, 45, 1),  # GLU-HYPO-2 < 54 mg/dL urgent [30]
+        glucose_reading("pt-1", START + timedelta(minutes=20), 112, 2),
+        glucose_reading("pt-1", START + timedelta(minutes=40), 120, 3),  # cleared: ESC-1
+    ]
+    reading_store.write_batch(backlog)
+    clock.now = START + timedelta(hours=6)  # the gateway came back after an outage
+    async with hub.subscribe("clinic-a") as sub:
+        await alert_engine.on_readings_committed(backlog)
+        await alert_engine.on_readings_committed(backlog)  # delivered again: nothing new
+        seen = [n for n in await _drain(sub.queue) if n.event.rule_id == "GLU-HYPO-2"]
+    assert [(n.event.event, n.event.severity, n.push) for n in seen] == [
+        ("opened", AlertSeverity.URGENT, True),
+        ("auto_resolved", AlertSeverity.URGENT, False),
+    ]
+    repo = SqlAlertRepository(alert_engine.repo.sessions)  # type: ignore[attr-defined]
+    [waiting] = repo.needing_signoff("clinic-a")
+    assert (waiting.alert_id, waiting.trigger_values["reading_ids"]) == (
+        seen[0].event.alert_id,
+        [backlog[0].reading_id],
+    )
+
+
+async def test_an_episode_in_a_backlog_joins_the_alert_already_open_for_the_rule(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    """A backfilled hypo that ended goes onto the open alert of the current one, raising it to urgent."""
+    current = [glucose_reading("pt-1", START + timedelta(hours=5), 62, 10)]  # GLU-HYPO-1 level 1 [30]
+    reading_store.write_batch(current)
+    clock.now = START + timedelta(hours=5, minutes=1)
+    await alert_engine.on_readings_committed(current)
+    [level1] = [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "GLU-HYPO-1"]
+
+    backfill = [  # measured before it, delivered after it: a second meter's backlog
+        glucose_reading("pt-1", START, 60, 1),
+        glucose_reading("pt-1", START + timedelta(minutes=20), 110, 2),
+        glucose_reading("pt-1", START + timedelta(minutes=40), 118, 3),
+    ]
+    reading_store.write_batch(backfill)
+    clock.now = START + timedelta(hours=5, minutes=2)
+    await alert_engine.on_readings_committed(backfill)
+    open_now = [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "GLU-HYPO-1"]
+    assert [a.alert_id for a in open_now] == [level1.alert_id]  # still one, still open
+    events = [e.event for e in alert_engine.repo.events(level1.alert_id)]
+    assert events[0] == "opened" and "evidence_added" in events

@@ -235,13 +235,6 @@ def test_the_persistent_session_keeps_what_pahos_default_would_lose(faults: Pipe
     ledger.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alerts.evaluate replays a patient's history as a whole: an urgent reading whose in-range "
-    "successors arrive in the same evaluation (a gateway catching up after an outage) has an episode "
-    "that opened and cleared before the lifecycle looks, so no urgent alert is opened (found by the "
-    "fault ledger; reported)",
-)
 def test_an_urgent_reading_delivered_with_the_readings_after_it_still_opens_its_alert(
     faults: Pipeline, publisher_for: object
 ) -> None:
