@@ -282,9 +282,14 @@ class BrokerMonitor:
             dropped = self.counts.dropped_seen
         outcomes: dict[str, list[Outcome]] = {}
         if last_drop is None or now - last_drop >= self.config.drop_clear_after:
-            with self._lock:
-                self.counts.episode_started_at = None
-                self.counts.dropping_clients.clear()
+            if started is not None:
+                # The episode ends. Outside an episode the names are kept: the broker logs whose queue
+                # overflows before $SYS publishes the rise of its counter (every sys_interval), and
+                # that name decides which patients the episode's alert is for.
+                with self._lock:
+                    if self.counts.episode_started_at == started:
+                        self.counts.episode_started_at = None
+                        self.counts.dropping_clients.clear()
             open_alerts = await asyncio.to_thread(engine.repo.unresolved, None)
             for patient_id in sorted({a.patient_id for a in open_alerts if a.rule_id == BROKER_DROPS}):
                 outcomes[patient_id] = [Outcome(BROKER_DROPS, patient_id, OutcomeStatus.CLEAR)]
