@@ -1,8 +1,9 @@
-"""The rule table of clinical-rules.md §7: rule ids, default severity, side and citation.
+"""The alert rule table: rule ids, default severity, side and citation.
 
-Every rule the engine can raise is listed here once, with the reference keys of
-/work/shared/reference/clinical-rules.md §9 it rests on. "DEFAULT" marks parameters that no guideline
-fixes (clinical-rules.md §8: trend parameters, counts, stale-data times are tunable defaults).
+Every rule the engine can raise is listed here once, with the reference keys it rests on; each key is
+an anchor of docs/references.md (`[30]` is docs/references.md#ref-30), and the citation shown to users
+names that page. "DEFAULT" marks parameters that no guideline fixes (trend parameters, counts,
+stale-data times are tunable defaults; docs/alerts.md).
 
 The operational rules (OPS-*) watch the equipment, not the patient: a home whose gateway stopped
 reporting, a meter whose battery runs down. They share the clinical alerts' lifecycle and channels but
@@ -39,8 +40,17 @@ class RuleSpec:
     severity: AlertSeverity
     side: Side
     citation: str
-    default_parameters: bool = False  # True where clinical-rules.md §7 marks the parameters DEFAULT
+    default_parameters: bool = False  # True where the rule table marks the parameters DEFAULT
     audience: Audience = Audience.CARE_TEAM
+
+
+# Where every reference key a citation shows is listed, with its source (tests check each key resolves).
+REFERENCES_PAGE = "docs/references.md"
+
+
+def _cited(keys: str) -> str:
+    """The citation users see: the rule's reference keys and the page in the repository that lists them."""
+    return f"{keys} ({REFERENCES_PAGE})"
 
 
 _I, _W, _U = AlertSeverity.INFO, AlertSeverity.WARNING, AlertSeverity.URGENT
@@ -49,58 +59,75 @@ _H, _L, _N = Side.HIGH, Side.LOW, Side.NONE
 RULES: dict[str, RuleSpec] = {
     r.rule_id: r
     for r in (
-        RuleSpec("BP-CRIT-1", "Single BP at crisis level: re-measure after rest", _W, _H, "[4][5][17]"),
-        RuleSpec("BP-CRIT-2", "Crisis confirmed by repeat within 15 min", _U, _H, "[1][4][17]"),
         RuleSpec(
-            "BP-CRIT-3", "Crisis with a red-flag symptom: advise emergency services", _U, _H, "[4][9][17][19]"
+            "BP-CRIT-1", "Single BP at crisis level: re-measure after rest", _W, _H, _cited("[4][5][17]")
         ),
-        RuleSpec("BP-LOW-1", "Low BP (2 readings in one session)", _W, _L, "[28][19]"),
-        RuleSpec("BP-LOW-2", "Overtreatment signal: SBP fall >= 20 mmHg", _I, _L, "[9][29]", True),
-        RuleSpec("BP-CTRL-1", "Home BP average not at goal", _W, _H, "[1][6][9][11][12]"),
-        RuleSpec("BP-CTRL-2", "Home BP persistently uncontrolled (2 consecutive windows)", _W, _H, "[17]"),
-        RuleSpec("BP-CTRL-3", "Stage-2-equivalent home average", _W, _H, "[1][9]"),
-        RuleSpec("BP-AM-1", "Morning hypertension", _I, _H, "[20][13]"),
-        RuleSpec("BP-AM-2", "Large morning-evening SBP difference", _I, _H, "[21]"),
+        RuleSpec("BP-CRIT-2", "Crisis confirmed by repeat within 15 min", _U, _H, _cited("[1][4][17]")),
+        RuleSpec(
+            "BP-CRIT-3",
+            "Crisis with a red-flag symptom: advise emergency services",
+            _U,
+            _H,
+            _cited("[4][9][17][19]"),
+        ),
+        RuleSpec("BP-LOW-1", "Low BP (2 readings in one session)", _W, _L, _cited("[28][19]")),
+        RuleSpec("BP-LOW-2", "Overtreatment signal: SBP fall >= 20 mmHg", _I, _L, _cited("[9][29]"), True),
+        RuleSpec("BP-CTRL-1", "Home BP average not at goal", _W, _H, _cited("[1][6][9][11][12]")),
+        RuleSpec(
+            "BP-CTRL-2", "Home BP persistently uncontrolled (2 consecutive windows)", _W, _H, _cited("[17]")
+        ),
+        RuleSpec("BP-CTRL-3", "Stage-2-equivalent home average", _W, _H, _cited("[1][9]")),
+        RuleSpec("BP-AM-1", "Morning hypertension", _I, _H, _cited("[20][13]")),
+        RuleSpec("BP-AM-2", "Large morning-evening SBP difference", _I, _H, _cited("[21]")),
         RuleSpec(
             "BP-TREND-1",
             "Upward shift of daily mean SBP (EWMA / CUSUM)",
             _I,
             _H,
-            "[52][53][54] DEFAULT params",
+            _cited("[52][53][54] DEFAULT params"),
             True,
         ),
-        RuleSpec("HR-LOW", "Bradycardia at rest", _W, _L, "[23]", True),
-        RuleSpec("HR-HIGH", "Tachycardia at rest", _W, _H, "[24][18]", True),
+        RuleSpec("HR-LOW", "Bradycardia at rest", _W, _L, _cited("[23]"), True),
+        RuleSpec("HR-HIGH", "Tachycardia at rest", _W, _H, _cited("[24][18]"), True),
         RuleSpec(
-            "HR-IRR", "Irregular-pulse flag from the cuff: recommend 12-lead ECG", _W, _N, "[9][25a][25b][27]"
+            "HR-IRR",
+            "Irregular-pulse flag from the cuff: recommend 12-lead ECG",
+            _W,
+            _N,
+            _cited("[9][25a][25b][27]"),
         ),
-        RuleSpec("GLU-HYPO-1", "Level 1 hypoglycaemia", _W, _L, "[30][18]"),
-        RuleSpec("GLU-HYPO-2", "Level 2 hypoglycaemia", _U, _L, "[30][32]"),
-        RuleSpec("GLU-HYPO-3", "Level 3 hypoglycaemia (assisted event reported)", _U, _L, "[30]"),
+        RuleSpec("GLU-HYPO-1", "Level 1 hypoglycaemia", _W, _L, _cited("[30][18]")),
+        RuleSpec("GLU-HYPO-2", "Level 2 hypoglycaemia", _U, _L, _cited("[30][32]")),
+        RuleSpec("GLU-HYPO-3", "Level 3 hypoglycaemia (assisted event reported)", _U, _L, _cited("[30]")),
         RuleSpec(
-            "GLU-HYPO-REC", "Recurrent hypoglycaemia: review regimen", _W, _L, "[30] DEFAULT counts", True
+            "GLU-HYPO-REC",
+            "Recurrent hypoglycaemia: review regimen",
+            _W,
+            _L,
+            _cited("[30] DEFAULT counts"),
+            True,
         ),
         RuleSpec(
             "GLU-HIGH-1",
             "Level 2 hyperglycaemia on 2 consecutive readings: check ketones",
             _W,
             _H,
-            "[32][40]",
+            _cited("[32][40]"),
         ),
-        RuleSpec("GLU-HIGH-2", "Very high glucose", _U, _H, "[18][40]"),
-        RuleSpec("GLU-HIGH-3", "HHS range or DKA symptoms: emergency", _U, _H, "[39]"),
-        RuleSpec("GLU-CTRL-1", "Fasting glucose not at target", _W, _H, "[41][18]"),
-        RuleSpec("GLU-CTRL-2", "Post-prandial glucose above target", _I, _H, "[31][41]"),
-        RuleSpec("CGM-SUFF", "CGM data insufficient for metrics", _I, _N, "[32][33]"),
-        RuleSpec("CGM-TBR", "CGM time below range", _W, _L, "[33]"),
-        RuleSpec("CGM-TAR", "CGM time above range", _W, _H, "[33]"),
-        RuleSpec("CGM-TIR", "CGM time in range below goal", _I, _N, "[33]"),
-        RuleSpec("CGM-CV", "Glycaemic variability %CV > 36", _I, _N, "[32][34]"),
-        RuleSpec("CGM-GRI", "Glycaemia Risk Index zone D/E", _W, _N, "[36]"),
-        RuleSpec("CGM-GMI", "GMI rise vs previous 14 days", _I, _H, "[35] DEFAULT delta", True),
-        RuleSpec("DQ-01", "Stale data: no readings", _I, _N, "[58] DEFAULT", True),
-        RuleSpec("DQ-02", "Invalid or flagged reading excluded", _I, _N, "[27][61]"),
-        RuleSpec("DQ-03", "Fewer than 16 data days in 30", _I, _N, "[57][17]"),
+        RuleSpec("GLU-HIGH-2", "Very high glucose", _U, _H, _cited("[18][40]")),
+        RuleSpec("GLU-HIGH-3", "HHS range or DKA symptoms: emergency", _U, _H, _cited("[39]")),
+        RuleSpec("GLU-CTRL-1", "Fasting glucose not at target", _W, _H, _cited("[41][18]")),
+        RuleSpec("GLU-CTRL-2", "Post-prandial glucose above target", _I, _H, _cited("[31][41]")),
+        RuleSpec("CGM-SUFF", "CGM data insufficient for metrics", _I, _N, _cited("[32][33]")),
+        RuleSpec("CGM-TBR", "CGM time below range", _W, _L, _cited("[33]")),
+        RuleSpec("CGM-TAR", "CGM time above range", _W, _H, _cited("[33]")),
+        RuleSpec("CGM-TIR", "CGM time in range below goal", _I, _N, _cited("[33]")),
+        RuleSpec("CGM-CV", "Glycaemic variability %CV > 36", _I, _N, _cited("[32][34]")),
+        RuleSpec("CGM-GRI", "Glycaemia Risk Index zone D/E", _W, _N, _cited("[36]")),
+        RuleSpec("CGM-GMI", "GMI rise vs previous 14 days", _I, _H, _cited("[35] DEFAULT delta"), True),
+        RuleSpec("DQ-01", "Stale data: no readings", _I, _N, _cited("[58] DEFAULT"), True),
+        RuleSpec("DQ-02", "Invalid or flagged reading excluded", _I, _N, _cited("[27][61]")),
+        RuleSpec("DQ-03", "Fewer than 16 data days in 30", _I, _N, _cited("[57][17]")),
         RuleSpec(
             "OPS-GW-OFFLINE",
             "Gateway offline: the patient's readings cannot reach the clinic",
@@ -124,7 +151,9 @@ RULES: dict[str, RuleSpec] = {
             "Broker dropped messages: this home's readings are late until the gateway sends them again",
             _W,
             _N,
-            "operational; reliability.md §0.2 (Mosquitto drops once a queue is full); vitalgate.broker_monitor",
+            _cited(
+                "operational; [mosquitto-conf] Mosquitto drops once a queue is full (vitalgate.broker_monitor)"
+            ),
             True,
             Audience.CLINIC_STAFF,
         ),
