@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Literal
 
 from device_drivers.procedures.clock import ClockReading
-from device_drivers.procedures.glucose import GlucoseRecord
+from device_drivers.procedures.results import GlucoseRecord
 from device_drivers.profiles import blood_pressure as bp
 from device_drivers.profiles import glucose as gl
 from device_drivers.profiles.device_information import DeviceInformation

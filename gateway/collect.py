@@ -25,13 +25,13 @@ from device_drivers.procedures.client import NotifyCallback
 from device_drivers.procedures.clock import ClockReading, Now, system_now
 from device_drivers.procedures.device_info import (
     MeterIdentity,
-    UndecodedValue,
     read_blood_pressure_feature,
     read_glucose_feature,
     read_meter_identity,
 )
 from device_drivers.procedures.errors import MeterDisconnected, RacpError, SyncTimeout
-from device_drivers.procedures.glucose import GlucoseSyncResult, sync_glucose_records
+from device_drivers.procedures.glucose import sync_glucose_records
+from device_drivers.procedures.results import GlucoseSyncResult, UndecodedValue
 from device_drivers.procedures.session import check_clock
 from device_drivers.profiles import uuids
 from device_drivers.profiles.blood_pressure import decode_blood_pressure_measurement

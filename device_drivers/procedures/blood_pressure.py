@@ -30,8 +30,8 @@ from device_drivers.quirks import STANDARD, MeterQuirks
 
 from ._inbox import Inbox, LinkLost
 from .client import GattClient, ProcedureTimeouts, describe, subscribe, unsubscribe_all
-from .device_info import UndecodedValue
 from .errors import MissingCharacteristic, ProcedureError
+from .results import UndecodedValue
 
 logger = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from device_drivers.profiles.time import (
 from device_drivers.quirks import ClockCharacteristic, MeterQuirks
 
 from .client import GattClient, ProcedureTimeouts, read_optional, write
-from .device_info import UndecodedValue
 from .errors import GattOperationFailed
+from .results import UndecodedValue
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from device_drivers.profiles.glucose import GlucoseFeature, decode_glucose_featu
 from device_drivers.quirks import MeterQuirks, quirks_for
 
 from .client import GattClient, ProcedureTimeouts, describe, read_optional
+from .results import UndecodedValue
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +30,6 @@ _DIS_FIELDS = (
     ("firmware_revision", uuids.FIRMWARE_REVISION_STRING),
     ("software_revision", uuids.SOFTWARE_REVISION_STRING),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class UndecodedValue:
-    """Bytes a meter sent that did not decode, with the reason. Kept, never dropped."""
-
-    characteristic: str
-    raw: bytes
-    error: DecodeError
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from device_drivers.profiles.racp import RacpOpcode, RacpResponseCode
 
-if TYPE_CHECKING:
-    from .glucose import GlucoseSyncResult
+from .results import GlucoseSyncResult
 
 
 class ProcedureError(Exception):

@@ -25,7 +25,6 @@ are durably stored (step 8 of the reference procedure); this module never stores
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,55 +54,13 @@ from device_drivers.quirks import STANDARD, MeterQuirks, RecordRequest
 
 from ._inbox import Inbox, LinkLost
 from .client import GattClient, ProcedureTimeouts, describe, subscribe, unsubscribe_all, write
-from .device_info import UndecodedValue
 from .errors import MeterDisconnected, MissingCharacteristic, ProcedureError, RacpError, SyncTimeout
+from .results import GlucoseRecord, GlucoseSyncResult, SequenceEvent, UndecodedValue
 
 logger = logging.getLogger(__name__)
 
 HIGHEST_SEQUENCE_NUMBER = SEQUENCE_NUMBER_MODULUS - 1
 FINISHED_OK = (RacpResponseCode.SUCCESS, RacpResponseCode.NO_RECORDS_FOUND)
-
-
-class SequenceEvent(enum.Enum):
-    """What happened to the meter's sequence numbers since the last sync."""
-
-    NONE = "none"
-    WRAPAROUND = "wraparound"
-    RESET = "reset"
-
-
-@dataclass(frozen=True, slots=True)
-class GlucoseRecord:
-    """One stored reading with its context, when the meter sent one."""
-
-    measurement: GlucoseMeasurement
-    context: GlucoseMeasurementContext | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GlucoseSyncResult:
-    """Everything one RACP collection produced.
-
-    Attributes:
-        records: readings in arrival order, joined with their context.
-        requests: the RACP requests written, in order.
-        response_code: the meter's answer to the last report request.
-        highest_sequence_number: the cursor to persist after storing ``records`` (None: keep no
-            cursor, e.g. reversed numbering); equals the previous cursor when nothing new came.
-        sequence_event: wraparound or reset detected during this sync.
-        undecodable: values that did not decode, with their bytes and reason.
-        unmatched_contexts: contexts whose measurement never arrived.
-        missing_contexts: sequence numbers whose measurement announced a context that never came.
-    """
-
-    records: tuple[GlucoseRecord, ...]
-    requests: tuple[RacpRequest, ...]
-    response_code: RacpResponseCode | None
-    highest_sequence_number: int | None
-    sequence_event: SequenceEvent = SequenceEvent.NONE
-    undecodable: tuple[UndecodedValue, ...] = ()
-    unmatched_contexts: tuple[GlucoseMeasurementContext, ...] = ()
-    missing_contexts: tuple[int, ...] = ()
 
 
 @dataclass

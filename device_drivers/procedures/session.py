@@ -23,12 +23,12 @@ from .client import GattClient, ProcedureTimeouts
 from .clock import ClockReading, ClockWrite, Now, read_device_clock, set_device_clock, system_now
 from .device_info import (
     MeterIdentity,
-    UndecodedValue,
     read_blood_pressure_feature,
     read_glucose_feature,
     read_meter_identity,
 )
-from .glucose import GlucoseSyncResult, sync_glucose_records
+from .glucose import sync_glucose_records
+from .results import GlucoseSyncResult, UndecodedValue
 
 DEFAULT_CLOCK_TOLERANCE = dt.timedelta(seconds=60)
 

@@ -14,7 +14,8 @@ from device_drivers.procedures.blood_pressure import CollectionEnd, collect_bloo
 from device_drivers.procedures.client import GattClient, ProcedureTimeouts
 from device_drivers.procedures.clock import ClockReading, ClockSource, read_device_clock, set_device_clock
 from device_drivers.procedures.errors import GattTimeout, MeterDisconnected, RacpError, SyncTimeout
-from device_drivers.procedures.glucose import SequenceEvent, sync_glucose_records
+from device_drivers.procedures.glucose import sync_glucose_records
+from device_drivers.procedures.results import SequenceEvent
 from device_drivers.procedures.session import run_blood_pressure_session, run_glucose_session
 from device_drivers.profiles import uuids
 from device_drivers.profiles.blood_pressure import IntermediateCuffPressure

@@ -9,7 +9,7 @@ import pytest
 
 from device_drivers import quirks
 from device_drivers.procedures.clock import ClockReading, ClockSource
-from device_drivers.procedures.glucose import GlucoseRecord
+from device_drivers.procedures.results import GlucoseRecord
 from device_drivers.profiles.blood_pressure import decode_blood_pressure_measurement
 from device_drivers.profiles.device_information import DeviceInformation
 from device_drivers.profiles.glucose import decode_glucose_measurement, decode_glucose_measurement_context
