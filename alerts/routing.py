@@ -1,4 +1,4 @@
-"""Who hears about an alert, on which channel (clinical-rules.md §7 ESC-2; issue #7 routing).
+"""Who hears about an alert, on which channel (clinical-rules.md §7 ESC-2).
 
 - Recipients: the patient's family doctor first, then clinic staff on duty in escalation order. An
   escalation adds the next person each time (level 1 = doctor + first staff member on duty, ...).

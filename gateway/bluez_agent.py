@@ -2,8 +2,9 @@
 
 bleak registers no agent, so on BlueZ ``Device1.Pair()`` for a meter that shows a PIN fails
 ("BlueZ >= 5.72: Pair() without an agent fails with AuthenticationFailed; fix = register a
-KeyboardDisplay agent via dbus-fast before pairing", peers.md §1.5 hass-omron PR #73; bleak PRs
-#1100/#1990 still open, reliability.md §5.4). dbus-fast is already a bleak dependency on Linux.
+KeyboardDisplay agent via dbus-fast before pairing", peers.md §1.5, eigger/hass-omron#73; the bleak
+pull requests hbldh/bleak#1100 and hbldh/bleak#1990 still open, reliability.md §5.4). dbus-fast is
+already a bleak dependency on Linux.
 
 The agent answers only for the one device being paired by ``vitalgate gateway pair`` and only while
 that command runs; every other request is rejected (``org.bluez.Error.Rejected``), so a device that

@@ -113,8 +113,8 @@ def _tls_context(config: UplinkConfig) -> ssl.SSLContext:
 
 
 def _send_small_packets_at_once(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-    """TCP_NODELAY: paho leaves Nagle's algorithm on, which held small packets (acks, PUBACKs) ~40 ms
-    for the peer's delayed TCP ACK (measured in ingest, docs/ingest.md)."""
+    """TCP_NODELAY: paho leaves Nagle's algorithm on, which holds small packets (acks, PUBACKs) until
+    the peer's delayed TCP ACK (tens of ms on Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

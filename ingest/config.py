@@ -22,8 +22,8 @@ class IngestConfig:
       many unacknowledged QoS 1 messages, so it bounds what ingest holds in memory while the store
       is down (reliability.md §(a) 6: "memory stays bounded by receive-maximum / in-flight").
       Mosquitto 2.0.11 (Debian 12) keeps to it while nothing is acked, but not while acks flow:
-      draining a session's backlog, ingest measured 14,000-20,000 messages received and not yet
-      acked with 100 here (docs/ingest.md, ninth pass). `max_held_bytes` is then the bound.
+      draining a session's backlog it sends many times that many, so `max_held_bytes` is the bound
+      ingest keeps itself.
     - `shared_group`: subscribe through `$share/<group>/...` so replicas split the load.
     """
 
@@ -43,17 +43,15 @@ class IngestConfig:
     # Payload bytes ingest holds received and not yet acked, whatever the broker sends: past it,
     # later messages are left unacked until ingest has acked what it holds and reconnected, and the
     # broker then sends them again (ingest.consumer; Mosquitto 2.0.11 sends past receive_maximum).
-    # Measured in the bench's drains without this bound: up to 12 MB held (17,500 one-reading or
-    # 9,800 two-reading messages) and 28 MB (490 messages of 100 readings).
+    # Set well above what a backlog drain holds (bench/ingest_throughput.py prints the peak), so it
+    # bounds memory without engaging in normal operation.
     max_held_bytes: int = 64 * 1024 * 1024
     # Messages (and payload bytes) taken into one store transaction; bigger cycles amortise the
-    # commit, smaller ones bound an InfluxDB request (5,000-10,000 points, reliability.md §3).
-    # Large messages are bounded by max_cycle_bytes (~70 messages of 100 readings); the message
-    # count only bounds small ones: 256 vs 64 measured 3x faster into InfluxDB with 2- and
-    # 10-reading messages (a write costs ~50 ms whatever its size), SQLite unchanged; 512 vs 256
-    # draining a backlog of 2-reading messages, three interleaved default bench runs: InfluxDB
-    # 0.46-0.49 -> 0.53-0.54 of the bare subscriber, SQLite 0.49-0.54 -> 0.53-0.55 (docs/ingest.md,
-    # ninth pass). A cycle holds no more than the broker has sent unacked: see receive_maximum.
+    # commit and the per-request cost of an InfluxDB write, smaller ones bound an InfluxDB request
+    # (5,000-10,000 points, reliability.md §3). Large messages are bounded by max_cycle_bytes (~70
+    # messages of 100 readings); the message count bounds small ones, which real cuffs and meters
+    # mostly send (1-2 readings a sync). A cycle holds no more than the broker has sent unacked:
+    # see receive_maximum. bench/ingest_throughput.py `--cycle N` measures other values.
     max_messages_per_cycle: int = 512
     max_cycle_bytes: int = 4_000_000
     # Store/database unavailable: retry with exponential backoff between these bounds.
@@ -63,8 +61,8 @@ class IngestConfig:
     binding_cache_ttl_s: float = 5.0
     # Committed cycles whose MQTT acks wait for the broker's PUBACK of their application ack while
     # the worker goes on (ingest.consumer); the worker blocks when this many wait. Draining a
-    # backlog, that PUBACK queues behind every PUBLISH the broker sent before it: with 8 the worker
-    # waited a third of the time; 64 measured 1.5x faster, 128 no better (docs/ingest.md).
+    # backlog, that PUBACK queues behind every PUBLISH the broker sent before it, so the window must
+    # be deep enough for the worker not to wait on it (`--awaiting N` in bench/ingest_throughput.py).
     max_cycles_awaiting_ack: int = 64
     # How long a cycle may wait for more messages when the queue is shallow (0: take what is there).
     cycle_fill_s: float = 0.0

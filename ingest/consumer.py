@@ -8,12 +8,12 @@ blocks keepalive, paho#379/#328):
   (PUBACKs must follow PUBLISH order, [MQTT-4.6.0-2], reliability.md §1.1);
 - or, with a `PipelineProcess` (what `vitalgate ingest` runs), the pipeline runs in a child
   process and the worker only hands cycles over (three at a time) and acks the answers in order,
-  so this process's GIL is left to paho (ingest.pipeline_process, docs/ingest.md "Fourth pass").
+  so this process's GIL is left to paho (ingest.pipeline_process).
 
 Delivery:
 - persistent session: `clean_start=False`, Session Expiry > 0, a stable client id
   (reliability.md §0 item 3); QoS 1; `manual_ack=True`, so paho sends no PUBACK until `ack(mid)`
-  (§1.3, paho PR #753);
+  (§1.3, paho#753);
 - Receive Maximum bounds what the broker sends unacked, hence what ingest holds: when the store is
   down the worker retries with backoff and acks nothing, the broker stops at that bound, and
   nothing is lost (reliability.md §(a) 6). While acks flow, Mosquitto 2.0.11 sends past it
@@ -24,16 +24,16 @@ Delivery:
 - per cycle: commit -> publish the application ack (`ReadingsAck`, QoS 1) -> once the broker has
   PUBACKed that ack, PUBACK the readings messages. A crash anywhere before the PUBACK means the
   broker redelivers on reconnect, the store reports duplicates, and the ack is sent again; a crash
-  after it finds the application ack already at the broker. (Issue #6 asks for PUBACK after commit;
-  waiting for the ack's own PUBACK first closes the window where a stored reading's message is
-  acked but its application ack dies with the process.)
+  after it finds the application ack already at the broker. (Waiting for the application ack's own
+  PUBACK, not only for the commit, closes the window where a stored reading's message is acked but
+  its application ack dies with the process.)
 - that wait is pipelined, not synchronous: the worker hands the committed cycle to an "awaiting"
   window and goes on with the next cycle; paho's `on_publish` for the application ack (network
   thread) sends the cycle's MQTT acks, cycles strictly in commit order. At most
   `max_cycles_awaiting_ack` cycles wait; the worker blocks beyond that. A cycle whose application
-  ack is not PUBACKed within `ack_publish_timeout_s` is acked anyway (as before: the readings are
-  committed, the ack stays queued in paho, and holding the slot would stall the stream).
-  docs/ingest.md has the figures (a synchronous wait cost ~300 µs per cycle: most of a small cycle).
+  ack is not PUBACKed within `ack_publish_timeout_s` is acked anyway (the readings are committed,
+  the ack stays queued in paho, and holding the slot would stall the stream). A synchronous wait
+  would cost a broker round trip per cycle: most of a small cycle's time.
 - a cycle may wait up to `cycle_fill_s` for more messages when the queue is shallow, so one
   commit (fsync) and one application ack cover more messages; it stops waiting as soon as the
   cycle is full or every message the broker may send (Receive Maximum) is already held.
@@ -194,7 +194,7 @@ class IngestConsumer:
     ) -> None:
         """Either `store` and `clinic` (the pipeline runs in this process), or `pipeline`: e.g. an
         `ingest.pipeline_process.PipelineProcess`, started by its owner, which keeps the per-reading
-        work out of this process's GIL (docs/ingest.md)."""
+        work out of this process's GIL."""
         self.config = config
         if pipeline is None:
             if store is None or clinic is None:
@@ -347,7 +347,7 @@ class IngestConsumer:
     def _on_socket_open(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         """Send small packets at once (TCP_NODELAY): paho leaves Nagle's algorithm on, so an
         application ack or a PUBACK written while an earlier small packet awaits the broker's
-        delayed TCP ACK sat ~40 ms in the kernel; measured (docs/ingest.md) as 38 ms per cycle."""
+        delayed TCP ACK would sit in the kernel until that ACK (tens of ms on Linux), every cycle."""
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -466,8 +466,8 @@ class IngestConsumer:
         Runs on paho's network thread with paho's outgoing-message lock held, so it only queues
         PUBACKs (`ack` appends to paho's packet queue) and never publishes."""
         if reason_code.is_failure:
-            # Same as before pipelining: a PUBACK, even a refusing one, ends the wait; the gateway
-            # resends readings whose application ack it never gets.
+            # A PUBACK, even a refusing one, ends the wait; the gateway resends readings whose
+            # application ack it never gets.
             self._record_error(f"application ack refused by the broker: {reason_code}")
         with self._ack_cond:
             cycle = self._awaiting_by_mid.pop(mid, None)
@@ -558,7 +558,7 @@ class IngestConsumer:
     def _work_overlapped(self, pipeline: PipelineProcess) -> None:
         """`_work` for a pipeline in another process: the next cycles are handed over before the
         current one's answer is read, so the child starts on it at once instead of idling while
-        this thread acks (measured: both processes ~55 % busy one cycle at a time; docs/ingest.md).
+        this thread acks (one cycle at a time, each process would idle while the other works).
 
         Acks keep commit order: answers come back in submission order and each cycle is finished
         before the next answer is read. When a cycle fails, the answers of the cycles handed over
@@ -760,7 +760,7 @@ class IngestConsumer:
         """The head cycle's application ack was not PUBACKed in time: ack its messages anyway.
 
         The ack is still queued in paho and is sent while this process lives; holding the
-        messages would stall the stream (the behaviour before pipelining, kept)."""
+        messages would stall the stream."""
         cycle = self._awaiting[0]
         self._record_error(
             f"application ack not confirmed within {self.config.ack_publish_timeout_s:g} s; "

@@ -1,15 +1,15 @@
 """The ingest pipeline in a process of its own, so the MQTT process keeps a GIL for paho.
 
-Why (docs/ingest.md, "Fourth pass"): one ingest process is bound by its GIL. paho's network thread
-held it ~45 % of the time and the worker (parse, validate, bindings, rows, store) ~55 %, so one
-process reached about paho / (paho + worker) of a subscriber that does nothing: ~0.5 at one reading
-per message, less with bigger messages. Here the consumer's worker thread hands each cycle's raw
+Why: one ingest process is bound by its GIL. paho's network thread and the worker (parse, validate,
+bindings, rows, store) take turns holding it, so one process reaches at most paho / (paho + worker)
+of what a subscriber that does nothing receives; paho's share is per message and the worker's per
+reading, so the bound falls as messages grow. Here the consumer's worker thread hands each cycle's raw
 messages to a child process, which runs `IngestPipeline` against its own store and clinic database
 connections and answers with what the consumer needs to ack: counters and the application acks,
 already encoded. The MQTT process does no per-reading work at all; it waits on a pipe with the GIL
 released while the child works, so paho keeps receiving.
 
-Delivery is unchanged (ingest.consumer): the consumer acks a cycle only on the child's answer, which
+Delivery is the consumer's (ingest.consumer): it acks a cycle only on the child's answer, which
 comes after the child's commit. If the child dies, the cycle raises `ReadingStoreUnavailable`: the
 consumer holds the messages, retries, and this class starts a new child; the store and the
 dead-letter table are idempotent, so a cycle the dead child had committed is stored once. If the
@@ -50,8 +50,8 @@ from storage.readings.protocol import ReadingStore, ReadingStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-# Committer threads in the child: two measured +15-30 % into InfluxDB (2-reading messages,
-# alternating runs), no change into SQLite (docs/ingest.md, "Fourth pass").
+# Committer threads in the child: a store write waits on I/O (InfluxDB's HTTP round trip, SQLite's
+# fsync) with the GIL released, so a second committer overlaps one cycle's write with the next one's.
 COMMITTERS: Final = 2
 START_TIMEOUT_S: Final = 60.0  # a fresh interpreter importing pydantic, SQLAlchemy, the store
 _POLL_S: Final = 0.5

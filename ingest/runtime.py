@@ -1,11 +1,11 @@
 """Process-level tuning for an ingest process: opt-in, called once by the composition root.
 
-Ingest's cost is per reading (docs/ingest.md), and each reading allocates a few dozen container
+Ingest's cost is per reading, and each reading allocates a few dozen container
 objects (the pydantic models, their dicts and field sets, the store's row tuple). CPython's cyclic
 garbage collector runs a young pass every 700 net allocations and, every so often, a full pass that
 walks every tracked object in the process: after start-up that is ~100,000 objects of imported
-modules, pydantic schemas and SQLAlchemy metadata that never become garbage. Measured on the bench
-(bench/ingest_throughput.py, live, SQLite): full passes took ~20 % of the ingest worker's time.
+modules, pydantic schemas and SQLAlchemy metadata that never become garbage, so full passes take a
+large share of the ingest worker's time (bench/ingest_throughput.py `--no-freeze` shows how much).
 
 `gc.freeze()` moves every object alive at that moment to a permanent generation that collections
 skip (Python docs, gc.freeze: "Freeze all the objects tracked by gc - move them to a permanent

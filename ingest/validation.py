@@ -2,7 +2,7 @@
 
 Pure: no I/O. The binding check, which needs the clinic database, is applied by the pipeline.
 
-Rules (issue #6; DESIGN.md, Delivery):
+Rules (DESIGN.md, Delivery; docs/ingest.md, "What it guarantees"):
 - a payload above MAX_PAYLOAD_BYTES is refused before anything reads it: the dead-letter table keeps
   its size, SHA-256 and first OVERSIZED_PREFIX_BYTES bytes, never the payload (`oversized_summary`);
 - the topic must be `vitalgate/v1/gw/{gateway_id}/readings`; the broker's ACL confines each gateway

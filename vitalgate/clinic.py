@@ -80,7 +80,7 @@ class ClinicServer:
         """Everything but the HTTP server: ingest, the clinic services' jobs, the feed, the fleet and
         the broker monitor."""
         if self.ingest is not None:
-            freeze_startup_heap()  # everything is wired (docs/ingest.md: ~20 % ingest throughput)
+            freeze_startup_heap()  # everything is wired: keep it out of garbage collections (ingest.runtime)
             self.ingest.start()
         self._tasks.append(asyncio.create_task(self.services.run(stop)))
         self._tasks.append(asyncio.create_task(self.feed.run(stop)))

@@ -2,7 +2,7 @@
 
 Every reading carries the identity of the meter that took it, the meter's own timestamp beside the
 corrected UTC time, its validity with reasons, and the raw bytes it was decoded from (hex), so that
-nothing the meter said is lost (DESIGN.md, Storage; issue #2).
+nothing the meter said is lost (DESIGN.md, Storage).
 
 Native value and unit are kept; canonical values (mmHg, mg/dL) are filled in from them when absent
 and checked against them when present.
@@ -206,9 +206,8 @@ class _ReadingBase(BaseModel):
 
 # The derivations below run as model validators in "after" mode, on the already validated and
 # typed fields: pydantic-core then parses a batch's JSON straight into the models, instead of first
-# building a Python dict of every reading for a "before" validator (measured on the payloads of
-# bench/ingest_throughput.py: ~11 -> ~7 us per reading for the whole ReadingsBatch parse,
-# docs/ingest.md).
+# building a Python dict of every reading for a "before" validator, which costs most of a batch's
+# parse (bench/ingest_throughput.py measures it).
 # The models are frozen, so derived values are written into the instance's __dict__, and the fields
 # they fill are marked set, exactly as if the input had carried them.
 _BP_CANONICAL: Final = (

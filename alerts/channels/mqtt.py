@@ -43,8 +43,8 @@ class MqttConfig:
 
 
 def _send_small_packets_at_once(_client: mqtt.Client, _userdata: object, sock: object) -> None:
-    """TCP_NODELAY: paho leaves Nagle's algorithm on, which held small packets ~40 ms for the
-    broker's delayed TCP ACK (measured in ingest, docs/ingest.md); alerts must not wait for that."""
+    """TCP_NODELAY: paho leaves Nagle's algorithm on, which holds small packets until the broker's
+    delayed TCP ACK (tens of ms on Linux); alerts must not wait for that."""
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
 

@@ -12,11 +12,11 @@ lookalikes so nothing downstream mistakes a simulator for a real device.
   ("new record counter") — hass-omron README/troubleshooting, omblepy README |
 | ``and-like`` cuff | sends nothing until the collector has written the time (Date Time/CTS) on this
   connection — andengineering/AndroidSampleCode BleReceivedService.java |
-| ``silvercrest-like`` cuff | plain BLS: indicates every stored reading, Just Works — BLUETOOTH.md, OMG #806 |
+| ``silvercrest-like`` cuff | plain BLS: indicates every stored reading, Just Works — BLUETOOTH.md, 1technophile/OpenMQTTGateway#806 |
 | ``accu-chek-like`` glucose | passkey pairing (meter shows the PIN), Date Time 0x2A08 inside the Glucose
-  service instead of CTS — xDrip #208/#308, BluetoothGlucoseMeter.java |
+  service instead of CTS — xDrip#208, xDrip#308, BluetoothGlucoseMeter.java |
 | ``contour-like`` glucose | standard GLS with context and CTS; meter must already hold a reading
-  to connect (advertises only once it has one) — xDrip #104/#634 |
+  to connect (advertises only once it has one) — xDrip#104, xDrip#634 |
 | ``taidoc-like`` glucose | reversed sequence numbers (0 = newest), no clock access, no context —
   xDrip BluetoothGlucoseMeter.java |
 """

@@ -93,7 +93,7 @@ _T = TypeVar("_T")
 NS_PER_S: Final = 1_000_000_000
 NS_PER_US: Final = 1_000
 # Server guidance: "points in batches of 5,000 to 10,000 for optimal performance" (InfluxDB v1 API
-# docs; maintainers: at most 10,000, influxdb#2379; up to 5,000, #3601; reliability.md §3).
+# docs; maintainers: at most 10,000, influxdb#2379; up to 5,000, influxdb#3601; reliability.md §3).
 DEFAULT_MAX_POINTS_PER_REQUEST: Final = 5_000
 # Patients per history statement (`history_columns`): one series each in the answer.
 HISTORY_PATIENTS_PER_STATEMENT: Final = 100
@@ -163,9 +163,8 @@ def point_time_ns(reading: AnyReading) -> int:
 # `reading_json`, which every read returns; beside it only what InfluxQL itself needs: the duplicate
 # probe's `reading_id`, the exact time, the flags the aggregates and `valid_only` filter on, and the
 # values in canonical units that daily aggregates (AGGREGATED_METRICS) and Grafana average. influxd's
-# CPU grows with the fields per point: measured on 60,000 readings in batches of 400 (Debian's
-# influxd 1.6), ~33 µs per reading with the earlier 19-20 fields, ~22.5 µs with this set
-# (docs/ingest.md, ninth pass); influxd shares the gateway's or clinic's cores with ingest.
+# CPU grows with the fields per point, and influxd shares the gateway's or clinic's cores with ingest,
+# so a point carries nothing that only a read of `reading_json` needs.
 BLOOD_PRESSURE_FIELDS: Final = ("systolic_mmhg", "diastolic_mmhg", "mean_arterial_mmhg", "pulse_bpm")
 GLUCOSE_FIELDS: Final = ("glucose_mg_dl", "meal")
 COMMON_FIELDS: Final = ("reading_id", "measured_at_us", "valid", "in_averages")

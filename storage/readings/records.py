@@ -25,8 +25,8 @@ _READING_ADAPTER: Final[TypeAdapter[AnyReading]] = TypeAdapter(Reading)
 # it before a query also rules out any quoting trouble in InfluxQL string literals.
 PATIENT_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-# Canonical quantities summarised per day, by kind (issue #6: mean/min/max of systolic, diastolic,
-# pulse or glucose_mg_dl).
+# Canonical quantities summarised per day, by kind: mean/min/max of systolic, diastolic, pulse or
+# glucose_mg_dl.
 AGGREGATED_METRICS: Final[Mapping[ReadingKind, tuple[str, ...]]] = {
     ReadingKind.BLOOD_PRESSURE: ("systolic_mmhg", "diastolic_mmhg", "pulse_bpm"),
     ReadingKind.GLUCOSE: ("glucose_mg_dl",),

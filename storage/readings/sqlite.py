@@ -6,7 +6,7 @@ here, the rowid table writes about 3x faster), with an index on (patient_id, kin
 schema is in docs/storage-schema.md. WAL journal, so readers never block the writer; synchronous=FULL
 by default, because ingest acks a reading to the gateway as soon as `write_batch` returns and the
 gateway then deletes it from its outbox (DESIGN.md, Delivery): a committed batch must survive power
-loss. A batch is one transaction with executemany (SQLite FAQ #19: "50,000 or more INSERT statements
+loss. A batch is one transaction (SQLite FAQ, question 19: "50,000 or more INSERT statements
 per second ... But it will only do a few dozen transactions per second", reliability.md §7).
 
 Thread safety: one writer connection behind a lock, and one reader connection per calling thread
@@ -18,8 +18,8 @@ mode and the schema version are read first, and only a new or older file takes t
 replica starting while another one writes flat out opens at once. And opening is retried: WAL can
 answer SQLITE_BUSY without calling the busy handler, for a short time while the last connection
 closing cleans up the WAL and shared-memory files, or while the first connection after a crash runs
-recovery (sqlite.org/wal.html, "Sometimes Queries Return SQLITE_BUSY In WAL Mode"). A replica met
-that once in CI ("cannot open reading store: database is locked") and its pipeline process died.
+recovery (sqlite.org/wal.html, "Sometimes Queries Return SQLITE_BUSY In WAL Mode"); without the
+retry, a replica starting then fails with "cannot open reading store: database is locked".
 """
 
 from __future__ import annotations
@@ -81,9 +81,8 @@ _OPEN_RETRY_S: Final = (0.05, 0.1, 0.2, 0.5, 1.0)
 # 1000 pages, run in the COMMIT that reaches it (sqlite.org/c3ref/wal_autocheckpoint.html), so the
 # writer holds the file's one write lock through it. Each random `reading_id` index page a batch
 # dirties is copied into the file once per checkpoint, however many batches dirtied it since, so
-# fewer checkpoints copy fewer pages: 10,000 measured 40-47 against 56 µs per reading for the whole
-# write at 100,000 stored readings (docs/ingest.md, seventh pass). The WAL then grows to ~40 MB
-# between checkpoints; `WAL_SIZE_LIMIT_BYTES` truncates it back after one.
+# fewer checkpoints copy fewer pages (bench/reading_store_write.py measures the write). The WAL then
+# grows to ~40 MB between checkpoints; `WAL_SIZE_LIMIT_BYTES` truncates it back after one.
 WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 # journal_size_limit: a WAL that grew past this (a long reader holding the checkpoint back) is
 # truncated to it once a checkpoint resets it (sqlite.org/pragma.html#pragma_journal_size_limit).
@@ -183,11 +182,10 @@ def _insert_rows(
 ) -> None:
     """Insert `rows` with a few multi-row INSERTs instead of `executemany`.
 
-    Measured (docs/ingest.md): the sqlite3 module releases the GIL around every `sqlite3_step`, and
-    `executemany` steps once per row. In ingest, paho's network thread takes the GIL at each
-    release and the worker waits to get it back: executemany cost 76 µs per row there against 11 µs
-    alone. A multi-row INSERT is one step per statement, so the GIL changes hands a few times per
-    batch; on its own it costs the same as executemany (14-19 µs per row either way, measured)."""
+    The sqlite3 module releases the GIL around every `sqlite3_step`, and `executemany` steps once
+    per row. In ingest, paho's network thread takes the GIL at each release and the worker waits to
+    get it back, once per row. A multi-row INSERT is one step per statement, so the GIL changes hands
+    a few times per batch; on its own it costs the same as executemany."""
     done = 0
     for size in sizes:
         while len(rows) - done >= size:
@@ -253,8 +251,7 @@ MeterKeys = dict[tuple[str, str, str | None, str | None], str]
 
 def _utc_text(moment: datetime) -> str:
     """`records.utc_text`, the same text, at a third of the cost (isoformat instead of strftime):
-    row building is per reading, and ingest's throughput is bound by per-reading work
-    (docs/ingest.md)."""
+    row building is per reading, and ingest's throughput is bound by per-reading work."""
     moment = moment.astimezone(UTC)
     if moment.year not in _FOUR_DIGIT_YEARS:
         return utc_text(moment)
@@ -486,7 +483,7 @@ class SqliteReadingStore:
         ids = [r.reading_id for r in readings]
         # The rows are built before taking the write lock, duplicates included (rare outside a
         # replay): the file has one writer, and ingest commits on two threads, so the lock is the
-        # serial resource (docs/ingest.md, seventh pass); building rows is a quarter of a write.
+        # serial resource; building rows outside it shortens each turn.
         meter_keys: MeterKeys = {}
         rows = [reading_row(r, stored_at, meter_keys) for r in readings]
         with self._write_lock, self._errors("write"):

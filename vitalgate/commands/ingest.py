@@ -149,8 +149,8 @@ def serve(
     disconnect. `listeners` are called with each committed batch after the clinic services's.
 
     With `ingest.pipeline_process` (the default) validation and storage run in a child process
-    (ingest.pipeline_process): one process's GIL bounds ingest to about half of what paho alone
-    receives (docs/ingest.md)."""
+    (ingest.pipeline_process): in one process, validation competes with paho's network thread for
+    one GIL (docs/ingest.md, "Two ways to run it")."""
     from ingest import IngestConsumer, PipelineProcess, freeze_startup_heap
     from storage.clinic.repository import ClinicRepository
     from vitalgate.wiring import (
@@ -190,8 +190,7 @@ def serve(
                 config, store, ClinicRepository(database.sessions), listeners=every_listener
             )
         try:
-            # Everything is wired: keep the start-up heap out of garbage collections (~20 % throughput,
-            # docs/ingest.md).
+            # Everything is wired: keep the start-up heap out of garbage collections (ingest.runtime).
             freeze_startup_heap()
             consumer.start()
             while not stop.wait(stats_interval_s if stats_interval_s > 0 else None):
