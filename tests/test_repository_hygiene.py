@@ -73,10 +73,14 @@ def test_no_comment_or_doc_tells_the_story_of_earlier_passes() -> None:
     assert findings(HISTORY) == []
 
 
+def reference_anchors() -> set[str]:
+    page = (REPO / REFERENCES_PAGE).read_text(encoding="utf-8")
+    return set(re.findall(r'<a id="ref-([^"]+)"></a>', page))
+
+
 def test_every_citation_the_alert_catalogue_shows_resolves_in_docs_references() -> None:
     """A clinician who reads an alert's sources finds each cited key on docs/references.md."""
-    page = (REPO / REFERENCES_PAGE).read_text(encoding="utf-8")
-    anchors = set(re.findall(r'<a id="ref-([^"]+)"></a>', page))
+    anchors = reference_anchors()
     unresolved = []
     for spec in RULES.values():
         keys = re.findall(r"\[([^\]\s]+)\]", spec.citation)
@@ -85,3 +89,38 @@ def test_every_citation_the_alert_catalogue_shows_resolves_in_docs_references() 
         unresolved.extend(f"{spec.rule_id}: [{key}]" for key in keys if key not in anchors)
     assert unresolved == []
     assert any(re.findall(r"\[[^\]\s]+\]", spec.citation) for spec in RULES.values())
+
+
+# A reference key in prose: "[30]", "[25a]", "[mosquitto-conf]"; not a Markdown link "[text](url)".
+DOC_KEY = re.compile(r"\[([0-9]{1,2}[a-g]?|[a-z][a-z0-9]*(?:-[a-z0-9]+)+)\](?![(:])")
+# Notes kept beside the repository, not in it: a reader of the docs cannot open them.
+OUTSIDE_FILES = re.compile(
+    r"\b(?:DESIGN|clinical-rules|reliability|peers|ble-health-profiles|bluez-vm|style-models|perf-baseline)\.md\b"
+)
+
+
+def test_every_reference_key_the_docs_cite_resolves_in_docs_references() -> None:
+    """A reader of any guide finds each cited source key on docs/references.md."""
+    anchors = reference_anchors()
+    unresolved = [
+        f"{path.relative_to(REPO)}:{number}: [{match.group(1)}]"
+        for path in sorted((REPO / "docs").rglob("*.md"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        for match in DOC_KEY.finditer(line)
+        if match.group(1) not in anchors
+    ]
+    assert unresolved == []
+
+
+def test_docs_cite_no_notes_outside_the_repository() -> None:
+    """The docs cite sources a reader can open: in-repo pages or public ones, not private notes."""
+    assert findings_in_docs(OUTSIDE_FILES) == []
+
+
+def findings_in_docs(pattern: re.Pattern[str]) -> list[str]:
+    return [
+        f"{path.relative_to(REPO)}:{number}: {match.group(0)!r}"
+        for path in sorted((REPO / "docs").rglob("*.md"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if (match := pattern.search(line)) is not None
+    ]
