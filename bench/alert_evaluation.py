@@ -11,7 +11,7 @@ hands a batch. Printed: the time per evaluation (p50, p99), and how much of it w
 store (every call to the store, timed by a wrapper). Alerts live in memory and no channel is wired,
 so the figures are the engine's own.
 
-Backends: SQLite (a temporary file), and a private influxd (tests/fixtures/influxdb.py) when installed.
+Backends: SQLite (a temporary file), and a private influxd (testbed/influxdb.py) when installed.
 
 Usage: .venv/bin/python bench/alert_evaluation.py [--patients 200] [--days 90] [--backends sqlite,influxdb]
 """
@@ -139,7 +139,7 @@ def sqlite_store(root: Path) -> Iterator[ReadingStore]:
 @contextmanager
 def influx_store(root: Path) -> Iterator[ReadingStore]:
     from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
-    from tests.fixtures.influxdb import InfluxServer
+    from testbed.influxdb import InfluxServer
 
     server = InfluxServer(root / "influxd")
     server.start()
@@ -191,7 +191,7 @@ def main() -> int:
         if backend == "sqlite":
             run("SQLite", sqlite_store, args)
         elif backend == "influxdb":
-            from tests.fixtures.influxdb import influxd_available
+            from testbed.influxdb import influxd_available
 
             if not influxd_available():
                 print("InfluxDB: skipped, influxd not installed (Debian package influxdb)")

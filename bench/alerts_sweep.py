@@ -12,7 +12,7 @@ the histories call for, the second is the steady state of every interval after.
 Target: 10,000 patients x 90 days in < 10 s per sweep.
 
 Backends: SQLite (reading store and clinic database in a temporary directory), and PostgreSQL on
-127.0.0.1:5432 (a database created and dropped here) + a private influxd (tests/fixtures/influxdb.py).
+127.0.0.1:5432 (a database created and dropped here) + a private influxd (testbed/influxdb.py).
 Either is skipped with the reason when its server is absent.
 
 Usage: .venv/bin/python bench/alerts_sweep.py [--patients 10000] [--days 90] [--per-day 2]
@@ -185,7 +185,7 @@ def postgres_influx_backend(root: Path) -> Iterator[Backend | str]:
         import psycopg
 
         from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
-        from tests.fixtures.influxdb import InfluxServer, influxd_available
+        from testbed.influxdb import InfluxServer, influxd_available
     except ImportError as exc:
         yield f"skipped: {exc}"
         return

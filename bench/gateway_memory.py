@@ -25,8 +25,8 @@ import psutil  # type: ignore[import-untyped]
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.gateway.acker import Acker  # noqa: E402
-from tests.gateway.process_rig import GatewayProcess, MeterHost, add_home, gateway_env, pair_all  # noqa: E402
+from testbed.acker import Acker  # noqa: E402
+from testbed.process_rig import GatewayProcess, MeterHost, add_home, gateway_env, pair_all  # noqa: E402
 from vitalgate.mosquitto import MosquittoBroker  # noqa: E402
 
 GATEWAY_ID = "gw-bench"

@@ -7,7 +7,7 @@ raised so nothing is dropped), then the consumer connects and the bench times th
   (a) bare: a paho subscriber that does nothing but count (QoS 1, automatic PUBACK);
   (b) ingest -> SQLite reading store (validation, bindings, one transaction per cycle, manual ack,
       application acks);
-  (c) ingest -> InfluxDB 1.6 behind the /api/v2/write test shim (tests/fixtures/influxdb.py), when
+  (c) ingest -> InfluxDB 1.6 behind the /api/v2/write test shim (testbed/influxdb.py), when
       `influxd` is installed; influxd and the shim run in a process of their own, as a real
       InfluxDB would, so the shim's Python HTTP handling does not share ingest's GIL;
   (n) naive: the consumer a user would otherwise write, the yardstick for big messages (the bare
@@ -957,11 +957,11 @@ def print_table(mode: str, figures: list[Figure]) -> None:
 def _influx_host(connection: Any, stop: Any) -> None:
     """Runs in its own process: a private influxd and the test shim, until `stop`.
 
-    The shim (tests/fixtures/influxdb.py) stands in for the /api/v2/write endpoint that InfluxDB
+    The shim (testbed/influxdb.py) stands in for the /api/v2/write endpoint that InfluxDB
     1.8+ serves itself; it is Python, so in the bench's process it would take the GIL from ingest
     for every write (reading and forwarding ~6 MB per cycle): that is the test rig's cost, not
     ingest's."""
-    from tests.fixtures.influxdb import InfluxServer
+    from testbed.influxdb import InfluxServer
 
     server = InfluxServer()
     try:
@@ -992,7 +992,7 @@ def influx_server(stack: list[Callable[[], None]]) -> InfluxHost | None:
     """A private influxd (with its shim, in a process of its own)."""
     try:
         import storage.readings.influxdb  # noqa: F401 - the clinic extra is installed
-        from tests.fixtures.influxdb import influxd_available
+        from testbed.influxdb import influxd_available
     except ImportError as exc:
         print(f"(c) skipped: {exc}")
         return None

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: tests.fixtures
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: testbed
 
 from storage.readings import AnyReading, ReadingStore, SqliteReadingStore
 from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
-from tests.fixtures.influxdb import InfluxServer, influxd_available
+from testbed.influxdb import InfluxServer, influxd_available
 from vitals.identity import blood_pressure_reading_id, glucose_reading_id
 from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading
 

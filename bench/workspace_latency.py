@@ -15,7 +15,7 @@ targets are about); the round trip beside it. Targets (issue: clinical workspace
   p99 < 50 ms per request.
 
 Backends: SQLite (reading store and clinic database in a temporary directory), and PostgreSQL on
-127.0.0.1:5432 (a database created and dropped here) + a private influxd (tests/fixtures/influxdb.py;
+127.0.0.1:5432 (a database created and dropped here) + a private influxd (testbed/influxdb.py;
 reads go to influxd's /query directly, as in production). Either is skipped with the reason when its
 server is absent.
 
@@ -388,7 +388,7 @@ def postgres_influx_backend(root: Path) -> Backend | str:
         import psycopg
 
         from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
-        from tests.fixtures.influxdb import InfluxServer, influxd_available
+        from testbed.influxdb import InfluxServer, influxd_available
     except ImportError as exc:
         return f"skipped: {exc}"
     if not influxd_available():

@@ -5,6 +5,7 @@ SQLAlchemy or numpy."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,43 @@ def test_imports_point_down_the_layout_table(package: str) -> None:
     offenders = []
     for path in sorted((REPO / package).rglob("*.py")):
         wrong = (imported_top_levels(path) & OURS) - ALLOWED[package]
+        if wrong:
+            offenders.append(f"{path.relative_to(REPO)} imports {sorted(wrong)}")
+    assert not offenders, "\n".join(offenders)
+
+
+def python_sources(folder: Path) -> list[Path]:
+    """The Python files under ``folder``, including scripts without a suffix (bench/run)."""
+    return [
+        path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+        and (
+            path.suffix == ".py"
+            or (not path.suffix and path.read_bytes().startswith(b"#!/usr/bin/env python"))
+        )
+    ]
+
+
+def modules_named_in_strings(path: Path) -> set[str]:
+    """Top-level packages of the dotted module names in string constants (``python -m tests.x``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return {
+        node.value.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.fullmatch(r"[a-z_]+(\.[a-z_0-9]+)+", node.value)
+    }
+
+
+@pytest.mark.parametrize("folder", [*sorted(OURS), "testbed", "bench"])
+def test_test_code_is_imported_only_by_tests(folder: str) -> None:
+    """Product packages import neither tests/ nor testbed/, and benchmarks and testbed/ import nothing from tests/."""
+    forbidden = {"tests"} if folder in {"testbed", "bench"} else {"tests", "testbed"}
+    offenders = []
+    for path in python_sources(REPO / folder):
+        wrong = (imported_top_levels(path) | modules_named_in_strings(path)) & forbidden
         if wrong:
             offenders.append(f"{path.relative_to(REPO)} imports {sorted(wrong)}")
     assert not offenders, "\n".join(offenders)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ingest.config import IngestConfig
-from tests.fixtures.influxdb import influxd_available
+from testbed.influxdb import influxd_available
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.influxdb import influxd_available
+from testbed.influxdb import influxd_available
 from tests.fixtures.postgres import _server_absent_reason
 
 ROOT = Path(__file__).resolve().parents[2]

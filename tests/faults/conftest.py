@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from testbed.influxdb import influxd_available
 from tests.faults.rig import Pipeline, pipeline
-from tests.fixtures.influxdb import influxd_available
 
 # Ingest's own fixtures (a seeded clinic database, a SQLite store, a gateway client), for the
 # scenario that kills `vitalgate ingest` alone (test_ingest_crash.py).

@@ -47,11 +47,11 @@ from paho.mqtt.properties import Properties
 
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from storage.clinic.models import GuidelineProfile, MeterKind, UserRole
+from testbed import influxdb as influx_fixture
+from testbed.influxdb import InfluxServer
 from tests.faults.ledger import Ledger
 from tests.faults.meters import ABNORMAL_RULE, Home
 from tests.faults.proxy import BlackHoleProxy
-from tests.fixtures import influxdb as influx_fixture
-from tests.fixtures.influxdb import InfluxServer
 from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter
 from vitalgate.mosquitto import MosquittoBroker, free_port
 

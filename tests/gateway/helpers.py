@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
-from tests.gateway.acker import Acker
+from testbed.acker import Acker
 from vitals.readings import BloodPressureReading, GlucoseReading
 
 

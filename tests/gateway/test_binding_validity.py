@@ -33,10 +33,10 @@ from storage.clinic.enrolment import add_clinic, add_user, enrol_patient, regist
 from storage.clinic.models import AuditLogEntry, MeterKind, UnboundReleaseRecord, UserRole
 from storage.clinic.repository import ClinicRepository, bind_meter
 from storage.readings import SqliteReadingStore
+from testbed.factories import cuff, glucose, glucose_meter
+from testbed.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from tests.api.session_tokens import bearer_headers
-from tests.gateway.factories import cuff, glucose, glucose_meter
 from tests.gateway.helpers import wait_until
-from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from vitalgate.admin import publish_gateway_config
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.mosquitto import MosquittoBroker

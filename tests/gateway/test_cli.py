@@ -11,7 +11,7 @@ import pytest
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
 from gateway.health import Health, write_status_file
 from gateway.outbox import Outbox, UnboundReading
-from tests.gateway.factories import blood_pressure, cuff
+from testbed.factories import blood_pressure, cuff
 from vitalgate.cli import main
 from vitals.payload import MeterBinding
 

@@ -19,7 +19,7 @@ from gateway.app import Gateway
 from gateway.bindings import Bindings, MeterProfile
 from gateway.collect import default_collector
 from gateway.pairing import pair
-from tests.gateway.acker import Acker
+from testbed.acker import Acker
 from tests.gateway.helpers import expected_keys, received_keys, wait_until
 from tests.gateway.test_gateway_app import GW, options
 from vitalgate.mosquitto import MosquittoBroker

@@ -19,8 +19,8 @@ from gateway.bindings import Bindings, MeterProfile
 from gateway.meters import BleConfig
 from gateway.pairing import pair
 from gateway.uplink import ForwarderConfig, UplinkConfig
-from tests.gateway.acker import Acker
-from tests.gateway.gateway_proc import burst_collector
+from testbed.acker import Acker
+from testbed.gateway_proc import burst_collector
 from tests.gateway.helpers import wait_until
 from vitalgate.mosquitto import MosquittoBroker
 from vitals.payload import GatewayStatus

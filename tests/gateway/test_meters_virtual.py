@@ -30,7 +30,7 @@ from gateway.health import Health
 from gateway.meters import BleConfig, MeterManager, MeterSession
 from gateway.outbox import CommitResult, Outbox, SyncPosition, UnboundReading
 from gateway.pairing import PairingError, discover, pair, read_identity
-from tests.gateway.factories import glucose
+from testbed.factories import glucose
 from tests.gateway.helpers import wait_until
 from vitals.readings import Reading
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.outbox import Outbox, OutboxFullError, SyncPosition, UnboundReading
-from tests.gateway.factories import blood_pressure, glucose, glucose_meter
+from testbed.factories import blood_pressure, glucose, glucose_meter
 from vitals.payload import RejectedReading
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.acker import Acker
+from testbed.acker import Acker
+from testbed.process_rig import GatewayProcess, MeterHost, add_home, gateway_env, pair_all
 from tests.gateway.helpers import expected_keys, received_keys, wait_until
-from tests.gateway.process_rig import GatewayProcess, MeterHost, add_home, gateway_env, pair_all
 from vitalgate.mosquitto import MosquittoBroker
 
 pytestmark = [pytest.mark.mosquitto]

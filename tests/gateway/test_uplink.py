@@ -15,8 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from gateway.outbox import Outbox
 from gateway.uplink import Forwarder, ForwarderConfig, MqttUplink, UplinkConfig
-from tests.gateway.acker import Acker
-from tests.gateway.factories import blood_pressure, glucose
+from testbed.acker import Acker
+from testbed.factories import blood_pressure, glucose
 from tests.gateway.helpers import wait_until
 from vitalgate.mosquitto import MosquittoBroker
 from vitals.payload import GatewayConfig, GatewayStatus, MeterBinding

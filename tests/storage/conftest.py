@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from storage.readings import ReadingStore, SqliteReadingStore
-from tests.fixtures.influxdb import InfluxServer, influxd_available
+from testbed.influxdb import InfluxServer, influxd_available
 
-_INFLUXD_MISSING = "influxd missing: install the Debian package influxdb (tests/fixtures/influxdb.py)"
+_INFLUXD_MISSING = "influxd missing: install the Debian package influxdb (testbed/influxdb.py)"
 _database_numbers = itertools.count(1)
 
 STORE_KINDS = [

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from storage.readings.influxdb import InfluxReadingStore
-from tests.fixtures.influxdb import InfluxServer
+from testbed.influxdb import InfluxServer
 from tests.storage.conftest import make_influx_store
 from tests.storage.readings_data import T0, bp
 from vitals.readings import ReadingKind

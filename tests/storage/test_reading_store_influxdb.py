@@ -20,7 +20,7 @@ from storage.readings.influxdb import (
     point_time_ns,
 )
 from storage.readings.records import in_averages
-from tests.fixtures.influxdb import InfluxServer, map_v2_write
+from testbed.influxdb import InfluxServer, map_v2_write
 from tests.storage.conftest import make_influx_store
 from tests.storage.readings_data import T0, bp, every_field_readings, glucose
 from vitals.readings import BloodPressureReading, ReadingKind

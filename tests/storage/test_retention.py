@@ -23,7 +23,7 @@ from storage.clinic.models import AuditLogEntry, DeadLetter, DeadLetterScope, We
 from storage.clinic.retention import prune_clinic_records
 from storage.readings import AnyReading, ReadingStoreRejected, SqliteReadingStore
 from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
-from tests.fixtures.influxdb import InfluxServer
+from testbed.influxdb import InfluxServer
 from tests.fixtures.postgres import clinic_url, postgres_database_url
 from tests.storage.conftest import influxdb_server
 from tests.storage.readings_data import bp, glucose

@@ -32,8 +32,8 @@ from storage.clinic.enrolment import add_clinic, add_user, enrol_patient, regist
 from storage.clinic.models import Alert, AuditLogEntry, MeterKind, UnboundReleaseRecord, UserRole
 from storage.clinic.repository import bind_meter
 from storage.readings import SqliteReadingStore
+from testbed.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from tests.api.session_tokens import bearer_headers
-from tests.gateway.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.mosquitto import MosquittoBroker
 from vitalgate.settings import load_settings

@@ -31,8 +31,8 @@ from sqlalchemy import select, text
 
 from storage.clinic.database import ClinicDatabase, create_clinic_engine
 from storage.clinic.models import Alert, AlertEventRecord, GuidelineProfile, MeterKind, UserRole
+from testbed.influxdb import InfluxServer, influxd_available
 from tests.alerts.test_channels import SECRET, _Receiver
-from tests.fixtures.influxdb import InfluxServer, influxd_available
 from tests.fixtures.postgres import postgres_database_url
 from tests.ingest.helpers import GatewayClient
 from tests.vitalgate.clinic_processes import START_TIMEOUT_S, ClinicCommand, http_get, wait_for

@@ -28,7 +28,7 @@ from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from vitalgate.mosquitto import MosquittoBroker
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PASSKEY = 246810
 
 
@@ -132,7 +132,7 @@ class GatewayProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.gateway.gateway_proc",
+            "testbed.gateway_proc",
             "--virtual-radio",
             self.transport_spec,
             *self.extra_args,

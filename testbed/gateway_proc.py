@@ -1,6 +1,6 @@
 """Run a gateway PROCESS for process-level tests and the memory bench.
 
-    python -m tests.gateway.gateway_proc --virtual-radio tcp-client:127.0.0.1:PORT [--collector burst]
+    python -m testbed.gateway_proc --virtual-radio tcp-client:127.0.0.1:PORT [--collector burst]
 
 Settings come from VITALGATE_* variables, exactly as `vitalgate gateway run` takes them; this entry
 point only adds the choice of collector (``default``: device_drivers' procedures; ``burst``: a
@@ -20,7 +20,7 @@ from bleak import BleakClient
 from device_drivers.profiles.uuids import BATTERY_LEVEL
 from gateway.meters import Collector, MeterSession
 from gateway.pairing import read_identity
-from tests.gateway.factories import glucose
+from testbed.factories import glucose
 from vitalgate.commands.gateway import _run
 from vitalgate.logs import configure_logging
 from vitalgate.settings import load_settings
