@@ -69,7 +69,7 @@ from vitals.readings import BloodPressureReading, GlucoseReading, Reading
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-DEFAULT_CAPACITY = 50_000  # ~ a year of 4 meters x 30 readings a day
+DEFAULT_CAPACITY = 100_000  # ~ two years of 4 meters x 30 readings a day
 DEFAULT_UNBOUND_CAPACITY = 5_000
 DEFAULT_DELIVERED_RETENTION = 200_000  # acked ids remembered to suppress re-sends of re-reported records
 BUSY_TIMEOUT_MS = 10_000

@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.outbox import DEFAULT_CAPACITY, DEFAULT_UNBOUND_CAPACITY
+
 CONFIG_ENV_VAR = "VITALGATE_CONFIG"
 
 
@@ -96,8 +98,10 @@ class BrokerAccountsSettings(_Section):
 class GatewaySettings(_Section):
     gateway_id: str = Field(default="gw-local", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     outbox_path: Path | None = Field(default=None, description="default: DATA_DIR/gateway/outbox.sqlite3")
-    outbox_capacity: int = Field(default=100_000, ge=10)
-    unbound_capacity: int = Field(default=5_000, ge=10, description="readings of unbound meters kept aside")
+    outbox_capacity: int = Field(default=DEFAULT_CAPACITY, ge=10)
+    unbound_capacity: int = Field(
+        default=DEFAULT_UNBOUND_CAPACITY, ge=10, description="readings of unbound meters kept aside"
+    )
     bindings_file: Path | None = Field(default=None, description="local bindings, used until config arrives")
     ack_timeout_s: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=100, ge=1, le=500)

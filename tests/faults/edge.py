@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.health import Health, write_status_file
-from gateway.outbox import Outbox, OutboxError
+from gateway.outbox import DEFAULT_CAPACITY, Outbox, OutboxError
 from gateway.uplink import Forwarder, ForwarderConfig, MqttUplink, UplinkConfig, UplinkError
 from tests.faults.meters import Home
 from vitals.payload import GatewayStatus
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commit-batch", type=int, default=50)
     parser.add_argument("--forward-batch", type=int, default=100)
     parser.add_argument("--ack-timeout", type=float, default=5.0)
-    parser.add_argument("--capacity", type=int, default=100_000)
+    parser.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY)
     parser.add_argument("--keepalive", type=int, default=5)
     parser.add_argument("--status-interval", type=float, default=1.0)
     args = parser.parse_args(argv)
