@@ -44,17 +44,27 @@ def window_outcome(
         status = OutcomeStatus.FIRING
     elif code == CLEAR:
         if not clear_values:
-            return Outcome(result.rule_id, patient_id, OutcomeStatus.CLEAR)
+            return Outcome(rule_id=result.rule_id, patient_id=patient_id, status=OutcomeStatus.CLEAR)
         status = OutcomeStatus.CLEAR
     else:
-        return Outcome(result.rule_id, patient_id, OutcomeStatus.UNKNOWN)
+        return Outcome(rule_id=result.rule_id, patient_id=patient_id, status=OutcomeStatus.UNKNOWN)
     values: dict[str, Any] = {k: _clean(v[p, t]) for k, v in result.values.items()}
     end_day = m.day0 + timedelta(days=t)
     start_day = end_day - timedelta(days=max(result.window_days - 1, 0))
     end = datetime.fromtimestamp(float(m.day_end_s[p, t]), tz=ZoneInfo("UTC"))
     start = end - timedelta(days=(end_day - start_day).days + 1)
     severity = SEVERITY_OF_RANK[int(result.severity[p, t])] if status is OutcomeStatus.FIRING else None
-    return Outcome(result.rule_id, patient_id, status, severity, start, end, values, (), None)
+    return Outcome(
+        rule_id=result.rule_id,
+        patient_id=patient_id,
+        status=status,
+        severity=severity,
+        window_start=start,
+        window_end=end,
+        values=values,
+        reading_ids=(),
+        episode_key=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +131,20 @@ def bp_low2(
         fall = ortho.seated_systolic_mmhg - ortho.standing_systolic_mmhg
         if fall >= params.low2_fall_mmhg:
             return Outcome(
-                "BP-LOW-2",
-                pid,
-                OutcomeStatus.FIRING,
-                AlertSeverity.INFO,
-                ortho.reported_at,
-                now,
-                {"standing_fall_systolic_mmhg": fall, "criterion": "orthostatic"},
-                ("report:" + ortho.report_id,),
-                "report:" + ortho.report_id,
+                rule_id="BP-LOW-2",
+                patient_id=pid,
+                status=OutcomeStatus.FIRING,
+                severity=AlertSeverity.INFO,
+                window_start=ortho.reported_at,
+                window_end=now,
+                values={"standing_fall_systolic_mmhg": fall, "criterion": "orthostatic"},
+                reading_ids=("report:" + ortho.report_id,),
+                episode_key="report:" + ortho.report_id,
             )
     changes = [r for r in history.reports if r.kind is ReportKind.MEDICATION_CHANGE and r.reported_at <= now]
     ctrl1 = next(r for r in results if r.rule_id == "BP-CTRL-1")
     if not changes:
-        return Outcome("BP-LOW-2", pid, OutcomeStatus.UNKNOWN)
+        return Outcome(rule_id="BP-LOW-2", patient_id=pid, status=OutcomeStatus.UNKNOWN)
     change = max(changes, key=lambda r: r.reported_at)
     zone = ZoneInfo(params.timezone)
     change_day = (change.reported_at.astimezone(zone).date() - day0).days
@@ -142,29 +152,29 @@ def bp_low2(
     before = change_day - 1
     # The current window (days t-5..t) must lie wholly after the change day.
     if before < 0 or t - (params.w7_days - 2) <= change_day:
-        return Outcome("BP-LOW-2", pid, OutcomeStatus.UNKNOWN)
+        return Outcome(rule_id="BP-LOW-2", patient_id=pid, status=OutcomeStatus.UNKNOWN)
     known = ctrl1.status[0, before] != 0 and ctrl1.status[0, t] != 0
     if not known:
-        return Outcome("BP-LOW-2", pid, OutcomeStatus.UNKNOWN)
+        return Outcome(rule_id="BP-LOW-2", patient_id=pid, status=OutcomeStatus.UNKNOWN)
     baseline = float(ctrl1.values["w7_systolic_mmhg"][0, before])
     current = float(ctrl1.values["w7_systolic_mmhg"][0, t])
     fall = baseline - current
     status = OutcomeStatus.FIRING if fall >= params.low2_fall_mmhg else OutcomeStatus.CLEAR
     return Outcome(
-        "BP-LOW-2",
-        pid,
-        status,
-        AlertSeverity.INFO if status is OutcomeStatus.FIRING else None,
-        change.reported_at,
-        now,
-        {
+        rule_id="BP-LOW-2",
+        patient_id=pid,
+        status=status,
+        severity=AlertSeverity.INFO if status is OutcomeStatus.FIRING else None,
+        window_start=change.reported_at,
+        window_end=now,
+        values={
             "baseline_w7_systolic_mmhg": round(baseline, 2),
             "w7_systolic_mmhg": round(current, 2),
             "fall_systolic_mmhg": round(fall, 2),
             "criterion": "after medication change",
         },
-        (),
-        "report:" + change.report_id,
+        reading_ids=(),
+        episode_key="report:" + change.report_id,
     )
 
 

@@ -25,7 +25,7 @@ class ObservationKind(StrEnum):
     CGM = "cgm"  # interstitial fluid, continuous
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Observation:
     """One reading as the rules need it. Values are canonical (mmHg, bpm, mg/dL)."""
 
@@ -145,7 +145,7 @@ DKA_SYMPTOMS = frozenset(
 KETONE_POSITIVE_MMOL_L = 3.0  # beta-hydroxybutyrate >= 3.0 mmol/L ([39])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PatientReport:
     patient_id: str
     report_id: str
@@ -166,7 +166,7 @@ class OutcomeStatus(StrEnum):
     ENDED = "ended"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """One rule's verdict for one patient at one time."""
 

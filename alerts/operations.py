@@ -37,7 +37,12 @@ class OperationalParameters:
 
 def _firing(rule_id: str, patient_id: str, episode: str, values: dict[str, object]) -> Outcome:
     return Outcome(
-        rule_id, patient_id, OutcomeStatus.FIRING, RULES[rule_id].severity, values=values, episode_key=episode
+        rule_id=rule_id,
+        patient_id=patient_id,
+        status=OutcomeStatus.FIRING,
+        severity=RULES[rule_id].severity,
+        values=values,
+        episode_key=episode,
     )
 
 
@@ -78,7 +83,9 @@ def operational_outcomes(
                 )
             )
         else:
-            out[patient_id].append(Outcome(GATEWAY_OFFLINE, patient_id, OutcomeStatus.CLEAR))
+            out[patient_id].append(
+                Outcome(rule_id=GATEWAY_OFFLINE, patient_id=patient_id, status=OutcomeStatus.CLEAR)
+            )
         levels = sorted(batteries.get(patient_id, []))
         low = [(key, level) for key, level in levels if level <= params.battery_low_percent]
         if low:
@@ -91,8 +98,12 @@ def operational_outcomes(
                 )
             )
         elif levels:
-            out[patient_id].append(Outcome(METER_BATTERY_LOW, patient_id, OutcomeStatus.CLEAR))
+            out[patient_id].append(
+                Outcome(rule_id=METER_BATTERY_LOW, patient_id=patient_id, status=OutcomeStatus.CLEAR)
+            )
     for patient_id, rule_id in sorted(unresolved):
         if rule_id in OPERATIONAL_RULES and patient_id not in watched:
-            out[patient_id].append(Outcome(rule_id, patient_id, OutcomeStatus.CLEAR))
+            out[patient_id].append(
+                Outcome(rule_id=rule_id, patient_id=patient_id, status=OutcomeStatus.CLEAR)
+            )
     return dict(out)

@@ -88,13 +88,13 @@ def read_csv(stream: TextIO) -> list[PatientHistory]:
                 reasons.append("not measured (NaN)")
             observations[pid].append(
                 Observation(
-                    pid,
-                    rid,
-                    at,
-                    ObservationKind.BLOOD_PRESSURE,
-                    sys_,
-                    dia,
-                    _float(row, "pulse_bpm", line),
+                    patient_id=pid,
+                    reading_id=rid,
+                    measured_at=at,
+                    kind=ObservationKind.BLOOD_PRESSURE,
+                    systolic_mmhg=sys_,
+                    diastolic_mmhg=dia,
+                    pulse_bpm=_float(row, "pulse_bpm", line),
                     irregular_pulse="irregular_pulse" in flags,
                     excluded=bool(reasons),
                     exclusion_reasons=tuple(reasons),
@@ -115,10 +115,10 @@ def read_csv(stream: TextIO) -> list[PatientHistory]:
             obs_kind = ObservationKind.CGM if kind == "cgm" else ObservationKind.GLUCOSE
             observations[pid].append(
                 Observation(
-                    pid,
-                    rid,
-                    at,
-                    obs_kind,
+                    patient_id=pid,
+                    reading_id=rid,
+                    measured_at=at,
+                    kind=obs_kind,
                     glucose_mg_dl=mg,
                     meal=meal,
                     excluded=bool(reasons),
@@ -138,14 +138,14 @@ def _report(row: dict[str, str], pid: str, rid: str, at: datetime, line: int) ->
         raise ReplayInputError(f"line {line}: report must be one of {[k.value for k in ReportKind]}") from exc
     symptoms = frozenset(s.strip() for s in (row.get("symptoms") or "").split(";") if s.strip())
     return PatientReport(
-        pid,
-        rid,
-        at,
-        kind,
-        symptoms,
-        _float(row, "ketones_mmol_l", line),
-        _float(row, "seated_systolic_mmhg", line),
-        _float(row, "standing_systolic_mmhg", line),
+        patient_id=pid,
+        report_id=rid,
+        reported_at=at,
+        kind=kind,
+        symptoms=symptoms,
+        ketones_mmol_l=_float(row, "ketones_mmol_l", line),
+        seated_systolic_mmhg=_float(row, "seated_systolic_mmhg", line),
+        standing_systolic_mmhg=_float(row, "standing_systolic_mmhg", line),
     )
 
 

@@ -60,13 +60,13 @@ class SimulatedReadings:
             if kind is ObservationKind.BLOOD_PRESSURE:
                 out.append(
                     Observation(
-                        pid,
-                        rid,
-                        at,
-                        kind,
-                        float(self.systolic_mmhg[i]),
-                        float(self.diastolic_mmhg[i]),
-                        float(self.pulse_bpm[i]),
+                        patient_id=pid,
+                        reading_id=rid,
+                        measured_at=at,
+                        kind=kind,
+                        systolic_mmhg=float(self.systolic_mmhg[i]),
+                        diastolic_mmhg=float(self.diastolic_mmhg[i]),
+                        pulse_bpm=float(self.pulse_bpm[i]),
                         irregular_pulse=bool(self.irregular_pulse[i]),
                         excluded=excl,
                         exclusion_reasons=("measurement_status: body_movement",) if excl else (),
@@ -75,7 +75,14 @@ class SimulatedReadings:
             else:
                 meal: Meal | None = _MEAL_BY_CODE.get(int(self.meal[i]))
                 out.append(
-                    Observation(pid, rid, at, kind, glucose_mg_dl=float(self.glucose_mg_dl[i]), meal=meal)
+                    Observation(
+                        patient_id=pid,
+                        reading_id=rid,
+                        measured_at=at,
+                        kind=kind,
+                        glucose_mg_dl=float(self.glucose_mg_dl[i]),
+                        meal=meal,
+                    )
                 )
         return out
 

@@ -126,18 +126,20 @@ class _Tracker:
         ep = self.episode
         if ep is not None:
             return Outcome(
-                self.rule_id,
-                self.patient_id,
-                OutcomeStatus.FIRING,
-                _RANK_SEVERITY[ep.severity],
-                ep.start,
-                ep.end,
-                dict(ep.values),
-                tuple(ep.reading_ids),
-                ep.key,
+                rule_id=self.rule_id,
+                patient_id=self.patient_id,
+                status=OutcomeStatus.FIRING,
+                severity=_RANK_SEVERITY[ep.severity],
+                window_start=ep.start,
+                window_end=ep.end,
+                values=dict(ep.values),
+                reading_ids=tuple(ep.reading_ids),
+                episode_key=ep.key,
             )
         return Outcome(
-            self.rule_id, self.patient_id, OutcomeStatus.CLEAR if self.seen else OutcomeStatus.UNKNOWN
+            rule_id=self.rule_id,
+            patient_id=self.patient_id,
+            status=OutcomeStatus.CLEAR if self.seen else OutcomeStatus.UNKNOWN,
         )
 
 

@@ -78,13 +78,13 @@ def virtual_population(patients: int, days: int, seed: int) -> list[PatientHisto
             for bp in patient.blood_pressure_readings(day):
                 observations.append(
                     Observation(
-                        pid,
-                        _reading_id(pid, "bp", bp.taken_at),
-                        bp.taken_at,
-                        ObservationKind.BLOOD_PRESSURE,
-                        _value(bp.systolic_mmhg),  # None with a cuff "Err"
-                        _value(bp.diastolic_mmhg),
-                        _value(bp.pulse_bpm),
+                        patient_id=pid,
+                        reading_id=_reading_id(pid, "bp", bp.taken_at),
+                        measured_at=bp.taken_at,
+                        kind=ObservationKind.BLOOD_PRESSURE,
+                        systolic_mmhg=_value(bp.systolic_mmhg),  # None with a cuff "Err"
+                        diastolic_mmhg=_value(bp.diastolic_mmhg),
+                        pulse_bpm=_value(bp.pulse_bpm),
                         excluded=bp.error,
                         exclusion_reasons=("systolic_mmhg: not measured",) if bp.error else (),
                     )
@@ -92,10 +92,10 @@ def virtual_population(patients: int, days: int, seed: int) -> list[PatientHisto
             for glucose in patient.glucose_readings(day):
                 observations.append(
                     Observation(
-                        pid,
-                        _reading_id(pid, "glucose", glucose.taken_at),
-                        glucose.taken_at,
-                        ObservationKind.GLUCOSE,
+                        patient_id=pid,
+                        reading_id=_reading_id(pid, "glucose", glucose.taken_at),
+                        measured_at=glucose.taken_at,
+                        kind=ObservationKind.GLUCOSE,
                         glucose_mg_dl=float(glucose.glucose_mg_dl),
                         meal=Meal(glucose.meal),
                     )

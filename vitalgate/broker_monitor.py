@@ -292,7 +292,9 @@ class BrokerMonitor:
                         self.counts.dropping_clients.clear()
             open_alerts = await asyncio.to_thread(engine.repo.unresolved, None)
             for patient_id in sorted({a.patient_id for a in open_alerts if a.rule_id == BROKER_DROPS}):
-                outcomes[patient_id] = [Outcome(BROKER_DROPS, patient_id, OutcomeStatus.CLEAR)]
+                outcomes[patient_id] = [
+                    Outcome(rule_id=BROKER_DROPS, patient_id=patient_id, status=OutcomeStatus.CLEAR)
+                ]
         elif dropped > self._alerted_at_seen:
             assert started is not None
             self._alerted_at_seen = dropped
@@ -305,10 +307,10 @@ class BrokerMonitor:
             for patient_id in sorted({p for w in affected for p in w.patient_ids}):
                 outcomes[patient_id] = [
                     Outcome(
-                        BROKER_DROPS,
-                        patient_id,
-                        OutcomeStatus.FIRING,
-                        RULES[BROKER_DROPS].severity,
+                        rule_id=BROKER_DROPS,
+                        patient_id=patient_id,
+                        status=OutcomeStatus.FIRING,
+                        severity=RULES[BROKER_DROPS].severity,
                         values={"dropped_messages": dropped, "since": started.isoformat()},
                         episode_key=f"broker-drops|{started.isoformat()}",
                     )

@@ -39,13 +39,13 @@ def bp(
 ) -> Observation:
     nan = systolic is None or diastolic is None
     return Observation(
-        PATIENT,
-        _rid(),
-        when,
-        ObservationKind.BLOOD_PRESSURE,
-        systolic,
-        diastolic,
-        pulse,
+        patient_id=PATIENT,
+        reading_id=_rid(),
+        measured_at=when,
+        kind=ObservationKind.BLOOD_PRESSURE,
+        systolic_mmhg=systolic,
+        diastolic_mmhg=diastolic,
+        pulse_bpm=pulse,
         irregular_pulse=irregular,
         excluded=excluded or nan,
         exclusion_reasons=("measurement_status: body_movement",) if excluded else (),
@@ -54,7 +54,13 @@ def bp(
 
 def glu(when: datetime, mg_dl: float, meal: Meal | None = None, *, excluded: bool = False) -> Observation:
     return Observation(
-        PATIENT, _rid(), when, ObservationKind.GLUCOSE, glucose_mg_dl=mg_dl, meal=meal, excluded=excluded
+        patient_id=PATIENT,
+        reading_id=_rid(),
+        measured_at=when,
+        kind=ObservationKind.GLUCOSE,
+        glucose_mg_dl=mg_dl,
+        meal=meal,
+        excluded=excluded,
     )
 
 
@@ -63,11 +69,13 @@ def glu_mmol(when: datetime, mmol_l: float, meal: Meal | None = None) -> Observa
 
 
 def cgm(when: datetime, mg_dl: float) -> Observation:
-    return Observation(PATIENT, _rid(), when, ObservationKind.CGM, glucose_mg_dl=mg_dl)
+    return Observation(
+        patient_id=PATIENT, reading_id=_rid(), measured_at=when, kind=ObservationKind.CGM, glucose_mg_dl=mg_dl
+    )
 
 
 def report(when: datetime, kind: ReportKind, **kw: object) -> PatientReport:
-    return PatientReport(PATIENT, _rid(), when, kind, **kw)  # type: ignore[arg-type]
+    return PatientReport(patient_id=PATIENT, report_id=_rid(), reported_at=when, kind=kind, **kw)  # type: ignore[arg-type]
 
 
 def evaluate(

@@ -402,10 +402,10 @@ async def test_equipment_alerts_reach_the_nurse_and_stay_out_of_the_doctors_inbo
 ) -> None:
     """A gateway-offline alert is in the nurse's and the administrator's inbox, not the family doctor's."""
     offline = Outcome(
-        "OPS-GW-OFFLINE",
-        "pt-1",
-        OutcomeStatus.FIRING,
-        RULES["OPS-GW-OFFLINE"].severity,
+        rule_id="OPS-GW-OFFLINE",
+        patient_id="pt-1",
+        status=OutcomeStatus.FIRING,
+        severity=RULES["OPS-GW-OFFLINE"].severity,
         values={"silent_hours": 13},
         episode_key="gw-1",
     )

@@ -91,7 +91,11 @@ async def test_reported_symptom_turns_crisis_into_emergency(
     clock.now = START + timedelta(minutes=10)
     changes = await alert_engine.add_report(
         PatientReport(
-            "pt-1", "rep-1", START + timedelta(minutes=8), ReportKind.SYMPTOMS, frozenset({"chest_pain"})
+            patient_id="pt-1",
+            report_id="rep-1",
+            reported_at=START + timedelta(minutes=8),
+            kind=ReportKind.SYMPTOMS,
+            symptoms=frozenset({"chest_pain"}),
         )
     )
     assert [c.record.rule_id for c in changes if c.event.event == "opened"] == ["BP-CRIT-3"]
@@ -99,7 +103,11 @@ async def test_reported_symptom_turns_crisis_into_emergency(
     assert (
         await alert_engine.add_report(
             PatientReport(
-                "pt-1", "rep-1", START + timedelta(minutes=8), ReportKind.SYMPTOMS, frozenset({"chest_pain"})
+                patient_id="pt-1",
+                report_id="rep-1",
+                reported_at=START + timedelta(minutes=8),
+                kind=ReportKind.SYMPTOMS,
+                symptoms=frozenset({"chest_pain"}),
             )
         )
         == []

@@ -18,11 +18,21 @@ NOW = at(0, 8)
 
 
 def firing(rule: str, severity: AlertSeverity, key: str = "r1", ids: tuple[str, ...] = ("r1",)) -> Outcome:
-    return Outcome(rule, PATIENT, OutcomeStatus.FIRING, severity, NOW, NOW, {"v": 1}, ids, key)
+    return Outcome(
+        rule_id=rule,
+        patient_id=PATIENT,
+        status=OutcomeStatus.FIRING,
+        severity=severity,
+        window_start=NOW,
+        window_end=NOW,
+        values={"v": 1},
+        reading_ids=ids,
+        episode_key=key,
+    )
 
 
 def clear(rule: str) -> Outcome:
-    return Outcome(rule, PATIENT, OutcomeStatus.CLEAR)
+    return Outcome(rule_id=rule, patient_id=PATIENT, status=OutcomeStatus.CLEAR)
 
 
 @pytest.fixture

@@ -53,15 +53,15 @@ def pg_sessions(postgres_database_url: str) -> Iterator[sessionmaker[Session]]:
 
 def _crisis(key: str) -> Outcome:
     return Outcome(
-        "BP-CRIT-2",
-        "pt-1",
-        OutcomeStatus.FIRING,
-        AlertSeverity.URGENT,
-        START,
-        START,
-        {"systolic_mmhg": 184.0},
-        (key,),
-        key,
+        rule_id="BP-CRIT-2",
+        patient_id="pt-1",
+        status=OutcomeStatus.FIRING,
+        severity=AlertSeverity.URGENT,
+        window_start=START,
+        window_end=START,
+        values={"systolic_mmhg": 184.0},
+        reading_ids=(key,),
+        episode_key=key,
     )
 
 
@@ -210,15 +210,15 @@ async def test_a_kept_webhook_is_re_sent_by_id_and_no_longer_kept_once_taken(
 
 def _hypo(key: str, at: datetime) -> Outcome:
     return Outcome(
-        "GLU-HYPO-2",
-        "pt-1",
-        OutcomeStatus.FIRING,
-        AlertSeverity.URGENT,
-        at,
-        at,
-        {"glucose_mg_dl": 48.0},
-        (key,),
-        key,
+        rule_id="GLU-HYPO-2",
+        patient_id="pt-1",
+        status=OutcomeStatus.FIRING,
+        severity=AlertSeverity.URGENT,
+        window_start=at,
+        window_end=at,
+        values={"glucose_mg_dl": 48.0},
+        reading_ids=(key,),
+        episode_key=key,
     )
 
 
@@ -230,11 +230,19 @@ def test_an_urgent_alert_resolved_unseen_waits_for_signoff_on_postgresql(
 
     life = Lifecycle(SqlAlertRepository(pg_sessions))
     [opened] = life.apply("clinic-a", [_hypo("r1", START)], START)
-    life.apply("clinic-a", [Outcome("GLU-HYPO-2", "pt-1", OutcomeStatus.CLEAR)], START + timedelta(minutes=1))
+    life.apply(
+        "clinic-a",
+        [Outcome(rule_id="GLU-HYPO-2", patient_id="pt-1", status=OutcomeStatus.CLEAR)],
+        START + timedelta(minutes=1),
+    )
     # a crisis acknowledged by the nurse before it cleared needs no sign-off
     [crisis] = life.apply("clinic-a", [_crisis("r2")], START)
     life.acknowledge(crisis.record.alert_id, "nurse-wang", START + timedelta(minutes=2))
-    life.apply("clinic-a", [Outcome("BP-CRIT-2", "pt-1", OutcomeStatus.CLEAR)], START + timedelta(minutes=3))
+    life.apply(
+        "clinic-a",
+        [Outcome(rule_id="BP-CRIT-2", patient_id="pt-1", status=OutcomeStatus.CLEAR)],
+        START + timedelta(minutes=3),
+    )
 
     repo = SqlAlertRepository(pg_sessions)
     assert [a.alert_id for a in repo.needing_signoff("clinic-a")] == [opened.record.alert_id]
