@@ -60,7 +60,7 @@ def observations(columns: HistoryColumns) -> dict[str, list[Observation]]:
                 diastolic_mmhg=columns.diastolic_mmhg[i],
                 pulse_bpm=columns.pulse_bpm[i],
                 irregular_pulse=columns.irregular_pulse[i],
-                excluded=not columns.in_averages[i],
+                excluded_from_averages=not columns.in_averages[i],
             )
         else:
             meal = columns.meal[i]
@@ -71,7 +71,7 @@ def observations(columns: HistoryColumns) -> dict[str, list[Observation]]:
                 kind=ObservationKind.CGM if columns.continuous[i] else ObservationKind.GLUCOSE,
                 glucose_mg_dl=columns.glucose_mg_dl[i],
                 meal=None if meal is None else _MEAL_BY_VALUE.get(meal),
-                excluded=not columns.in_averages[i],
+                excluded_from_averages=not columns.in_averages[i],
             )
         out[patient_id].append(obs)
     return dict(out)
@@ -142,7 +142,7 @@ def sweep_columns(
         local_seconds=day * SECONDS_PER_DAY + hour * 3600.0,
         utc_seconds=us / 1e6,
         kind=kind,
-        excluded=~np.array(columns.in_averages, dtype=np.bool_),
+        excluded_from_averages=~np.array(columns.in_averages, dtype=np.bool_),
         # None becomes NaN
         systolic_mmhg=np.array(columns.systolic_mmhg, dtype=np.float64),
         diastolic_mmhg=np.array(columns.diastolic_mmhg, dtype=np.float64),

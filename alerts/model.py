@@ -41,14 +41,14 @@ class Observation:
     irregular_pulse: bool = False
     # Excluded from averages and from single-reading rules: device status flags (movement, cuff fit,
     # position), NaN / reserved SFLOAT, physiologically impossible (clinical-rules.md §7 DQ-02, [27][61]).
-    excluded: bool = False
+    excluded_from_averages: bool = False
     exclusion_reasons: tuple[str, ...] = ()
 
     @property
     def usable_bp(self) -> bool:
         return (
             self.kind is ObservationKind.BLOOD_PRESSURE
-            and not self.excluded
+            and not self.excluded_from_averages
             and _finite(self.systolic_mmhg)
             and _finite(self.diastolic_mmhg)
         )
@@ -57,13 +57,17 @@ class Observation:
     def usable_glucose(self) -> bool:
         return (
             self.kind is not ObservationKind.BLOOD_PRESSURE
-            and not self.excluded
+            and not self.excluded_from_averages
             and _finite(self.glucose_mg_dl)
         )
 
     @property
     def usable_pulse(self) -> bool:
-        return self.kind is ObservationKind.BLOOD_PRESSURE and not self.excluded and _finite(self.pulse_bpm)
+        return (
+            self.kind is ObservationKind.BLOOD_PRESSURE
+            and not self.excluded_from_averages
+            and _finite(self.pulse_bpm)
+        )
 
 
 def _finite(value: float | None) -> bool:
@@ -88,7 +92,7 @@ def observation_from_reading(reading: BloodPressureReading | GlucoseReading) -> 
             diastolic_mmhg=reading.diastolic_mmhg,
             pulse_bpm=reading.pulse_bpm,
             irregular_pulse=BloodPressureStatus.IRREGULAR_PULSE in reading.measurement_status,
-            excluded=reading.excluded_from_averages,
+            excluded_from_averages=reading.excluded_from_averages,
             exclusion_reasons=reasons if reading.excluded_from_averages else (),
         )
     cgm = (
@@ -102,7 +106,7 @@ def observation_from_reading(reading: BloodPressureReading | GlucoseReading) -> 
         kind=ObservationKind.CGM if cgm else ObservationKind.GLUCOSE,
         glucose_mg_dl=reading.glucose_mg_dl,
         meal=reading.context.meal if reading.context else None,
-        excluded=not reading.valid,
+        excluded_from_averages=not reading.valid,
         exclusion_reasons=tuple(reading.invalid_reasons),
     )
 

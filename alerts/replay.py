@@ -96,7 +96,7 @@ def read_csv(stream: TextIO) -> list[PatientHistory]:
                     diastolic_mmhg=dia,
                     pulse_bpm=_float(row, "pulse_bpm", line),
                     irregular_pulse="irregular_pulse" in flags,
-                    excluded=bool(reasons),
+                    excluded_from_averages=bool(reasons),
                     exclusion_reasons=tuple(reasons),
                 )
             )
@@ -121,7 +121,7 @@ def read_csv(stream: TextIO) -> list[PatientHistory]:
                     kind=obs_kind,
                     glucose_mg_dl=mg,
                     meal=meal,
-                    excluded=bool(reasons),
+                    excluded_from_averages=bool(reasons),
                     exclusion_reasons=tuple(reasons),
                 )
             )

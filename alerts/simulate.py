@@ -42,7 +42,7 @@ class SimulatedReadings:
     pulse_bpm: FloatArray
     glucose_mg_dl: FloatArray
     meal: npt.NDArray[np.int8]
-    excluded: BoolArray
+    excluded_from_averages: BoolArray
     irregular_pulse: BoolArray
 
     def __len__(self) -> int:
@@ -56,7 +56,7 @@ class SimulatedReadings:
             at = self.start + timedelta(seconds=float(self.utc_seconds[i]))
             kind = kinds[int(self.kind[i])]
             rid = hashlib.sha256(f"{pid}|{i}".encode()).hexdigest()[:32]
-            excl = bool(self.excluded[i])
+            excl = bool(self.excluded_from_averages[i])
             if kind is ObservationKind.BLOOD_PRESSURE:
                 out.append(
                     Observation(
@@ -68,7 +68,7 @@ class SimulatedReadings:
                         diastolic_mmhg=float(self.diastolic_mmhg[i]),
                         pulse_bpm=float(self.pulse_bpm[i]),
                         irregular_pulse=bool(self.irregular_pulse[i]),
-                        excluded=excl,
+                        excluded_from_averages=excl,
                         exclusion_reasons=("measurement_status: body_movement",) if excl else (),
                     )
                 )
@@ -187,7 +187,7 @@ def simulate(
         pulse_bpm=np.concatenate([np.round(pulse), nan_g, nan_c]),
         glucose_mg_dl=np.concatenate([np.full(n_bp, np.nan), np.round(glucose), np.round(c_glu)]),
         meal=np.concatenate([np.zeros(n_bp, np.int8), g_meal, np.zeros(n_c, np.int8)]).astype(np.int8),
-        excluded=np.concatenate([movement, np.zeros(n_g + n_c, np.bool_)]),
+        excluded_from_averages=np.concatenate([movement, np.zeros(n_g + n_c, np.bool_)]),
         irregular_pulse=np.concatenate([irregular, np.zeros(n_g + n_c, np.bool_)]),
     )
 
@@ -205,7 +205,7 @@ def to_columns(sim: SimulatedReadings) -> tuple[Columns, FloatArray]:
         local_seconds=local,
         utc_seconds=sim.utc_seconds + sim.start.timestamp(),
         kind=sim.kind,
-        excluded=sim.excluded,
+        excluded_from_averages=sim.excluded_from_averages,
         systolic_mmhg=sim.systolic_mmhg,
         diastolic_mmhg=sim.diastolic_mmhg,
         glucose_mg_dl=sim.glucose_mg_dl,

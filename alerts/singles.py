@@ -239,7 +239,7 @@ class PatientStream:
     def _observation(self, obs: Observation) -> None:
         p = self.params
         dq = self.trackers["DQ-02"]
-        if obs.excluded:
+        if obs.excluded_from_averages:
             dq.trigger(
                 obs.measured_at,
                 AlertSeverity.INFO,

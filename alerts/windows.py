@@ -73,7 +73,7 @@ class Columns:
     local_seconds: FloatArray  # local seconds since day 0 starts (for CGM 15-min slots)
     utc_seconds: FloatArray
     kind: npt.NDArray[np.int8]  # KIND_CODES
-    excluded: BoolArray
+    excluded_from_averages: BoolArray
     systolic_mmhg: FloatArray
     diastolic_mmhg: FloatArray
     glucose_mg_dl: FloatArray
@@ -141,7 +141,7 @@ def build_matrix(
     arrays = {name: np.zeros(shape) for name in _FIELDS}
     ok = (cols.day >= 0) & (cols.day < days)
     pi, di = cols.patient[ok], cols.day[ok]
-    kind, excl = cols.kind[ok], cols.excluded[ok]
+    kind, excl = cols.kind[ok], cols.excluded_from_averages[ok]
     sys_, dia, glu = cols.systolic_mmhg[ok], cols.diastolic_mmhg[ok], cols.glucose_mg_dl[ok]
     hour, meal = cols.local_hour[ok], cols.meal[ok]
 
@@ -257,7 +257,7 @@ def columns_from_observations(
         local_s[i] = day[i] * SECONDS_PER_DAY + hour[i] * 3600.0
         utc_s[i] = obs.measured_at.timestamp()
         kind[i] = KIND_CODES[obs.kind]
-        excluded[i] = obs.excluded
+        excluded[i] = obs.excluded_from_averages
         sys_[i] = _nan(obs.systolic_mmhg)
         dia[i] = _nan(obs.diastolic_mmhg)
         glu[i] = _nan(obs.glucose_mg_dl)

@@ -85,7 +85,7 @@ def virtual_population(patients: int, days: int, seed: int) -> list[PatientHisto
                         systolic_mmhg=_value(bp.systolic_mmhg),  # None with a cuff "Err"
                         diastolic_mmhg=_value(bp.diastolic_mmhg),
                         pulse_bpm=_value(bp.pulse_bpm),
-                        excluded=bp.error,
+                        excluded_from_averages=bp.error,
                         exclusion_reasons=("systolic_mmhg: not measured",) if bp.error else (),
                     )
                 )

@@ -47,7 +47,7 @@ def bp(
         diastolic_mmhg=diastolic,
         pulse_bpm=pulse,
         irregular_pulse=irregular,
-        excluded=excluded or nan,
+        excluded_from_averages=excluded or nan,
         exclusion_reasons=("measurement_status: body_movement",) if excluded else (),
     )
 
@@ -60,7 +60,7 @@ def glu(when: datetime, mg_dl: float, meal: Meal | None = None, *, excluded: boo
         kind=ObservationKind.GLUCOSE,
         glucose_mg_dl=mg_dl,
         meal=meal,
-        excluded=excluded,
+        excluded_from_averages=excluded,
     )
 
 

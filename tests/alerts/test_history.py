@@ -100,7 +100,7 @@ def test_sweep_columns_equal_those_built_reading_by_reading(reading_store: Readi
     fast, fast_starts = sweep_columns(brief, ids, day0, zones)
     whole = [observation_from_reading(r) for pid in ids for r in _whole(reading_store, pid, start, end)]
     slow, slow_starts = columns_from_observations(whole, ids, day0, zones)
-    for name in ("patient", "day", "kind", "excluded", "meal"):
+    for name in ("patient", "day", "kind", "excluded_from_averages", "meal"):
         assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
     for name in (
         "local_hour",
