@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/reading_store_write.py [--readings 20000] [--batch 500]
 
-Prints readings/s per store and mode, and the ratio to the issue's target of 5,000 readings/s
-(issue #6). Batches default to 500, the largest MQTT readings batch (vitals.payload
+Prints readings/s per store and mode, and the ratio to the target of 5,000 readings/s
+(ingest's write rate). Batches default to 500, the largest MQTT readings batch (vitals.payload
 MAX_READINGS_PER_BATCH), i.e. what ingest writes per message. Published anchors (reliability.md §7):
 SQLite "will easily do 50,000 or more INSERT statements per second ... But it will only do a few
 dozen transactions per second" (SQLite FAQ #19); InfluxDB recommends 5,000-10,000 points per request

@@ -1,4 +1,4 @@
-"""The first reading end to end, through real parts (issue #2): a blood-pressure reading enters the
+"""The first reading end to end, through real parts: a blood-pressure reading enters the
 gateway's outbox, is published to a private Mosquitto, consumed by ingest, stored in the SQLite
 reading store and returned by the API as JSON. Fails if any stage drops or duplicates it."""
 

@@ -30,7 +30,7 @@ class ReadingKind(StrEnum):
 
 
 class BloodPressureStatus(StrEnum):
-    """Measurement Status bits of 0x2A35 (ble-health-profiles.md §2.2, Nordic BloodPressureTypes)."""
+    """Measurement Status bits of 0x2A35 (docs/references.md#ref-bt-bls; Nordic BloodPressureTypes)."""
 
     BODY_MOVEMENT = "body_movement"  # bit 0
     CUFF_TOO_LOOSE = "cuff_too_loose"  # bit 1
@@ -53,7 +53,7 @@ BP_STATUS_EXCLUDED_FROM_AVERAGES = frozenset(
 
 
 class SampleType(StrEnum):
-    """Glucose Measurement type nibble (ble-health-profiles.md §2.3, Nordic GlucoseTypes)."""
+    """Glucose Measurement type nibble (docs/references.md#ref-bt-gls; Nordic GlucoseTypes)."""
 
     CAPILLARY_WHOLE_BLOOD = "capillary_whole_blood"  # 1
     CAPILLARY_PLASMA = "capillary_plasma"  # 2
@@ -68,7 +68,7 @@ class SampleType(StrEnum):
 
 
 class SampleLocation(StrEnum):
-    """Glucose Measurement sample-location nibble (ble-health-profiles.md §2.3)."""
+    """Glucose Measurement sample-location nibble (docs/references.md#ref-bt-gls)."""
 
     FINGER = "finger"  # 1
     ALTERNATE_SITE_TEST = "alternate_site_test"  # 2
@@ -79,7 +79,7 @@ class SampleLocation(StrEnum):
 
 
 class SensorStatus(StrEnum):
-    """Sensor Status Annunciation bits of 0x2A18, by bit position (ble-health-profiles.md §2.3:
+    """Sensor Status Annunciation bits of 0x2A18, by bit position (docs/references.md#ref-bt-gls:
     bit 5 = result too high, bit 6 = too low per Wireshark packet-btatt.c; Nordic's names are swapped)."""
 
     DEVICE_BATTERY_LOW = "device_battery_low"  # 0
@@ -105,7 +105,7 @@ SENSOR_STATUS_INVALIDATING = frozenset(SensorStatus) - {
 
 
 class Meal(StrEnum):
-    """Glucose Measurement Context meal field (ble-health-profiles.md §2.3)."""
+    """Glucose Measurement Context meal field (docs/references.md#ref-bt-gls)."""
 
     PREPRANDIAL = "preprandial"  # 1
     POSTPRANDIAL = "postprandial"  # 2

@@ -1,8 +1,8 @@
-"""The ingest throughput bench still runs end to end (it is how issue #6's targets are measured).
+"""The ingest throughput bench still runs end to end (it is how ingest's throughput targets are measured).
 
 Small input, every consumer kind: the bench itself checks that each consumer settles every message
 (and that ingest stores every reading) and raises otherwise, so a clean exit with every table row
-printed means the measurement path works. No speed is asserted here: figures live in docs/ingest.md.
+printed means the measurement path works. No speed is asserted here: figures live in docs/benchmarks.md (bench/run).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_bench_measures_bare_and_ingest_in_both_modes_and_with_replicas() -> Non
 @pytest.mark.slow
 def test_bench_measures_the_one_process_layout_too() -> None:
     """`--in-process`: ingest's pipeline in the MQTT process (`ingest.pipeline_process` false), the
-    layout docs/ingest.md compares the pipeline process against."""
+    layout the bench compares the pipeline process against."""
     if shutil.which("mosquitto") is None:
         pytest.skip("mosquitto not installed")
     stdout = _run_bench("--readings", "300", "--batch", "3", "--in-process", "--no-influx")

@@ -1,4 +1,4 @@
-"""Ingest against a real private Mosquitto and a SQLite reading store (issue #6)."""
+"""Ingest against a real private Mosquitto and a SQLite reading store."""
 
 from __future__ import annotations
 
