@@ -63,23 +63,23 @@ _PULSE_RANGE = {
     bp.PulseRateRange.BELOW_LOWER_LIMIT: BloodPressureStatus.PULSE_RATE_BELOW_RANGE,
 }
 _SENSOR_STATUS = {
-    gl.SensorStatus.DEVICE_BATTERY_LOW: SensorStatus.DEVICE_BATTERY_LOW,
-    gl.SensorStatus.SENSOR_MALFUNCTION: SensorStatus.SENSOR_MALFUNCTION,
-    gl.SensorStatus.SAMPLE_SIZE_INSUFFICIENT: SensorStatus.SAMPLE_SIZE_INSUFFICIENT,
-    gl.SensorStatus.STRIP_INSERTION_ERROR: SensorStatus.STRIP_INSERTION_ERROR,
-    gl.SensorStatus.STRIP_TYPE_INCORRECT: SensorStatus.STRIP_TYPE_INCORRECT,
-    gl.SensorStatus.RESULT_HIGHER_THAN_DEVICE_CAN_PROCESS: SensorStatus.RESULT_TOO_HIGH,
-    gl.SensorStatus.RESULT_LOWER_THAN_DEVICE_CAN_PROCESS: SensorStatus.RESULT_TOO_LOW,
-    gl.SensorStatus.SENSOR_TEMPERATURE_TOO_HIGH: SensorStatus.SENSOR_TEMPERATURE_TOO_HIGH,
-    gl.SensorStatus.SENSOR_TEMPERATURE_TOO_LOW: SensorStatus.SENSOR_TEMPERATURE_TOO_LOW,
-    gl.SensorStatus.SENSOR_READ_INTERRUPTED: SensorStatus.SENSOR_READ_INTERRUPTED,
-    gl.SensorStatus.GENERAL_DEVICE_FAULT: SensorStatus.GENERAL_DEVICE_FAULT,
-    gl.SensorStatus.TIME_FAULT: SensorStatus.TIME_FAULT,
+    gl.SensorStatusFlag.DEVICE_BATTERY_LOW: SensorStatus.DEVICE_BATTERY_LOW,
+    gl.SensorStatusFlag.SENSOR_MALFUNCTION: SensorStatus.SENSOR_MALFUNCTION,
+    gl.SensorStatusFlag.SAMPLE_SIZE_INSUFFICIENT: SensorStatus.SAMPLE_SIZE_INSUFFICIENT,
+    gl.SensorStatusFlag.STRIP_INSERTION_ERROR: SensorStatus.STRIP_INSERTION_ERROR,
+    gl.SensorStatusFlag.STRIP_TYPE_INCORRECT: SensorStatus.STRIP_TYPE_INCORRECT,
+    gl.SensorStatusFlag.RESULT_HIGHER_THAN_DEVICE_CAN_PROCESS: SensorStatus.RESULT_TOO_HIGH,
+    gl.SensorStatusFlag.RESULT_LOWER_THAN_DEVICE_CAN_PROCESS: SensorStatus.RESULT_TOO_LOW,
+    gl.SensorStatusFlag.SENSOR_TEMPERATURE_TOO_HIGH: SensorStatus.SENSOR_TEMPERATURE_TOO_HIGH,
+    gl.SensorStatusFlag.SENSOR_TEMPERATURE_TOO_LOW: SensorStatus.SENSOR_TEMPERATURE_TOO_LOW,
+    gl.SensorStatusFlag.SENSOR_READ_INTERRUPTED: SensorStatus.SENSOR_READ_INTERRUPTED,
+    gl.SensorStatusFlag.GENERAL_DEVICE_FAULT: SensorStatus.GENERAL_DEVICE_FAULT,
+    gl.SensorStatusFlag.TIME_FAULT: SensorStatus.TIME_FAULT,
 }
 _SAMPLE_TYPE = {int(member): SampleType(member.name.lower()) for member in gl.GlucoseSampleType}
 _SAMPLE_LOCATION = {int(member): SampleLocation(member.name.lower()) for member in gl.GlucoseSampleLocation}
-_MEAL = {int(member): Meal(member.name.lower()) for member in gl.Meal}
-_TESTER = {int(member): Tester(member.name.lower()) for member in gl.Tester}
+_MEAL = {int(member): Meal(member.name.lower()) for member in gl.MealCode}
+_TESTER = {int(member): Tester(member.name.lower()) for member in gl.TesterCode}
 _HEALTH = {
     1: Health.MINOR_ISSUES,
     2: Health.MAJOR_ISSUES,
@@ -88,8 +88,8 @@ _HEALTH = {
     5: Health.NO_ISSUES,
     15: Health.NOT_AVAILABLE,
 }
-_CARBOHYDRATE = {int(member): CarbohydrateId(member.name.lower()) for member in gl.CarbohydrateId}
-_MEDICATION = {int(member): MedicationId(member.name.lower()) for member in gl.MedicationId}
+_CARBOHYDRATE = {int(member): CarbohydrateId(member.name.lower()) for member in gl.CarbohydrateCode}
+_MEDICATION = {int(member): MedicationId(member.name.lower()) for member in gl.MedicationCode}
 
 
 def device_identity(information: DeviceInformation, *, address: str | None) -> DeviceIdentity:
@@ -171,7 +171,7 @@ def blood_pressure_reading(
         valid=measurement.valid,
         invalid_reasons=measurement.invalid_reasons,
         raw_hex=measurement.raw.hex(),
-        unit=PressureUnit.KPA if measurement.unit is bp.PressureUnit.KPA else PressureUnit.MMHG,
+        unit=PressureUnit.KPA if measurement.unit is bp.MeasurementPressureUnit.KPA else PressureUnit.MMHG,
         systolic=systolic,
         diastolic=diastolic,
         mean_arterial=mean,

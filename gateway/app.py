@@ -28,7 +28,7 @@ from bleak.backends.scanner import BaseBleakScanner
 from gateway import systemd
 from gateway.adapter import BluezAdapter
 from gateway.bindings import Bindings, PairedMeter
-from gateway.health import Health, write_status_file
+from gateway.health import GatewayHealth, write_status_file
 from gateway.meters import BleConfig, Collector, MeterManager
 from gateway.outbox import (
     DEFAULT_CAPACITY,
@@ -90,7 +90,7 @@ class Gateway:
             unbound_capacity=options.unbound_capacity,
         )
         self.bindings = Bindings(options.effective_bindings_path, options.gateway_id)
-        self.health = Health(options.gateway_id)
+        self.health = GatewayHealth(options.gateway_id)
         self._collector = collector
         self._scanner_backend = scanner_backend
         self._client_backend = client_backend

@@ -50,7 +50,7 @@ class MeterState:
         )
 
 
-class Health:
+class GatewayHealth:
     """Collects what the status report says."""
 
     def __init__(self, gateway_id: str, *, monotonic: Callable[[], float] = time.monotonic) -> None:

@@ -55,7 +55,7 @@ from gateway.adapter import (
     kernel_link_encrypted,
 )
 from gateway.bindings import Bindings, PairedMeter
-from gateway.health import Health
+from gateway.health import GatewayHealth
 from gateway.outbox import CommitResult, OutboxFullError, OutboxStats, OutboxWriteError
 from vitals.readings import Reading
 
@@ -242,7 +242,7 @@ class MeterSession:
     meter: PairedMeter
     since_sequence_number: int | None
     _sink: ReadingsSink
-    _health: Health
+    _health: GatewayHealth
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
     committed: int = 0
     duplicates: int = 0
@@ -290,7 +290,7 @@ class MeterManager:
         self,
         config: BleConfig,
         bindings: Bindings,
-        health: Health,
+        health: GatewayHealth,
         collector: Collector,
         sink: ReadingsSink,
         sync_position: SyncPositionLookup,

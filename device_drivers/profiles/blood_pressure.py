@@ -29,6 +29,11 @@ Blood Pressure Record 0x2B36 (BLS 1.1; bluetooth-sig-python blood_pressure_recor
 segmentation header uint8 (bit0 first, bit1 last, bits 2..7 rolling counter), sequence number
 uint16, UUID uint16 of the recorded characteristic, the recorded value, then an E2E-CRC uint16 when
 the Blood Pressure Feature says E2E-CRC is supported.
+
+Names: an enum here is named for the Measurement field it decodes, so it never shares a name with
+the vocabulary in ``vitals``: ``MeasurementPressureUnit`` (flags bit 0) and ``MeasurementStatusFlag``
+(the bits of Measurement Status); ``glucose`` follows the same rule. ``device_drivers.readings``
+maps them onto ``vitals``.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ MEASUREMENT_STATUS_PULSE_RANGE_SHIFT = 3
 MEASUREMENT_STATUS_PULSE_RANGE_MASK = 0x03
 
 
-class PressureUnit(enum.Enum):
+class MeasurementPressureUnit(enum.Enum):
     """Unit of the pressure fields (flags bit 0)."""
 
     MMHG = "mmHg"
@@ -206,7 +211,7 @@ class BloodPressureMeasurement(_MeasuredValues):
     sends after showing "Err"; ``invalid_reasons`` says why. ``raw`` keeps the bytes as received.
     """
 
-    unit: PressureUnit
+    unit: MeasurementPressureUnit
     systolic: MderFloat
     diastolic: MderFloat
     mean_arterial_pressure: MderFloat
@@ -221,7 +226,7 @@ class BloodPressureMeasurement(_MeasuredValues):
 class IntermediateCuffPressure:
     """Intermediate Cuff Pressure 0x2A36: the cuff pressure while the cuff inflates or deflates."""
 
-    unit: PressureUnit
+    unit: MeasurementPressureUnit
     cuff_pressure: MderFloat
     timestamp: DateTime | None = None
     pulse_rate_bpm: MderFloat | None = None
@@ -246,7 +251,7 @@ class EnhancedBloodPressureMeasurement(_MeasuredValues):
     (1900 or 2000, flags bit 6).
     """
 
-    unit: PressureUnit
+    unit: MeasurementPressureUnit
     systolic: MderFloat
     diastolic: MderFloat
     mean_arterial_pressure: MderFloat
@@ -294,8 +299,8 @@ class BloodPressureRecord:
         return self.first_segment and self.last_segment
 
 
-def _unit(flags: int) -> PressureUnit:
-    return PressureUnit.KPA if flags & BPM_FLAG_UNIT_KPA else PressureUnit.MMHG
+def _unit(flags: int) -> MeasurementPressureUnit:
+    return MeasurementPressureUnit.KPA if flags & BPM_FLAG_UNIT_KPA else MeasurementPressureUnit.MMHG
 
 
 def _decode_bpm_fields(
@@ -348,7 +353,7 @@ def decode_intermediate_cuff_pressure(data: bytes) -> IntermediateCuffPressure:
 
 
 def _encode_bpm(
-    unit: PressureUnit,
+    unit: MeasurementPressureUnit,
     first: MderFloat,
     second: MderFloat,
     third: MderFloat,
@@ -357,7 +362,7 @@ def _encode_bpm(
     user_id: int | None,
     status: MeasurementStatus | None,
 ) -> bytes:
-    flags = BPM_FLAG_UNIT_KPA if unit is PressureUnit.KPA else 0
+    flags = BPM_FLAG_UNIT_KPA if unit is MeasurementPressureUnit.KPA else 0
     tail = b""
     if timestamp is not None:
         flags |= BPM_FLAG_TIME_STAMP_PRESENT
@@ -442,7 +447,7 @@ def decode_enhanced_blood_pressure_measurement(data: bytes) -> EnhancedBloodPres
     except DecodeError as error:
         raise error.with_characteristic("Enhanced Blood Pressure Measurement") from None
     return EnhancedBloodPressureMeasurement(
-        PressureUnit.KPA if flags & EBPM_FLAG_UNIT_KPA else PressureUnit.MMHG,
+        MeasurementPressureUnit.KPA if flags & EBPM_FLAG_UNIT_KPA else MeasurementPressureUnit.MMHG,
         systolic,
         diastolic,
         mean,
@@ -460,7 +465,7 @@ def encode_enhanced_blood_pressure_measurement(value: EnhancedBloodPressureMeasu
     """Encode an Enhanced Blood Pressure Measurement 0x2B34."""
     if value.epoch_start_year not in (1900, 2000):
         raise EncodeError(f"epoch start year {value.epoch_start_year} is neither 1900 nor 2000")
-    flags = EBPM_FLAG_UNIT_KPA if value.unit is PressureUnit.KPA else 0
+    flags = EBPM_FLAG_UNIT_KPA if value.unit is MeasurementPressureUnit.KPA else 0
     if value.epoch_start_year == 2000:
         flags |= EBPM_FLAG_EPOCH_2000
     tail = b""

@@ -26,6 +26,11 @@ carries the scale, nothing is assumed (bluetooth-sig-python `carbohydrate_kg`).
 
 Units on the wire: kg/L x 100000 = mg/dL; mol/L x 1000 = mmol/L (Reference Part 3; Nordic
 toMgPerDecilitre, Tidepool ble-glucose). 0xB069 = 105e-5 kg/L = 105 mg/dL.
+
+Names: an enum here is named for its form on the wire, so it never shares a name with the
+vocabulary in ``vitals``: a one-byte or one-nibble code ends in ``Code`` (``MealCode``,
+``TesterCode``, ``HealthCode``, ``CarbohydrateCode``, ``MedicationCode``) and the bits of a status
+field end in ``Flag`` (``SensorStatusFlag``). ``device_drivers.readings`` maps them onto ``vitals``.
 """
 
 from __future__ import annotations
@@ -113,7 +118,7 @@ class GlucoseSampleLocation(WireCode):
     NOT_AVAILABLE = 15
 
 
-class SensorStatus(enum.IntFlag):
+class SensorStatusFlag(enum.IntFlag):
     """Sensor Status Annunciation bits (bit positions per Wireshark packet-btatt.c; bits 12..15 reserved)."""
 
     DEVICE_BATTERY_LOW = 0x0001
@@ -133,16 +138,16 @@ class SensorStatus(enum.IntFlag):
 # Annunciations that mean the concentration is not a measurement of the patient's glucose.
 # Battery low and time fault do not invalidate the value (the time fault is kept for the clock layer).
 INVALIDATING_SENSOR_STATUS = (
-    SensorStatus.SENSOR_MALFUNCTION
-    | SensorStatus.SAMPLE_SIZE_INSUFFICIENT
-    | SensorStatus.STRIP_INSERTION_ERROR
-    | SensorStatus.STRIP_TYPE_INCORRECT
-    | SensorStatus.RESULT_HIGHER_THAN_DEVICE_CAN_PROCESS
-    | SensorStatus.RESULT_LOWER_THAN_DEVICE_CAN_PROCESS
-    | SensorStatus.SENSOR_TEMPERATURE_TOO_HIGH
-    | SensorStatus.SENSOR_TEMPERATURE_TOO_LOW
-    | SensorStatus.SENSOR_READ_INTERRUPTED
-    | SensorStatus.GENERAL_DEVICE_FAULT
+    SensorStatusFlag.SENSOR_MALFUNCTION
+    | SensorStatusFlag.SAMPLE_SIZE_INSUFFICIENT
+    | SensorStatusFlag.STRIP_INSERTION_ERROR
+    | SensorStatusFlag.STRIP_TYPE_INCORRECT
+    | SensorStatusFlag.RESULT_HIGHER_THAN_DEVICE_CAN_PROCESS
+    | SensorStatusFlag.RESULT_LOWER_THAN_DEVICE_CAN_PROCESS
+    | SensorStatusFlag.SENSOR_TEMPERATURE_TOO_HIGH
+    | SensorStatusFlag.SENSOR_TEMPERATURE_TOO_LOW
+    | SensorStatusFlag.SENSOR_READ_INTERRUPTED
+    | SensorStatusFlag.GENERAL_DEVICE_FAULT
 )
 
 
@@ -170,7 +175,7 @@ class GlucoseMeasurement:
     unit: GlucoseConcentrationUnit | None = None
     sample_type: GlucoseSampleType | None = None
     sample_location: GlucoseSampleLocation | None = None
-    sensor_status: SensorStatus | None = None
+    sensor_status: SensorStatusFlag | None = None
     context_follows: bool = False
     raw: bytes = field(default=b"", compare=False)
 
@@ -224,7 +229,7 @@ class GlucoseMeasurement:
         return not self.invalid_reasons
 
 
-class CarbohydrateId(WireCode):
+class CarbohydrateCode(WireCode):
     BREAKFAST = 1
     LUNCH = 2
     DINNER = 3
@@ -234,7 +239,7 @@ class CarbohydrateId(WireCode):
     BRUNCH = 7
 
 
-class Meal(WireCode):
+class MealCode(WireCode):
     PREPRANDIAL = 1
     POSTPRANDIAL = 2
     FASTING = 3
@@ -242,14 +247,14 @@ class Meal(WireCode):
     BEDTIME = 5
 
 
-class Tester(WireCode):
+class TesterCode(WireCode):
     SELF = 1
     HEALTH_CARE_PROFESSIONAL = 2
     LAB_TEST = 3
     NOT_AVAILABLE = 15
 
 
-class Health(WireCode):
+class HealthCode(WireCode):
     MINOR_HEALTH_ISSUES = 1
     MAJOR_HEALTH_ISSUES = 2
     DURING_MENSES = 3
@@ -258,7 +263,7 @@ class Health(WireCode):
     NOT_AVAILABLE = 15
 
 
-class MedicationId(WireCode):
+class MedicationCode(WireCode):
     RAPID_ACTING_INSULIN = 1
     SHORT_ACTING_INSULIN = 2
     INTERMEDIATE_ACTING_INSULIN = 3
@@ -279,14 +284,14 @@ class GlucoseMeasurementContext:
 
     sequence_number: int
     extended_flags: int | None = None
-    carbohydrate_id: CarbohydrateId | None = None
+    carbohydrate_id: CarbohydrateCode | None = None
     carbohydrate_kg: MderFloat | None = None
-    meal: Meal | None = None
-    tester: Tester | None = None
-    health: Health | None = None
+    meal: MealCode | None = None
+    tester: TesterCode | None = None
+    health: HealthCode | None = None
     exercise_duration_seconds: int | None = None
     exercise_intensity_percent: int | None = None
-    medication_id: MedicationId | None = None
+    medication_id: MedicationCode | None = None
     medication: MderFloat | None = None
     medication_unit: MedicationUnit | None = None
     hba1c_percent: MderFloat | None = None
@@ -334,7 +339,7 @@ def decode_glucose_measurement(data: bytes) -> GlucoseMeasurement:
                 else GlucoseConcentrationUnit.KG_PER_L
             )
         status = (
-            SensorStatus(reader.uint16("sensor status annunciation"))
+            SensorStatusFlag(reader.uint16("sensor status annunciation"))
             if flags & GM_FLAG_SENSOR_STATUS_PRESENT
             else None
         )
@@ -402,21 +407,21 @@ def decode_glucose_measurement_context(data: bytes) -> GlucoseMeasurementContext
         extended = reader.uint8("extended flags") if flags & GMC_FLAG_EXTENDED_FLAGS_PRESENT else None
         carbohydrate_id = carbohydrate = None
         if flags & GMC_FLAG_CARBOHYDRATE_PRESENT:
-            carbohydrate_id = CarbohydrateId(reader.uint8("carbohydrate ID"))
+            carbohydrate_id = CarbohydrateCode(reader.uint8("carbohydrate ID"))
             carbohydrate = read_sfloat(reader, "carbohydrate")
-        meal = Meal(reader.uint8("meal")) if flags & GMC_FLAG_MEAL_PRESENT else None
+        meal = MealCode(reader.uint8("meal")) if flags & GMC_FLAG_MEAL_PRESENT else None
         tester = health = None
         if flags & GMC_FLAG_TESTER_HEALTH_PRESENT:
             tester_health = reader.uint8("tester and health")
-            tester = Tester(tester_health & TYPE_NIBBLE_MASK)
-            health = Health(tester_health >> LOCATION_NIBBLE_SHIFT)
+            tester = TesterCode(tester_health & TYPE_NIBBLE_MASK)
+            health = HealthCode(tester_health >> LOCATION_NIBBLE_SHIFT)
         duration = intensity = None
         if flags & GMC_FLAG_EXERCISE_PRESENT:
             duration = reader.uint16("exercise duration")
             intensity = reader.uint8("exercise intensity")
         medication_id = medication = medication_unit = None
         if flags & GMC_FLAG_MEDICATION_PRESENT:
-            medication_id = MedicationId(reader.uint8("medication ID"))
+            medication_id = MedicationCode(reader.uint8("medication ID"))
             medication = read_sfloat(reader, "medication")
             medication_unit = (
                 MedicationUnit.LITRES if flags & GMC_FLAG_MEDICATION_UNIT_LITRES else MedicationUnit.KILOGRAMS

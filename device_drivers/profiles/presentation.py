@@ -19,8 +19,8 @@ from .blood_pressure import (
     BloodPressureMeasurement,
     EnhancedBloodPressureMeasurement,
     IntermediateCuffPressure,
+    MeasurementPressureUnit,
     MeasurementStatus,
-    PressureUnit,
     decode_blood_pressure_feature,
     decode_blood_pressure_measurement,
     decode_blood_pressure_record,
@@ -62,8 +62,8 @@ def _name(value: enum.Enum | None) -> str | None:
     return None if value is None else str(value.name).lower()
 
 
-def _unit_suffix(unit: PressureUnit) -> str:
-    return "mmhg" if unit is PressureUnit.MMHG else "kpa"
+def _unit_suffix(unit: MeasurementPressureUnit) -> str:
+    return "mmhg" if unit is MeasurementPressureUnit.MMHG else "kpa"
 
 
 def _status(status: MeasurementStatus | None) -> JsonDict:

@@ -28,7 +28,7 @@ real BlueZ gateway can pair with it. See docs/virtual-meters.md.
 
 Modules: :mod:`.radio` (VirtualRadio), :mod:`.central` (the bumble central), :mod:`.backend` (bleak
 ``BaseBleakScanner``/``BaseBleakClient`` subclasses), :mod:`.meter` (common meter),
-:mod:`.glucose_meter`, :mod:`.blood_pressure_cuff`, :mod:`.racp_server`, :mod:`.personas` (quirks of
+:mod:`.factory` (a meter from a persona name), :mod:`.glucose_meter`, :mod:`.blood_pressure_cuff`, :mod:`.racp_server`, :mod:`.personas` (quirks of
 real meters as data), :mod:`.patients` and :mod:`.stories` (virtual patients, JSON stories in
 ``story_data/``), :mod:`.simulator` (what ``vitalgate simulate`` runs), :mod:`.clock`.
 """
@@ -38,9 +38,9 @@ from __future__ import annotations
 from device_drivers.virtual.backend import VirtualBleakClient, VirtualBleakScanner
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.patients import PatientProfile, VirtualPatient
 from device_drivers.virtual.personas import PERSONAS, Persona, persona
 from device_drivers.virtual.radio import VirtualRadio, fixed_passkey_agent

@@ -99,7 +99,7 @@ class VirtualBloodPressureCuff(VirtualMeter):
             mean = MderFloat(round(diastolic_mmhg + (systolic_mmhg - diastolic_mmhg) / 3), 0)
             pulse = nan if pulse_bpm is None else MderFloat(pulse_bpm, 0)
         measurement = bp_codec.BloodPressureMeasurement(
-            unit=bp_codec.PressureUnit.MMHG,
+            unit=bp_codec.MeasurementPressureUnit.MMHG,
             systolic=systolic,
             diastolic=diastolic,
             mean_arterial_pressure=mean,

@@ -98,9 +98,9 @@ class VirtualGlucoseMeter(VirtualMeter):
         glucose_mmol_l: float | None = None,
         sample_type: glucose_codec.GlucoseSampleType = glucose_codec.GlucoseSampleType.CAPILLARY_PLASMA,
         sample_location: glucose_codec.GlucoseSampleLocation = glucose_codec.GlucoseSampleLocation.FINGER,
-        sensor_status: glucose_codec.SensorStatus | None = None,
-        meal: glucose_codec.Meal | None = None,
-        carbohydrate_id: glucose_codec.CarbohydrateId | None = None,
+        sensor_status: glucose_codec.SensorStatusFlag | None = None,
+        meal: glucose_codec.MealCode | None = None,
+        carbohydrate_id: glucose_codec.CarbohydrateCode | None = None,
         carbohydrate_grams: float | None = None,
     ) -> StoredGlucoseRecord:
         """Store a measurement taken at ``taken_at`` (aware UTC), stamped by the meter's own clock."""
@@ -144,7 +144,7 @@ class VirtualGlucoseMeter(VirtualMeter):
         taken_at: dt.datetime,
         glucose_mg_dl: float | None = None,
         glucose_mmol_l: float | None = None,
-        meal: glucose_codec.Meal | None = None,
+        meal: glucose_codec.MealCode | None = None,
     ) -> StoredGlucoseRecord:
         """Store a record and let the radio react (personas that advertise after a measurement)."""
         record = self.add_record(

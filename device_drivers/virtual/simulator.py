@@ -21,9 +21,9 @@ from device_drivers.profiles import blood_pressure as bp_codec
 from device_drivers.profiles import glucose as glucose_codec
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.patients import BloodPressureSample, GlucoseSample, PatientProfile, VirtualPatient
 from device_drivers.virtual.personas import PairingMethod
 from device_drivers.virtual.radio import VirtualRadio
@@ -38,11 +38,11 @@ ADDRESS_LENGTH = 6
 MINIMUM_ADVERTISING_WINDOW_REAL_S = 20.0
 
 MEAL_CODES = {
-    "fasting": glucose_codec.Meal.FASTING,
-    "postprandial": glucose_codec.Meal.POSTPRANDIAL,
-    "bedtime": glucose_codec.Meal.BEDTIME,
-    "casual": glucose_codec.Meal.CASUAL,
-    "preprandial": glucose_codec.Meal.PREPRANDIAL,
+    "fasting": glucose_codec.MealCode.FASTING,
+    "postprandial": glucose_codec.MealCode.POSTPRANDIAL,
+    "bedtime": glucose_codec.MealCode.BEDTIME,
+    "casual": glucose_codec.MealCode.CASUAL,
+    "preprandial": glucose_codec.MealCode.PREPRANDIAL,
 }
 
 
@@ -221,7 +221,7 @@ def _store_blood_pressure(cuff: VirtualBloodPressureCuff, sample: BloodPressureS
 
 
 def _store_glucose(meter: VirtualGlucoseMeter, sample: GlucoseSample) -> None:
-    carbohydrate_id = glucose_codec.CarbohydrateId.LUNCH if sample.carbohydrate_grams is not None else None
+    carbohydrate_id = glucose_codec.CarbohydrateCode.LUNCH if sample.carbohydrate_grams is not None else None
     meter.add_record(
         taken_at=sample.taken_at,
         glucose_mg_dl=sample.glucose_mg_dl,

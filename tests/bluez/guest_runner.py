@@ -51,9 +51,9 @@ import vitalgate.cli
 import vitalgate.commands.gateway
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.adapter import kernel_link_encrypted
 from ingest import IngestConfig, IngestConsumer

@@ -185,7 +185,7 @@ def _canonical(value: MderFloat) -> MderFloat:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    unit=st.sampled_from(list(blood_pressure.PressureUnit)),
+    unit=st.sampled_from(list(blood_pressure.MeasurementPressureUnit)),
     values=st.tuples(sfloats, sfloats, sfloats),
     timestamp=st.none() | date_times,
     pulse=st.none() | sfloats,
@@ -245,7 +245,7 @@ def test_glucose_round_trip(
         unit if present else None,
         glucose.GlucoseSampleType(sample_type) if present else None,
         glucose.GlucoseSampleLocation(location) if present else None,
-        None if status is None else glucose.SensorStatus(status),
+        None if status is None else glucose.SensorStatusFlag(status),
         context,
     )
     assert glucose.decode_glucose_measurement(glucose.encode_glucose_measurement(value)) == value
@@ -299,7 +299,7 @@ contexts = st.builds(
     glucose.GlucoseMeasurementContext,
     sequence_number=st.integers(0, 0xFFFF),
     extended_flags=st.none() | st.integers(0, 255),
-    meal=st.none() | st.integers(0, 255).map(glucose.Meal),
+    meal=st.none() | st.integers(0, 255).map(glucose.MealCode),
     hba1c_percent=st.none() | finite_sfloats.map(_canonical),
     exercise_duration_seconds=st.none(),
     exercise_intensity_percent=st.none(),
@@ -309,12 +309,12 @@ contexts = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(
     context=contexts,
-    carbohydrate=st.none() | st.tuples(st.integers(0, 255).map(glucose.CarbohydrateId), finite_sfloats),
+    carbohydrate=st.none() | st.tuples(st.integers(0, 255).map(glucose.CarbohydrateCode), finite_sfloats),
     tester_health=st.none() | st.tuples(st.integers(0, 15), st.integers(0, 15)),
     exercise=st.none() | st.tuples(st.integers(0, 0xFFFF), st.integers(0, 255)),
     medication=st.none()
     | st.tuples(
-        st.integers(0, 255).map(glucose.MedicationId),
+        st.integers(0, 255).map(glucose.MedicationCode),
         finite_sfloats,
         st.sampled_from(list(glucose.MedicationUnit)),
     ),
@@ -331,8 +331,8 @@ def test_glucose_context_round_trip(
         context,
         carbohydrate_id=None if carbohydrate is None else carbohydrate[0],
         carbohydrate_kg=None if carbohydrate is None else _canonical(carbohydrate[1]),
-        tester=None if tester_health is None else glucose.Tester(tester_health[0]),
-        health=None if tester_health is None else glucose.Health(tester_health[1]),
+        tester=None if tester_health is None else glucose.TesterCode(tester_health[0]),
+        health=None if tester_health is None else glucose.HealthCode(tester_health[1]),
         exercise_duration_seconds=None if exercise is None else exercise[0],
         exercise_intensity_percent=None if exercise is None else exercise[1],
         medication_id=None if medication is None else medication[0],
@@ -373,7 +373,7 @@ def test_enhanced_blood_pressure_round_trip(
     """Every combination of Enhanced BPM (BLS 1.1) flags survives encode then decode."""
     systolic, diastolic, mean = (_canonical(v) for v in values)
     value = blood_pressure.EnhancedBloodPressureMeasurement(
-        blood_pressure.PressureUnit.MMHG,
+        blood_pressure.MeasurementPressureUnit.MMHG,
         systolic,
         diastolic,
         mean,

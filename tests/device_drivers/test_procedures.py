@@ -19,7 +19,7 @@ from device_drivers.procedures.results import SequenceEvent
 from device_drivers.procedures.session import run_blood_pressure_session, run_glucose_session
 from device_drivers.profiles import uuids
 from device_drivers.profiles.blood_pressure import IntermediateCuffPressure
-from device_drivers.profiles.glucose import GlucoseFeature, Meal
+from device_drivers.profiles.glucose import GlucoseFeature, MealCode
 from device_drivers.profiles.racp import RacpResponseCode
 from device_drivers.profiles.time import decode_current_time, decode_date_time
 
@@ -100,7 +100,7 @@ async def test_first_glucose_sync_reads_identity_clock_and_joins_context() -> No
     assert [r.measurement.sequence_number for r in sync.records] == [5, 6, 10]
     assert [r.measurement.glucose_mg_dl for r in sync.records] == [105, 120, 105]
     assert sync.records[2].context is not None
-    assert sync.records[2].context.meal is Meal.FASTING
+    assert sync.records[2].context.meal is MealCode.FASTING
     assert sync.records[0].context is None
     assert sync.response_code is RacpResponseCode.SUCCESS
     assert sync.highest_sequence_number == 10

@@ -21,11 +21,11 @@ from device_drivers.procedures.clock import ClockReading, ClockSource
 from device_drivers.procedures.errors import MeterDisconnected
 from device_drivers.procedures.glucose import sync_glucose_records
 from device_drivers.procedures.session import run_blood_pressure_session, run_glucose_session
-from device_drivers.profiles.glucose import Meal
+from device_drivers.profiles.glucose import MealCode
 from device_drivers.readings import device_identity, glucose_reading
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.meter import VirtualMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 
 WAIT_S = 10.0
@@ -81,7 +81,7 @@ async def test_contour_like_first_then_incremental_sync(radio: VirtualRadio, clo
     """First sync gets every record with its context; the next sync gets only the new one; then nothing."""
     meter = await add(radio, clock, "contour-like", "G-10")
     meter.add_record(taken_at=clock.now(), glucose_mg_dl=101)  # type: ignore[attr-defined]
-    meter.add_record(taken_at=clock.now(), glucose_mg_dl=143, meal=Meal.POSTPRANDIAL)  # type: ignore[attr-defined]
+    meter.add_record(taken_at=clock.now(), glucose_mg_dl=143, meal=MealCode.POSTPRANDIAL)  # type: ignore[attr-defined]
     meter.add_record(taken_at=clock.now(), glucose_mg_dl=88)  # type: ignore[attr-defined]
     await meter.update_advertising()
     lost = asyncio.Event()
@@ -103,7 +103,7 @@ async def test_contour_like_first_then_incremental_sync(radio: VirtualRadio, clo
     assert [r.measurement.sequence_number for r in sync.records] == [0, 1, 2]
     assert [float(r.measurement.glucose_mg_dl or 0) for r in sync.records] == [101, 143, 88]
     assert sync.records[1].context is not None
-    assert sync.records[1].context.meal is Meal.POSTPRANDIAL
+    assert sync.records[1].context.meal is MealCode.POSTPRANDIAL
     assert sync.highest_sequence_number == 2
     reading = session.clock.reading
     assert isinstance(reading, ClockReading)

@@ -5,7 +5,7 @@
 
 The delivery path is the product's own: `gateway.outbox.Outbox` (WAL, synchronous=FULL),
 `gateway.uplink.MqttUplink` and `Forwarder` (resend after the ack timeout and on every reconnect,
-delete only on the application ack), `gateway.health.Health` written to the status file and the
+delete only on the application ack), `gateway.health.GatewayHealth` written to the status file and the
 retained status topic, as `gateway.app.Gateway` composes them. Only the Bluetooth side is replaced:
 the meters of `tests.faults.meters.Home` hand their readings to the outbox at `--rate` readings a
 second, as a meter session does through `Gateway.commit`; a batch the outbox refuses (full, or the
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.health import Health, write_status_file
+from gateway.health import GatewayHealth, write_status_file
 from gateway.outbox import DEFAULT_CAPACITY, Outbox, OutboxError
 from gateway.uplink import Forwarder, ForwarderConfig, MqttUplink, UplinkConfig, UplinkError
 from tests.faults.meters import Home
@@ -42,7 +42,7 @@ REFUSED_PAUSE_S = 0.5  # a refused batch is offered again after this (the meter'
 
 
 async def feed(
-    home: Home, outbox: Outbox, forwarder: Forwarder, health: Health, rate: float, batch: int
+    home: Home, outbox: Outbox, forwarder: Forwarder, health: GatewayHealth, rate: float, batch: int
 ) -> None:
     """The meters: every reading of the home, in order, at `rate` a second (0: as fast as possible)."""
     loop = asyncio.get_running_loop()
@@ -72,7 +72,7 @@ async def feed(
 
 
 async def status_loop(
-    home: Home, outbox: Outbox, uplink: MqttUplink, health: Health, path: Path, interval_s: float
+    home: Home, outbox: Outbox, uplink: MqttUplink, health: GatewayHealth, path: Path, interval_s: float
 ) -> None:
     while True:
         report = health.report(await asyncio.to_thread(outbox.stats))
@@ -86,7 +86,7 @@ async def status_loop(
 async def run(args: argparse.Namespace) -> int:
     home = Home(args.gateway_id, args.patients, args.count, args.t0, args.step)
     outbox = await asyncio.to_thread(Outbox(Path(args.outbox), capacity=args.capacity).open)
-    health = Health(home.gateway_id)
+    health = GatewayHealth(home.gateway_id)
     will = GatewayStatus(gateway_id=home.gateway_id, online=False, reported_at=datetime.now(UTC))
     uplink = MqttUplink(
         UplinkConfig(

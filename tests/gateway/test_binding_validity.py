@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.deps import ApiServices
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
-from device_drivers.virtual.meters import make_meter
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import MeterProfile, PairedMeter, attribute, time_trusted
 from gateway.outbox import Outbox, UnboundReading

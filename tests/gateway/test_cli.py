@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
-from gateway.health import Health, write_status_file
+from gateway.health import GatewayHealth, write_status_file
 from gateway.outbox import Outbox, UnboundReading
 from testbed.factories import blood_pressure, cuff
 from vitalgate.cli import main
@@ -50,7 +50,7 @@ def test_devices_lists_meters_bindings_and_readings_kept_aside(
 def test_status_fails_when_the_outbox_is_full(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Outbox(state / "outbox.sqlite3", capacity=10) as outbox:
         outbox.commit([blood_pressure(i) for i in range(10)])
-        write_status_file(state / "status.json", Health(GW).report(outbox.stats()))
+        write_status_file(state / "status.json", GatewayHealth(GW).report(outbox.stats()))
     assert main(["--log-format", "text", "gateway", "status"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["outbox"]["full"] is True

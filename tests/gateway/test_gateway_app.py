@@ -12,7 +12,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from device_drivers.virtual.clock import SimulationClock
-from device_drivers.virtual.meters import make_meter
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import Bindings, MeterProfile

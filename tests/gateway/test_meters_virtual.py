@@ -21,12 +21,12 @@ from bleak import BleakClient
 from device_drivers.profiles.uuids import BATTERY_LEVEL
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.meter import VirtualMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
 from gateway.collect import default_collector
-from gateway.health import Health
+from gateway.health import GatewayHealth
 from gateway.meters import BleConfig, MeterManager, MeterSession
 from gateway.outbox import CommitResult, Outbox, SyncPosition, UnboundReading
 from gateway.pairing import PairingError, discover, pair, read_identity
@@ -75,7 +75,7 @@ class Rig:
     ) -> None:
         self.outbox = Outbox(tmp_path / "outbox.db").open()
         self.bindings = Bindings(tmp_path / "bindings.json", GW).load()
-        self.health = Health(GW)
+        self.health = GatewayHealth(GW)
         self.manager = MeterManager(
             BleConfig(
                 max_concurrent_connections=max_connections,

@@ -21,13 +21,13 @@ from bleak import BleakClient
 
 from device_drivers.virtual.backend import VirtualBleakClient, VirtualBleakScanner
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import Bindings, MeterProfile
 from gateway.collect import default_collector
-from gateway.health import Health
+from gateway.health import GatewayHealth
 from gateway.meters import BleConfig, MeterManager, MeterSession
 from gateway.outbox import CommitResult, Outbox
 from gateway.pairing import pair
@@ -150,7 +150,7 @@ async def test_the_meter_manager_stops_as_scanning_starts(tmp_path: Path, radio:
         manager = MeterManager(
             BleConfig(),
             Bindings(tmp_path / "bindings.json", GW).load(),
-            Health(GW),
+            GatewayHealth(GW),
             default_collector(dt.UTC),
             commit,
             no_position,
@@ -221,7 +221,7 @@ async def test_a_meter_task_stopped_as_its_sync_ends_stops(
         manager = MeterManager(
             BleConfig(disconnect_timeout_s=0.5, resync_after_s=3600),
             bindings,
-            Health(GW),
+            GatewayHealth(GW),
             read_nothing,
             commit,
             no_position,

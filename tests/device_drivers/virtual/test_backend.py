@@ -15,8 +15,8 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolErr
 from device_drivers.profiles import uuids
 from device_drivers.virtual.backend import VirtualBleakClient
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.meter import VirtualMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 
 WAIT_S = 10.0

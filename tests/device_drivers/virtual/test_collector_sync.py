@@ -26,12 +26,12 @@ from device_drivers.procedures.client import ProcedureTimeouts
 from device_drivers.procedures.errors import GattOperationFailed, MeterDisconnected
 from device_drivers.procedures.glucose import sync_glucose_records
 from device_drivers.procedures.session import run_blood_pressure_session, run_glucose_session
-from device_drivers.profiles.glucose import CarbohydrateId, Meal
+from device_drivers.profiles.glucose import CarbohydrateCode, MealCode
 from device_drivers.quirks import quirks_for
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 
 from .conftest import START
@@ -49,8 +49,8 @@ def fill_glucose(meter: VirtualGlucoseMeter, count: int, first_hour: int = 0) ->
         meter.add_record(
             taken_at=START + dt.timedelta(hours=first_hour + index),
             glucose_mg_dl=80 + (first_hour + index) % 120,
-            meal=Meal.POSTPRANDIAL if index % 2 else Meal.FASTING,
-            carbohydrate_id=CarbohydrateId.LUNCH if index % 2 else None,
+            meal=MealCode.POSTPRANDIAL if index % 2 else MealCode.FASTING,
+            carbohydrate_id=CarbohydrateCode.LUNCH if index % 2 else None,
             carbohydrate_grams=60.0 if index % 2 else None,
         )
 
@@ -94,8 +94,8 @@ async def test_glucose_sync_of_1000_records_then_only_the_new_ones(
     with_context = [record for record in sync.records if record.context is not None]
     assert len(with_context) == RECORD_COUNT  # every record had a meal context
     assert {record.context.meal for record in with_context if record.context} == {
-        Meal.FASTING,
-        Meal.POSTPRANDIAL,
+        MealCode.FASTING,
+        MealCode.POSTPRANDIAL,
     }
     assert sync.missing_contexts == () and sync.unmatched_contexts == ()
     assert sync.records[5].measurement.glucose_mg_dl == 85

@@ -15,8 +15,8 @@ from device_drivers.profiles import uuids
 from device_drivers.profiles.glucose import decode_glucose_measurement
 from device_drivers.virtual import racp_server
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
-from device_drivers.virtual.meters import make_meter
 from device_drivers.virtual.racp_server import RacpResponseCode
 from device_drivers.virtual.radio import VirtualRadio
 

@@ -1,4 +1,4 @@
-"""Build a virtual meter from a persona name."""
+"""Build a virtual meter from a persona name (the factory the simulator, tests and benchmarks use)."""
 
 from __future__ import annotations
 
