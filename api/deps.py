@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -35,6 +35,7 @@ from api.errors import ApiError, ErrorCode
 from api.limits import MAX_REQUEST_BODY_BYTES
 from api.login_throttle import LoginThrottle
 from api.refused_tokens import RefusedTokens
+from api.services import AlertApi, FleetCommands
 from api.sessions import (
     ACCESS_TOKEN_TTL_S,
     REFRESH_TOKEN_TTL_S,
@@ -46,10 +47,6 @@ from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import CareTeamMember, Patient, User, UserRole, UserSession
 from storage.readings.protocol import ReadingStore
-
-if TYPE_CHECKING:
-    from api.routes.admin_fleet import FleetCommands
-    from api.routes.alerts import AlertApi
 
 logger = logging.getLogger(__name__)
 

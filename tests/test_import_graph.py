@@ -1,9 +1,10 @@
 """No import cycles among the project's modules, so each module can be loaded, read and tested on its own.
 
 The graph is built from the source with ``ast``, over the eight packages of DESIGN.md's layout table.
-Only module-level imports count: the ones that run when the module is loaded, including those inside
-module-level ``if``/``try``/``with`` blocks. Imports inside functions and classes run later and are not
-edges, nor are imports under ``if TYPE_CHECKING:`` (they never run). ``import a.b`` is an edge to
+Module-level imports count, including those inside module-level ``if``/``try``/``with`` blocks and
+those under ``if TYPE_CHECKING:``: a type-only import never runs, but a cycle through one still means
+neither module can be read or type-checked without the other. Imports inside functions and classes
+run later and are not edges. ``import a.b`` is an edge to
 ``a.b``; ``from a import b`` is an edge to ``a.b`` when that is a module, else to ``a``. The implicit
 loading of parent packages that ``import a.b`` also does is not an edge.
 """
@@ -33,19 +34,12 @@ def find_modules(root: Path, packages: Sequence[str]) -> dict[str, tuple[Path, b
     return modules
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _module_level_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
     for node in body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
         elif isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
-                yield from _module_level_imports(node.body)
+            yield from _module_level_imports(node.body)
             yield from _module_level_imports(node.orelse)
         elif isinstance(node, ast.Try):
             for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
@@ -157,11 +151,13 @@ def test_project_modules_import_each_other_without_a_cycle() -> None:
 def tangled(tmp_path: Path) -> Path:
     files = {
         "pkg/__init__.py": "from pkg.a import A\n",
-        "pkg/a.py": "from typing import TYPE_CHECKING\nfrom . import b\nA = 1\nif TYPE_CHECKING:\n    from .d import D\n",
+        "pkg/a.py": "from . import b\nA = 1\n",
         "pkg/b.py": "try:\n    from .sub import c\nexcept ImportError:\n    pass\n",
         "pkg/sub/__init__.py": "",
         "pkg/sub/c.py": "from ..a import A\n",
         "pkg/d.py": "import pkg.a\n\ndef later():\n    from pkg import b\n",
+        "pkg/e.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.f import F\nE = 1\n",
+        "pkg/f.py": "from pkg.e import E\nF = 1\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +166,12 @@ def tangled(tmp_path: Path) -> Path:
 
 
 def test_a_cycle_through_relative_and_guarded_imports_is_named(tangled: Path) -> None:
-    """The check names a cycle made of relative imports and imports inside ``try``, and ignores type-only and in-function imports."""
+    """The check names cycles made of relative, ``try``-guarded and type-only imports, and ignores in-function imports."""
     graph = import_graph(tangled, ["pkg"])
     assert graph["pkg.a"] == {"pkg.b"}
     assert graph["pkg.d"] == {"pkg.a"}
-    assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
+    assert graph["pkg.e"] == {"pkg.f"}
+    assert sorted(find_cycles(graph)) == [
+        ["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"],
+        ["pkg.e", "pkg.f", "pkg.e"],
+    ]

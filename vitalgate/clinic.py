@@ -24,7 +24,7 @@ from alerts.engine import AlertEngine
 from alerts.event_feed import AlertEventFeed
 from api.app import create_app
 from api.deps import ApiServices
-from api.routes.alerts import AlertApi
+from api.services import AlertApi
 from ingest import IngestConsumer, freeze_startup_heap
 from storage.clinic.database import ClinicDatabase
 from storage.clinic.repository import ClinicRepository

@@ -38,8 +38,7 @@ if TYPE_CHECKING:
     from alerts.routing import Router
     from alerts.summary_updater import SummaryUpdater
     from api.deps import ApiServices
-    from api.routes.admin_fleet import FleetCommands
-    from api.routes.alerts import AlertApi
+    from api.services import AlertApi, FleetCommands
     from gateway.app import GatewayOptions
     from ingest import IngestConfig, PipelineParts, ReadingsListener
     from storage.clinic.coordination import DatabaseTurns

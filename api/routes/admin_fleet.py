@@ -23,7 +23,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Final, Protocol
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import Principal
 from api.deps import ApiServices, CurrentUser, Services, commit_audited, commit_denial
 from api.limits import OPAQUE_ID_MAX, BoundedDatetime
+from api.services import FleetCommands
 from storage.clinic.audit import record_audit
 from storage.clinic.fleet import (
     FleetConflict,
@@ -56,15 +57,6 @@ GATEWAY_ID: Final = r"^[A-Za-z0-9_-]{1,64}$"
 PATIENT_ID: Final = r"^[A-Za-z0-9_-]{1,64}$"
 GatewayId = Annotated[str, Path(pattern=GATEWAY_ID)]
 DEFAULT_STALE_AFTER: Final = timedelta(minutes=10)
-
-
-class FleetCommands(Protocol):
-    """What the composition root's fleet service (vitalgate.fleet.FleetService) offers the API."""
-
-    @property
-    def stale_after(self) -> timedelta: ...
-
-    async def publish_commands(self, gateway_id: str) -> int: ...
 
 
 def _fleet(services: ApiServices) -> FleetCommands | None:

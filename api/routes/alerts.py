@@ -34,7 +34,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Final, Literal
@@ -44,8 +43,6 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from alerts.catalogue import OPERATIONAL, RULES
-from alerts.channels.hub import EventHub
-from alerts.engine import AlertEngine
 from alerts.lifecycle import NOTE_LENGTH, SYSTEM_ACTOR, AlertNotFound, AlertRecord, InvalidTransition
 from alerts.model import PatientReport, ReportKind
 from alerts.repository import InboxEntry, InboxView, SqlAlertRepository
@@ -60,6 +57,7 @@ from api.deps import (
 )
 from api.errors import ApiError, ErrorCode, validation_error
 from api.limits import OPAQUE_ID_MAX, SYMPTOM_MAX, BoundedDatetime
+from api.services import AlertApi
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.models import UserRole
 from vitals.payload import AlertSeverity, AlertState
@@ -84,13 +82,6 @@ else:
 
 # What a trigger value may be: a number, a word, a flag, or a list of those (alerts.singles, windows).
 TriggerValue = int | float | str | bool | list[int | float | str | bool | None] | None
-
-
-@dataclass(frozen=True, slots=True)
-class AlertApi:
-    engine: AlertEngine
-    repository: SqlAlertRepository
-    hub: EventHub
 
 
 def get_alert_api(services: Services) -> AlertApi:

@@ -22,6 +22,7 @@ from alerts.repository import SqlAlertRepository
 from api.deps import ApiServices
 from api.errors import install_error_handlers
 from api.routes import alerts as alert_routes
+from api.services import AlertApi
 from storage.clinic.models import UserRole
 from storage.readings.sqlite import SqliteReadingStore
 from tests.alerts.conftest import START, Clock, bp_reading, glucose_reading
@@ -54,7 +55,7 @@ async def client(
         reading_store=reading_store,
         clinic_sessions=clinic_sessions,
         jwt_secret=SECRET,
-        alerts=alert_routes.AlertApi(alert_engine, SqlAlertRepository(clinic_sessions), hub),
+        alerts=AlertApi(alert_engine, SqlAlertRepository(clinic_sessions), hub),
     )
     app.include_router(alert_routes.router)
     install_error_handlers(app)

@@ -19,7 +19,7 @@ from alerts.engine import AlertEngine
 from alerts.repository import SqlAlertRepository, SqlPatientDirectory
 from alerts.routing import Router
 from api.login_throttle import ACCOUNT_LOCKOUT_THRESHOLD
-from api.routes.alerts import AlertApi
+from api.services import AlertApi
 from storage.clinic.models import AuditLogEntry, User
 from vitalgate.cli import main
 

@@ -44,7 +44,7 @@ from alerts.routing import Router
 from alerts.summary_updater import SummaryUpdater
 from api.app import create_app
 from api.deps import ApiServices
-from api.routes.alerts import AlertApi
+from api.services import AlertApi
 from api.web_assets import WEB_APP_DIR
 from storage.clinic.models import CareTeamMember, CareTeamRole, UserRole
 from storage.readings.protocol import AnyReading
