@@ -6,8 +6,13 @@ import os
 from collections.abc import Generator
 
 import pytest
+import stamina
 
 pytest_plugins = ["tests.fixtures.mosquitto"]
+
+# As every vitalgate process runs (vitalgate.logs.configure_logging): each retry site logs its own
+# failed attempts, and stamina adds no log lines of its own.
+stamina.instrumentation.set_on_retry_hooks(())
 
 # Tests marked with a real service skip with a clear reason where the service is absent; with
 # VITALGATE_REQUIRE_SERVICES=1 (set by `./dev test` in CI) such a skip is a failure instead, so CI

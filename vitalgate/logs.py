@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import stamina
+
 # Attributes every LogRecord has; anything else came from `extra=` and is emitted as a field.
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -74,3 +76,6 @@ def configure_logging(level: str, fmt: Literal["auto", "json", "text"]) -> None:
     # Library chatter that would drown our ids.
     for noisy in ("bumble", "urllib3", "httpx", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Each retry site logs its failed attempt itself, with opaque fields only; stamina's own line
+    # would repeat it with the exception's repr and the retried call's arguments.
+    stamina.instrumentation.set_on_retry_hooks(())

@@ -6,15 +6,21 @@ appears as an opaque id, and the link opens the alert in the web app, behind log
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Protocol
+
+import stamina
 
 from vitals.payload import AlertEvent
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How a channel retries a failed delivery in-process: `attempts` in all, exponential backoff."""
+    """How a channel retries a failed delivery in-process: `attempts` in all, exponential backoff.
+
+    The wait before retry n (1-based) is ``min(first_delay_s * factor ** (n - 1), max_delay_s)``.
+    """
 
     attempts: int = 5
     first_delay_s: float = 1.0
@@ -22,8 +28,24 @@ class RetryPolicy:
     max_delay_s: float = 60.0
     timeout_s: float = 10.0
 
-    def delays(self) -> list[float]:
-        return [min(self.first_delay_s * self.factor**i, self.max_delay_s) for i in range(self.attempts - 1)]
+    def retry_context(
+        self, on: type[Exception] | tuple[type[Exception], ...]
+    ) -> AsyncIterable[stamina.Attempt]:
+        """The attempts of one delivery: a failure of type `on` is retried after this policy's wait.
+
+        stamina's backoff for retry n is ``min(wait_max, wait_initial * wait_exp_base ** (n - 1) +
+        random(0, wait_jitter))`` (stamina API reference, ``stamina.retry``): with no jitter and no
+        overall timeout it is exactly this policy's wait. ``stamina.set_testing`` drops the waits.
+        """
+        return stamina.retry_context(
+            on=on,
+            attempts=self.attempts,
+            timeout=None,
+            wait_initial=self.first_delay_s,
+            wait_max=self.max_delay_s,
+            wait_jitter=0.0,
+            wait_exp_base=self.factor,
+        )
 
 
 class DeliveryError(Exception):

@@ -185,19 +185,20 @@ class EmailChannel:
     async def _send_with_retry(self, msg: EmailMessage) -> None:
         """Send with in-process retries; raises DeliveryError when refused for good, and
         `_StillRefused` when every attempt met a transient failure."""
-        delays = self.policy.delays()
-        for attempt in range(self.policy.attempts):
-            try:
-                await asyncio.to_thread(self._send, msg)
-                return
-            except (OSError, smtplib.SMTPException) as exc:
-                problem = _smtp_problem(exc)
-                if not _transient(exc):
-                    raise DeliveryError(f"SMTP delivery failed: {problem}") from exc
-                if attempt >= len(delays):
+        async for attempt in self.policy.retry_context(on=_StillRefused):
+            with attempt:
+                try:
+                    await asyncio.to_thread(self._send, msg)
+                except (OSError, smtplib.SMTPException) as exc:
+                    problem = _smtp_problem(exc)
+                    if not _transient(exc):
+                        raise DeliveryError(f"SMTP delivery failed: {problem}") from exc
+                    if attempt.num < self.policy.attempts:
+                        logger.warning(
+                            "e-mail attempt failed", extra={"attempt": attempt.num, "error": problem}
+                        )
                     raise _StillRefused(problem) from exc
-            logger.warning("e-mail attempt failed", extra={"attempt": attempt + 1, "error": problem})
-            await asyncio.sleep(delays[attempt])
+                return
 
     def _send(self, msg: EmailMessage) -> None:
         c = self.config

@@ -165,34 +165,50 @@ class WebhookChannel:
     async def _send(self, url: str, event_id: str, body: bytes) -> Redelivery:
         """POST `body` to `url` until a 2xx or the policy's last try."""
         client = self._client or httpx.AsyncClient(timeout=self.policy.timeout_s)
-        delays = self.policy.delays()
-        error = ""
+        tries = 0
         try:
-            for attempt in range(self.policy.attempts):
-                ts = int(self._clock())
-                headers = {
-                    "Content-Type": "application/json",
-                    SIGNATURE_HEADER: sign(self.secret, body, ts),
-                    EVENT_ID_HEADER: event_id,
-                }
-                try:
-                    response = await client.post(
-                        url, content=body, headers=headers, timeout=self.policy.timeout_s
-                    )
-                    if 200 <= response.status_code < 300:
-                        return Redelivery(delivered=True, attempts=attempt + 1, error="")
-                    error = f"HTTP {response.status_code}"
-                    if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                        break  # the receiver refuses this event: retrying cannot help
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
-                logger.warning(
-                    "webhook attempt failed",
-                    extra={"event_id": event_id, "attempt": attempt + 1, "error": error},
-                )
-                if attempt < len(delays):
-                    await asyncio.sleep(delays[attempt])
+            async for attempt in self.policy.retry_context(on=_AttemptFailed):
+                with attempt:
+                    tries = attempt.num
+                    try:
+                        await self._post_once(client, url, event_id, body)
+                    except _AttemptFailed as failure:
+                        logger.warning(
+                            "webhook attempt failed",
+                            extra={"event_id": event_id, "attempt": tries, "error": str(failure)},
+                        )
+                        raise
+                    return Redelivery(delivered=True, attempts=tries, error="")
+        except (_AttemptFailed, _Refused) as failure:
+            return Redelivery(delivered=False, attempts=tries, error=str(failure))
         finally:
             if self._client is None:
                 await client.aclose()
-        return Redelivery(delivered=False, attempts=attempt + 1, error=error)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _post_once(self, client: httpx.AsyncClient, url: str, event_id: str, body: bytes) -> None:
+        """One signed POST; raises `_Refused` (not retried) or `_AttemptFailed` (retried)."""
+        ts = int(self._clock())
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self.secret, body, ts),
+            EVENT_ID_HEADER: event_id,
+        }
+        try:
+            response = await client.post(url, content=body, headers=headers, timeout=self.policy.timeout_s)
+        except httpx.HTTPError as exc:
+            raise _AttemptFailed(type(exc).__name__) from exc
+        if 200 <= response.status_code < 300:
+            return
+        error = f"HTTP {response.status_code}"
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise _Refused(error)  # the receiver refuses this event: retrying cannot help
+        raise _AttemptFailed(error)
+
+
+class _AttemptFailed(Exception):
+    """One POST failed in a way a later one may not (no answer, 5xx, 408, 429): retried."""
+
+
+class _Refused(Exception):
+    """The receiver refused the event (any other 4xx): not retried."""

@@ -3,12 +3,14 @@ the engine with its SSE hub, and readings built with vitals' own identity."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import stamina
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channels.hub import EventHub
@@ -25,6 +27,14 @@ from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading
 CUFF = DeviceIdentity(manufacturer="Acme", model="BP-1", serial_number="SN-1")
 METER = DeviceIdentity(manufacturer="Acme", model="GL-1", serial_number="SN-2")
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def retries_without_waits() -> Iterator[None]:
+    """Channels make every attempt their retry policy allows, without its waits (stamina's test
+    mode, capped at the policy's own attempts): alert tests count attempts, none times the waits."""
+    with stamina.set_testing(True, attempts=sys.maxsize, cap=True):
+        yield
 
 
 def bp_reading(

@@ -14,6 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import stamina
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -122,6 +123,24 @@ async def test_webhook_dead_lettered_after_the_last_try() -> None:
         assert letter.event_id == "ev-2" and letter.attempts == 3 and letter.last_error == "HTTP 500"
     finally:
         always_failing.close()
+
+
+async def test_webhook_retries_wait_the_policys_backoff() -> None:
+    """A receiver that keeps failing is tried again after the policy's waits: the first delay, times the factor, capped."""
+    always_failing = _Receiver([500] * 10)
+    waits: list[float] = []
+    stamina.instrumentation.set_on_retry_hooks([lambda details: waits.append(details.wait_for)])
+    policy = RetryPolicy(attempts=4, first_delay_s=0.01, factor=3.0, max_delay_s=0.05, timeout_s=5.0)
+    try:
+        with stamina.set_testing(False), pytest.raises(DeliveryError):
+            await WebhookChannel([always_failing.url], SECRET, MemoryDeadLetters(), policy=policy).deliver(
+                _note("ev-3")
+            )
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(())
+        always_failing.close()
+    assert len(always_failing.requests) == 4
+    assert waits == pytest.approx([0.01, 0.03, 0.05])
 
 
 async def test_webhook_refused_by_receiver_is_not_retried() -> None:
