@@ -145,6 +145,11 @@ EVALUATION_WORKERS = 4  # patients evaluated at once from ingest's batches (read
 # A lost race for a patient's alert (another process on the same SQLite file opened it first): the
 # evaluation runs again on what is stored now, this many times in all.
 EVALUATION_ATTEMPTS = 2
+# Readings measured up to this far ahead of the clinic's clock (a meter's clock running fast, which
+# the gateway corrects only to within its reading of the meter's clock) are part of every
+# evaluation: were they left to the evaluations after their time, one evaluation would see an
+# episode and the next, cut off earlier, would not, closing and reopening its alert.
+MEASURED_AHEAD = timedelta(days=1)
 
 PatientLock = Callable[[str], AbstractContextManager[object]]
 """Holds a patient's evaluation and alert changes exclusive across the clinic's processes."""
@@ -309,9 +314,10 @@ class AlertEngine:
 
     def _history(self, patient_id: str, now: datetime, fresh: Sequence[AnyReading] = ()) -> PatientHistory:
         """The patient's look-back as observations: one read of both kinds, plus `fresh` readings the
-        read did not return, and the patient's reports."""
+        read did not return, and the patient's reports; readings measured ahead of `now` up to
+        MEASURED_AHEAD count."""
         start = now - timedelta(days=LOOKBACK_DAYS)
-        end = now + timedelta(seconds=1)
+        end = now + MEASURED_AHEAD
         obs = observations(self.readings.history_columns([patient_id], start, end)).get(patient_id, [])
         known = {o.reading_id for o in obs}
         extra = [

@@ -320,6 +320,13 @@ class Lifecycle:
                 and rank(o.severity) <= rank(latest.severity)
             ):
                 return None  # resolved by a person for this episode; re-arms when it clears
+            if (
+                latest is not None
+                and o.episode_key
+                and latest.trigger_values.get("episode_key") == o.episode_key
+                and rank(o.severity) <= rank(latest.severity)
+            ):
+                return None  # this episode's alert has cleared: one alert per episode of a reading rule
             episode = o.episode_key or (o.window_start.isoformat() if o.window_start else now.isoformat())
             rec = AlertRecord(
                 alert_id=alert_id_for(o.patient_id, o.rule_id, episode, now),

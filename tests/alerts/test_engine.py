@@ -383,3 +383,25 @@ async def test_an_episode_in_a_backlog_joins_the_alert_already_open_for_the_rule
     assert [a.alert_id for a in open_now] == [level1.alert_id]  # still one, still open
     events = [e.event for e in alert_engine.repo.events(level1.alert_id)]
     assert events[0] == "opened" and "evidence_added" in events
+
+
+async def test_a_reading_from_a_meter_whose_clock_runs_fast_keeps_its_alert_open(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, clock: Clock
+) -> None:
+    """A hypo dated minutes ahead of the clinic's clock stays alerted when older readings arrive after it."""
+    clock.now = START + timedelta(hours=1)
+    ahead = [glucose_reading("pt-1", clock.now + timedelta(minutes=5), 45, 7)]  # GLU-HYPO-2 [30]
+    reading_store.write_batch(ahead)
+    await alert_engine.on_readings_committed(ahead)
+    [hypo] = [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "GLU-HYPO-2"]
+
+    older = [  # another meter's backlog, measured before the hypo
+        glucose_reading("pt-1", START + timedelta(minutes=20), 110, 1),
+        glucose_reading("pt-1", START + timedelta(minutes=30), 115, 2),
+    ]
+    reading_store.write_batch(older)
+    clock.now += timedelta(seconds=30)
+    await alert_engine.on_readings_committed(older)
+    still = [a for a in alert_engine.repo.unresolved("clinic-a") if a.rule_id == "GLU-HYPO-2"]
+    assert [a.alert_id for a in still] == [hypo.alert_id]
+    assert [e.event for e in alert_engine.repo.events(hypo.alert_id)] == ["opened"]

@@ -137,10 +137,27 @@ def test_resolve_with_note_latches_until_condition_clears(life: Lifecycle) -> No
     assert done.event.details == {"note": "titrated amlodipine"} and done.event.actor == "dr-li"
     # still above goal tomorrow: no new alert for the same episode (a person has dealt with it)
     assert life.apply(CLINIC, [firing("BP-CTRL-1", AlertSeverity.WARNING)], NOW + timedelta(days=1)) == []
-    # the condition clears once, then recurs: a new alert
+    # the condition clears once, then recurs (a new episode): a new alert
     life.apply(CLINIC, [clear("BP-CTRL-1")], NOW + timedelta(days=2))
-    again = life.apply(CLINIC, [firing("BP-CTRL-1", AlertSeverity.WARNING)], NOW + timedelta(days=9))
+    recurs = firing("BP-CTRL-1", AlertSeverity.WARNING, key="r9", ids=("r9",))
+    again = life.apply(CLINIC, [recurs], NOW + timedelta(days=9))
     assert [c.event.event for c in again] == ["opened"]
+
+
+def test_an_episode_whose_alert_cleared_does_not_open_a_second_alert(life: Lifecycle) -> None:
+    """An evaluation that has not yet seen the readings that ended a hypo opens no second alert for it."""
+    [opened] = life.apply(CLINIC, [firing("GLU-HYPO-1", AlertSeverity.WARNING)], NOW)
+    [resolved] = life.apply(CLINIC, [clear("GLU-HYPO-1")], NOW + timedelta(minutes=40))
+    assert resolved.event.event == "auto_resolved"
+    assert life.apply(CLINIC, [firing("GLU-HYPO-1", AlertSeverity.WARNING)], NOW + timedelta(minutes=41)) == []
+    # the same episode found worse than its alert said is told again
+    raised = life.apply(CLINIC, [firing("GLU-HYPO-1", AlertSeverity.URGENT)], NOW + timedelta(minutes=42))
+    assert [(c.event.event, c.record.severity) for c in raised] == [("opened", AlertSeverity.URGENT)]
+    # the next hypo is a new episode: a new alert
+    life.apply(CLINIC, [clear("GLU-HYPO-1")], NOW + timedelta(hours=1))
+    nxt = firing("GLU-HYPO-1", AlertSeverity.WARNING, key="r7", ids=("r7",))
+    assert [c.event.event for c in life.apply(CLINIC, [nxt], NOW + timedelta(hours=5))] == ["opened"]
+    assert opened.record.alert_id != raised[0].record.alert_id
 
 
 def test_higher_severity_reopens_after_manual_resolve(life: Lifecycle) -> None:
