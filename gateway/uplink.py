@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -33,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from gateway.outbox import Outbox, OutboxWriteError, PendingReading
+from vitals.mqtt_link import LinkConfig, TlsParameters, Will, build_client, connect_async
 from vitals.payload import MAX_READINGS_PER_BATCH, GatewayConfig, GatewayStatus, ReadingsAck, ReadingsBatch
 from vitals.topics import acks_topic, config_topic, readings_topic, status_topic
 
@@ -90,33 +88,42 @@ class UplinkConfig:
             return self.tls
         return self.tls_ca_file is not None or self.tls_ca_pem is not None
 
+    def link_config(self, will: Will | None = None) -> LinkConfig:
+        """The broker connection: a persistent session under the gateway's client id; TLS verifies
+        the broker against the configured CA (file or PEM), or the system's trust store when
+        neither is set (reliability.md §2)."""
+        tls = (
+            TlsParameters(
+                ca_file=self.tls_ca_file,
+                ca_pem=self.tls_ca_pem,
+                cert_file=self.tls_cert_file,
+                key_file=self.tls_key_file,
+            )
+            if self.use_tls
+            else None
+        )
+        return LinkConfig(
+            host=self.host,
+            port=self.port,
+            client_id=self.effective_client_id,
+            username=self.username,
+            password=self.password,
+            tls=tls,
+            keepalive_s=self.keepalive_s,
+            clean_start=False,
+            session_expiry_s=self.session_expiry_s,
+            will=will,
+            connect_timeout_s=self.connect_timeout_s,
+            reconnect_min_s=self.reconnect_min_s,
+            reconnect_max_s=self.reconnect_max_s,
+        )
+
 
 class PlainMqttRefusedError(UplinkError):
     """No TLS configured and plain MQTT not allowed: readings would cross the network in clear."""
 
 
 MessageHandler = Callable[[bytes], Coroutine[Any, Any, None]]
-
-
-def _tls_context(config: UplinkConfig) -> ssl.SSLContext:
-    """Verify the broker's certificate and host name against the configured CA (file or PEM), or the
-    system's trust store when neither is set; TLS 1.2 at least (reliability.md §2)."""
-    context = ssl.create_default_context(
-        cafile=str(config.tls_ca_file) if config.tls_ca_file else None, cadata=config.tls_ca_pem
-    )
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.tls_cert_file is not None:
-        context.load_cert_chain(
-            str(config.tls_cert_file), str(config.tls_key_file) if config.tls_key_file else None
-        )
-    return context
-
-
-def _send_small_packets_at_once(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-    """TCP_NODELAY: paho leaves Nagle's algorithm on, which holds small packets (acks, PUBACKs) until
-    the peer's delayed TCP ACK (tens of ms on Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class MqttUplink:
@@ -136,26 +143,21 @@ class MqttUplink:
                 "refusing unencrypted MQTT: set mqtt.tls_ca_file or mqtt.tls_ca_pem (or mqtt.tls), or "
                 "mqtt.allow_plain_mqtt for a broker on this machine or a development broker"
             )
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=config.effective_client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        if config.username is not None:
-            self._client.username_pw_set(config.username, config.password)
-        if config.use_tls:
-            self._client.tls_set_context(_tls_context(config))
-        if will is not None:
-            self._client.will_set(
-                status_topic(config.gateway_id), will.model_dump_json(), qos=QOS_AT_LEAST_ONCE, retain=True
+        self.link = config.link_config(
+            None
+            if will is None
+            else Will(
+                topic=status_topic(config.gateway_id),
+                payload=will.model_dump_json(),
+                qos=QOS_AT_LEAST_ONCE,
+                retain=True,
             )
-        self._client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
-        self._client.connect_timeout = config.connect_timeout_s
+        )
+        self._client = build_client(self.link)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_socket_open = _send_small_packets_at_once
         self._started = False
         self._subscriptions: list[str] = []
         self._sub_lock = threading.Lock()
@@ -174,15 +176,7 @@ class MqttUplink:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.config.session_expiry_s
-        self._client.connect_async(
-            self.config.host,
-            self.config.port,
-            keepalive=self.config.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
+        connect_async(self._client, self.link)
         self._client.loop_start()
         self._started = True
 

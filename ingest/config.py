@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitals.mqtt_link import LinkConfig, TlsParameters
 from vitals.topics import ALL_READINGS_FILTER, shared_subscription
 
 DEFAULT_SHARE_GROUP = "ingest"
@@ -95,3 +96,28 @@ class IngestConfig:
     @property
     def use_tls(self) -> bool:
         return self.tls_ca_file is not None
+
+    def link_config(self) -> LinkConfig:
+        """The broker connection: the persistent session under `client_id`, Receive Maximum, and
+        manual acks (paho sends no PUBACK until ingest acks after the commit)."""
+        tls = (
+            TlsParameters(ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file)
+            if self.use_tls
+            else None
+        )
+        return LinkConfig(
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            username=self.username,
+            password=self.password,
+            tls=tls,
+            keepalive_s=self.keepalive_s,
+            clean_start=False,
+            session_expiry_s=self.session_expiry_s,
+            receive_maximum=self.receive_maximum,
+            manual_ack=True,
+            connect_timeout_s=self.connect_timeout_s,
+            reconnect_min_s=self.reconnect_min_s,
+            reconnect_max_s=self.reconnect_max_s,
+        )

@@ -47,7 +47,6 @@ import contextlib
 import logging
 import queue
 import socket
-import ssl
 import threading
 import time
 from collections import deque
@@ -58,8 +57,7 @@ from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import MQTTMessageInfo
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -71,6 +69,7 @@ from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import DeadLetterScope
 from storage.clinic.repository import DeadLetterRecord
 from storage.readings.protocol import AnyReading, ReadingStore, ReadingStoreUnavailable
+from vitals.mqtt_link import build_client, connect_async
 from vitals.topics import acks_topic
 
 logger = logging.getLogger(__name__)
@@ -249,6 +248,7 @@ class IngestConsumer:
         self._max_lag_s: float | None = None
         self._last_commit_at: datetime | None = None
         self._last_error: str | None = None
+        self._link = config.link_config()
         self._client = self._make_client()
 
     # -- public ----------------------------------------------------------------------------------
@@ -259,16 +259,7 @@ class IngestConsumer:
         if self._stopping.is_set():
             raise IngestError("a stopped ingest consumer cannot be restarted; create a new one")
         self._started = True
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.config.session_expiry_s
-        props.ReceiveMaximum = self.config.receive_maximum
-        self._client.connect_async(
-            self.config.host,
-            self.config.port,
-            keepalive=self.config.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
+        connect_async(self._client, self._link)
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
         self._worker.start()
         self._client.loop_start()
@@ -315,41 +306,14 @@ class IngestConsumer:
     # -- paho (network thread) -------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        cfg = self.config
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password)
-        if cfg.use_tls:
-            client.tls_set(
-                ca_certs=str(cfg.tls_ca_file) if cfg.tls_ca_file else None,
-                certfile=str(cfg.tls_cert_file) if cfg.tls_cert_file else None,
-                keyfile=str(cfg.tls_key_file) if cfg.tls_key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        client = build_client(self._link)
         client.max_inflight_messages_set(_OUTGOING_INFLIGHT)
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
-        client.connect_timeout = cfg.connect_timeout_s
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        client.on_socket_open = self._on_socket_open
         return client
-
-    @staticmethod
-    def _on_socket_open(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        """Send small packets at once (TCP_NODELAY): paho leaves Nagle's algorithm on, so an
-        application ack or a PUBACK written while an earlier small packet awaits the broker's
-        delayed TCP ACK would sit in the kernel until that ACK (tens of ms on Linux), every cycle."""
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_connect(
         self,

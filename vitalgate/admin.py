@@ -17,10 +17,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +40,7 @@ from storage.clinic.models import (
 )
 from vitalgate.mosquitto import BrokerRole
 from vitalgate.settings import Settings
+from vitals.mqtt_link import LinkConfig, TlsParameters, build_client, connect
 from vitals.payload import GatewayConfig
 from vitals.readings import DeviceIdentity
 from vitals.topics import ID_PATTERN, config_topic
@@ -190,14 +190,26 @@ def publish_gateway_config(
 ) -> None:
     """Publish `config` retained at QoS 1 and wait for the broker's PUBACK. A clinic account logs in
     with a username and password, or with its client certificate (deploy/mosquitto)."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id=f"vitalgate-admin-{secrets.token_hex(4)}"
+    link = LinkConfig(
+        host=host,
+        port=port,
+        client_id=f"vitalgate-admin-{secrets.token_hex(4)}",
+        username=username,
+        password=password,
+        tls=(
+            TlsParameters(
+                ca_file=Path(tls_ca_file),
+                cert_file=Path(tls_cert_file) if tls_cert_file else None,
+                key_file=Path(tls_key_file) if tls_key_file else None,
+            )
+            if tls_ca_file
+            else None
+        ),
+        keepalive_s=30,
+        tcp_nodelay=False,
     )
-    if username is not None:
-        client.username_pw_set(username, password)
-    if tls_ca_file:
-        client.tls_set(ca_certs=tls_ca_file, certfile=tls_cert_file, keyfile=tls_key_file)
-    client.connect(host, port, keepalive=30)
+    client = build_client(link)
+    connect(client, link)
     client.loop_start()
     try:
         info = client.publish(config_topic(config.gateway_id), config.model_dump_json(), qos=1, retain=True)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from api.broker_accounts import (
@@ -54,6 +54,7 @@ from api.broker_accounts import (
     InvalidGatewayIdError,
 )
 from vitalgate.settings import Settings
+from vitals.mqtt_link import LinkConfig, TlsParameters, build_client, connect
 from vitals.topics import ID_PATTERN, TOPIC_ROOT
 
 logger = logging.getLogger(__name__)
@@ -190,28 +191,29 @@ class _ControlConnection:
     def __init__(self, config: DynsecAdminConfig, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self._loop = loop
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{config.client_id}-{secrets.token_hex(4)}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        if config.username is not None:
-            self._client.username_pw_set(config.username, config.password)
-        if config.use_tls:
-            context = ssl.create_default_context(
-                cafile=str(config.tls_ca_file) if config.tls_ca_file else None
-            )
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            if config.tls_cert_file is not None:
-                context.load_cert_chain(
-                    str(config.tls_cert_file), str(config.tls_key_file) if config.tls_key_file else None
-                )
-            self._client.tls_set_context(context)
-        elif not config.allow_plain_mqtt:
+        if not config.use_tls and not config.allow_plain_mqtt:
             raise BrokerAccountsError(
                 "refusing unencrypted MQTT for broker administration: configure TLS (tls_ca_file, "
                 "tls_cert_file, tls_key_file), or allow_plain_mqtt for a development broker"
             )
+        self._link = LinkConfig(
+            host=config.host,
+            port=config.port,
+            client_id=f"{config.client_id}-{secrets.token_hex(4)}",
+            username=config.username,
+            password=config.password,
+            tls=(
+                TlsParameters(
+                    ca_file=config.tls_ca_file, cert_file=config.tls_cert_file, key_file=config.tls_key_file
+                )
+                if config.use_tls
+                else None
+            ),
+            keepalive_s=30,
+            tcp_nodelay=False,
+            connect_timeout_s=config.timeout_s,
+        )
+        self._client = build_client(self._link)
         self._connack: asyncio.Future[ReasonCode] = loop.create_future()
         self._acks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._pending: dict[str, asyncio.Future[CommandResult]] = {}
@@ -290,9 +292,8 @@ class _ControlConnection:
 
     # -- operations ------------------------------------------------------------------------------
     async def open(self) -> None:
-        self._client.connect_timeout = self.config.timeout_s
         try:
-            await asyncio.to_thread(self._client.connect, self.config.host, self.config.port, 30)
+            await asyncio.to_thread(connect, self._client, self._link)
         except ssl.SSLError as exc:
             raise BrokerAccountsDeniedError(f"TLS with the broker failed: {exc.reason}") from exc
         except OSError as exc:

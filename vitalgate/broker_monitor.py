@@ -45,7 +45,6 @@ import contextlib
 import logging
 import re
 import secrets
-import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -54,7 +53,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +64,7 @@ from alerts.model import Outcome, OutcomeStatus
 from storage.clinic.fleet import GatewayWatch, fleet_watches
 from vitalgate.fleet import FleetConfig
 from vitalgate.settings import Settings
+from vitals.mqtt_link import build_client, connect_async
 
 logger = logging.getLogger(__name__)
 
@@ -138,21 +137,13 @@ class BrokerMonitor:
         self._connected = False
         self._drops = asyncio.Event()
         self._alerted_at_seen = 0  # dropped_seen when the rule last fired
+        # Quiet since when, before this monitor has seen a drop: it started knowing nothing of the
+        # broker's past, so an alert a previous run opened is cleared only after a quiet
+        # `drop_clear_after` seen by this one (a restart of the clinic process clears nothing).
+        self._watching_since = clock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        c = config.connection
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
-        if c.username:
-            self._client.username_pw_set(c.username, c.password)
-        if c.tls_ca_file:
-            self._client.tls_set(
-                ca_certs=c.tls_ca_file,
-                certfile=c.tls_cert_file,
-                keyfile=c.tls_key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        self._link = config.connection.link_config(client_id=config.client_id, tcp_nodelay=False)
+        self._client = build_client(self._link)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -239,8 +230,7 @@ class BrokerMonitor:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        c = self.config.connection
-        self._client.connect_async(c.host, c.port, keepalive=c.keepalive_s)
+        connect_async(self._client, self._link)
         self._client.loop_start()
 
     async def close(self) -> None:
@@ -281,7 +271,8 @@ class BrokerMonitor:
             clients = set(self.counts.dropping_clients)
             dropped = self.counts.dropped_seen
         outcomes: dict[str, list[Outcome]] = {}
-        if last_drop is None or now - last_drop >= self.config.drop_clear_after:
+        quiet_since = last_drop if last_drop is not None else self._watching_since
+        if now - quiet_since >= self.config.drop_clear_after:
             if started is not None:
                 # The episode ends. Outside an episode the names are kept: the broker logs whose queue
                 # overflows before $SYS publishes the rise of its counter (every sys_interval), and

@@ -22,17 +22,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
@@ -52,6 +49,7 @@ from storage.clinic.fleet import (
     record_status,
 )
 from vitalgate.settings import Settings
+from vitals.mqtt_link import LinkConfig, TlsParameters, build_client, connect_async
 from vitals.payload import GatewayStatus
 from vitals.topics import (
     ALL_STATUS_FILTER,
@@ -115,6 +113,28 @@ class FleetConfig:
             command_resend_s=f.command_resend_s,
         )
 
+    def link_config(self, *, client_id: str | None = None, tcp_nodelay: bool = True) -> LinkConfig:
+        """This account's connection (paho's session defaults), under `client_id` if given."""
+        tls = (
+            TlsParameters(
+                ca_file=Path(self.tls_ca_file),
+                cert_file=Path(self.tls_cert_file) if self.tls_cert_file else None,
+                key_file=Path(self.tls_key_file) if self.tls_key_file else None,
+            )
+            if self.tls_ca_file
+            else None
+        )
+        return LinkConfig(
+            host=self.host,
+            port=self.port,
+            client_id=client_id or self.client_id,
+            username=self.username or None,
+            password=self.password,
+            tls=tls,
+            keepalive_s=self.keepalive_s,
+            tcp_nodelay=tcp_nodelay,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Inbound:
@@ -126,11 +146,6 @@ class _Inbound:
 
 class FleetError(RuntimeError):
     """The broker did not take a command in time."""
-
-
-def _no_delay(_client: mqtt.Client, _userdata: object, sock: Any) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class FleetService:
@@ -154,20 +169,8 @@ class FleetService:
         self._unknown_logged: set[str] = set()
         self._gauges_text = ""
         self._gauges_at = 0.0
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
-        if config.username:
-            self._client.username_pw_set(config.username, config.password)
-        if config.tls_ca_file:
-            self._client.tls_set(
-                ca_certs=config.tls_ca_file,
-                certfile=config.tls_cert_file,
-                keyfile=config.tls_key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        self._client.on_socket_open = _no_delay
+        self._link = config.link_config()
+        self._client = build_client(self._link)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -214,7 +217,7 @@ class FleetService:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
+        connect_async(self._client, self._link)
         self._client.loop_start()
 
     async def close(self) -> None:

@@ -7,19 +7,16 @@ paho-mqtt 2.x with its network loop in a thread; publish waits for the PUBACK wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import socket
-import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alerts.channels.base import DeliveryError, Notification
+from vitals.mqtt_link import LinkConfig, TlsParameters, build_client, connect_async
 from vitals.topics import clinic_alerts_topic
 
 logger = logging.getLogger(__name__)
@@ -41,12 +38,22 @@ class MqttConfig:
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
 
-
-def _send_small_packets_at_once(_client: mqtt.Client, _userdata: object, sock: object) -> None:
-    """TCP_NODELAY: paho leaves Nagle's algorithm on, which holds small packets until the broker's
-    delayed TCP ACK (tens of ms on Linux); alerts must not wait for that."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+    def link_config(self) -> LinkConfig:
+        """Paho's defaults apart from these fields; empty credentials send none."""
+        tls = (
+            None
+            if self.tls_ca_file is None
+            else TlsParameters(ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file)
+        )
+        return LinkConfig(
+            host=self.host,
+            port=self.port,
+            client_id=self.client_id,
+            username=self.username or None,
+            password=self.password,
+            tls=tls,
+            keepalive_s=self.keepalive_s,
+        )
 
 
 class MqttAlertChannel:
@@ -54,21 +61,9 @@ class MqttAlertChannel:
 
     def __init__(self, config: MqttConfig) -> None:
         self.config = config
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
-        if config.username:
-            self._client.username_pw_set(config.username, config.password)
-        if config.tls_ca_file is not None:
-            self._client.tls_set(
-                ca_certs=str(config.tls_ca_file),
-                certfile=str(config.tls_cert_file) if config.tls_cert_file else None,
-                keyfile=str(config.tls_key_file) if config.tls_key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        self._link = config.link_config()
+        self._client = build_client(self._link)
         self._connected = threading.Event()
-        self._client.on_socket_open = _send_small_packets_at_once
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
 
@@ -84,10 +79,9 @@ class MqttAlertChannel:
         self._connected.clear()
 
     async def start(self) -> None:
-        c = self.config
-        self._client.connect_async(c.host, c.port, keepalive=c.keepalive_s)
+        connect_async(self._client, self._link)
         self._client.loop_start()
-        ok = await asyncio.to_thread(self._connected.wait, c.connect_timeout_s)
+        ok = await asyncio.to_thread(self._connected.wait, self.config.connect_timeout_s)
         if not ok:
             raise DeliveryError("MQTT broker did not accept the alerts publisher in time")
 
