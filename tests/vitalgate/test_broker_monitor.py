@@ -147,3 +147,43 @@ async def test_a_refused_login_is_counted(watch: Watch) -> None:
     assert await _until(lambda: watch.monitor.counts.logins_refused >= 1, 10)
     assert "vitalgate_broker_logins_refused_total 1\n" in watch.monitor.prometheus_text()
     assert watch.alerts() == []  # a refused login is no drop
+
+
+async def test_a_restarted_monitor_keeps_the_drop_alert_until_it_has_seen_the_broker_quiet(
+    tmp_path: Path,
+) -> None:
+    """A clinic process restart does not clear the staff's broker-drop alert; a quiet drop_clear_after does."""
+    from datetime import UTC, datetime, timedelta
+
+    from alerts.model import Outcome, OutcomeStatus
+    from vitals.payload import AlertSeverity
+
+    sessions = seed_clinic(f"sqlite:///{tmp_path / 'clinic.sqlite3'}", [GATEWAY])
+    store = SqliteReadingStore(tmp_path / "readings.sqlite3")
+    engine = AlertEngine(
+        store, SqlAlertRepository(sessions), SqlPatientDirectory(sessions), Router(live=[EventHub()])
+    )
+    now = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    firing = Outcome(
+        rule_id=BROKER_DROPS,
+        patient_id="p1",
+        status=OutcomeStatus.FIRING,
+        severity=AlertSeverity.WARNING,
+        values={"dropped_messages": 50},
+        episode_key="broker-drops|earlier",
+    )
+    await engine.apply_outcomes({"p1": [firing]}, now)  # opened by the run before the restart
+    clock = [now + timedelta(minutes=1)]
+    connection = FleetConfig(host="127.0.0.1", port=1, username=None, password=None, client_id="unused")
+    config = BrokerMonitorConfig(connection, drop_clear_after=timedelta(minutes=30))
+    monitor = BrokerMonitor(config, sessions, engine=engine, clock=lambda: clock[0])
+    try:
+        assert [*await monitor.check(), *await monitor.check()] == []
+        with sessions() as session:
+            assert [a.state.value for a in session.scalars(select(Alert))] == ["open"]
+        clock[0] = now + timedelta(minutes=31)
+        cleared_by = [*await monitor.check(), *await monitor.check()]  # ESC-1: clear twice in a row
+        [cleared] = cleared_by
+        assert (cleared.record.rule_id, cleared.event.event) == (BROKER_DROPS, "auto_resolved")
+    finally:
+        store.close()
