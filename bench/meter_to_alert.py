@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head  # noqa: E402
 from storage.clinic.models import GuidelineProfile, MeterKind, UserRole  # noqa: E402
-from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter  # noqa: E402
+from vitalgate.administration import add_clinic, add_gateway, add_patient, add_user, bind_meter  # noqa: E402
 from vitalgate.mosquitto import MosquittoBroker, free_port  # noqa: E402
 from vitals.identity import glucose_reading_id  # noqa: E402
 from vitals.payload import ReadingsBatch  # noqa: E402

@@ -32,7 +32,7 @@ from api.deps import _current_account
 from api.sessions import SessionPolicy, open_session
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
 from storage.clinic.models import GuidelineProfile, User, UserRole
-from vitalgate.admin import add_clinic, add_user
+from vitalgate.administration import add_clinic, add_user
 
 TARGET_MS = 1.0
 

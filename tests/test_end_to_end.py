@@ -25,7 +25,7 @@ from ingest.consumer import IngestConsumer
 from storage.clinic.models import GuidelineProfile, MeterKind, UserRole
 from storage.clinic.repository import ClinicRepository
 from storage.readings.sqlite import SqliteReadingStore
-from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter
+from vitalgate.administration import add_clinic, add_gateway, add_patient, add_user, bind_meter
 from vitalgate.mosquitto import MosquittoBroker
 from vitalgate.settings import load_settings
 from vitalgate.wiring import open_clinic_database

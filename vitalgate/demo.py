@@ -40,7 +40,14 @@ from gateway.collect import default_collector
 from gateway.pairing import pair
 from storage.clinic.models import GuidelineProfile, MeterKind, PatientTargets, UserRole
 from storage.clinic.repository import ClinicRepository
-from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter, publish_gateway_config
+from vitalgate.administration import (
+    add_clinic,
+    add_gateway,
+    add_patient,
+    add_user,
+    bind_meter,
+    publish_gateway_config,
+)
 from vitalgate.clinic import ClinicServer, build_clinic_server
 from vitalgate.mosquitto import MosquittoBroker, free_port
 from vitalgate.settings import Settings

@@ -436,9 +436,9 @@ def build_api_services(
 ) -> ApiServices:
     """The API's services on `store` and `database`, with what this process serves besides: the alert
     service, the fleet's commands, metrics; the gateways' broker accounts and configurations where
-    the settings name the broker's dynamic security plugin and a clinic account (vitalgate.admin)."""
+    the settings name the broker's dynamic security plugin and a clinic account (vitalgate.administration)."""
     from api.deps import ApiServices
-    from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
+    from vitalgate.administration import ClinicMqttAccount, GatewayConfigSender
     from vitalgate.broker_accounts import accounts_from_settings
 
     config_account = ClinicMqttAccount.from_settings(settings)

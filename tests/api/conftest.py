@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.deps import ApiServices
 from storage.clinic.models import GuidelineProfile, UserRole
-from vitalgate.admin import add_clinic, add_patient, add_user
+from vitalgate.administration import add_clinic, add_patient, add_user
 from vitalgate.settings import load_settings
 from vitalgate.wiring import open_api_services
 

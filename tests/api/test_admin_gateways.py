@@ -14,7 +14,7 @@ import pytest
 from storage.clinic import administration
 from storage.clinic.administration import Actor
 from tests.fixtures.mosquitto import BrokerAccount, DeployedRig, MqttProbe
-from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
+from vitalgate.administration import ClinicMqttAccount, GatewayConfigSender
 from vitals.payload import GatewayConfig
 from vitals.topics import config_topic, readings_topic
 

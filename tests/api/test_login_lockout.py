@@ -16,7 +16,7 @@ from api.sessions import SessionPolicy
 from storage.clinic.database import session_factory
 from storage.clinic.models import AuditLogEntry, GuidelineProfile, User, UserRole
 from tests.fixtures.postgres import clinic_engine, clinic_url, postgres_database_url
-from vitalgate.admin import add_clinic, add_user, cli_actor_id
+from vitalgate.administration import add_clinic, add_user, cli_actor_id
 from vitalgate.cli import main
 
 from .conftest import PASSWORD, ClinicApi

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from storage.clinic.models import AuditLogEntry, GuidelineProfile, UserRole
 from tests.api.conftest import PASSWORD, ClinicApi
-from vitalgate.admin import add_clinic, add_user
+from vitalgate.administration import add_clinic, add_user
 
 ME = "/api/v1/me"
 PREFERENCES = "/api/v1/me/preferences"

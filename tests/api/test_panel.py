@@ -26,7 +26,7 @@ from storage.clinic.models import (
     UserRole,
 )
 from storage.readings.protocol import AnyReading
-from vitalgate.admin import add_gateway, bind_meter
+from vitalgate.administration import add_gateway, bind_meter
 from vitals.identity import blood_pressure_reading_id, glucose_reading_id
 from vitals.payload import AlertSeverity, AlertState
 from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading, SensorStatus

@@ -351,7 +351,7 @@ def _previous_month(today: date) -> tuple[str, date]:
 def monthly(clinic_api: ClinicApi) -> tuple[str, date]:
     """p-1 with readings on 16 days of its 30-day period ending last month (one day only an invalid
     reading), p-2 with 15 days; both enrolled 10 days before last month began."""
-    from vitalgate.admin import add_patient
+    from vitalgate.administration import add_patient
 
     month, first = _previous_month(datetime.now(SHANGHAI).date())
     enrolled_on = first - timedelta(days=10)

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from api.app import create_app
 from storage.clinic.models import GuidelineProfile, MeterKind, UserRole
-from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter
+from vitalgate.administration import add_clinic, add_gateway, add_patient, add_user, bind_meter
 from vitalgate.clinic import ClinicServer, build_clinic_server
 from vitalgate.settings import load_settings
 from vitals.identity import glucose_reading_id

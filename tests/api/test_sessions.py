@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from api.sessions import ACCESS_TOKEN_TTL_S, SESSION_MAX_S
 from storage.clinic.models import AuditLogEntry, RefreshToken, UserRole, UserSession
-from vitalgate.admin import add_user
+from vitalgate.administration import add_user
 
 from .conftest import PASSWORD, ClinicApi
 from .web_fixtures import (  # noqa: F401

@@ -14,7 +14,7 @@ from alerts.repository import SqlAlertRepository, SqlPatientDirectory
 from alerts.routing import Router
 from storage.clinic.models import AuditLogEntry, CareTeamMember, CareTeamRole, UserRole
 from tests.alerts.conftest import bp_reading
-from vitalgate.admin import add_user
+from vitalgate.administration import add_user
 from vitals.units import MG_DL_PER_MMOL_L
 
 from .conftest import PASSWORD, ClinicApi

@@ -12,7 +12,7 @@ import pytest
 
 from storage.clinic.models import AuditLogEntry
 from tests.fixtures.mosquitto import BrokerAccount, DeployedRig
-from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
+from vitalgate.administration import ClinicMqttAccount, GatewayConfigSender
 from vitals.payload import GatewayConfig
 from vitals.topics import config_topic
 

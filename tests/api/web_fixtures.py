@@ -48,7 +48,7 @@ from api.services import AlertApi
 from api.web_assets import WEB_APP_DIR
 from storage.clinic.models import CareTeamMember, CareTeamRole, UserRole
 from storage.readings.protocol import AnyReading
-from vitalgate.admin import add_patient, add_user
+from vitalgate.administration import add_patient, add_user
 from vitalgate.mosquitto import free_port
 from vitals.identity import blood_pressure_reading_id, glucose_reading_id
 from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading

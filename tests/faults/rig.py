@@ -52,7 +52,7 @@ from testbed.influxdb import InfluxServer
 from tests.faults.ledger import Ledger
 from tests.faults.meters import ABNORMAL_RULE, Home
 from tests.faults.proxy import BlackHoleProxy
-from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter
+from vitalgate.administration import add_clinic, add_gateway, add_patient, add_user, bind_meter
 from vitalgate.mosquitto import MosquittoBroker, free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -37,7 +37,7 @@ from testbed.factories import cuff, glucose, glucose_meter
 from testbed.process_rig import GatewayProcess, MeterHost, gateway_env, run_cli
 from tests.api.session_tokens import bearer_headers
 from tests.gateway.helpers import wait_until
-from vitalgate.admin import publish_gateway_config
+from vitalgate.administration import publish_gateway_config
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.mosquitto import MosquittoBroker
 from vitals.payload import (

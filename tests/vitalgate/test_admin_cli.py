@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from storage.clinic.models import AuditLogEntry, Gateway, MeterBinding, Patient, User
 from tests.fixtures.mosquitto import BrokerAccount, DeployedRig
-from vitalgate.admin import cli_actor_id
+from vitalgate.administration import cli_actor_id
 from vitalgate.cli import main
 from vitalgate.settings import load_settings
 from vitalgate.wiring import open_clinic_database

@@ -36,7 +36,7 @@ from tests.alerts.test_channels import SECRET, _Receiver
 from tests.fixtures.postgres import postgres_database_url
 from tests.ingest.helpers import GatewayClient
 from tests.vitalgate.clinic_processes import START_TIMEOUT_S, ClinicCommand, http_get, wait_for
-from vitalgate.admin import add_clinic, add_gateway, add_patient, add_user, bind_meter
+from vitalgate.administration import add_clinic, add_gateway, add_patient, add_user, bind_meter
 from vitalgate.mosquitto import BrokerUser, MosquittoBroker, free_port
 from vitals.identity import blood_pressure_reading_id
 from vitals.readings import BloodPressureReading, DeviceIdentity

@@ -332,7 +332,7 @@ def _admin(
         from api.broker_accounts import BrokerAccountsError
         from storage.clinic.administration import AdministrationError
         from storage.clinic.audit import AuditOutcome, record_audit
-        from vitalgate.admin import AdminError, clinic_of, resolve_actor
+        from vitalgate.administration import AdminError, clinic_of, resolve_actor
         from vitalgate.wiring import open_clinic_database
 
         database = open_clinic_database(args.settings)
@@ -419,7 +419,7 @@ def _add_clinic(args: argparse.Namespace) -> int:
     from storage.clinic import administration
     from storage.clinic.administration import AdministrationError
     from storage.clinic.models import GuidelineProfile
-    from vitalgate.admin import cli_actor_id, resolve_actor
+    from vitalgate.administration import cli_actor_id, resolve_actor
     from vitalgate.wiring import open_clinic_database
     from vitals.units import GlucoseUnit
 
@@ -440,7 +440,7 @@ def _add_clinic(args: argparse.Namespace) -> int:
             )
     except AdministrationError as exc:
         return _fail(f"{exc} ({exc.code})")
-    except ValueError as exc:  # vitalgate.admin.AdminError
+    except ValueError as exc:  # vitalgate.administration.AdminError
         return _fail(str(exc))
     finally:
         database.close()
@@ -663,7 +663,7 @@ def _readmit(args: argparse.Namespace, sessions: sessionmaker[Session], actor: A
 def _gateway_accounts(args: argparse.Namespace, *, required: bool) -> Any:
     """The broker's gateway accounts from `broker_accounts` settings; None when they are not set and
     not `required` (a broker with a password file)."""
-    from vitalgate.admin import AdminError
+    from vitalgate.administration import AdminError
     from vitalgate.broker_accounts import accounts_from_settings
 
     if args.settings.broker_accounts.gateway_host is None:
@@ -686,14 +686,14 @@ def _write_settings_file(output: Path, text: str) -> None:
 
 
 def _check_output(output: Path) -> None:
-    from vitalgate.admin import AdminError
+    from vitalgate.administration import AdminError
 
     if str(output) != "-" and output.exists():
         raise AdminError(f"{output} exists; the settings file is written to a new file only")
 
 
 def _provision_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from vitalgate.admin import provision_gateway
+    from vitalgate.administration import provision_gateway
 
     _check_output(args.output)
     credentials = provision_gateway(sessions, actor, _gateway_accounts(args, required=True), args.gateway_id)
@@ -709,7 +709,7 @@ def _add_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], acto
     import secrets
 
     from storage.clinic import administration
-    from vitalgate.admin import RESERVED_BROKER_USERNAMES
+    from vitalgate.administration import RESERVED_BROKER_USERNAMES
 
     password = secrets.token_urlsafe(24)
     _change(
@@ -725,7 +725,7 @@ def _add_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], acto
 
 
 def _deactivate_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from vitalgate.admin import deactivate_gateway
+    from vitalgate.administration import deactivate_gateway
 
     accounts = _gateway_accounts(args, required=False)
     deactivate_gateway(sessions, actor, accounts, args.gateway_id)
@@ -738,7 +738,7 @@ def _deactivate_gateway(args: argparse.Namespace, sessions: sessionmaker[Session
 
 
 def _reactivate_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from vitalgate.admin import reactivate_gateway
+    from vitalgate.administration import reactivate_gateway
 
     reactivate_gateway(sessions, actor, _gateway_accounts(args, required=False), args.gateway_id)
     print(f"gateway {args.gateway_id} reactivated")
@@ -746,7 +746,7 @@ def _reactivate_gateway(args: argparse.Namespace, sessions: sessionmaker[Session
 
 
 def _rotate_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from vitalgate.admin import rotate_gateway_credentials
+    from vitalgate.administration import rotate_gateway_credentials
 
     _check_output(args.output)
     credentials = rotate_gateway_credentials(
@@ -759,7 +759,7 @@ def _rotate_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], a
 
 
 def _publish_config(args: argparse.Namespace) -> int:
-    from vitalgate.admin import ClinicMqttAccount, GatewayConfigSender
+    from vitalgate.administration import ClinicMqttAccount, GatewayConfigSender
     from vitalgate.wiring import open_clinic_database
 
     account = ClinicMqttAccount.from_settings(args.settings)
