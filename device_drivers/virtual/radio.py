@@ -36,7 +36,7 @@ from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
 
 from device_drivers.virtual.backend import VirtualBleakClient, VirtualBleakScanner
 from device_drivers.virtual.central import DEFAULT_CENTRAL_ADDRESS, PasskeyAgent, VirtualCentral
-from device_drivers.virtual.controller import VirtualController
+from device_drivers.virtual.controller import VirtualController, VirtualLink
 
 if TYPE_CHECKING:
     from device_drivers.virtual.meter import VirtualMeter
@@ -93,7 +93,7 @@ class VirtualRadio:
         keystore_path: Path | None = None,
     ) -> None:
         if central is None:
-            self.link: LocalLink | None = link if link is not None else LocalLink()  # type: ignore[no-untyped-call]
+            self.link: LocalLink | None = link if link is not None else VirtualLink()
             central = VirtualCentral.on_link(
                 self.link,
                 address=central_address,
@@ -183,15 +183,25 @@ class VirtualRadio:
         meter = self.meter_at(address)
         return None if meter is None else meter.displayed_passkey
 
-    async def serve_controller(self, transport_spec: str) -> Transport:
+    async def serve_controller(self, transport_spec: str, *, public_address: str | None = None) -> Transport:
         """Expose a controller on this link through an HCI transport (e.g. ``tcp-server:_:7001``).
 
         A gateway in another process then opens ``tcp-client:127.0.0.1:7001`` as its adapter.
+
+        ``public_address``: the controller's BD_ADDR, as an adapter has one from its factory
+        (bumble's ``Controller`` answers Read BD_ADDR with 00:00:00:00:00:00 by default, which suits
+        bumble's own host: it then bonds with its static random address). Linux needs one: without
+        it the kernel connects from the static random address BlueZ sets, except while it scans
+        actively, when ``hci_set_random_addr_sync`` (net/bluetooth/hci_sync.c) defers the change
+        back from the scan's non-resolvable private address because a connection is being
+        initiated; the gateway's connect during its scan then reaches the meter from an address the
+        meter holds no bond for, and the meter refuses the encryption (PIN or Key Missing). With a
+        public address the kernel connects from it, the identity the meter bonded with.
         """
         if self.link is None:
             raise VirtualRadioError("this radio has no local link to serve")
         transport = await open_transport(transport_spec)
-        self._link_controller(transport)
+        self._link_controller(transport, public_address)
         return transport
 
     async def serve_controller_on_free_port(self, host: str = "127.0.0.1") -> tuple[Transport, int]:
@@ -206,14 +216,15 @@ class VirtualRadio:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         transport = await open_tcp_server_transport_with_socket(sock)
-        self._link_controller(transport)
+        self._link_controller(transport, None)
         return transport, port
 
-    def _link_controller(self, transport: Transport) -> None:
+    def _link_controller(self, transport: Transport, public_address: str | None) -> None:
         VirtualController(
             f"served-{len(self._served)}",
             host_source=transport.source,
             host_sink=transport.sink,
             link=self.link,
+            public_address=public_address,
         )
         self._served.append(transport)

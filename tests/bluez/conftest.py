@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 
 from tests.bluez import vm
+from tests.bluez.home import SCENARIOS
 
-#: The scenarios that pass on BlueZ today, run by default; the others wait on the gateway's first
-#: sync over BlueZ (tests/bluez/test_bluez.py, SYNC_NOT_YET) and would only spend the tier's time.
-WORKING_SCENARIOS = ("adapter_ready", "pair_passkey", "pair_just_works")
+#: Left out of the default run: Debian 12's kernel crashes when the impostor's link is torn down
+#: (tests/bluez/test_bluez.py, KERNEL_CRASHES_ON_REFUSED_ENCRYPTION), and waiting for what the
+#: scenario never records would only spend the tier's time.
+NOT_BY_DEFAULT = ("impostor_refused",)
+WORKING_SCENARIOS = tuple(name for name in SCENARIOS if name not in NOT_BY_DEFAULT)
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +46,8 @@ def scenario(bluez_guest: vm.GuestRun) -> Callable[[str], dict[str, Any]]:
         result = bluez_guest.results.get(name)
         if result is not None and result["error"] == "not selected (--only)":
             pytest.skip(
-                f"scenario {name} not selected: the gateway's sync on BlueZ does not complete yet (stale LE "
-                "link after pairing, docs/gateway.md); VITALGATE_BLUEZ_ONLY=all runs every scenario"
+                f"scenario {name} not selected (VITALGATE_BLUEZ_ONLY; by default every scenario but "
+                f"{', '.join(NOT_BY_DEFAULT)}, see docs/gateway.md); VITALGATE_BLUEZ_ONLY=all runs every scenario"
             )
         if result is None:
             pytest.fail(

@@ -13,6 +13,18 @@ from pathlib import Path
 
 from vitals.readings import DeviceIdentity
 
+#: The scenarios, in the order one boot runs them (tests/bluez/guest_runner.py).
+SCENARIOS = (
+    "adapter_ready",
+    "pair_passkey",
+    "pair_just_works",
+    "first_sync",
+    "sleepy_discovery",
+    "bonds_across_restart",
+    "adapter_power_off",
+    "bluetoothd_restart",
+    "impostor_refused",
+)
 GATEWAY_ID = "gw-bluez-1"
 CLINIC_ID = "clinic-bluez"
 PASSKEY = 246810
