@@ -99,9 +99,11 @@ DEFAULT_MAX_POINTS_PER_REQUEST: Final = 5_000
 HISTORY_PATIENTS_PER_STATEMENT: Final = 100
 # Statements per duplicate-check request, so the form body stays small.
 _STATEMENTS_PER_QUERY: Final = 200
-# Points per page of a range read: under InfluxDB 1.x's default max-row-limit (10,000), which cuts an
-# answer short (then marked partial, refused by `_query`).
+# Points per page of a range read: what one request holds in memory, and what `limit` reads at most
+# beyond the readings asked for.
 RANGE_PAGE_POINTS: Final = 5_000
+# Points per chunk of a chunked query answer (InfluxDB's own default chunk size).
+QUERY_CHUNK_POINTS: Final = 10_000
 # Hex digits of the reading_id hashed into the sub-second timestamp offset (64 bits).
 _TIEBREAK_HEX_DIGITS: Final = 16
 _MAX_RETRY_DELAY_S: Final = 10.0
@@ -403,7 +405,18 @@ class InfluxReadingStore:
     def _query_once(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
         if self._closing.is_set():
             raise ReadingStoreError("reading store is closed")
-        params = {"db": self.config.database, "epoch": "ns", "q": ";".join(statements)}
+        # Chunked answers: InfluxDB 1.x applies `max-row-limit` to non-chunked queries only, and
+        # marks a series longer than its chunk size `partial` in a non-chunked answer; chunked, the
+        # answer streams whole as newline-separated JSON documents (InfluxDB 1.x HTTP API, /query
+        # `chunked`, `chunk_size`; docs/references.md#ref-influxdb-query). A patient measuring
+        # continuously holds more points in the alert look-back than one non-chunked answer carries.
+        params = {
+            "db": self.config.database,
+            "epoch": "ns",
+            "q": ";".join(statements),
+            "chunked": "true",
+            "chunk_size": str(QUERY_CHUNK_POINTS),
+        }
         if self.config.retention_policy:
             params["rp"] = self.config.retention_policy
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
@@ -423,12 +436,19 @@ class InfluxReadingStore:
                 raise ReadingStoreUnavailable(f"InfluxDB query failed: HTTP {response.status}: {text}")
             raise ReadingStoreError(f"InfluxDB query failed: HTTP {response.status}: {text}")
         try:
-            body = json.loads(response.data)
+            chunks = [json.loads(line) for line in response.data.splitlines() if line.strip()]
         except ValueError as exc:
             raise ReadingStoreError("InfluxDB query answer is not JSON") from exc
-        if "error" in body:
-            raise ReadingStoreError(f"InfluxDB query failed: {body['error']}")
         results: list[list[dict[str, Any]]] = [[] for _ in statements]
+        for body in chunks:
+            if "error" in body:
+                raise ReadingStoreError(f"InfluxDB query failed: {body['error']}")
+            self._collect(body, results)
+        return results
+
+    @staticmethod
+    def _collect(body: dict[str, Any], results: list[list[dict[str, Any]]]) -> None:
+        """Add one chunk's rows to `results`, per statement (a series may go on in the next chunk)."""
         for result in body.get("results", []):
             index = int(result.get("statement_id", 0))
             if "error" in result:
@@ -436,11 +456,6 @@ class InfluxReadingStore:
                 if message.startswith("database not found"):
                     raise ReadingStoreUnavailable(f"InfluxDB query failed: {message}")
                 raise ReadingStoreError(f"InfluxDB query failed: {message}")
-            if result.get("partial") or any(series.get("partial") for series in result.get("series", [])):
-                # InfluxDB cut the answer short (1.x max-row-limit): never return a silent subset.
-                raise ReadingStoreError(
-                    "InfluxDB truncated the query answer (raise max-row-limit or narrow the range)"
-                )
             for series in result.get("series", []):
                 columns = series["columns"]
                 tags = series.get("tags")  # GROUP BY a tag: each row gets the series' tag values
@@ -452,7 +467,6 @@ class InfluxReadingStore:
                     results[index].extend(
                         dict(zip(columns, values, strict=True)) for values in series["values"]
                     )
-        return results
 
     def _window_statement(
         self, fields: Iterable[str], kind: ReadingKind, patient_id: str, start: datetime, end: datetime

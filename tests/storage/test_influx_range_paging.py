@@ -71,3 +71,17 @@ def test_a_window_past_ten_thousand_points_is_answered_whole(
     assert len(got) == READINGS and len({r.reading_id for r in got}) == READINGS
     assert got == sorted(got, key=lambda r: (r.measured_at, r.reading_id))
     assert max(answered) <= 5_000
+
+
+def test_the_alert_look_back_of_a_patient_past_ten_thousand_points_is_read_whole(
+    filled: InfluxReadingStore,
+) -> None:
+    """A patient measuring often (a CGM user: 12,960 points in 45 days) is evaluated on every reading."""
+    columns = filled.history_columns(["p1"], *WINDOW)
+    assert len(columns.reading_id) == READINGS and len(set(columns.reading_id)) == READINGS
+    assert columns.measured_at_us == sorted(columns.measured_at_us)
+    first = T0 - timedelta(days=1)
+    days = filled.daily_aggregates(
+        "p1", ReadingKind.BLOOD_PRESSURE, first.date(), (T0 + timedelta(days=9)).date()
+    )
+    assert sum(d.count for d in days) == READINGS
