@@ -34,36 +34,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import Integer, String, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.clinic.database import ClinicDatabase, ClinicDatabaseUnavailableError, advisory_key
-from storage.clinic.models import Base
+from storage.clinic.models import RUNNER_LENGTH, PeriodicRun
 
 logger = logging.getLogger(__name__)
 
 ALERT_EVENTS_CHANNEL: Final = "vitalgate_alert_events"
-JOB_NAME_LENGTH: Final = 64
-RUNNER_LENGTH: Final = 128
 NEVER: Final = datetime(1970, 1, 1, tzinfo=UTC)  # `started_at` of a job row no turn has used yet
 LISTEN_POLL_S: Final = 0.5  # how often the listening thread looks up from the socket to see `stop`
 RELISTEN_AFTER_S: Final = 2.0  # pause before listening again on a new connection after a failure
 LOCK_FILES: Final = 256  # SQLite: names share a lock file by their key modulo this (rarely, and harmlessly)
 LOCK_POLL_S: Final = 0.005  # SQLite: how often a lock file held by another process is tried again
-
-
-class PeriodicRun(Base):
-    """The latest turn of each periodic job the clinic's processes share (`claim_turn`)."""
-
-    __tablename__ = "periodic_runs"
-
-    job: Mapped[str] = mapped_column(String(JOB_NAME_LENGTH), primary_key=True)
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-    runner: Mapped[str] = mapped_column(String(RUNNER_LENGTH), doc="host and process id; never a person")
-    turns: Mapped[int] = mapped_column(Integer, default=0)
 
 
 @dataclass(frozen=True, slots=True)

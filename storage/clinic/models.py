@@ -762,3 +762,19 @@ def _active_changed(user: User, value: bool, old: object, _initiator: object) ->
 def _roles_changed(user: User, _grant: UserRoleGrant, _initiator: object) -> None:
     if inspect(user).persistent:
         _next_session_version(user)
+
+
+JOB_NAME_LENGTH: Final = 64
+RUNNER_LENGTH: Final = 128
+
+
+class PeriodicRun(Base):
+    """The latest turn of each periodic job the clinic's processes share (storage.clinic.coordination.claim_turn)."""
+
+    __tablename__ = "periodic_runs"
+
+    job: Mapped[str] = mapped_column(String(JOB_NAME_LENGTH), primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    runner: Mapped[str] = mapped_column(String(RUNNER_LENGTH), doc="host and process id; never a person")
+    turns: Mapped[int] = mapped_column(Integer, default=0)
