@@ -84,6 +84,10 @@ class VirtualGlucoseMeter(VirtualMeter):
         self._next_sequence_number = 0
         self._transfers: dict[int, asyncio.Task[None]] = {}
         self._abort_requested: set[int] = set()
+        # Links whose procedure has indicated its final RACP response: the procedure is over for the
+        # collector, which may write the next request as soon as it confirms the indication, before
+        # the task that sent it runs again (bumble handles an incoming request at once).
+        self._answered: set[int] = set()
         #: Fault injection: end the link after this many records of the next report (one shot).
         self.disconnect_after_records: int | None = None
         self.records_sent_total = 0
@@ -261,13 +265,14 @@ class VirtualGlucoseMeter(VirtualMeter):
         running = self._transfers.get(connection.handle)
         if decision.abort:
             self._abort_requested.add(connection.handle)
-            if running is None or running.done():
+            if running is None or running.done() or connection.handle in self._answered:
                 self._schedule(
                     self._respond(connection, decision.opcode, racp_server.RacpResponseCode.SUCCESS)
                 )
             return
-        if running is not None and not running.done():
+        if running is not None and not running.done() and connection.handle not in self._answered:
             raise att.ATT_Error(ATT_ERROR_PROCEDURE_ALREADY_IN_PROGRESS)
+        self._answered.discard(connection.handle)
         logger.debug(
             "racp request",
             extra={
@@ -288,9 +293,12 @@ class VirtualGlucoseMeter(VirtualMeter):
         await self._indicate_racp(connection, racp_server.encode_response_code(opcode, code))
 
     async def _indicate_racp(self, connection: Connection, value: bytes) -> None:
+        """A procedure's final response: the Record Access Control Point answers each request with one
+        indication, and indicates nothing else (docs/references.md#ref-bt-gls)."""
         device = self._require_device()
         if connection.handle not in device.connections:
             return
+        self._answered.add(connection.handle)
         await device.indicate_subscriber(connection, self.racp_characteristic, value)
 
     async def _run(self, connection: Connection, decision: racp_server.RacpPlan) -> None:
@@ -361,6 +369,7 @@ class VirtualGlucoseMeter(VirtualMeter):
         if task is not None and not task.done() and not self.ending_link(connection):
             task.cancel()
         self._abort_requested.discard(connection.handle)
+        self._answered.discard(connection.handle)
 
     def describe_records(self) -> list[str]:
         """One line per record as the meter holds it (for ``vitalgate simulate``)."""
