@@ -79,7 +79,7 @@ async def test_inbox_shows_the_care_teams_alerts_only(client: httpx.AsyncClient)
     mine = (await client.get("/api/v1/alerts", headers=_token("dr-li"))).json()
     assert {a["rule_id"] for a in mine} == {"BP-CRIT-2"}
     assert (
-        mine[0]["citation"] == "[1][4][17] (docs/references.md)"
+        mine[0]["citation"] == "[1][4][17]"
         and mine[0]["values"]["systolic_mmhg"] == 184.0
     )
     assert (await client.get("/api/v1/alerts", headers=_token("dr-chen"))).json() == []
