@@ -197,6 +197,7 @@ async def test_pairing_a_second_device_with_a_paired_identity_is_refused(
 
 
 async def test_scanner_watchdog_restarts_scanning_after_silence(tmp_path: Path, radio: VirtualRadio) -> None:
+    """A scanner that has heard nothing for the watchdog's time is restarted, again and again."""
     rig = Rig(tmp_path, radio)
     task = asyncio.create_task(rig.manager.run())
     try:
