@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import stamina
 from bleak import BleakClient, BleakScanner
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
@@ -233,22 +232,6 @@ def _raise_if_stopping() -> None:
         raise asyncio.CancelledError
 
 
-class _RetryAfter(Exception):
-    """A failed scanner start or meter session, to be retried after ``delay_s`` (None: the retry
-    context's own exponential backoff)."""
-
-    def __init__(self, delay_s: float | None) -> None:
-        super().__init__(delay_s)
-        self.delay_s = delay_s
-
-
-def _retry_wait(error: BaseException) -> bool | float:
-    """stamina backoff hook: retry a :class:`_RetryAfter` only, after its own delay if it has one."""
-    if not isinstance(error, _RetryAfter):
-        return False
-    return True if error.delay_s is None else error.delay_s
-
-
 ReadingsSink = Callable[[PairedMeter, Sequence[Reading], int | None], Awaitable[CommitResult]]
 
 
@@ -412,8 +395,35 @@ class MeterManager:
                     logger.error("meter session did not stop; leaving it", extra={"task": task.get_name()})
 
     async def _scan_forever(self) -> None:
+        failures = 0
         while True:
-            scanner = await self._start_scanner()
+            scanner = BleakScanner(
+                self._on_advertisement,
+                service_uuids=HEALTH_SERVICE_UUIDS,
+                backend=self.scanner_backend,
+                **scanner_options(self.scanner_backend),
+            )
+            try:
+                async with asyncio.timeout(self.config.scanner_start_timeout_s):
+                    await scanner.start()
+            except (TimeoutError, BleakError, OSError) as exc:
+                failures += 1
+                delay = min(self.config.max_backoff_s, 2.0**failures)
+                self.health.error(f"scanner start failed: {type(exc).__name__}")
+                logger.error(
+                    "scanner start failed",
+                    extra={"error": type(exc).__name__, "failures": failures, "retry_in_s": delay},
+                )
+                try:
+                    await self.recovery.failed("scan start")
+                except Exception as error:  # the adapter could not be recovered now: try again later
+                    logger.error("adapter recovery failed", extra={"error": str(error)[:200]})
+                if self._scan_restart.is_set():
+                    self._scan_restart.clear()
+                    continue  # the adapter was brought back: start scanning at once
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
             self._scan_restart.clear()
             self.last_advertisement_at = self._monotonic()
             logger.info("scanning for blood pressure and glucose meters")
@@ -424,50 +434,6 @@ class MeterManager:
                     async with asyncio.timeout(self.config.scanner_start_timeout_s):
                         await scanner.stop()
             self.scanner_restarts += 1
-
-    async def _start_scanner(self) -> BleakScanner:
-        """A started scanner. A failed start is retried without end, 2, 4, 8 s... apart up to
-        ``max_backoff_s``, or at once when adapter recovery has just brought the adapter back."""
-        # stamina's backoff before retry n: min(wait_max, wait_initial * wait_exp_base ** (n - 1) +
-        # random(0, wait_jitter)) (stamina API reference, ``stamina.retry``); no jitter: 2 ** n.
-        async for attempt in stamina.retry_context(
-            on=_retry_wait,
-            attempts=None,
-            timeout=None,
-            wait_initial=2.0,
-            wait_max=self.config.max_backoff_s,
-            wait_jitter=0.0,
-            wait_exp_base=2.0,
-        ):
-            with attempt:
-                scanner = BleakScanner(
-                    self._on_advertisement,
-                    service_uuids=HEALTH_SERVICE_UUIDS,
-                    backend=self.scanner_backend,
-                    **scanner_options(self.scanner_backend),
-                )
-                try:
-                    async with asyncio.timeout(self.config.scanner_start_timeout_s):
-                        await scanner.start()
-                except (TimeoutError, BleakError, OSError) as exc:
-                    raise await self._scanner_start_failed(exc, attempt.num, attempt.next_wait) from exc
-                return scanner
-        raise AssertionError("unreachable: a failed scanner start is retried without end")
-
-    async def _scanner_start_failed(self, exc: Exception, failures: int, delay: float) -> _RetryAfter:
-        self.health.error(f"scanner start failed: {type(exc).__name__}")
-        logger.error(
-            "scanner start failed",
-            extra={"error": type(exc).__name__, "failures": failures, "retry_in_s": delay},
-        )
-        try:
-            await self.recovery.failed("scan start")
-        except Exception as error:  # the adapter could not be recovered now: try again later
-            logger.error("adapter recovery failed", extra={"error": str(error)[:200]})
-        if self._scan_restart.is_set():
-            self._scan_restart.clear()
-            return _RetryAfter(0.0)  # the adapter was brought back: start scanning at once
-        return _RetryAfter(None)
 
     async def _watch(self, _scanner: BleakScanner) -> None:
         """Return when no advertisement arrived for ``scanner_watchdog_s`` (then scanning restarts)."""
@@ -497,80 +463,67 @@ class MeterManager:
         return slot
 
     async def _meter_loop(self, slot: _MeterSlot) -> None:
+        meter = slot.meter
+        state = self.health.meter(meter.meter_key)
+        attempt = 0
         while True:
-            await self._sync_until_success(slot)
+            await slot.advertised.wait()
+            slot.advertised.clear()
+            state.sessions += 1
+            try:
+                stats = None if self.outbox_stats is None else await self.outbox_stats()
+                if stats is not None and stats.full:
+                    # Do not even connect: the records stay on the meter, its cursor stays put.
+                    raise OutboxFullError("outbox", stats.depth, stats.capacity, 0)
+                async with self._slots_sem, asyncio.timeout(self.config.session_timeout_s):
+                    slot.in_session = True
+                    try:
+                        await self._session(slot)
+                    finally:
+                        slot.in_session = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure is classified, logged and retried
+                _raise_if_stopping()
+                attempt += 1
+                kind = classify(exc)
+                delay = backoff_s(kind, attempt, self.config.max_backoff_s)
+                state.failures += 1
+                state.last_error = f"{kind.value}: {type(exc).__name__}"
+                self.health.error(f"meter session failed: {kind.value}")
+                log = (
+                    logger.error
+                    if kind in (ErrorKind.SPOOFED, ErrorKind.OUTBOX_FULL, ErrorKind.SECURITY)
+                    else logger.warning
+                )
+                log(
+                    "meter session failed",
+                    extra={
+                        "meter_key": meter.meter_key,
+                        "peer_address": meter.address,
+                        "error_kind": kind.value,
+                        "error": type(exc).__name__,
+                        "detail": str(exc)[:200],
+                        "attempt": attempt,
+                        "retry_in_s": delay,
+                    },
+                )
+                # A busy adapter ("operation already in progress") is waited out, not reset.
+                if kind in (ErrorKind.TIMEOUT, ErrorKind.TRANSIENT):
+                    try:
+                        await self.recovery.failed("connect")
+                    except Exception as error:  # the adapter could not be recovered now
+                        logger.error("adapter recovery failed", extra={"error": str(error)[:200]})
+                await asyncio.sleep(delay)
+                continue
             _raise_if_stopping()
             self.recovery.succeeded()
+            attempt = 0
             self.sessions_ok += 1
-            state = self.health.meter(slot.meter.meter_key)
             state.last_error = None
             state.last_sync_at = datetime.now(UTC)
             await asyncio.sleep(self.config.resync_after_s)
             slot.advertised.clear()  # adverts from the sync just done are not a new measurement
-
-    async def _sync_until_success(self, slot: _MeterSlot) -> None:
-        """One session each time the meter advertises, until one succeeds. After failure n the next
-        session waits at least :func:`backoff_s` for the failure's kind: the backoff hook hands that
-        wait to stamina (a hook may return the wait itself: stamina API reference, ``stamina.retry``,
-        argument ``on``)."""
-        meter = slot.meter
-        state = self.health.meter(meter.meter_key)
-        async for attempt in stamina.retry_context(on=_retry_wait, attempts=None, timeout=None):
-            with attempt:
-                await slot.advertised.wait()
-                slot.advertised.clear()
-                state.sessions += 1
-                try:
-                    stats = None if self.outbox_stats is None else await self.outbox_stats()
-                    if stats is not None and stats.full:
-                        # Do not even connect: the records stay on the meter, its cursor stays put.
-                        raise OutboxFullError("outbox", stats.depth, stats.capacity, 0)
-                    async with self._slots_sem, asyncio.timeout(self.config.session_timeout_s):
-                        slot.in_session = True
-                        try:
-                            await self._session(slot)
-                        finally:
-                            slot.in_session = False
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # every failure is classified, logged and retried
-                    _raise_if_stopping()
-                    raise await self._session_failed(slot, exc, attempt.num) from exc
-                return
-        raise AssertionError("unreachable: a failed session is retried without end")
-
-    async def _session_failed(self, slot: _MeterSlot, exc: Exception, attempt: int) -> _RetryAfter:
-        meter = slot.meter
-        state = self.health.meter(meter.meter_key)
-        kind = classify(exc)
-        delay = backoff_s(kind, attempt, self.config.max_backoff_s)
-        state.failures += 1
-        state.last_error = f"{kind.value}: {type(exc).__name__}"
-        self.health.error(f"meter session failed: {kind.value}")
-        log = (
-            logger.error
-            if kind in (ErrorKind.SPOOFED, ErrorKind.OUTBOX_FULL, ErrorKind.SECURITY)
-            else logger.warning
-        )
-        log(
-            "meter session failed",
-            extra={
-                "meter_key": meter.meter_key,
-                "peer_address": meter.address,
-                "error_kind": kind.value,
-                "error": type(exc).__name__,
-                "detail": str(exc)[:200],
-                "attempt": attempt,
-                "retry_in_s": delay,
-            },
-        )
-        # A busy adapter ("operation already in progress") is waited out, not reset.
-        if kind in (ErrorKind.TIMEOUT, ErrorKind.TRANSIENT):
-            try:
-                await self.recovery.failed("connect")
-            except Exception as error:  # the adapter could not be recovered now
-                logger.error("adapter recovery failed", extra={"error": str(error)[:200]})
-        return _RetryAfter(delay)
 
     async def _session(self, slot: _MeterSlot) -> None:
         meter = slot.meter

@@ -16,9 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
-import stamina
 from bleak import BleakClient
-from bleak.exc import BleakError
 
 from device_drivers.profiles.uuids import BATTERY_LEVEL
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
@@ -205,37 +203,6 @@ async def test_scanner_watchdog_restarts_scanning_after_silence(tmp_path: Path, 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-async def test_a_scan_start_the_adapter_refuses_is_reported_and_retried_at_once_after_recovery(
-    tmp_path: Path, radio: VirtualRadio, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A refused scan start is reported; adapter recovery restarts the scan, so it is tried again without a backoff wait."""
-    starts = 0
-
-    class RefusesFirstStart(radio.scanner_backend):  # type: ignore[name-defined,misc]
-        async def start(self) -> None:
-            nonlocal starts
-            starts += 1
-            if starts == 1:
-                raise BleakError("org.bluez.Error.NotReady")
-            await super().start()
-
-    waits: list[float] = []
-    stamina.instrumentation.set_on_retry_hooks([lambda details: waits.append(details.wait_for)])
-    rig = Rig(tmp_path, radio)
-    rig.manager.scanner_backend = RefusesFirstStart
-    task = asyncio.create_task(rig.manager.run())
-    try:
-        await wait_until(lambda: rig.manager.scanner_restarts >= 1, 15, "scanning after a refused start")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        stamina.instrumentation.set_on_retry_hooks(())
-    assert starts >= 2 and waits == [0.0]
-    [failed] = [r for r in caplog.records if r.getMessage() == "scanner start failed"]
-    assert failed.error == "BleakError"  # type: ignore[attr-defined]
-    assert rig.health.last_error == "bluetooth adapter: restart_scan (scan start)"
 
 
 async def test_stopping_does_not_wait_forever_for_a_session_the_radio_never_ends(
