@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -32,6 +33,9 @@ class Acker:
         client_id: str = "test-acker",
     ) -> None:
         self.received: Counter[str] = Counter()
+        # When the gateway sent each copy received (the batch's sent_at): the broker may hand over
+        # a copy queued before an outage after it.
+        self.sent_at: defaultdict[str, list[datetime]] = defaultdict(list)
         self.acked: Counter[str] = Counter()
         self.batches = 0
         self.readings: dict[str, Reading] = {}
@@ -76,6 +80,7 @@ class Acker:
             self.batches += 1
             for reading in batch.readings:
                 self.received[reading.reading_id] += 1
+                self.sent_at[reading.reading_id].append(batch.sent_at)
                 self.readings[reading.reading_id] = reading
                 if not self._should_ack(reading.reading_id, self.received[reading.reading_id]):
                     continue
