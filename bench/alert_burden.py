@@ -12,7 +12,7 @@ counts the alerts that open. Two populations (`--source`, default both):
   UTC+8. Every patient measures BP and glucose; a cuff "Err" is an excluded reading without values.
 
 Context: a hypertension RPM service saw 17,293 alerts for 174 patients over a mean 207 days, about
-14 per patient-month, before its alert-reduction work (clinical-rules.md §3.2 [44]). Run:
+14 per patient-month, before its alert-reduction work ([44], docs/references.md). Run:
     .venv/bin/python bench/alert_burden.py [--patients 500] [--days 90] [--profile cn] [--source both]
 """
 
@@ -135,7 +135,7 @@ def report(source: str, histories: list[PatientHistory], days: int, profile_name
     )
     print(
         f"reference: ~{MAASSTAD_PER_PATIENT_MONTH:.1f} alerts per patient-month in a hypertension RPM "
-        "service before alert reduction (clinical-rules.md §3.2 [44])"
+        "service before alert reduction ([44], docs/references.md)"
     )
 
 
