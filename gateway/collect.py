@@ -15,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from bleak import BleakClient
-from bleak.backends.characteristic import BleakGATTCharacteristic
 
 from device_drivers.procedures.blood_pressure import collect_blood_pressure
-from device_drivers.procedures.client import NotifyCallback
 from device_drivers.procedures.clock import ClockReading, Now, system_now
 from device_drivers.procedures.device_info import (
     MeterIdentity,
@@ -33,9 +31,7 @@ from device_drivers.procedures.errors import MeterDisconnected, RacpError, SyncT
 from device_drivers.procedures.glucose import sync_glucose_records
 from device_drivers.procedures.results import GlucoseSyncResult, UndecodedValue
 from device_drivers.procedures.session import check_clock
-from device_drivers.profiles import uuids
-from device_drivers.profiles.blood_pressure import decode_blood_pressure_measurement
-from device_drivers.profiles.errors import DecodeError
+from device_drivers.profiles.blood_pressure import BloodPressureMeasurement
 from device_drivers.readings import blood_pressure_reading, device_identity, glucose_reading
 from gateway.bindings import MeterProfile
 from gateway.meters import Collector, MeterSession
@@ -132,46 +128,6 @@ async def _glucose(
     await commit(result)
 
 
-class _CommitAsIndicated:
-    """A GattClient that also commits every Blood Pressure Measurement the moment it is indicated.
-
-    Cuffs that send only records "not yet delivered" (Omron's new-record counter, A&D; peers.md §1.5)
-    count a record as delivered once its ATT indication is confirmed, which the Bluetooth stack does
-    before our code sees it. Committing at the end of the collection would lose every record
-    confirmed to a gateway killed mid-transfer; committing as they arrive (everything queued during
-    one fsync goes into the next commit) shrinks that window to the records of one fsync. The
-    end-of-collection commit then finds them held already (the outbox is idempotent on the id).
-    """
-
-    def __init__(self, client: BleakClient, on_measurement: Callable[[bytes], None]) -> None:
-        self._client = client
-        self._on_measurement = on_measurement
-
-    @property
-    def is_connected(self) -> bool:
-        return bool(self._client.is_connected)
-
-    async def read_gatt_char(self, char_specifier: str) -> bytearray:
-        return await self._client.read_gatt_char(char_specifier)
-
-    async def write_gatt_char(self, char_specifier: str, data: bytes, response: bool | None = None) -> None:
-        await self._client.write_gatt_char(char_specifier, data, response=response)
-
-    async def start_notify(self, char_specifier: str, callback: NotifyCallback) -> None:
-        if char_specifier != uuids.BLOOD_PRESSURE_MEASUREMENT:
-            await self._client.start_notify(char_specifier, callback)
-            return
-
-        def tee(sender: BleakGATTCharacteristic, value: bytearray) -> Awaitable[None] | None:
-            self._on_measurement(bytes(value))
-            return callback(sender, value)
-
-        await self._client.start_notify(char_specifier, tee)
-
-    async def stop_notify(self, char_specifier: str) -> None:
-        await self._client.stop_notify(char_specifier)
-
-
 async def _blood_pressure(
     client: BleakClient,
     session: MeterSession,
@@ -180,19 +136,22 @@ async def _blood_pressure(
     tz: dt.tzinfo,
     now: Now,
 ) -> None:
+    """Commit every cuff measurement as the procedure decodes it, once.
+
+    Cuffs that send only records "not yet delivered" (Omron's new-record counter, A&D; peers.md §1.5)
+    count a record as delivered once its ATT indication is confirmed, which the Bluetooth stack does
+    before our code sees it. Committing at the end of the collection would lose every record
+    confirmed to a gateway killed mid-transfer; committing as they arrive (everything queued during
+    one fsync goes into the next commit) shrinks that window to the records of one fsync.
+    """
     await read_blood_pressure_feature(client)
     clock = await _clock(client, identity, tz, now)
     pending: asyncio.Queue[BloodPressureReading | None] = asyncio.Queue()
 
-    def on_indication(raw: bytes) -> None:
-        try:
-            measurement = decode_blood_pressure_measurement(raw)
-        except DecodeError:
-            return  # the procedure reports it with its offset and reason
-        received = now()
+    def on_measurement(measurement: BloodPressureMeasurement) -> None:
         pending.put_nowait(
             blood_pressure_reading(
-                measurement, device=device, clock=clock, gateway_timezone=tz, received_at=received
+                measurement, device=device, clock=clock, gateway_timezone=tz, received_at=now()
             )
         )
 
@@ -210,18 +169,12 @@ async def _blood_pressure(
     committer = asyncio.create_task(commit_as_they_come())
     try:
         collection = await collect_blood_pressure(
-            _CommitAsIndicated(client, on_indication),
+            client,
             quirks=identity.quirks,
+            on_measurement=on_measurement,
             disconnected=session.disconnected,
         )
     finally:
         pending.put_nowait(None)
         await committer  # an OutboxFullError here propagates: the cuff is not read further
-    received_at = now()
-    readings = [
-        blood_pressure_reading(m, device=device, clock=clock, gateway_timezone=tz, received_at=received_at)
-        for m in collection.measurements
-    ]
     _log_undecodable(session, collection.undecodable)
-    if readings:
-        await session.commit(readings)

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 CuffPressureCallback = Callable[[IntermediateCuffPressure], None]
 """Receives each Intermediate Cuff Pressure while the cuff inflates/deflates (progress)."""
 
+MeasurementCallback = Callable[[BloodPressureMeasurement], None]
+"""Receives each measurement as soon as it is decoded, before the collection ends."""
+
 
 class CollectionEnd(enum.Enum):
     QUIET = "quiet"
@@ -61,6 +64,7 @@ async def collect_blood_pressure(
     quirks: MeterQuirks = STANDARD,
     timeouts: ProcedureTimeouts | None = None,
     on_cuff_pressure: CuffPressureCallback | None = None,
+    on_measurement: MeasurementCallback | None = None,
     disconnected: asyncio.Event | None = None,
 ) -> BloodPressureCollection:
     """Subscribe and collect stored measurements until the cuff goes quiet or disconnects.
@@ -71,6 +75,9 @@ async def collect_blood_pressure(
             this is called; see :func:`device_drivers.procedures.session.run_blood_pressure_session`).
         timeouts: time limits.
         on_cuff_pressure: progress callback for Intermediate Cuff Pressure.
+        on_measurement: called with each measurement the moment it is decoded (each indication is
+            decoded once), so a caller can store it before the cuff's next indication; the
+            measurements are also in the returned collection.
         disconnected: set by the caller's bleak ``disconnected_callback``; a disconnect ends the
             collection normally (most cuffs drop the link after their last indication).
 
@@ -84,7 +91,7 @@ async def collect_blood_pressure(
     subscribed: list[str] = []
     try:
         await _subscribe(client, inbox, subscribed, timeouts)
-        return await _collect(inbox, timeouts, on_cuff_pressure)
+        return await _collect(inbox, timeouts, on_cuff_pressure, on_measurement)
     finally:
         try:
             await unsubscribe_all(client, subscribed, timeouts)
@@ -113,7 +120,10 @@ async def _subscribe(
 
 
 async def _collect(
-    inbox: Inbox, timeouts: ProcedureTimeouts, on_cuff_pressure: CuffPressureCallback | None
+    inbox: Inbox,
+    timeouts: ProcedureTimeouts,
+    on_cuff_pressure: CuffPressureCallback | None,
+    on_measurement: MeasurementCallback | None,
 ) -> BloodPressureCollection:
     measurements: list[BloodPressureMeasurement] = []
     undecodable: list[UndecodedValue] = []
@@ -137,8 +147,11 @@ async def _collect(
         characteristic, raw = event
         try:
             if characteristic == uuids.BLOOD_PRESSURE_MEASUREMENT:
-                measurements.append(decode_blood_pressure_measurement(raw))
+                measurement = decode_blood_pressure_measurement(raw)
+                measurements.append(measurement)
                 window = timeouts.quiet_after_records_s
+                if on_measurement is not None:
+                    on_measurement(measurement)
             else:
                 pressure = decode_intermediate_cuff_pressure(raw)
                 updates += 1

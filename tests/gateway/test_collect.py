@@ -1,0 +1,88 @@
+"""The default collector (gateway.collect) against virtual cuffs over the virtual radio, committing
+into a real outbox: what reaches the outbox, and how often."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from bleak import BleakClient, BleakScanner
+
+from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
+from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.factory import make_meter
+from device_drivers.virtual.radio import VirtualRadio
+from gateway.bindings import Bindings, MeterProfile, PairedMeter
+from gateway.collect import default_collector
+from gateway.health import GatewayHealth
+from gateway.meters import MeterSession
+from gateway.outbox import CommitResult, Outbox, SyncPosition, UnboundReading
+from gateway.pairing import pair
+from vitals.readings import Reading
+
+GW = "gw-collect"
+
+
+@pytest.fixture
+async def radio() -> AsyncIterator[VirtualRadio]:
+    async with VirtualRadio() as radio:
+        yield radio
+
+
+class CountingOutbox:
+    """A real outbox as the session's sink, counting every reading handed to it (repeats included)."""
+
+    def __init__(self, path: Path) -> None:
+        self.outbox = Outbox(path).open()
+        self.handed_over = 0
+        self.commits = 0
+
+    async def commit(self, meter: PairedMeter, readings: Sequence[Reading], last: int | None) -> CommitResult:
+        self.handed_over += len(readings)
+        self.commits += 1
+        position = None if last is None else SyncPosition(meter.meter_key, last)
+        unbound = [UnboundReading(r, r.device.meter_key, None) for r in readings]
+        return await asyncio.to_thread(self.outbox.commit, [], unbound=unbound, sync_position=position)
+
+
+async def collect_once(
+    tmp_path: Path, radio: VirtualRadio, meter: VirtualBloodPressureCuff, sink: CountingOutbox
+) -> MeterSession:
+    """Pair the cuff, connect once and run the default collector as the gateway does."""
+    bindings = Bindings(tmp_path / "bindings.json", GW).load()
+    paired = await pair(
+        bindings,
+        meter.address,
+        profile=MeterProfile.BLOOD_PRESSURE,
+        patient_id="p-1",
+        client_backend=radio.client_backend,
+    )
+    device = await BleakScanner.find_device_by_address(meter.address, backend=radio.scanner_backend)
+    assert device is not None
+    disconnected = asyncio.Event()
+    session = MeterSession(paired, None, sink.commit, GatewayHealth(GW), disconnected)
+    async with BleakClient(
+        device, backend=radio.client_backend, disconnected_callback=lambda _c: disconnected.set()
+    ) as client:
+        await default_collector(dt.UTC)(client, session)
+    return session
+
+
+async def test_each_cuff_indication_is_committed_once(tmp_path: Path, radio: VirtualRadio) -> None:
+    """Every measurement a cuff indicates is handed to the outbox exactly once, none as a duplicate."""
+    cuff = make_meter("silvercrest-like", clock=SimulationClock(), serial_number="BP-ONCE")
+    assert isinstance(cuff, VirtualBloodPressureCuff)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    for i in range(12):
+        cuff.add_record(
+            taken_at=start + dt.timedelta(hours=i), systolic_mmhg=120 + i, diastolic_mmhg=80, pulse_bpm=70
+        )
+    await radio.add_meter(cuff)
+    sink = CountingOutbox(tmp_path / "outbox.db")
+    session = await collect_once(tmp_path, radio, cuff, sink)
+    assert sink.outbox.stats().unbound == 12
+    assert sink.handed_over == 12
+    assert (session.committed, session.duplicates) == (12, 0)
