@@ -24,8 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.broker_accounts import BrokerAccountsError, GatewayAccounts, GatewayCredentials
-from storage.clinic import administration, enrolment, repository
-from storage.clinic.administration import Actor
+from storage.clinic import enrolment, repository
+from storage.clinic.administration import gateways as gateway_administration
+from storage.clinic.administration.common import Actor
 from storage.clinic.models import (
     OPAQUE_ID_LENGTH,
     Clinic,
@@ -343,11 +344,11 @@ def provision_gateway(
     """Check the id is free, make the broker account, record the gateway with its audit entry; if
     the record fails, remove the broker account again (no account without its record)."""
     with sessions() as session:
-        administration.check_new_gateway_id(session, actor, gateway_id)
+        gateway_administration.check_new_gateway_id(session, actor, gateway_id)
     credentials = asyncio.run(accounts.provision_gateway(gateway_id))
     try:
         with sessions() as session, session.begin():
-            administration.register_gateway(
+            gateway_administration.register_gateway(
                 session, actor, gateway_id=gateway_id, mqtt_password=credentials.password
             )
     except BaseException:
@@ -367,18 +368,18 @@ def deactivate_gateway(
 ) -> None:
     """Disable the broker account first, then record it: a failure leaves the gateway refused."""
     with sessions() as session:
-        administration.check_gateway_active(session, actor, gateway_id)
+        gateway_administration.check_gateway_active(session, actor, gateway_id)
     if accounts is not None:
         asyncio.run(accounts.disable_gateway(gateway_id))
     with sessions() as session, session.begin():
-        administration.deactivate_gateway(session, actor, gateway_id)
+        gateway_administration.deactivate_gateway(session, actor, gateway_id)
 
 
 def reactivate_gateway(
     sessions: sessionmaker[Session], actor: Actor, accounts: GatewayAccounts | None, gateway_id: str
 ) -> None:
     with sessions() as session, session.begin():
-        administration.reactivate_gateway(session, actor, gateway_id)
+        gateway_administration.reactivate_gateway(session, actor, gateway_id)
     if accounts is not None:
         asyncio.run(accounts.enable_gateway(gateway_id))
 
@@ -387,10 +388,10 @@ def rotate_gateway_credentials(
     sessions: sessionmaker[Session], actor: Actor, accounts: GatewayAccounts, gateway_id: str
 ) -> GatewayCredentials:
     with sessions() as session:
-        administration.check_gateway_active(session, actor, gateway_id)
+        gateway_administration.check_gateway_active(session, actor, gateway_id)
     credentials = asyncio.run(accounts.rotate_password(gateway_id))
     with sessions() as session, session.begin():
-        administration.record_rotated_credentials(
+        gateway_administration.record_rotated_credentials(
             session, actor, gateway_id, mqtt_password=credentials.password
         )
     return credentials

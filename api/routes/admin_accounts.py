@@ -31,8 +31,9 @@ from api.errors import ApiError, ErrorCode
 from api.limits import OPAQUE_ID_MAX
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, api_error, run_change, run_read
 from api.routes.auth import LOCK_AFTER_FAILED_LOGINS, UNKNOWN_ACTOR
-from storage.clinic import administration as admin
-from storage.clinic.administration import AdministrationError, IssuedResetCode
+from storage.clinic.administration import accounts as admin
+from storage.clinic.administration.accounts import IssuedResetCode
+from storage.clinic.administration.common import AdministrationError
 from storage.clinic.models import User, UserRole
 
 router = APIRouter(prefix=f"{ADMIN_PREFIX}/accounts", tags=["admin"])

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import Services
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, run_change, run_read
-from storage.clinic import administration as admin
+from storage.clinic.administration import clinic as admin
 from storage.clinic.models import Clinic, GuidelineProfile
 from vitals.units import GlucoseUnit
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import Principal
 from api.deps import ApiServices, CurrentUser, Services, commit_audited, commit_denial
 from api.errors import ApiError, ErrorCode
-from storage.clinic.administration import Actor, AdminErrorKind, AdministrationError
+from storage.clinic.administration.common import Actor, AdminErrorKind, AdministrationError
 from storage.clinic.audit import record_audit
 from storage.clinic.database import ClinicDatabaseUnavailableError
 from storage.clinic.models import UserRole

@@ -45,7 +45,7 @@ from api.deps import ApiServices, Services
 from api.errors import ApiError, ErrorCode
 from api.limits import OPAQUE_ID_MAX
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, record_refusal, run_change, run_read
-from storage.clinic import administration as admin
+from storage.clinic.administration import gateways as admin
 from storage.clinic.models import Gateway, MeterBinding
 
 logger = logging.getLogger(__name__)

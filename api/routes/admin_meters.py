@@ -29,7 +29,7 @@ from api.deps import Services
 from api.limits import OPAQUE_ID_MAX, BoundedDatetime
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, run_change, run_read
 from api.routes.admin_gateways import ConfigDelivery, publish_configs
-from storage.clinic import administration as admin
+from storage.clinic.administration import meters as admin
 from storage.clinic.models import ANY_DEVICE_USER, Meter, MeterBinding, MeterKind
 
 router = APIRouter(prefix=ADMIN_PREFIX, tags=["admin"])

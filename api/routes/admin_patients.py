@@ -26,7 +26,7 @@ from api.deps import Services
 from api.limits import OPAQUE_ID_MAX, BoundedDate
 from api.routes.admin_common import ADMIN_PREFIX, AdminActor, Audited, run_change, run_read
 from api.routes.admin_gateways import ConfigDelivery, publish_configs
-from storage.clinic import administration as admin
+from storage.clinic.administration import patients as admin
 from storage.clinic.models import CareTeamRole, Patient
 
 router = APIRouter(prefix=f"{ADMIN_PREFIX}/patients", tags=["admin"])

@@ -9,12 +9,16 @@ from pathlib import Path
 from api.errors import ErrorCode
 
 REPO = Path(__file__).resolve().parents[2]
-DOMAIN = REPO / "storage" / "clinic" / "administration.py"
+DOMAIN = REPO / "storage" / "clinic" / "administration"
 LOCALES = [REPO / "api" / "webapp" / "src" / "locales" / name for name in ("admin.en.ts", "admin.zh-CN.ts")]
 
 
 def _raised() -> set[str]:
-    return set(re.findall(r'"(admin\.[a-z_]+)"', DOMAIN.read_text(encoding="utf-8")))
+    return {
+        code
+        for module in DOMAIN.glob("*.py")
+        for code in re.findall(r'"(admin\.[a-z_]+)"', module.read_text(encoding="utf-8"))
+    }
 
 
 def _worded(locale: Path) -> set[str]:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from storage.clinic import administration
-from storage.clinic.administration import Actor
+from storage.clinic.administration.common import Actor
+from storage.clinic.administration.gateways import register_gateway
 from tests.fixtures.mosquitto import BrokerAccount, DeployedRig, MqttProbe
 from vitalgate.administration import ClinicMqttAccount, GatewayConfigSender
 from vitals.payload import GatewayConfig
@@ -185,6 +185,6 @@ def test_without_broker_accounts_provisioning_answers_unavailable(clinic_api: Cl
     """An API process not wired to the broker refuses provisioning with 503 and records nothing."""
     refused(clinic_api, "POST", GATEWAYS, ADMIN_1, 503, "service.unavailable", json={"gateway_id": "gw-x"})
     with clinic_api.services.clinic_sessions() as session:
-        administration.register_gateway(session, Actor("admin-1", "c1"), gateway_id="gw-y", mqtt_password="p")
+        register_gateway(session, Actor("admin-1", "c1"), gateway_id="gw-y", mqtt_password="p")
         session.commit()
     refused(clinic_api, "POST", f"{GATEWAYS}/gw-y/deactivate", ADMIN_1, 503, "service.unavailable")

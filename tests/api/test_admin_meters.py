@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage.clinic import administration
-from storage.clinic.administration import Actor
+from storage.clinic.administration.common import Actor
+from storage.clinic.administration.gateways import register_gateway
+from storage.clinic.administration.patients import enrol_patient
 
 from .admin_helpers import ADMIN_1, ADMIN_2, allowed_writes, audit_entries, refused
 from .conftest import ClinicApi
@@ -23,10 +24,10 @@ def clinic(clinic_api: ClinicApi) -> ClinicApi:
     """c1 with a second patient and a gateway; a registered glucose meter."""
     with clinic_api.services.clinic_sessions() as session:
         actor = Actor("admin-1", "c1")
-        administration.enrol_patient(
+        enrol_patient(
             session, actor, patient_id="p-2", given_name="Na", family_name="Li", family_doctor_id="dr-b"
         )
-        administration.register_gateway(session, actor, gateway_id="gw-1", mqtt_password="not used here")
+        register_gateway(session, actor, gateway_id="gw-1", mqtt_password="not used here")
         session.commit()
     response = clinic_api.client.post(METERS, headers=clinic_api.auth(ADMIN_1), json=GLUCOSE_METER)
     assert response.status_code == 201, response.text

@@ -14,8 +14,32 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest import InboundMessage, IngestPipeline
-from storage.clinic import administration as admin
-from storage.clinic.administration import Actor, AdministrationError
+from storage.clinic.administration.accounts import (
+    create_account,
+    deactivate_account,
+    issue_password_reset,
+    reset_password_with_code,
+    set_roles,
+)
+from storage.clinic.administration.clinic import add_clinic, update_clinic_settings
+from storage.clinic.administration.common import Actor, AdministrationError
+from storage.clinic.administration.gateways import deactivate_gateway, register_gateway
+from storage.clinic.administration.meters import (
+    bind_meter,
+    list_bindings,
+    move_meter,
+    register_meter,
+    unbind_meter,
+)
+from storage.clinic.administration.patients import (
+    add_care_team_member,
+    discharge_patient,
+    enrol_patient,
+    list_patients,
+    readmit_patient,
+    remove_care_team_member,
+    update_patient,
+)
 from storage.clinic.audit import find_audit_entries
 from storage.clinic.database import alembic_config, create_clinic_engine, session_factory
 from storage.clinic.enrolment import verify_secret
@@ -55,10 +79,10 @@ def sessions(clinic_engine: Engine) -> sessionmaker[Session]:
     factory = session_factory(clinic_engine)
     with factory() as session, session.begin():
         for clinic_id, administrator in (("c1", "admin-1"), ("c2", "admin-2")):
-            admin.add_clinic(
+            add_clinic(
                 session, actor_id="cli:root", clinic_id=clinic_id, name=clinic_id, profile=GuidelineProfile.CN
             )
-            admin.create_account(
+            create_account(
                 session,
                 Actor("cli:root", clinic_id),
                 user_id=administrator,
@@ -67,7 +91,7 @@ def sessions(clinic_engine: Engine) -> sessionmaker[Session]:
                 roles=[UserRole.CLINIC_ADMIN],
                 password="x" * 12,
             )
-        admin.create_account(
+        create_account(
             session,
             ADMIN,
             user_id="dr-a",
@@ -75,7 +99,7 @@ def sessions(clinic_engine: Engine) -> sessionmaker[Session]:
             display_name="A",
             roles=[UserRole.FAMILY_DOCTOR],
         )
-        admin.create_account(
+        create_account(
             session,
             ADMIN,
             user_id="nurse",
@@ -83,18 +107,18 @@ def sessions(clinic_engine: Engine) -> sessionmaker[Session]:
             display_name="N",
             roles=[UserRole.CLINIC_STAFF],
         )
-        admin.enrol_patient(
+        enrol_patient(
             session, ADMIN, patient_id="p1", given_name="Wei", family_name="Wang", family_doctor_id="dr-a"
         )
-        admin.enrol_patient(
+        enrol_patient(
             session, ADMIN, patient_id="p2", given_name="Li", family_name="Na", family_doctor_id="dr-a"
         )
-        admin.register_gateway(session, ADMIN, gateway_id="gw1", mqtt_password="gateway-secret")
-        admin.register_meter(
+        register_gateway(session, ADMIN, gateway_id="gw1", mqtt_password="gateway-secret")
+        register_meter(
             session, ADMIN, kind=MeterKind.GLUCOSE, manufacturer=GLUCOMETER.manufacturer,
             model=GLUCOMETER.model, serial_number=GLUCOMETER.serial_number,
         )  # fmt: skip
-        admin.register_meter(
+        register_meter(
             session, ADMIN, kind=MeterKind.BLOOD_PRESSURE, manufacturer=CUFF.manufacturer,
             model=CUFF.model, serial_number=CUFF.serial_number,
         )  # fmt: skip
@@ -130,7 +154,7 @@ def _refused(
 def _bind(
     session: Session, patient_id: str = "p1", *, now: datetime = BOUND_AT, **options: Any
 ) -> MeterBinding:
-    return admin.bind_meter(
+    return bind_meter(
         session,
         ADMIN,
         meter_key=GLUCOMETER.meter_key,
@@ -154,7 +178,7 @@ def test_a_reading_measured_before_the_binding_began_is_not_attributed(
     assert held.in_force_at(BOUND_AT)
 
     with sessions() as session, session.begin():
-        admin.unbind_meter(session, ADMIN, binding_id=binding.binding_id, now=BOUND_AT + timedelta(hours=2))
+        unbind_meter(session, ADMIN, binding_id=binding.binding_id, now=BOUND_AT + timedelta(hours=2))
         kept = _bind(session, prior_memory_belongs=True, now=BOUND_AT + timedelta(hours=2))
     with sessions() as session:
         ended, current = bindings_for_readings(session, gateway_id="gw1")
@@ -211,7 +235,7 @@ def test_cuff_slots_bind_to_different_patients_but_not_over_a_whole_meter_bindin
     """A two-user cuff: slot 1 and slot 2 go to two patients; a whole-cuff binding overlaps both."""
 
     def bind(session: Session, patient_id: str, slot: int | None) -> MeterBinding:
-        return admin.bind_meter(
+        return bind_meter(
             session,
             ADMIN,
             meter_key=CUFF.meter_key,
@@ -235,9 +259,7 @@ def test_an_unbind_time_before_the_bind_time_is_refused(sessions: sessionmaker[S
     _refused(
         sessions,
         "admin.unbind_before_bind",
-        lambda s: admin.unbind_meter(
-            s, ADMIN, binding_id=binding_id, unbound_at=BOUND_AT - timedelta(minutes=1)
-        ),
+        lambda s: unbind_meter(s, ADMIN, binding_id=binding_id, unbound_at=BOUND_AT - timedelta(minutes=1)),
     )
     with sessions() as session:
         binding = session.get(MeterBinding, binding_id)
@@ -249,9 +271,7 @@ def test_moving_a_meter_ends_one_binding_where_the_next_begins(sessions: session
     moved_at = BOUND_AT + timedelta(days=3)
     with sessions() as session, session.begin():
         first = _bind(session)
-        ended, new = admin.move_meter(
-            session, ADMIN, binding_id=first.binding_id, patient_id="p2", now=moved_at
-        )
+        ended, new = move_meter(session, ADMIN, binding_id=first.binding_id, patient_id="p2", now=moved_at)
     assert (ended.unbound_at, new.bound_at, new.patient_id) == (moved_at, moved_at, "p2")
     with sessions() as session:
         entries = find_audit_entries(session, object_id=GLUCOMETER.meter_key)
@@ -268,7 +288,7 @@ def test_discharge_ends_bindings_and_keeps_the_patient_s_data(sessions: sessionm
     at = BOUND_AT + timedelta(days=1)
     with sessions() as session, session.begin():
         _bind(session)
-        discharge = admin.discharge_patient(session, ADMIN, "p1", now=at)
+        discharge = discharge_patient(session, ADMIN, "p1", now=at)
     assert discharge.gateway_ids == ["gw1"]
     with sessions() as session:
         patient = session.get(Patient, "p1")
@@ -277,9 +297,9 @@ def test_discharge_ends_bindings_and_keeps_the_patient_s_data(sessions: sessionm
         [binding] = session.scalars(select(MeterBinding)).all()
         assert (binding.active, binding.unbound_at) == (False, at)
     _refused(sessions, "admin.patient_discharged", lambda s: _bind(s, now=at + timedelta(hours=1)))
-    _refused(sessions, "admin.patient_discharged", lambda s: admin.discharge_patient(s, ADMIN, "p1"))
+    _refused(sessions, "admin.patient_discharged", lambda s: discharge_patient(s, ADMIN, "p1"))
     with sessions() as session, session.begin():
-        admin.readmit_patient(session, ADMIN, "p1")
+        readmit_patient(session, ADMIN, "p1")
     with sessions() as session:
         patient = session.get(Patient, "p1")
         assert patient is not None and (patient.active, patient.discharged_at) == (True, None)
@@ -290,18 +310,16 @@ def test_another_clinic_s_objects_are_absent(sessions: sessionmaker[Session]) ->
     with sessions() as session, session.begin():
         binding_id = _bind(session).binding_id
     for change in (
-        lambda s: admin.discharge_patient(s, OTHER_ADMIN, "p1"),
-        lambda s: admin.deactivate_account(s, OTHER_ADMIN, "dr-a"),
-        lambda s: admin.deactivate_gateway(s, OTHER_ADMIN, "gw1"),
-        lambda s: admin.unbind_meter(s, OTHER_ADMIN, binding_id=binding_id),
-        lambda s: admin.enrol_patient(
-            s, OTHER_ADMIN, given_name="X", family_name="Y", family_doctor_id="dr-a"
-        ),
+        lambda s: discharge_patient(s, OTHER_ADMIN, "p1"),
+        lambda s: deactivate_account(s, OTHER_ADMIN, "dr-a"),
+        lambda s: deactivate_gateway(s, OTHER_ADMIN, "gw1"),
+        lambda s: unbind_meter(s, OTHER_ADMIN, binding_id=binding_id),
+        lambda s: enrol_patient(s, OTHER_ADMIN, given_name="X", family_name="Y", family_doctor_id="dr-a"),
     ):
         _refused(sessions, "admin.not_found", change)
     with sessions() as session:
-        assert admin.list_patients(session, OTHER_ADMIN) == []
-        assert admin.list_bindings(session, OTHER_ADMIN) == []
+        assert list_patients(session, OTHER_ADMIN) == []
+        assert list_bindings(session, OTHER_ADMIN) == []
 
 
 def test_a_gateway_id_that_exists_is_refused_in_any_clinic(sessions: sessionmaker[Session]) -> None:
@@ -309,19 +327,17 @@ def test_a_gateway_id_that_exists_is_refused_in_any_clinic(sessions: sessionmake
     _refused(
         sessions,
         "admin.gateway_exists",
-        lambda s: admin.register_gateway(s, OTHER_ADMIN, gateway_id="gw1", mqtt_password="p"),
+        lambda s: register_gateway(s, OTHER_ADMIN, gateway_id="gw1", mqtt_password="p"),
     )
     _refused(
         sessions,
         "admin.invalid_id",
-        lambda s: admin.register_gateway(s, ADMIN, gateway_id="gw/+", mqtt_password="p"),
+        lambda s: register_gateway(s, ADMIN, gateway_id="gw/+", mqtt_password="p"),
     )
     _refused(
         sessions,
         "admin.invalid_id",
-        lambda s: admin.register_gateway(
-            s, ADMIN, gateway_id="ingest", mqtt_password="p", reserved={"ingest"}
-        ),
+        lambda s: register_gateway(s, ADMIN, gateway_id="ingest", mqtt_password="p", reserved={"ingest"}),
     )
 
 
@@ -330,10 +346,10 @@ def test_clinic_settings_refuse_an_unknown_time_zone(sessions: sessionmaker[Sess
     _refused(
         sessions,
         "admin.unknown_timezone",
-        lambda s: admin.update_clinic_settings(s, ADMIN, timezone="Asia/Shangai"),
+        lambda s: update_clinic_settings(s, ADMIN, timezone="Asia/Shangai"),
     )
     with sessions() as session, session.begin():
-        admin.update_clinic_settings(session, ADMIN, timezone="Asia/Shanghai", glucose_unit=GlucoseUnit.MG_DL)
+        update_clinic_settings(session, ADMIN, timezone="Asia/Shanghai", glucose_unit=GlucoseUnit.MG_DL)
     with sessions() as session:
         [entry] = find_audit_entries(session, object_type="clinic", object_id="c1", limit=1)
     assert entry.details["changed"] == {
@@ -346,36 +362,34 @@ def test_a_reset_code_is_kept_as_a_hash_works_once_and_expires(sessions: session
     """The code sets a new password once; it is useless used, or a day later; only its hash is stored."""
     issued_at = datetime.now(UTC)
     with sessions() as session, session.begin():
-        issued = admin.issue_password_reset(session, ADMIN, "dr-a", now=issued_at)
+        issued = issue_password_reset(session, ADMIN, "dr-a", now=issued_at)
     with sessions() as session:
         stored = session.execute(text("SELECT * FROM password_reset_codes")).all()
     assert issued.code.replace("-", "") not in repr(stored)
     with sessions() as session, session.begin():
-        admin.reset_password_with_code(session, code=issued.code.lower(), new_password="new password 123")
+        reset_password_with_code(session, code=issued.code.lower(), new_password="new password 123")
     with sessions() as session:
         user = session.get(User, "dr-a")
         assert user is not None and user.password_hash is not None
         assert verify_secret("new password 123", user.password_hash)
-    again = lambda s: admin.reset_password_with_code(s, code=issued.code, new_password="another one 456")  # noqa: E731
+    again = lambda s: reset_password_with_code(s, code=issued.code, new_password="another one 456")  # noqa: E731
     _refused(sessions, "admin.reset_code_invalid", again)
     with sessions() as session, session.begin():
-        late = admin.issue_password_reset(session, ADMIN, "dr-a", now=issued_at - timedelta(hours=25))
+        late = issue_password_reset(session, ADMIN, "dr-a", now=issued_at - timedelta(hours=25))
     _refused(
         sessions,
         "admin.reset_code_invalid",
-        lambda s: admin.reset_password_with_code(s, code=late.code, new_password="another one 456"),
+        lambda s: reset_password_with_code(s, code=late.code, new_password="another one 456"),
     )
 
 
 def test_the_clinic_keeps_an_active_administrator(sessions: sessionmaker[Session]) -> None:
     """The last administrator cannot lose the role or be deactivated; with a second one, they can."""
-    _refused(
-        sessions, "admin.last_admin", lambda s: admin.set_roles(s, ADMIN, "admin-1", [UserRole.FAMILY_DOCTOR])
-    )
-    _refused(sessions, "admin.own_account", lambda s: admin.deactivate_account(s, ADMIN, "admin-1"))
+    _refused(sessions, "admin.last_admin", lambda s: set_roles(s, ADMIN, "admin-1", [UserRole.FAMILY_DOCTOR]))
+    _refused(sessions, "admin.own_account", lambda s: deactivate_account(s, ADMIN, "admin-1"))
     with sessions() as session, session.begin():
-        admin.set_roles(session, ADMIN, "nurse", [UserRole.CLINIC_STAFF, UserRole.CLINIC_ADMIN])
-        admin.set_roles(session, ADMIN, "admin-1", [UserRole.FAMILY_DOCTOR])
+        set_roles(session, ADMIN, "nurse", [UserRole.CLINIC_STAFF, UserRole.CLINIC_ADMIN])
+        set_roles(session, ADMIN, "admin-1", [UserRole.FAMILY_DOCTOR])
     with sessions() as session:
         user = session.get(User, "admin-1")
         assert user is not None and user.role_set == {UserRole.FAMILY_DOCTOR}
@@ -384,21 +398,21 @@ def test_the_clinic_keeps_an_active_administrator(sessions: sessionmaker[Session
 def test_care_team_changes_keep_a_family_doctor(sessions: sessionmaker[Session]) -> None:
     """Staff join at the end of the escalation order; the only family doctor cannot be removed."""
     with sessions() as session, session.begin():
-        admin.add_care_team_member(session, ADMIN, "p1", user_id="nurse", team_role=CareTeamRole.CLINIC_STAFF)
+        add_care_team_member(session, ADMIN, "p1", user_id="nurse", team_role=CareTeamRole.CLINIC_STAFF)
     _refused(
         sessions,
         "admin.care_team_needs_doctor",
-        lambda s: admin.remove_care_team_member(s, ADMIN, "p1", user_id="dr-a"),
+        lambda s: remove_care_team_member(s, ADMIN, "p1", user_id="dr-a"),
     )
     _refused(
         sessions,
         "admin.not_clinician",
-        lambda s: admin.add_care_team_member(
+        lambda s: add_care_team_member(
             s, ADMIN, "p2", user_id="admin-1", team_role=CareTeamRole.CLINIC_STAFF
         ),
     )
     with sessions() as session, session.begin():
-        admin.remove_care_team_member(session, ADMIN, "p1", user_id="nurse")
+        remove_care_team_member(session, ADMIN, "p1", user_id="nurse")
 
 
 def test_every_change_is_one_audit_entry_with_ids_and_no_personal_data(
@@ -406,7 +420,7 @@ def test_every_change_is_one_audit_entry_with_ids_and_no_personal_data(
 ) -> None:
     """Enrolment and edits name which fields changed, never a name, birth date or phone."""
     with sessions() as session, session.begin():
-        admin.update_patient(
+        update_patient(
             session, ADMIN, "p1", given_name="Wen", date_of_birth="1950-02-03", phone="+86 10 1234"
         )
     with sessions() as session:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from storage.clinic.administration import Actor
+    from storage.clinic.administration.common import Actor
 
 ROLES = ["family_doctor", "clinic_staff", "clinic_admin"]
 # What a command acts on, to find its clinic when the operator names the object only.
@@ -330,7 +330,7 @@ def _admin(
 
     def run(args: argparse.Namespace) -> int:
         from api.broker_accounts import BrokerAccountsError
-        from storage.clinic.administration import AdministrationError
+        from storage.clinic.administration.common import AdministrationError
         from storage.clinic.audit import AuditOutcome, record_audit
         from vitalgate.administration import AdminError, clinic_of, resolve_actor
         from vitalgate.wiring import open_clinic_database
@@ -416,8 +416,8 @@ def _storage(args: argparse.Namespace) -> int:
 
 
 def _add_clinic(args: argparse.Namespace) -> int:
-    from storage.clinic import administration
-    from storage.clinic.administration import AdministrationError
+    from storage.clinic.administration.clinic import add_clinic
+    from storage.clinic.administration.common import AdministrationError
     from storage.clinic.models import GuidelineProfile
     from vitalgate.administration import cli_actor_id, resolve_actor
     from vitalgate.wiring import open_clinic_database
@@ -429,7 +429,7 @@ def _add_clinic(args: argparse.Namespace) -> int:
             actor_id = cli_actor_id()
             if args.actor is not None:  # an administrator of another clinic enrols this one
                 actor_id = resolve_actor(session, actor_user_id=args.actor, clinic_id=None).actor_id
-            administration.add_clinic(
+            add_clinic(
                 session,
                 actor_id=actor_id,
                 clinic_id=args.clinic_id,
@@ -449,13 +449,13 @@ def _add_clinic(args: argparse.Namespace) -> int:
 
 
 def _set_clinic(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.clinic import update_clinic_settings
     from storage.clinic.models import GuidelineProfile
     from vitals.units import GlucoseUnit
 
     clinic = _change(
         sessions,
-        lambda s: administration.update_clinic_settings(
+        lambda s: update_clinic_settings(
             s,
             actor,
             name=args.name,
@@ -486,13 +486,13 @@ def _print_code(user_id: str, code: str, expires_at: datetime) -> None:
 
 
 def _add_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import check_password, create_account
     from storage.clinic.models import UserRole
 
-    password = None if args.issue_code else administration.check_password(_read_password())
+    password = None if args.issue_code else check_password(_read_password())
     _user, code = _change(
         sessions,
-        lambda s: administration.create_account(
+        lambda s: create_account(
             s,
             actor,
             user_id=args.user_id,
@@ -510,11 +510,11 @@ def _add_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: 
 
 
 def _update_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import update_account
 
     _change(
         sessions,
-        lambda s: administration.update_account(
+        lambda s: update_account(
             s, actor, args.user_id, display_name=args.name, email=args.email, phone=args.phone
         ),
     )
@@ -523,44 +523,42 @@ def _update_user(args: argparse.Namespace, sessions: sessionmaker[Session], acto
 
 
 def _set_roles(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import set_roles
     from storage.clinic.models import UserRole
 
-    _change(
-        sessions, lambda s: administration.set_roles(s, actor, args.user_id, [UserRole(r) for r in args.role])
-    )
+    _change(sessions, lambda s: set_roles(s, actor, args.user_id, [UserRole(r) for r in args.role]))
     print(f"user {args.user_id}: roles {', '.join(sorted(set(args.role)))}")
     return 0
 
 
 def _deactivate_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import deactivate_account
 
-    _change(sessions, lambda s: administration.deactivate_account(s, actor, args.user_id))
+    _change(sessions, lambda s: deactivate_account(s, actor, args.user_id))
     print(f"user {args.user_id} deactivated")
     return 0
 
 
 def _reactivate_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import reactivate_account
 
-    _change(sessions, lambda s: administration.reactivate_account(s, actor, args.user_id))
+    _change(sessions, lambda s: reactivate_account(s, actor, args.user_id))
     print(f"user {args.user_id} reactivated")
     return 0
 
 
 def _unlock_account(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import unlock_account
 
-    failed = _change(sessions, lambda s: administration.unlock_account(s, actor, args.user_id))
+    failed = _change(sessions, lambda s: unlock_account(s, actor, args.user_id))
     print(f"user {args.user_id} unlocked ({failed} consecutive failed logins cleared)")
     return 0
 
 
 def _reset_password(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import issue_password_reset
 
-    code = _change(sessions, lambda s: administration.issue_password_reset(s, actor, args.user_id))
+    code = _change(sessions, lambda s: issue_password_reset(s, actor, args.user_id))
     _print_code(code.user_id, code.code, code.expires_at)
     return 0
 
@@ -569,11 +567,11 @@ def _reset_password(args: argparse.Namespace, sessions: sessionmaker[Session], a
 
 
 def _add_patient(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.patients import enrol_patient
 
     patient = _change(
         sessions,
-        lambda s: administration.enrol_patient(
+        lambda s: enrol_patient(
             s,
             actor,
             patient_id=args.patient_id,
@@ -591,11 +589,11 @@ def _add_patient(args: argparse.Namespace, sessions: sessionmaker[Session], acto
 
 
 def _update_patient(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.patients import update_patient
 
     _change(
         sessions,
-        lambda s: administration.update_patient(
+        lambda s: update_patient(
             s,
             actor,
             args.patient_id,
@@ -611,12 +609,12 @@ def _update_patient(args: argparse.Namespace, sessions: sessionmaker[Session], a
 
 
 def _add_member(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.patients import add_care_team_member
     from storage.clinic.models import CareTeamRole
 
     member = _change(
         sessions,
-        lambda s: administration.add_care_team_member(
+        lambda s: add_care_team_member(
             s, actor, args.patient_id, user_id=args.user_id, team_role=CareTeamRole(args.team_role)
         ),
     )
@@ -627,20 +625,20 @@ def _add_member(args: argparse.Namespace, sessions: sessionmaker[Session], actor
 
 
 def _remove_member(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.patients import remove_care_team_member
 
     _change(
         sessions,
-        lambda s: administration.remove_care_team_member(s, actor, args.patient_id, user_id=args.user_id),
+        lambda s: remove_care_team_member(s, actor, args.patient_id, user_id=args.user_id),
     )
     print(f"user {args.user_id} off patient {args.patient_id}'s care team")
     return 0
 
 
 def _discharge(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.patients import discharge_patient
 
-    discharge = _change(sessions, lambda s: administration.discharge_patient(s, actor, args.patient_id))
+    discharge = _change(sessions, lambda s: discharge_patient(s, actor, args.patient_id))
     print(f"patient {args.patient_id} discharged; {len(discharge.ended_bindings)} meter binding(s) ended")
     for gateway_id in discharge.gateway_ids:
         print(
@@ -650,9 +648,9 @@ def _discharge(args: argparse.Namespace, sessions: sessionmaker[Session], actor:
 
 
 def _readmit(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.patients import readmit_patient
 
-    _change(sessions, lambda s: administration.readmit_patient(s, actor, args.patient_id))
+    _change(sessions, lambda s: readmit_patient(s, actor, args.patient_id))
     print(f"patient {args.patient_id} re-admitted")
     return 0
 
@@ -708,13 +706,13 @@ def _provision_gateway(args: argparse.Namespace, sessions: sessionmaker[Session]
 def _add_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     import secrets
 
-    from storage.clinic import administration
+    from storage.clinic.administration.gateways import register_gateway
     from vitalgate.administration import RESERVED_BROKER_USERNAMES
 
     password = secrets.token_urlsafe(24)
     _change(
         sessions,
-        lambda s: administration.register_gateway(
+        lambda s: register_gateway(
             s, actor, gateway_id=args.gateway_id, mqtt_password=password, reserved=RESERVED_BROKER_USERNAMES
         ),
     )
@@ -777,12 +775,12 @@ def _publish_config(args: argparse.Namespace) -> int:
 
 
 def _register_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.meters import register_meter
     from storage.clinic.models import MeterKind
 
     meter = _change(
         sessions,
-        lambda s: administration.register_meter(
+        lambda s: register_meter(
             s,
             actor,
             kind=MeterKind(args.kind),
@@ -797,7 +795,7 @@ def _register_meter(args: argparse.Namespace, sessions: sessionmaker[Session], a
 
 
 def _bind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.meters import bind_meter, register_meter
     from storage.clinic.models import Meter, MeterKind
     from vitals.readings import DeviceIdentity
 
@@ -815,7 +813,7 @@ def _bind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor
 
     def change(session: Session) -> Any:
         if session.get(Meter, device.meter_key) is None:
-            administration.register_meter(
+            register_meter(
                 session,
                 actor,
                 kind=MeterKind(args.kind),
@@ -824,7 +822,7 @@ def _bind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor
                 serial_number=args.serial_number,
                 address=args.address,
             )
-        return administration.bind_meter(
+        return bind_meter(
             session,
             actor,
             meter_key=device.meter_key,
@@ -845,11 +843,11 @@ def _bind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor
 
 
 def _unbind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.meters import unbind_meter
 
     binding = _change(
         sessions,
-        lambda s: administration.unbind_meter(s, actor, binding_id=args.binding_id, unbound_at=args.at),
+        lambda s: unbind_meter(s, actor, binding_id=args.binding_id, unbound_at=args.at),
     )
     print(f"binding {binding.binding_id} ended at {binding.unbound_at.isoformat()}")
     print(f"publish it: vitalgate admin publish-config --gateway-id {binding.gateway_id}")
@@ -857,11 +855,11 @@ def _unbind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], act
 
 
 def _move_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.meters import move_meter
 
     ended, new = _change(
         sessions,
-        lambda s: administration.move_meter(
+        lambda s: move_meter(
             s,
             actor,
             binding_id=args.binding_id,
@@ -917,7 +915,7 @@ def _audited_listing(
 
 
 def _list_accounts(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.accounts import list_accounts
 
     def read(session: Session) -> list[dict[str, Any]]:
         return [
@@ -929,14 +927,14 @@ def _list_accounts(args: argparse.Namespace, sessions: sessionmaker[Session], ac
                 "active": u.active,
                 "failed_logins": u.failed_logins,
             }
-            for u in administration.list_accounts(session, actor)
+            for u in list_accounts(session, actor)
         ]
 
     return _print_rows(_audited_listing(sessions, actor, "read_admin_accounts", read))
 
 
 def _list_patients(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.patients import list_patients
 
     def read(session: Session) -> list[dict[str, Any]]:
         return [
@@ -948,14 +946,14 @@ def _list_patients(args: argparse.Namespace, sessions: sessionmaker[Session], ac
                 "discharged_at": p.discharged_at,
                 "care_team": [m.user_id for m in p.care_team],
             }
-            for p in administration.list_patients(session, actor)
+            for p in list_patients(session, actor)
         ]
 
     return _print_rows(_audited_listing(sessions, actor, "read_admin_patients", read))
 
 
 def _list_gateways(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.gateways import list_gateways
 
     with sessions() as session:
         rows = [
@@ -965,24 +963,24 @@ def _list_gateways(args: argparse.Namespace, sessions: sessionmaker[Session], ac
                 "created_at": g.created_at,
                 "last_seen_at": g.last_seen_at,
             }
-            for g in administration.list_gateways(session, actor)
+            for g in list_gateways(session, actor)
         ]
     return _print_rows(rows)
 
 
 def _list_meters(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.meters import list_meters
 
     with sessions() as session:
         rows = [
             {"meter_key": m.meter_key, "kind": m.kind.value, "manufacturer": m.manufacturer, "model": m.model}
-            for m in administration.list_meters(session, actor)
+            for m in list_meters(session, actor)
         ]
     return _print_rows(rows)
 
 
 def _list_bindings(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
-    from storage.clinic import administration
+    from storage.clinic.administration.meters import list_bindings
     from storage.clinic.models import ANY_DEVICE_USER
 
     with sessions() as session:
@@ -998,7 +996,7 @@ def _list_bindings(args: argparse.Namespace, sessions: sessionmaker[Session], ac
                 "unbound_at": b.unbound_at,
                 "prior_memory_belongs": b.prior_memory_belongs,
             }
-            for b in administration.list_bindings(session, actor)
+            for b in list_bindings(session, actor)
         ]
     return _print_rows(rows)
 

@@ -1,0 +1,100 @@
+"""The clinic itself: enrolling a clinic and changing its settings (name, guideline profile, time
+zone, glucose unit)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.clinic import enrolment
+from storage.clinic.administration.common import (
+    Actor,
+    _audit,
+    _checked_id,
+    _conflict,
+    _not_found,
+    _text,
+    check_timezone,
+)
+from storage.clinic.models import Clinic, GuidelineProfile
+from vitals.units import GlucoseUnit
+
+
+def _clinic(session: Session, actor: Actor) -> Clinic:
+    clinic = session.get(Clinic, actor.clinic_id)
+    if clinic is None:
+        raise _not_found("clinic", actor.clinic_id)
+    return clinic
+
+
+def clinic_settings(session: Session, actor: Actor) -> Clinic:
+    return _clinic(session, actor)
+
+
+def add_clinic(
+    session: Session,
+    *,
+    actor_id: str,
+    clinic_id: str,
+    name: str,
+    profile: GuidelineProfile,
+    timezone: str = "UTC",
+    glucose_unit: GlucoseUnit | None = None,
+) -> Clinic:
+    """Enrol a clinic (an operator's step before the clinic has an administrator)."""
+    _checked_id(clinic_id, "clinic_id")
+    name = _text(name, "name", 200)
+    check_timezone(timezone)
+    if session.get(Clinic, clinic_id) is not None:
+        raise _conflict("admin.clinic_exists", f"clinic {clinic_id} exists already", "clinic_id")
+    clinic = enrolment.add_clinic(session, clinic_id=clinic_id, name=name, profile=profile)
+    clinic.timezone = timezone
+    if glucose_unit is not None:
+        clinic.glucose_unit = glucose_unit
+    session.flush()
+    _audit(
+        session,
+        Actor(actor_id, clinic_id),
+        "add_clinic",
+        "clinic",
+        clinic_id,
+        {"guideline_profile": profile.value, "timezone": timezone, "glucose_unit": clinic.glucose_unit.value},
+    )
+    return clinic
+
+
+def update_clinic_settings(
+    session: Session,
+    actor: Actor,
+    *,
+    name: str | None = None,
+    guideline_profile: GuidelineProfile | None = None,
+    timezone: str | None = None,
+    glucose_unit: GlucoseUnit | None = None,
+) -> Clinic:
+    """Change the given settings (None: unchanged); audited with each changed setting, from and to."""
+    clinic = _clinic(session, actor)
+    new: dict[str, Any] = {}
+    if name is not None:
+        new["name"] = _text(name, "name", 200)
+    if guideline_profile is not None:
+        new["default_profile"] = guideline_profile
+    if timezone is not None:
+        new["timezone"] = check_timezone(timezone)
+    if glucose_unit is not None:
+        new["glucose_unit"] = glucose_unit
+    changed: dict[str, Any] = {}
+    for column, value in new.items():
+        before = getattr(clinic, column)
+        if before != value:
+            setattr(clinic, column, value)
+            changed[column] = {"from": _plain(before), "to": _plain(value)}
+    session.flush()
+    _audit(session, actor, "update_clinic_settings", "clinic", clinic.clinic_id, {"changed": changed})
+    return clinic
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, enum.Enum) else value
