@@ -1,4 +1,5 @@
-"""Vendor quirks, keyed on the Device Information manufacturer and model strings.
+"""Vendor quirks, keyed on the Device Information manufacturer and model strings, and those needed
+before the first GATT operation (:class:`ConnectionQuirks`), keyed on the advertisement.
 
 Each entry names the behaviour it changes and its public source (reference/ble-health-profiles.md
 §2.7). xDrip keys its quirks on the manufacturer name the same way (BluetoothGlucoseMeter.java).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -41,8 +43,6 @@ class MeterQuirks:
     clock_characteristic: ClockCharacteristic = ClockCharacteristic.CURRENT_TIME
     #: Write the gateway time on every connection before enabling indications (A&D).
     write_time_before_indications: bool = False
-    #: Seconds to wait after connecting before service discovery (A&D: 2 s; used by the gateway).
-    settle_delay_after_connect_s: float = 0.0
     #: Seconds to wait around the time write (A&D sample: 40 or 100 ms by firmware group).
     time_write_delay_s: float = 0.0
     #: Sequence numbers count down (0 = newest) and renumber on every new record (TaiDoc).
@@ -78,11 +78,11 @@ OMRON = MeterQuirks(
 A_AND_D = MeterQuirks(
     name="a_and_d_ua651",
     write_time_before_indications=True,
-    settle_delay_after_connect_s=2.0,
     time_write_delay_s=0.1,
     behaviour=(
-        "wait 2 s after connecting before discovery (else 'E 10'); write the time (CTS or Date Time) "
-        "before enabling indications; nothing is indicated until the time has been written"
+        "write the time (CTS or Date Time) before enabling indications; nothing is indicated until "
+        "the time has been written (the 2 s wait after connecting is in A_AND_D_CONNECTION: it must "
+        "come before Device Information can be read)"
     ),
     sources=(
         "andengineering/AndroidSampleCode BleReceivedService.java",
@@ -171,3 +171,75 @@ def quirks_for(manufacturer: str | None, model: str | None) -> MeterQuirks:
             continue
         return entry.quirks
     return STANDARD
+
+
+# --- Known before the first GATT operation: the advertisement --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionQuirks:
+    """Behaviour that must be applied before the first GATT operation of a connection, so it cannot
+    wait for Device Information: it is selected from what the meter advertises."""
+
+    name: str = "standard"
+    #: Seconds between the link coming up and the first ATT request (MTU exchange, discovery).
+    settle_delay_after_connect_s: float = 0.0
+    behaviour: str = "standard: GATT operations start as soon as the link is up"
+    sources: tuple[str, ...] = ()
+
+
+STANDARD_CONNECTION = ConnectionQuirks()
+
+A_AND_D_CONNECTION = ConnectionQuirks(
+    name=A_AND_D.name,
+    settle_delay_after_connect_s=2.0,
+    behaviour="wait 2 s after the link is up before any GATT operation (else the cuff shows 'E 10' and switches off)",
+    sources=(
+        "andengineering/AndroidSampleCode BleReceivedService.java (waits 2 s before discoverServices)",
+        "https://github.com/andengineering/AndroidSampleCode/issues/1 ('E 10' when discovery comes too early)",
+        "obniz parts UA651BLE isDevice (the cuff advertises the local name 'A&D_UA-651BLE_' + 6 hex digits)",
+        "Bluetooth SIG assigned numbers, company identifiers: 0x0069 A&D Engineering, Inc.",
+    ),
+)
+
+#: Bluetooth SIG company identifier of A&D Engineering, Inc. (assigned numbers, company identifiers).
+A_AND_D_COMPANY_ID = 0x0069
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertisedQuirkEntry:
+    """One row: a local-name pattern and/or a manufacturer-data company identifier (every one given
+    must match), and the connection quirks they select."""
+
+    local_name: re.Pattern[str] | None
+    company_id: int | None
+    quirks: ConnectionQuirks
+
+
+def _advertised(
+    local_name: str | None, company_id: int | None, quirks: ConnectionQuirks
+) -> AdvertisedQuirkEntry:
+    return AdvertisedQuirkEntry(None if local_name is None else re.compile(local_name), company_id, quirks)
+
+
+ADVERTISED_QUIRKS: tuple[AdvertisedQuirkEntry, ...] = (
+    _advertised(r"^A&D_UA-?651", None, A_AND_D_CONNECTION),
+    _advertised(None, A_AND_D_COMPANY_ID, A_AND_D_CONNECTION),
+    # Virtual lookalike (device_drivers/virtual/personas.py and-like): fictional name, same behaviour.
+    _advertised(r"^A&E_UA-V651", None, A_AND_D_CONNECTION),
+)
+"""Checked in order; the first row whose given keys all match wins."""
+
+
+def connection_quirks_for(local_name: str | None, manufacturer_data: Mapping[int, bytes]) -> ConnectionQuirks:
+    """The quirks for a meter from its advertisement: local name and manufacturer-specific data
+    (keyed by company identifier, as bleak's ``AdvertisementData.manufacturer_data``)."""
+    for entry in ADVERTISED_QUIRKS:
+        if entry.local_name is not None and (local_name is None or not entry.local_name.search(local_name)):
+            continue
+        if entry.company_id is not None and entry.company_id not in manufacturer_data:
+            continue
+        if entry.local_name is None and entry.company_id is None:
+            continue
+        return entry.quirks
+    return STANDARD_CONNECTION

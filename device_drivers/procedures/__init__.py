@@ -24,6 +24,7 @@ Typical gateway use::
     # store device_drivers.readings.glucose_reading(...) for each session.sync.records, THEN persist
     # session.sync.highest_sequence_number as the new cursor (reference §2.3 step 8).
 
-A&D cuffs want ``quirks.settle_delay_after_connect_s`` (2 s) between connect and service
-discovery; that wait belongs to whoever connects (the gateway), before calling these procedures.
+A&D cuffs want 2 s between the link coming up and the first GATT operation, which is known only
+from the advertisement: connect with :func:`device_drivers.procedures.connect.connect_meter` (or
+pass ``settle_delay_s`` from :func:`device_drivers.quirks.connection_quirks_for` to ``connect``).
 """

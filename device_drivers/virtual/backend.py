@@ -8,7 +8,8 @@ so a :class:`~device_drivers.virtual.radio.VirtualRadio` hands out subclasses bo
 
 * discovery fills ``seen_devices`` and calls the detection callbacks with ``AdvertisementData``
   decoded from the real advertising PDUs;
-* ``connect(pair)`` opens an LE connection, exchanges the ATT MTU, re-encrypts with the stored bond
+* ``connect(pair, settle_delay_s=0.0)`` opens an LE connection, waits ``settle_delay_s`` before the
+  first ATT request (the A&D settle, device_drivers.quirks.ConnectionQuirks), exchanges the ATT MTU, re-encrypts with the stored bond
   (as BlueZ does for a bonded device) or pairs when asked, and discovers the whole GATT database into
   a ``BleakGATTServiceCollection``;
 * reads, writes, notifications and indications go over ATT; ATT errors become
@@ -212,6 +213,9 @@ class VirtualBleakClient(BaseBleakClient):
         connection.on(Connection.EVENT_DISCONNECTION, self._on_disconnection)
         self._peer = Peer(connection)
         try:
+            settle_delay_s = float(kwargs.get("settle_delay_s", 0.0))
+            if settle_delay_s > 0:
+                await asyncio.sleep(settle_delay_s)
             await self._gatt(self._peer.request_mtu(REQUESTED_ATT_MTU))
             if await central.is_bonded(self.address):
                 await self._encrypt_with_bond()

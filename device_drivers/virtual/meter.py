@@ -185,6 +185,10 @@ class VirtualMeter:
         self._on_link: tuple[LocalLink, VirtualController] | None = None
         #: Real seconds an advertising window lasts at least (see :meth:`advertising_window_s`).
         self.minimum_advertising_window_real_s = 0.0
+        #: Per connection, in order: real seconds from the link coming up to the central's first ATT
+        #: request (the A&D settle delay is judged here, where the cuff would see it).
+        self.first_request_after_s: list[float] = []
+        self._connected_at: dict[int, float] = {}
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -222,6 +226,7 @@ class VirtualMeter:
         device.pairing_config_factory = self._pairing_config
         device.add_services(self._build_services(device))
         device.on(Device.EVENT_CONNECTION, self._on_connection)
+        device.l2cap_channel_manager.register_fixed_channel(att.ATT_CID, self._on_att_pdu)
         await device.power_on()
         self._started = True
         await self.update_advertising()
@@ -397,7 +402,16 @@ class VirtualMeter:
 
     # -- connections, bonds, pairing ---------------------------------------------------------------
 
+    def _on_att_pdu(self, connection_handle: int, pdu: bytes) -> None:
+        """Every ATT PDU reaches the GATT server through here; the first request is timed."""
+        is_request = bool(pdu) and not pdu[0] & 1  # even op codes go client -> server
+        connected_at = self._connected_at.pop(connection_handle, None) if is_request else None
+        if connected_at is not None:
+            self.first_request_after_s.append(asyncio.get_running_loop().time() - connected_at)
+        self._require_device().on_gatt_pdu(connection_handle, pdu)
+
     def _on_connection(self, connection: Connection) -> None:
+        self._connected_at[connection.handle] = asyncio.get_running_loop().time()
         self._emit("connected")
         connection.on(Connection.EVENT_PAIRING, lambda _keys: self._on_paired())
         connection.on(
@@ -407,6 +421,7 @@ class VirtualMeter:
 
     def _on_disconnection(self, connection: Connection, reason: int) -> None:
         self._time_written.discard(connection.handle)
+        self._connected_at.pop(connection.handle, None)
         self.on_disconnected(connection)
         self._emit("disconnected")
         if self._started:
