@@ -138,7 +138,8 @@ def sqlite_store(root: Path) -> Iterator[ReadingStore]:
 
 @contextmanager
 def influx_store(root: Path) -> Iterator[ReadingStore]:
-    from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+    from storage.readings.influxdb.connection import InfluxConfig
+    from storage.readings.influxdb.store import InfluxReadingStore
     from testbed.influxdb import InfluxServer
 
     server = InfluxServer(root / "influxd")

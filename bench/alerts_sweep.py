@@ -184,7 +184,8 @@ def postgres_influx_backend(root: Path) -> Iterator[Backend | str]:
     try:
         import psycopg
 
-        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+        from storage.readings.influxdb.connection import InfluxConfig
+        from storage.readings.influxdb.store import InfluxReadingStore
         from testbed.influxdb import InfluxServer, influxd_available
     except ImportError as exc:
         yield f"skipped: {exc}"

@@ -477,7 +477,8 @@ def open_bench_pipeline_parts(kind: str, store: str, clinic_url: str) -> Pipelin
     if kind == "sqlite":
         reading_store = SqliteReadingStore(store)
     else:
-        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+        from storage.readings.influxdb.connection import InfluxConfig
+        from storage.readings.influxdb.store import InfluxReadingStore
 
         url, database = store.split(" ")
         reading_store = InfluxReadingStore(InfluxConfig(url=url, database=database))
@@ -833,7 +834,8 @@ def measure_work(
         sqlite_store.close()
     influx_s = influxd_s = None
     if influx is not None:
-        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+        from storage.readings.influxdb.connection import InfluxConfig
+        from storage.readings.influxdb.store import InfluxReadingStore
 
         create_influx_database(influx, tag)
         influx_store = InfluxReadingStore(InfluxConfig(url=influx, database=tag))
@@ -991,7 +993,7 @@ class InfluxHost:
 def influx_server(stack: list[Callable[[], None]]) -> InfluxHost | None:
     """A private influxd (with its shim, in a process of its own)."""
     try:
-        import storage.readings.influxdb  # noqa: F401 - the clinic extra is installed
+        import storage.readings.influxdb.connection  # noqa: F401 - the clinic extra is installed
         from testbed.influxdb import influxd_available
     except ImportError as exc:
         print(f"(c) skipped: {exc}")
@@ -1025,7 +1027,8 @@ def create_influx_database(url: str, database: str) -> None:
 
 
 def influx_store(stack: list[Callable[[], None]], url: str, database: str) -> ReadingStore:
-    from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+    from storage.readings.influxdb.connection import InfluxConfig
+    from storage.readings.influxdb.store import InfluxReadingStore
 
     create_influx_database(url, database)
     store = InfluxReadingStore(InfluxConfig(url=url, database=database))

@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: testbed
 
 from storage.readings import AnyReading, ReadingStore, SqliteReadingStore
-from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+from storage.readings.influxdb.connection import InfluxConfig
+from storage.readings.influxdb.store import InfluxReadingStore
 from testbed.influxdb import InfluxServer, influxd_available
 from vitals.identity import blood_pressure_reading_id, glucose_reading_id
 from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading

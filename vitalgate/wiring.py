@@ -61,7 +61,8 @@ RETENTION_JOB: Final = "retention"
 def build_reading_store(settings: Settings) -> ReadingStore:
     """The configured reading store: SQLite (embedded default) or InfluxDB."""
     if settings.storage.reading_store == "influxdb":
-        from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+        from storage.readings.influxdb.connection import InfluxConfig
+        from storage.readings.influxdb.store import InfluxReadingStore
 
         s = settings.storage
         return InfluxReadingStore(
@@ -89,7 +90,8 @@ def prepare_reading_store(settings: Settings, store: ReadingStore) -> str | None
     runs it at start. Returns what was set, for the operator."""
     if settings.storage.reading_store != "influxdb":
         return None
-    from storage.readings.influxdb import InfluxReadingStore, ensure_bucket, ensure_dbrp_mapping
+    from storage.readings.influxdb.provisioning import ensure_bucket, ensure_dbrp_mapping
+    from storage.readings.influxdb.store import InfluxReadingStore
 
     s, days = settings.storage, settings.retention.readings_days
     retention = None if days is None else timedelta(days=days)

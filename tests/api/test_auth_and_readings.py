@@ -127,7 +127,8 @@ def test_a_deactivated_account_loses_access_at_once(clinic_api: ClinicApi) -> No
 
 
 def test_a_reading_store_outage_is_a_503_with_retry_after_not_a_crash(clinic_api: ClinicApi) -> None:
-    from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+    from storage.readings.influxdb.connection import InfluxConfig
+    from storage.readings.influxdb.store import InfluxReadingStore
     from vitalgate.mosquitto import free_port
 
     # A real InfluxDB client against a port nobody listens on: connection refused, retried, given up.

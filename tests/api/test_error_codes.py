@@ -18,7 +18,8 @@ from api.errors import ErrorBody, ErrorCode, ValidationErrorBody
 from api.login_throttle import LoginThrottle
 from api.routes.auth import LOCK_AFTER_FAILED_LOGINS
 from storage.clinic.models import User, UserRole
-from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+from storage.readings.influxdb.connection import InfluxConfig
+from storage.readings.influxdb.store import InfluxReadingStore
 from tests.api.conftest import PASSWORD, ClinicApi
 from tests.api.test_audit import _open_alert, _with_alerts
 from tests.api.test_targets import DIABETES_TARGETS, _add_nurse

@@ -43,7 +43,8 @@ def influxdb_database(influxdb_server: InfluxServer) -> Iterator[str]:
 
 
 def make_influx_store(server: InfluxServer, database: str, **overrides: object) -> ReadingStore:
-    from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+    from storage.readings.influxdb.connection import InfluxConfig
+    from storage.readings.influxdb.store import InfluxReadingStore
 
     options: dict[str, object] = {"timeout_s": 5.0, "retry_backoff_s": 0.05, **overrides}
     return InfluxReadingStore(InfluxConfig(url=server.url, database=database, **options))  # type: ignore[arg-type]

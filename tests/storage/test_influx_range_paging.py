@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from storage.readings.influxdb import InfluxReadingStore
+from storage.readings.influxdb.store import InfluxReadingStore
 from testbed.influxdb import InfluxServer
 from tests.storage.conftest import make_influx_store
 from tests.storage.readings_data import T0, bp
@@ -32,14 +32,14 @@ def filled(influxdb_server: InfluxServer, influxdb_database: str) -> Iterator[In
 def _count_rows(store: InfluxReadingStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Rows each InfluxDB answer carried, recorded as the store reads."""
     answered: list[int] = []
-    query_once = store._query_once
+    query_once = store._connection._query_once
 
     def counting(statements: Sequence[str]) -> list[list[dict[str, Any]]]:
         result = query_once(statements)
         answered.append(sum(len(rows) for rows in result))
         return result
 
-    monkeypatch.setattr(store, "_query_once", counting)
+    monkeypatch.setattr(store._connection, "_query_once", counting)
     return answered
 
 

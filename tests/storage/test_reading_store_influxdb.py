@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from storage.readings import ReadingStore, ReadingStoreRejected, ReadingStoreUnavailable
-from storage.readings.influxdb import (
+from storage.readings.influxdb.points import (
     BLOOD_PRESSURE_FIELDS,
     COMMON_FIELDS,
     GLUCOSE_FIELDS,
@@ -291,7 +291,7 @@ def test_dbrp_helper_reports_a_server_without_the_v2_api_as_unavailable(
     influxdb_server: InfluxServer,
 ) -> None:
     # 1.x has no /api/v2/buckets (it needs no DBRP mapping): the helper must fail typed, not crash.
-    from storage.readings.influxdb import ensure_dbrp_mapping
+    from storage.readings.influxdb.provisioning import ensure_dbrp_mapping
 
     with pytest.raises(ReadingStoreUnavailable, match="DBRP mapping failed"):
         ensure_dbrp_mapping(influxdb_server.url, "token", "org", "bucket", "vitalgate", timeout_s=5)

@@ -22,7 +22,8 @@ from storage.clinic.database import ClinicDatabase
 from storage.clinic.models import AuditLogEntry, DeadLetter, DeadLetterScope, WebhookDeadLetterRecord
 from storage.clinic.retention import prune_clinic_records
 from storage.readings import AnyReading, ReadingStoreRejected, SqliteReadingStore
-from storage.readings.influxdb import InfluxConfig, InfluxReadingStore
+from storage.readings.influxdb.connection import InfluxConfig
+from storage.readings.influxdb.store import InfluxReadingStore
 from testbed.influxdb import InfluxServer
 from tests.fixtures.postgres import clinic_url, postgres_database_url
 from tests.storage.conftest import influxdb_server
