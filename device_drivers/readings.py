@@ -132,16 +132,46 @@ def _offset_s(clock: ClockReading | None) -> float | None:
     return None if clock is None else clock.offset.total_seconds()
 
 
+def _cuff_times(
+    measurement: bp.BloodPressureMeasurement | bp.EnhancedBloodPressureMeasurement,
+    clock: ClockReading | None,
+    gateway_timezone: dt.tzinfo,
+    received_at: dt.datetime,
+) -> tuple[dt.datetime | None, dt.datetime]:
+    """The cuff's own time of a measurement and its corrected UTC time.
+
+    BLS 1.0 stamps the cuff's wall clock (Date Time). The BLS 1.1 enhanced form carries a UTC Time
+    Stamp and a User Facing Time (local), both counted on the cuff's clock (GATT Specification
+    Supplement, enhanced_blood_pressure_measurement): the user facing time is the wall clock and is
+    corrected like a BLS 1.0 time stamp; a UTC time stamp alone is corrected by the clock offset.
+    """
+    if isinstance(measurement, bp.BloodPressureMeasurement):
+        device_time = None if measurement.timestamp is None else measurement.timestamp.to_datetime()
+        return device_time, _measured_at(device_time, clock, gateway_timezone, received_at)
+    if measurement.user_facing_time is not None:
+        device_time = measurement.user_facing_time
+        return device_time, _measured_at(device_time, clock, gateway_timezone, received_at)
+    device_time = measurement.time_stamp
+    if device_time is None:
+        return None, received_at.astimezone(dt.UTC)
+    offset = dt.timedelta(0) if clock is None else clock.offset
+    try:
+        return device_time, (device_time - offset).replace(tzinfo=dt.UTC)
+    except OverflowError:
+        return device_time, received_at.astimezone(dt.UTC)
+
+
 def blood_pressure_reading(
-    measurement: bp.BloodPressureMeasurement,
+    measurement: bp.BloodPressureMeasurement | bp.EnhancedBloodPressureMeasurement,
     *,
     device: DeviceIdentity,
     clock: ClockReading | None,
     gateway_timezone: dt.tzinfo,
     received_at: dt.datetime,
 ) -> BloodPressureReading:
-    """A cuff measurement as a vitals BloodPressureReading (user slot 0xFF = unknown becomes None)."""
-    device_time = None if measurement.timestamp is None else measurement.timestamp.to_datetime()
+    """A cuff measurement (BLS 1.0, or its BLS 1.1 enhanced form) as a vitals BloodPressureReading
+    (user slot 0xFF = unknown becomes None)."""
+    device_time, measured_at = _cuff_times(measurement, clock, gateway_timezone, received_at)
     systolic = _float(measurement.systolic)
     diastolic = _float(measurement.diastolic)
     mean = _float(measurement.mean_arterial_pressure)
@@ -164,7 +194,7 @@ def blood_pressure_reading(
             pulse_bpm=pulse,
         ),
         device=device,
-        measured_at=_measured_at(device_time, clock, gateway_timezone, received_at),
+        measured_at=measured_at,
         device_time=device_time,
         clock_offset_s=_offset_s(clock),
         received_at=received_at,

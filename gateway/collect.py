@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from bleak import BleakClient
 
 from device_drivers.procedures.blood_pressure import collect_blood_pressure
+from device_drivers.procedures.blood_pressure_records import CuffMeasurement, sync_blood_pressure_records
 from device_drivers.procedures.clock import ClockReading, Now, system_now
 from device_drivers.procedures.device_info import (
     MeterIdentity,
@@ -27,11 +28,10 @@ from device_drivers.procedures.device_info import (
     read_glucose_feature,
     read_meter_identity,
 )
-from device_drivers.procedures.errors import MeterDisconnected, RacpError, SyncTimeout
+from device_drivers.procedures.errors import MeterDisconnected, MissingCharacteristic, RacpError, SyncTimeout
 from device_drivers.procedures.glucose import sync_glucose_records
 from device_drivers.procedures.results import GlucoseSyncResult, UndecodedValue
 from device_drivers.procedures.session import check_clock
-from device_drivers.profiles.blood_pressure import BloodPressureMeasurement
 from device_drivers.readings import blood_pressure_reading, device_identity, glucose_reading
 from gateway.bindings import MeterProfile
 from gateway.meters import Collector, MeterSession
@@ -146,35 +146,65 @@ async def _blood_pressure(
     """
     await read_blood_pressure_feature(client)
     clock = await _clock(client, identity, tz, now)
-    pending: asyncio.Queue[BloodPressureReading | None] = asyncio.Queue()
 
-    def on_measurement(measurement: BloodPressureMeasurement) -> None:
-        pending.put_nowait(
-            blood_pressure_reading(
-                measurement, device=device, clock=clock, gateway_timezone=tz, received_at=now()
-            )
+    def reading(measurement: CuffMeasurement) -> BloodPressureReading:
+        return blood_pressure_reading(
+            measurement, device=device, clock=clock, gateway_timezone=tz, received_at=now()
         )
 
-    async def commit_as_they_come() -> None:
+    committer = _Committer(session)
+    try:
+        try:
+            # BLS 1.1: stored records over RACP, with the cursor.
+            records = await sync_blood_pressure_records(
+                client,
+                last_sequence_number=session.since_sequence_number,
+                disconnected=session.disconnected,
+                on_record=lambda record: committer.put(reading(record.measurement), record.sequence_number),
+            )
+            undecodable = records.undecodable
+        except MissingCharacteristic:
+            # No records: the cuff indicates its measurements (BLS 1.0, or BLS 1.1 enhanced only).
+            collection = await collect_blood_pressure(
+                client,
+                quirks=identity.quirks,
+                on_measurement=lambda measurement: committer.put(reading(measurement), None),
+                disconnected=session.disconnected,
+            )
+            undecodable = collection.undecodable
+    finally:
+        await committer.close()  # an OutboxFullError here propagates: the cuff is not read further
+    _log_undecodable(session, undecodable)
+
+
+class _Committer:
+    """Commits readings as they are put, in batches of whatever queued during the previous commit;
+    a batch of stored records carries the highest sequence number among them as the cursor."""
+
+    def __init__(self, session: MeterSession) -> None:
+        self._session = session
+        self._pending: asyncio.Queue[tuple[BloodPressureReading, int | None] | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run())
+
+    def put(self, reading: BloodPressureReading, sequence_number: int | None) -> None:
+        self._pending.put_nowait((reading, sequence_number))
+
+    async def close(self) -> None:
+        self._pending.put_nowait(None)
+        await self._task
+
+    async def _run(self) -> None:
         done = False
         while not done:
-            batch = [await pending.get()]
-            while not pending.empty():
-                batch.append(pending.get_nowait())
+            batch = [await self._pending.get()]
+            while not self._pending.empty():
+                batch.append(self._pending.get_nowait())
             done = batch[-1] is None
-            readings = [r for r in batch if r is not None]
-            if readings:
-                await session.commit(readings)
-
-    committer = asyncio.create_task(commit_as_they_come())
-    try:
-        collection = await collect_blood_pressure(
-            client,
-            quirks=identity.quirks,
-            on_measurement=on_measurement,
-            disconnected=session.disconnected,
-        )
-    finally:
-        pending.put_nowait(None)
-        await committer  # an OutboxFullError here propagates: the cuff is not read further
-    _log_undecodable(session, collection.undecodable)
+            items = [item for item in batch if item is not None]
+            if not items:
+                continue
+            sequence_numbers = [number for _reading, number in items if number is not None]
+            await self._session.commit(
+                [reading for reading, _number in items],
+                last_sequence_number=max(sequence_numbers) if sequence_numbers else None,
+            )

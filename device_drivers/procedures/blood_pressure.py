@@ -1,4 +1,5 @@
-"""Blood-pressure cuff collection: indications on 0x2A35, progress from 0x2A36 notifications.
+"""Blood-pressure cuff collection: indications on 0x2A35 (or, on a cuff that offers only the BLS 1.1
+form, Enhanced Blood Pressure Measurement 0x2B34), progress from 0x2A36 notifications.
 
 A cuff indicates its stored measurements (or only the newest, Omron X4 Smart) after the collector
 enables indications, then goes quiet or disconnects (reference §2.2, §2.7). The collection ends
@@ -20,15 +21,16 @@ from bleak.exc import BleakCharacteristicNotFoundError
 
 from device_drivers.profiles import uuids
 from device_drivers.profiles.blood_pressure import (
-    BloodPressureMeasurement,
     IntermediateCuffPressure,
     decode_blood_pressure_measurement,
+    decode_enhanced_blood_pressure_measurement,
     decode_intermediate_cuff_pressure,
 )
 from device_drivers.profiles.errors import DecodeError
 from device_drivers.quirks import STANDARD, MeterQuirks
 
 from ._inbox import Inbox, LinkLost
+from .blood_pressure_records import CuffMeasurement
 from .client import GattClient, ProcedureTimeouts, describe, subscribe, unsubscribe_all
 from .errors import MissingCharacteristic, ProcedureError
 from .results import UndecodedValue
@@ -38,7 +40,7 @@ logger = logging.getLogger(__name__)
 CuffPressureCallback = Callable[[IntermediateCuffPressure], None]
 """Receives each Intermediate Cuff Pressure while the cuff inflates/deflates (progress)."""
 
-MeasurementCallback = Callable[[BloodPressureMeasurement], None]
+MeasurementCallback = Callable[[CuffMeasurement], None]
 """Receives each measurement as soon as it is decoded, before the collection ends."""
 
 
@@ -52,7 +54,7 @@ class CollectionEnd(enum.Enum):
 class BloodPressureCollection:
     """Measurements indicated by the cuff on this connection, in arrival order."""
 
-    measurements: tuple[BloodPressureMeasurement, ...]
+    measurements: tuple[CuffMeasurement, ...]
     cuff_pressure_updates: int
     ended_by: CollectionEnd
     undecodable: tuple[UndecodedValue, ...] = ()
@@ -82,7 +84,8 @@ async def collect_blood_pressure(
             collection normally (most cuffs drop the link after their last indication).
 
     Raises:
-        MissingCharacteristic: the cuff has no Blood Pressure Measurement characteristic.
+        MissingCharacteristic: the cuff has neither Blood Pressure Measurement nor Enhanced Blood
+            Pressure Measurement.
         GattTimeout, GattOperationFailed: a subscription failed.
     """
     del quirks  # no cuff quirk changes the collection itself today; kept for a stable signature
@@ -102,21 +105,26 @@ async def collect_blood_pressure(
 async def _subscribe(
     client: GattClient, inbox: Inbox, subscribed: list[str], timeouts: ProcedureTimeouts
 ) -> None:
-    """Notifications on Intermediate Cuff Pressure (optional), then indications on the measurement."""
-    for characteristic, required in (
-        (uuids.INTERMEDIATE_CUFF_PRESSURE, False),
-        (uuids.BLOOD_PRESSURE_MEASUREMENT, True),
+    """Notifications on Intermediate Cuff Pressure (optional), then indications on the measurement:
+    Blood Pressure Measurement, or Enhanced Blood Pressure Measurement on a cuff without it."""
+    for characteristic in (
+        uuids.INTERMEDIATE_CUFF_PRESSURE,
+        uuids.BLOOD_PRESSURE_MEASUREMENT,
+        uuids.ENHANCED_BLOOD_PRESSURE_MEASUREMENT,
     ):
+        if (
+            characteristic == uuids.ENHANCED_BLOOD_PRESSURE_MEASUREMENT
+            and uuids.BLOOD_PRESSURE_MEASUREMENT in subscribed
+        ):
+            break
         try:
             await subscribe(client, characteristic, inbox.callback(characteristic), timeouts)
         except BleakCharacteristicNotFoundError:
-            if required:
-                raise MissingCharacteristic(describe(characteristic)) from None
-            logger.debug(
-                "cuff lacks an optional characteristic", extra={"characteristic": describe(characteristic)}
-            )
+            logger.debug("cuff lacks a characteristic", extra={"characteristic": describe(characteristic)})
             continue
         subscribed.append(characteristic)
+    if not {uuids.BLOOD_PRESSURE_MEASUREMENT, uuids.ENHANCED_BLOOD_PRESSURE_MEASUREMENT} & set(subscribed):
+        raise MissingCharacteristic(describe(uuids.BLOOD_PRESSURE_MEASUREMENT))
 
 
 async def _collect(
@@ -125,7 +133,7 @@ async def _collect(
     on_cuff_pressure: CuffPressureCallback | None,
     on_measurement: MeasurementCallback | None,
 ) -> BloodPressureCollection:
-    measurements: list[BloodPressureMeasurement] = []
+    measurements: list[CuffMeasurement] = []
     undecodable: list[UndecodedValue] = []
     updates = 0
     loop = asyncio.get_running_loop()
@@ -146,8 +154,15 @@ async def _collect(
             break
         characteristic, raw = event
         try:
-            if characteristic == uuids.BLOOD_PRESSURE_MEASUREMENT:
-                measurement = decode_blood_pressure_measurement(raw)
+            if characteristic in (
+                uuids.BLOOD_PRESSURE_MEASUREMENT,
+                uuids.ENHANCED_BLOOD_PRESSURE_MEASUREMENT,
+            ):
+                measurement: CuffMeasurement = (
+                    decode_blood_pressure_measurement(raw)
+                    if characteristic == uuids.BLOOD_PRESSURE_MEASUREMENT
+                    else decode_enhanced_blood_pressure_measurement(raw)
+                )
                 measurements.append(measurement)
                 window = timeouts.quiet_after_records_s
                 if on_measurement is not None:

@@ -51,6 +51,20 @@ CCCD_INDICATION_BIT = 0x02
 LINGER_AFTER_TRANSFER_S = 2.0
 
 
+def cuff_values(
+    systolic_mmhg: int | None, diastolic_mmhg: int | None, pulse_bpm: int | None
+) -> tuple[MderFloat, MderFloat, MderFloat, MderFloat]:
+    """Systolic, diastolic, mean arterial pressure and pulse as the cuff sends them; all NaN for an
+    "Err" reading (no pressures)."""
+    nan = MderFloat.of(SpecialValue.NAN)
+    if systolic_mmhg is None or diastolic_mmhg is None:
+        return nan, nan, nan, nan
+    # Mean arterial pressure ~ diastolic + (systolic - diastolic) / 3.
+    mean = round(diastolic_mmhg + (systolic_mmhg - diastolic_mmhg) / 3)
+    pulse = nan if pulse_bpm is None else MderFloat(pulse_bpm, 0)
+    return MderFloat(systolic_mmhg, 0), MderFloat(diastolic_mmhg, 0), MderFloat(mean, 0), pulse
+
+
 @dataclass(frozen=True)
 class StoredBloodPressureRecord:
     """A reading as the cuff keeps it; ``index`` counts up from 0 in the order taken."""
@@ -88,16 +102,9 @@ class VirtualBloodPressureCuff(VirtualMeter):
         """Store a reading taken at ``taken_at`` (aware UTC); ``None`` pressures make an "Err" reading."""
         if taken_at.tzinfo is None:
             raise ValueError("taken_at must be timezone-aware")
-        nan = MderFloat.of(SpecialValue.NAN)
+        systolic, diastolic, mean, pulse = cuff_values(systolic_mmhg, diastolic_mmhg, pulse_bpm)
         if systolic_mmhg is None or diastolic_mmhg is None:
-            systolic = diastolic = mean = pulse = nan
             status = status or bp_codec.MeasurementStatus.of()
-        else:
-            systolic = MderFloat(systolic_mmhg, 0)
-            diastolic = MderFloat(diastolic_mmhg, 0)
-            # Mean arterial pressure ~ diastolic + (systolic - diastolic) / 3.
-            mean = MderFloat(round(diastolic_mmhg + (systolic_mmhg - diastolic_mmhg) / 3), 0)
-            pulse = nan if pulse_bpm is None else MderFloat(pulse_bpm, 0)
         measurement = bp_codec.BloodPressureMeasurement(
             unit=bp_codec.MeasurementPressureUnit.MMHG,
             systolic=systolic,

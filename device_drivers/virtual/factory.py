@@ -6,8 +6,9 @@ import datetime as dt
 
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.enhanced_cuff import VirtualEnhancedBloodPressureCuff
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
-from device_drivers.virtual.meter import VirtualMeter
+from device_drivers.virtual.meter import MeterOptions, VirtualMeter
 from device_drivers.virtual.personas import MeterKind, persona
 
 
@@ -27,19 +28,7 @@ def make_meter(
     ``glucose_unit``: "mg/dL" (sent as kg/L) or "mmol/L" (sent as mol/L), glucose meters only.
     """
     chosen = persona(persona_key)
-    if chosen.kind is MeterKind.BLOOD_PRESSURE:
-        return VirtualBloodPressureCuff(
-            chosen,
-            clock=clock,
-            serial_number=serial_number,
-            address=address,
-            fixed_passkey=fixed_passkey,
-            utc_offset=utc_offset,
-            clock_drift=clock_drift,
-        )
-    return VirtualGlucoseMeter(
-        chosen,
-        unit=glucose_unit,
+    common = MeterOptions(
         clock=clock,
         serial_number=serial_number,
         address=address,
@@ -47,3 +36,8 @@ def make_meter(
         utc_offset=utc_offset,
         clock_drift=clock_drift,
     )
+    if chosen.kind is MeterKind.GLUCOSE:
+        return VirtualGlucoseMeter(chosen, unit=glucose_unit, **common)
+    if chosen.blood_pressure_service == "1.1":
+        return VirtualEnhancedBloodPressureCuff(chosen, **common)
+    return VirtualBloodPressureCuff(chosen, **common)

@@ -13,6 +13,9 @@ lookalikes so nothing downstream mistakes a simulator for a real device.
 | ``and-like`` cuff | sends nothing until the collector has written the time (Date Time/CTS) on this
   connection — andengineering/AndroidSampleCode BleReceivedService.java |
 | ``silvercrest-like`` cuff | plain BLS: indicates every stored reading, Just Works — BLUETOOTH.md, 1technophile/OpenMQTTGateway#806 |
+| ``bls11-like`` cuff | Blood Pressure Service 1.1 only: Enhanced Blood Pressure Measurement 0x2B34 and stored
+  Blood Pressure Records 0x2B36 over RACP, in segments, two users; no 0x2A35 — BLS 1.1, GATT
+  Specification Supplement (reference §2.1, §2.2) |
 | ``accu-chek-like`` glucose | passkey pairing (meter shows the PIN), Date Time 0x2A08 inside the Glucose
   service instead of CTS — xDrip#208, xDrip#308, BluetoothGlucoseMeter.java |
 | ``contour-like`` glucose | standard GLS with context and CTS; meter must already hold a reading
@@ -100,6 +103,11 @@ class Persona:
     #: Feature bit "multiple bond supported" (GLS feature bit 10, BLS feature bit 5).
     multiple_bonds_feature: bool = False
     battery_level_percent: int = 87
+    #: Blood pressure: the Blood Pressure Service version ("1.0": 0x2A35 indications; "1.1": Enhanced
+    #: Blood Pressure Measurement and Blood Pressure Records over RACP only).
+    blood_pressure_service: str = "1.0"
+    #: BLS 1.1: bytes of the recorded value per Blood Pressure Record segment.
+    record_segment_size: int = 240
 
 
 OMRON_LIKE = Persona(
@@ -132,6 +140,20 @@ SILVERCREST_LIKE = Persona(
     local_name="SBM-V69",
     deliver_only_new=False,
     multiple_bonds_feature=True,
+)
+
+BLS11_LIKE = Persona(
+    key="bls11-like",
+    kind=MeterKind.BLOOD_PRESSURE,
+    manufacturer="Bluecuff (virtual)",
+    model="BC-V11",
+    local_name="BC-V11",
+    deliver_only_new=False,
+    multiple_bonds_feature=True,
+    blood_pressure_service="1.1",
+    # Small segments, so every record is reassembled from several (the Enhanced BPM the cuff sends
+    # is 17 bytes).
+    record_segment_size=6,
 )
 
 ACCU_CHEK_LIKE = Persona(
@@ -168,7 +190,15 @@ TAIDOC_LIKE = Persona(
 
 PERSONAS: dict[str, Persona] = {
     persona.key: persona
-    for persona in (OMRON_LIKE, AND_LIKE, SILVERCREST_LIKE, ACCU_CHEK_LIKE, CONTOUR_LIKE, TAIDOC_LIKE)
+    for persona in (
+        OMRON_LIKE,
+        AND_LIKE,
+        SILVERCREST_LIKE,
+        BLS11_LIKE,
+        ACCU_CHEK_LIKE,
+        CONTOUR_LIKE,
+        TAIDOC_LIKE,
+    )
 }
 
 

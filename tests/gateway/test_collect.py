@@ -13,7 +13,9 @@ from bleak import BleakClient, BleakScanner
 
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.enhanced_cuff import VirtualEnhancedBloodPressureCuff
 from device_drivers.virtual.factory import make_meter
+from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
 from gateway.collect import default_collector
@@ -21,7 +23,7 @@ from gateway.health import GatewayHealth
 from gateway.meters import MeterSession
 from gateway.outbox import CommitResult, Outbox, SyncPosition, UnboundReading
 from gateway.pairing import pair
-from vitals.readings import Reading
+from vitals.readings import BloodPressureReading, Reading
 
 GW = "gw-collect"
 
@@ -39,31 +41,46 @@ class CountingOutbox:
         self.outbox = Outbox(path).open()
         self.handed_over = 0
         self.commits = 0
+        self.readings: list[Reading] = []
 
     async def commit(self, meter: PairedMeter, readings: Sequence[Reading], last: int | None) -> CommitResult:
         self.handed_over += len(readings)
+        self.readings.extend(readings)
         self.commits += 1
         position = None if last is None else SyncPosition(meter.meter_key, last)
-        unbound = [UnboundReading(r, r.device.meter_key, None) for r in readings]
+        unbound = [
+            UnboundReading(r, r.device.meter_key, r.user_id if isinstance(r, BloodPressureReading) else None)
+            for r in readings
+        ]
         return await asyncio.to_thread(self.outbox.commit, [], unbound=unbound, sync_position=position)
 
 
-async def collect_once(
-    tmp_path: Path, radio: VirtualRadio, meter: VirtualBloodPressureCuff, sink: CountingOutbox
-) -> MeterSession:
-    """Pair the cuff, connect once and run the default collector as the gateway does."""
+async def pair_cuff(tmp_path: Path, radio: VirtualRadio, meter: VirtualMeter) -> PairedMeter:
     bindings = Bindings(tmp_path / "bindings.json", GW).load()
-    paired = await pair(
+    return await pair(
         bindings,
         meter.address,
         profile=MeterProfile.BLOOD_PRESSURE,
         patient_id="p-1",
         client_backend=radio.client_backend,
     )
+
+
+async def collect_once(
+    tmp_path: Path,
+    radio: VirtualRadio,
+    meter: VirtualMeter,
+    sink: CountingOutbox,
+    paired: PairedMeter | None = None,
+) -> MeterSession:
+    """Connect once (pairing first unless ``paired``) and run the default collector as the gateway does,
+    from the sync position the outbox holds."""
+    paired = paired or await pair_cuff(tmp_path, radio, meter)
     device = await BleakScanner.find_device_by_address(meter.address, backend=radio.scanner_backend)
     assert device is not None
     disconnected = asyncio.Event()
-    session = MeterSession(paired, None, sink.commit, GatewayHealth(GW), disconnected)
+    since = sink.outbox.sync_position(paired.meter_key)
+    session = MeterSession(paired, since, sink.commit, GatewayHealth(GW), disconnected)
     async with BleakClient(
         device, backend=radio.client_backend, disconnected_callback=lambda _c: disconnected.set()
     ) as client:
@@ -86,3 +103,41 @@ async def test_each_cuff_indication_is_committed_once(tmp_path: Path, radio: Vir
     assert sink.outbox.stats().unbound == 12
     assert sink.handed_over == 12
     assert (session.committed, session.duplicates) == (12, 0)
+
+
+async def test_a_bls_1_1_cuff_with_only_enhanced_measurements_syncs_its_stored_records_by_cursor(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A cuff offering only Enhanced BPM and BP Records over RACP: every stored record of each user
+    reaches the outbox once, reassembled from its segments, and the next sync fetches only new ones."""
+    cuff = make_meter("bls11-like", clock=SimulationClock(), serial_number="BP-BLS11")
+    assert isinstance(cuff, VirtualEnhancedBloodPressureCuff)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=2)
+    for i in range(5):
+        cuff.add_record(
+            taken_at=start + dt.timedelta(hours=i), systolic_mmhg=130 + i, diastolic_mmhg=85, pulse_bpm=66,
+            user_id=1 + i % 2,
+        )  # fmt: skip
+    await radio.add_meter(cuff)
+    sink = CountingOutbox(tmp_path / "outbox.db")
+    paired = await pair_cuff(tmp_path, radio, cuff)
+    await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert cuff.segments_sent >= 2 * 5  # every record came in several segments
+    assert sink.outbox.unbound_summary() == {(paired.meter_key, 1): 3, (paired.meter_key, 2): 2}
+    assert sink.outbox.sync_position(paired.meter_key) == 4
+    first = [r for r in sink.readings if isinstance(r, BloodPressureReading)]
+    assert [(r.systolic, r.user_id) for r in first] == [(130 + i, 1 + i % 2) for i in range(5)]
+    # Corrected by the clock read at sync (whole seconds on the cuff's side).
+    errors_s = [
+        abs((r.measured_at - (start + dt.timedelta(hours=i))).total_seconds()) for i, r in enumerate(first)
+    ]
+    assert max(errors_s) < 2
+
+    for i in range(5, 7):
+        cuff.add_record(
+            taken_at=start + dt.timedelta(hours=i), systolic_mmhg=130 + i, diastolic_mmhg=85, pulse_bpm=66
+        )
+    session = await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert sink.handed_over == 7
+    assert (session.committed, session.duplicates) == (2, 0)
+    assert sink.outbox.sync_position(paired.meter_key) == 6
