@@ -36,6 +36,7 @@ import numpy.typing as npt
 from alerts.catalogue import INBOX_ONLY, OPERATIONAL, RULES, SUPERSEDES, rank
 from alerts.channels.base import DeliveryError, Recipient
 from alerts.channels.email import EmailChannel
+from alerts.daily_matrix import Columns, build_matrix, columns_from_observations
 from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
 from alerts.history import observations, sweep_columns
 from alerts.lifecycle import (
@@ -58,14 +59,7 @@ from alerts.model import (
 )
 from alerts.profiles import PatientTargets, Profile, RuleParameters, parameters
 from alerts.routing import DeliveryFailure, Router
-from alerts.windows import (
-    FIRING,
-    Columns,
-    PatientArrays,
-    build_matrix,
-    columns_from_observations,
-    evaluate_windows,
-)
+from alerts.window_rules import FIRING, PatientArrays, evaluate_windows
 from storage.clinic.coordination import LocalTurns, Turn
 from storage.readings.protocol import AnyReading, HistoryColumns, ReadingStore
 from vitals.payload import AlertSeverity

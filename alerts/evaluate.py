@@ -9,20 +9,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alerts.daily_matrix import DailyMatrix, build_matrix, columns_from_observations
 from alerts.model import Observation, Outcome, OutcomeStatus, PatientReport, ReportKind
 from alerts.profiles import RuleParameters
-from alerts.singles import PatientStream
-from alerts.windows import (
-    CLEAR,
-    FIRING,
-    SEVERITY_OF_RANK,
-    DailyMatrix,
-    PatientArrays,
-    WindowResult,
-    build_matrix,
-    columns_from_observations,
-    evaluate_windows,
-)
+from alerts.reading_rules import PatientStream
+from alerts.window_rules import CLEAR, FIRING, SEVERITY_OF_RANK, PatientArrays, WindowResult, evaluate_windows
 from vitals.payload import AlertSeverity
 
 # Longest look-back any rule needs: BP-TREND-1 28-day baseline + 14-day window; CGM-GMI 2 x 14 days;

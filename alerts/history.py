@@ -5,7 +5,7 @@ per patient, no reading model built per stored reading.
   (alerts.evaluate.evaluate_patient). A reading left out of averages arrives whole from the store
   and goes through `observation_from_reading`, so its exclusion reasons are the same as ever; every
   other row becomes an Observation straight from its columns.
-- `sweep_columns`: many patients' readings as the window rules' numpy `Columns` (alerts.windows), with
+- `sweep_columns`: many patients' readings as the window rules' numpy `Columns` (alerts.daily_matrix), with
   local days and hours computed per time zone over arrays (`utc_offsets_s`), for the sweep.
 
 Both give what `columns_from_observations(observation_from_reading(...))` gives for the same readings
@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from alerts.daily_matrix import KIND_CODES, MEAL_CODES, SECONDS_PER_DAY, Columns
 from alerts.model import Observation, ObservationKind, observation_from_reading
-from alerts.windows import KIND_CODES, MEAL_CODES, SECONDS_PER_DAY, Columns
 from storage.readings.protocol import HistoryColumns
 from vitals.readings import Meal, ReadingKind
 
@@ -99,7 +99,7 @@ def _offset(zone: ZoneInfo, utc_s: float) -> float:
 
 
 def day_starts_s(day0: date, timezones: Sequence[str]) -> npt.NDArray[np.float64]:
-    """The UTC instant at which `day0` begins in each zone (alerts.windows' `starts`)."""
+    """The UTC instant at which `day0` begins in each zone (alerts.daily_matrix' `starts`)."""
     at: dict[str, float] = {}
     for zone in dict.fromkeys(timezones):
         start = datetime.combine(day0, datetime.min.time(), tzinfo=ZoneInfo(zone))

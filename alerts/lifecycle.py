@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from alerts.catalogue import INBOX_ONLY, RULES, SUPERSEDES, rank
 from alerts.model import Outcome, OutcomeStatus
-from alerts.singles import SINGLE_RULES
+from alerts.reading_rules import READING_RULE_IDS
 from vitals.payload import AlertEvent, AlertSeverity, AlertState
 
 SYSTEM_ACTOR = "system"
@@ -396,9 +396,9 @@ class Lifecycle:
     def _clear(self, o: Outcome, now: datetime) -> Change | None:
         cur = self.repo.current(o.patient_id, o.rule_id)
         if cur is not None:
-            if o.rule_id not in SINGLE_RULES:
+            if o.rule_id not in READING_RULE_IDS:
                 # ESC-1 hysteresis for window rules: CLEAR on 2 consecutive evaluations ([58]); the
-                # reading rules count their 2 in-range readings themselves (alerts.singles).
+                # reading rules count their 2 in-range readings themselves (alerts.reading_rules).
                 streak = int(cur.trigger_values.get("clear_streak", 0)) + 1
                 if streak < CLEAR_EVALUATIONS:
                     cur.trigger_values["clear_streak"] = streak

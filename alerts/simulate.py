@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
+from alerts.daily_matrix import KIND_CODES, MEAL_CODES, SECONDS_PER_DAY, Columns
 from alerts.model import Observation, ObservationKind
-from alerts.windows import KIND_CODES, MEAL_CODES, SECONDS_PER_DAY, Columns
 from vitals.readings import Meal
 
 FloatArray = npt.NDArray[np.float64]

@@ -80,7 +80,7 @@ else:
     # type-checked against it.
     RuleId = StrEnum("RuleId", {rule_id: rule_id for rule_id in RULES})
 
-# What a trigger value may be: a number, a word, a flag, or a list of those (alerts.singles, windows).
+# What a trigger value may be: a number, a word, a flag, or a list of those (alerts.reading_rules, window_rules).
 TriggerValue = int | float | str | bool | list[int | float | str | bool | None] | None
 
 

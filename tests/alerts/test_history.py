@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from alerts.daily_matrix import columns_from_observations
 from alerts.history import observations, sweep_columns, utc_offsets_s
 from alerts.model import observation_from_reading
-from alerts.windows import columns_from_observations
 from storage.readings import AnyReading, ReadingStore
 from tests.storage.conftest import influxdb_database, influxdb_server, reading_store
 from tests.storage.readings_data import T0, bp, every_field_readings, glucose

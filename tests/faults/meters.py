@@ -3,7 +3,7 @@
 One glucose meter per patient of a home (gateway). The meters measure in turn, one reading every
 `step` seconds; meter k (but the last) stops after (k + 1) / patients of the run, and its last
 reading is abnormal (40 mg/dL, below the urgent hypoglycaemia threshold of 54 mg/dL: GLU-HYPO-2 in
-alerts.singles). So the abnormal readings fall before, during and after a fault, each is its
+alerts.reading_rules). So the abnormal readings fall before, during and after a fault, each is its
 patient's newest reading when it reaches the alert engine, and the last meter's patient, whose
 readings are all in range, must get no alert at all. (Readings after an abnormal one are a case of
 their own: test_messages.py.)
