@@ -2,7 +2,7 @@
 
 The periodic sweep bins every patient's readings at once (bench/alerts_sweep.py: 10,000 patients x
 90 days) and the per-reading evaluation bins one patient (a 1 x days matrix); the window rules
-(alerts/window_rules.py) then judge every patient and day from these per-day counts and sums.
+(alerts/window_rules/) then judge every patient and day from these per-day counts and sums.
 Readings with device status flags or NaN stay out of the sums (DQ-02, [27][61]).
 """
 

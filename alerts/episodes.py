@@ -3,7 +3,7 @@
 A trigger opens an episode (or raises it, and adds its evidence); ESC-1 hysteresis ends it only after
 `clear_after` consecutive in-range readings (clinical-rules.md §7 ESC-1, [58]). A reading that is
 neither a trigger nor in range breaks the in-range streak. The rules themselves are in
-alerts/reading_rules.py.
+alerts/reading_rules/.
 """
 
 from __future__ import annotations

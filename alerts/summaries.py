@@ -1,6 +1,6 @@
 """Clinical summaries of a patient's stored readings: the one module that computes them (numpy).
 
-The alert rules (alerts/window_rules.py), the doctors' panel, the patient page and reports all take their
+The alert rules (alerts/window_rules/), the doctors' panel, the patient page and reports all take their
 numbers from here, so a 7-day home mean, a time in range or a GMI is the same number wherever it is
 shown or acted on. Invalid readings (cuff errors, control solution, meter faults) and readings the
 cuff flagged unreliable (body movement, loose cuff, improper position) never enter a figure; they
@@ -227,7 +227,7 @@ def _excluded_counts(reasons: Iterable[ExclusionReason]) -> list[ExcludedCount]:
 
 
 # =====================================================================================================
-# Vectorised building blocks (patients x days): the rules in alerts/window_rules.py call these.
+# Vectorised building blocks (patients x days): the rules in alerts/window_rules/ call these.
 
 
 class W7:
