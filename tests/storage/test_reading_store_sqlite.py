@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storage.readings import ReadingStoreUnavailable, SqliteReadingStore
-from storage.readings.sqlite import SCHEMA_VERSION
+from storage.readings.sqlite_table import SCHEMA_VERSION
 from tests.storage.readings_data import T0, bp, every_field_readings
 from vitals.readings import ReadingKind
 
