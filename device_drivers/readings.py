@@ -132,6 +132,18 @@ def _offset_s(clock: ClockReading | None) -> float | None:
     return None if clock is None else clock.offset.total_seconds()
 
 
+def cuff_device_time(
+    measurement: bp.BloodPressureMeasurement | bp.EnhancedBloodPressureMeasurement,
+) -> dt.datetime | None:
+    """The cuff's own time of a measurement (naive): its time stamp, or for the BLS 1.1 form the
+    user facing time when present, else the UTC time stamp."""
+    if isinstance(measurement, bp.BloodPressureMeasurement):
+        return None if measurement.timestamp is None else measurement.timestamp.to_datetime()
+    if measurement.user_facing_time is not None:
+        return measurement.user_facing_time
+    return measurement.time_stamp
+
+
 def _cuff_times(
     measurement: bp.BloodPressureMeasurement | bp.EnhancedBloodPressureMeasurement,
     clock: ClockReading | None,
@@ -145,13 +157,9 @@ def _cuff_times(
     Supplement, enhanced_blood_pressure_measurement): the user facing time is the wall clock and is
     corrected like a BLS 1.0 time stamp; a UTC time stamp alone is corrected by the clock offset.
     """
-    if isinstance(measurement, bp.BloodPressureMeasurement):
-        device_time = None if measurement.timestamp is None else measurement.timestamp.to_datetime()
+    device_time = cuff_device_time(measurement)
+    if isinstance(measurement, bp.BloodPressureMeasurement) or measurement.user_facing_time is not None:
         return device_time, _measured_at(device_time, clock, gateway_timezone, received_at)
-    if measurement.user_facing_time is not None:
-        device_time = measurement.user_facing_time
-        return device_time, _measured_at(device_time, clock, gateway_timezone, received_at)
-    device_time = measurement.time_stamp
     if device_time is None:
         return None, received_at.astimezone(dt.UTC)
     offset = dt.timedelta(0) if clock is None else clock.offset

@@ -66,7 +66,9 @@ def time_trusted(reading: Reading) -> bool:
 
     Not trusted: no device timestamp (``measured_at`` is the time the gateway received it), a meter
     clock that was not read (its wall clock was taken as the gateway's local time, whatever it
-    showed; device_drivers.readings), or a glucose record flagged with a time fault (0x2A18 bit 11).
+    showed; device_drivers.readings), a record stamped before the meter's clock was reset (battery
+    change; the clock read at sync does not apply to it, gateway.collect), or a glucose record
+    flagged with a time fault (0x2A18 bit 11).
     """
     if reading.device_time is None or reading.clock_offset_s is None:
         return False

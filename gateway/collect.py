@@ -15,24 +15,34 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bleak import BleakClient
 
 from device_drivers.procedures.blood_pressure import collect_blood_pressure
-from device_drivers.procedures.blood_pressure_records import CuffMeasurement, sync_blood_pressure_records
-from device_drivers.procedures.clock import ClockReading, Now, system_now
+from device_drivers.procedures.blood_pressure_records import (
+    CuffMeasurement,
+    StoredCuffRecord,
+    sync_blood_pressure_records,
+)
+from device_drivers.procedures.clock import ClockReading, Now, stamped_before_clock_reset, system_now
 from device_drivers.procedures.device_info import (
     MeterIdentity,
     read_blood_pressure_feature,
     read_glucose_feature,
     read_meter_identity,
 )
-from device_drivers.procedures.errors import MeterDisconnected, MissingCharacteristic, RacpError, SyncTimeout
+from device_drivers.procedures.errors import (
+    MeterDisconnected,
+    MissingCharacteristic,
+    ProcedureError,
+    RacpError,
+    SyncTimeout,
+)
 from device_drivers.procedures.glucose import sync_glucose_records
 from device_drivers.procedures.results import GlucoseSyncResult, UndecodedValue
 from device_drivers.procedures.session import check_clock
-from device_drivers.readings import blood_pressure_reading, device_identity, glucose_reading
+from device_drivers.readings import blood_pressure_reading, cuff_device_time, device_identity, glucose_reading
 from gateway.bindings import MeterProfile
 from gateway.meters import Collector, MeterSession
 from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading
@@ -96,16 +106,21 @@ async def _glucose(
 
     async def commit(result: GlucoseSyncResult) -> None:
         received_at = now()
+        device_times = [record.measurement.user_facing_time for record in result.records]
+        if identity.quirks.sequence_numbers_reversed:
+            reset = [False] * len(device_times)  # no clock, records keyed on base time alone
+        else:
+            reset = _clock_reset(session, device_times, clock)
         readings: list[GlucoseReading] = [
             glucose_reading(
                 record,
                 device=device,
-                clock=clock,
+                clock=None if before_reset else clock,
                 gateway_timezone=tz,
                 received_at=received_at,
                 quirks=identity.quirks,
             )
-            for record in result.records
+            for record, before_reset in zip(result.records, reset, strict=True)
         ]
         _log_undecodable(session, result.undecodable)
         if readings or result.highest_sequence_number != session.since_sequence_number:
@@ -136,7 +151,8 @@ async def _blood_pressure(
     tz: dt.tzinfo,
     now: Now,
 ) -> None:
-    """Commit every cuff measurement as the procedure decodes it, once.
+    """A cuff with stored records (BLS 1.1) is read over RACP; any other cuff's indications are
+    committed as the procedure decodes them, each once.
 
     Cuffs that send only records "not yet delivered" (Omron's new-record counter, A&D; peers.md §1.5)
     count a record as delivered once its ATT indication is confirmed, which the Bluetooth stack does
@@ -147,47 +163,98 @@ async def _blood_pressure(
     await read_blood_pressure_feature(client)
     clock = await _clock(client, identity, tz, now)
 
-    def reading(measurement: CuffMeasurement) -> BloodPressureReading:
+    def reading(measurement: CuffMeasurement, before_reset: bool) -> BloodPressureReading:
         return blood_pressure_reading(
-            measurement, device=device, clock=clock, gateway_timezone=tz, received_at=now()
+            measurement,
+            device=device,
+            clock=None if before_reset else clock,
+            gateway_timezone=tz,
+            received_at=now(),
         )
+
+    try:
+        await _blood_pressure_records(client, session, clock, reading)
+        return
+    except MissingCharacteristic:
+        pass  # no stored records: the cuff indicates its measurements (BLS 1.0, or BLS 1.1 enhanced only)
+
+    def on_measurement(measurement: CuffMeasurement) -> None:
+        # Oldest first, committed one by one: only a time stamp ahead of the meter's clock shows a reset.
+        (before_reset,) = _clock_reset(session, [cuff_device_time(measurement)], clock)
+        committer.put(reading(measurement, before_reset))
 
     committer = _Committer(session)
     try:
-        try:
-            # BLS 1.1: stored records over RACP, with the cursor.
-            records = await sync_blood_pressure_records(
-                client,
-                last_sequence_number=session.since_sequence_number,
-                disconnected=session.disconnected,
-                on_record=lambda record: committer.put(reading(record.measurement), record.sequence_number),
-            )
-            undecodable = records.undecodable
-        except MissingCharacteristic:
-            # No records: the cuff indicates its measurements (BLS 1.0, or BLS 1.1 enhanced only).
-            collection = await collect_blood_pressure(
-                client,
-                quirks=identity.quirks,
-                on_measurement=lambda measurement: committer.put(reading(measurement), None),
-                disconnected=session.disconnected,
-            )
-            undecodable = collection.undecodable
+        collection = await collect_blood_pressure(
+            client,
+            quirks=identity.quirks,
+            on_measurement=on_measurement,
+            disconnected=session.disconnected,
+        )
     finally:
         await committer.close()  # an OutboxFullError here propagates: the cuff is not read further
-    _log_undecodable(session, undecodable)
+    _log_undecodable(session, collection.undecodable)
+
+
+async def _blood_pressure_records(
+    client: BleakClient,
+    session: MeterSession,
+    clock: ClockReading | None,
+    reading: Callable[[CuffMeasurement, bool], BloodPressureReading],
+) -> None:
+    """BLS 1.1 stored records over RACP, committed with the cursor once the report ends (the records
+    stay on the cuff, so a transfer cut short loses nothing: what arrived is committed, the rest is
+    fetched next time). Raises MissingCharacteristic for a cuff without records."""
+    received: list[StoredCuffRecord] = []
+
+    async def commit() -> None:
+        if not received:
+            return
+        reset = _clock_reset(session, [cuff_device_time(r.measurement) for r in received], clock)
+        await session.commit(
+            [reading(r.measurement, before) for r, before in zip(received, reset, strict=True)],
+            last_sequence_number=max(r.sequence_number for r in received),
+        )
+
+    try:
+        result = await sync_blood_pressure_records(
+            client,
+            last_sequence_number=session.since_sequence_number,
+            disconnected=session.disconnected,
+            on_record=received.append,
+        )
+    except ProcedureError:  # what arrived is committed (nothing when the cuff has no records)
+        await commit()
+        raise
+    await commit()
+    _log_undecodable(session, result.undecodable)
+
+
+def _clock_reset(
+    session: MeterSession, device_times: Sequence[dt.datetime | None], clock: ClockReading | None
+) -> list[bool]:
+    """Which records were stamped before a reset of the meter's clock: their time is taken as the
+    meter stamped it, without this sync's clock offset, and is not trusted (``clock_offset_s`` is
+    None, as for a meter whose clock could not be read; gateway.bindings.time_trusted)."""
+    reset = stamped_before_clock_reset(device_times, clock)
+    if any(reset):
+        logger.warning(
+            "meter clock was reset between records; their times are held as untrusted",
+            extra={"meter_key": session.meter.meter_key, "records": sum(reset), "of": len(reset)},
+        )
+    return reset
 
 
 class _Committer:
-    """Commits readings as they are put, in batches of whatever queued during the previous commit;
-    a batch of stored records carries the highest sequence number among them as the cursor."""
+    """Commits readings as they are put, in batches of whatever queued during the previous commit."""
 
     def __init__(self, session: MeterSession) -> None:
         self._session = session
-        self._pending: asyncio.Queue[tuple[BloodPressureReading, int | None] | None] = asyncio.Queue()
+        self._pending: asyncio.Queue[BloodPressureReading | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._run())
 
-    def put(self, reading: BloodPressureReading, sequence_number: int | None) -> None:
-        self._pending.put_nowait((reading, sequence_number))
+    def put(self, reading: BloodPressureReading) -> None:
+        self._pending.put_nowait(reading)
 
     async def close(self) -> None:
         self._pending.put_nowait(None)
@@ -200,11 +267,6 @@ class _Committer:
             while not self._pending.empty():
                 batch.append(self._pending.get_nowait())
             done = batch[-1] is None
-            items = [item for item in batch if item is not None]
-            if not items:
-                continue
-            sequence_numbers = [number for _reading, number in items if number is not None]
-            await self._session.commit(
-                [reading for reading, _number in items],
-                last_sequence_number=max(sequence_numbers) if sequence_numbers else None,
-            )
+            readings = [reading for reading in batch if reading is not None]
+            if readings:
+                await self._session.commit(readings)

@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bleak.exc import BleakCharacteristicNotFoundError
@@ -75,6 +75,44 @@ class ClockReading:
         """True time (aware, UTC) of a timestamp the meter stamped with its own clock."""
         gateway_wall = device_timestamp.replace(tzinfo=None) - self.offset
         return gateway_wall.replace(tzinfo=self.gateway_timezone).astimezone(dt.UTC)
+
+
+#: How far back a meter clock must have gone between two of its records, or how far a record lies
+#: ahead of the meter's clock now, to count as a reset (battery change: the clock restarts from its
+#: default date, months or years back; reference §2.7 "battery change may reset clock"). Drift
+#: corrections and daylight-saving changes, the gateway's own writes included, move it by hours at
+#: most, and are corrected by the clock reading like any offset.
+CLOCK_RESET_MIN_JUMP = dt.timedelta(days=1)
+
+
+def stamped_before_clock_reset(
+    device_times: Sequence[dt.datetime | None], clock: ClockReading | None
+) -> list[bool]:
+    """For records in the order the meter numbered them (oldest first), whether each was stamped
+    with a clock the meter has since reset, so the clock reading of this sync does not apply to it.
+
+    Found from the records themselves: every record before the last point where the time stamps go
+    back by more than :data:`CLOCK_RESET_MIN_JUMP` while the sequence numbers go on, and every record
+    stamped that much later than the meter's clock shows now (the reset came after it).
+    """
+    flagged = [False] * len(device_times)
+    after_last_reset = 0
+    previous: dt.datetime | None = None
+    for index, stamped in enumerate(device_times):
+        if stamped is None:
+            continue
+        stamped = stamped.replace(tzinfo=None)
+        if previous is not None and stamped < previous - CLOCK_RESET_MIN_JUMP:
+            after_last_reset = index
+        previous = stamped
+    for index in range(after_last_reset):
+        flagged[index] = device_times[index] is not None
+    if clock is not None:
+        latest_possible = clock.device_time.replace(tzinfo=None) + CLOCK_RESET_MIN_JUMP
+        for index, stamped in enumerate(device_times):
+            if stamped is not None and stamped.replace(tzinfo=None) > latest_possible:
+                flagged[index] = True
+    return flagged
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""The default collector (gateway.collect) against virtual cuffs over the virtual radio, committing
-into a real outbox: what reaches the outbox, and how often."""
+"""The default collector (gateway.collect) against virtual meters over the virtual radio, committing
+into a real outbox: what reaches the outbox, how often, and with which time."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.enhanced_cuff import VirtualEnhancedBloodPressureCuff
 from device_drivers.virtual.factory import make_meter
+from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.radio import VirtualRadio
-from gateway.bindings import Bindings, MeterProfile, PairedMeter
+from gateway.bindings import Bindings, MeterProfile, PairedMeter, time_trusted
 from gateway.collect import default_collector
 from gateway.health import GatewayHealth
 from gateway.meters import MeterSession
 from gateway.outbox import CommitResult, Outbox, SyncPosition, UnboundReading
 from gateway.pairing import pair
-from vitals.readings import BloodPressureReading, Reading
+from vitals.readings import BloodPressureReading, GlucoseReading, Reading
 
 GW = "gw-collect"
 
@@ -55,12 +56,17 @@ class CountingOutbox:
         return await asyncio.to_thread(self.outbox.commit, [], unbound=unbound, sync_position=position)
 
 
-async def pair_cuff(tmp_path: Path, radio: VirtualRadio, meter: VirtualMeter) -> PairedMeter:
+async def pair_cuff(
+    tmp_path: Path,
+    radio: VirtualRadio,
+    meter: VirtualMeter,
+    profile: MeterProfile = MeterProfile.BLOOD_PRESSURE,
+) -> PairedMeter:
     bindings = Bindings(tmp_path / "bindings.json", GW).load()
     return await pair(
         bindings,
         meter.address,
-        profile=MeterProfile.BLOOD_PRESSURE,
+        profile=profile,
         patient_id="p-1",
         client_backend=radio.client_backend,
     )
@@ -141,3 +147,36 @@ async def test_a_bls_1_1_cuff_with_only_enhanced_measurements_syncs_its_stored_r
     assert sink.handed_over == 7
     assert (session.committed, session.duplicates) == (2, 0)
     assert sink.outbox.sync_position(paired.meter_key) == 6
+
+
+async def test_readings_stamped_before_a_meter_clock_reset_are_held_untrusted_not_shifted(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A battery change resets the meter's clock to 2000 between records: the records after it are
+    corrected by the clock read at sync; those before keep the time they were stamped with and are
+    marked untrusted (no clock offset), instead of being moved 26 years by the new clock's offset."""
+    meter = make_meter("contour-like", clock=SimulationClock(), serial_number="GL-RESET")
+    assert isinstance(meter, VirtualGlucoseMeter)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    before = [now - dt.timedelta(hours=h) for h in (10, 9, 8)]
+    after = [now - dt.timedelta(hours=h) for h in (4, 3)]
+    for at in before:
+        meter.add_record(taken_at=at, glucose_mg_dl=100)
+    # The batteries are changed five hours ago: the clock restarts at 2000-01-01 00:00.
+    meter.clock.drift = dt.datetime(2000, 1, 1) - (now - dt.timedelta(hours=5)).replace(tzinfo=None)
+    for at in after:
+        meter.add_record(taken_at=at, glucose_mg_dl=140)
+    await radio.add_meter(meter)
+    sink = CountingOutbox(tmp_path / "outbox.db")
+    paired = await pair_cuff(tmp_path, radio, meter, MeterProfile.GLUCOSE)
+    await collect_once(tmp_path, radio, meter, sink, paired)
+    readings = sorted(
+        (r for r in sink.readings if isinstance(r, GlucoseReading)), key=lambda r: r.sequence_number
+    )
+    assert len(readings) == 5
+    for reading, at in zip(readings[:3], before, strict=True):
+        assert reading.clock_offset_s is None and not time_trusted(reading)
+        assert reading.measured_at == at  # as stamped: the clock was right until the reset
+    for reading, at in zip(readings[3:], after, strict=True):
+        assert reading.clock_offset_s is not None and time_trusted(reading)
+        assert abs((reading.measured_at - at).total_seconds()) < 2
