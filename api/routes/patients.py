@@ -37,7 +37,7 @@ from api.routes.targets import RulesUse, rules_use
 from storage.clinic.audit import record_audit
 from storage.clinic.fleet import GatewayState
 from storage.clinic.models import Clinic, Patient
-from storage.clinic.summaries import (
+from storage.clinic.panel import (
     AlertStateFilter,
     PanelEntry,
     PanelQuery,
@@ -45,9 +45,9 @@ from storage.clinic.summaries import (
     SortOrder,
     panel_page,
     patient_gateway,
-    stale_summaries,
     visible_patients,
 )
+from storage.clinic.summaries import stale_summaries
 from vitals.payload import AlertSeverity
 from vitals.readings import ReadingKind
 

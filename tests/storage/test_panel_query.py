@@ -1,4 +1,4 @@
-"""The panel query (storage.clinic.summaries) on SQLite and PostgreSQL: the same order, filters, totals
+"""The panel query (storage.clinic.panel) on SQLite and PostgreSQL: the same order, filters, totals
 and gateway states from the same rows, whatever the engine."""
 
 from __future__ import annotations
@@ -22,17 +22,16 @@ from storage.clinic.models import (
     MeterKind,
     UserRole,
 )
-from storage.clinic.summaries import (
+from storage.clinic.panel import (
     AlertStateFilter,
     PanelQuery,
     PanelSort,
     SortOrder,
     panel_page,
     patient_gateway,
-    stale_summaries,
-    upsert_summaries,
     visible_patients,
 )
+from storage.clinic.summaries import stale_summaries, upsert_summaries
 from tests.fixtures.postgres import clinic_engine, clinic_url, postgres_database_url
 from vitals.payload import AlertSeverity, AlertState
 
