@@ -37,7 +37,8 @@ from bumble.gatt import Characteristic, CharacteristicValue, Service
 from device_drivers.profiles import blood_pressure as bp_codec
 from device_drivers.profiles.ieee11073 import MderFloat, SpecialValue
 from device_drivers.profiles.time import DateTime
-from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error, sig_uuid
+from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error
+from device_drivers.virtual.meter_services import sig_uuid
 from device_drivers.virtual.personas import MeterKind, Persona, TimeCharacteristic
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 ``SimulationClock(speed=3600)`` makes one real second one simulated hour. Meters and virtual
 patients read ``now()`` and wait with ``sleep(simulated_seconds)``; nothing else in the simulation
 knows the speed. A meter's own wall clock is this clock plus the meter's drift (see
-:class:`~device_drivers.virtual.meter.MeterClock`).
+:class:`~device_drivers.virtual.meter_services.MeterClock`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ from device_drivers.virtual.glucose_meter import (
     ATT_ERROR_PROCEDURE_ALREADY_IN_PROGRESS,
     RECORD_ACCESS_CONTROL_POINT_UUID,
 )
-from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error, sig_uuid
+from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error
+from device_drivers.virtual.meter_services import sig_uuid
 from device_drivers.virtual.personas import MeterKind, Persona
 
 logger = logging.getLogger(__name__)

@@ -37,7 +37,8 @@ from device_drivers.profiles import glucose as glucose_codec
 from device_drivers.profiles.ieee11073 import MderFloat
 from device_drivers.profiles.time import DateTime
 from device_drivers.virtual import racp_server
-from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error, sig_uuid
+from device_drivers.virtual.meter import MeterOptions, VirtualMeter, _log_task_error
+from device_drivers.virtual.meter_services import sig_uuid
 from device_drivers.virtual.personas import MeterKind, Persona, SequenceOrder, TimeCharacteristic
 
 logger = logging.getLogger(__name__)
