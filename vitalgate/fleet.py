@@ -45,9 +45,9 @@ from storage.clinic.fleet import (
     StatusRecorded,
     fleet_gauges,
     fleet_watches,
-    pending_commands,
     record_status,
 )
+from storage.clinic.unbound_readings import pending_commands
 from vitalgate.settings import Settings
 from vitals.mqtt_link import LinkConfig, TlsParameters, build_client, connect_async
 from vitals.payload import GatewayStatus

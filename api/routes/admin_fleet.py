@@ -11,7 +11,7 @@
 
 Only `clinic_admin`, and only for gateways of their own clinic (another clinic's is 404, as absent).
 Every read is audited with a count, every decision with its ids and span, every refusal as denied
-(api.deps). A decision is recorded first (storage.clinic.fleet) and then sent to the gateway on its
+(api.deps). A decision is recorded first (storage.clinic.unbound_readings) and then sent to the gateway on its
 retained `commands` topic by the composition root's fleet service (`ApiServices.fleet`); the answer
 says whether that went out. The gateway carries each command out once; adopted readings then travel
 as any reading and are stored under the chosen patient once (their ids are the same).
@@ -34,19 +34,17 @@ from api.deps import ApiServices, CurrentUser, Services, commit_audited, commit_
 from api.limits import OPAQUE_ID_MAX, BoundedDatetime
 from api.services import FleetCommands
 from storage.clinic.audit import record_audit
-from storage.clinic.fleet import (
+from storage.clinic.fleet import FleetGateway, GatewayState, fleet_gateways
+from storage.clinic.models import METER_KEY_LENGTH, UserRole
+from storage.clinic.unbound_readings import (
     FleetConflict,
     FleetError,
-    FleetGateway,
     FleetNotFound,
-    GatewayState,
     UnboundGroup,
     decide_release,
-    fleet_gateways,
     release_json,
     unbound_groups,
 )
-from storage.clinic.models import METER_KEY_LENGTH, UserRole
 from vitals.payload import UnboundAction, UnboundReason
 
 logger = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ def _binding(row: MeterBinding) -> Binding:
 def bindings_for_readings(session: Session, *, gateway_id: str) -> list[Binding]:
     """Every binding of the gateway, active or ended: what ingest checks readings against, each with
     `Binding.in_force_at(measured_at)` (a home has a few meters; rebinding is rare). An
-    administrator's adoption of a gateway's unbound readings (storage.clinic.fleet) counts as a
+    administrator's adoption of a gateway's unbound readings (storage.clinic.unbound_readings) counts as a
     binding of that meter (slot) to the chosen patient over the adopted readings' time span."""
     rows = session.scalars(
         select(MeterBinding)

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest import InboundMessage, IngestPipeline
-from storage.clinic.fleet import decide_release, record_status
+from storage.clinic.fleet import record_status
 from storage.clinic.repository import ClinicRepository, bind_meter, unbind_meter
+from storage.clinic.unbound_readings import decide_release
 from storage.readings import SqliteReadingStore
 from tests.ingest.helpers import STRANGER_CUFF, T0, batch_json, bp_reading, dead_letters
 from vitals.payload import GatewayStatus, UnboundAction, UnboundReason, UnboundSummary
