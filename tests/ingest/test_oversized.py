@@ -18,7 +18,7 @@ from storage.clinic.repository import ClinicRepository
 from storage.readings import SqliteReadingStore
 from tests.fixtures.mosquitto import DeployedRig
 from tests.ingest.helpers import batch_json, bp_reading, dead_letters, stored_ids
-from vitalgate.mosquitto import DEPLOY_DIR
+from vitalgate.deployed_broker import DEPLOY_DIR
 from vitals.payload import MAX_READINGS_PER_BATCH, ReadingsBatch
 from vitals.readings import (
     CarbohydrateId,
