@@ -1,20 +1,20 @@
 """vitalgate: ingest — the MQTT consumer: validate, deduplicate, store, acknowledge, dead-letter.
 
 `IngestConsumer` (paho-mqtt v5, manual ack after commit) over `IngestPipeline` (no MQTT), run in the
-consumer's process or in a child process of its own (`PipelineProcess`).
+consumer's process or in a child process of its own (`PipelineProcess`, opening `PipelineParts`).
+The consumer's rooms: ingest.flow (what is held unacked), ingest.worker (cycles, retries, dead
+letters), ingest.ack_window (acks in commit order), ingest.metrics (`IngestCounters`).
 """
 
 from ingest.config import IngestConfig
-from ingest.consumer import IngestConsumer, IngestCounters, IngestError, ReadingsListener
-from ingest.pipeline import ClinicAccess, CycleProcessor, CycleResult, IngestPipeline
-from ingest.pipeline_process import PipelineParts, PipelineProcess, PipelineProcessError
+from ingest.consumer import IngestConsumer, IngestError, ReadingsListener
+from ingest.metrics import IngestCounters
+from ingest.pipeline import IngestPipeline
+from ingest.pipeline_process import PipelineParts, PipelineProcess
 from ingest.runtime import freeze_startup_heap
-from ingest.validation import InboundMessage, parse_message
+from ingest.validation import InboundMessage
 
 __all__ = [
-    "ClinicAccess",
-    "CycleProcessor",
-    "CycleResult",
     "InboundMessage",
     "IngestConfig",
     "IngestConsumer",
@@ -23,8 +23,6 @@ __all__ = [
     "IngestPipeline",
     "PipelineParts",
     "PipelineProcess",
-    "PipelineProcessError",
     "ReadingsListener",
     "freeze_startup_heap",
-    "parse_message",
 ]

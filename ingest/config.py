@@ -43,7 +43,7 @@ class IngestConfig:
     receive_maximum: int = 100
     # Payload bytes ingest holds received and not yet acked, whatever the broker sends: past it,
     # later messages are left unacked until ingest has acked what it holds and reconnected, and the
-    # broker then sends them again (ingest.consumer; Mosquitto 2.0.11 sends past receive_maximum).
+    # broker then sends them again (ingest.flow; Mosquitto 2.0.11 sends past receive_maximum).
     # Set well above what a backlog drain holds (bench/ingest_throughput.py prints the peak), so it
     # bounds memory without engaging in normal operation.
     max_held_bytes: int = 64 * 1024 * 1024
@@ -61,7 +61,7 @@ class IngestConfig:
     # How long a binding lookup result is reused before the clinic database is asked again.
     binding_cache_ttl_s: float = 5.0
     # Committed cycles whose MQTT acks wait for the broker's PUBACK of their application ack while
-    # the worker goes on (ingest.consumer); the worker blocks when this many wait. Draining a
+    # the worker goes on (ingest.ack_window); the worker blocks when this many wait. Draining a
     # backlog, that PUBACK queues behind every PUBLISH the broker sent before it, so the window must
     # be deep enough for the worker not to wait on it (`--awaiting N` in bench/ingest_throughput.py).
     max_cycles_awaiting_ack: int = 64

@@ -1,19 +1,21 @@
 """One processing cycle of ingest, without MQTT: validate, check bindings, store, dead-letter.
 
-The consumer (ingest.consumer) feeds it the messages it pulled and acks them only when `process`
-returns; `process` raises `ReadingStoreUnavailable` or `ClinicDatabaseUnavailableError` when a write
-could not be confirmed, and then nothing of the cycle may be acked (it is retried whole; the store
-and the dead-letter table are idempotent, so a retry stores nothing twice).
+The consumer's worker (ingest.worker) feeds it the messages it pulled and acks them only when the
+cycle's `result` (or `process`) returns; these raise `ReadingStoreUnavailable` or
+`ClinicDatabaseUnavailableError` when a write could not be confirmed, and then nothing of the cycle
+may be acked (it is retried whole; the store and the dead-letter table are idempotent, so a retry
+stores nothing twice).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from ingest.validation import (
     InboundMessage,
@@ -49,7 +51,33 @@ class ClinicAccess(BindingSource, DeadLetterSink, Protocol):
 
 class CycleProcessor(DeadLetterSink, Protocol):
     """What the consumer runs each cycle through: `IngestPipeline` in its own process, or
-    `ingest.pipeline_process.PipelineProcess`, which runs one in a child process."""
+    `ingest.pipeline_process.PipelineProcess`, which runs one in a child process.
+
+    Cycles are handed over with `submit` and their results taken with `result`, in submission
+    order; up to `max_outstanding` may be handed over before the oldest one's result is taken.
+    `process` is `submit` then `result`, with nothing else outstanding."""
+
+    @property
+    def max_outstanding(self) -> int:
+        """Cycles worth handing over before taking the oldest one's result."""
+        ...
+
+    @property
+    def outstanding(self) -> int:
+        """Cycles submitted whose `result()` has not been taken."""
+        ...
+
+    def submit(self, messages: Sequence[InboundMessage]) -> None:
+        """Hand a cycle over; never raises (a failure is raised by its `result()`)."""
+        ...
+
+    def oldest_outstanding(self) -> list[InboundMessage]:
+        """The messages of the cycle the next `result()` answers for."""
+        ...
+
+    def result(self) -> CycleResult:
+        """The oldest submitted cycle's result, once committed; raises what `process` raises."""
+        ...
 
     def process(self, messages: Sequence[InboundMessage]) -> CycleResult: ...
 
@@ -179,6 +207,11 @@ class PreparedCycle:
 
 
 class IngestPipeline:
+    """The cycle's steps, run in the caller's thread (a `CycleProcessor`: `result` does the work)."""
+
+    # Nothing runs between `submit` and `result`: a second cycle in hand would only wait.
+    max_outstanding: Final = 1
+
     def __init__(
         self,
         store: ReadingStore,
@@ -192,9 +225,24 @@ class IngestPipeline:
         self._dead_letters = dead_letters
         self._bindings = BindingCache(bindings, ttl_s=binding_cache_ttl_s)
         self._now = now
+        self._submitted: deque[list[InboundMessage]] = deque()
 
     def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
         return self.commit(self.prepare(messages))
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._submitted)
+
+    def submit(self, messages: Sequence[InboundMessage]) -> None:
+        self._submitted.append(list(messages))
+
+    def oldest_outstanding(self) -> list[InboundMessage]:
+        return self._submitted[0]
+
+    def result(self) -> CycleResult:
+        """Process the oldest submitted cycle (it is no longer outstanding, whatever it raises)."""
+        return self.process(self._submitted.popleft())
 
     def prepare(self, messages: Sequence[InboundMessage]) -> PreparedCycle:
         """Parse, validate and check bindings: everything before the store. Touches neither the

@@ -83,7 +83,7 @@ class PipelineProcessError(RuntimeError):
 class PipelineProcessDied(ReadingStoreUnavailable):
     """The child died with a cycle in hand (killed, out of memory, or a crash in native code). Held
     and retried like an unavailable store; the consumer also counts repeated deaths on one cycle
-    toward isolating the message that causes them (ingest.consumer.ISOLATE_AFTER_FAILURES)."""
+    toward isolating the message that causes them (ingest.worker.ISOLATE_AFTER_FAILURES)."""
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -277,6 +277,10 @@ class PipelineProcess:
     `start()` spawns the child and waits until it has opened its store; `close()` stops it, from any
     thread. `submit`, `result`, `process` and `add_dead_letters` are called from one thread (the
     consumer's worker). A dead child is replaced on the next cycle."""
+
+    # One cycle being prepared and one per committer thread (COMMITTERS), so the child is never
+    # idle while the consumer acks.
+    max_outstanding: Final = 1 + COMMITTERS
 
     def __init__(
         self,

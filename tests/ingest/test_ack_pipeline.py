@@ -1,5 +1,6 @@
-"""The pipelined acks (ingest.consumer): a message's MQTT ack follows the store commit and the
-broker's PUBACK of the cycle's application ack, while the worker goes on with the next cycles.
+"""The pipelined acks through the whole consumer (ingest.ack_window): a message's MQTT ack follows
+the store commit and the broker's PUBACK of the cycle's application ack, while the worker goes on
+with the next cycles.
 
 The broker's PUBACKs of the application acks are held back at the consumer's paho client (a gate in
 front of the consumer's `on_publish`, everything else real: Mosquitto, SQLite, the clinic
