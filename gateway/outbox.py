@@ -8,19 +8,8 @@ A reading leaves the outbox only when the clinic's application ack for its ``rea
 ``acks`` (a ``rejected`` entry is final too). A broker PUBACK is not durability: Mosquitto can PUBACK
 and then drop (reliability.md §0 items 1-2, mosquitto#1855), so the uplink resends what stays here.
 
-Tables:
-- ``outbox``: readings bound to a patient, waiting for their ack (bounded by ``capacity``);
-- ``unbound``: readings attributed to no patient (no binding for the meter or user slot, measured
-  outside every binding's interval, or a meter clock that could not be trusted), kept aside with the
-  reason and reported, never published as anyone's (bounded by ``unbound_capacity``). They leave
-  only by a decision: a binding that arrives later and covers them (:meth:`Outbox.reattribute`), or
-  a person's adopt or discard command from the clinic (:meth:`Outbox.release`);
-- ``delivered``: ids already acked, so a meter that sends its whole memory again (many cuffs do,
-  peers.md §1.5 blood-pressure-monitor-fl) does not make the gateway resend what was acked;
-- ``sync_position``: per meter, the last glucose sequence number committed, written in the same
-  transaction as the readings it covers;
-- ``applied_commands``: the clinic commands carried out, each in the transaction that carried it out,
-  so a command received again changes nothing.
+The tables (``unbound`` for readings attributed to no patient, ``delivered``, ``sync_position``,
+``applied_commands`` beside ``outbox``) are described in :mod:`gateway.outbox_schema`.
 
 When the outbox is full, :meth:`Outbox.commit` refuses the whole batch (nothing is written, the sync
 position does not move) and raises :class:`OutboxFullError`; the collector then stops pulling so the
@@ -49,24 +38,49 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import TypeAdapter
-
-from vitals.payload import (
-    AppliedCommand,
-    RejectedReading,
-    UnboundAction,
-    UnboundReason,
-    UnboundRelease,
-    UnboundSummary,
+from gateway.outbox_decisions import UnboundDecisions
+from gateway.outbox_schema import (
+    SCHEMA,
+    AckResult,
+    CommitResult,
+    OutboxError,
+    OutboxFullError,
+    OutboxStats,
+    OutboxWriteError,
+    PendingReading,
+    ReleaseResult,
+    SyncPosition,
+    UnboundReading,
+    add_unbound_columns,
+    count_rows,
+    epoch_us,
+    unique_readings,
+    unique_unbound,
 )
-from vitals.readings import BloodPressureReading, GlucoseReading, Reading
+from vitals.payload import RejectedReading
+from vitals.readings import Reading
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_UNBOUND_CAPACITY",
+    "AckResult",
+    "CommitResult",
+    "Outbox",
+    "OutboxError",
+    "OutboxFullError",
+    "OutboxStats",
+    "OutboxWriteError",
+    "PendingReading",
+    "ReleaseResult",
+    "SyncPosition",
+    "UnboundReading",
+]
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 DEFAULT_CAPACITY = 100_000  # ~ two years of 4 meters x 30 readings a day
@@ -78,163 +92,8 @@ WAL_AUTOCHECKPOINT_PAGES = 128  # SQLite's default is 1,000 pages (4 MB at 4 KiB
 WAL_SIZE_LIMIT_BYTES = 1024 * 1024
 _SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: "Insertion failed because database is full"
 
-_READING = TypeAdapter(Reading)
-_T = TypeVar("_T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    reading_id TEXT NOT NULL UNIQUE,
-    meter_key TEXT NOT NULL,
-    patient_id TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    committed_at REAL NOT NULL,
-    last_sent_at REAL,
-    send_count INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS unbound (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    reading_id TEXT NOT NULL UNIQUE,
-    meter_key TEXT NOT NULL,
-    user_id INTEGER,
-    payload TEXT NOT NULL,
-    committed_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS applied_commands (
-    command_id TEXT PRIMARY KEY,
-    action TEXT NOT NULL,
-    readings INTEGER NOT NULL,
-    applied_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS applied_commands_by_time ON applied_commands (applied_at);
-CREATE TABLE IF NOT EXISTS delivered (
-    reading_id TEXT PRIMARY KEY,
-    outcome TEXT NOT NULL,
-    acked_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS delivered_by_time ON delivered (acked_at);
-CREATE TABLE IF NOT EXISTS sync_position (
-    meter_key TEXT PRIMARY KEY,
-    last_sequence_number INTEGER NOT NULL,
-    updated_at REAL NOT NULL
-);
-"""
-
-
-class OutboxError(Exception):
-    """The outbox could not do what was asked."""
-
-
-class OutboxFullError(OutboxError):
-    """The outbox holds ``capacity`` readings; the batch was refused and nothing was written."""
-
-    def __init__(self, table: str, depth: int, capacity: int, refused: int) -> None:
-        super().__init__(f"{table} full: {depth}/{capacity} held, {refused} refused")
-        self.table = table
-        self.depth = depth
-        self.capacity = capacity
-        self.refused = refused
-
-
-class OutboxWriteError(OutboxError):
-    """SQLite refused the write (disk full, I/O error): nothing of the batch was committed."""
-
-
-# Columns added to ``unbound`` after its first release: added in place when an older outbox opens.
-# ``measured_at_us``: the reading's corrected measurement time, integer microseconds since the epoch
-# (exact, so a time span reported to the clinic selects exactly the readings it counted).
-_UNBOUND_COLUMNS = {
-    "reason": f"TEXT NOT NULL DEFAULT '{UnboundReason.NO_BINDING.value}'",
-    "measured_at_us": "INTEGER",
-}
-APPLIED_COMMANDS_KEPT = 10_000
-
-
-def _epoch_us(when: datetime) -> int:
-    delta = when - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _from_epoch_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-@dataclass(frozen=True, slots=True)
-class UnboundReading:
-    """A reading attributed to no patient on this gateway, and why."""
-
-    reading: Reading
-    meter_key: str
-    user_id: int | None
-    reason: UnboundReason = UnboundReason.NO_BINDING
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseResult:
-    """What a clinic command did: readings adopted (moved to the outbox) or discarded."""
-
-    command_id: str
-    action: UnboundAction
-    readings: int
-    already_applied: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SyncPosition:
-    """The last glucose record sequence number committed for one meter."""
-
-    meter_key: str
-    last_sequence_number: int
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    added: int
-    added_unbound: int
-    already_held: int
-    already_delivered: int
-
-
-@dataclass(frozen=True, slots=True)
-class PendingReading:
-    reading_id: str
-    payload: str
-    send_count: int
-
-    def reading(self) -> BloodPressureReading | GlucoseReading:
-        return _READING.validate_json(self.payload)
-
-
-@dataclass(frozen=True, slots=True)
-class AckResult:
-    deleted: int
-    rejected: tuple[RejectedReading, ...]
-    unknown: int
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    depth: int
-    capacity: int
-    unbound: int
-    unbound_capacity: int
-    oldest_committed_at: float | None
-    in_flight: int
-    disk_full: bool = False
-
-    @property
-    def full(self) -> bool:
-        return self.depth >= self.capacity or self.disk_full
-
-
-class Outbox:
+class Outbox(UnboundDecisions):
     """SQLite outbox (WAL, synchronous=FULL). Open with :meth:`open` or as a context manager."""
 
     def __init__(
@@ -284,8 +143,8 @@ class Outbox:
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise OutboxError(f"outbox integrity check failed: {check}")
-            db.executescript(_SCHEMA)
-            _add_unbound_columns(db)
+            db.executescript(SCHEMA)
+            add_unbound_columns(db)
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -394,9 +253,9 @@ class Outbox:
         with self._lock:
             db = self._conn()
             if self.disk_full and (readings or unbound):
-                self._log_full("disk", _count(db, "outbox"), self.capacity, len(readings) + len(unbound))
+                self._log_full("disk", count_rows(db, "outbox"), self.capacity, len(readings) + len(unbound))
                 raise OutboxFullError(
-                    "disk", _count(db, "outbox"), self.capacity, len(readings) + len(unbound)
+                    "disk", count_rows(db, "outbox"), self.capacity, len(readings) + len(unbound)
                 )
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -423,13 +282,13 @@ class Outbox:
         ids = [r.reading_id for r in readings] + [u.reading.reading_id for u in unbound]
         delivered = self._known(db, "delivered", ids)
         held = self._known(db, "outbox", ids) | self._known(db, "unbound", ids)
-        new_bound = _unique(r for r in readings if r.reading_id not in delivered | held)
-        new_unbound = _unique_unbound(u for u in unbound if u.reading.reading_id not in delivered | held)
-        depth = _count(db, "outbox")
+        new_bound = unique_readings(r for r in readings if r.reading_id not in delivered | held)
+        new_unbound = unique_unbound(u for u in unbound if u.reading.reading_id not in delivered | held)
+        depth = count_rows(db, "outbox")
         if depth + len(new_bound) > self.capacity:
             self._log_full("outbox", depth, self.capacity, len(new_bound))
             raise OutboxFullError("outbox", depth, self.capacity, len(new_bound))
-        unbound_depth = _count(db, "unbound")
+        unbound_depth = count_rows(db, "unbound")
         if unbound_depth + len(new_unbound) > self.unbound_capacity:
             self._log_full("unbound", unbound_depth, self.unbound_capacity, len(new_unbound))
             raise OutboxFullError("unbound", unbound_depth, self.unbound_capacity, len(new_unbound))
@@ -449,7 +308,7 @@ class Outbox:
                     u.reading.model_dump_json(),
                     now,
                     u.reason.value,
-                    _epoch_us(u.reading.measured_at),
+                    epoch_us(u.reading.measured_at),
                 )
                 for u in new_unbound
             ],
@@ -590,7 +449,7 @@ class Outbox:
         return AckResult(deleted=deleted, rejected=tuple(known_rejected), unknown=unknown)
 
     def _prune_delivered(self, db: sqlite3.Connection) -> None:
-        excess = _count(db, "delivered") - self.delivered_retention
+        excess = count_rows(db, "delivered") - self.delivered_retention
         if excess > 0:
             db.execute(
                 "DELETE FROM delivered WHERE reading_id IN"
@@ -612,8 +471,8 @@ class Outbox:
     def stats(self) -> OutboxStats:
         with self._lock:
             db = self._conn()
-            depth = _count(db, "outbox")
-            unbound = _count(db, "unbound")
+            depth = count_rows(db, "outbox")
+            unbound = count_rows(db, "unbound")
             oldest = db.execute("SELECT MIN(committed_at) FROM outbox").fetchone()[0]
             in_flight = db.execute("SELECT COUNT(*) FROM outbox WHERE last_sent_at IS NOT NULL").fetchone()[0]
         return OutboxStats(
@@ -630,212 +489,6 @@ class Outbox:
         with self._lock:
             return {row[0] for row in self._conn().execute("SELECT reading_id FROM outbox")}
 
-    def unbound_summary(self) -> dict[tuple[str, int | None], int]:
-        """(meter_key, user slot) -> number of readings kept aside for want of a binding."""
-        with self._lock:
-            rows = self._conn().execute(
-                "SELECT meter_key, user_id, COUNT(*) FROM unbound GROUP BY meter_key, user_id"
-            )
-            return {(r[0], r[1]): int(r[2]) for r in rows}
-
-    def unbound_groups(self) -> tuple[UnboundSummary, ...]:
-        """Readings kept aside, by meter, user slot and reason: counts and measurement time spans."""
-        with self._lock:
-            rows = self._conn().execute(
-                "SELECT meter_key, user_id, reason, COUNT(*), MIN(measured_at_us), MAX(measured_at_us)"
-                " FROM unbound GROUP BY meter_key, user_id, reason ORDER BY meter_key, user_id, reason"
-            )
-            return tuple(
-                UnboundSummary(
-                    meter_key=r[0],
-                    user_id=r[1],
-                    reason=UnboundReason(r[2]),
-                    count=int(r[3]),
-                    first_measured_at=_from_epoch_us(int(r[4])),
-                    last_measured_at=_from_epoch_us(int(r[5])),
-                )
-                for r in rows
-            )
-
-    # -- decisions on unbound readings -----------------------------------------------------------
-
-    def reattribute(self, attribute: Callable[[Reading], str | UnboundReason]) -> int:
-        """Attribute again every reading kept aside (the bindings changed): those that now belong to
-        a patient move to the outbox, the others keep (or change) their reason. Returns how many moved.
-
-        Raises :class:`OutboxFullError` (nothing moved) when they do not fit in the outbox."""
-        with self._lock:
-            db = self._conn()
-            rows = db.execute("SELECT seq, payload, reason FROM unbound ORDER BY seq").fetchall()
-            moved: list[tuple[int, Reading]] = []
-            reasons: list[tuple[str, int]] = []
-            for seq, payload, reason in rows:
-                reading = _READING.validate_json(payload)
-                found = attribute(reading)
-                if isinstance(found, UnboundReason):
-                    if found.value != reason:
-                        reasons.append((found.value, seq))
-                else:
-                    moved.append((seq, reading.model_copy(update={"patient_id": found})))
-            if not moved and not reasons:
-                return 0
-            self._write_locked(db, lambda: self._move_to_outbox(db, moved, reasons))
-        if moved:
-            logger.info(
-                "unbound readings attributed by the bindings now held", extra={"readings": len(moved)}
-            )
-        return len(moved)
-
-    def _move_to_outbox(
-        self, db: sqlite3.Connection, moved: Sequence[tuple[int, Reading]], reasons: Sequence[tuple[str, int]]
-    ) -> None:
-        depth = _count(db, "outbox")
-        ids = [r.reading_id for _seq, r in moved]
-        settled = self._known(db, "outbox", ids) | self._known(db, "delivered", ids)
-        new = [r for _seq, r in moved if r.reading_id not in settled]
-        if depth + len(new) > self.capacity:
-            self._log_full("outbox", depth, self.capacity, len(new))
-            raise OutboxFullError("outbox", depth, self.capacity, len(new))
-        now = self._clock()
-        db.executemany(
-            "INSERT INTO outbox (reading_id, meter_key, patient_id, payload, committed_at) VALUES (?,?,?,?,?)",
-            [(r.reading_id, r.device.meter_key, r.patient_id, r.model_dump_json(), now) for r in new],
-        )
-        db.executemany("DELETE FROM unbound WHERE seq = ?", [(seq,) for seq, _r in moved])
-        db.executemany("UPDATE unbound SET reason = ? WHERE seq = ?", reasons)
-
-    def release(self, command: UnboundRelease) -> ReleaseResult:
-        """Carry out a person's decision on the readings of one meter (user slot) kept aside and
-        measured within the command's span: adopt them to its patient (they move to the outbox and are
-        sent like any reading) or discard them (remembered as delivered, so a meter sending its
-        memory again does not bring them back). Once per command id, in one transaction with the
-        record that it was done. Raises :class:`OutboxFullError` (nothing done) when adopted readings
-        do not fit."""
-        with self._lock:
-            db = self._conn()
-            if db.execute(
-                "SELECT 1 FROM applied_commands WHERE command_id = ?", (command.command_id,)
-            ).fetchone():
-                return ReleaseResult(command.command_id, command.action, 0, already_applied=True)
-            rows = db.execute(
-                "SELECT seq, reading_id, payload FROM unbound WHERE meter_key = ? AND user_id IS ?"
-                " AND measured_at_us BETWEEN ? AND ? ORDER BY seq",
-                (
-                    command.meter_key,
-                    command.user_id,
-                    _epoch_us(command.measured_from),
-                    _epoch_us(command.measured_to),
-                ),
-            ).fetchall()
-
-            def apply() -> None:
-                if command.action is UnboundAction.ADOPT:
-                    moved = [
-                        (
-                            seq,
-                            _READING.validate_json(payload).model_copy(
-                                update={"patient_id": command.patient_id}
-                            ),
-                        )
-                        for seq, _rid, payload in rows
-                    ]
-                    self._move_to_outbox(db, moved, ())
-                else:
-                    now = self._clock()
-                    db.executemany("DELETE FROM unbound WHERE seq = ?", [(seq,) for seq, _rid, _p in rows])
-                    db.executemany(
-                        "INSERT OR REPLACE INTO delivered (reading_id, outcome, acked_at) VALUES (?,?,?)",
-                        [(rid, "discarded", now) for _seq, rid, _p in rows],
-                    )
-                db.execute(
-                    "INSERT INTO applied_commands (command_id, action, readings, applied_at) VALUES (?,?,?,?)",
-                    (command.command_id, command.action.value, len(rows), self._clock()),
-                )
-                db.execute(
-                    "DELETE FROM applied_commands WHERE command_id IN (SELECT command_id FROM applied_commands"
-                    " ORDER BY applied_at DESC LIMIT -1 OFFSET ?)",
-                    (APPLIED_COMMANDS_KEPT,),
-                )
-
-            self._write_locked(db, apply)
-        logger.info(
-            "clinic decision on unbound readings carried out",
-            extra={"command_id": command.command_id, "action": command.action.value, "readings": len(rows)},
-        )
-        return ReleaseResult(command.command_id, command.action, len(rows))
-
-    def applied_commands(self, limit: int) -> tuple[AppliedCommand, ...]:
-        """The most recently carried-out commands, newest first."""
-        with self._lock:
-            rows = self._conn().execute(
-                "SELECT command_id, readings FROM applied_commands ORDER BY applied_at DESC, command_id LIMIT ?",
-                (limit,),
-            )
-            return tuple(AppliedCommand(command_id=r[0], readings=int(r[1])) for r in rows)
-
-    def is_applied(self, command_id: str) -> bool:
-        with self._lock:
-            return (
-                self._conn()
-                .execute("SELECT 1 FROM applied_commands WHERE command_id = ?", (command_id,))
-                .fetchone()
-                is not None
-            )
-
-    @staticmethod
-    def _write_locked(db: sqlite3.Connection, work: Callable[[], None]) -> None:
-        """Run ``work`` in one IMMEDIATE transaction (the caller holds the lock)."""
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                work()
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise OutboxWriteError(f"outbox write failed: {exc}") from exc
-
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def _add_unbound_columns(db: sqlite3.Connection) -> None:
-    """Bring an older outbox's ``unbound`` table up to date, filling measurement times in from the
-    readings it holds."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(unbound)")}
-    missing = [name for name in _UNBOUND_COLUMNS if name not in present]
-    if not missing:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for name in missing:
-            db.execute(f"ALTER TABLE unbound ADD COLUMN {name} {_UNBOUND_COLUMNS[name]}")
-        rows = db.execute("SELECT seq, payload FROM unbound WHERE measured_at_us IS NULL").fetchall()
-        db.executemany(
-            "UPDATE unbound SET measured_at_us = ? WHERE seq = ?",
-            [(_epoch_us(_READING.validate_json(payload).measured_at), seq) for seq, payload in rows],
-        )
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _count(db: sqlite3.Connection, table: str) -> int:
-    return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608
-
-
-def _unique(readings: Iterable[Reading]) -> list[Reading]:
-    seen: dict[str, Reading] = {}
-    for reading in readings:
-        seen.setdefault(reading.reading_id, reading)
-    return list(seen.values())
-
-
-def _unique_unbound(items: Iterable[UnboundReading]) -> list[UnboundReading]:
-    seen: dict[str, UnboundReading] = {}
-    for item in items:
-        seen.setdefault(item.reading.reading_id, item)
-    return list(seen.values())
