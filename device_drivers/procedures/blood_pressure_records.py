@@ -14,9 +14,11 @@ Record Access Control Point 0x2A52, as a glucose meter does (reference/ble-healt
    is complete, so the caller can store it before the next one.
 5. End on the RACP response: success and "no records found" finish, any other code raises.
 
-Sequence numbers count per user (GSS: "loops back to 0 after 65536 records (per user)"); the user
-index is the recorded measurement's User ID. The cursor is the highest sequence number received.
-The E2E-CRC (Blood Pressure Feature bit 6) is not checked here.
+Each record's user index is the recorded measurement's User ID. The cursor is the highest sequence
+number received, one per meter: that fits a cuff that numbers its records across its users. The GSS
+lets a cuff number per user ("loops back to 0 after 65536 records (per user)"), with the records of
+the user consented through the User Data Service; such a cuff would need a cursor per user and the
+consent procedure, which are not done here. Neither is the E2E-CRC (Blood Pressure Feature bit 6).
 """
 
 from __future__ import annotations
