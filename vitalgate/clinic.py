@@ -30,16 +30,15 @@ from storage.clinic.database import ClinicDatabase
 from storage.clinic.repository import ClinicRepository
 from storage.readings.protocol import ReadingStore
 from vitalgate.broker_monitor import BrokerMonitor, monitor_config
+from vitalgate.clinic_services import ClinicServices, start_clinic_services
 from vitalgate.fleet import FleetConfig, FleetService
 from vitalgate.settings import Settings
 from vitalgate.wiring import (
-    ClinicServices,
     build_api_services,
     build_reading_store,
     ingest_config,
     open_clinic_database,
     prepare_reading_store,
-    start_clinic_services,
 )
 
 logger = logging.getLogger(__name__)

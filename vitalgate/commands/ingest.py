@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from ingest import ReadingsListener
     from storage.clinic.database import ClinicDatabase
     from storage.readings.protocol import ReadingStore
+    from vitalgate.clinic_services import ClinicServices
     from vitalgate.settings import Settings
-    from vitalgate.wiring import ClinicServices
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ class ClinicLoop:
 
     async def _run(self) -> None:
         from vitalgate.broker_monitor import BrokerMonitor, monitor_config
+        from vitalgate.clinic_services import start_clinic_services
         from vitalgate.fleet import FleetConfig, FleetService
-        from vitalgate.wiring import start_clinic_services
 
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
