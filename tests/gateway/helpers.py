@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
+from device_drivers.virtual.enhanced_cuff import VirtualEnhancedBloodPressureCuff
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.meter import VirtualMeter
 from testbed.acker import Acker
@@ -29,6 +30,11 @@ def expected_keys(meters: Sequence[VirtualMeter]) -> set[tuple[str, object]]:
         elif isinstance(meter, VirtualBloodPressureCuff):
             keys |= {
                 (meter.serial_number, (r.measurement.timestamp.to_datetime(), r.measurement.user_id))  # type: ignore[union-attr]
+                for r in meter.records
+            }
+        elif isinstance(meter, VirtualEnhancedBloodPressureCuff):
+            keys |= {
+                (meter.serial_number, (r.measurement.user_facing_time, r.measurement.user_id))
                 for r in meter.records
             }
     return keys

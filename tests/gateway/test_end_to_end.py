@@ -1,5 +1,6 @@
 """Every reading the virtual meters hold reaches the broker and is acked once (device_drivers'
-procedures as the collector, bleak over the virtual-meter backend, a private Mosquitto)."""
+procedures as the collector, bleak over the virtual-meter backend, a private Mosquitto); the cuffs
+include a BLS 1.1 one whose readings come as stored records over RACP."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from device_drivers.virtual.blood_pressure_cuff import VirtualBloodPressureCuff
 from device_drivers.virtual.clock import SimulationClock
+from device_drivers.virtual.enhanced_cuff import VirtualEnhancedBloodPressureCuff
 from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from device_drivers.virtual.radio import VirtualRadio
@@ -45,15 +47,18 @@ async def test_every_reading_held_by_the_meters_reaches_the_broker_acked_once(
     accu = make_meter("accu-chek-like", clock=clock, serial_number="GL-E2E-2")
     silver = make_meter("silvercrest-like", clock=clock, serial_number="BP-E2E-1")
     omron = make_meter("omron-like", clock=clock, serial_number="BP-E2E-2")
+    bls11 = make_meter("bls11-like", clock=clock, serial_number="BP-E2E-3")
     assert isinstance(contour, VirtualGlucoseMeter) and isinstance(accu, VirtualGlucoseMeter)
     assert isinstance(silver, VirtualBloodPressureCuff) and isinstance(omron, VirtualBloodPressureCuff)
+    assert isinstance(bls11, VirtualEnhancedBloodPressureCuff)
     for i in range(30):
         at = now - dt.timedelta(hours=30 - i)
         contour.add_record(taken_at=at, glucose_mg_dl=90 + i)
         accu.add_record(taken_at=at, glucose_mg_dl=110 + i)
         silver.add_record(taken_at=at, systolic_mmhg=120 + i % 20, diastolic_mmhg=80, pulse_bpm=70)
         omron.add_record(taken_at=at, systolic_mmhg=130, diastolic_mmhg=85, pulse_bpm=66, user_id=1 + i % 2)
-    meters = [contour, accu, silver, omron]
+        bls11.add_record(taken_at=at, systolic_mmhg=125, diastolic_mmhg=82, pulse_bpm=64)
+    meters = [contour, accu, silver, omron, bls11]
     for meter in meters:
         await radio.add_meter(meter)
     state = tmp_path / "state"
@@ -73,6 +78,8 @@ async def test_every_reading_held_by_the_meters_reaches_the_broker_acked_once(
         client_backend=radio.client_backend,
     )
     await pair(bindings, silver.address, profile=MeterProfile.BLOOD_PRESSURE, patient_id="p-3", user_id=1,
+               client_backend=radio.client_backend)  # fmt: skip
+    await pair(bindings, bls11.address, profile=MeterProfile.BLOOD_PRESSURE, patient_id="p-6",
                client_backend=radio.client_backend)  # fmt: skip
     await omron.enter_pairing_mode()
     paired_omron = await pair(bindings, omron.address, profile=MeterProfile.BLOOD_PRESSURE, patient_id="p-4",
@@ -109,7 +116,7 @@ async def test_every_reading_held_by_the_meters_reaches_the_broker_acked_once(
         acker.stop()
     assert set(acker.acked.values()) == {1}
     patients = {r.patient_id for r in acker.readings.values()}
-    assert patients == {"p-1", "p-2", "p-3", "p-4", "p-5"}
+    assert patients == {"p-1", "p-2", "p-3", "p-4", "p-5", "p-6"}
     omron_by_slot = {
         (r.user_id, r.patient_id) for r in acker.readings.values() if isinstance(r, BloodPressureReading)
         and r.device.serial_number == "BP-E2E-2"
