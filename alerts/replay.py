@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from alerts.catalogue import RULES, rank
 from alerts.evaluate import PatientHistory, population_matrix, timeline
-from alerts.lifecycle import InMemoryAlertRepository, Lifecycle
+from alerts.lifecycle import Lifecycle
+from alerts.memory_repository import InMemoryAlertRepository
 from alerts.model import Observation, ObservationKind, PatientReport, ReportKind
 from alerts.profiles import PatientTargets, Profile, RuleParameters, parameters
 from vitals.readings import Meal

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workspace_latency import readings_of
 
 from alerts.engine import AlertEngine, PatientContext, StaticDirectory
-from alerts.lifecycle import InMemoryAlertRepository
+from alerts.memory_repository import InMemoryAlertRepository
 from alerts.profiles import PatientTargets, profile
 from alerts.routing import Router
 from storage.readings.protocol import AnyReading, ReadingStore

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from alerts.lifecycle import ESCALATION_AFTER, InMemoryAlertRepository, InvalidTransition, Lifecycle
+from alerts.lifecycle import ESCALATION_AFTER, InvalidTransition, Lifecycle
+from alerts.memory_repository import InMemoryAlertRepository
 from alerts.model import Outcome, OutcomeStatus
 from tests.alerts.helpers import PATIENT, at
 from vitals.payload import AlertSeverity, AlertState
@@ -149,7 +150,9 @@ def test_an_episode_whose_alert_cleared_does_not_open_a_second_alert(life: Lifec
     [opened] = life.apply(CLINIC, [firing("GLU-HYPO-1", AlertSeverity.WARNING)], NOW)
     [resolved] = life.apply(CLINIC, [clear("GLU-HYPO-1")], NOW + timedelta(minutes=40))
     assert resolved.event.event == "auto_resolved"
-    assert life.apply(CLINIC, [firing("GLU-HYPO-1", AlertSeverity.WARNING)], NOW + timedelta(minutes=41)) == []
+    assert (
+        life.apply(CLINIC, [firing("GLU-HYPO-1", AlertSeverity.WARNING)], NOW + timedelta(minutes=41)) == []
+    )
     # the same episode found worse than its alert said is told again
     raised = life.apply(CLINIC, [firing("GLU-HYPO-1", AlertSeverity.URGENT)], NOW + timedelta(minutes=42))
     assert [(c.event.event, c.record.severity) for c in raised] == [("opened", AlertSeverity.URGENT)]

@@ -116,19 +116,19 @@ def test_directory_reads_the_doctors_targets(pg_sessions: sessionmaker[Session])
 def test_a_digest_recorded_by_two_processes_at_once_is_kept_once(
     pg_sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import alerts.repository
+    import alerts.repository.alert_store as alert_store
 
     a, b = SqlAlertRepository(pg_sessions), SqlAlertRepository(pg_sessions)
     assert a.record_digest_sent("2026-03-02", "dr-li", START) is True
     # b looked before a committed: it believes the digest unrecorded and inserts its own row.
-    looked = alerts.repository._digest_recorded
+    looked = alert_store._digest_recorded
     calls: list[bool] = []
 
     def stale_first_look(session: Session, day: str, user_id: str) -> bool:
         calls.append(looked(session, day, user_id))
         return calls[-1] if len(calls) > 1 else False
 
-    monkeypatch.setattr(alerts.repository, "_digest_recorded", stale_first_look)
+    monkeypatch.setattr(alert_store, "_digest_recorded", stale_first_look)
     assert b.record_digest_sent("2026-03-02", "dr-li", START + timedelta(minutes=1)) is False
     assert calls == [True, True]  # the unique constraint refused b's row; the second look saw a's
     monkeypatch.undo()
