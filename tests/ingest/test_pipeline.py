@@ -15,7 +15,7 @@ from storage.clinic.database import ClinicDatabaseUnavailableError, create_clini
 from storage.clinic.models import DeadLetterScope
 from storage.clinic.repository import ClinicRepository, bind_meter
 from storage.readings import ReadingStoreRejected, SqliteReadingStore, WriteResult
-from storage.readings.protocol import AnyReading
+from storage.readings.protocol import AnyReading, ReadingStoreUnavailable
 from tests.fixtures.postgres import clinic_url, postgres_database_url
 from tests.ingest.helpers import (
     CUFF,
@@ -247,3 +247,46 @@ def test_a_reading_taken_before_its_meter_was_rebound_still_belongs_to_its_patie
     [rejected] = result.acks[gateway_id].rejected
     assert rejected.reading_id == after.reading_id
     assert "not bound to patient p1" in rejected.reason
+
+
+class SwitchableStore:
+    """A real SQLite store that can be taken down, as an InfluxDB that stops answering."""
+
+    def __init__(self, store: SqliteReadingStore) -> None:
+        self._store = store
+        self.down = False
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        if self.down:
+            raise ReadingStoreUnavailable("store down (test)")
+        return self._store.write_batch(readings)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_submitted_cycles_are_answered_in_submission_order_and_a_failed_one_is_not_kept(
+    reading_store: SqliteReadingStore,
+    store_path: Path,
+    clinic_sessions: sessionmaker[Session],
+    gateway_id: str,
+) -> None:
+    """The in-process pipeline hands results back in the order the consumer must ack them."""
+    store = SwitchableStore(reading_store)
+    repository = ClinicRepository(clinic_sessions)
+    pipeline = IngestPipeline(store, repository, repository)  # type: ignore[arg-type]
+    first = [message(gateway_id, batch_json(gateway_id, [bp_reading(1)]))]
+    second = [message(gateway_id, batch_json(gateway_id, [bp_reading(2)]))]
+
+    pipeline.submit(first)
+    pipeline.submit(second)
+    assert pipeline.outstanding == 2
+    assert pipeline.oldest_outstanding() == first
+    assert pipeline.result().messages == first
+    assert stored_ids(store_path) == [bp_reading(1).reading_id]
+
+    store.down = True
+    with pytest.raises(ReadingStoreUnavailable):
+        pipeline.result()
+    assert pipeline.outstanding == 0
+    assert stored_ids(store_path) == [bp_reading(1).reading_id]
