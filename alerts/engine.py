@@ -15,6 +15,8 @@ Replicas: one patient is evaluated, and its alerts acted on, by one process at a
 (`patient_lock`, handed in by the composition root: an advisory lock of the clinic database,
 storage.clinic.coordination), so two replicas given readings of one patient open one alert and
 notify once. The sweep runs over every active patient in chunks, one history read per patient.
+
+Who the patients are: alerts.directory. When the periodic passes run: alerts.periodic.
 """
 
 from __future__ import annotations
@@ -25,19 +27,14 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
-from zoneinfo import ZoneInfo
-
-import numpy as np
-import numpy.typing as npt
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from alerts.catalogue import INBOX_ONLY, OPERATIONAL, RULES, SUPERSEDES, rank
-from alerts.channels.base import DeliveryError, Recipient
+from alerts.channels.base import DeliveryError
 from alerts.channels.email import EmailChannel
-from alerts.daily_matrix import Columns, build_matrix, columns_from_observations
-from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcome
+from alerts.directory import PatientContext, PatientDirectory, PatientRules
+from alerts.evaluate import LOOKBACK_DAYS, PatientHistory, evaluate_patient, window_outcomes
 from alerts.history import observations, sweep_columns
 from alerts.lifecycle import (
     ESCALATION_AFTER,
@@ -45,10 +42,10 @@ from alerts.lifecycle import (
     AlertRecord,
     AlertRepository,
     Change,
-    EventRecord,
     InvalidTransition,
     Lifecycle,
 )
+from alerts.memory_repository import PatientAlerts
 from alerts.model import (
     Outcome,
     OutcomeStatus,
@@ -57,10 +54,8 @@ from alerts.model import (
     ReportStore,
     observation_from_reading,
 )
-from alerts.profiles import PatientTargets, Profile, RuleParameters, parameters
 from alerts.routing import DeliveryFailure, Router
-from alerts.window_rules import FIRING, PatientArrays, evaluate_windows
-from storage.clinic.coordination import LocalTurns, Turn
+from alerts.triage import EvaluationQueue
 from storage.readings.protocol import AnyReading, HistoryColumns, ReadingStore
 from vitals.payload import AlertSeverity
 
@@ -72,57 +67,6 @@ DIGEST_RECORDS_KEPT = timedelta(days=92)
 
 
 @dataclass(frozen=True, slots=True)
-class PatientContext:
-    patient_id: str
-    clinic_id: str
-    profile: Profile
-    targets: PatientTargets
-    care_team: tuple[Recipient, ...]  # family doctor first, then staff on duty
-
-    def parameters(self) -> RuleParameters:
-        return parameters(self.profile, self.targets)
-
-
-@dataclass(frozen=True, slots=True)
-class PatientRules:
-    """What the sweep needs of a patient: the clinic, and the rules' parameters (profile, targets,
-    time zone). The care team is looked up only for patients whose alerts change."""
-
-    patient_id: str
-    clinic_id: str
-    parameters: RuleParameters
-
-
-class PatientDirectory(Protocol):
-    def context(self, patient_id: str) -> PatientContext | None: ...
-    def active_patient_ids(self) -> list[str]: ...
-    def rules(self, patient_ids: Sequence[str]) -> dict[str, PatientRules]:
-        """Active patients' `PatientRules`, for many patients in few queries (unknown or discharged
-        ids are left out)."""
-        ...
-
-
-@dataclass
-class StaticDirectory:
-    """A fixed directory (tests, replay, the demo before the clinic DB is wired)."""
-
-    patients: dict[str, PatientContext] = field(default_factory=dict)
-
-    def context(self, patient_id: str) -> PatientContext | None:
-        return self.patients.get(patient_id)
-
-    def active_patient_ids(self) -> list[str]:
-        return list(self.patients)
-
-    def rules(self, patient_ids: Sequence[str]) -> dict[str, PatientRules]:
-        return {
-            pid: PatientRules(pid, ctx.clinic_id, ctx.parameters())
-            for pid in patient_ids
-            if (ctx := self.patients.get(pid)) is not None
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class SweepReport:
     patients: int
     changes: int
@@ -131,9 +75,6 @@ class SweepReport:
 
 
 MAX_KEPT_FAILURES = 1000
-RECENT_INTERVAL_S = 60.0
-STARTUP_LOOKBACK = timedelta(hours=48)
-RECENT_MARGIN = timedelta(minutes=5)  # commit lag and clock skew between processes
 SWEEP_CHUNK = 1000  # patients per history read and matrix in the sweep (bounds its memory)
 EVALUATION_WORKERS = 4  # patients evaluated at once from ingest's batches (reads overlap rules)
 # A lost race for a patient's alert (another process on the same SQLite file opened it first): the
@@ -151,36 +92,6 @@ PatientLock = Callable[[str], AbstractContextManager[object]]
 
 def _no_lock(_patient_id: str) -> AbstractContextManager[object]:
     return nullcontext()
-
-
-class PatientAlerts:
-    """One patient's alerts for one lifecycle pass, read in one query when the pass starts (under the
-    patient's lock, so nothing else changes them meanwhile): `current` and `latest` answer from it,
-    saves go to the repository and into it. Anything else is the repository's."""
-
-    def __init__(self, repo: AlertRepository, patient_id: str) -> None:
-        self.repo = repo
-        self.patient_id = patient_id
-        load = getattr(repo, "latest_by_rule", None)
-        self._latest: dict[str, AlertRecord] | None = load(patient_id) if load is not None else None
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.repo, name)
-
-    def current(self, patient_id: str, rule_id: str) -> AlertRecord | None:
-        latest = self.latest(patient_id, rule_id)
-        return latest if latest is not None and latest.unresolved else None
-
-    def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None:
-        if self._latest is None or patient_id != self.patient_id:
-            return self.repo.latest(patient_id, rule_id)
-        found = self._latest.get(rule_id)
-        return None if found is None else replace(found, trigger_values=dict(found.trigger_values))
-
-    def save(self, record: AlertRecord, event: EventRecord | None) -> None:
-        self.repo.save(record, event)
-        if self._latest is not None and record.patient_id == self.patient_id:
-            self._latest[record.rule_id] = replace(record, trigger_values=dict(record.trigger_values))
 
 
 def _utcnow() -> datetime:
@@ -213,7 +124,7 @@ class AlertEngine:
         self._routing: set[asyncio.Task[list[DeliveryFailure]]] = set()
         self.failures: deque[DeliveryFailure] = deque(maxlen=MAX_KEPT_FAILURES)
         # Committed readings noted by the ingest listener, by patient, waiting for evaluation.
-        self._pending: dict[str, list[AnyReading]] = {}
+        self._pending = EvaluationQueue()
         self._workers: set[asyncio.Future[list[Change]]] = set()
 
     # --- ingest side -----------------------------------------------------------------------------------
@@ -221,7 +132,8 @@ class AlertEngine:
         """A sync ingest listener that notes the batch's patients for evaluation on `loop` and returns
         at once. Batches of a patient not yet evaluated are merged, so the work waiting is bounded by
         the patients, not the batches: a backlog replayed after an outage costs one evaluation per
-        patient, with every reading it brought (EVALUATION_WORKERS evaluate at a time)."""
+        patient, with every reading it brought (EVALUATION_WORKERS evaluate at a time). Patients with
+        a reading that may be urgent are evaluated first (alerts.triage)."""
 
         def listener(batch: Sequence[AnyReading]) -> None:
             loop.call_soon_threadsafe(self._note_committed, list(batch))
@@ -229,21 +141,21 @@ class AlertEngine:
         return listener
 
     def _note_committed(self, batch: list[AnyReading]) -> None:
-        for reading in batch:
-            if reading.patient_id is not None:
-                self._pending.setdefault(reading.patient_id, []).append(reading)
+        self._pending.add(batch)
         self._workers = {w for w in self._workers if not w.done()}
-        while self._pending and len(self._workers) < EVALUATION_WORKERS:
+        # One worker beyond the usual number for a reading that may be urgent: it must not wait for a
+        # routine evaluation to end (alerts.triage).
+        limit = EVALUATION_WORKERS + (1 if self._pending.urgent_waiting else 0)
+        while self._pending and len(self._workers) < limit:
             worker = asyncio.ensure_future(self._evaluate_pending())
             worker.add_done_callback(_log_failure)
             self._workers.add(worker)
 
     async def _evaluate_pending(self) -> list[Change]:
-        """Evaluate noted patients, oldest first, until none waits."""
+        """Evaluate noted patients, those with a reading that may be urgent first, until none waits."""
         changes: list[Change] = []
-        while self._pending:
-            patient_id = next(iter(self._pending))
-            readings = self._pending.pop(patient_id)
+        while (turn := self._pending.pop()) is not None:
+            patient_id, readings = turn
             newest = max(r.measured_at for r in readings)
             try:
                 changes += await self.evaluate(patient_id, max(self.clock(), newest), readings)
@@ -560,56 +472,6 @@ def _select(columns: HistoryColumns, patient_ids: set[str]) -> HistoryColumns:
     return picked
 
 
-def window_outcomes(
-    cols: Columns,
-    starts: npt.NDArray[np.float64],
-    ids: list[str],
-    params: Sequence[RuleParameters],
-    day0: date,
-    now: datetime,
-    unresolved: set[tuple[str, str]],
-) -> dict[str, list[Outcome]]:
-    """Vectorised window rules as of `now` for patients of one guideline profile (thresholds shared
-    inside the matrix build): FIRING outcomes, and CLEAR where an alert is open."""
-    out: dict[str, list[Outcome]] = defaultdict(list)
-    days = (now.date() - day0).days + 2
-    matrix = build_matrix(cols, ids, days, day0, starts, params[0])
-    # The evaluation day of each patient: the local day containing `now`.
-    t_of = np.array([(now.astimezone(ZoneInfo(p.timezone)).date() - day0).days for p in params])
-    results = evaluate_windows(
-        matrix, params[0], PatientArrays.from_parameters(params), now_s=now.timestamp()
-    )
-    for r in results:
-        codes = r.status[np.arange(len(ids)), t_of]
-        for pi in np.flatnonzero(codes):
-            pid = ids[pi]
-            if codes[pi] == FIRING or (pid, r.rule_id) in unresolved:
-                out[pid].append(window_outcome(r, int(pi), int(t_of[pi]), matrix, pid))
-    return out
-
-
-def sweep_outcomes(
-    histories: Sequence[PatientHistory],
-    params: Sequence[RuleParameters],
-    now: datetime,
-    unresolved: set[tuple[str, str]],
-) -> dict[str, list[Outcome]]:
-    """`window_outcomes` for patients given as observations (replay, tests), grouped by profile."""
-    groups: defaultdict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(params):
-        groups[p.profile.name.value].append(i)
-    out: dict[str, list[Outcome]] = {}
-    day0 = (now - timedelta(days=LOOKBACK_DAYS + 1)).date()
-    for members in groups.values():
-        hs = [histories[i] for i in members]
-        ps = [params[i] for i in members]
-        ids = [h.patient_id for h in hs]
-        obs = [o for h in hs for o in h.observations if o.measured_at <= now]
-        cols, starts = columns_from_observations(obs, ids, day0, [p.timezone for p in ps])
-        out.update(window_outcomes(cols, starts, ids, ps, day0, now, unresolved))
-    return out
-
-
 def _log_failure(future: Future[list[Change]] | asyncio.Future[list[Change]]) -> None:
     if future.cancelled():
         logger.warning("alert evaluation cancelled (engine stopping)")
@@ -617,72 +479,3 @@ def _log_failure(future: Future[list[Change]] | asyncio.Future[list[Change]]) ->
     exc = future.exception()
     if exc is not None:
         logger.error("alert evaluation failed", exc_info=exc)
-
-
-class Turns(Protocol):
-    """Who runs a periodic job now: this process, once per interval across the clinic's processes
-    (storage.clinic.coordination.DatabaseTurns), or this process alone (LocalTurns). Sync: call
-    through a worker thread."""
-
-    def claim(self, job: str, every: timedelta, now: datetime) -> Turn | None: ...
-    def finish(self, turn: Turn, at: datetime) -> None: ...
-
-
-RECENT_JOB = "alerts.recent"
-SWEEP_JOB = "alerts.sweep"
-
-
-async def run_sweeps(
-    engine: AlertEngine,
-    interval_s: float,
-    stop: asyncio.Event,
-    *,
-    recent_interval_s: float = RECENT_INTERVAL_S,
-    startup_lookback: timedelta = STARTUP_LOOKBACK,
-    turns: Turns | None = None,
-) -> None:
-    """Until `stop` is set, wake every `recent_interval_s` and run what is due, each at most once per
-    interval across the processes sharing `turns` (default: this process alone):
-
-    - RECENT_JOB, every `recent_interval_s`: evaluate patients with readings since the previous pass
-      (`AlertEngine.evaluate_recent`), whichever process ran it; the first pass on a new clinic looks
-      back `startup_lookback`. A safety net: every ingest process hands its batches to an engine, so
-      this finds only readings a crash left between commit and evaluation;
-    - SWEEP_JOB, every `interval_s`: the full sweep of time-based rules.
-
-    A failing pass is logged with its error and retried at the next interval; it never ends the loop."""
-    turns = turns or LocalTurns()
-    recent_every = timedelta(seconds=recent_interval_s)
-    sweep_every = timedelta(seconds=interval_s)
-    while not stop.is_set():
-        started = engine.clock()
-        try:
-            turn = await asyncio.to_thread(turns.claim, RECENT_JOB, recent_every, started)
-            if turn is not None:
-                since = turn.previous_started_at or started - startup_lookback
-                evaluated = await engine.evaluate_recent(since - RECENT_MARGIN, started)
-                await asyncio.to_thread(turns.finish, turn, engine.clock())
-                if evaluated:
-                    logger.info("recent readings evaluated", extra={"patients": evaluated})
-        except Exception:
-            logger.exception("evaluation of recent readings failed")
-        try:
-            turn = await asyncio.to_thread(turns.claim, SWEEP_JOB, sweep_every, engine.clock())
-            if turn is not None:
-                report = await engine.sweep()
-                await asyncio.to_thread(turns.finish, turn, engine.clock())
-                logger.info(
-                    "alert sweep",
-                    extra={
-                        "patients": report.patients,
-                        "changes": report.changes,
-                        "failures": report.failures,
-                        "seconds": round(report.seconds, 3),
-                    },
-                )
-        except Exception:
-            logger.exception("alert sweep failed")
-        try:
-            await asyncio.wait_for(stop.wait(), recent_interval_s)
-        except TimeoutError:
-            continue
