@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.daily_matrix import DailyMatrix, build_matrix, columns_from_observations
+import numpy as np
+import numpy.typing as npt
+
+from alerts.daily_matrix import Columns, DailyMatrix, build_matrix, columns_from_observations
 from alerts.model import Observation, Outcome, OutcomeStatus, PatientReport, ReportKind
 from alerts.profiles import RuleParameters
 from alerts.reading_rules import PatientStream
@@ -234,3 +238,53 @@ def timeline(
         outs = [window_outcome(r, index, t, matrix, pid, clear_values=False) for r in live]
         outs.extend(stream.changed_outcomes())
         yield TimelineStep(end, history.patient_id, outs)
+
+
+def window_outcomes(
+    cols: Columns,
+    starts: npt.NDArray[np.float64],
+    ids: list[str],
+    params: Sequence[RuleParameters],
+    day0: date,
+    now: datetime,
+    unresolved: set[tuple[str, str]],
+) -> dict[str, list[Outcome]]:
+    """Vectorised window rules as of `now` for patients of one guideline profile (thresholds shared
+    inside the matrix build): FIRING outcomes, and CLEAR where an alert is open."""
+    out: dict[str, list[Outcome]] = defaultdict(list)
+    days = (now.date() - day0).days + 2
+    matrix = build_matrix(cols, ids, days, day0, starts, params[0])
+    # The evaluation day of each patient: the local day containing `now`.
+    t_of = np.array([(now.astimezone(ZoneInfo(p.timezone)).date() - day0).days for p in params])
+    results = evaluate_windows(
+        matrix, params[0], PatientArrays.from_parameters(params), now_s=now.timestamp()
+    )
+    for r in results:
+        codes = r.status[np.arange(len(ids)), t_of]
+        for pi in np.flatnonzero(codes):
+            pid = ids[pi]
+            if codes[pi] == FIRING or (pid, r.rule_id) in unresolved:
+                out[pid].append(window_outcome(r, int(pi), int(t_of[pi]), matrix, pid))
+    return out
+
+
+def sweep_outcomes(
+    histories: Sequence[PatientHistory],
+    params: Sequence[RuleParameters],
+    now: datetime,
+    unresolved: set[tuple[str, str]],
+) -> dict[str, list[Outcome]]:
+    """`window_outcomes` for patients given as observations (replay, tests), grouped by profile."""
+    groups: defaultdict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(params):
+        groups[p.profile.name.value].append(i)
+    out: dict[str, list[Outcome]] = {}
+    day0 = (now - timedelta(days=LOOKBACK_DAYS + 1)).date()
+    for members in groups.values():
+        hs = [histories[i] for i in members]
+        ps = [params[i] for i in members]
+        ids = [h.patient_id for h in hs]
+        obs = [o for h in hs for o in h.observations if o.measured_at <= now]
+        cols, starts = columns_from_observations(obs, ids, day0, [p.timezone for p in ps])
+        out.update(window_outcomes(cols, starts, ids, ps, day0, now, unresolved))
+    return out

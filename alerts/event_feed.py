@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Final
 
 from alerts.channels.hub import EventHub
-from alerts.engine import PatientDirectory
+from alerts.directory import PatientDirectory
 from alerts.lifecycle import Change
 from alerts.repository import LoggedEvent, SqlAlertRepository
 from alerts.routing import Router

@@ -1,5 +1,6 @@
 """Alerts kept in memory, behind the same repository interface as the clinic database's
-(alerts.repository): for replay, benches and tests of the pure lifecycle."""
+(alerts.repository): for replay, benches and tests of the pure lifecycle, and one patient's alerts
+read once for a pass of the engine."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 
-from alerts.lifecycle import AlertRecord, EventRecord, InvalidTransition
+from alerts.lifecycle import AlertRecord, AlertRepository, EventRecord, InvalidTransition
 
 
 class InMemoryAlertRepository:
@@ -92,3 +93,33 @@ class InMemoryAlertRepository:
         with self._lock:
             old = [d for d in self._digests if d < day]
             return sum(len(self._digests.pop(d)) for d in old)
+
+
+class PatientAlerts:
+    """One patient's alerts for one lifecycle pass, read in one query when the pass starts (under the
+    patient's lock, so nothing else changes them meanwhile): `current` and `latest` answer from it,
+    saves go to the repository and into it. Anything else is the repository's."""
+
+    def __init__(self, repo: AlertRepository, patient_id: str) -> None:
+        self.repo = repo
+        self.patient_id = patient_id
+        load = getattr(repo, "latest_by_rule", None)
+        self._latest: dict[str, AlertRecord] | None = load(patient_id) if load is not None else None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.repo, name)
+
+    def current(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        latest = self.latest(patient_id, rule_id)
+        return latest if latest is not None and latest.unresolved else None
+
+    def latest(self, patient_id: str, rule_id: str) -> AlertRecord | None:
+        if self._latest is None or patient_id != self.patient_id:
+            return self.repo.latest(patient_id, rule_id)
+        found = self._latest.get(rule_id)
+        return None if found is None else replace(found, trigger_values=dict(found.trigger_values))
+
+    def save(self, record: AlertRecord, event: EventRecord | None) -> None:
+        self.repo.save(record, event)
+        if self._latest is not None and record.patient_id == self.patient_id:
+            self._latest[record.rule_id] = replace(record, trigger_values=dict(record.trigger_values))

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workspace_latency import readings_of
 
-from alerts.engine import AlertEngine, PatientContext, StaticDirectory
+from alerts.directory import PatientContext, StaticDirectory
+from alerts.engine import AlertEngine
 from alerts.memory_repository import InMemoryAlertRepository
 from alerts.profiles import PatientTargets, profile
 from alerts.routing import Router

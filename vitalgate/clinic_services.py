@@ -71,7 +71,7 @@ class ClinicServices:
         """Until `stop`: the alert sweeps and the poll for readings left unevaluated, the summary
         updater, with e-mail the daily digest and the outbox of refused urgent e-mails, and the
         retention pass."""
-        from alerts.engine import run_sweeps
+        from alerts.periodic import run_sweeps
 
         a = self.settings.alerts
         jobs = [

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.channels.base import Recipient
-from alerts.engine import PatientContext, PatientRules
+from alerts.directory import PatientContext, PatientRules
 from alerts.profiles import PatientTargets, Profile, parameters, profile
 from storage.clinic.models import (
     CareTeamMember,

@@ -197,7 +197,7 @@ async def test_ingest_listener_from_another_thread_reaches_the_live_stream(
 
 
 async def test_periodic_sweep_loop_stops_when_asked(alert_engine: AlertEngine, clock: Clock) -> None:
-    from alerts.engine import run_sweeps
+    from alerts.periodic import run_sweeps
 
     stop = asyncio.Event()
     task = asyncio.create_task(run_sweeps(alert_engine, interval_s=3600, stop=stop))
