@@ -21,6 +21,7 @@ from tests.ingest.helpers import (
     CUFF,
     STRANGER_CUFF,
     T0,
+    FlakyStore,
     batch_json,
     bp_reading,
     dead_letters,
@@ -249,22 +250,6 @@ def test_a_reading_taken_before_its_meter_was_rebound_still_belongs_to_its_patie
     assert "not bound to patient p1" in rejected.reason
 
 
-class SwitchableStore:
-    """A real SQLite store that can be taken down, as an InfluxDB that stops answering."""
-
-    def __init__(self, store: SqliteReadingStore) -> None:
-        self._store = store
-        self.down = False
-
-    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
-        if self.down:
-            raise ReadingStoreUnavailable("store down (test)")
-        return self._store.write_batch(readings)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
-
-
 def test_submitted_cycles_are_answered_in_submission_order_and_a_failed_one_is_not_kept(
     reading_store: SqliteReadingStore,
     store_path: Path,
@@ -272,7 +257,7 @@ def test_submitted_cycles_are_answered_in_submission_order_and_a_failed_one_is_n
     gateway_id: str,
 ) -> None:
     """The in-process pipeline hands results back in the order the consumer must ack them."""
-    store = SwitchableStore(reading_store)
+    store = FlakyStore(reading_store)
     repository = ClinicRepository(clinic_sessions)
     pipeline = IngestPipeline(store, repository, repository)  # type: ignore[arg-type]
     first = [message(gateway_id, batch_json(gateway_id, [bp_reading(1)]))]
@@ -285,7 +270,7 @@ def test_submitted_cycles_are_answered_in_submission_order_and_a_failed_one_is_n
     assert pipeline.result().messages == first
     assert stored_ids(store_path) == [bp_reading(1).reading_id]
 
-    store.down = True
+    store.down.set()
     with pytest.raises(ReadingStoreUnavailable):
         pipeline.result()
     assert pipeline.outstanding == 0
