@@ -38,6 +38,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
+from device_drivers.procedures.connect import connect_meter, quirks_from_advertisement
 from device_drivers.procedures.errors import (
     GattOperationFailed,
     GattTimeout,
@@ -279,6 +280,8 @@ class _MeterSlot:
     meter: PairedMeter
     advertised: asyncio.Event = field(default_factory=asyncio.Event)
     device: BLEDevice | None = None
+    #: The meter's latest advertisement: what its connection quirks are keyed on.
+    advertisement: AdvertisementData | None = None
     task: asyncio.Task[None] | None = None
     in_session: bool = False
 
@@ -341,6 +344,7 @@ class MeterManager:
                 return
             slot = self._start_meter(meter)
         slot.device = device
+        slot.advertisement = advertisement
         self.health.meter(slot.meter.meter_key).rssi_dbm = advertisement.rssi
         slot.advertised.set()
 
@@ -535,8 +539,9 @@ class MeterManager:
             timeout=self.config.connect_timeout_s,
             backend=self.client_backend,
         )
-        async with asyncio.timeout(self.config.connect_timeout_s):
-            await client.connect()
+        settle_s = quirks_from_advertisement(slot.advertisement).settle_delay_after_connect_s
+        async with asyncio.timeout(self.config.connect_timeout_s + settle_s):
+            await connect_meter(client, slot.advertisement)
         self.active_connections += 1
         self.max_active_connections = max(self.max_active_connections, self.active_connections)
         try:

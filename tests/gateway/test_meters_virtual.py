@@ -303,3 +303,27 @@ async def test_a_cuff_ending_the_link_at_its_last_indication_has_every_reading_c
         await asyncio.gather(task, return_exceptions=True)
     assert link_ended_by_cuff == [True]
     assert rig.outbox.stats().unbound == 20
+
+
+async def test_the_gateway_waits_the_settle_delay_an_a_and_d_cuff_advertises_for(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A cuff advertising as an A&D UA-651BLE is asked nothing over GATT for 2 s after the gateway's
+    sessions connect (it would show "E 10" and switch off), and still syncs."""
+    clock = SimulationClock()
+    cuff = make_meter("and-like", clock=clock, serial_number="AD-SETTLE")
+    cuff.add_record(taken_at=clock.now(), systolic_mmhg=128, diastolic_mmhg=82, pulse_bpm=66)  # type: ignore[attr-defined]
+    await radio.add_meter(cuff)
+    rig = Rig(tmp_path, radio, collector=default_collector(dt.UTC, now=clock.now))
+    await pair(rig.bindings, cuff.address, profile=MeterProfile.BLOOD_PRESSURE, patient_id="patient-1",
+               user_id=1, client_backend=radio.client_backend)  # fmt: skip
+    paired_connections = len(cuff.first_request_after_s)
+    task = asyncio.create_task(rig.manager.run())
+    try:
+        await wait_until(lambda: rig.manager.sessions_ok >= 1, 30, "the cuff synced")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    session_waits = cuff.first_request_after_s[paired_connections:]
+    assert session_waits and min(session_waits) >= 2.0
+    assert rig.outbox.stats().unbound == 1
