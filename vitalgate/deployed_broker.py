@@ -18,11 +18,11 @@ from vitalgate.mosquitto import (
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     BrokerError,
-    _wait_for_port,
     free_port,
     issue_certificate,
     make_ca,
     make_test_ca,
+    wait_for_port,
 )
 
 DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
@@ -144,8 +144,8 @@ class DeployedBroker:
         )
         stderr.close()
         try:
-            _wait_for_port(self.host, self.gateway_port, START_TIMEOUT_S, self._process)
-            _wait_for_port(self.host, self.clinic_port, START_TIMEOUT_S, self._process)
+            wait_for_port(self.host, self.gateway_port, START_TIMEOUT_S, self._process)
+            wait_for_port(self.host, self.clinic_port, START_TIMEOUT_S, self._process)
         except BrokerError as exc:
             raise BrokerError(f"{exc}; its log: {self.log_tail()}") from exc
 

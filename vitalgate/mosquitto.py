@@ -83,7 +83,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -303,7 +303,7 @@ class MosquittoBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.host, self.port, START_TIMEOUT_S, self._process)
+        wait_for_port(self.host, self.port, START_TIMEOUT_S, self._process)
         logger.info("mosquitto started", extra={"port": self.port, "pid": self._process.pid})
 
     def stop(self) -> None:

@@ -166,7 +166,7 @@ class FleetGateway:
     patient_ids: tuple[str, ...]
 
 
-def _active_bindings(session: Session, gateway_ids: Sequence[str]) -> list[MeterBinding]:
+def active_bindings(session: Session, gateway_ids: Sequence[str]) -> list[MeterBinding]:
     if not gateway_ids:
         return []
     return list(
@@ -193,7 +193,7 @@ def fleet_gateways(
         for r in session.scalars(select(GatewayStatusRecord).where(GatewayStatusRecord.gateway_id.in_(ids)))
     }
     bound: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for b in _active_bindings(session, ids):
+    for b in active_bindings(session, ids):
         bound[(b.gateway_id, b.meter_key)].add(b.patient_id)
     out = []
     for g in gateways:
@@ -291,7 +291,7 @@ def fleet_watches(session: Session) -> list[GatewayWatch]:
     gateways = list(
         session.scalars(select(Gateway).where(Gateway.active.is_(True)).order_by(Gateway.gateway_id))
     )
-    bindings = _active_bindings(session, [g.gateway_id for g in gateways])
+    bindings = active_bindings(session, [g.gateway_id for g in gateways])
     by_gateway: dict[str, list[MeterBinding]] = defaultdict(list)
     for b in bindings:
         by_gateway[b.gateway_id].append(b)

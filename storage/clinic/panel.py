@@ -29,7 +29,7 @@ from storage.clinic.models import (
     UserRole,
 )
 from storage.clinic.models import PatientTargets as TargetsRow
-from storage.clinic.summaries import SUMMARY_COLUMNS, _utc
+from storage.clinic.summaries import SUMMARY_COLUMNS, as_utc
 from vitals.payload import AlertSeverity, AlertState
 
 ACTIVE_ALERT_STATES: Final = (
@@ -412,7 +412,7 @@ def _entry(row: Any) -> PanelEntry:
             highest_severity=SEVERITY_OF_RANK.get(int(values["rank"] or 0)),
             counts=counts,
             active=int(values["active"]),
-            oldest_unhandled_at=_utc(values["oldest"]),
+            oldest_unhandled_at=as_utc(values["oldest"]),
             needs_signoff=int(values["signoff"]),
         ),
         summary=summary,

@@ -20,7 +20,7 @@ SUMMARY_COLUMNS: Final = tuple(
 )
 
 
-def _utc(value: datetime | str | None) -> datetime | None:
+def as_utc(value: datetime | str | None) -> datetime | None:
     """An aggregate's time as an aware UTC datetime, whatever form the engine hands it back in (SQLite
     keeps UTC wall time without an offset, models.UTCDateTime)."""
     if value is None:
@@ -62,7 +62,7 @@ def earliest_expiry(session: Session) -> datetime | None:
         .join(Patient, Patient.patient_id == s.patient_id)
         .where(Patient.active.is_(True))
     )
-    return _utc(value)
+    return as_utc(value)
 
 
 def active_patient_ids(session: Session) -> Select[str]:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.clinic.fleet import _active_bindings
+from storage.clinic.fleet import active_bindings
 from storage.clinic.models import ANY_DEVICE_USER, Gateway, GatewayStatusRecord, Patient, UnboundReleaseRecord
 from vitals.payload import MAX_COMMANDS, GatewayCommands, UnboundAction, UnboundRelease, UnboundSummary
 
@@ -103,7 +103,7 @@ def unbound_groups(session: Session, *, clinic_id: str, gateway_id: str | None =
     ids = [r.gateway_id for r in rows]
     pending = _pending(session, ids)
     bound: dict[tuple[str, str, int | None], set[str]] = defaultdict(set)
-    for b in _active_bindings(session, ids):
+    for b in active_bindings(session, ids):
         slot = None if b.device_user_id == ANY_DEVICE_USER else b.device_user_id
         bound[(b.gateway_id, b.meter_key, slot)].add(b.patient_id)
     out = []

@@ -61,23 +61,23 @@ from storage.readings.sqlite_file import (
     OPEN_TIMEOUT_S,
     WAL_AUTOCHECKPOINT_PAGES,
     WAL_SIZE_LIMIT_BYTES,
-    _Locked,
+    Locked,
     connect,
     open_writer,
 )
 from storage.readings.sqlite_table import (
-    _COLUMNS,
-    _HISTORY,
-    _HISTORY_BRIEF,
-    _LATEST,
-    _LATEST_VALID,
-    _MEAL,
-    _PRUNE,
-    _PRUNE_NO_PATIENT,
-    _ROWS_PER_INSERT,
+    COLUMNS,
+    HISTORY,
+    HISTORY_BRIEF,
+    LATEST,
+    LATEST_VALID,
+    MEAL,
+    PRUNE,
+    PRUNE_NO_PATIENT,
+    ROWS_PER_INSERT,
     MeterKeys,
-    _insert_rows,
-    _meal_of,
+    insert_rows,
+    meal_of,
     reading_row,
 )
 from vitals.readings import ReadingKind
@@ -120,7 +120,7 @@ class SqliteReadingStore:
         self._writer.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint_pages)}")
         self._writer.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         parameters = self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._rows_per_insert = tuple(n for n in _ROWS_PER_INSERT if n * len(_COLUMNS) <= parameters)
+        self._rows_per_insert = tuple(n for n in ROWS_PER_INSERT if n * len(COLUMNS) <= parameters)
 
     def _reader(self) -> sqlite3.Connection:
         self._check_open()
@@ -128,7 +128,7 @@ class SqliteReadingStore:
         if conn is None:
             try:
                 conn = connect(self.path, self._synchronous, self._busy_timeout_ms)
-            except _Locked as exc:
+            except Locked as exc:
                 raise ReadingStoreUnavailable(f"cannot open reading store: {exc.__cause__}") from exc
             with self._readers_lock:
                 self._readers.append(conn)
@@ -176,7 +176,7 @@ class SqliteReadingStore:
                         present.add(reading_id)
                         stored.append(reading_id)
                         new.append(row)
-                _insert_rows(conn, new, self._rows_per_insert)
+                insert_rows(conn, new, self._rows_per_insert)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -247,7 +247,7 @@ class SqliteReadingStore:
                 candidates: list[tuple[str, str, str]] = []
                 for each in kinds:  # one indexed probe per kind: (patient_id, kind, measured_at DESC)
                     row = conn.execute(
-                        _LATEST_VALID if valid_only else _LATEST, (patient_id, each.value)
+                        LATEST_VALID if valid_only else LATEST, (patient_id, each.value)
                     ).fetchone()
                     if row is not None:
                         candidates.append(row)
@@ -263,7 +263,7 @@ class SqliteReadingStore:
         # Numbers straight from their columns, the time as epoch microseconds computed by SQLite
         # (the stored text is fixed-width: the fraction starts at character 21). The JSON is read for
         # readings left out of averages (their reasons), and of glucose for the meal, which has no
-        # column: found with `_MEAL` (json_extract, parsing each document, costs three times more).
+        # column: found with `MEAL` (json_extract, parsing each document, costs three times more).
         blood_pressure = kind is ReadingKind.BLOOD_PRESSURE
         specific = "systolic_mmhg, diastolic_mmhg, pulse_bpm" if blood_pressure else "glucose_mg_dl"
         document = (
@@ -299,14 +299,14 @@ class SqliteReadingStore:
         else:
             columns.glucose_mg_dl.extend(values[0])
             columns.meal.extend(
-                found.group(1) if (found := _MEAL.search(text)) else None for text in documents
+                found.group(1) if (found := MEAL.search(text)) else None for text in documents
             )
         return columns
 
     def history_columns(
         self, patient_ids: Sequence[str], start: datetime, end: datetime, *, details: bool = True
     ) -> HistoryColumns:
-        """One indexed range query per patient for both kinds (`_HISTORY`, `_HISTORY_BRIEF`). Numbers
+        """One indexed range query per patient for both kinds (`HISTORY`, `HISTORY_BRIEF`). Numbers
         come from their columns; the meal, which has no column, is cut out of the stored JSON by
         SQLite: only the documents of readings left out of averages cross into Python whole."""
         low = utc_text(check_aware(start, "start"))
@@ -316,9 +316,7 @@ class SqliteReadingStore:
         with self._errors("history query"):
             conn = self._reader()
             for patient_id in dict.fromkeys(check_patient_id(p) for p in patient_ids):
-                rows = conn.execute(
-                    _HISTORY if details else _HISTORY_BRIEF, (patient_id, low, high)
-                ).fetchall()
+                rows = conn.execute(HISTORY if details else HISTORY_BRIEF, (patient_id, low, high)).fetchall()
                 if not rows:
                     continue
                 kind, times, included, sys_, dia, glucose, meal, cgm, *more = zip(*rows, strict=True)
@@ -331,7 +329,7 @@ class SqliteReadingStore:
                 columns.systolic_mmhg.extend(sys_)
                 columns.diastolic_mmhg.extend(dia)
                 columns.glucose_mg_dl.extend(glucose)
-                columns.meal.extend([_meal_of(cut) for cut in meal])
+                columns.meal.extend([meal_of(cut) for cut in meal])
                 columns.continuous.extend([flag == 1 for flag in cgm])
                 if details:
                     ids, pulse, irregular, documents = more
@@ -405,7 +403,7 @@ class SqliteReadingStore:
                         conn.execute("BEGIN IMMEDIATE")
                         try:
                             cursor = conn.execute(
-                                _PRUNE_NO_PATIENT if patient_id is None else _PRUNE,
+                                PRUNE_NO_PATIENT if patient_id is None else PRUNE,
                                 (kind.value, cutoff, batch)
                                 if patient_id is None
                                 else (patient_id, kind.value, cutoff, batch),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from storage.readings.protocol import ReadingStoreUnavailable
-from storage.readings.sqlite_table import _SCHEMA, SCHEMA_VERSION
+from storage.readings.sqlite_table import SCHEMA, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 WAL_SIZE_LIMIT_BYTES: Final = 64 * 1024 * 1024
 
 
-class _Locked(Exception):
+class Locked(Exception):
     """Opening met "database is locked" or "busy": retried (`open_writer`)."""
 
 
@@ -42,12 +42,12 @@ def _is_locked(exc: sqlite3.Error) -> bool:
 
 
 def _locked_or_raise(doing: str, conn: sqlite3.Connection, sql: str) -> Any:
-    """One row of `sql` while opening; "locked" or "busy" is `_Locked`, anything else final."""
+    """One row of `sql` while opening; "locked" or "busy" is `Locked`, anything else final."""
     try:
         return conn.execute(sql).fetchone()
     except sqlite3.Error as exc:
         if _is_locked(exc):
-            raise _Locked() from exc
+            raise Locked() from exc
         raise ReadingStoreUnavailable(f"cannot open reading store: could not {doing}: {exc}") from exc
 
 
@@ -64,7 +64,7 @@ def open_writer(path: Path, synchronous: str, busy_timeout_ms: int, timeout_s: f
                 conn.close()
                 raise
             return conn
-        except _Locked as exc:
+        except Locked as exc:
             pause = _OPEN_RETRY_S[min(attempt, len(_OPEN_RETRY_S) - 1)]
             if time.monotonic() + pause > deadline:
                 raise ReadingStoreUnavailable(f"cannot open reading store: {exc.__cause__}") from exc
@@ -87,18 +87,18 @@ def set_up(conn: sqlite3.Connection) -> None:
         )
     try:
         # Another process may set the file up meanwhile: IF NOT EXISTS makes that harmless.
-        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;\n")
+        conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;\n")
     except sqlite3.Error as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         if _is_locked(exc):
-            raise _Locked() from exc
+            raise Locked() from exc
         raise ReadingStoreUnavailable(f"cannot initialise reading store: {exc}") from exc
 
 
 def connect(path: Path, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
     """A connection in WAL mode with the given synchronous setting and busy timeout; "locked" or
-    "busy" while setting WAL is `_Locked`."""
+    "busy" while setting WAL is `Locked`."""
     try:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         conn = sqlite3.connect(

@@ -24,7 +24,7 @@ from vitals.readings import (
 SCHEMA_VERSION: Final = 1
 
 
-_SCHEMA: Final = """
+SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS readings (
     reading_id          TEXT NOT NULL UNIQUE,
     patient_id          TEXT,
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS readings (
 CREATE INDEX IF NOT EXISTS readings_patient_kind_time ON readings (patient_id, kind, measured_at);
 """
 
-_COLUMNS: Final = (
+COLUMNS: Final = (
     "reading_id",
     "patient_id",
     "kind",
@@ -96,21 +96,21 @@ _COLUMNS: Final = (
 # statements exist (each prepared once and kept in the connection's statement cache). 256 rows are
 # 7,680 parameters, under SQLite's default bound of 32,766 since 3.32; a connection with a lower
 # bound uses only the sizes that fit (SqliteReadingStore.__init__).
-_ROWS_PER_INSERT: Final = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+ROWS_PER_INSERT: Final = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 
 @functools.cache
 def _insert_statement(rows: int) -> str:
     """INSERT of `rows` rows in one VALUES list; a reading_id already stored is skipped."""
-    one_row = f"({', '.join('?' * len(_COLUMNS))})"
+    one_row = f"({', '.join('?' * len(COLUMNS))})"
     return (
-        f"INSERT INTO readings ({', '.join(_COLUMNS)}) VALUES {', '.join([one_row] * rows)} "  # noqa: S608
+        f"INSERT INTO readings ({', '.join(COLUMNS)}) VALUES {', '.join([one_row] * rows)} "  # noqa: S608
         "ON CONFLICT (reading_id) DO NOTHING"
     )
 
 
-def _insert_rows(
-    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], sizes: Sequence[int] = _ROWS_PER_INSERT
+def insert_rows(
+    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], sizes: Sequence[int] = ROWS_PER_INSERT
 ) -> None:
     """Insert `rows` with a few multi-row INSERTs instead of `executemany`.
 
@@ -127,18 +127,18 @@ def _insert_rows(
             done += size
 
 
-_LATEST: Final = (
+LATEST: Final = (
     "SELECT measured_at, reading_id, reading_json FROM readings WHERE patient_id = ? AND kind = ? "
     "ORDER BY measured_at DESC, reading_id DESC LIMIT 1"
 )
-_LATEST_VALID: Final = _LATEST.replace("AND kind = ?", "AND kind = ? AND valid = 1")
+LATEST_VALID: Final = LATEST.replace("AND kind = ?", "AND kind = ? AND valid = 1")
 # `history_columns`: both kinds through the (patient_id, kind, measured_at) index. The time goes out as
 # its fixed-width text without the "Z" and numpy turns the lot into epoch microseconds (SQLite's
 # strftime cost about as much as the rest of the row, measured). The meal has no column: SQLite cuts
-# the text from `"meal":"` on out of a glucose's stored JSON (one instr; `_MEAL`'s pattern), and Python
+# the text from `"meal":"` on out of a glucose's stored JSON (one instr; `MEAL`'s pattern), and Python
 # keeps what lies between the quotes, so no whole document crosses over.
 _MEAL_KEY: Final = '"meal":"'
-_HISTORY_BRIEF: Final = (
+HISTORY_BRIEF: Final = (
     "SELECT kind, substr(measured_at, 1, 26), in_averages, "  # noqa: S608 - fixed names and enum values, no input
     "systolic_mmhg, diastolic_mmhg, glucose_mg_dl, "
     f"CASE WHEN kind = 'glucose' THEN substr(reading_json, instr(reading_json, '{_MEAL_KEY}'), 32) END, "
@@ -147,7 +147,7 @@ _HISTORY_BRIEF: Final = (
     "FROM readings WHERE patient_id = ? AND kind IN ('blood_pressure', 'glucose') "
     "AND measured_at >= ? AND measured_at < ? ORDER BY measured_at, reading_id"
 )
-_HISTORY: Final = _HISTORY_BRIEF.replace(
+HISTORY: Final = HISTORY_BRIEF.replace(
     " FROM readings",
     ", reading_id, pulse_bpm, "
     f"kind = 'blood_pressure' AND instr(measurement_status, '\"{BloodPressureStatus.IRREGULAR_PULSE.value}\"') > 0, "
@@ -155,18 +155,18 @@ _HISTORY: Final = _HISTORY_BRIEF.replace(
 )
 
 
-def _meal_of(cut: str | None) -> str | None:
-    """The meal from `_HISTORY`'s cut: text starting at `"meal":"` (anything else: no meal)."""
+def meal_of(cut: str | None) -> str | None:
+    """The meal from `HISTORY`'s cut: text starting at `"meal":"` (anything else: no meal)."""
     if cut is None or not cut.startswith(_MEAL_KEY):
         return None
     return cut[len(_MEAL_KEY) :].partition('"')[0]
 
 
-_PRUNE: Final = (
+PRUNE: Final = (
     "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings "
     "WHERE patient_id = ? AND kind = ? AND measured_at < ? LIMIT ?)"
 )
-_PRUNE_NO_PATIENT: Final = (
+PRUNE_NO_PATIENT: Final = (
     "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings "
     "WHERE patient_id IS NULL AND kind = ? AND measured_at < ? LIMIT ?)"
 )
@@ -206,7 +206,7 @@ def _meter_key(device: DeviceIdentity, cache: MeterKeys) -> str:
 
 
 def reading_row(reading: AnyReading, stored_at: str, meter_keys: MeterKeys | None = None) -> tuple[Any, ...]:
-    """The `readings` row of one reading, in `_COLUMNS` order.
+    """The `readings` row of one reading, in `COLUMNS` order.
 
     `meter_keys`: a cache of meter keys to share between the rows of one batch."""
     received_at = reading.received_at
@@ -261,4 +261,4 @@ def reading_row(reading: AnyReading, stored_at: str, meter_keys: MeterKeys | Non
 # A glucose reading's meal in its stored JSON: the context's "meal" is the only key of that name
 # (vitals.readings.GlucoseContext), and a quote inside any JSON string is escaped, so no value can
 # contain this pattern.
-_MEAL: Final = re.compile(r'"meal":"([a-z_]+)"')
+MEAL: Final = re.compile(r'"meal":"([a-z_]+)"')

@@ -14,20 +14,20 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from storage.clinic import enrolment
-from storage.clinic.administration.clinic import _clinic
+from storage.clinic.administration.clinic import own_clinic
 from storage.clinic.administration.common import (
     EMAIL_PATTERN,
     PHONE_PATTERN,
     Actor,
-    _audit,
-    _checked_id,
-    _conflict,
-    _invalid,
-    _new_id,
-    _not_found,
-    _now,
-    _optional,
-    _text,
+    audit_change,
+    change_time,
+    checked_id,
+    checked_optional,
+    checked_text,
+    conflict,
+    invalid,
+    new_id,
+    not_found,
 )
 from storage.clinic.models import PasswordResetCode, User, UserRole, UserRoleGrant
 
@@ -43,10 +43,11 @@ MIN_PASSWORD_LENGTH: Final = 12
 MAX_PASSWORD_LENGTH: Final = 256
 
 
-def _user(session: Session, actor: Actor, user_id: str, field: str = "user_id") -> User:
+def own_user(session: Session, actor: Actor, user_id: str, field: str = "user_id") -> User:
+    """A user of the actor's clinic, or `admin.not_found`."""
     user = session.get(User, user_id)
     if user is None or user.clinic_id != actor.clinic_id:
-        raise _not_found("user", user_id, field)
+        raise not_found("user", user_id, field)
     return user
 
 
@@ -59,23 +60,23 @@ def list_accounts(session: Session, actor: Actor) -> list[User]:
 def _roles(roles: Iterable[UserRole]) -> list[UserRole]:
     chosen = sorted(set(roles))
     if not chosen:
-        raise _invalid("admin.roles_required", "an account needs at least one role", "roles")
+        raise invalid("admin.roles_required", "an account needs at least one role", "roles")
     return chosen
 
 
 def _free_email(session: Session, email: str, user_id: str | None = None) -> str:
     email = email.strip().lower()  # logins compare lower-cased e-mail addresses
     if len(email) > 254 or not EMAIL_PATTERN.fullmatch(email):
-        raise _invalid("admin.invalid_field", "email is not an e-mail address", "email")
+        raise invalid("admin.invalid_field", "email is not an e-mail address", "email")
     holder = session.scalar(select(User.user_id).where(User.email == email))
     if holder is not None and holder != user_id:
-        raise _conflict("admin.email_taken", "another account uses that e-mail address", "email")
+        raise conflict("admin.email_taken", "another account uses that e-mail address", "email")
     return email
 
 
 def check_password(password: str, field: str = "password") -> str:
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise _invalid(
+        raise invalid(
             "admin.password_length",
             f"a password needs {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
             field,
@@ -106,14 +107,14 @@ def create_account(
 ) -> tuple[User, IssuedResetCode | None]:
     """Create an account in the actor's clinic. Without a password, the account gets a one-time code
     with which its holder sets their own (the administrator never learns it)."""
-    _clinic(session, actor)
-    user_id = _checked_id(user_id, "user_id") if user_id else _new_id("u")
+    own_clinic(session, actor)
+    user_id = checked_id(user_id, "user_id") if user_id else new_id("u")
     if session.get(User, user_id) is not None:
-        raise _conflict("admin.user_exists", f"user {user_id} exists already", "user_id")
+        raise conflict("admin.user_exists", f"user {user_id} exists already", "user_id")
     chosen = _roles(roles)
     email = _free_email(session, email)
-    display_name = _text(display_name, "display_name", 200)
-    phone = _optional(phone, "phone", PHONE_PATTERN, "a phone number")
+    display_name = checked_text(display_name, "display_name", 200)
+    phone = checked_optional(phone, "phone", PHONE_PATTERN, "a phone number")
     if password is not None:
         check_password(password)
     user = enrolment.add_user(
@@ -127,7 +128,7 @@ def create_account(
     )
     user.phone = phone
     session.flush()
-    _audit(
+    audit_change(
         session,
         actor,
         "create_account",
@@ -135,7 +136,7 @@ def create_account(
         user_id,
         {"roles": [r.value for r in chosen], "password_set": password is not None},
     )
-    code = None if password is not None else _issue_reset_code(session, actor, user, _now(now))
+    code = None if password is not None else _issue_reset_code(session, actor, user, change_time(now))
     return user, code
 
 
@@ -150,19 +151,19 @@ def update_account(
 ) -> User:
     """Change the given contact fields (None: unchanged; "" clears the phone). The audit entry names
     the fields that changed, not their values (personal data stays in `users`)."""
-    user = _user(session, actor, user_id)
+    user = own_user(session, actor, user_id)
     new: dict[str, Any] = {}
     if display_name is not None:
-        new["display_name"] = _text(display_name, "display_name", 200)
+        new["display_name"] = checked_text(display_name, "display_name", 200)
     if email is not None:
         new["email"] = _free_email(session, email, user_id)
     if phone is not None:
-        new["phone"] = _optional(phone, "phone", PHONE_PATTERN, "a phone number")
+        new["phone"] = checked_optional(phone, "phone", PHONE_PATTERN, "a phone number")
     changed = sorted(column for column, value in new.items() if getattr(user, column) != value)
     for column in changed:
         setattr(user, column, new[column])
     session.flush()
-    _audit(session, actor, "update_account", "user", user_id, {"changed": changed})
+    audit_change(session, actor, "update_account", "user", user_id, {"changed": changed})
     return user
 
 
@@ -189,12 +190,12 @@ def _keep_an_administrator(session: Session, user: User) -> None:
         and user.has_role(UserRole.CLINIC_ADMIN)
         and _other_active_admins(session, user.clinic_id, user.user_id) == 0
     ):
-        raise _conflict("admin.last_admin", "the clinic's last active administrator must stay one", "user_id")
+        raise conflict("admin.last_admin", "the clinic's last active administrator must stay one", "user_id")
 
 
 def set_roles(session: Session, actor: Actor, user_id: str, roles: Iterable[UserRole]) -> User:
     """Replace an account's roles. The clinic keeps at least one active administrator."""
-    user = _user(session, actor, user_id)
+    user = own_user(session, actor, user_id)
     chosen = _roles(roles)
     before = sorted(user.role_set)
     if UserRole.CLINIC_ADMIN not in chosen:
@@ -203,7 +204,7 @@ def set_roles(session: Session, actor: Actor, user_id: str, roles: Iterable[User
     kept += [UserRoleGrant(role=role) for role in chosen if role not in {g.role for g in kept}]
     user.roles = kept
     session.flush()
-    _audit(
+    audit_change(
         session,
         actor,
         "set_roles",
@@ -216,36 +217,36 @@ def set_roles(session: Session, actor: Actor, user_id: str, roles: Iterable[User
 
 def deactivate_account(session: Session, actor: Actor, user_id: str) -> User:
     """An inactive account cannot sign in, and its tokens stop working at once (api.deps)."""
-    user = _user(session, actor, user_id)
+    user = own_user(session, actor, user_id)
     if not user.active:
-        raise _conflict("admin.account_inactive", f"user {user_id} is already inactive", "user_id")
+        raise conflict("admin.account_inactive", f"user {user_id} is already inactive", "user_id")
     if user_id == actor.user_id:
-        raise _conflict("admin.own_account", "administrators cannot deactivate their own account", "user_id")
+        raise conflict("admin.own_account", "administrators cannot deactivate their own account", "user_id")
     _keep_an_administrator(session, user)
     user.active = False
     session.flush()
-    _audit(session, actor, "deactivate_account", "user", user_id)
+    audit_change(session, actor, "deactivate_account", "user", user_id)
     return user
 
 
 def reactivate_account(session: Session, actor: Actor, user_id: str) -> User:
-    user = _user(session, actor, user_id)
+    user = own_user(session, actor, user_id)
     if user.active:
-        raise _conflict("admin.account_active", f"user {user_id} is active", "user_id")
+        raise conflict("admin.account_active", f"user {user_id} is active", "user_id")
     user.active = True
     session.flush()
-    _audit(session, actor, "reactivate_account", "user", user_id)
+    audit_change(session, actor, "reactivate_account", "user", user_id)
     return user
 
 
 def unlock_account(session: Session, actor: Actor, user_id: str) -> int:
     """Clear an account's consecutive failed logins (api.routes.auth locks it at 100). Returns how
     many there were."""
-    user = _user(session, actor, user_id)
+    user = own_user(session, actor, user_id)
     failed = user.failed_logins
     user.failed_logins = 0
     session.flush()
-    _audit(session, actor, "unlock_account", "user", user_id, {"failed_logins": failed})
+    audit_change(session, actor, "unlock_account", "user", user_id, {"failed_logins": failed})
     return failed
 
 
@@ -283,7 +284,7 @@ def _issue_reset_code(session: Session, actor: Actor, user: User, now: datetime)
         )
     )
     session.flush()
-    _audit(
+    audit_change(
         session, actor, "issue_password_reset", "user", user.user_id, {"expires_at": expires_at.isoformat()}
     )
     return IssuedResetCode(user.user_id, code, expires_at)
@@ -293,12 +294,12 @@ def issue_password_reset(
     session: Session, actor: Actor, user_id: str, *, now: datetime | None = None
 ) -> IssuedResetCode:
     """A one-time code (24 h, single use) with which the account's holder sets a new password."""
-    user = _user(session, actor, user_id)
+    user = own_user(session, actor, user_id)
     if not user.active:
-        raise _conflict(
+        raise conflict(
             "admin.account_inactive", f"user {user_id} is inactive; reactivate it first", "user_id"
         )
-    return _issue_reset_code(session, actor, user, _now(now))
+    return _issue_reset_code(session, actor, user, change_time(now))
 
 
 def reset_password_with_code(
@@ -310,11 +311,11 @@ def reset_password_with_code(
     account's failed logins: whoever was locked out has a new password now. Audited under the
     account's holder."""
     check_password(new_password, "new_password")
-    when = _now(now)
+    when = change_time(now)
     row = session.scalar(select(PasswordResetCode).where(PasswordResetCode.code_hash == _code_hash(code)))
     user = session.get(User, row.user_id) if row is not None else None
     if row is None or user is None or row.used_at is not None or row.expires_at <= when or not user.active:
-        raise _invalid(
+        raise invalid(
             "admin.reset_code_invalid",
             "this code is not valid: it may be mistyped, used or expired; ask an administrator for a new one",
             "code",
@@ -323,5 +324,5 @@ def reset_password_with_code(
     user.password_hash = enrolment.hash_secret(new_password)
     user.failed_logins = 0
     session.flush()
-    _audit(session, Actor(user.user_id, user.clinic_id), "reset_password", "user", user.user_id)
+    audit_change(session, Actor(user.user_id, user.clinic_id), "reset_password", "user", user.user_id)
     return user

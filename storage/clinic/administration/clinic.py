@@ -11,26 +11,27 @@ from sqlalchemy.orm import Session
 from storage.clinic import enrolment
 from storage.clinic.administration.common import (
     Actor,
-    _audit,
-    _checked_id,
-    _conflict,
-    _not_found,
-    _text,
+    audit_change,
     check_timezone,
+    checked_id,
+    checked_text,
+    conflict,
+    not_found,
 )
 from storage.clinic.models import Clinic, GuidelineProfile
 from vitals.units import GlucoseUnit
 
 
-def _clinic(session: Session, actor: Actor) -> Clinic:
+def own_clinic(session: Session, actor: Actor) -> Clinic:
+    """The actor's clinic, or `admin.not_found`."""
     clinic = session.get(Clinic, actor.clinic_id)
     if clinic is None:
-        raise _not_found("clinic", actor.clinic_id)
+        raise not_found("clinic", actor.clinic_id)
     return clinic
 
 
 def clinic_settings(session: Session, actor: Actor) -> Clinic:
-    return _clinic(session, actor)
+    return own_clinic(session, actor)
 
 
 def add_clinic(
@@ -44,17 +45,17 @@ def add_clinic(
     glucose_unit: GlucoseUnit | None = None,
 ) -> Clinic:
     """Enrol a clinic (an operator's step before the clinic has an administrator)."""
-    _checked_id(clinic_id, "clinic_id")
-    name = _text(name, "name", 200)
+    checked_id(clinic_id, "clinic_id")
+    name = checked_text(name, "name", 200)
     check_timezone(timezone)
     if session.get(Clinic, clinic_id) is not None:
-        raise _conflict("admin.clinic_exists", f"clinic {clinic_id} exists already", "clinic_id")
+        raise conflict("admin.clinic_exists", f"clinic {clinic_id} exists already", "clinic_id")
     clinic = enrolment.add_clinic(session, clinic_id=clinic_id, name=name, profile=profile)
     clinic.timezone = timezone
     if glucose_unit is not None:
         clinic.glucose_unit = glucose_unit
     session.flush()
-    _audit(
+    audit_change(
         session,
         Actor(actor_id, clinic_id),
         "add_clinic",
@@ -75,10 +76,10 @@ def update_clinic_settings(
     glucose_unit: GlucoseUnit | None = None,
 ) -> Clinic:
     """Change the given settings (None: unchanged); audited with each changed setting, from and to."""
-    clinic = _clinic(session, actor)
+    clinic = own_clinic(session, actor)
     new: dict[str, Any] = {}
     if name is not None:
-        new["name"] = _text(name, "name", 200)
+        new["name"] = checked_text(name, "name", 200)
     if guideline_profile is not None:
         new["default_profile"] = guideline_profile
     if timezone is not None:
@@ -92,7 +93,7 @@ def update_clinic_settings(
             setattr(clinic, column, value)
             changed[column] = {"from": _plain(before), "to": _plain(value)}
     session.flush()
-    _audit(session, actor, "update_clinic_settings", "clinic", clinic.clinic_id, {"changed": changed})
+    audit_change(session, actor, "update_clinic_settings", "clinic", clinic.clinic_id, {"changed": changed})
     return clinic
 
 

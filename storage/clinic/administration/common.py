@@ -43,17 +43,20 @@ class AdministrationError(ValueError):
         self.field = field
 
 
-def _not_found(what: str, ident: str, field: str | None = None) -> AdministrationError:
+def not_found(what: str, ident: str, field: str | None = None) -> AdministrationError:
+    """`admin.not_found`: no such object in the actor's clinic (objects of other clinics included)."""
     return AdministrationError(
         "admin.not_found", f"no {what} {ident} in this clinic", kind=AdminErrorKind.NOT_FOUND, field=field
     )
 
 
-def _conflict(code: str, message: str, field: str | None = None) -> AdministrationError:
+def conflict(code: str, message: str, field: str | None = None) -> AdministrationError:
+    """A refusal because of the state of the records (the API answers 409)."""
     return AdministrationError(code, message, kind=AdminErrorKind.CONFLICT, field=field)
 
 
-def _invalid(code: str, message: str, field: str | None = None) -> AdministrationError:
+def invalid(code: str, message: str, field: str | None = None) -> AdministrationError:
+    """A refusal because of a value given (the API answers 422)."""
     return AdministrationError(code, message, kind=AdminErrorKind.INVALID, field=field)
 
 
@@ -71,7 +74,7 @@ class Actor:
         return None if self.actor_id.startswith("cli:") else self.actor_id
 
 
-def _audit(
+def audit_change(
     session: Session,
     actor: Actor,
     action: str,
@@ -79,6 +82,7 @@ def _audit(
     object_id: str | None,
     details: dict[str, Any] | None = None,
 ) -> None:
+    """Add the change's audit entry, filed under the actor's clinic, to the caller's session."""
     record_audit(
         session,
         actor=actor.actor_id,
@@ -90,50 +94,51 @@ def _audit(
     )
 
 
-def _now(now: datetime | None) -> datetime:
+def change_time(now: datetime | None) -> datetime:
+    """When a change takes effect: `now` (timezone-aware) or the current time, in UTC."""
     when = now or utcnow()
     if when.tzinfo is None:
         raise ValueError("naive datetime: administration times must be timezone-aware")
     return when.astimezone(UTC)
 
 
-def _new_id(prefix: str) -> str:
+def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
 
-def _checked_id(value: str, field: str) -> str:
+def checked_id(value: str, field: str) -> str:
     if not ID_PATTERN.fullmatch(value):
-        raise _invalid("admin.invalid_id", f"{field} must be 1-64 letters, digits, '_' or '-'", field)
+        raise invalid("admin.invalid_id", f"{field} must be 1-64 letters, digits, '_' or '-'", field)
     return value
 
 
-def _text(value: str, field: str, max_length: int) -> str:
+def checked_text(value: str, field: str, max_length: int) -> str:
     value = value.strip()
     if not value or len(value) > max_length:
-        raise _invalid("admin.invalid_field", f"{field} must have 1-{max_length} characters", field)
+        raise invalid("admin.invalid_field", f"{field} must have 1-{max_length} characters", field)
     return value
 
 
-def _optional(value: str | None, field: str, pattern: re.Pattern[str], what: str) -> str | None:
+def checked_optional(value: str | None, field: str, pattern: re.Pattern[str], what: str) -> str | None:
     if value is None or not value.strip():
         return None
     value = value.strip()
     if not pattern.fullmatch(value):
-        raise _invalid("admin.invalid_field", f"{field} is not {what}", field)
+        raise invalid("admin.invalid_field", f"{field} is not {what}", field)
     return value
 
 
-def _birth_date(value: str | None, today: date) -> str | None:
+def checked_birth_date(value: str | None, today: date) -> str | None:
     if value is None or not value.strip():
         return None
     try:
         born = date.fromisoformat(value.strip())
     except ValueError as exc:
-        raise _invalid(
+        raise invalid(
             "admin.invalid_field", "date_of_birth must be a date, YYYY-MM-DD", "date_of_birth"
         ) from exc
     if not EARLIEST_BIRTH_DATE <= born <= today:
-        raise _invalid("admin.invalid_field", "date_of_birth must be a past date", "date_of_birth")
+        raise invalid("admin.invalid_field", "date_of_birth must be a past date", "date_of_birth")
     return born.isoformat()
 
 
@@ -145,7 +150,7 @@ def _zones() -> frozenset[str]:
 def check_timezone(name: str, field: str = "timezone") -> str:
     """An IANA zone name of the tz database (zoneinfo), or `admin.unknown_timezone`."""
     if name not in _zones():
-        raise _invalid(
+        raise invalid(
             "admin.unknown_timezone", "timezone must be an IANA time zone name, e.g. Asia/Shanghai", field
         )
     return name

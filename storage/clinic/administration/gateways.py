@@ -8,20 +8,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.clinic import enrolment
-from storage.clinic.administration.clinic import _clinic
-from storage.clinic.administration.common import Actor, _audit, _checked_id, _conflict, _invalid, _not_found
+from storage.clinic.administration.clinic import own_clinic
+from storage.clinic.administration.common import Actor, audit_change, checked_id, conflict, invalid, not_found
 from storage.clinic.models import Gateway
 
 
-def _gateway(session: Session, actor: Actor, gateway_id: str, field: str = "gateway_id") -> Gateway:
+def own_gateway(session: Session, actor: Actor, gateway_id: str, field: str = "gateway_id") -> Gateway:
+    """A gateway of the actor's clinic, or `admin.not_found`."""
     gateway = session.get(Gateway, gateway_id)
     if gateway is None or gateway.clinic_id != actor.clinic_id:
-        raise _not_found("gateway", gateway_id, field)
+        raise not_found("gateway", gateway_id, field)
     return gateway
 
 
 def get_gateway(session: Session, actor: Actor, gateway_id: str) -> Gateway:
-    return _gateway(session, actor, gateway_id)
+    return own_gateway(session, actor, gateway_id)
 
 
 def list_gateways(session: Session, actor: Actor) -> list[Gateway]:
@@ -37,12 +38,12 @@ def check_new_gateway_id(
 ) -> str:
     """A gateway id that can be provisioned: well formed, free in every clinic (it is the gateway's
     broker username and client id), and none of `reserved` (the clinic services' broker accounts)."""
-    _clinic(session, actor)
-    _checked_id(gateway_id, "gateway_id")
+    own_clinic(session, actor)
+    checked_id(gateway_id, "gateway_id")
     if gateway_id in set(reserved):
-        raise _invalid("admin.invalid_id", f"{gateway_id} is a reserved broker account name", "gateway_id")
+        raise invalid("admin.invalid_id", f"{gateway_id} is a reserved broker account name", "gateway_id")
     if session.get(Gateway, gateway_id) is not None:
-        raise _conflict("admin.gateway_exists", f"gateway {gateway_id} exists already", "gateway_id")
+        raise conflict("admin.gateway_exists", f"gateway {gateway_id} exists already", "gateway_id")
     return gateway_id
 
 
@@ -59,36 +60,36 @@ def register_gateway(
     gateway = enrolment.register_gateway(
         session, gateway_id=gateway_id, clinic_id=actor.clinic_id, mqtt_password=mqtt_password
     )
-    _audit(session, actor, "provision_gateway", "gateway", gateway_id)
+    audit_change(session, actor, "provision_gateway", "gateway", gateway_id)
     return gateway
 
 
 def check_gateway_active(session: Session, actor: Actor, gateway_id: str) -> Gateway:
     """The actor's clinic's gateway, if it is active (`admin.gateway_inactive` if not)."""
-    gateway = _gateway(session, actor, gateway_id)
+    gateway = own_gateway(session, actor, gateway_id)
     if not gateway.active:
-        raise _conflict("admin.gateway_inactive", f"gateway {gateway_id} is inactive", "gateway_id")
+        raise conflict("admin.gateway_inactive", f"gateway {gateway_id} is inactive", "gateway_id")
     return gateway
 
 
 def deactivate_gateway(session: Session, actor: Actor, gateway_id: str) -> Gateway:
     """Mark a gateway inactive (the caller disables its broker account in the same step)."""
-    gateway = _gateway(session, actor, gateway_id)
+    gateway = own_gateway(session, actor, gateway_id)
     if not gateway.active:
-        raise _conflict("admin.gateway_inactive", f"gateway {gateway_id} is already inactive", "gateway_id")
+        raise conflict("admin.gateway_inactive", f"gateway {gateway_id} is already inactive", "gateway_id")
     gateway.active = False
     session.flush()
-    _audit(session, actor, "deactivate_gateway", "gateway", gateway_id)
+    audit_change(session, actor, "deactivate_gateway", "gateway", gateway_id)
     return gateway
 
 
 def reactivate_gateway(session: Session, actor: Actor, gateway_id: str) -> Gateway:
-    gateway = _gateway(session, actor, gateway_id)
+    gateway = own_gateway(session, actor, gateway_id)
     if gateway.active:
-        raise _conflict("admin.gateway_active", f"gateway {gateway_id} is active", "gateway_id")
+        raise conflict("admin.gateway_active", f"gateway {gateway_id} is active", "gateway_id")
     gateway.active = True
     session.flush()
-    _audit(session, actor, "reactivate_gateway", "gateway", gateway_id)
+    audit_change(session, actor, "reactivate_gateway", "gateway", gateway_id)
     return gateway
 
 
@@ -96,10 +97,10 @@ def record_rotated_credentials(
     session: Session, actor: Actor, gateway_id: str, *, mqtt_password: str
 ) -> Gateway:
     """Keep the hash of a gateway's new broker password (the old one no longer works)."""
-    gateway = _gateway(session, actor, gateway_id)
+    gateway = own_gateway(session, actor, gateway_id)
     if not gateway.active:
-        raise _conflict("admin.gateway_inactive", f"gateway {gateway_id} is inactive", "gateway_id")
+        raise conflict("admin.gateway_inactive", f"gateway {gateway_id} is inactive", "gateway_id")
     gateway.mqtt_credential_hash = enrolment.hash_secret(mqtt_password)
     session.flush()
-    _audit(session, actor, "rotate_gateway_credentials", "gateway", gateway_id)
+    audit_change(session, actor, "rotate_gateway_credentials", "gateway", gateway_id)
     return gateway

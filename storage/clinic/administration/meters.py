@@ -10,10 +10,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.clinic import enrolment, repository
-from storage.clinic.administration.clinic import _clinic
-from storage.clinic.administration.common import Actor, _audit, _conflict, _invalid, _not_found, _now
-from storage.clinic.administration.gateways import _gateway
-from storage.clinic.administration.patients import _patient
+from storage.clinic.administration.clinic import own_clinic
+from storage.clinic.administration.common import (
+    Actor,
+    audit_change,
+    change_time,
+    conflict,
+    invalid,
+    not_found,
+)
+from storage.clinic.administration.gateways import own_gateway
+from storage.clinic.administration.patients import own_patient
 from storage.clinic.models import ANY_DEVICE_USER, Meter, MeterBinding, MeterKind
 from vitals.readings import DeviceIdentity
 
@@ -22,10 +29,11 @@ from vitals.readings import DeviceIdentity
 MAX_DEVICE_USER: Final = ANY_DEVICE_USER - 1
 
 
-def _meter(session: Session, actor: Actor, meter_key: str, field: str = "meter_key") -> Meter:
+def own_meter(session: Session, actor: Actor, meter_key: str, field: str = "meter_key") -> Meter:
+    """A meter of the actor's clinic, or `admin.not_found`."""
     meter = session.get(Meter, meter_key)
     if meter is None or meter.clinic_id != actor.clinic_id:
-        raise _not_found("meter", meter_key, field)
+        raise not_found("meter", meter_key, field)
     return meter
 
 
@@ -62,7 +70,7 @@ def register_meter(
     address: str | None = None,
 ) -> Meter:
     """Register a meter by its Device Information (serial number, or BLE address when it reports none)."""
-    _clinic(session, actor)
+    own_clinic(session, actor)
     try:
         device = DeviceIdentity(
             manufacturer=manufacturer.strip(),
@@ -71,17 +79,17 @@ def register_meter(
             address=(address or "").strip() or None,
         )
     except ValueError as exc:
-        raise _invalid(
+        raise invalid(
             "admin.invalid_meter",
             "a meter needs a manufacturer and model (1-64 characters) and a serial number or address",
             "serial_number",
         ) from exc
     if session.get(Meter, device.meter_key) is not None:
-        raise _conflict(
+        raise conflict(
             "admin.meter_exists", f"meter {device.meter_key} is registered already", "serial_number"
         )
     meter = enrolment.register_meter(session, clinic_id=actor.clinic_id, device=device, kind=kind)
-    _audit(session, actor, "register_meter", "meter", meter.meter_key, {"kind": kind.value})
+    audit_change(session, actor, "register_meter", "meter", meter.meter_key, {"kind": kind.value})
     return meter
 
 
@@ -89,19 +97,19 @@ def _slot(meter: Meter, device_user_id: int | None) -> int:
     if device_user_id is None:
         return ANY_DEVICE_USER
     if meter.kind is not MeterKind.BLOOD_PRESSURE:
-        raise _invalid(
+        raise invalid(
             "admin.slot_not_supported", "only blood pressure cuffs have user slots", "device_user_id"
         )
     if not 0 <= device_user_id <= MAX_DEVICE_USER:
-        raise _invalid("admin.invalid_slot", f"a cuff user slot is 0 to {MAX_DEVICE_USER}", "device_user_id")
+        raise invalid("admin.invalid_slot", f"a cuff user slot is 0 to {MAX_DEVICE_USER}", "device_user_id")
     return device_user_id
 
 
 def _binding(session: Session, actor: Actor, binding_id: int) -> MeterBinding:
     binding = session.get(MeterBinding, binding_id)
     if binding is None:
-        raise _not_found("binding", str(binding_id), "binding_id")
-    _meter(session, actor, binding.meter_key)  # tenancy: through the meter's clinic
+        raise not_found("binding", str(binding_id), "binding_id")
+    own_meter(session, actor, binding.meter_key)  # tenancy: through the meter's clinic
     return binding
 
 
@@ -134,20 +142,20 @@ def bind_meter(
     this patient's. No by default: a reused or loaner meter's memory is its earlier owner's, and a
     glucose meter sends its whole memory at the first sync. Refused when the meter (slot) is bound
     already, to anyone: unbind or move it first."""
-    when = _now(now)
-    meter = _meter(session, actor, meter_key)
-    gateway = _gateway(session, actor, gateway_id)
-    patient = _patient(session, actor, patient_id)
+    when = change_time(now)
+    meter = own_meter(session, actor, meter_key)
+    gateway = own_gateway(session, actor, gateway_id)
+    patient = own_patient(session, actor, patient_id)
     slot = _slot(meter, device_user_id)
     if not gateway.active:
-        raise _conflict("admin.gateway_inactive", f"gateway {gateway_id} is inactive", "gateway_id")
+        raise conflict("admin.gateway_inactive", f"gateway {gateway_id} is inactive", "gateway_id")
     if not patient.active:
-        raise _conflict("admin.patient_discharged", f"patient {patient_id} is discharged", "patient_id")
+        raise conflict("admin.patient_discharged", f"patient {patient_id} is discharged", "patient_id")
     for held in session.scalars(
         select(MeterBinding).where(MeterBinding.meter_key == meter_key, MeterBinding.active.is_(True))
     ):
         if ANY_DEVICE_USER in (held.device_user_id, slot) or held.device_user_id == slot:
-            raise _conflict(
+            raise conflict(
                 "admin.meter_already_bound",
                 f"meter {meter_key} is bound already (binding {held.binding_id}, patient {held.patient_id});"
                 " unbind or move it first",
@@ -163,7 +171,7 @@ def bind_meter(
         at=when,
         prior_memory_belongs=prior_memory_belongs,
     )
-    _audit(session, actor, "bind_meter", "meter", meter_key, _binding_details(binding))
+    audit_change(session, actor, "bind_meter", "meter", meter_key, _binding_details(binding))
     return binding
 
 
@@ -178,26 +186,26 @@ def unbind_meter(
 ) -> MeterBinding:
     """End a binding at `unbound_at` (default now; not before it began, not in the future). Readings
     measured before then stay the patient's; readings measured after belong to nobody."""
-    when = _now(now)
+    when = change_time(now)
     binding = _binding(session, actor, binding_id)
     if not binding.active:
-        raise _conflict("admin.binding_ended", f"binding {binding_id} has ended already", "binding_id")
-    end = when if unbound_at is None else _now(unbound_at)
+        raise conflict("admin.binding_ended", f"binding {binding_id} has ended already", "binding_id")
+    end = when if unbound_at is None else change_time(unbound_at)
     if end < binding.bound_at:
-        raise _invalid(
+        raise invalid(
             "admin.unbind_before_bind",
             f"the unbind time is before the meter was bound ({binding.bound_at.isoformat()})",
             "unbound_at",
         )
     if end > when:
-        raise _invalid("admin.time_in_future", "the unbind time is in the future", "unbound_at")
+        raise invalid("admin.time_in_future", "the unbind time is in the future", "unbound_at")
     binding.active = False
     binding.unbound_at = end
     session.flush()
     details = _binding_details(binding, unbound_at=end.isoformat())
     if moved:
         details["moved"] = True
-    _audit(session, actor, "unbind_meter", "meter", binding.meter_key, details)
+    audit_change(session, actor, "unbind_meter", "meter", binding.meter_key, details)
     return binding
 
 
@@ -214,10 +222,10 @@ def move_meter(
 ) -> tuple[MeterBinding, MeterBinding]:
     """Move a bound meter (slot) to another patient, and gateway when given: the binding ends now and
     a new one begins now, in one transaction. Returns (ended, new)."""
-    when = _now(now)
+    when = change_time(now)
     old = _binding(session, actor, binding_id)
     if old.active and old.patient_id == patient_id and (gateway_id or old.gateway_id) == old.gateway_id:
-        raise _conflict(
+        raise conflict(
             "admin.meter_already_bound", f"binding {binding_id} is this patient's already", "patient_id"
         )
     ended = unbind_meter(session, actor, binding_id=binding_id, now=when, moved=True)

@@ -10,7 +10,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, event, inspe
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.orm.base import NEVER_SET, NO_VALUE
 
-from storage.clinic.models.base import HASH_LENGTH, OPAQUE_ID_LENGTH, Base, _str_enum, utcnow
+from storage.clinic.models.base import HASH_LENGTH, OPAQUE_ID_LENGTH, Base, str_enum, utcnow
 from vitals.units import GlucoseUnit
 
 
@@ -34,11 +34,11 @@ class Clinic(Base):
     clinic_id: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     default_profile: Mapped[GuidelineProfile] = mapped_column(
-        _str_enum(GuidelineProfile, 8), default=GuidelineProfile.EU
+        str_enum(GuidelineProfile, 8), default=GuidelineProfile.EU
     )
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", doc="IANA zone for day boundaries")
     glucose_unit: Mapped[GlucoseUnit] = mapped_column(
-        _str_enum(GlucoseUnit, 8),
+        str_enum(GlucoseUnit, 8),
         default=lambda context: default_glucose_unit(context.get_current_parameters().get("default_profile")),
         server_default=GlucoseUnit.MMOL_L.value,
         doc="unit glucose is shown in (stored values stay mg/dL); a user may override it",
@@ -72,7 +72,7 @@ class User(Base):
     )
     phone: Mapped[str | None] = mapped_column(String(40), doc="for pushed alerts (SMS/voice channels)")
     glucose_unit_override: Mapped[GlucoseUnit | None] = mapped_column(
-        _str_enum(GlucoseUnit, 8), doc="the user's glucose display unit; NULL: the clinic's"
+        str_enum(GlucoseUnit, 8), doc="the user's glucose display unit; NULL: the clinic's"
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
@@ -102,7 +102,7 @@ class UserRoleGrant(Base):
     __tablename__ = "user_roles"
 
     user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[UserRole] = mapped_column(_str_enum(UserRole), primary_key=True)
+    role: Mapped[UserRole] = mapped_column(str_enum(UserRole), primary_key=True)
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     user: Mapped[User] = relationship(back_populates="roles")

@@ -16,7 +16,7 @@ from storage.clinic.models.base import (
     RULE_ID_LENGTH,
     URL_LENGTH,
     Base,
-    _str_enum,
+    str_enum,
     utcnow,
 )
 from vitals.payload import AlertSeverity, AlertState
@@ -54,8 +54,8 @@ class Alert(Base):
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
     clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
     rule_id: Mapped[str] = mapped_column(String(RULE_ID_LENGTH))
-    severity: Mapped[AlertSeverity] = mapped_column(_str_enum(AlertSeverity, 16))
-    state: Mapped[AlertState] = mapped_column(_str_enum(AlertState, 16))
+    severity: Mapped[AlertSeverity] = mapped_column(str_enum(AlertSeverity, 16))
+    state: Mapped[AlertState] = mapped_column(str_enum(AlertState, 16))
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
@@ -92,9 +92,9 @@ class AlertEventRecord(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(OPAQUE_ID_LENGTH), doc="user_id, or 'system'")
     event: Mapped[str] = mapped_column(String(32))
-    from_state: Mapped[AlertState | None] = mapped_column(_str_enum(AlertState, 16))
-    to_state: Mapped[AlertState | None] = mapped_column(_str_enum(AlertState, 16))
-    severity: Mapped[AlertSeverity | None] = mapped_column(_str_enum(AlertSeverity, 16))
+    from_state: Mapped[AlertState | None] = mapped_column(str_enum(AlertState, 16))
+    to_state: Mapped[AlertState | None] = mapped_column(str_enum(AlertState, 16))
+    severity: Mapped[AlertSeverity | None] = mapped_column(str_enum(AlertSeverity, 16))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     alert: Mapped[Alert] = relationship(back_populates="events")

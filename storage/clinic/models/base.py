@@ -82,7 +82,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _str_enum(enum_type: type[enum.Enum], length: int = 32) -> Enum:
+def str_enum(enum_type: type[enum.Enum], length: int = 32) -> Enum:
     """Store an enum's values (not names) as VARCHAR on every engine."""
     return Enum(
         enum_type,

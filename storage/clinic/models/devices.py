@@ -16,7 +16,7 @@ from storage.clinic.models.base import (
     OPAQUE_ID_LENGTH,
     REASON_LENGTH,
     Base,
-    _str_enum,
+    str_enum,
     utcnow,
 )
 
@@ -53,7 +53,7 @@ class Meter(Base):
 
     meter_key: Mapped[str] = mapped_column(String(METER_KEY_LENGTH), primary_key=True)
     clinic_id: Mapped[str] = mapped_column(ForeignKey("clinics.clinic_id", ondelete="RESTRICT"), index=True)
-    kind: Mapped[MeterKind] = mapped_column(_str_enum(MeterKind))
+    kind: Mapped[MeterKind] = mapped_column(str_enum(MeterKind))
     manufacturer: Mapped[str] = mapped_column(String(64))
     model: Mapped[str] = mapped_column(String(64))
     serial_number: Mapped[str | None] = mapped_column(String(64))

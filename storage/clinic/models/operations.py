@@ -15,7 +15,7 @@ from storage.clinic.models.base import (
     READING_ID_LENGTH,
     TOPIC_LENGTH,
     Base,
-    _str_enum,
+    str_enum,
     utcnow,
 )
 
@@ -57,7 +57,7 @@ class DeadLetter(Base):
 
     dead_letter_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
-    scope: Mapped[DeadLetterScope] = mapped_column(_str_enum(DeadLetterScope, 16))
+    scope: Mapped[DeadLetterScope] = mapped_column(str_enum(DeadLetterScope, 16))
     topic: Mapped[str] = mapped_column(String(TOPIC_LENGTH))
     gateway_id: Mapped[str | None] = mapped_column(String(OPAQUE_ID_LENGTH), index=True)
     reading_id: Mapped[str | None] = mapped_column(String(READING_ID_LENGTH))

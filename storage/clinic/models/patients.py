@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storage.clinic.models.accounts import GuidelineProfile, User
-from storage.clinic.models.base import OPAQUE_ID_LENGTH, Base, _str_enum, utcnow
+from storage.clinic.models.base import OPAQUE_ID_LENGTH, Base, str_enum, utcnow
 
 
 class CareTeamRole(enum.StrEnum):
@@ -69,7 +69,7 @@ class CareTeamMember(Base):
     care_team_member_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.patient_id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"))
-    team_role: Mapped[CareTeamRole] = mapped_column(_str_enum(CareTeamRole))
+    team_role: Mapped[CareTeamRole] = mapped_column(str_enum(CareTeamRole))
     escalation_order: Mapped[int] = mapped_column(Integer, default=0, doc="0 = notified first")
     on_duty: Mapped[bool] = mapped_column(Boolean, default=True)
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -101,7 +101,7 @@ class PatientTargets(Base):
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patients.patient_id", ondelete="CASCADE"), primary_key=True
     )
-    guideline_profile: Mapped[GuidelineProfile | None] = mapped_column(_str_enum(GuidelineProfile, 8))
+    guideline_profile: Mapped[GuidelineProfile | None] = mapped_column(str_enum(GuidelineProfile, 8))
     bp_goal_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
     bp_goal_diastolic_mmhg: Mapped[float | None] = mapped_column(Float)
     glucose_fasting_low_mg_dl: Mapped[float | None] = mapped_column(Float)

@@ -127,11 +127,13 @@ class InfluxConnection:
                 status = int(exc.status or 0)
                 if status == _HTTP_BAD_REQUEST:
                     raise ReadingStoreRejected(
-                        f"InfluxDB refused the batch (HTTP 400): {_body(exc)}"
+                        f"InfluxDB refused the batch (HTTP 400): {error_body(exc)}"
                     ) from exc
                 if status >= _HTTP_RETRYABLE_MIN or status == _HTTP_TOO_MANY_REQUESTS:
-                    raise _Transient(f"HTTP {status}: {_body(exc)}") from exc
-                raise ReadingStoreUnavailable(f"InfluxDB write failed: HTTP {status}: {_body(exc)}") from exc
+                    raise _Transient(f"HTTP {status}: {error_body(exc)}") from exc
+                raise ReadingStoreUnavailable(
+                    f"InfluxDB write failed: HTTP {status}: {error_body(exc)}"
+                ) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _Transient(f"{type(exc).__name__}: {exc}") from exc
 
@@ -258,7 +260,7 @@ class _Transient(ReadingStoreUnavailable):
     """A failure worth retrying: connection refused/reset, timeout, HTTP 5xx or 429."""
 
 
-def _body(exc: ApiException) -> str:
+def error_body(exc: ApiException) -> str:
     body = exc.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")

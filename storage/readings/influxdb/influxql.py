@@ -8,18 +8,18 @@ from storage.readings.influxdb.points import NS_PER_S
 from storage.readings.records import epoch_us
 
 
-def _ident(name: str) -> str:
+def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _literal(text: str) -> str:
+def quote_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _patient_clause(patient_id: str | None) -> str:
+def patient_clause(patient_id: str | None) -> str:
     # A missing tag compares equal to '' in InfluxQL, which selects readings without a patient.
-    return f'"patient_id" = {_literal(patient_id or "")}'
+    return f'"patient_id" = {quote_literal(patient_id or "")}'
 
 
-def _second_floor_ns(moment: datetime) -> int:
+def second_floor_ns(moment: datetime) -> int:
     return (epoch_us(moment) // 1_000_000) * NS_PER_S

@@ -18,7 +18,7 @@ NS_PER_US: Final = 1_000
 _TIEBREAK_HEX_DIGITS: Final = 16
 
 
-_JSON_FIELD: Final = "reading_json"
+JSON_FIELD: Final = "reading_json"
 
 
 def point_time_ns(reading: AnyReading) -> int:
@@ -82,7 +82,7 @@ def line_protocol(reading: AnyReading) -> str:
             fields.append(f"{CONTINUOUS_FIELD}=true")
     reading_json = reading_to_json(reading)
     # JSON escapes every control character itself (RFC 8259 §7), so only `\` and `"` remain.
-    fields.append(f'{_JSON_FIELD}="{_json_string(reading_json)}"')
+    fields.append(f'{JSON_FIELD}="{_json_string(reading_json)}"')
     time_ns = (measured_at_us // 1_000_000) * NS_PER_S + _tiebreak_ns(reading.reading_id)
     return f"{head} {','.join(fields)} {time_ns}"
 

@@ -11,8 +11,8 @@ import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 
-from storage.readings.influxdb.connection import InfluxConnection, _body
-from storage.readings.influxdb.influxql import _ident
+from storage.readings.influxdb.connection import InfluxConnection, error_body
+from storage.readings.influxdb.influxql import quote_ident
 from storage.readings.protocol import ReadingStoreError, ReadingStoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def ensure_database(connection: InfluxConnection, retention: timedelta | None) -
     start, so the setting is the one source of the duration. Returns the duration set."""
     config = connection.config
     duration = _influx_duration(retention)
-    database, policy = _ident(config.database), _ident(config.retention_policy or "autogen")
+    database, policy = quote_ident(config.database), quote_ident(config.retention_policy or "autogen")
     connection.query([f"CREATE DATABASE {database}"])
     (rows,) = connection.query([f"SHOW RETENTION POLICIES ON {database}"])
     if any(row.get("name") == (config.retention_policy or "autogen") for row in rows):
@@ -79,7 +79,9 @@ def ensure_bucket(
                 api.update_bucket(found)
                 created = False
         except ApiException as exc:
-            raise ReadingStoreUnavailable(f"bucket set-up failed: HTTP {exc.status}: {_body(exc)}") from exc
+            raise ReadingStoreUnavailable(
+                f"bucket set-up failed: HTTP {exc.status}: {error_body(exc)}"
+            ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ReadingStoreUnavailable(f"bucket set-up failed: {type(exc).__name__}: {exc}") from exc
     logger.info("InfluxDB bucket ready", extra={"bucket": bucket, "new_bucket": created})
@@ -126,7 +128,9 @@ def ensure_dbrp_mapping(
                 )
             )
         except ApiException as exc:
-            raise ReadingStoreUnavailable(f"DBRP mapping failed: HTTP {exc.status}: {_body(exc)}") from exc
+            raise ReadingStoreUnavailable(
+                f"DBRP mapping failed: HTTP {exc.status}: {error_body(exc)}"
+            ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ReadingStoreUnavailable(f"DBRP mapping failed: {type(exc).__name__}: {exc}") from exc
     logger.info(

@@ -9,13 +9,13 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Final
 
 from storage.readings.influxdb.connection import STATEMENTS_PER_QUERY, InfluxConfig, InfluxConnection
-from storage.readings.influxdb.influxql import _ident, _patient_clause, _second_floor_ns
+from storage.readings.influxdb.influxql import patient_clause, quote_ident, second_floor_ns
 from storage.readings.influxdb.points import (
-    _JSON_FIELD,
     BLOOD_PRESSURE_FIELDS,
     CONTINUOUS_FIELD,
     GLUCOSE_FIELDS,
     IRREGULAR_PULSE_FIELD,
+    JSON_FIELD,
     NS_PER_S,
     line_protocol,
     point_time_ns,
@@ -97,7 +97,7 @@ class InfluxReadingStore:
             windows.setdefault((reading.kind, reading.patient_id), []).append(point_time_ns(reading))
             wanted.add(reading.reading_id)
         statements = [
-            f"SELECT {_ident('reading_id')} FROM {_ident(kind.value)} WHERE {_patient_clause(patient)} "  # noqa: S608 - quoted idents/literals
+            f"SELECT {quote_ident('reading_id')} FROM {quote_ident(kind.value)} WHERE {patient_clause(patient)} "  # noqa: S608 - quoted idents/literals
             f"AND time >= {min(times)} AND time <= {max(times)}"
             for (kind, patient), times in windows.items()
         ]
@@ -114,11 +114,11 @@ class InfluxReadingStore:
         self, fields: Iterable[str], kind: ReadingKind, patient_id: str, start: datetime, end: datetime
     ) -> str:
         """Points whose measured_at may lie in [start, end): whole seconds, exact filter later."""
-        low = _second_floor_ns(start)
-        high = _second_floor_ns(end) + NS_PER_S
-        columns = ", ".join(_ident(f) for f in fields)
+        low = second_floor_ns(start)
+        high = second_floor_ns(end) + NS_PER_S
+        columns = ", ".join(quote_ident(f) for f in fields)
         return (
-            f"SELECT {columns} FROM {_ident(kind.value)} WHERE {_patient_clause(patient_id)} "  # noqa: S608 - quoted idents/literals
+            f"SELECT {columns} FROM {quote_ident(kind.value)} WHERE {patient_clause(patient_id)} "  # noqa: S608 - quoted idents/literals
             f"AND time >= {low} AND time < {high}"
         )
 
@@ -140,7 +140,7 @@ class InfluxReadingStore:
         start, end = check_aware(start, "start"), check_aware(end, "end")
         low_us, high_us = epoch_us(start), epoch_us(end)
         base = self._window_statement(
-            ("measured_at_us", "reading_id", _JSON_FIELD), ReadingKind(kind), patient_id, start, end
+            ("measured_at_us", "reading_id", JSON_FIELD), ReadingKind(kind), patient_id, start, end
         )
         page_points = RANGE_PAGE_POINTS if limit is None else min(RANGE_PAGE_POINTS, limit)
         rows: list[dict[str, Any]] = []
@@ -177,7 +177,7 @@ class InfluxReadingStore:
         pairs = [(p, k) for p in patients for k in kinds]
         last = self._connection.query_chunked(
             [
-                f"SELECT {_ident('reading_id')} FROM {_ident(k.value)} WHERE {_patient_clause(p)}"  # noqa: S608 - quoted idents/literals
+                f"SELECT {quote_ident('reading_id')} FROM {quote_ident(k.value)} WHERE {patient_clause(p)}"  # noqa: S608 - quoted idents/literals
                 f"{validity} ORDER BY time DESC LIMIT 1"
                 for p, k in pairs
             ]
@@ -189,18 +189,18 @@ class InfluxReadingStore:
             if rows:
                 second = (int(rows[0]["time"]) // NS_PER_S) * NS_PER_S
                 statements.append(
-                    f"SELECT {_ident('measured_at_us')}, {_ident('reading_id')}, {_ident(_JSON_FIELD)} "  # noqa: S608 - quoted idents/literals
-                    f"FROM {_ident(k.value)} WHERE {_patient_clause(p)}{validity} "
+                    f"SELECT {quote_ident('measured_at_us')}, {quote_ident('reading_id')}, {quote_ident(JSON_FIELD)} "  # noqa: S608 - quoted idents/literals
+                    f"FROM {quote_ident(k.value)} WHERE {patient_clause(p)}{validity} "
                     f"AND time >= {second} AND time < {second + NS_PER_S}"
                 )
         best: dict[str, tuple[tuple[int, str], str]] = {}
         for rows in self._connection.query_chunked(statements):
             for row in rows:
-                reading = reading_from_json(row[_JSON_FIELD])
+                reading = reading_from_json(row[JSON_FIELD])
                 key = (int(row["measured_at_us"]), str(row["reading_id"]))
                 patient = reading.patient_id or ""
                 if patient not in best or key > best[patient][0]:
-                    best[patient] = (key, row[_JSON_FIELD])
+                    best[patient] = (key, row[JSON_FIELD])
         return {patient: reading_from_json(text) for patient, (_, text) in best.items()}
 
     def reading_columns(
@@ -217,11 +217,11 @@ class InfluxReadingStore:
             ("measured_at_us", "reading_id", "in_averages", *fields), kind, patient_id, start, end
         )
         left_out = (
-            self._window_statement(("reading_id", _JSON_FIELD), kind, patient_id, start, end)
+            self._window_statement(("reading_id", JSON_FIELD), kind, patient_id, start, end)
             + ' AND "in_averages" = false'
         )
         rows, left_rows = self._connection.query([numbers, left_out])
-        whole = {str(row["reading_id"]): row[_JSON_FIELD] for row in left_rows}
+        whole = {str(row["reading_id"]): row[JSON_FIELD] for row in left_rows}
         chosen: dict[str, dict[str, Any]] = {}
         for row in rows:
             if low_us <= int(row["measured_at_us"]) < high_us:
@@ -254,7 +254,7 @@ class InfluxReadingStore:
         readings left out of averages (their reasons)."""
         start, end = check_aware(start, "start"), check_aware(end, "end")
         low_us, high_us = epoch_us(start), epoch_us(end)
-        low, high = _second_floor_ns(start), _second_floor_ns(end) + NS_PER_S
+        low, high = second_floor_ns(start), second_floor_ns(end) + NS_PER_S
         patients = list(dict.fromkeys(check_patient_id(p) for p in patient_ids))
         common = ("measured_at_us", "reading_id", "in_averages")
         fields = {
@@ -262,22 +262,24 @@ class InfluxReadingStore:
             + (("pulse_bpm", IRREGULAR_PULSE_FIELD) if details else ()),
             ReadingKind.GLUCOSE: (*common, *GLUCOSE_FIELDS, CONTINUOUS_FIELD),
         }
-        measurements = f"{_ident(ReadingKind.BLOOD_PRESSURE.value)}, {_ident(ReadingKind.GLUCOSE.value)}"
+        measurements = (
+            f"{quote_ident(ReadingKind.BLOOD_PRESSURE.value)}, {quote_ident(ReadingKind.GLUCOSE.value)}"
+        )
         statements: list[str] = []
         groups = [
             patients[i : i + HISTORY_PATIENTS_PER_STATEMENT]
             for i in range(0, len(patients), HISTORY_PATIENTS_PER_STATEMENT)
         ]
         for group in groups:
-            who = " OR ".join(_patient_clause(p) for p in group)
+            who = " OR ".join(patient_clause(p) for p in group)
             window = f"WHERE ({who}) AND time >= {low} AND time < {high}"
             for kind, names in fields.items():
-                selected = ", ".join(_ident(f) for f in names)
-                statement = f"SELECT {selected} FROM {_ident(kind.value)} {window} GROUP BY "  # noqa: S608 - quoted idents/literals
+                selected = ", ".join(quote_ident(f) for f in names)
+                statement = f"SELECT {selected} FROM {quote_ident(kind.value)} {window} GROUP BY "  # noqa: S608 - quoted idents/literals
                 statements.append(statement + '"patient_id"')
             if details:
                 statements.append(
-                    f"SELECT {_ident('reading_id')}, {_ident(_JSON_FIELD)} FROM {measurements} "  # noqa: S608 - quoted idents/literals
+                    f"SELECT {quote_ident('reading_id')}, {quote_ident(JSON_FIELD)} FROM {measurements} "  # noqa: S608 - quoted idents/literals
                     f'{window} AND "in_averages" = false'
                 )
         per_group = 3 if details else 2
@@ -291,7 +293,7 @@ class InfluxReadingStore:
                     if low_us <= int(row["measured_at_us"]) < high_us:
                         chosen[str(row["patient_id"])][str(row["reading_id"])] = (kind, row)
             for row in left[0] if left else ():
-                whole[str(row["reading_id"])] = row[_JSON_FIELD]
+                whole[str(row["reading_id"])] = row[JSON_FIELD]
         columns = HistoryColumns()
         for patient in patients:
             for reading_id, (kind, row) in sorted(
@@ -369,6 +371,6 @@ def _float(value: object) -> float | None:
 def _unique_readings(rows: Iterable[Mapping[str, Any]]) -> list[AnyReading]:
     by_id: dict[str, AnyReading] = {}
     for row in rows:
-        reading = reading_from_json(row[_JSON_FIELD])
+        reading = reading_from_json(row[JSON_FIELD])
         by_id.setdefault(reading.reading_id, reading)
     return sorted(by_id.values(), key=sort_key)

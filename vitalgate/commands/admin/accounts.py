@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from vitalgate.commands.admin.runner import _admin, _change
+from vitalgate.commands.admin.runner import actor_command, in_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -38,35 +38,37 @@ def add_commands(
         action="store_true",
         help="read no password: print a one-time code with which the user sets their own",
     )
-    p.set_defaults(func=_admin(_add_user, "create_account", "user", "user_id", clinic_from_object=False))
+    p.set_defaults(
+        func=actor_command(_add_user, "create_account", "user", "user_id", clinic_from_object=False)
+    )
 
     p = command("update-user", "change an account's display name, e-mail address or phone")
     p.add_argument("--user-id", required=True)
     p.add_argument("--email")
     p.add_argument("--name", help="display name")
     p.add_argument("--phone", help="an empty value clears it")
-    p.set_defaults(func=_admin(_update_user, "update_account", "user", "user_id"))
+    p.set_defaults(func=actor_command(_update_user, "update_account", "user", "user_id"))
 
     p = command("set-roles", "replace an account's roles")
     p.add_argument("--user-id", required=True)
     p.add_argument("--role", action="append", choices=ROLES, required=True)
-    p.set_defaults(func=_admin(_set_roles, "set_roles", "user", "user_id"))
+    p.set_defaults(func=actor_command(_set_roles, "set_roles", "user", "user_id"))
 
     p = command("deactivate-user", "refuse an account's sign-in and tokens from now on")
     p.add_argument("--user-id", required=True)
-    p.set_defaults(func=_admin(_deactivate_user, "deactivate_account", "user", "user_id"))
+    p.set_defaults(func=actor_command(_deactivate_user, "deactivate_account", "user", "user_id"))
 
     p = command("reactivate-user", "let a deactivated account sign in again")
     p.add_argument("--user-id", required=True)
-    p.set_defaults(func=_admin(_reactivate_user, "reactivate_account", "user", "user_id"))
+    p.set_defaults(func=actor_command(_reactivate_user, "reactivate_account", "user", "user_id"))
 
     p = command("unlock-account", "let an account that was locked by repeated failed logins sign in again")
     p.add_argument("--user-id", required=True)
-    p.set_defaults(func=_admin(_unlock_account, "unlock_account", "user", "user_id"))
+    p.set_defaults(func=actor_command(_unlock_account, "unlock_account", "user", "user_id"))
 
     p = command("reset-password", "print a one-time code (24 h) with which the user sets a new password")
     p.add_argument("--user-id", required=True)
-    p.set_defaults(func=_admin(_reset_password, "issue_password_reset", "user", "user_id"))
+    p.set_defaults(func=actor_command(_reset_password, "issue_password_reset", "user", "user_id"))
 
 
 def _read_password() -> str:
@@ -85,7 +87,7 @@ def _add_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: 
     from storage.clinic.models import UserRole
 
     password = None if args.issue_code else check_password(_read_password())
-    _user, code = _change(
+    _user, code = in_transaction(
         sessions,
         lambda s: create_account(
             s,
@@ -107,7 +109,7 @@ def _add_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: 
 def _update_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.accounts import update_account
 
-    _change(
+    in_transaction(
         sessions,
         lambda s: update_account(
             s, actor, args.user_id, display_name=args.name, email=args.email, phone=args.phone
@@ -121,7 +123,7 @@ def _set_roles(args: argparse.Namespace, sessions: sessionmaker[Session], actor:
     from storage.clinic.administration.accounts import set_roles
     from storage.clinic.models import UserRole
 
-    _change(sessions, lambda s: set_roles(s, actor, args.user_id, [UserRole(r) for r in args.role]))
+    in_transaction(sessions, lambda s: set_roles(s, actor, args.user_id, [UserRole(r) for r in args.role]))
     print(f"user {args.user_id}: roles {', '.join(sorted(set(args.role)))}")
     return 0
 
@@ -129,7 +131,7 @@ def _set_roles(args: argparse.Namespace, sessions: sessionmaker[Session], actor:
 def _deactivate_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.accounts import deactivate_account
 
-    _change(sessions, lambda s: deactivate_account(s, actor, args.user_id))
+    in_transaction(sessions, lambda s: deactivate_account(s, actor, args.user_id))
     print(f"user {args.user_id} deactivated")
     return 0
 
@@ -137,7 +139,7 @@ def _deactivate_user(args: argparse.Namespace, sessions: sessionmaker[Session], 
 def _reactivate_user(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.accounts import reactivate_account
 
-    _change(sessions, lambda s: reactivate_account(s, actor, args.user_id))
+    in_transaction(sessions, lambda s: reactivate_account(s, actor, args.user_id))
     print(f"user {args.user_id} reactivated")
     return 0
 
@@ -145,7 +147,7 @@ def _reactivate_user(args: argparse.Namespace, sessions: sessionmaker[Session], 
 def _unlock_account(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.accounts import unlock_account
 
-    failed = _change(sessions, lambda s: unlock_account(s, actor, args.user_id))
+    failed = in_transaction(sessions, lambda s: unlock_account(s, actor, args.user_id))
     print(f"user {args.user_id} unlocked ({failed} consecutive failed logins cleared)")
     return 0
 
@@ -153,6 +155,6 @@ def _unlock_account(args: argparse.Namespace, sessions: sessionmaker[Session], a
 def _reset_password(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.accounts import issue_password_reset
 
-    code = _change(sessions, lambda s: issue_password_reset(s, actor, args.user_id))
+    code = in_transaction(sessions, lambda s: issue_password_reset(s, actor, args.user_id))
     _print_code(code.user_id, code.code, code.expires_at)
     return 0

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vitalgate.commands.admin.runner import _admin, _change, _fail
+from vitalgate.commands.admin.runner import actor_command, fail, in_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -33,7 +33,7 @@ def add_commands(
     p.add_argument("--profile", choices=["cn", "us", "eu"])
     p.add_argument("--timezone", help="IANA zone, e.g. Asia/Shanghai")
     p.add_argument("--glucose-unit", choices=["mmol/L", "mg/dL"])
-    p.set_defaults(func=_admin(_set_clinic, "update_clinic_settings", "clinic", "clinic_id"))
+    p.set_defaults(func=actor_command(_set_clinic, "update_clinic_settings", "clinic", "clinic_id"))
 
 
 def _add_clinic(args: argparse.Namespace) -> int:
@@ -60,9 +60,9 @@ def _add_clinic(args: argparse.Namespace) -> int:
                 glucose_unit=GlucoseUnit(args.glucose_unit) if args.glucose_unit else None,
             )
     except AdministrationError as exc:
-        return _fail(f"{exc} ({exc.code})")
+        return fail(f"{exc} ({exc.code})")
     except ValueError as exc:  # vitalgate.administration.AdminError
-        return _fail(str(exc))
+        return fail(str(exc))
     finally:
         database.close()
     print(f"clinic {args.clinic_id} enrolled")
@@ -74,7 +74,7 @@ def _set_clinic(args: argparse.Namespace, sessions: sessionmaker[Session], actor
     from storage.clinic.models import GuidelineProfile
     from vitals.units import GlucoseUnit
 
-    clinic = _change(
+    clinic = in_transaction(
         sessions,
         lambda s: update_clinic_settings(
             s,

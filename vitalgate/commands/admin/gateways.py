@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitalgate.commands.admin.runner import _admin, _change, _fail
+from vitalgate.commands.admin.runner import actor_command, fail, in_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +36,7 @@ def add_commands(
         help="new file for `vitalgate gateway run --config` ('-': stdout)",
     )
     p.set_defaults(
-        func=_admin(
+        func=actor_command(
             _provision_gateway, "provision_gateway", "gateway", "gateway_id", clinic_from_object=False
         )
     )
@@ -48,23 +48,25 @@ def add_commands(
     p.add_argument("--clinic-id")
     p.add_argument("--gateway-id", required=True)
     p.set_defaults(
-        func=_admin(_add_gateway, "provision_gateway", "gateway", "gateway_id", clinic_from_object=False)
+        func=actor_command(
+            _add_gateway, "provision_gateway", "gateway", "gateway_id", clinic_from_object=False
+        )
     )
 
     p = command("deactivate-gateway", "disable a gateway's broker account and mark it inactive")
     p.add_argument("--gateway-id", required=True)
-    p.set_defaults(func=_admin(_deactivate_gateway, "deactivate_gateway", "gateway", "gateway_id"))
+    p.set_defaults(func=actor_command(_deactivate_gateway, "deactivate_gateway", "gateway", "gateway_id"))
 
     p = command("reactivate-gateway", "enable a deactivated gateway's broker account again")
     p.add_argument("--gateway-id", required=True)
-    p.set_defaults(func=_admin(_reactivate_gateway, "reactivate_gateway", "gateway", "gateway_id"))
+    p.set_defaults(func=actor_command(_reactivate_gateway, "reactivate_gateway", "gateway", "gateway_id"))
 
     p = command(
         "rotate-gateway-credentials", "give a gateway a new broker password; write its new settings file"
     )
     p.add_argument("--gateway-id", required=True)
     p.add_argument("--output", type=Path, required=True, help="new settings file ('-': stdout)")
-    p.set_defaults(func=_admin(_rotate_gateway, "rotate_gateway_credentials", "gateway", "gateway_id"))
+    p.set_defaults(func=actor_command(_rotate_gateway, "rotate_gateway_credentials", "gateway", "gateway_id"))
 
     p = sub.add_parser("publish-config", help="publish a gateway's bindings on its retained config topic")
     p.add_argument("--gateway-id", required=True)
@@ -123,7 +125,7 @@ def _add_gateway(args: argparse.Namespace, sessions: sessionmaker[Session], acto
     from vitalgate.administration import RESERVED_BROKER_USERNAMES
 
     password = secrets.token_urlsafe(24)
-    _change(
+    in_transaction(
         sessions,
         lambda s: register_gateway(
             s, actor, gateway_id=args.gateway_id, mqtt_password=password, reserved=RESERVED_BROKER_USERNAMES
@@ -175,7 +177,7 @@ def _publish_config(args: argparse.Namespace) -> int:
 
     account = ClinicMqttAccount.from_settings(args.settings)
     if account is None:
-        return _fail(
+        return fail(
             "a clinic broker account is needed: mqtt.username and mqtt.password, or mqtt.tls_cert_file"
         )
     with open_clinic_database(args.settings) as database:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from vitalgate.commands.admin.runner import _admin, _aware_time, _fail
+from vitalgate.commands.admin.runner import actor_command, aware_time, fail
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -31,7 +31,7 @@ def add_commands(
     ):
         p = command(name, f"print {what}, one JSON object a line")
         p.add_argument("--clinic-id")
-        p.set_defaults(func=_admin(run, name.replace("list-", "read_admin_"), "clinic", "clinic_id"))
+        p.set_defaults(func=actor_command(run, name.replace("list-", "read_admin_"), "clinic", "clinic_id"))
 
     p = sub.add_parser(
         "audit",
@@ -47,7 +47,7 @@ def add_commands(
         "--object-type", help="patient, alert, user, meter, gateway, clinic, patient_panel, audit_log"
     )
     p.add_argument("--actor", help="user id, cli:<os user>, or 'unknown' for logins naming no account")
-    p.add_argument("--since", type=_aware_time, help="ISO 8601 time; without an offset, UTC")
+    p.add_argument("--since", type=aware_time, help="ISO 8601 time; without an offset, UTC")
     p.add_argument("--outcome", choices=["allowed", "denied", "error"])
     p.add_argument("--limit", type=int, default=100, help="at most this many entries (default 100, max 1000)")
     p.set_defaults(func=_audit)
@@ -179,9 +179,9 @@ def _audit(args: argparse.Namespace) -> int:
     from vitalgate.wiring import open_clinic_database
 
     if not 1 <= args.limit <= MAX_AUDIT_PAGE:
-        return _fail(f"--limit must be between 1 and {MAX_AUDIT_PAGE}")
+        return fail(f"--limit must be between 1 and {MAX_AUDIT_PAGE}")
     if args.patient_id is not None and args.object_type not in (None, "patient"):
-        return _fail("--patient-id names a patient; leave out --object-type or give 'patient'")
+        return fail("--patient-id names a patient; leave out --object-type or give 'patient'")
     with open_clinic_database(args.settings) as database, database.sessions() as session:
         entries = find_audit_entries(
             session,

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from vitalgate.commands.admin.runner import _admin, _aware_time, _change, _fail
+from vitalgate.commands.admin.runner import actor_command, aware_time, fail, in_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +22,7 @@ def add_commands(
     p = command("register-meter", "register a meter by its Device Information")
     p.add_argument("--clinic-id")
     _meter_identity(p)
-    p.set_defaults(func=_admin(_register_meter, "register_meter", "meter"))
+    p.set_defaults(func=actor_command(_register_meter, "register_meter", "meter"))
 
     p = command(
         "bind-meter",
@@ -38,12 +38,12 @@ def add_commands(
         action="store_true",
         help="the readings the meter already holds are this patient's (default: not, e.g. a loaner meter)",
     )
-    p.set_defaults(func=_admin(_bind_meter, "bind_meter", "gateway", "gateway_id"))
+    p.set_defaults(func=actor_command(_bind_meter, "bind_meter", "gateway", "gateway_id"))
 
     p = command("unbind-meter", "end a binding now, or at a past time (not before it began)")
     p.add_argument("--binding-id", type=int, required=True)
-    p.add_argument("--at", type=_aware_time, help="ISO 8601 time; without an offset, UTC (default: now)")
-    p.set_defaults(func=_admin(_unbind_meter, "unbind_meter", "binding", "binding_id"))
+    p.add_argument("--at", type=aware_time, help="ISO 8601 time; without an offset, UTC (default: now)")
+    p.set_defaults(func=actor_command(_unbind_meter, "unbind_meter", "binding", "binding_id"))
 
     p = command("move-meter", "end a binding and bind the meter to another patient, from now on")
     p.add_argument("--binding-id", type=int, required=True)
@@ -51,7 +51,7 @@ def add_commands(
     p.add_argument("--gateway-id", help="default: the same gateway")
     p.add_argument("--user-id", type=int, default=None, help="cuff user slot (default: every slot)")
     p.add_argument("--prior-memory-belongs", action="store_true")
-    p.set_defaults(func=_admin(_move_meter, "move_meter", "binding", "binding_id"))
+    p.set_defaults(func=actor_command(_move_meter, "move_meter", "binding", "binding_id"))
 
 
 def _meter_identity(p: argparse.ArgumentParser) -> None:
@@ -67,7 +67,7 @@ def _register_meter(args: argparse.Namespace, sessions: sessionmaker[Session], a
     from storage.clinic.administration.meters import register_meter
     from storage.clinic.models import MeterKind
 
-    meter = _change(
+    meter = in_transaction(
         sessions,
         lambda s: register_meter(
             s,
@@ -96,9 +96,7 @@ def _bind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor
             address=args.address,
         )
     except ValueError:
-        return _fail(
-            "a meter needs a manufacturer and model (1-64 characters) and a serial number or address"
-        )
+        return fail("a meter needs a manufacturer and model (1-64 characters) and a serial number or address")
 
     def change(session: Session) -> Any:
         if session.get(Meter, device.meter_key) is None:
@@ -121,7 +119,7 @@ def _bind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor
             prior_memory_belongs=args.prior_memory_belongs,
         )
 
-    binding = _change(sessions, change)
+    binding = in_transaction(sessions, change)
     memory = "its earlier readings too" if args.prior_memory_belongs else "readings from now on"
     print(
         f"binding {binding.binding_id}: meter {device.meter_key} bound to patient {args.patient_id} via "
@@ -134,7 +132,7 @@ def _bind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor
 def _unbind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.meters import unbind_meter
 
-    binding = _change(
+    binding = in_transaction(
         sessions,
         lambda s: unbind_meter(s, actor, binding_id=args.binding_id, unbound_at=args.at),
     )
@@ -146,7 +144,7 @@ def _unbind_meter(args: argparse.Namespace, sessions: sessionmaker[Session], act
 def _move_meter(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.meters import move_meter
 
-    ended, new = _change(
+    ended, new = in_transaction(
         sessions,
         lambda s: move_meter(
             s,

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vitalgate.commands.admin.runner import _admin, _change
+from vitalgate.commands.admin.runner import actor_command, in_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -34,7 +34,7 @@ def add_commands(
         "--staff", action="append", default=[], help="user id of clinic staff, in escalation order"
     )
     p.set_defaults(
-        func=_admin(_add_patient, "enrol_patient", "patient", "patient_id", clinic_from_object=False)
+        func=actor_command(_add_patient, "enrol_patient", "patient", "patient_id", clinic_from_object=False)
     )
 
     p = command("update-patient", "change a patient's names, birth date, phone or e-mail address")
@@ -44,7 +44,7 @@ def add_commands(
     p.add_argument("--birth-date", help="YYYY-MM-DD; an empty value clears it")
     p.add_argument("--phone", help="an empty value clears it")
     p.add_argument("--email", help="an empty value clears it")
-    p.set_defaults(func=_admin(_update_patient, "update_patient", "patient", "patient_id"))
+    p.set_defaults(func=actor_command(_update_patient, "update_patient", "patient", "patient_id"))
 
     p = command(
         "add-care-team-member", "add a doctor or staff member to a patient's care team (notified last)"
@@ -52,26 +52,26 @@ def add_commands(
     p.add_argument("--patient-id", required=True)
     p.add_argument("--user-id", required=True)
     p.add_argument("--team-role", choices=["family_doctor", "clinic_staff"], required=True)
-    p.set_defaults(func=_admin(_add_member, "add_care_team_member", "patient", "patient_id"))
+    p.set_defaults(func=actor_command(_add_member, "add_care_team_member", "patient", "patient_id"))
 
     p = command("remove-care-team-member", "take a member off a patient's care team")
     p.add_argument("--patient-id", required=True)
     p.add_argument("--user-id", required=True)
-    p.set_defaults(func=_admin(_remove_member, "remove_care_team_member", "patient", "patient_id"))
+    p.set_defaults(func=actor_command(_remove_member, "remove_care_team_member", "patient", "patient_id"))
 
     p = command("discharge-patient", "discharge a patient: off every panel, meters unbound, data kept")
     p.add_argument("--patient-id", required=True)
-    p.set_defaults(func=_admin(_discharge, "discharge_patient", "patient", "patient_id"))
+    p.set_defaults(func=actor_command(_discharge, "discharge_patient", "patient", "patient_id"))
 
     p = command("readmit-patient", "re-admit a discharged patient")
     p.add_argument("--patient-id", required=True)
-    p.set_defaults(func=_admin(_readmit, "readmit_patient", "patient", "patient_id"))
+    p.set_defaults(func=actor_command(_readmit, "readmit_patient", "patient", "patient_id"))
 
 
 def _add_patient(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.patients import enrol_patient
 
-    patient = _change(
+    patient = in_transaction(
         sessions,
         lambda s: enrol_patient(
             s,
@@ -93,7 +93,7 @@ def _add_patient(args: argparse.Namespace, sessions: sessionmaker[Session], acto
 def _update_patient(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.patients import update_patient
 
-    _change(
+    in_transaction(
         sessions,
         lambda s: update_patient(
             s,
@@ -114,7 +114,7 @@ def _add_member(args: argparse.Namespace, sessions: sessionmaker[Session], actor
     from storage.clinic.administration.patients import add_care_team_member
     from storage.clinic.models import CareTeamRole
 
-    member = _change(
+    member = in_transaction(
         sessions,
         lambda s: add_care_team_member(
             s, actor, args.patient_id, user_id=args.user_id, team_role=CareTeamRole(args.team_role)
@@ -129,7 +129,7 @@ def _add_member(args: argparse.Namespace, sessions: sessionmaker[Session], actor
 def _remove_member(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.patients import remove_care_team_member
 
-    _change(
+    in_transaction(
         sessions,
         lambda s: remove_care_team_member(s, actor, args.patient_id, user_id=args.user_id),
     )
@@ -140,7 +140,7 @@ def _remove_member(args: argparse.Namespace, sessions: sessionmaker[Session], ac
 def _discharge(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.patients import discharge_patient
 
-    discharge = _change(sessions, lambda s: discharge_patient(s, actor, args.patient_id))
+    discharge = in_transaction(sessions, lambda s: discharge_patient(s, actor, args.patient_id))
     print(f"patient {args.patient_id} discharged; {len(discharge.ended_bindings)} meter binding(s) ended")
     for gateway_id in discharge.gateway_ids:
         print(
@@ -152,6 +152,6 @@ def _discharge(args: argparse.Namespace, sessions: sessionmaker[Session], actor:
 def _readmit(args: argparse.Namespace, sessions: sessionmaker[Session], actor: Actor) -> int:
     from storage.clinic.administration.patients import readmit_patient
 
-    _change(sessions, lambda s: readmit_patient(s, actor, args.patient_id))
+    in_transaction(sessions, lambda s: readmit_patient(s, actor, args.patient_id))
     print(f"patient {args.patient_id} re-admitted")
     return 0

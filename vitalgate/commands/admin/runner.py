@@ -22,7 +22,7 @@ EXIT_REFUSED = 2
 EXIT_BROKER = 3
 
 
-def _aware_time(text: str) -> datetime:
+def aware_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
@@ -30,12 +30,12 @@ def _aware_time(text: str) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def _fail(message: str, code: int = EXIT_REFUSED) -> int:
+def fail(message: str, code: int = EXIT_REFUSED) -> int:
     print(f"vitalgate admin: {message}", file=sys.stderr)
     return code
 
 
-def _admin(
+def actor_command(
     action: Action,
     audit_action: str,
     scope: Scope,
@@ -81,17 +81,17 @@ def _admin(
                         outcome=AuditOutcome.DENIED,
                         details={"code": exc.code},
                     )
-            return _fail(f"{exc} ({exc.code})")
+            return fail(f"{exc} ({exc.code})")
         except AdminError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         except BrokerAccountsError as exc:
-            return _fail(f"the broker did not make the change: {exc}", EXIT_BROKER)
+            return fail(f"the broker did not make the change: {exc}", EXIT_BROKER)
         finally:
             database.close()
 
     return run
 
 
-def _change(sessions: sessionmaker[Session], change: Callable[[Session], Any]) -> Any:
+def in_transaction(sessions: sessionmaker[Session], change: Callable[[Session], Any]) -> Any:
     with sessions() as session, session.begin():
         return change(session)
