@@ -118,7 +118,7 @@ def _stored_rows(path: Path) -> dict[str, tuple[object, ...]]:
 
 
 def test_batches_of_any_size_store_the_same_rows_as_one_reading_at_a_time(tmp_path: Path) -> None:
-    """A batch goes in as a few multi-row INSERTs (256, 128, ... rows; storage/readings/sqlite.py):
+    """A batch goes in as a few multi-row INSERTs (256, 128, ... rows; storage/readings/sqlite_table.py):
     batches around those chunk sizes, glucose and blood pressure mixed, must give row for row what
     writing each reading alone gives."""
     readings = [
