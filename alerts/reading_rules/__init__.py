@@ -69,7 +69,7 @@ class PatientStream(PatientReadings):
                 on_report(self, item)
         else:
             new = self.take(item)
-            for check in _checks_of(new.judged_as):
+            for check in _CHECKS_OF[new.judged_as]:
                 check(self, new)
         return True
 
@@ -117,12 +117,15 @@ ReportRule = Callable[[PatientReadings, PatientReport], None]
 
 @dataclass(frozen=True, slots=True)
 class ReadingRule:
-    judges: frozenset[Judged]
+    judges: int  # `Judged` flags
     check: ReadingCheck
 
 
-def _rule(check: ReadingCheck, *judges: Judged) -> ReadingRule:
-    return ReadingRule(frozenset(judges), check)
+def _rule(check: ReadingCheck, *judges: int) -> ReadingRule:
+    flags = 0
+    for judged in judges:
+        flags |= judged
+    return ReadingRule(flags, check)
 
 
 # Rule id -> the rule's check of each new reading it judges. An excluded reading reaches DQ-02 alone.
@@ -141,16 +144,11 @@ ON_READING: dict[str, ReadingRule] = {
     "GLU-HIGH-3": _rule(glu_high_3, Judged.FINGERSTICK),
     "DQ-02": _rule(dq_02, Judged.EVERY),
 }
-_CHECKS_OF: dict[frozenset[Judged], tuple[ReadingCheck, ...]] = {}
-
-
-def _checks_of(sorts: frozenset[Judged]) -> tuple[ReadingCheck, ...]:
-    """The checks of the rules that judge a reading of these sorts, in table order."""
-    checks = _CHECKS_OF.get(sorts)
-    if checks is None:
-        checks = _CHECKS_OF[sorts] = tuple(rule.check for rule in ON_READING.values() if rule.judges & sorts)
-    return checks
-
+# The checks to run on a reading of each combination of sorts (`Judged` flags), in table order.
+_CHECKS_OF: list[tuple[ReadingCheck, ...]] = [
+    tuple(rule.check for rule in ON_READING.values() if rule.judges & sorts)
+    for sorts in range(2 * Judged.CGM)
+]
 
 # Rule id -> what the rule does with a patient's report (symptoms, a severe hypo event, ketones).
 ON_REPORT: dict[str, ReportRule] = {

@@ -47,7 +47,7 @@ def glu_hypo_1(patient: PatientReadings, new: NewReading) -> None:
 
 def glu_hypo_2(patient: PatientReadings, new: NewReading) -> None:
     """GLU-HYPO-2: a level-2 fingerstick (ADA < 54 mg/dL [30]), or a CGM episode below 54 (below)."""
-    if Judged.CGM in new.judged_as:
+    if new.judged_as & Judged.CGM:
         _glu_hypo_2_cgm(patient, new.reading)
         return
     reading, params, rule = new.reading, patient.params, patient.episodes["GLU-HYPO-2"]

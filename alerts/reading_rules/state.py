@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
 from zoneinfo import ZoneInfo
 
 from alerts.episodes import RuleEpisodes
@@ -46,47 +45,39 @@ class Session:
         return sum(self.pulses) / len(self.pulses) if self.pulses else None
 
 
-class Judged(Enum):
-    """Which readings a rule judges."""
+class Judged:
+    """Which readings a rule judges, as bit flags: a reading is of one or more of these sorts."""
 
-    EVERY = "every reading, excluded ones too"
-    CUFF = "a valid reading of the cuff, its pressures possibly missing"
-    PRESSURE = "a valid blood pressure with both pressures"
-    PULSE = "a valid reading of the cuff with a pulse"
-    FINGERSTICK = "a valid fingerstick glucose"
-    CGM = "a valid CGM glucose"
+    EVERY = 1  # every reading, excluded ones too
+    CUFF = 2  # a valid reading of the cuff, its pressures possibly missing
+    PRESSURE = 4  # a valid blood pressure with both pressures
+    PULSE = 8  # a valid reading of the cuff with a pulse
+    FINGERSTICK = 16  # a valid fingerstick glucose
+    CGM = 32  # a valid CGM glucose
 
 
-def judged_as(reading: Observation) -> frozenset[Judged]:
+def judged_as(reading: Observation) -> int:
+    """The sorts (`Judged` flags) a reading is of."""
     if reading.excluded_from_averages:
-        return _EXCLUDED
+        return Judged.EVERY
     if reading.kind is ObservationKind.BLOOD_PRESSURE:
-        return _CUFF_READINGS[reading.usable_bp, reading.usable_pulse]
+        sorts = Judged.EVERY | Judged.CUFF
+        if reading.usable_bp:
+            sorts |= Judged.PRESSURE
+        if reading.usable_pulse:
+            sorts |= Judged.PULSE
+        return sorts
     if reading.usable_glucose:
-        return _FINGERSTICK if reading.kind is ObservationKind.GLUCOSE else _CGM
-    return _OTHER
+        return Judged.EVERY | (Judged.FINGERSTICK if reading.kind is ObservationKind.GLUCOSE else Judged.CGM)
+    return Judged.EVERY
 
 
-_EXCLUDED = _OTHER = frozenset({Judged.EVERY})
-_CUFF_READINGS = {
-    (pressure, pulse): frozenset(
-        {Judged.EVERY, Judged.CUFF}
-        | ({Judged.PRESSURE} if pressure else set())
-        | ({Judged.PULSE} if pulse else set())
-    )
-    for pressure in (False, True)
-    for pulse in (False, True)
-}
-_FINGERSTICK = frozenset({Judged.EVERY, Judged.FINGERSTICK})
-_CGM = frozenset({Judged.EVERY, Judged.CGM})
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewReading:
     """A reading as the rules see it, with the patient's recent readings from before it."""
 
     reading: Observation
-    judged_as: frozenset[Judged]
+    judged_as: int  # `Judged` flags
     earlier_in_session: list[Observation]  # valid blood pressures of the session before this one
     earlier_glucose: list[Observation]  # the latest valid fingerstick glucose readings before this one
 
@@ -103,7 +94,7 @@ class PatientReadings:
             rule_id: RuleEpisodes(rule_id, patient_id, params.clear_after_readings)
             for rule_id in READING_RULE_IDS
         }
-        self.recent_bp: deque[Observation] = deque(maxlen=8)
+        self.recent_bp: deque[Observation] = deque(maxlen=8)  # valid blood pressures with both pressures
         self.recent_glucose: deque[Observation] = deque(maxlen=8)
         self.reports: deque[PatientReport] = deque(maxlen=64)
         self.sessions: deque[Session] = deque(maxlen=32)
@@ -130,14 +121,14 @@ class PatientReadings:
             return NewReading(reading, sorts, [], [])
         earlier_in_session: list[Observation] = []
         earlier_glucose: list[Observation] = []
-        if Judged.PRESSURE in sorts:
+        if sorts & Judged.PRESSURE:
             earlier_in_session = [
                 earlier
                 for earlier in self.recent_bp
-                if earlier.usable_bp and reading.measured_at - earlier.measured_at <= self.params.session
+                if reading.measured_at - earlier.measured_at <= self.params.session
             ]
             self.recent_bp.append(reading)
-        if Judged.CUFF in sorts:
+        if sorts & Judged.CUFF:
             session = self.sessions[-1] if self.sessions else None
             if session is None or reading.measured_at - session.end > self.params.session:
                 session = Session(reading.measured_at, reading.measured_at)
@@ -146,10 +137,10 @@ class PatientReadings:
                 session.end = reading.measured_at
             session.reading_ids.append(reading.reading_id)
             session.irregular |= reading.irregular_pulse
-            if Judged.PULSE in sorts:
+            if sorts & Judged.PULSE:
                 assert reading.pulse_bpm is not None
                 session.pulses.append(reading.pulse_bpm)
-        elif Judged.FINGERSTICK in sorts:
+        elif sorts & Judged.FINGERSTICK:
             earlier_glucose = list(self.recent_glucose)
             self.recent_glucose.append(reading)
         return NewReading(reading, sorts, earlier_in_session, earlier_glucose)
