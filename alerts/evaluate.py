@@ -32,9 +32,15 @@ def _clean(value: float) -> float | None:
 
 
 def window_outcome(
-    result: WindowResult, p: int, t: int, m: DailyMatrix, patient_id: str, *, clear_values: bool = True
+    result: WindowResult,
+    patient: int,
+    day: int,
+    matrix: DailyMatrix,
+    patient_id: str,
+    *,
+    clear_values: bool = True,
 ) -> Outcome:
-    code = int(result.status[p, t])
+    code = int(result.status[patient, day])
     if code == FIRING:
         status = OutcomeStatus.FIRING
     elif code == CLEAR:
@@ -43,12 +49,14 @@ def window_outcome(
         status = OutcomeStatus.CLEAR
     else:
         return Outcome(rule_id=result.rule_id, patient_id=patient_id, status=OutcomeStatus.UNKNOWN)
-    values: dict[str, Any] = {k: _clean(v[p, t]) for k, v in result.values.items()}
-    end_day = m.day0 + timedelta(days=t)
+    values: dict[str, Any] = {name: _clean(figures[patient, day]) for name, figures in result.values.items()}
+    end_day = matrix.day0 + timedelta(days=day)
     start_day = end_day - timedelta(days=max(result.window_days - 1, 0))
-    end = datetime.fromtimestamp(float(m.day_end_s[p, t]), tz=ZoneInfo("UTC"))
+    end = datetime.fromtimestamp(float(matrix.day_end_s[patient, day]), tz=ZoneInfo("UTC"))
     start = end - timedelta(days=(end_day - start_day).days + 1)
-    severity = SEVERITY_OF_RANK[int(result.severity[p, t])] if status is OutcomeStatus.FIRING else None
+    severity = (
+        SEVERITY_OF_RANK[int(result.severity[patient, day])] if status is OutcomeStatus.FIRING else None
+    )
     return Outcome(
         rule_id=result.rule_id,
         patient_id=patient_id,
@@ -137,22 +145,22 @@ def bp_low2(
                 episode_key="report:" + ortho.report_id,
             )
     changes = [r for r in history.reports if r.kind is ReportKind.MEDICATION_CHANGE and r.reported_at <= now]
-    ctrl1 = next(r for r in results if r.rule_id == "BP-CTRL-1")
+    above_goal = next(r for r in results if r.rule_id == "BP-CTRL-1")
     if not changes:
         return Outcome(rule_id="BP-LOW-2", patient_id=pid, status=OutcomeStatus.UNKNOWN)
     change = max(changes, key=lambda r: r.reported_at)
     zone = ZoneInfo(params.timezone)
     change_day = (change.reported_at.astimezone(zone).date() - day0).days
-    t = matrix.shape[1] - 1
+    today = matrix.shape[1] - 1
     before = change_day - 1
-    # The current window (days t-5..t) must lie wholly after the change day.
-    if before < 0 or t - (params.w7_days - 2) <= change_day:
+    # The current window (days today-5..today) must lie wholly after the change day.
+    if before < 0 or today - (params.w7_days - 2) <= change_day:
         return Outcome(rule_id="BP-LOW-2", patient_id=pid, status=OutcomeStatus.UNKNOWN)
-    known = ctrl1.status[0, before] != 0 and ctrl1.status[0, t] != 0
+    known = above_goal.status[0, before] != 0 and above_goal.status[0, today] != 0
     if not known:
         return Outcome(rule_id="BP-LOW-2", patient_id=pid, status=OutcomeStatus.UNKNOWN)
-    baseline = float(ctrl1.values["w7_systolic_mmhg"][0, before])
-    current = float(ctrl1.values["w7_systolic_mmhg"][0, t])
+    baseline = float(above_goal.values["w7_systolic_mmhg"][0, before])
+    current = float(above_goal.values["w7_systolic_mmhg"][0, today])
     fall = baseline - current
     status = OutcomeStatus.FIRING if fall >= params.low2_fall_mmhg else OutcomeStatus.CLEAR
     return Outcome(
