@@ -92,7 +92,7 @@ class IngestConsumer:
             pipeline = IngestPipeline(store, clinic, clinic, binding_cache_ttl_s=config.binding_cache_ttl_s)
         elif store is not None or clinic is not None:
             raise IngestError("give the consumer a store and a clinic database, or a pipeline, not both")
-        elif listeners and getattr(pipeline, "want_committed", True) is False:
+        elif listeners and not pipeline.want_committed:
             raise IngestError("listeners need the committed readings: build the pipeline with want_committed")
         self._listeners = tuple(listeners)
         self._stopping = threading.Event()

@@ -63,6 +63,11 @@ class CycleProcessor(DeadLetterSink, Protocol):
         ...
 
     @property
+    def want_committed(self) -> bool:
+        """Whether results carry the committed readings (`CycleResult.committed`, for listeners)."""
+        ...
+
+    @property
     def outstanding(self) -> int:
         """Cycles submitted whose `result()` has not been taken."""
         ...
@@ -211,6 +216,7 @@ class IngestPipeline:
 
     # Nothing runs between `submit` and `result`: a second cycle in hand would only wait.
     max_outstanding: Final = 1
+    want_committed: Final = True  # the readings are at hand: listeners cost nothing extra
 
     def __init__(
         self,
