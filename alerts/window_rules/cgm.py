@@ -73,7 +73,7 @@ def cgm_cv(inputs: WindowInputs) -> WindowResult:
     """CGM-CV: %CV > 36; a warning together with a CGM-TBR breach ([32][34])."""
     matrix, cgm, days = inputs.matrix, inputs.cgm, inputs.params.cgm_days
     cv = coefficient_of_variation_percent(
-        cgm.readings, rolling_sum(matrix["cgm_sum"], days), rolling_sum(matrix["cgm_sumsq"], days)
+        cgm.readings, inputs.cgm_sum_mg_dl, rolling_sum(matrix["cgm_sumsq"], days)
     )
     return WindowResult(
         "CGM-CV",

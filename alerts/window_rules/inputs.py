@@ -206,5 +206,10 @@ class WindowInputs:
         )
 
     @cached_property
+    def cgm_sum_mg_dl(self) -> FloatArray:
+        """The sum of the CGM values of each 14-day window."""
+        return rolling_sum(self.matrix["cgm_sum"], self.params.cgm_days)
+
+    @cached_property
     def cgm_mean_mg_dl(self) -> FloatArray:
-        return np.asarray(rolling_sum(self.matrix["cgm_sum"], self.params.cgm_days) / self.cgm.readings)
+        return np.asarray(self.cgm_sum_mg_dl / self.cgm.readings)
