@@ -45,7 +45,7 @@ from vitals.readings import GlucoseReading, ReadingKind
 logger = logging.getLogger(__name__)
 
 # Raised whenever alerts.summaries changes what a stored figure means: every row is then recomputed.
-SUMMARY_VERSION: Final = 1
+SUMMARY_VERSION: Final = 2
 DIRTY_DELAY_S: Final = 1.0  # gather the batches of a burst into one pass
 CHUNK: Final = 100  # patients per store pass and database transaction
 INLINE_CHUNK: Final = 20  # patients whose settings a time-bounded recompute loads at a time
@@ -115,6 +115,7 @@ def _row(patient_id: str, figures: PanelFigures) -> dict[str, Any]:
         "bp_category": bp.category if bp else None,
         "bp_target_systolic_mmhg": bp.target_systolic_mmhg if bp else None,
         "bp_target_diastolic_mmhg": bp.target_diastolic_mmhg if bp else None,
+        "bp_not_counted_7d": figures.bp_not_counted_7d,
         "glucose_latest_mg_dl": glucose.latest_mg_dl if glucose else None,
         "glucose_latest_at": glucose.latest_at if glucose else None,
         "glucose_time_in_range_percent": glucose.time_in_range_percent if glucose else None,

@@ -173,8 +173,18 @@ class BloodPressureSummary(BaseModel):
     daily: list[BpDay]
 
 
+def _valid(bp: ReadingSeries) -> BoolArray:
+    return bp.included & np.isfinite(bp.systolic) & np.isfinite(bp.diastolic) & (bp.day >= 0)
+
+
+def home_window_readings(bp: ReadingSeries, days: LocalDays, params: RuleParameters) -> int:
+    """Valid readings in the 7-day home window ending on the last day, counted by the mean or not."""
+    first = days.count - params.w7_days
+    return int(np.count_nonzero(_valid(bp) & (bp.day >= first)))
+
+
 def home_mean(bp: ReadingSeries, days: LocalDays, params: RuleParameters) -> HomeBpMean | None:
-    ok = bp.included & np.isfinite(bp.systolic) & np.isfinite(bp.diastolic) & (bp.day >= 0)
+    ok = _valid(bp)
     day = bp.day[ok]
     n = daily_sums(np.ones(day.size), day, days.count)[None, :]
     windows = home_blood_pressure_windows(

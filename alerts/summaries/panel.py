@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.profiles import RuleParameters
-from alerts.summaries.blood_pressure import BpCategory, bp_category, home_mean
+from alerts.summaries.blood_pressure import BpCategory, bp_category, home_mean, home_window_readings
 from alerts.summaries.glucose import glucose_ranges, glucose_target
 from alerts.summaries.local_days import ADHERENCE_WINDOW_DAYS, LocalDays, ReadingSeries, days_with_data_30
 from storage.readings.protocol import ReadingColumns
@@ -49,6 +49,10 @@ class PanelFigures(BaseModel):
     valid_until: datetime = Field(description="the next local midnight: the windows move then")
     last_reading_at: datetime | None
     blood_pressure: PanelBloodPressure | None
+    bp_not_counted_7d: int = Field(
+        description="valid blood pressures of the 7-day window left out of its home mean: those of the "
+        "first measured day, which the home protocol discards (ESH 2021 [7][8])"
+    )
     glucose: PanelGlucose | None
     days_with_data_30: int
 
@@ -71,6 +75,7 @@ def panel_figures(
     bp = ReadingSeries.of(blood_pressure, local, end_s)
     glu = ReadingSeries.of(glucose, local, end_s)
     home = home_mean(bp, local, params)
+    in_window = home_window_readings(bp, local, params)
     panel_bp = None
     if home is not None:
         panel_bp = PanelBloodPressure(
@@ -99,6 +104,7 @@ def panel_figures(
         valid_until=datetime.fromtimestamp(float(local.starts_s[-1]), UTC),
         last_reading_at=last_reading_at,
         blood_pressure=panel_bp,
+        bp_not_counted_7d=in_window - (home.readings if home is not None else 0),
         glucose=panel_glucose,
         days_with_data_30=days_with_data_30((bp, glu), local),
     )

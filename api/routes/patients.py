@@ -110,6 +110,10 @@ class PanelRow(BaseModel):
     blood_pressure: PanelBloodPressure | None = Field(
         description="7-day home mean (ESH, alerts.summaries); null without a valid reading in the window"
     )
+    bp_not_counted_7d: int = Field(
+        description="valid blood pressures of the 7-day window left out of its mean: the first measured "
+        "day's, which the home protocol discards (with blood_pressure null, the only ones of the week)"
+    )
     glucose: PanelGlucose | None = Field(description="null without any valid glucose reading")
     days_with_data_30: int = Field(description="16 is the remote-monitoring threshold (CPT 99454)")
     gateway: PatientGatewayOut | None
@@ -170,6 +174,7 @@ def _row(entry: PanelEntry, stale: set[str]) -> PanelRow:
         ),
         last_reading_at=s.get("last_reading_at"),
         blood_pressure=bp,
+        bp_not_counted_7d=s.get("bp_not_counted_7d") or 0,
         glucose=glucose,
         days_with_data_30=s.get("days_with_data_30") or 0,
         gateway=_gateway(entry),

@@ -17,6 +17,7 @@ from alerts.evaluate import PatientHistory, evaluate_patient
 from alerts.model import OutcomeStatus, observation_from_reading
 from alerts.profiles import PatientTargets, RuleParameters, parameters, profile
 from alerts.summaries import (
+    PanelFigures,
     PatientSummary,
     coefficient_of_variation_percent,
     daily_figures,
@@ -560,3 +561,32 @@ def test_daily_figures_match_the_stores_daily_aggregates_across_a_clock_change(
             (a.systolic_mmhg.mean, a.systolic_mmhg.min, a.systolic_mmhg.max)
         )
     assert sum(f.excluded_count for f in figures) == 2
+
+
+def test_a_weeks_only_blood_pressures_on_the_first_measured_day_are_counted_as_left_out(
+    store: SqliteReadingStore,
+) -> None:
+    """Readings only on the 7-day window's first measured day give no home mean (the protocol discards
+    that day), and the panel row says how many were left out; a full week leaves out that day's only."""
+    params = params_for()
+    start, end = query_window(params, NOW, 30)
+
+    def figures_of(readings: list[BloodPressureReading]) -> PanelFigures:
+        store.write_batch(readings)
+        return panel_figures(
+            store.reading_columns(PATIENT, ReadingKind.BLOOD_PRESSURE, start, end),
+            store.reading_columns(PATIENT, ReadingKind.GLUCOSE, start, end),
+            params,
+            now=NOW,
+            latest_valid_glucose=None,
+            last_reading_at=day(0, 7),
+        )
+
+    first_day_only = figures_of(
+        [bp(day(0, 6), 186.0, 100.0), bp(day(0, 6) + timedelta(minutes=2), 184.0, 98.0)]
+    )
+    assert first_day_only.blood_pressure is None
+    assert first_day_only.bp_not_counted_7d == 2
+    week = figures_of(morning_and_evening(range(1, 7), 142.0, 86.0))  # days 6..1 before today, 4 a day
+    assert week.blood_pressure is not None and week.blood_pressure.readings == 5 * 4 + 2
+    assert week.bp_not_counted_7d == 4  # the first measured day (6 days back), now that today counts

@@ -281,6 +281,20 @@ def test_an_expired_session_says_so_and_returns_the_user_where_they_were(
     expect(card(page, "GLU-HYPO-2", "p-5")).to_have_count(1)
 
 
+def test_a_weeks_only_blood_pressure_on_its_first_measured_day_shows_as_not_counted(
+    web_clinic: WebClinic, page: Page
+) -> None:
+    """The panel tells the doctor a week's only blood pressure is on the first measured day, which the
+    home protocol leaves out of the 7-day mean, rather than saying there are no readings."""
+    from playwright.sync_api import expect
+
+    seed_alerts(web_clinic)
+    sign_in(page, web_clinic)
+    cell = page.locator("tr[data-patient-id='p-3'] [data-column=bp_mean]")
+    expect(cell).to_contain_text("Not counted: 1 on the first measured day")
+    expect(cell).not_to_contain_text("No readings")
+
+
 def test_in_chinese_no_english_word_of_the_apps_own_text_remains(
     web_clinic: WebClinic, open_page: PageOpener
 ) -> None:

@@ -150,6 +150,9 @@ class PatientSummaryRow(Base):
     bp_category: Mapped[str | None] = mapped_column(String(16), doc="alerts.summaries.BpCategory")
     bp_target_systolic_mmhg: Mapped[float | None] = mapped_column(Float)
     bp_target_diastolic_mmhg: Mapped[float | None] = mapped_column(Float)
+    bp_not_counted_7d: Mapped[int | None] = mapped_column(
+        Integer, doc="valid blood pressures of the 7-day window on its discarded first measured day"
+    )
     glucose_latest_mg_dl: Mapped[float | None] = mapped_column(Float, doc="newest valid glucose")
     glucose_latest_at: Mapped[datetime | None]
     glucose_time_in_range_percent: Mapped[float | None] = mapped_column(Float, doc="last 14 days")

@@ -355,6 +355,7 @@ export default {
     },
     bpTarget: "target {target}",
     bpReadings: "{n} readings",
+    bpFirstDayOnly: "Not counted: {n} on the first measured day (the home protocol leaves day 1 out)",
     noBp: "No readings",
     noGlucose: "No readings",
     tirReadings: "{n} readings in 14 days",

@@ -354,6 +354,7 @@ const zhCN: Messages = {
     },
     bpTarget: "目标 {target}",
     bpReadings: "{n} 次读数",
+    bpFirstDayOnly: "未计入：首个测量日的 {n} 次读数（家庭血压监测方案不计第 1 天）",
     noBp: "无读数",
     noGlucose: "无读数",
     tirReadings: "14 天内 {n} 次读数",
