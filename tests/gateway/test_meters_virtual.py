@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bleak import BleakClient
@@ -47,8 +49,28 @@ async def stand_in_collector(client: BleakClient, session: MeterSession) -> None
     await session.commit(readings, last_sequence_number=start + 2)
 
 
+STUCK_REPORT_AFTER_S = 240.0  # before pytest-timeout's 300 s ends the test
+
+
+def report_stuck_tasks() -> None:
+    """Print where every task of the test's loop waits: a test stuck with an idle loop (a cancelled
+    scan loop that never ended was seen in loaded CI runs) then shows what it waited for."""
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()} (cancelling={task.cancelling()}) waits in:", file=sys.stderr)
+        awaited: Any = task.get_coro()
+        while awaited is not None:  # down the chain of awaits to the innermost one
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                print(f"    on {awaited!r}", file=sys.stderr)
+                break
+            print(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}", file=sys.stderr)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+
+
 @pytest.fixture
 async def radio() -> AsyncIterator[VirtualRadio]:
+    # Armed for the test, its radio's close and the loop's own teardown; dies with the loop.
+    asyncio.get_running_loop().call_later(STUCK_REPORT_AFTER_S, report_stuck_tasks)
     async with VirtualRadio() as radio:
         yield radio
 
