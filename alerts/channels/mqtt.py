@@ -43,7 +43,9 @@ class MqttConfig:
         tls = (
             None
             if self.tls_ca_file is None
-            else TlsParameters(ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file)
+            else TlsParameters(
+                ca_file=self.tls_ca_file, cert_file=self.tls_cert_file, key_file=self.tls_key_file
+            )
         )
         return LinkConfig(
             host=self.host,

@@ -78,10 +78,7 @@ async def _crisis_id(client: httpx.AsyncClient) -> str:
 async def test_inbox_shows_the_care_teams_alerts_only(client: httpx.AsyncClient) -> None:
     mine = (await client.get("/api/v1/alerts", headers=_token("dr-li"))).json()
     assert {a["rule_id"] for a in mine} == {"BP-CRIT-2"}
-    assert (
-        mine[0]["citation"] == "[1][4][17]"
-        and mine[0]["values"]["systolic_mmhg"] == 184.0
-    )
+    assert mine[0]["citation"] == "[1][4][17]" and mine[0]["values"]["systolic_mmhg"] == 184.0
     assert (await client.get("/api/v1/alerts", headers=_token("dr-chen"))).json() == []
     admin = await client.get("/api/v1/alerts", headers=_token("admin-a", role=UserRole.CLINIC_ADMIN))
     assert len(admin.json()) == 1

@@ -124,7 +124,9 @@ def _malformed_form(api: ClinicApi) -> httpx.Response:
 def _too_large(api: ClinicApi) -> httpx.Response:
     body = b"{" + b" " * api.services.max_request_body_bytes + b"}"
     response: httpx.Response = api.client.put(
-        "/api/v1/me/preferences", content=body, headers={**api.auth(DOCTOR), "Content-Type": "application/json"}
+        "/api/v1/me/preferences",
+        content=body,
+        headers={**api.auth(DOCTOR), "Content-Type": "application/json"},
     )
     return response
 
