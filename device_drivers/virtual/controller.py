@@ -1,4 +1,4 @@
-"""bumble's emulated controller, with the two LE connection behaviours hosts rely on.
+"""bumble's emulated controller, with the three LE connection behaviours hosts rely on.
 
 * LE Create Connection Cancel that really cancels. bumble 0.0.236's
   ``Controller.on_hci_le_create_connection_cancel_command`` answers success but keeps the pending
@@ -17,6 +17,7 @@
   (``Opcode 0x200e failed: -16`` in the kernel log), and the kernel and BlueZ lose track of the
   link: BlueZ reports it disconnected, the kernel keeps it, and no HCI Disconnect ever reaches the
   meter, which therefore never advertises again.
+* A Reset that ends every LE link (:meth:`VirtualController.on_hci_reset_command`).
 
 Every controller on a virtual link (central, meters, the controller served to Linux over
 /dev/vhci) is one of these, on a :class:`VirtualLink`: bumble's ``LocalLink.send_acl_data`` labels
@@ -31,9 +32,10 @@ the air does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-from bumble import hci
+from bumble import core, hci, ll
 from bumble.controller import Controller
 from bumble.core import PhysicalTransport
 from bumble.link import LocalLink
@@ -104,6 +106,20 @@ class VirtualController(Controller):
         # After the Command Complete this method's return value produces.
         asyncio.get_running_loop().call_soon(self.send_hci_packet, failure)
         return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+    def on_hci_reset_command(self, command: hci.HCI_Reset_Command) -> hci.HCI_StatusReturnParameters:
+        """Reset returns the link layer to standby (Vol 4, Part E, 7.3.2): no LE link and no
+        connection attempt survive it. bumble 0.0.236 keeps them, so a host restarted after a crash
+        (kill -9 of the gateway) inherits the link its predecessor left open, which keeps the meter
+        from advertising for good. A real peer hears nothing more on the link and reports a
+        supervision timeout (Vol 6, Part B, 4.5.2); the virtual air delivers that at once. The
+        resetting host is told nothing: its stack starts from an empty state."""
+        self.pending_le_connection = None
+        for connection in list(self.le_connections.values()):
+            with contextlib.suppress(core.InvalidArgumentError):  # the peer is off the air already
+                connection.send_ll_control_pdu(ll.TerminateInd(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR))
+            del self.le_connections[connection.peer_address]
+        return super().on_hci_reset_command(command)
 
     def on_hci_disconnect_command(self, command: hci.HCI_Disconnect_Command) -> None:
         logger.debug(

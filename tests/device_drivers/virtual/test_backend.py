@@ -205,6 +205,34 @@ async def test_gateway_reaches_meters_held_by_another_stack_over_tcp(clock: Simu
             await gateway.close()
 
 
+async def test_a_gateway_restarted_after_a_kill_reaches_the_meter_its_dead_host_left_linked(
+    clock: SimulationClock,
+) -> None:
+    """kill -9 of a gateway mid-session, then a restart: the meter is found and read again, not kept
+    silent by the link the dead host never closed."""
+    async with VirtualRadio() as simulator:
+        meter = await simulator.add_meter(make_meter("silvercrest-like", clock=clock, serial_number="B-K"))
+        served, port = await simulator.serve_controller_on_free_port()
+        spec = f"tcp-client:127.0.0.1:{port}"
+        killed = await VirtualRadio.remote(spec)
+        client = BleakClient(await find(killed, meter), backend=killed.client_backend, timeout=WAIT_S)
+        await client.connect()
+        assert killed.central._transport is not None
+        await killed.central._transport.close()  # the host stack dies: nothing more reaches the controller
+        for _ in range(int(WAIT_S * 100)):  # until the simulator has seen the dead host's socket close
+            if served.sink.transport is None:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.01)
+        restarted = await VirtualRadio.remote(spec)
+        try:
+            async with BleakClient(
+                await find(restarted, meter), backend=restarted.client_backend, timeout=WAIT_S
+            ) as again:
+                assert await again.read_gatt_char(uuids.SERIAL_NUMBER_STRING) == b"B-K"
+        finally:
+            await restarted.close()
+
+
 async def test_current_time_write_sets_the_meter_clock(radio: VirtualRadio, clock: SimulationClock) -> None:
     from device_drivers.profiles.time import CurrentTime, decode_current_time, encode_current_time
 
