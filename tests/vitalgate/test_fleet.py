@@ -251,7 +251,7 @@ async def test_a_killed_gateway_shows_offline_at_once_and_staff_get_one_offline_
             assert [r.user_id for r in opened.recipients] == ["nurse-1"]  # staff, not the doctor
 
             gateway = await GatewayProcess(gateway.env, host.transport_spec, gateway.log_path).start()
-            await eventually(online_with_meter, 60, "the restarted gateway online again")
+            await eventually(online_with_meter, 60, "the restarted gateway online again, its meter synced")
 
             async def resolved() -> bool:
                 [alert] = clinic.alerts(GATEWAY_OFFLINE)
