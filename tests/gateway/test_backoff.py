@@ -5,8 +5,8 @@ from __future__ import annotations
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from device_drivers.procedures.errors import GattOperationFailed, GattTimeout, MissingCharacteristic
-from gateway.meters import ErrorKind, SpoofedMeterError, backoff_s, classify
 from gateway.outbox import OutboxFullError
+from gateway.session_failures import ErrorKind, SpoofedMeterError, backoff_s, classify
 
 
 def test_errors_are_classified() -> None:
