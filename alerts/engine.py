@@ -191,6 +191,7 @@ class AlertEngine:
         if ctx is None:
             logger.warning("readings for a patient unknown to the clinic", extra={"patient_id": patient_id})
             return []
+        self._pending.know(patient_id, ctx.parameters())  # the patient's own limits screen its next readings
         async with self._locks[patient_id]:
             changes = await asyncio.to_thread(self._evaluate, ctx, now, fresh)
         await self._route(changes, ctx)

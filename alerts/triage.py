@@ -3,14 +3,16 @@
 Ingest hands the engine every committed batch, and the engine evaluates one patient at a time per
 worker, each patient with all of its readings committed since its last turn. When readings come in
 faster than they are evaluated (a busy clinic, gateways catching up after an outage), patients wait
-their turn; a level-2 hypoglycaemia must not wait behind a queue of in-range readings. A reading
-that could raise an urgent single-reading alert under any guideline profile puts its patient at the
-head of the queue:
+their turn; a level-2 hypoglycaemia must not wait behind a queue of in-range readings. A reading at
+a limit where a single-reading rule may raise an urgent alert puts its patient at the head of the
+queue, judged with the patient's own rule parameters once the engine has evaluated the patient, and
+until then under every guideline profile's defaults (alerts.profiles):
 
-- glucose below the level-2 limit, 54 mg/dL (GLU-HYPO-2, ADA [30]), or at or below a profile's
-  level-1 limit where that profile makes level 1 urgent (CN, <= 3.9 mmol/L [18]);
-- glucose in the HHS range, >= 600 mg/dL (GLU-HIGH-3 [39]);
-- blood pressure at a profile's crisis level (BP-CRIT-*, [4][5][17]).
+- glucose below the level-2 limit (GLU-HYPO-2, [30]), or level 1 where the profile makes it urgent
+  (CN, <= 3.9 mmol/L [18]), at or above the GLU-HIGH-2 limit (urgent once confirmed, [18][40]) or in
+  the HHS range (GLU-HIGH-3 [39]);
+- blood pressure at the crisis level (BP-CRIT-*, [4][5][17]), or a pulse beyond the urgent limits
+  of HR-LOW and HR-HIGH.
 
 The screen orders the work and decides nothing: every reading is evaluated by the rules in full,
 with the patient's own parameters, whichever queue it waited in. (Keys: docs/references.md.)
@@ -18,45 +20,38 @@ with the patient's own parameters, whichever queue it waited in. (Keys: docs/ref
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import fields
+from collections.abc import Iterable, Sequence
 
-from alerts.profiles import PROFILES, RuleParameters
+from alerts.profiles import PROFILES, RuleParameters, parameters
 from storage.readings.protocol import AnyReading
 from vitals.payload import AlertSeverity
 from vitals.readings import BloodPressureReading
 
-_DEFAULT = {f.name: f.default for f in fields(RuleParameters)}
-#: Glucose (mg/dL) below which a reading is level 2 under every profile.
-LEVEL_2_BELOW_MG_DL = float(_DEFAULT["hypo2_mg_dl"])  # type: ignore[arg-type]
-#: Glucose (mg/dL) at or below which a reading is urgent under a profile that makes level 1 urgent.
-URGENT_LEVEL_1_AT_OR_BELOW_MG_DL = max(
-    (
-        p.hypo1_inclusive_mg_dl
-        for p in PROFILES.values()
-        if p.hypo1_severity is AlertSeverity.URGENT and p.hypo1_inclusive_mg_dl is not None
-    ),
-    default=0.0,
-)
-HHS_RANGE_FROM_MG_DL = float(_DEFAULT["high3_mg_dl"])  # type: ignore[arg-type]
-CRISIS_SYSTOLIC_FROM_MMHG = min(p.crisis_systolic_mmhg for p in PROFILES.values())
-CRISIS_DIASTOLIC_FROM_MMHG = min(p.crisis_diastolic_mmhg for p in PROFILES.values())
+#: The defaults of every guideline profile: the screen for a patient not evaluated yet.
+EVERY_PROFILE: tuple[RuleParameters, ...] = tuple(parameters(profile) for profile in PROFILES.values())
 
 
-def may_be_urgent(reading: AnyReading) -> bool:
-    """Whether `reading` could raise an urgent single-reading alert under some guideline profile."""
+def may_be_urgent(reading: AnyReading, candidates: Sequence[RuleParameters] = EVERY_PROFILE) -> bool:
+    """Whether `reading` is at a limit where a single-reading rule may raise an urgent alert under
+    any of `candidates` (the patient's own parameters, or every profile's defaults)."""
+    return any(_at_an_urgent_limit(reading, params) for params in candidates)
+
+
+def _at_an_urgent_limit(reading: AnyReading, params: RuleParameters) -> bool:
     if isinstance(reading, BloodPressureReading):
-        systolic, diastolic = reading.systolic_mmhg, reading.diastolic_mmhg
-        return (systolic is not None and systolic >= CRISIS_SYSTOLIC_FROM_MMHG) or (
-            diastolic is not None and diastolic >= CRISIS_DIASTOLIC_FROM_MMHG
+        systolic, diastolic, pulse = reading.systolic_mmhg, reading.diastolic_mmhg, reading.pulse_bpm
+        return (
+            (systolic is not None and systolic >= params.crisis_systolic_mmhg)
+            or (diastolic is not None and diastolic >= params.crisis_diastolic_mmhg)
+            or (pulse is not None and not params.hr_low_urgent_bpm <= pulse <= params.hr_high_urgent_bpm)
         )
     glucose = reading.glucose_mg_dl
     if glucose is None:
         return False
     return (
-        glucose < LEVEL_2_BELOW_MG_DL
-        or glucose <= URGENT_LEVEL_1_AT_OR_BELOW_MG_DL
-        or glucose >= HHS_RANGE_FROM_MG_DL
+        glucose < params.hypo2_mg_dl
+        or (params.hypo1_severity is AlertSeverity.URGENT and params.is_hypo1(glucose))
+        or glucose >= params.high2_mg_dl
     )
 
 
@@ -67,6 +62,11 @@ class EvaluationQueue:
     def __init__(self) -> None:
         self._urgent: dict[str, list[AnyReading]] = {}
         self._routine: dict[str, list[AnyReading]] = {}
+        self._parameters: dict[str, tuple[RuleParameters]] = {}
+
+    def know(self, patient_id: str, params: RuleParameters) -> None:
+        """Screen `patient_id`'s next readings with its own rule parameters (profile and targets)."""
+        self._parameters[patient_id] = (params,)
 
     def add(self, batch: Iterable[AnyReading]) -> None:
         for reading in batch:
@@ -75,7 +75,7 @@ class EvaluationQueue:
                 continue
             if patient_id in self._urgent:
                 self._urgent[patient_id].append(reading)
-            elif may_be_urgent(reading):
+            elif may_be_urgent(reading, self._parameters.get(patient_id, EVERY_PROFILE)):
                 self._urgent[patient_id] = [*self._routine.pop(patient_id, []), reading]
             else:
                 self._routine.setdefault(patient_id, []).append(reading)

@@ -11,6 +11,7 @@ import pytest
 
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
+from alerts.profiles import PatientTargets, ProfileName, parameters, profile
 from alerts.triage import EvaluationQueue, may_be_urgent
 from storage.readings.protocol import AnyReading
 from storage.readings.sqlite import SqliteReadingStore
@@ -55,6 +56,11 @@ def pressure_of(patient_id: str, n: int, systolic: float, diastolic: float) -> B
     )
 
 
+def pulse_of(patient_id: str, n: int, pulse: float) -> BloodPressureReading:
+    reading = pressure_of(patient_id, n, 128, 82)
+    return BloodPressureReading.model_validate({**reading.model_dump(), "pulse_bpm": pulse})
+
+
 @pytest.mark.parametrize(
     ("reading", "urgent"),
     [
@@ -62,17 +68,36 @@ def pressure_of(patient_id: str, n: int, systolic: float, diastolic: float) -> B
         (glucose_of("p", 1, 3.9, "mmol/L"), True),  # CN: <= 3.9 mmol/L is urgent
         (glucose_of("p", 1, 4.2, "mmol/L"), False),
         (glucose_of("p", 1, 140), False),
-        (glucose_of("p", 1, 600), True),  # HHS range
+        (glucose_of("p", 1, 300), True),  # GLU-HIGH-2, urgent once confirmed
+        (glucose_of("p", 1, 299), False),
         (pressure_of("p", 1, 180, 90), True),  # crisis systolic
         (pressure_of("p", 1, 150, 110), True),  # CN crisis diastolic
         (pressure_of("p", 1, 179, 109), False),
+        (pulse_of("p", 1, 38), True),  # HR-LOW's urgent limit
+        (pulse_of("p", 1, 125), True),  # HR-HIGH's urgent limit
+        (pulse_of("p", 1, 72), False),
     ],
 )
-def test_a_reading_that_may_be_urgent_under_some_profile_is_screened_as_such(
+def test_a_reading_at_an_urgent_limit_under_some_profile_is_screened_as_such(
     reading: AnyReading, urgent: bool
 ) -> None:
-    """The screen flags every reading an urgent single-reading rule could fire on, and no in-range one."""
+    """Before a patient is known, the screen flags every reading an urgent single-reading rule could
+    fire on under any profile's defaults, and no in-range one."""
     assert may_be_urgent(reading) is urgent
+
+
+def test_a_patients_own_hypo_limit_screens_its_next_readings() -> None:
+    """A CN patient whose doctor set level 1 at < 80 mg/dL (urgent in CN) has a 75 mg/dL reading
+    evaluated first once the engine knows the patient; a US patient's 75 mg/dL waits its turn."""
+    queue = EvaluationQueue()
+    queue.know("cn", parameters(profile(ProfileName.CN), PatientTargets(hypo1_mg_dl=80.0)))
+    queue.know("us", parameters(profile(ProfileName.US), PatientTargets(hypo1_mg_dl=80.0)))
+    queue.add([glucose_of("us", 1, 75.0), glucose_of("cn", 1, 75.0)])
+    assert queue.urgent_waiting
+    assert [queue.pop(), queue.pop()] == [
+        ("cn", [glucose_of("cn", 1, 75.0)]),
+        ("us", [glucose_of("us", 1, 75.0)]),
+    ]
 
 
 def test_a_level_2_hypo_is_evaluated_before_a_queue_of_routine_readings() -> None:

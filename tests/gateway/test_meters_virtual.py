@@ -53,8 +53,8 @@ STUCK_REPORT_AFTER_S = 240.0  # before pytest-timeout's 300 s ends the test
 
 
 def report_stuck_tasks() -> None:
-    """Print where every task of the test's loop waits: a test stuck with an idle loop (a cancelled
-    scan loop that never ended was seen in loaded CI runs) then shows what it waited for."""
+    """Print where every task of the test's loop waits, so a test stuck with an idle loop (a cancelled
+    scan loop that does not end) shows what it waits for before it is ended."""
     for task in asyncio.all_tasks():
         print(f"task {task.get_name()} (cancelling={task.cancelling()}) waits in:", file=sys.stderr)
         awaited: Any = task.get_coro()
