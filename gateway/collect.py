@@ -42,6 +42,7 @@ from device_drivers.procedures.errors import (
 from device_drivers.procedures.glucose import sync_glucose_records
 from device_drivers.procedures.results import GlucoseSyncResult, UndecodedValue
 from device_drivers.procedures.session import check_clock
+from device_drivers.profiles.blood_pressure import BloodPressureFeature
 from device_drivers.readings import blood_pressure_reading, cuff_device_time, device_identity, glucose_reading
 from gateway.bindings import MeterProfile
 from gateway.meters import Collector, MeterSession
@@ -160,7 +161,8 @@ async def _blood_pressure(
     confirmed to a gateway killed mid-transfer; committing as they arrive (everything queued during
     one fsync goes into the next commit) shrinks that window to the records of one fsync.
     """
-    await read_blood_pressure_feature(client)
+    feature = await read_blood_pressure_feature(client)
+    e2e_crc_present = isinstance(feature, BloodPressureFeature) and BloodPressureFeature.E2E_CRC in feature
     clock = await _clock(client, identity, tz, now)
 
     def reading(measurement: CuffMeasurement, before_reset: bool) -> BloodPressureReading:
@@ -173,7 +175,7 @@ async def _blood_pressure(
         )
 
     try:
-        await _blood_pressure_records(client, session, clock, reading)
+        await _blood_pressure_records(client, session, clock, reading, e2e_crc_present=e2e_crc_present)
         return
     except MissingCharacteristic:
         pass  # no stored records: the cuff indicates its measurements (BLS 1.0, or BLS 1.1 enhanced only)
@@ -201,20 +203,32 @@ async def _blood_pressure_records(
     session: MeterSession,
     clock: ClockReading | None,
     reading: Callable[[CuffMeasurement, bool], BloodPressureReading],
+    *,
+    e2e_crc_present: bool,
 ) -> None:
     """BLS 1.1 stored records over RACP, committed with the cursor once the report ends (the records
-    stay on the cuff, so a transfer cut short loses nothing: what arrived is committed, the rest is
-    fetched next time). Raises MissingCharacteristic for a cuff without records."""
+    stay on the cuff, so a transfer cut short loses nothing: what arrived is committed, also when the
+    session's deadline or a stop ends it, and the rest is fetched next time). The cursor never passes
+    a record that could not be decoded: the next sync asks for it again, and the records after it
+    come again as duplicates. Raises MissingCharacteristic for a cuff without records."""
     received: list[StoredCuffRecord] = []
+    cursor_held_at: list[int | None] = []  # the cursor before the first undecodable value, once seen
+
+    def hold_cursor(_value: UndecodedValue) -> None:
+        if not cursor_held_at:
+            before = [r.sequence_number for r in received]
+            cursor_held_at.append(max(before) if before else session.since_sequence_number)
 
     async def commit() -> None:
         if not received:
             return
         reset = _clock_reset(session, [cuff_device_time(r.measurement) for r in received], clock)
+        highest = max(r.sequence_number for r in received)
         await session.commit(
             [reading(r.measurement, before) for r, before in zip(received, reset, strict=True)],
-            last_sequence_number=max(r.sequence_number for r in received),
+            last_sequence_number=cursor_held_at[0] if cursor_held_at else highest,
         )
+        received.clear()
 
     try:
         result = await sync_blood_pressure_records(
@@ -222,8 +236,10 @@ async def _blood_pressure_records(
             last_sequence_number=session.since_sequence_number,
             disconnected=session.disconnected,
             on_record=received.append,
+            on_undecodable=hold_cursor,
+            e2e_crc_present=e2e_crc_present,
         )
-    except ProcedureError:  # what arrived is committed (nothing when the cuff has no records)
+    except (ProcedureError, asyncio.CancelledError):  # what arrived is committed (nothing when no records)
         await commit()
         raise
     await commit()

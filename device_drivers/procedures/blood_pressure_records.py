@@ -139,8 +139,14 @@ async def sync_blood_pressure_records(
     timeouts: ProcedureTimeouts | None = None,
     disconnected: asyncio.Event | None = None,
     on_record: RecordCallback | None = None,
+    on_undecodable: Callable[[UndecodedValue], None] | None = None,
+    e2e_crc_present: bool = False,
 ) -> BloodPressureRecordSync:
     """Report the stored records after ``last_sequence_number`` (all when None).
+
+    ``on_undecodable`` hears each value that could not be decoded, in the order of arrival with the
+    records, so a caller can keep its cursor below it. ``e2e_crc_present``: the cuff's Blood Pressure
+    Feature has the E2E-CRC bit, so every record ends with a CRC (GSS Blood Pressure Record).
 
     Raises:
         MissingCharacteristic: the cuff has no Blood Pressure Record or RACP (a BLS 1.0 cuff).
@@ -158,7 +164,9 @@ async def sync_blood_pressure_records(
             except BleakCharacteristicNotFoundError:
                 raise MissingCharacteristic(describe(characteristic)) from None
             subscribed.append(characteristic)
-        return await _report(client, inbox, last_sequence_number, timeouts, on_record)
+        return await _report(
+            client, inbox, last_sequence_number, timeouts, on_record, on_undecodable, e2e_crc_present
+        )
     finally:
         try:
             await unsubscribe_all(client, subscribed, timeouts)
@@ -172,6 +180,8 @@ async def _report(
     last_sequence_number: int | None,
     timeouts: ProcedureTimeouts,
     on_record: RecordCallback | None,
+    on_undecodable: Callable[[UndecodedValue], None] | None,
+    e2e_crc_present: bool,
 ) -> BloodPressureRecordSync:
     after = None if last_sequence_number is None else last_sequence_number + 1
     if after is None or after >= SEQUENCE_NUMBER_MODULUS:
@@ -197,7 +207,7 @@ async def _report(
         characteristic, raw = event
         try:
             if characteristic == uuids.BLOOD_PRESSURE_RECORD:
-                complete = assembler.add(decode_blood_pressure_record(raw))
+                complete = assembler.add(decode_blood_pressure_record(raw, e2e_crc_present=e2e_crc_present))
                 if complete is None:
                     continue
                 first, value = complete
@@ -219,6 +229,8 @@ async def _report(
                 },
             )
             undecodable.append(UndecodedValue(characteristic, raw, error))
+            if on_undecodable is not None:
+                on_undecodable(undecodable[-1])
             continue
         if (
             isinstance(response, RacpNumberOfRecords)

@@ -73,6 +73,8 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
         self.records: list[StoredEnhancedRecord] = []
         self.segment_size = persona.record_segment_size
         self.segments_sent = 0
+        #: Sequence numbers of records sent cut short (a firmware fault): the collector cannot decode them.
+        self.garbled: set[int] = set()
         self._segment_counter = 0
         self._transfers: dict[int, asyncio.Task[None]] = {}
         self._answered: set[int] = set()
@@ -222,6 +224,8 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
         self, device: Device, connection: Connection, record: StoredEnhancedRecord
     ) -> None:
         value = bp_codec.encode_enhanced_blood_pressure_measurement(record.measurement)
+        if record.sequence_number in self.garbled:
+            value = value[:3]  # flags and part of the systolic: no complete measurement
         chunks = [
             value[start : start + self.segment_size] for start in range(0, len(value), self.segment_size)
         ]

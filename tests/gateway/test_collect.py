@@ -180,3 +180,33 @@ async def test_readings_stamped_before_a_meter_clock_reset_are_held_untrusted_no
     for reading, at in zip(readings[3:], after, strict=True):
         assert reading.clock_offset_s is not None and time_trusted(reading)
         assert abs((reading.measured_at - at).total_seconds()) < 2
+
+
+async def test_a_stored_record_that_cannot_be_decoded_is_asked_for_again_not_skipped(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A BLS 1.1 record the gateway cannot decode keeps the cursor below it: the records around it are
+    committed, and the next sync asks for it again, so it is read once the cuff sends it whole."""
+    cuff = make_meter("bls11-like", clock=SimulationClock(), serial_number="BP-GARBLED")
+    assert isinstance(cuff, VirtualEnhancedBloodPressureCuff)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
+    for i in range(5):
+        cuff.add_record(
+            taken_at=start + dt.timedelta(hours=i), systolic_mmhg=130 + i, diastolic_mmhg=85, pulse_bpm=66
+        )
+    cuff.garbled = {2}
+    await radio.add_meter(cuff)
+    sink = CountingOutbox(tmp_path / "outbox.db")
+    paired = await pair_cuff(tmp_path, radio, cuff)
+    await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert sink.outbox.sync_position(paired.meter_key) == 1  # below the record it could not read
+    assert sorted(r.systolic for r in sink.readings if isinstance(r, BloodPressureReading)) == [
+        130,
+        131,
+        133,
+        134,
+    ]
+    cuff.garbled = set()
+    session = await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert (session.committed, session.duplicates) == (1, 2)  # record 2 at last; 3 and 4 again
+    assert sink.outbox.sync_position(paired.meter_key) == 4
