@@ -274,25 +274,3 @@ def window_outcomes(
             if codes[pi] == FIRING or (pid, r.rule_id) in unresolved:
                 out[pid].append(window_outcome(r, int(pi), int(t_of[pi]), matrix, pid))
     return out
-
-
-def sweep_outcomes(
-    histories: Sequence[PatientHistory],
-    params: Sequence[RuleParameters],
-    now: datetime,
-    unresolved: set[tuple[str, str]],
-) -> dict[str, list[Outcome]]:
-    """`window_outcomes` for patients given as observations (replay, tests), grouped by profile."""
-    groups: defaultdict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(params):
-        groups[p.profile.name.value].append(i)
-    out: dict[str, list[Outcome]] = {}
-    day0 = (now - timedelta(days=LOOKBACK_DAYS + 1)).date()
-    for members in groups.values():
-        hs = [histories[i] for i in members]
-        ps = [params[i] for i in members]
-        ids = [h.patient_id for h in hs]
-        obs = [o for h in hs for o in h.observations if o.measured_at <= now]
-        cols, starts = columns_from_observations(obs, ids, day0, [p.timezone for p in ps])
-        out.update(window_outcomes(cols, starts, ids, ps, day0, now, unresolved))
-    return out

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from alerts.daily_matrix import KIND_CODES, MEAL_CODES, SECONDS_PER_DAY, Columns
+from alerts.daily_matrix import KIND_CODES, MEAL_CODES, SECONDS_PER_DAY
 from alerts.model import Observation, ObservationKind
 from vitals.readings import Meal
 
@@ -190,26 +190,3 @@ def simulate(
         excluded_from_averages=np.concatenate([movement, np.zeros(n_g + n_c, np.bool_)]),
         irregular_pulse=np.concatenate([irregular, np.zeros(n_g + n_c, np.bool_)]),
     )
-
-
-def to_columns(sim: SimulatedReadings) -> tuple[Columns, FloatArray]:
-    """The simulated readings as the sweep's columns (vectorised, no Python loop over readings)."""
-    offset_s = sim.utc_offset_h * 3600.0
-    local = sim.utc_seconds + offset_s
-    day = np.floor(local / SECONDS_PER_DAY).astype(np.int64)
-    hour = (local - day * SECONDS_PER_DAY) / 3600.0
-    cols = Columns(
-        patient=sim.patient,
-        day=day,
-        local_hour=hour,
-        local_seconds=local,
-        utc_seconds=sim.utc_seconds + sim.start.timestamp(),
-        kind=sim.kind,
-        excluded_from_averages=sim.excluded_from_averages,
-        systolic_mmhg=sim.systolic_mmhg,
-        diastolic_mmhg=sim.diastolic_mmhg,
-        glucose_mg_dl=sim.glucose_mg_dl,
-        meal=sim.meal,
-    )
-    starts = np.full(len(sim.patient_ids), sim.start.timestamp() - offset_s)
-    return cols, starts

@@ -182,12 +182,3 @@ class UnboundDecisions:
                 (limit,),
             )
             return tuple(AppliedCommand(command_id=r[0], readings=int(r[1])) for r in rows)
-
-    def is_applied(self, command_id: str) -> bool:
-        with self._lock:
-            return (
-                self._conn()
-                .execute("SELECT 1 FROM applied_commands WHERE command_id = ?", (command_id,))
-                .fetchone()
-                is not None
-            )

@@ -60,10 +60,6 @@ class SpoofedMeterError(Exception):
     """A device answered for a paired meter without its bond, or with another meter's identity."""
 
 
-class MeterProtocolError(Exception):
-    """The meter's answers could not be turned into readings (raised by collectors)."""
-
-
 def classify(error: BaseException) -> ErrorKind:
     """Map an exception from a session to the backoff it deserves."""
     if isinstance(error, OutboxFullError):
@@ -74,8 +70,6 @@ def classify(error: BaseException) -> ErrorKind:
         return ErrorKind.SPOOFED
     if isinstance(error, BondLostError):
         return ErrorKind.SECURITY
-    if isinstance(error, MeterProtocolError):
-        return ErrorKind.PROTOCOL
     if isinstance(error, (GattTimeout, SyncTimeout)):
         return ErrorKind.TIMEOUT
     if isinstance(error, MeterDisconnected):
