@@ -63,6 +63,25 @@ def findings(pattern: re.Pattern[str]) -> list[str]:
     return sorted(set(found))
 
 
+# A module a reader can hold in mind; codec tables (one field layout after another, spec order) excepted.
+MAX_MODULE_LINES = 500
+CODEC_TABLES = ("device_drivers/profiles/",)
+
+
+def test_every_module_of_the_packages_is_under_500_lines_codec_tables_excepted() -> None:
+    """A newcomer can read any module of the eight packages at one sitting (codec tables excepted)."""
+    too_long = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            relative = path.relative_to(REPO).as_posix()
+            if not SKIPPED_DIRS.isdisjoint(path.parts) or relative.startswith(CODEC_TABLES):
+                continue
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > MAX_MODULE_LINES:
+                too_long.append(f"{relative}: {lines} lines")
+    assert too_long == []
+
+
 def test_no_comment_or_doc_names_an_issue_number() -> None:
     """A reader of the code or docs is told what holds, not which issue asked for it."""
     assert findings(ISSUE) == []
