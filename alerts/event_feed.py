@@ -6,8 +6,10 @@ that made them.
 - PostgreSQL: each new `alert_events` row notifies `ALERT_EVENTS_CHANNEL` with its id at commit
   (storage.clinic.coordination); the feed listens, reads those rows and hands them to the hub. After
   a lost connection it listens again and first reads every row after the last one it delivered.
-- SQLite (one machine): the feed reads the rows after the last one it delivered every `poll_s`. SQLite
-  has one writer at a time, so row ids grow in commit order and none is skipped.
+- SQLite (one machine): the feed reads the rows after the last one it delivered every `poll_s`, and
+  at once when this process has stored events itself (`FeedWakeup`, a live channel of its router):
+  an urgent alert made here reaches the streams without waiting for the next poll. SQLite has one
+  writer at a time, so row ids grow in commit order and none is skipped.
 
 Each event is rebuilt as the notification its maker routed (alerts.routing.Router: title, link,
 recipients by the care team, escalation level, sign-off flag) and delivered to the hub once.
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
+from alerts.channels.base import Notification
 from alerts.channels.hub import EventHub
 from alerts.directory import PatientDirectory
 from alerts.lifecycle import Change
@@ -74,6 +77,12 @@ class AlertEventFeed:
         self._seen: OrderedDict[int, None] = OrderedDict()
         # Set once the feed reads events (after its first position, and on PostgreSQL its LISTEN).
         self.ready = asyncio.Event()
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Read the stored events now: this process has just stored some (used with SQLite, which
+        has no notifications; on PostgreSQL the notification does it)."""
+        self._woken.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: deliver stored events to the hub as they come."""
@@ -86,12 +95,15 @@ class AlertEventFeed:
     async def _poll(self, stop: asyncio.Event) -> None:
         self.ready.set()
         while not stop.is_set():
+            self._woken.clear()  # a wake during the read below starts another one at once
             try:
                 await self._catch_up()
             except Exception:
                 logger.exception("alert events not read; reading again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_s)
+            waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())}
+            _, pending = await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+            for wait in pending:
+                wait.cancel()
 
     async def _listen(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -153,3 +165,16 @@ class AlertEventFeed:
             team = ctx.care_team if ctx is not None else ()
             await self.hub.deliver(self.router.notification(change_of(item), team))
             self.delivered += 1
+
+
+class FeedWakeup:
+    """A live channel of this process's router that wakes its feed: the alert events this process
+    stores reach its live streams at once, without waiting for the feed's next poll (SQLite)."""
+
+    name = "live-stream"
+
+    def __init__(self, feed: AlertEventFeed) -> None:
+        self.feed = feed
+
+    async def deliver(self, notification: Notification) -> None:
+        self.feed.wake()

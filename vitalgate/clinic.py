@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
-from alerts.event_feed import AlertEventFeed
+from alerts.event_feed import AlertEventFeed, FeedWakeup
 from api.app import create_app
 from api.deps import ApiServices
 from api.services import AlertApi
@@ -136,6 +136,7 @@ async def build_clinic_server(
         raise
     hub = EventHub()
     feed = AlertEventFeed(database, hub, services.directory, services.router)
+    services.router.live.append(FeedWakeup(feed))  # this process's events reach its streams at once
     ingest = None
     metrics: list[Any] = []
     if with_ingest:

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from alerts.channels.base import Notification
 from alerts.channels.hub import EventHub
 from alerts.engine import AlertEngine
-from alerts.event_feed import AlertEventFeed
+from alerts.event_feed import AlertEventFeed, FeedWakeup
 from alerts.repository import SqlAlertRepository, SqlPatientDirectory
 from alerts.routing import Router
 from storage.clinic.coordination import DatabaseTurns, exclusive
@@ -227,3 +227,33 @@ async def test_every_replicas_live_stream_carries_an_event_made_elsewhere(
         )
         assert [r.user_id for r in note.recipients] == ["dr-li"]
     assert extra == [None, None]  # each event once per stream
+
+
+async def test_an_alert_a_process_makes_reaches_its_own_live_streams_without_waiting_for_a_poll(
+    tmp_path: object, store: SqliteReadingStore
+) -> None:
+    """On SQLite, where the feed polls, an alert this process opens is on its live stream at once:
+    with a poll an hour apart, the urgent event still arrives (the router wakes the feed)."""
+    url = next(_seeded(f"sqlite:///{tmp_path}/clinic.db"))
+    replica = Replica(url, store, Clock(START + timedelta(minutes=4)))
+    replica.feed.poll_s = 3600.0
+    replica.router.live.append(FeedWakeup(replica.feed))
+    stop = asyncio.Event()
+    feed = asyncio.create_task(replica.feed.run(stop))
+    try:
+        async with asyncio.timeout(WAIT_S):
+            await replica.feed.ready.wait()
+        async with replica.hub.subscribe("clinic-a") as stream:
+            await asyncio.sleep(0.1)  # the feed's first read is done; it now waits for its hour
+            batch = [
+                bp_reading("pt-1", START, 186, 100),
+                bp_reading("pt-1", START + timedelta(minutes=3), 184, 98),
+            ]
+            store.write_batch(batch)
+            await replica.engine.on_readings_committed(batch)
+            note = await stream.next(WAIT_S)
+    finally:
+        stop.set()
+        await asyncio.gather(feed)
+        replica.database.close()
+    assert note is not None and (note.event.rule_id, note.event.event) == ("BP-CRIT-2", "opened")
