@@ -295,6 +295,21 @@ def test_a_weeks_only_blood_pressure_on_its_first_measured_day_shows_as_not_coun
     expect(cell).not_to_contain_text("No readings")
 
 
+def test_the_panel_counts_readings_in_the_singular_and_the_plural(web_clinic: WebClinic, page: Page) -> None:
+    """A count of one reads "1 reading", of more "3 readings", as a doctor would write them."""
+    from playwright.sync_api import expect
+
+    seed_alerts(web_clinic)
+    seed_unseen_urgent(web_clinic)
+    sign_in(page, web_clinic)
+    expect(page.locator("tr[data-patient-id='p-2'] [data-column=time_in_range]")).to_contain_text(
+        "1 reading in 14 days"
+    )
+    expect(page.locator("tr[data-patient-id='p-5'] [data-column=time_in_range]")).to_contain_text(
+        "3 readings in 14 days"
+    )
+
+
 def test_in_chinese_no_english_word_of_the_apps_own_text_remains(
     web_clinic: WebClinic, open_page: PageOpener
 ) -> None:

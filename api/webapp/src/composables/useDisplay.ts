@@ -11,7 +11,9 @@ import { glucoseUnit, session } from "../session";
 export function useDisplay() {
   const { t, locale } = useI18n();
   const unit = computed<GlucoseUnit>(() => glucoseUnit());
-  const translate = (key: string, named?: Record<string, unknown>): string => (named ? t(key, named) : t(key));
+  // `count` picks the singular or plural of a "one | many" message (English; Chinese has one form).
+  const translate = (key: string, named?: Record<string, unknown>, count?: number): string =>
+    count !== undefined ? t(key, named ?? {}, count) : named ? t(key, named) : t(key);
   const errorMessage = (error: unknown): string =>
     errorText(error, { t: translate, locale: locale.value }, unit.value);
   const clinicTimeZone = computed(() => session.me?.clinic.timezone ?? null);

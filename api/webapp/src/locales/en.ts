@@ -2,7 +2,8 @@
  * English: every string of the shell, panel and alert inbox. zh-CN.ts has the same keys (a type
  * error otherwise, and src/i18n.test.ts checks both ways). The patient page's strings are in
  * patient.en.ts, merged under "patient". vue-i18n message syntax: {name} interpolates; the
- * characters @ $ | { } are special and not used as text here.
+ * characters @ $ | { } are special and not used as text here; "a | b" is a count's singular and plural
+ * (t(key, { n }, n)).
  */
 import type { RuleId } from "../api/client";
 
@@ -354,11 +355,11 @@ export default {
       insufficient: "Too few readings",
     },
     bpTarget: "target {target}",
-    bpReadings: "{n} readings",
+    bpReadings: "{n} reading | {n} readings",
     bpFirstDayOnly: "Not counted: {n} on the first measured day (the home protocol leaves day 1 out)",
     noBp: "No readings",
     noGlucose: "No readings",
-    tirReadings: "{n} readings in 14 days",
+    tirReadings: "{n} reading in 14 days | {n} readings in 14 days",
     noTir: "Not enough readings",
     daysOf30: "{n} of 30",
     daysMet: "16 or more: meets the remote-monitoring threshold",
