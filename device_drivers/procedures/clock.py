@@ -89,28 +89,50 @@ def stamped_before_clock_reset(
     device_times: Sequence[dt.datetime | None], clock: ClockReading | None
 ) -> list[bool]:
     """For records in the order the meter numbered them (oldest first), whether each was stamped
-    with a clock the meter has since reset, so the clock reading of this sync does not apply to it.
+    with a clock the meter has since reset or set, so the clock reading of this sync does not apply
+    to it.
 
-    Found from the records themselves: every record before the last point where the time stamps go
-    back by more than :data:`CLOCK_RESET_MIN_JUMP` while the sequence numbers go on, and every record
-    stamped that much later than the meter's clock shows now (the reset came after it).
+    Found from the records themselves. The order is the meter's record sequence number, which goes
+    up by one per stored record whatever the clock does (GLS Glucose Measurement Sequence Number,
+    BLS 1.1 BP Record sequence number: ../shared/reference/ble-health-profiles.md §2.3, §2.2), so a
+    jump in the time stamps between two neighbours is the clock's, not the records' order. Flagged:
+
+    - every record before the last point where the time stamps go back by more than
+      :data:`CLOCK_RESET_MIN_JUMP` (a reset);
+    - after that reset, every record before the first jump forward by more than
+      :data:`CLOCK_RESET_MIN_JUMP` that brings the stamps back to where they were before the reset
+      (someone set the clock by hand, or another host wrote it): a reset clock restarts from its
+      default date, years back (reference §2.7), and running on its own it regains that ground only
+      as slowly as real time passes, so the records between the reset and the set are on a clock
+      that no longer runs. A gap that stays short of the pre-reset stamps (the patient not measuring
+      for a while) is not a set; after a reset of only days, a gap as long counts as one, and the
+      records before it are held as untrusted rather than given a wrong time;
+    - every record stamped that much later than the meter's clock shows now (the reset came after it).
     """
     flagged = [False] * len(device_times)
-    after_last_reset = 0
+    stamps = [None if t is None else t.replace(tzinfo=None) for t in device_times]
+    current_from = 0  # the first record stamped with the clock the meter runs now
+    before_reset: dt.datetime | None = None  # the last stamp before the reset that starts there
     previous: dt.datetime | None = None
-    for index, stamped in enumerate(device_times):
+    for index, stamped in enumerate(stamps):
         if stamped is None:
             continue
-        stamped = stamped.replace(tzinfo=None)
         if previous is not None and stamped < previous - CLOCK_RESET_MIN_JUMP:
-            after_last_reset = index
+            current_from, before_reset = index, previous
+        elif (
+            previous is not None
+            and before_reset is not None
+            and stamped > previous + CLOCK_RESET_MIN_JUMP
+            and stamped >= before_reset - CLOCK_RESET_MIN_JUMP
+        ):
+            current_from, before_reset = index, None  # set after the reset: the clock runs on from here
         previous = stamped
-    for index in range(after_last_reset):
-        flagged[index] = device_times[index] is not None
+    for index in range(current_from):
+        flagged[index] = stamps[index] is not None
     if clock is not None:
         latest_possible = clock.device_time.replace(tzinfo=None) + CLOCK_RESET_MIN_JUMP
-        for index, stamped in enumerate(device_times):
-            if stamped is not None and stamped.replace(tzinfo=None) > latest_possible:
+        for index, stamped in enumerate(stamps):
+            if stamped is not None and stamped > latest_possible:
                 flagged[index] = True
     return flagged
 
