@@ -21,6 +21,8 @@ Link security on BlueZ (:func:`bluez_link_security`): bleak's BlueZ backend says
 encryption, so the gateway asks BlueZ whether it holds a bond for the device
 (``org.bluez.Device1.Paired``/``Bonded``) and the kernel whether the link is encrypted (the
 ``HCIGETCONNLIST`` ioctl on an HCI socket, which needs no privilege: ``hcitool con`` uses it).
+The bond's security level (:func:`bond_security_of`) comes from BlueZ's bond file instead: the
+kernel's link mode does not tell a Just Works bond from an authenticated one.
 
 With the virtual radio (:class:`NoAdapterControl`) there is no adapter to recover.
 """
@@ -38,6 +40,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from gateway.bond_security import BondSecurity, bluez_bond_security, virtual_bond_security
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +221,18 @@ async def bluez_link_security(adapter: BluezAdapter, address: str) -> LinkSecuri
     index = int(adapter.name.removeprefix("hci") or 0)
     encrypted = await asyncio.to_thread(kernel_link_encrypted, address, index)
     return LinkSecurity(bonded=bonded, encrypted=encrypted)
+
+
+async def bond_security_of(client: Any, adapter: BluezAdapter | None) -> BondSecurity | None:
+    """The security level of the bond protecting ``client``'s link now (gateway.bond_security):
+    from the bumble connection on the virtual radio, from BlueZ's bond file with an adapter; None
+    where it cannot be read."""
+    if adapter is None:
+        return await virtual_bond_security(client)
+    props = await adapter.properties(adapter.path, ADAPTER_INTERFACE)
+    if not props or not props.get("Address"):
+        return None
+    return await asyncio.to_thread(bluez_bond_security, str(props["Address"]), str(client.address))
 
 
 # -- recovery -------------------------------------------------------------------------------------------

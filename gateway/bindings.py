@@ -8,9 +8,10 @@ Two sources, one file:
   name (yet).
 
 The same file holds the registry of meters paired (bonded) with this gateway: BLE address, meter
-identity (:attr:`vitals.readings.DeviceIdentity.meter_key`), profile. The gateway connects only to
-meters in this registry; a device that claims a registered meter's identity from another address
-is refused (reliability.md §5.4: accept readings only from bonded device addresses).
+identity (:attr:`vitals.readings.DeviceIdentity.meter_key`), profile, and the security level of
+the bond made at pairing (gateway.bond_security). The gateway connects only to meters in this
+registry; a device that claims a registered meter's identity from another address is refused
+(reliability.md §5.4: accept readings only from bonded device addresses).
 
 Attribution (:meth:`Bindings.attribute`): a reading belongs to a binding's patient only when its
 clock-corrected measurement time lies inside the binding's interval (``bound_at`` up to
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.bond_security import BondSecurity
 from vitals.payload import GatewayConfig, MeterBinding, UnboundReason
 from vitals.readings import BloodPressureReading, GlucoseReading, Reading, SensorStatus
 
@@ -58,7 +60,9 @@ class PairedMeter(BaseModel):
     meter_key: str = Field(min_length=1)
     profile: MeterProfile
     paired_at: datetime
-    security: str | None = Field(default=None, description="pairing method/security level, as reported")
+    #: The bond's security level when it was paired (gateway.bond_security); sessions refuse a link
+    #: whose bond is weaker. None: not recorded (paired before the level was kept): not checked.
+    security: BondSecurity | None = None
 
 
 def time_trusted(reading: Reading) -> bool:

@@ -45,17 +45,20 @@ from gateway.adapter import (
     NoAdapterControl,
     RecoveryStep,
     bluez_link_security,
+    bond_security_of,
     kernel_link_encrypted,
 )
 from gateway.bindings import Bindings, PairedMeter
 from gateway.health import GatewayHealth
 from gateway.outbox import CommitResult, OutboxFullError, OutboxStats
 from gateway.session_failures import (
+    LOGGED_AS_ERRORS,
     BondLostError,
     ErrorKind,
     SpoofedMeterError,
     backoff_s,
     classify,
+    refuse_weaker_bond,
 )
 from vitals.readings import Reading
 
@@ -396,11 +399,7 @@ class MeterManager:
                 state.failures += 1
                 state.last_error = f"{kind.value}: {type(exc).__name__}"
                 self.health.error(f"meter session failed: {kind.value}")
-                log = (
-                    logger.error
-                    if kind in (ErrorKind.SPOOFED, ErrorKind.OUTBOX_FULL, ErrorKind.SECURITY)
-                    else logger.warning
-                )
+                log = logger.error if kind in LOGGED_AS_ERRORS else logger.warning
                 log(
                     "meter session failed",
                     extra={
@@ -450,6 +449,10 @@ class MeterManager:
                 raise SpoofedMeterError(f"device at {meter.address} could not encrypt with the stored bond")
             if self.adapter is not None:
                 await check_bluez_link(self.adapter, meter.address, self.config.encryption_wait_s)
+            if meter.security is not None:  # no level recorded at pairing: nothing to compare with
+                refuse_weaker_bond(
+                    meter.address, meter.security, await bond_security_of(client, self.adapter)
+                )
             since = await self.sync_position(meter.meter_key)
             session = MeterSession(meter, since, self.sink, self.health, disconnected)
             await self.collector(client, session)

@@ -6,8 +6,11 @@ passkey request; :mod:`gateway.bluez_agent` registers one for the duration of th
 
 After bonding, the meter's identity is read from its Device Information service (0x180A) and the
 meter is recorded in the bindings file with its address; the gateway then talks only to that
-address, and only over a link encrypted with the bond. A meter already paired at another address is
-refused unless ``replace=True`` (an operator re-pairing a meter that changed its address).
+address, and only over a link encrypted with the bond. The bond's security level (authenticated or
+Just Works, Secure Connections or legacy, key size: gateway.bond_security) is recorded too, and a
+session refuses a link whose bond is weaker; pairing again here is how a person accepts a new bond.
+A meter already paired at another address is refused unless ``replace=True`` (an operator
+re-pairing a meter that changed its address).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,7 +31,9 @@ from bleak.exc import BleakError
 from device_drivers.procedures.device_info import read_meter_identity
 from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
 from device_drivers.readings import device_identity
+from gateway.adapter import AdapterError, BluezAdapter, bond_security_of
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
+from gateway.bond_security import BondSecurity
 from gateway.meters import HEALTH_SERVICE_UUIDS, scanner_options
 from vitals.payload import MeterBinding
 from vitals.readings import DeviceIdentity
@@ -101,6 +107,22 @@ async def read_identity(client: BleakClient, address: str) -> DeviceIdentity:
     return device_identity(information, address=address.upper())
 
 
+async def _bond_security(
+    client: BleakClient, client_backend: type[BaseBleakClient] | None
+) -> BondSecurity | None:
+    """The level of the bond just made (recorded with the meter; sessions refuse a weaker one).
+    bleak's own backend on Linux is BlueZ: its bond file is read (gateway.bond_security)."""
+    if client_backend is not None or not sys.platform.startswith("linux"):
+        return await bond_security_of(client, None)
+    adapter = BluezAdapter()
+    try:
+        return await bond_security_of(client, adapter)
+    except (AdapterError, OSError):  # D-Bus out of reach: the level is not recorded, nothing checked
+        return None
+    finally:
+        await adapter.close()
+
+
 async def pair(
     bindings: Bindings,
     address: str,
@@ -123,6 +145,7 @@ async def pair(
         except (BleakError, TimeoutError) as exc:
             raise PairingError(f"bonding failed: {exc}") from exc
         identity = await read_identity(client, address)
+        security = await _bond_security(client, client_backend)
     finally:
         with contextlib.suppress(BleakError, TimeoutError, OSError):
             await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT_S)
@@ -140,7 +163,11 @@ async def pair(
     if existing is not None and existing.address != address:
         bindings.remove_meter(existing.address)
     meter = PairedMeter(
-        address=address, meter_key=identity.meter_key, profile=profile, paired_at=datetime.now(UTC)
+        address=address,
+        meter_key=identity.meter_key,
+        profile=profile,
+        paired_at=datetime.now(UTC),
+        security=security,
     )
     binding = (
         None
@@ -150,6 +177,11 @@ async def pair(
     await asyncio.to_thread(bindings.add_paired_meter, meter, binding)
     logger.info(
         "meter paired",
-        extra={"meter_key": meter.meter_key, "peer_address": address, "bound": patient_id is not None},
+        extra={
+            "meter_key": meter.meter_key,
+            "peer_address": address,
+            "bound": patient_id is not None,
+            "bond_security": None if security is None else security.describe(),
+        },
     )
     return meter

@@ -18,6 +18,7 @@ from device_drivers.procedures.errors import (
     ProcedureError,
     SyncTimeout,
 )
+from gateway.bond_security import BondSecurity
 from gateway.outbox import OutboxFullError, OutboxWriteError
 
 
@@ -28,6 +29,7 @@ class ErrorKind(StrEnum):
     TRANSIENT = "transient"  # link lost, connection aborted
     SECURITY = "security"  # not bonded / encryption refused: needs re-pairing, not retries
     SPOOFED = "spoofed"  # identity claim without the bond
+    DOWNGRADED = "downgraded"  # a bond weaker than the one enrolled: needs re-pairing by a person
     OUTBOX_FULL = "outbox_full"  # we stopped pulling; records stay on the meter
     STORAGE = "storage"  # outbox write failed (disk)
     PROTOCOL = "protocol"  # the meter answered something we cannot use
@@ -41,10 +43,16 @@ BACKOFF_S: dict[ErrorKind, tuple[float, float]] = {
     ErrorKind.TRANSIENT: (0.25, 30.0),
     ErrorKind.SECURITY: (300.0, 3600.0),
     ErrorKind.SPOOFED: (600.0, 3600.0),
+    ErrorKind.DOWNGRADED: (300.0, 3600.0),  # a bond problem, like SECURITY
     ErrorKind.OUTBOX_FULL: (5.0, 60.0),  # poll for room; reading resumes soon after acks
     ErrorKind.STORAGE: (60.0, 600.0),
     ErrorKind.PROTOCOL: (30.0, 600.0),
 }
+
+#: Failures a person has to act on (pair again, look at an impostor, free the outbox): logged as errors.
+LOGGED_AS_ERRORS = frozenset(
+    {ErrorKind.SPOOFED, ErrorKind.DOWNGRADED, ErrorKind.OUTBOX_FULL, ErrorKind.SECURITY}
+)
 
 _SECURITY_ATT_ERRORS = {
     BleakGATTProtocolErrorCode.INSUFFICIENT_AUTHENTICATION,
@@ -70,6 +78,8 @@ def classify(error: BaseException) -> ErrorKind:
         return ErrorKind.SPOOFED
     if isinstance(error, BondLostError):
         return ErrorKind.SECURITY
+    if isinstance(error, DowngradedBondError):
+        return ErrorKind.DOWNGRADED
     if isinstance(error, (GattTimeout, SyncTimeout)):
         return ErrorKind.TIMEOUT
     if isinstance(error, MeterDisconnected):
@@ -111,3 +121,21 @@ def backoff_s(kind: ErrorKind, attempt: int, cap: float) -> float:
 
 class BondLostError(Exception):
     """BlueZ holds no bond for a paired meter's address: it must be paired again by a person."""
+
+
+class DowngradedBondError(Exception):
+    """The link's bond is weaker than the one the meter was enrolled with (e.g. Just Works where a
+    passkey was used): it must be paired again by a person to be accepted (gateway.bond_security)."""
+
+
+def refuse_weaker_bond(address: str, enrolled: BondSecurity, current: BondSecurity | None) -> None:
+    """Raise :class:`DowngradedBondError` when the link's bond (``current``) is weaker than the one
+    the meter was enrolled with; a level that cannot be read now is not compared."""
+    if current is None:
+        return
+    lacking = enrolled.shortfalls(current)
+    if lacking:
+        raise DowngradedBondError(
+            f"device at {address} is bonded below the level it was paired with ({'; '.join(lacking)}):"
+            " pair it again to accept the new bond"
+        )
