@@ -28,6 +28,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
+from device_drivers.procedures.connect import connect_meter, quirks_from_advertisement
 from device_drivers.procedures.device_info import read_meter_identity
 from device_drivers.profiles.uuids import BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE
 from device_drivers.readings import device_identity
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 PAIR_TIMEOUT_S = 60.0  # the person has to read and type a PIN
 CONNECT_TIMEOUT_S = 20.0
 DISCONNECT_TIMEOUT_S = 10.0
+ADVERTISEMENT_WAIT_S = 10.0  # a meter in pairing mode advertises every second or faster
 
 
 class PairingError(Exception):
@@ -97,6 +99,28 @@ async def discover(
     return sorted(found.values(), key=lambda c: -c.rssi)
 
 
+async def find_advertisement(
+    address: str, *, scanner_backend: type[BaseBleakScanner] | None, wait_s: float = ADVERTISEMENT_WAIT_S
+) -> tuple[BLEDevice, AdvertisementData] | None:
+    """The first advertisement of the meter at ``address`` heard within ``wait_s``, or None."""
+    heard: asyncio.Future[tuple[BLEDevice, AdvertisementData]] = asyncio.get_running_loop().create_future()
+
+    def seen(device: BLEDevice, advertisement: AdvertisementData) -> None:
+        if device.address.upper() == address.upper() and not heard.done():
+            heard.set_result((device, advertisement))
+
+    scanner = BleakScanner(seen, backend=scanner_backend, **scanner_options(scanner_backend))
+    await asyncio.wait_for(scanner.start(), CONNECT_TIMEOUT_S)
+    try:
+        return await asyncio.wait_for(heard, wait_s)
+    except TimeoutError:
+        logger.warning("meter not heard before pairing: connecting without its quirks",
+                       extra={"peer_address": address})  # fmt: skip
+        return None
+    finally:
+        await asyncio.wait_for(scanner.stop(), CONNECT_TIMEOUT_S)
+
+
 async def read_identity(client: BleakClient, address: str) -> DeviceIdentity:
     """The meter's identity from its Device Information service, exactly as the collector builds it
     (device_drivers.readings.device_identity), so the paired meter_key matches its readings'."""
@@ -133,11 +157,26 @@ async def pair(
     passkey: int | None = None,
     replace: bool = False,
     client_backend: type[BaseBleakClient] | None = None,
+    scanner_backend: type[BaseBleakScanner] | None = None,
+    advertisement: AdvertisementData | None = None,
 ) -> PairedMeter:
-    """Bond with the meter at ``address``, read its identity, record and (optionally) bind it."""
+    """Bond with the meter at ``address``, read its identity, record and (optionally) bind it.
+
+    The connection gets the quirks the meter's advertisement selects (an A&D cuff's settle delay:
+    device_drivers.procedures.connect), as the gateway's sessions do: ``advertisement`` when the
+    caller has it, else the meter's advertisement is looked for with ``scanner_backend`` (bleak's
+    own scanner when both backends are bleak's own). A radio whose scanner is not given, or a meter
+    not heard within the wait, is connected without.
+    """
     address = address.upper()
-    client = BleakClient(address, timeout=CONNECT_TIMEOUT_S, backend=client_backend)
-    await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S)
+    target: BLEDevice | str = address
+    if advertisement is None and (scanner_backend is not None or client_backend is None):
+        seen = await find_advertisement(address, scanner_backend=scanner_backend)
+        if seen is not None:
+            target, advertisement = seen
+    client = BleakClient(target, timeout=CONNECT_TIMEOUT_S, backend=client_backend)
+    settle_s = quirks_from_advertisement(advertisement).settle_delay_after_connect_s
+    await asyncio.wait_for(connect_meter(client, advertisement), CONNECT_TIMEOUT_S + settle_s)
     try:
         pair_args = {} if passkey is None else {"passkey": passkey}
         try:

@@ -174,6 +174,7 @@ async def _pair(options: GatewayOptions, args: argparse.Namespace) -> int:
             passkey=args.passkey,
             replace=args.replace,
             client_backend=client_backend,
+            scanner_backend=scanner_backend,
         )
         if backends is None and sys.platform.startswith("linux"):
             # BlueZ needs an agent to answer passkey requests; bleak has none (reliability.md §5.4).
