@@ -35,6 +35,7 @@ from gateway.outbox import (
     DEFAULT_UNBOUND_CAPACITY,
     CommitResult,
     Outbox,
+    OutboxError,
     OutboxStats,
     SyncPosition,
     UnboundReading,
@@ -90,7 +91,9 @@ class Gateway:
             unbound_capacity=options.unbound_capacity,
         )
         self.bindings = Bindings(options.effective_bindings_path, options.gateway_id)
-        self.health = GatewayHealth(options.gateway_id)
+        self.health = GatewayHealth(options.gateway_id, on_sync=self._synced)
+        self._syncs_to_keep: dict[str, datetime] = {}  # last sync times not yet in the outbox
+        self._syncs_waiting = asyncio.Event()
         self._collector = collector
         self._scanner_backend = scanner_backend
         self._client_backend = client_backend
@@ -172,6 +175,39 @@ class Gateway:
         if adopted and self.forwarder is not None:
             self.forwarder.wake()
 
+    # -- last sync times, kept across restarts ----------------------------------------------------
+
+    def _synced(self, meter_key: str, when: datetime) -> None:
+        self._syncs_to_keep[meter_key] = when
+        self._syncs_waiting.set()
+
+    async def _keep_syncs(self) -> None:
+        """Write each meter's last sync time to the outbox, off the event loop, in the order set."""
+        pending, self._syncs_to_keep = self._syncs_to_keep, {}
+        if not pending:
+            return
+        try:
+            await asyncio.to_thread(self.outbox.record_syncs, pending)
+        except OutboxError as exc:  # reported from memory meanwhile; written with the next sync
+            for meter_key, when in pending.items():
+                self._syncs_to_keep.setdefault(meter_key, when)
+            logger.warning(
+                "last sync times not kept", extra={"meters": len(pending), "error": str(exc)[:200]}
+            )
+
+    async def _sync_keeper(self) -> None:
+        while True:
+            await self._syncs_waiting.wait()
+            self._syncs_waiting.clear()
+            await self._keep_syncs()
+
+    async def _restore_syncs(self) -> None:
+        """Last sync times of the paired meters, as the outbox kept them before the restart."""
+        paired = {meter.meter_key for meter in self.bindings.meters}
+        for sync in await asyncio.to_thread(self.outbox.meter_syncs):
+            if sync.meter_key in paired:
+                self.health.restore(sync.meter_key, sync.last_sync_at, sync.last_sequence_number)
+
     # -- status ----------------------------------------------------------------------------------
 
     async def status(self, *, online: bool = True) -> GatewayStatus:
@@ -210,6 +246,7 @@ class Gateway:
         opts = self.options
         await asyncio.to_thread(self.outbox.open)
         await asyncio.to_thread(self.bindings.load)
+        await self._restore_syncs()
         will = GatewayStatus(gateway_id=opts.gateway_id, online=False, reported_at=datetime.now(UTC))
         self.uplink = MqttUplink(opts.uplink, will=will)
         self.forwarder = Forwarder(
@@ -245,6 +282,7 @@ class Gateway:
             asyncio.create_task(self.forwarder.run(), name="forwarder"),
             asyncio.create_task(self.meters.run(), name="meters"),
             asyncio.create_task(self._status_loop(), name="status"),
+            asyncio.create_task(self._sync_keeper(), name="last-syncs"),
         ]
         systemd.notify_ready()
         stop_wait = asyncio.create_task((stop or asyncio.Event()).wait(), name="stop")
@@ -258,6 +296,7 @@ class Gateway:
             for task in [*tasks, stop_wait]:
                 task.cancel()
             await asyncio.gather(*tasks, stop_wait, return_exceptions=True)
+            await self._keep_syncs()
             final = await self.status(online=False)
             await asyncio.to_thread(write_status_file, opts.status_path, final)
             await self.uplink.stop(final_status=final)

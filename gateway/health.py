@@ -1,9 +1,10 @@
 """The gateway's health report (retained on ``status``, :class:`vitals.payload.GatewayStatus`).
 
-Version, uptime, outbox depth and the age of the oldest unacked reading, each meter's last sync,
-battery, signal strength and last error, the readings kept aside unattributed (counts and time spans
-per meter, user slot and reason; never values) and the clinic commands carried out. The same report is written to a local file so that
-``vitalgate gateway status`` works on the box without the broker.
+Version, uptime, outbox depth and the age of the oldest unacked reading, each meter's last sync
+(kept in the outbox through the sync listener, so it survives a restart), battery, signal strength
+and last error, the readings kept aside unattributed (counts and time spans per meter, user slot
+and reason; never values) and the clinic commands carried out. The same report is written to a
+local file so that ``vitalgate gateway status`` works on the box without the broker.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,16 +29,31 @@ def software_version() -> str:
         return "0+unknown"
 
 
+SyncListener = Callable[[str, datetime], None]
+"""Told (meter_key, when) each time a meter's last sync time is set, to keep it across restarts."""
+
+
 @dataclass
 class MeterState:
     meter_key: str
-    last_sync_at: datetime | None = None
     last_sequence_number: int | None = None
     battery_percent: int | None = None
     rssi_dbm: int | None = None
     last_error: str | None = None
     sessions: int = 0
     failures: int = 0
+    on_sync: SyncListener | None = field(default=None, repr=False, compare=False)
+    synced_at: datetime | None = None  # read and set as `last_sync_at`
+
+    @property
+    def last_sync_at(self) -> datetime | None:
+        return self.synced_at
+
+    @last_sync_at.setter
+    def last_sync_at(self, when: datetime | None) -> None:
+        self.synced_at = when
+        if when is not None and self.on_sync is not None:
+            self.on_sync(self.meter_key, when)
 
     def to_health(self) -> MeterHealth:
         return MeterHealth(
@@ -53,8 +69,15 @@ class MeterState:
 class GatewayHealth:
     """Collects what the status report says."""
 
-    def __init__(self, gateway_id: str, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        gateway_id: str,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_sync: SyncListener | None = None,
+    ) -> None:
         self.gateway_id = gateway_id
+        self._on_sync = on_sync
         self._monotonic = monotonic
         self._started = monotonic()
         self.meters: dict[str, MeterState] = {}
@@ -64,8 +87,16 @@ class GatewayHealth:
     def meter(self, meter_key: str) -> MeterState:
         state = self.meters.get(meter_key)
         if state is None:
-            state = self.meters[meter_key] = MeterState(meter_key)
+            state = self.meters[meter_key] = MeterState(meter_key, on_sync=self._on_sync)
         return state
+
+    def restore(self, meter_key: str, last_sync_at: datetime, last_sequence_number: int | None) -> None:
+        """What the gateway knew of a meter before it restarted (kept in the outbox), reported until
+        the meter syncs again; not told to the sync listener, which kept it."""
+        state = self.meter(meter_key)
+        state.synced_at = last_sync_at
+        if state.last_sequence_number is None:
+            state.last_sequence_number = last_sequence_number
 
     def error(self, message: str) -> None:
         self.last_error = message

@@ -9,7 +9,7 @@ A reading leaves the outbox only when the clinic's application ack for its ``rea
 and then drop (reliability.md §0 items 1-2, mosquitto#1855), so the uplink resends what stays here.
 
 The tables (``unbound`` for readings attributed to no patient, ``delivered``, ``sync_position``,
-``applied_commands`` beside ``outbox``) are described in :mod:`gateway.outbox_schema`.
+``last_sync``, ``applied_commands`` beside ``outbox``) are described in :mod:`gateway.outbox_schema`.
 
 When the outbox is full, :meth:`Outbox.commit` refuses the whole batch (nothing is written, the sync
 position does not move) and raises :class:`OutboxFullError`; the collector then stops pulling so the
@@ -60,6 +60,7 @@ from gateway.outbox_schema import (
     unique_readings,
     unique_unbound,
 )
+from gateway.outbox_syncs import LastSyncs, MeterSync
 from vitals.payload import RejectedReading
 from vitals.readings import Reading
 
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_UNBOUND_CAPACITY",
     "AckResult",
     "CommitResult",
+    "MeterSync",
     "Outbox",
     "OutboxError",
     "OutboxFullError",
@@ -93,7 +95,7 @@ WAL_SIZE_LIMIT_BYTES = 1024 * 1024
 _SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: "Insertion failed because database is full"
 
 
-class Outbox(UnboundDecisions):
+class Outbox(UnboundDecisions, LastSyncs):
     """SQLite outbox (WAL, synchronous=FULL). Open with :meth:`open` or as a context manager."""
 
     def __init__(

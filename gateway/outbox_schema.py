@@ -12,6 +12,8 @@ Tables:
   peers.md §1.5 blood-pressure-monitor-fl) does not make the gateway resend what was acked;
 - ``sync_position``: per meter, the last record sequence number committed (a glucose meter's, a
   BLS 1.1 cuff's), written in the same transaction as the readings it covers;
+- ``last_sync``: per meter, when its last session ended well (every meter, with records or not), so
+  the health report says it from the start after a restart (gateway.outbox_syncs);
 - ``applied_commands``: the clinic commands carried out, each in the transaction that carried it out,
   so a command received again changes nothing.
 """
@@ -30,6 +32,8 @@ from vitals.readings import BloodPressureReading, GlucoseReading, Reading
 
 READING = TypeAdapter(Reading)
 
+# Tables are created with IF NOT EXISTS each time the outbox opens, so an outbox written by an
+# earlier release gains the tables added since (``last_sync``) and opens with all it held.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -70,6 +74,10 @@ CREATE TABLE IF NOT EXISTS sync_position (
     meter_key TEXT PRIMARY KEY,
     last_sequence_number INTEGER NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_sync (
+    meter_key TEXT PRIMARY KEY,
+    synced_at_us INTEGER NOT NULL
 );
 """
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -88,7 +89,7 @@ def record_status(
         row.oldest_unacked_age_s = status.oldest_unacked_age_s
         row.unbound_readings = status.unbound_readings
         row.unbound = [u.model_dump(mode="json") for u in status.unbound]
-        row.meters = [m.model_dump(mode="json") for m in status.meters]
+        row.meters = kept_last_syncs(status.meters, row.meters or [])
         row.last_error = None if status.last_error is None else cut_to(status.last_error, REASON_LENGTH)
     newly_applied: tuple[str, ...] = ()
     if status.applied_commands:
@@ -120,6 +121,20 @@ def record_status(
         newly_applied=newly_applied,
         pending_commands=int(pending or 0),
     )
+
+
+def kept_last_syncs(
+    reported: Sequence[MeterHealth], before: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The meters as reported, each one that reports no last sync keeping the one known before (a
+    gateway that restarted without it: the meter did sync then, whatever the new report says)."""
+    known = {m.meter_key: m.last_sync_at for m in (MeterHealth.model_validate(x) for x in before)}
+    return [
+        (
+            m if m.last_sync_at is not None else m.model_copy(update={"last_sync_at": known.get(m.meter_key)})
+        ).model_dump(mode="json")
+        for m in reported
+    ]
 
 
 def gateway_state(

@@ -13,9 +13,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.factory import make_meter
+from device_drivers.virtual.meter import VirtualMeter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.app import Gateway, GatewayOptions
-from gateway.bindings import Bindings, MeterProfile
+from gateway.bindings import Bindings, MeterProfile, PairedMeter
 from gateway.meters import BleConfig
 from gateway.pairing import pair
 from gateway.uplink import ForwarderConfig, UplinkConfig
@@ -57,6 +58,34 @@ def options(broker: MosquittoBroker, state: Path, *, capacity: int = 10_000) -> 
     )
 
 
+async def paired_meter(
+    radio: VirtualRadio, state: Path, serial: str, patient_id: str | None
+) -> tuple[VirtualMeter, PairedMeter]:
+    """A virtual glucose meter holding one record, on `radio`, paired with the gateway of `state`."""
+    meter = make_meter("contour-like", clock=SimulationClock(), serial_number=serial)
+    meter.add_record(taken_at=dt.datetime.now(dt.UTC), glucose_mg_dl=120)  # type: ignore[attr-defined]
+    await radio.add_meter(meter)
+    bindings = Bindings(state / "bindings.json", GW).load()
+    paired = await pair(
+        bindings,
+        meter.address,
+        profile=MeterProfile.GLUCOSE,
+        patient_id=patient_id,
+        client_backend=radio.client_backend,
+    )
+    return meter, paired
+
+
+def gateway_on(radio: VirtualRadio, options: GatewayOptions, per_session: int) -> Gateway:
+    """The gateway reading `per_session` records a session from the meters on `radio`."""
+    return Gateway(
+        options,
+        burst_collector(per_session, per_session),
+        scanner_backend=radio.scanner_backend,
+        client_backend=radio.client_backend,
+    )
+
+
 class StatusWatcher:
     def __init__(self, broker: MosquittoBroker) -> None:
         self.reports: list[GatewayStatus] = []
@@ -81,26 +110,11 @@ async def test_full_outbox_stops_pulling_reports_it_and_loses_nothing(
     tmp_path: Path, mqtt_broker: MosquittoBroker, radio: VirtualRadio, caplog: pytest.LogCaptureFixture
 ) -> None:
     mqtt_broker.add_gateway(GW)
-    meter = make_meter("contour-like", clock=SimulationClock(), serial_number="GL-FULL")
-    meter.add_record(taken_at=dt.datetime.now(dt.UTC), glucose_mg_dl=120)  # type: ignore[attr-defined]
-    await radio.add_meter(meter)
     state = tmp_path / "state"
-    bindings = Bindings(state / "bindings.json", GW).load()
-    paired = await pair(
-        bindings,
-        meter.address,
-        profile=MeterProfile.GLUCOSE,
-        patient_id="p-full",
-        client_backend=radio.client_backend,
-    )
+    _meter, paired = await paired_meter(radio, state, "GL-FULL", "p-full")
     watcher = StatusWatcher(mqtt_broker)
     # No acker yet: nothing is acked, so the outbox (capacity 100) fills with 20-reading sessions.
-    gateway = Gateway(
-        options(mqtt_broker, state, capacity=100),
-        burst_collector(20, 20),
-        scanner_backend=radio.scanner_backend,
-        client_backend=radio.client_backend,
-    )
+    gateway = gateway_on(radio, options(mqtt_broker, state, capacity=100), 20)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     acker: Acker | None = None
@@ -133,26 +147,11 @@ async def test_readings_of_an_unbound_meter_are_kept_aside_and_reported_not_publ
     tmp_path: Path, mqtt_broker: MosquittoBroker, radio: VirtualRadio
 ) -> None:
     mqtt_broker.add_gateway(GW)
-    meter = make_meter("contour-like", clock=SimulationClock(), serial_number="GL-NOBODY")
-    meter.add_record(taken_at=dt.datetime.now(dt.UTC), glucose_mg_dl=120)  # type: ignore[attr-defined]
-    await radio.add_meter(meter)
     state = tmp_path / "state"
-    bindings = Bindings(state / "bindings.json", GW).load()
-    await pair(
-        bindings,
-        meter.address,
-        profile=MeterProfile.GLUCOSE,
-        patient_id=None,
-        client_backend=radio.client_backend,
-    )
+    meter, _paired = await paired_meter(radio, state, "GL-NOBODY", None)
     watcher = StatusWatcher(mqtt_broker)
     acker = Acker(mqtt_broker).start()
-    gateway = Gateway(
-        options(mqtt_broker, state),
-        burst_collector(5, 5),
-        scanner_backend=radio.scanner_backend,
-        client_backend=radio.client_backend,
-    )
+    gateway = gateway_on(radio, options(mqtt_broker, state), 5)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     try:
@@ -172,3 +171,43 @@ async def test_readings_of_an_unbound_meter_are_kept_aside_and_reported_not_publ
         watcher.stop()
         acker.stop()
     assert acker.batches == 0  # nothing published as anyone's
+
+
+async def test_a_restarted_gateway_reports_each_meters_last_sync_from_its_first_report(
+    tmp_path: Path, mqtt_broker: MosquittoBroker, radio: VirtualRadio
+) -> None:
+    """After a restart, the first status report already says when each meter last synced, before
+    the meter syncs again (the fleet page does not fall back to "never synced")."""
+    mqtt_broker.add_gateway(GW)
+    state = tmp_path / "state"
+    _meter, paired = await paired_meter(radio, state, "GL-RESTART", None)
+    watcher = StatusWatcher(mqtt_broker)
+    try:
+        first = gateway_on(radio, options(mqtt_broker, state), 3)
+        stop = asyncio.Event()
+        task = asyncio.create_task(first.run(stop))
+        try:
+            await wait_until(
+                lambda: any(m.last_sync_at for r in watcher.reports for m in r.meters), 60, "a sync on status"
+            )
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        await wait_until(lambda: not watcher.reports[-1].online, 30, "the first run's final status")
+        synced_at = first.health.meters[paired.meter_key].last_sync_at
+        assert synced_at is not None
+        seen = len(watcher.reports)
+        # The second run's radio does not carry the meter: it cannot sync again.
+        async with VirtualRadio() as quiet:
+            second = gateway_on(quiet, options(mqtt_broker, state), 3)
+            stop = asyncio.Event()
+            task = asyncio.create_task(second.run(stop))
+            try:
+                await wait_until(lambda: any(r.online for r in watcher.reports[seen:]), 30, "online again")
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+    finally:
+        watcher.stop()
+    report = next(r for r in watcher.reports[seen:] if r.online)
+    assert [(m.meter_key, m.last_sync_at) for m in report.meters] == [(paired.meter_key, synced_at)]
