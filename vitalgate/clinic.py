@@ -123,10 +123,15 @@ async def build_clinic_server(
     """Build every part of `vitalgate api` from `settings`. Call from inside the running event loop."""
     store = build_reading_store(settings)
     try:
-        await asyncio.to_thread(prepare_reading_store, settings, store)
         database = await asyncio.to_thread(open_clinic_database, settings)
     except BaseException:
         store.close()
+        raise
+    try:
+        await asyncio.to_thread(prepare_reading_store, settings, store, database)
+    except BaseException:
+        store.close()
+        database.close()
         raise
     try:
         services = await start_clinic_services(settings, store, database, role="api")

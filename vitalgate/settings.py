@@ -211,7 +211,9 @@ class FleetSettings(_Section):
 class RetentionSettings(_Section):
     """How long the clinic keeps what it stores (docs/scaling.md, Retention). One clinic process a
     day removes what is older (SQLite readings, the audit log, dead letters); InfluxDB removes old
-    readings itself, by the retention policy or bucket duration set at start. None: kept for ever."""
+    readings itself, by the retention policy or bucket duration set at start. None: kept for ever.
+    A clinic may keep its patients' readings for a period of its own (`clinics.
+    readings_retention_days`, set by its administrator); `readings_days` is every other clinic's."""
 
     readings_days: int | None = Field(
         default=730,

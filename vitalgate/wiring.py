@@ -3,7 +3,8 @@ one place every command and the demo use (DESIGN.md: `vitalgate` is the composit
 
 - `build_reading_store`, `open_clinic_database`: the two stores. `ClinicDatabase.close` releases the
   clinic database's connections. `prepare_reading_store` sets InfluxDB's database or bucket and its
-  retention up at start; `prune_past_retention` deletes what is past its time elsewhere.
+  retention (the longest in use) up at start; `prune_past_retention` deletes what is past its time,
+  each clinic's readings by its own period.
 - `ingest_config`, `open_ingest_pipeline_parts`: ingest's consumer and its pipeline process.
 - `ClinicServices` (`start_clinic_services`, in vitalgate.clinic_services): the alert engine with its
   notification channels, the summary updater and the clinic's periodic jobs (alert sweeps, digest,
@@ -64,17 +65,26 @@ def build_reading_store(settings: Settings) -> ReadingStore:
     return SqliteReadingStore(path)
 
 
-def prepare_reading_store(settings: Settings, store: ReadingStore) -> str | None:
+def prepare_reading_store(settings: Settings, store: ReadingStore, database: ClinicDatabase) -> str | None:
     """Set the reading store up for the configured retention: on InfluxDB create the database (1.x)
-    or bucket (2.x, with its DBRP mapping) if missing and give it `retention.readings_days`; SQLite
+    or bucket (2.x, with its DBRP mapping) if missing and give it the longest readings retention in
+    use, `retention.readings_days` or a clinic's own (storage.clinic.readings_retention); SQLite
     needs nothing (old readings are pruned, `prune_past_retention`). Idempotent: every clinic process
-    runs it at start. Returns what was set, for the operator."""
+    runs it at start, and the daily prune again, so a clinic's longer period takes effect within a
+    day. Returns what was set, for the operator."""
     if settings.storage.reading_store != "influxdb":
         return None
+    from storage.clinic.readings_retention import readings_retention
+
+    days = readings_retention(database.sessions, settings.retention.readings_days).longest_days
+    return _set_influx_retention(settings, store, days)
+
+
+def _set_influx_retention(settings: Settings, store: ReadingStore, days: int | None) -> str:
     from storage.readings.influxdb.provisioning import ensure_bucket, ensure_dbrp_mapping
     from storage.readings.influxdb.store import InfluxReadingStore
 
-    s, days = settings.storage, settings.retention.readings_days
+    s = settings.storage
     retention = None if days is None else timedelta(days=days)
     if s.influx_bucket is not None and s.influx_org != "-":  # InfluxDB 2.x: a bucket, mapped for InfluxQL
         token = s.influx_token.get_secret_value() if s.influx_token else ""
@@ -99,15 +109,17 @@ def prepare_reading_store(settings: Settings, store: ReadingStore) -> str | None
 def prune_past_retention(
     settings: Settings, store: ReadingStore, database: ClinicDatabase, now: datetime
 ) -> dict[str, int]:
-    """Delete what is past its retention (`settings.retention`) in the SQLite reading store and the
-    clinic database; how many of each. InfluxDB drops old readings itself (`prepare_reading_store`)."""
+    """Delete what is past its retention (`settings.retention`, and each clinic's own period for its
+    patients' readings) in the reading store and the clinic database; how many of each. SQLite:
+    each patient's readings before their cut-off. InfluxDB: its retention policy (or bucket) is set
+    to the longest period in use again, and drops older readings itself; the patients whose period
+    is shorter lose their older readings here."""
+    from storage.clinic.readings_retention import readings_retention
     from storage.clinic.retention import prune_clinic_records
     from storage.readings.sqlite import SqliteReadingStore
 
     r = settings.retention
     counts: dict[str, int] = {}
-    if isinstance(store, SqliteReadingStore) and r.readings_days is not None:
-        counts["readings"] = store.prune(now - timedelta(days=r.readings_days))
     pruned = prune_clinic_records(
         database.sessions,
         audit_before=None if r.audit_days is None else now - timedelta(days=r.audit_days),
@@ -115,6 +127,18 @@ def prune_past_retention(
         if r.dead_letters_days is None
         else now - timedelta(days=r.dead_letters_days),
     )
+    # The clinic database first: a reading store that fails (down, or InfluxDB 3, which deletes no
+    # points) leaves the audit log and dead letters pruned.
+    plan = readings_retention(database.sessions, r.readings_days)
+    if isinstance(store, SqliteReadingStore):
+        default_before, patients_before = plan.cutoffs(now)
+        counts["readings"] = store.prune(default_before, patients=patients_before)
+    elif settings.storage.reading_store == "influxdb":
+        from storage.readings.influxdb.store import InfluxReadingStore
+
+        assert isinstance(store, InfluxReadingStore)
+        _set_influx_retention(settings, store, plan.longest_days)
+        counts["readings"] = store.delete_before(plan.cutoffs_shorter_than_longest(now))
     counts.update(
         audit_entries=pruned.audit_entries,
         dead_letters=pruned.dead_letters,

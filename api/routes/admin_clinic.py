@@ -1,12 +1,16 @@
 """The clinic's settings, for its administrators.
 
-- GET   /api/v1/admin/clinic    name, guideline profile, time zone, glucose unit
+- GET   /api/v1/admin/clinic    name, guideline profile, time zone, glucose unit, readings retention
 - PATCH /api/v1/admin/clinic    change any of them (audited "update_clinic_settings", from and to)
 
 The guideline profile picks the rule thresholds of every patient who has no profile of their own
 (clinical-rules.md §7); the time zone sets the clinic's day boundaries (an IANA name, checked against
 the tz database: `admin.unknown_timezone`); the glucose unit is what the clinic's staff read (stored
-values stay mg/dL).
+values stay mg/dL). `readings_retention_days` is how long the clinic's patients' readings are kept, for
+a clinic whose jurisdiction or contract asks for a period of its own: 90 days at least (the rules look
+back 45, the charts 90), or null for the deployment's `retention.readings_days` (docs/scaling.md,
+Retention); 422 `admin.invalid_field` otherwise. In a PATCH, null sets the deployment's period and a
+body without the field leaves it.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ class ClinicSettingsOut(BaseModel):
     guideline_profile: GuidelineProfile = Field(description="rule thresholds: cn, us or eu")
     timezone: str = Field(description="IANA time zone of the clinic's day boundaries")
     glucose_unit: GlucoseUnit = Field(description="the unit the clinic's staff read glucose in")
+    readings_retention_days: int | None = Field(
+        description="days the clinic's readings are kept; null: the deployment's retention"
+    )
 
 
 class ClinicSettingsIn(BaseModel):
-    """The settings to change; a setting left out (or null) stays as it is."""
+    """The settings to change; a setting left out (or null) stays as it is, except
+    `readings_retention_days`, where null means the deployment's retention."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +49,11 @@ class ClinicSettingsIn(BaseModel):
     guideline_profile: GuidelineProfile | None = None
     timezone: str | None = Field(default=None, min_length=1, max_length=64, description="IANA name")
     glucose_unit: GlucoseUnit | None = None
+    readings_retention_days: int | None = Field(
+        default=None,
+        description=f"{admin.MIN_READINGS_RETENTION_DAYS}-{admin.MAX_READINGS_RETENTION_DAYS} days, or "
+        "null for the deployment's retention (retention.readings_days)",
+    )
 
 
 def settings_out(clinic: Clinic) -> ClinicSettingsOut:
@@ -50,6 +63,7 @@ def settings_out(clinic: Clinic) -> ClinicSettingsOut:
         guideline_profile=clinic.default_profile,
         timezone=clinic.timezone,
         glucose_unit=clinic.glucose_unit,
+        readings_retention_days=clinic.readings_retention_days,
     )
 
 
@@ -71,6 +85,9 @@ async def update_clinic_settings(
                 guideline_profile=body.guideline_profile,
                 timezone=body.timezone,
                 glucose_unit=body.glucose_unit,
+                readings_retention_days=body.readings_retention_days
+                if "readings_retention_days" in body.model_fields_set
+                else admin.Keep.UNCHANGED,
             )
         )
 

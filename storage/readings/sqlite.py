@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
@@ -385,16 +385,28 @@ class SqliteReadingStore:
 
     # -- retention ------------------------------------------------------------------------------
 
-    def prune(self, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
-        """Delete every reading measured before `before` (the retention's cut-off); how many.
+    def prune(
+        self,
+        before: datetime | None,
+        *,
+        patients: Mapping[str, datetime] | None = None,
+        batch: int = PRUNE_BATCH,
+    ) -> int:
+        """Delete every reading measured before its cut-off; how many. A patient in `patients` has
+        their own (their clinic's period: storage.clinic.readings_retention); every other patient,
+        and readings of no patient, `before` (None: kept).
 
         Patient by patient and kind by kind through the (patient_id, kind, measured_at) index, the
         patients found by seeking the index from one to the next, so no pass reads the whole table;
         each transaction deletes at most `batch` rows, so ingest's writes wait at most that long. The
         freed pages are reused by later writes (the file does not shrink)."""
-        cutoff = utc_text(check_aware(before, "before"))
+        own = {pid: utc_text(check_aware(at, "patients")) for pid, at in (patients or {}).items()}
+        default = None if before is None else utc_text(check_aware(before, "before"))
         deleted = 0
         for patient_id in [None, *self._patients()]:
+            cutoff = default if patient_id is None else own.get(patient_id, default)
+            if cutoff is None:
+                continue
             for kind in ReadingKind:
                 while True:
                     with self._write_lock, self._errors("prune"):

@@ -165,6 +165,7 @@ def test_clinic_settings_change_and_an_unknown_zone_is_refused(clinic_api: Clini
         "guideline_profile": "us",
         "timezone": "America/Chicago",
         "glucose_unit": "mg/dL",
+        "readings_retention_days": None,
     }
     [entry] = audit_entries(clinic_api, action="update_clinic_settings", outcome="allowed")
     assert set(entry.details["changed"]) == {"default_profile", "timezone", "glucose_unit"}

@@ -165,7 +165,7 @@ def serve(
     database = open_clinic_database(settings)  # migrates the clinic database, once, here
     store = build_reading_store(settings)
     try:
-        prepare_reading_store(settings, store)
+        prepare_reading_store(settings, store, database)
     except BaseException:
         store.close()
         database.close()

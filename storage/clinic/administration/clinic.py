@@ -1,10 +1,10 @@
 """The clinic itself: enrolling a clinic and changing its settings (name, guideline profile, time
-zone, glucose unit)."""
+zone, glucose unit, its own retention of readings)."""
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
@@ -16,10 +16,23 @@ from storage.clinic.administration.common import (
     checked_id,
     checked_text,
     conflict,
+    invalid,
     not_found,
 )
 from storage.clinic.models import Clinic, GuidelineProfile
 from vitals.units import GlucoseUnit
+
+# A clinic's own readings retention: at least what the alert rules (45 days) and the default charts
+# (90 days) read (docs/scaling.md, Retention; the deployment's setting has the same floor), at most a
+# century, which InfluxDB's retention durations hold.
+MIN_READINGS_RETENTION_DAYS: Final = 90
+MAX_READINGS_RETENTION_DAYS: Final = 36_500
+
+
+class Keep(enum.Enum):
+    """A setting left as it is, where None is a value (the deployment's period)."""
+
+    UNCHANGED = "unchanged"
 
 
 def own_clinic(session: Session, actor: Actor) -> Clinic:
@@ -74,8 +87,11 @@ def update_clinic_settings(
     guideline_profile: GuidelineProfile | None = None,
     timezone: str | None = None,
     glucose_unit: GlucoseUnit | None = None,
+    readings_retention_days: int | Keep | None = Keep.UNCHANGED,
 ) -> Clinic:
-    """Change the given settings (None: unchanged); audited with each changed setting, from and to."""
+    """Change the given settings (None: unchanged); audited with each changed setting, from and to.
+    `readings_retention_days`: the clinic's own period, or None for the deployment's
+    (`retention.readings_days`); Keep.UNCHANGED leaves it."""
     clinic = own_clinic(session, actor)
     new: dict[str, Any] = {}
     if name is not None:
@@ -86,6 +102,8 @@ def update_clinic_settings(
         new["timezone"] = check_timezone(timezone)
     if glucose_unit is not None:
         new["glucose_unit"] = glucose_unit
+    if not isinstance(readings_retention_days, Keep):
+        new["readings_retention_days"] = check_readings_retention(readings_retention_days)
     changed: dict[str, Any] = {}
     for column, value in new.items():
         before = getattr(clinic, column)
@@ -95,6 +113,21 @@ def update_clinic_settings(
     session.flush()
     audit_change(session, actor, "update_clinic_settings", "clinic", clinic.clinic_id, {"changed": changed})
     return clinic
+
+
+def check_readings_retention(days: int | None) -> int | None:
+    """None (the deployment's period), or whole days within the bounds; else `admin.invalid_field`."""
+    if days is None:
+        return None
+    if isinstance(days, bool) or not MIN_READINGS_RETENTION_DAYS <= days <= MAX_READINGS_RETENTION_DAYS:
+        raise invalid(
+            "admin.invalid_field",
+            f"readings_retention_days must be {MIN_READINGS_RETENTION_DAYS}-{MAX_READINGS_RETENTION_DAYS} "
+            "days, or null for the deployment's retention: the alert rules look back 45 days and the "
+            "charts 90",
+            "readings_retention_days",
+        )
+    return days
 
 
 def _plain(value: object) -> object:

@@ -43,6 +43,11 @@ class Clinic(Base):
         server_default=GlucoseUnit.MMOL_L.value,
         doc="unit glucose is shown in (stored values stay mg/dL); a user may override it",
     )
+    readings_retention_days: Mapped[int | None] = mapped_column(
+        Integer,
+        doc="days the clinic's patients' readings are kept; NULL: the deployment's retention.readings_days "
+        "(docs/scaling.md, Retention)",
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -354,6 +354,44 @@ class InfluxReadingStore:
             tz,
         )
 
+    # -- retention ------------------------------------------------------------------------------
+
+    def delete_before(self, cutoffs: Mapping[str | None, datetime]) -> int:
+        """Delete each patient's readings (None: readings of no patient) measured before their
+        cut-off, where the retention policy keeps them longer (a clinic with a shorter period of its
+        own: storage.clinic.readings_retention); how many went.
+
+        By whole seconds: a point's time is its reading's second plus a per-reading offset below a
+        second (`point_time_ns`), so the readings of the cut-off's own second stay, at most a second
+        longer. Counted first, so only patients with readings past their cut-off get a DELETE.
+        InfluxQL `DELETE FROM <measurement> WHERE <tag> = '<value>' AND time < <time>` on /query, as
+        InfluxDB 1.x serves it and 2.x through its DBRP mapping ("Manage your data using InfluxQL",
+        docs.influxdata.com/influxdb/v2/query-data/influxql/manage-data/); InfluxDB 3 deletes no
+        points, only whole tables or databases."""
+        targets = [
+            (kind, patient_id, second_floor_ns(check_aware(at, "cutoffs")))
+            for patient_id, at in cutoffs.items()
+            for kind in ReadingKind
+        ]
+        where = [f"{patient_clause(pid)} AND time < {bound}" for _kind, pid, bound in targets]
+        counts = self._connection.query_chunked(
+            [
+                f"SELECT count({quote_ident('reading_id')}) FROM {quote_ident(kind.value)} WHERE {clause}"  # noqa: S608 - quoted idents/literals
+                for (kind, _pid, _bound), clause in zip(targets, where, strict=True)
+            ]
+        )
+        deletes: list[str] = []
+        deleted = 0
+        for (kind, _pid, _bound), clause, rows in zip(targets, where, counts, strict=True):
+            found = sum(int(row.get("count") or 0) for row in rows)
+            if found:
+                deleted += found
+                deletes.append(f"DELETE FROM {quote_ident(kind.value)} WHERE {clause}")  # noqa: S608 - quoted idents/literals
+        self._connection.query_chunked(deletes)
+        if deleted:
+            logger.info("readings past retention deleted", extra={"readings": deleted, "store": "influxdb"})
+        return deleted
+
     # -- setting up ------------------------------------------------------------------------------
 
     def ensure_database(self, retention: timedelta | None) -> str:

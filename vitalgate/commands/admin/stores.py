@@ -52,7 +52,8 @@ def _storage(args: argparse.Namespace) -> int:
         with open_clinic_database(settings) as database:
             if args.storage_action == "init":
                 print("clinic database is at the newest schema")
-                print(f"reading store: {prepare_reading_store(settings, store) or 'SQLite (pruned daily)'}")
+                prepared = prepare_reading_store(settings, store, database)
+                print(f"reading store: {prepared or 'SQLite (pruned daily)'}")
                 return 0
             counts = prune_past_retention(settings, store, database, datetime.now(UTC))
             print(" ".join(f"{name}={count}" for name, count in counts.items()))

@@ -87,6 +87,8 @@ export default {
     timezoneHelp: "IANA name, such as Asia/Shanghai: the clinic's day boundaries.",
     glucoseUnit: "Glucose unit",
     glucoseUnitHelp: "What the clinic's staff read. Each user may choose their own.",
+    retention: "Keep readings for (days)",
+    retentionHelp: "Leave empty for the platform's period. At least 90 days; older readings are deleted.",
     saved: "Settings saved.",
   },
   accounts: {
