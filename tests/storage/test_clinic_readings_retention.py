@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from storage.clinic.database import ClinicDatabase
 from storage.clinic.enrolment import add_clinic, enrol_patient
-from storage.clinic.models import Clinic, Patient
+from storage.clinic.models import Alert, AlertEventRecord, Clinic, Patient
 from storage.readings import AnyReading, ReadingStore, SqliteReadingStore
 from storage.readings.influxdb.connection import InfluxConfig
 from storage.readings.influxdb.store import InfluxReadingStore
@@ -29,6 +29,7 @@ from tests.storage.conftest import influxdb_server
 from tests.storage.readings_data import bp, glucose
 from vitalgate.settings import Settings
 from vitalgate.wiring import prepare_reading_store, prune_past_retention
+from vitals.payload import AlertSeverity, AlertState
 from vitals.readings import ReadingKind
 
 __all__ = ["clinic_url", "influxdb_server", "postgres_database_url"]
@@ -73,16 +74,35 @@ def clinic_database(clinic_url: str) -> Iterator[ClinicDatabase]:
                 enrol_patient(
                     session, patient_id=patient_id, clinic_id=clinic_id, given_name="A", family_name="B"
                 )
+            # An alert of the shortest period's patient, opened long before its cut-off: the
+            # clinical record, which retention never touches.
+            opened = NOW - timedelta(days=900)
+            session.add(
+                Alert(
+                    alert_id="a-old",
+                    patient_id="p-short",
+                    clinic_id="c-short",
+                    rule_id="bp.stage2",
+                    severity=AlertSeverity.WARNING,
+                    state=AlertState.RESOLVED,
+                    opened_at=opened,
+                    updated_at=opened,
+                    resolved_at=opened,
+                )
+            )
+            session.flush()
+            session.add(AlertEventRecord(alert_id="a-old", at=opened, actor="system", event="opened"))
             session.commit()
         yield database
 
 
-def _clinic_rows(database: ClinicDatabase) -> tuple[int, int]:
+def _clinic_rows(database: ClinicDatabase) -> list[int]:
+    """Rows of the clinic database's clinics, patients, alerts and alert events."""
     with database.sessions() as session:
-        return (
-            session.scalar(select(func.count()).select_from(Clinic)) or 0,
-            session.scalar(select(func.count()).select_from(Patient)) or 0,
-        )
+        return [
+            session.scalar(select(func.count()).select_from(table)) or 0
+            for table in (Clinic, Patient, Alert, AlertEventRecord)
+        ]
 
 
 def _stored_ids(store: ReadingStore, readings: list[AnyReading]) -> set[str]:
@@ -106,6 +126,7 @@ def test_sqlite_prune_keeps_each_clinics_readings_for_its_own_period(
         kept = _expected_kept(readings)
         assert store.count() == len(readings) == 40
         clinic_rows = _clinic_rows(clinic_database)
+        assert clinic_rows == [3, 3, 1, 1]
 
         counts = prune_past_retention(settings, store, clinic_database, NOW)
 
@@ -148,6 +169,7 @@ def test_influxdb_keeps_the_longest_period_and_prunes_shorter_clinics_per_patien
         assert len(store.write_batch(readings).stored) == len(readings) == 40
         kept = _expected_kept(readings)
         assert _influx_count(influxdb_server, name) == len(readings)
+        clinic_rows = _clinic_rows(clinic_database)
 
         counts = prune_past_retention(settings, store, clinic_database, NOW)
 
@@ -156,6 +178,7 @@ def test_influxdb_keeps_the_longest_period_and_prunes_shorter_clinics_per_patien
         with_patient = {r.reading_id for r in readings if r.patient_id is not None}
         assert _stored_ids(store, readings) == kept & with_patient
         assert _policy_duration(influxdb_server, name) == "24000h0m0s"
+        assert _clinic_rows(clinic_database) == clinic_rows
         assert prune_past_retention(settings, store, clinic_database, NOW)["readings"] == 0
     finally:
         store.close()
