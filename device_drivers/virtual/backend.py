@@ -108,12 +108,22 @@ class VirtualBleakScanner(BaseBleakScanner):
         central = self._require_central()
         self.seen_devices = {}
         if self._remove_listener is None:
+            task = asyncio.current_task()
+            requested = _cancellations_requested(task)
             self._remove_listener = await central.add_advertisement_listener(self._on_advertisement)
+            if _cancellation_dropped(task, requested):
+                # Stopped as the adapter confirmed the scan: a caller that sees start fail never
+                # stops this scanner, so it is stopped here before the stop goes on.
+                await self.stop()
+                raise asyncio.CancelledError
 
     async def stop(self) -> None:
         remove, self._remove_listener = self._remove_listener, None
         if remove is not None:
+            task = asyncio.current_task()
+            requested = _cancellations_requested(task)
             await remove()
+            _raise_dropped_cancellation(task, requested)
 
     def _on_advertisement(self, seen: SeenAdvertisement) -> None:
         service_uuids = list(seen.service_uuids)
@@ -199,6 +209,8 @@ class VirtualBleakClient(BaseBleakClient):
         central = self._require_central()
         if self.is_connected:
             return
+        task = asyncio.current_task()
+        requested = _cancellations_requested(task)
         try:
             connection = await central.connect(self.address, timeout_s=self._timeout)
         except core.TimeoutError as error:
@@ -213,6 +225,9 @@ class VirtualBleakClient(BaseBleakClient):
         connection.on(Connection.EVENT_DISCONNECTION, self._on_disconnection)
         self._peer = Peer(connection)
         try:
+            # A stop that met the adapter's answer to the connection request: the link is released
+            # below instead of being used.
+            _raise_dropped_cancellation(task, requested)
             settle_delay_s = float(kwargs.get("settle_delay_s", 0.0))
             if settle_delay_s > 0:
                 await asyncio.sleep(settle_delay_s)
@@ -428,13 +443,18 @@ def _cancellations_requested(task: asyncio.Task[Any] | None) -> int:
     return 0 if task is None else task.cancelling()
 
 
+def _cancellation_dropped(task: asyncio.Task[Any] | None, requested_before: int) -> bool:
+    return task is not None and task.cancelling() > requested_before
+
+
 def _raise_dropped_cancellation(task: asyncio.Task[Any] | None, requested_before: int) -> None:
     """Raise CancelledError if ``task`` was cancelled during a bumble call that returned normally.
 
-    bumble waits for HCI and ATT answers with ``asyncio.wait_for``, which on Python 3.11 drops a
-    cancellation that arrives together with the answer (CPython gh-86296). The gateway stops its
-    meter sessions by cancelling them: a dropped cancellation would keep a session, and the
-    gateway, running.
+    bumble waits for HCI and ATT answers with ``asyncio.wait_for`` (HCI: bumble/host.py
+    ``Host._send_command`` under ``Device.command_timeout``; ATT: bumble/gatt_client.py
+    ``send_request``), which on Python 3.11 drops a cancellation that arrives together with the
+    answer (CPython gh-86296). The gateway stops its scanner and meter sessions by cancelling
+    them: a dropped cancellation would keep scanning, a session, and the gateway, running.
     """
-    if task is not None and task.cancelling() > requested_before:
+    if _cancellation_dropped(task, requested_before):
         raise asyncio.CancelledError
