@@ -152,16 +152,18 @@ class AlertEngine:
             self._workers.add(worker)
 
     async def _evaluate_pending(self) -> list[Change]:
-        """Evaluate noted patients, those with a reading that may be urgent first, until none waits."""
+        """Evaluate noted patients, those with a reading that may be urgent first (and alone: no
+        routine turn starts while one is in flight, alerts.triage), until none waits."""
         changes: list[Change] = []
-        while (turn := self._pending.pop()) is not None:
-            patient_id, readings = turn
-            newest = max(r.measured_at for r in readings)
+        while (turn := await self._pending.next_turn()) is not None:
+            newest = max(r.measured_at for r in turn.readings)
             try:
-                changes += await self.evaluate(patient_id, max(self.clock(), newest), readings)
+                changes += await self.evaluate(turn.patient_id, max(self.clock(), newest), turn.readings)
             except Exception:
                 # The periodic pass finds the patient's readings again (evaluate_recent).
-                logger.exception("alert evaluation failed", extra={"patient_id": patient_id})
+                logger.exception("alert evaluation failed", extra={"patient_id": turn.patient_id})
+            finally:
+                self._pending.finished(turn)
         return changes
 
     async def on_readings_committed(self, batch: Sequence[AnyReading]) -> list[Change]:

@@ -16,11 +16,18 @@ until then under every guideline profile's defaults (alerts.profiles):
 
 The screen orders the work and decides nothing: every reading is evaluated by the rules in full,
 with the patient's own parameters, whichever queue it waited in. (Keys: docs/references.md.)
+
+Being first in the queue is not enough where evaluations share one interpreter: routine evaluations
+running beside an urgent one take turns with it for the interpreter lock, and each of its database
+reads gives its turn away. So while an urgent evaluation is in flight no routine one starts (those
+already running finish); routine work resumes when no urgent evaluation is left.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from alerts.profiles import PROFILES, RuleParameters, parameters
 from storage.readings.protocol import AnyReading
@@ -55,6 +62,15 @@ def _at_an_urgent_limit(reading: AnyReading, params: RuleParameters) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One patient's evaluation: the readings committed for it since its last turn."""
+
+    patient_id: str
+    readings: list[AnyReading]
+    urgent: bool
+
+
 class EvaluationQueue:
     """Patients waiting for evaluation, each with the readings committed for it since its last turn;
     patients with a reading that may be urgent first, then the others, each group oldest first."""
@@ -63,6 +79,8 @@ class EvaluationQueue:
         self._urgent: dict[str, list[AnyReading]] = {}
         self._routine: dict[str, list[AnyReading]] = {}
         self._parameters: dict[str, tuple[RuleParameters]] = {}
+        self._urgent_in_flight = 0
+        self._changed = asyncio.Event()  # an urgent turn waits, or the last urgent one ended
 
     def know(self, patient_id: str, params: RuleParameters) -> None:
         """Screen `patient_id`'s next readings with its own rule parameters (profile and targets)."""
@@ -77,6 +95,7 @@ class EvaluationQueue:
                 self._urgent[patient_id].append(reading)
             elif may_be_urgent(reading, self._parameters.get(patient_id, EVERY_PROFILE)):
                 self._urgent[patient_id] = [*self._routine.pop(patient_id, []), reading]
+                self._changed.set()
             else:
                 self._routine.setdefault(patient_id, []).append(reading)
 
@@ -87,6 +106,33 @@ class EvaluationQueue:
                 patient_id = next(iter(waiting))
                 return patient_id, waiting.pop(patient_id)
         return None
+
+    async def next_turn(self) -> Turn | None:
+        """The next turn for an evaluation worker, or None when nobody waits. A routine turn waits
+        while an urgent evaluation is in flight; the caller reports each turn's end (`finished`)."""
+        while True:
+            if self._urgent:
+                patient_id = next(iter(self._urgent))
+                self._urgent_in_flight += 1
+                return Turn(patient_id, self._urgent.pop(patient_id), urgent=True)
+            if not self._routine:
+                return None
+            if self._urgent_in_flight == 0:
+                patient_id = next(iter(self._routine))
+                return Turn(patient_id, self._routine.pop(patient_id), urgent=False)
+            self._changed.clear()
+            await self._changed.wait()
+
+    def finished(self, turn: Turn) -> None:
+        """`turn`'s evaluation ended (whatever its outcome): routine turns go on after the last urgent."""
+        if turn.urgent:
+            self._urgent_in_flight -= 1
+            if self._urgent_in_flight == 0:
+                self._changed.set()
+
+    @property
+    def urgent_in_flight(self) -> int:
+        return self._urgent_in_flight
 
     @property
     def urgent_waiting(self) -> bool:

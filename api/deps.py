@@ -203,10 +203,16 @@ def _current_account(sessions: sessionmaker[Session], claimed: Principal) -> Pri
         return claimed
 
 
-async def session_is_current(services: ApiServices, user: Principal) -> bool:
+def session_stands(services: ApiServices, user: Principal) -> bool:
     """Whether `user`'s session still stands (the same check as every request's, audited the same
-    way when it does not): for a live-event stream, which outlives the request that opened it."""
-    return await asyncio.to_thread(_current_account, services.clinic_sessions, user) is not None
+    way when it does not): for a live-event stream, which outlives the request that opened it.
+    Blocking: call it from a worker thread."""
+    return _current_account(services.clinic_sessions, user) is not None
+
+
+async def session_is_current(services: ApiServices, user: Principal) -> bool:
+    """`session_stands`, from the event loop."""
+    return await asyncio.to_thread(session_stands, services, user)
 
 
 def _unauthorised(code: ErrorCode) -> ApiError:

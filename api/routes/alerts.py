@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Final, Literal
@@ -53,10 +53,10 @@ from api.deps import (
     audit_listing,
     check_patient_access,
     commit_audited,
-    session_is_current,
 )
 from api.errors import ApiError, ErrorCode, validation_error
 from api.limits import OPAQUE_ID_MAX, SYMPTOM_MAX, BoundedDatetime
+from api.live_events import alert_event_stream
 from api.services import AlertApi
 from storage.clinic.audit import AuditOutcome, record_audit
 from storage.clinic.models import UserRole
@@ -64,8 +64,6 @@ from vitals.payload import AlertSeverity, AlertState
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
-KEEPALIVE_S = 15.0
-SESSION_RECHECK_S = 5.0  # an open stream's session is checked at least this often
 MAX_REPORT_CLOCK_SKEW = timedelta(minutes=5)
 PATIENT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"  # vitals.payload _ID
 # Snooze presets, minutes: Nightscout's snooze menus (15 to 120 min, clinical-rules.md §5 [58]), then
@@ -335,33 +333,8 @@ async def events(
     admin = _is_admin(user)
     await audit_listing(services, user, "subscribe_alert_events", {})
 
-    async def stream() -> AsyncIterator[bytes]:
-        sent = 0
-        idle_s = 0.0
-        async with api.hub.subscribe(user.clinic_id) as sub:
-            yield b": connected\n\n"
-            while limit is None or sent < limit:
-                note = await sub.next(SESSION_RECHECK_S)
-                if not await session_is_current(services, user):
-                    return
-                if note is None:
-                    if sub.dropped:
-                        return
-                    idle_s += SESSION_RECHECK_S
-                    if idle_s >= KEEPALIVE_S:
-                        idle_s = 0.0
-                        yield b": keep-alive\n\n"
-                    continue
-                if not admin and not await asyncio.to_thread(
-                    api.repository.on_care_team, user.user_id, note.event.patient_id
-                ):
-                    continue
-                data = json.dumps(note.body(), sort_keys=True)
-                yield f"id: {note.event_id}\nevent: alert\ndata: {data}\n\n".encode()
-                sent += 1
-
     return StreamingResponse(
-        stream(),
+        alert_event_stream(services, api, user, admin, limit),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

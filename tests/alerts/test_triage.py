@@ -144,3 +144,53 @@ async def test_the_engine_evaluates_a_patient_with_an_urgent_reading_before_a_ba
         note = await sub.next(timeout_s=30)
     assert note is not None and (note.event.rule_id, note.event.event) == ("GLU-HYPO-2", "opened")
     assert evaluated[0] == "pt-1"
+
+
+async def test_no_routine_evaluation_starts_while_an_urgent_one_is_in_flight() -> None:
+    """While a level-2 hypo is being evaluated, routine patients wait their turn (they would share
+    the interpreter with it); a second urgent patient does not wait, and routine work resumes when
+    the last urgent evaluation ends."""
+    queue = EvaluationQueue()
+    queue.add([glucose_of("bg-1", 1, 120), glucose_of("bg-2", 1, 130), glucose_of("hypo-1", 1, 45)])
+    first = await queue.next_turn()
+    assert first is not None and (first.patient_id, first.urgent) == ("hypo-1", True)
+    routine = asyncio.ensure_future(queue.next_turn())
+    await asyncio.sleep(0.05)
+    assert not routine.done()  # waits behind the urgent evaluation in flight
+    queue.add([glucose_of("hypo-2", 1, 42)])
+    second = await asyncio.wait_for(routine, 1)
+    assert second is not None and (second.patient_id, second.urgent) == ("hypo-2", True)
+    routine = asyncio.ensure_future(queue.next_turn())
+    queue.finished(first)
+    await asyncio.sleep(0.05)
+    assert not routine.done()  # one urgent evaluation is still in flight
+    queue.finished(second)
+    third = await asyncio.wait_for(routine, 1)
+    assert third is not None and (third.patient_id, third.urgent) == ("bg-1", False)
+
+
+async def test_an_urgent_evaluation_that_fails_does_not_hold_up_routine_ones(
+    alert_engine: AlertEngine, reading_store: SqliteReadingStore, hub: EventHub, clock: Clock
+) -> None:
+    """An urgent patient's evaluation raising (a store fault) ends its turn: routine patients are
+    still evaluated and their alerts reach the live stream."""
+    evaluate = alert_engine.evaluate
+
+    async def failing_for_the_urgent(
+        patient_id: str, now: datetime, fresh: Sequence[AnyReading] = ()
+    ) -> list[Any]:
+        if patient_id == "urgent":
+            raise RuntimeError("store fault")
+        return await evaluate(patient_id, now, fresh)
+
+    alert_engine.evaluate = failing_for_the_urgent  # type: ignore[method-assign]
+    await evaluate("pt-1", START)  # known to the engine: its EU limits screen its readings
+    routine = [glucose_reading("pt-1", START, 60, seq=1)]  # level-1 hypo: an alert, not urgent in EU
+    reading_store.write_batch(routine)
+    clock.now = START + timedelta(minutes=1)
+    listener = alert_engine.threadsafe_listener(asyncio.get_running_loop())
+    async with hub.subscribe("clinic-a") as sub:
+        listener([glucose_of("urgent", 1, 40)])
+        listener(routine)
+        note = await sub.next(timeout_s=30)
+    assert note is not None and note.event.patient_id == "pt-1"
