@@ -218,13 +218,20 @@ async def test_a_killed_gateway_shows_offline_at_once_and_staff_get_one_offline_
         try:
             meter_key = await _online_then_bound(clinic, meter)
 
-            async def online_with_meter() -> bool:
-                g = await clinic.gateway()
-                meters = {m["meter_key"]: m for m in g["meters"]}
-                return g["state"] == "online" and meters.get(meter_key, {}).get("last_sync_at") is not None
-
             page = await clinic.gateway()
             [shown] = [m for m in page["meters"] if m["meter_key"] == meter_key]
+            synced_before = dt.datetime.fromisoformat(shown["last_sync_at"])
+
+            async def online_with_meter_synced_again() -> bool:
+                g = await clinic.gateway()
+                meters = {m["meter_key"]: m for m in g["meters"]}
+                last_sync = meters.get(meter_key, {}).get("last_sync_at")
+                return (
+                    g["state"] == "online"
+                    and last_sync is not None
+                    and dt.datetime.fromisoformat(last_sync) > synced_before
+                )
+
             assert shown["battery_percent"] == meter.battery_level_percent
             assert shown["rssi_dbm"] is not None and shown["patient_ids"] == ["p1"]
             assert page["outbox_depth"] is not None and page["last_seen_at"] is not None
@@ -251,7 +258,11 @@ async def test_a_killed_gateway_shows_offline_at_once_and_staff_get_one_offline_
             assert [r.user_id for r in opened.recipients] == ["nurse-1"]  # staff, not the doctor
 
             gateway = await GatewayProcess(gateway.env, host.transport_spec, gateway.log_path).start()
-            await eventually(online_with_meter, 60, "the restarted gateway online again, its meter synced")
+            await eventually(
+                online_with_meter_synced_again,
+                60,
+                "the restarted gateway online again, its meter synced again",
+            )
 
             async def resolved() -> bool:
                 [alert] = clinic.alerts(GATEWAY_OFFLINE)
