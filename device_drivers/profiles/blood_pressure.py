@@ -25,10 +25,24 @@ enhanced_blood_pressure_measurement.py): flags bit0 kPa, bit1 time stamp (uint32
 epoch), bit2 pulse, bit3 user id, bit4 status, bit5 user facing time (uint32), bit6 epoch start
 (0 = 1900, 1 = 2000); fields in that order after systolic, diastolic, MAP.
 
-Blood Pressure Record 0x2B36 (BLS 1.1; bluetooth-sig-python blood_pressure_record.py):
-segmentation header uint8 (bit0 first, bit1 last, bits 2..7 rolling counter), sequence number
-uint16, UUID uint16 of the recorded characteristic, the recorded value, then an E2E-CRC uint16 when
-the Blood Pressure Feature says E2E-CRC is supported.
+Blood Pressure Record 0x2B36 (BLS 1.1). Fields, from the GATT Specification Supplement's field table
+(GSS YAML org.bluetooth.characteristic.blood_pressure_record in the Bluetooth SIG's public repository,
+as quoted by bt-hci's generated src/uuid/characteristic.rs, SIG commit 22c4a7a7):
+
+    offset  size    field
+    0       1       Segmentation Header (boolean8): bit0 first segment, bit1 last segment, bits 2..7
+                    the rolling segment counter (bit layout: bluetooth-sig-python
+                    blood_pressure_record.py; reference/ble-health-profiles.md §2.2)
+    1       2       Sequence Number uint16: "starts at 0 and loops back to 0 after 65536 records
+                    (per user)"
+    3       2       UUID uint16 of the recorded characteristic
+    5       var     Recorded Characteristic: "a part of or a complete characteristic value"
+    end-2   0 or 2  E2E-CRC uint16: "the CRC over all the data of a complete single or multi-message
+                    record", present as the service says (BLS 1.1: Blood Pressure Feature bit 6)
+
+Every segment carries the header, the sequence number and the UUID; a CRC over a whole record can
+only follow its last byte, so it ends the record's last segment (first and last in one for a record
+that fits one segment) and is not looked for in the segments before.
 
 Names: an enum here is named for the Measurement field it decodes, so it never shares a name with
 the vocabulary in ``vitals``: ``MeasurementPressureUnit`` (flags bit 0) and ``MeasurementStatusFlag``
@@ -499,7 +513,7 @@ def decode_blood_pressure_record(data: bytes, *, e2e_crc_present: bool = False) 
     Args:
         data: the characteristic value.
         e2e_crc_present: True when the meter's Blood Pressure Feature has the E2E-CRC bit; the last
-            two bytes are then the CRC, not part of the recorded value.
+            two bytes of a record's last segment are then the CRC, not part of the recorded value.
     """
     try:
         reader = ByteReader(data)
@@ -508,7 +522,7 @@ def decode_blood_pressure_record(data: bytes, *, e2e_crc_present: bool = False) 
         recorded_uuid = reader.uint16("recorded characteristic UUID")
         rest = reader.rest()
         crc: int | None = None
-        if e2e_crc_present:
+        if e2e_crc_present and header & BP_RECORD_LAST_SEGMENT:
             if len(rest) < E2E_CRC_SIZE:
                 raise DecodeError(BP_RECORD_VALUE_OFFSET, f"E2E-CRC needs 2 bytes, {len(rest)} left")
             rest, crc = rest[:-E2E_CRC_SIZE], int.from_bytes(rest[-E2E_CRC_SIZE:], "little")
