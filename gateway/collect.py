@@ -22,6 +22,7 @@ from bleak import BleakClient
 from device_drivers.procedures.blood_pressure import collect_blood_pressure
 from device_drivers.procedures.blood_pressure_records import (
     CuffMeasurement,
+    RecordCursors,
     StoredCuffRecord,
     sync_blood_pressure_records,
 )
@@ -46,6 +47,7 @@ from device_drivers.profiles.blood_pressure import BloodPressureFeature
 from device_drivers.readings import blood_pressure_reading, cuff_device_time, device_identity, glucose_reading
 from gateway.bindings import MeterProfile
 from gateway.meters import Collector, MeterSession
+from gateway.outbox_schema import SyncCursor, cursor_users
 from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading
 
 logger = logging.getLogger(__name__)
@@ -208,35 +210,32 @@ async def _blood_pressure_records(
 ) -> None:
     """BLS 1.1 stored records over RACP, committed with the cursor once the report ends (the records
     stay on the cuff, so a transfer cut short loses nothing: what arrived is committed, also when the
-    session's deadline or a stop ends it, and the rest is fetched next time). The cursor never passes
-    a record that could not be decoded: the next sync asks for it again, and the records after it
-    come again as duplicates. Raises MissingCharacteristic for a cuff without records."""
+    session's deadline or a stop ends it, and the rest is fetched next time). The cursor keeps a
+    position per user (RecordCursors: a cuff may number each user's records on their own) and never
+    passes a record that could not be decoded: the next sync asks for it again, and the records after
+    it come again as duplicates. Raises MissingCharacteristic for a cuff without records."""
+    since = session.since_sequence_number
+    users = cursor_users(since) if since is not None else {}
+    cursors = RecordCursors(users, meter=None if users else since)
     received: list[StoredCuffRecord] = []
-    cursor_held_at: list[int | None] = []  # the cursor before the first undecodable value, once seen
-
-    def hold_cursor(_value: UndecodedValue) -> None:
-        if not cursor_held_at:
-            before = [r.sequence_number for r in received]
-            cursor_held_at.append(max(before) if before else session.since_sequence_number)
 
     async def commit() -> None:
         if not received:
             return
         reset = _clock_reset(session, [cuff_device_time(r.measurement) for r in received], clock)
-        highest = max(r.sequence_number for r in received)
+        highest = cursors.highest
         await session.commit(
             [reading(r.measurement, before) for r, before in zip(received, reset, strict=True)],
-            last_sequence_number=cursor_held_at[0] if cursor_held_at else highest,
+            last_sequence_number=None if highest is None else SyncCursor(highest, cursors.positions),
         )
         received.clear()
 
     try:
         result = await sync_blood_pressure_records(
             client,
-            last_sequence_number=session.since_sequence_number,
+            cursors=cursors,
             disconnected=session.disconnected,
             on_record=received.append,
-            on_undecodable=hold_cursor,
             e2e_crc_present=e2e_crc_present,
         )
     except (ProcedureError, asyncio.CancelledError):  # what arrived is committed (nothing when no records)

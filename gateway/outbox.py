@@ -52,13 +52,16 @@ from gateway.outbox_schema import (
     OutboxWriteError,
     PendingReading,
     ReleaseResult,
+    SyncCursor,
     SyncPosition,
     UnboundReading,
     add_unbound_columns,
     count_rows,
     epoch_us,
+    read_sync_position,
     unique_readings,
     unique_unbound,
+    write_sync_position,
 )
 from gateway.outbox_syncs import LastSyncs, MeterSync
 from vitals.payload import RejectedReading
@@ -77,6 +80,7 @@ __all__ = [
     "OutboxWriteError",
     "PendingReading",
     "ReleaseResult",
+    "SyncCursor",
     "SyncPosition",
     "UnboundReading",
 ]
@@ -316,12 +320,7 @@ class Outbox(UnboundDecisions, LastSyncs):
             ],
         )
         if sync_position is not None:
-            db.execute(
-                "INSERT INTO sync_position (meter_key, last_sequence_number, updated_at) VALUES (?,?,?) "
-                "ON CONFLICT (meter_key) DO UPDATE SET last_sequence_number = excluded.last_sequence_number,"
-                " updated_at = excluded.updated_at",
-                (sync_position.meter_key, sync_position.last_sequence_number, now),
-            )
+            write_sync_position(db, sync_position, now)
         if self._full_logged and depth + len(new_bound) < self.capacity:
             self._full_logged = False
         return CommitResult(
@@ -461,14 +460,10 @@ class Outbox(UnboundDecisions, LastSyncs):
 
     # -- inspection ------------------------------------------------------------------------------
 
-    def sync_position(self, meter_key: str) -> int | None:
+    def sync_position(self, meter_key: str) -> SyncCursor | None:
+        """The meter's sync position, with each user's for a cuff that has them."""
         with self._lock:
-            row = (
-                self._conn()
-                .execute("SELECT last_sequence_number FROM sync_position WHERE meter_key = ?", (meter_key,))
-                .fetchone()
-            )
-        return None if row is None else int(row[0])
+            return read_sync_position(self._conn(), meter_key)
 
     def stats(self) -> OutboxStats:
         with self._lock:

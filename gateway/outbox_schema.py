@@ -12,6 +12,9 @@ Tables:
   peers.md §1.5 blood-pressure-monitor-fl) does not make the gateway resend what was acked;
 - ``sync_position``: per meter, the last record sequence number committed (a glucose meter's, a
   BLS 1.1 cuff's), written in the same transaction as the readings it covers;
+- ``user_sync_position``: per meter and user index, the last record sequence number committed for a
+  BLS 1.1 cuff, which may number each user's records on their own (GATT Specification Supplement,
+  Blood Pressure Record, Sequence Number: "per user"), written with ``sync_position``;
 - ``last_sync``: per meter, when its last session ended well (every meter, with records or not), so
   the health report says it from the start after a restart (gateway.outbox_syncs);
 - ``applied_commands``: the clinic commands carried out, each in the transaction that carried it out,
@@ -21,9 +24,10 @@ Tables:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 from pydantic import TypeAdapter
 
@@ -74,6 +78,13 @@ CREATE TABLE IF NOT EXISTS sync_position (
     meter_key TEXT PRIMARY KEY,
     last_sequence_number INTEGER NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_sync_position (
+    meter_key TEXT NOT NULL,
+    user_index INTEGER NOT NULL,
+    last_sequence_number INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (meter_key, user_index)
 );
 CREATE TABLE IF NOT EXISTS last_sync (
     meter_key TEXT PRIMARY KEY,
@@ -143,12 +154,65 @@ class ReleaseResult:
     already_applied: bool = False
 
 
+class SyncCursor(int):
+    """A meter's sync position as a session carries it: the last sequence number committed (the
+    highest of any user), with ``users``, the last one of each user index of a BLS 1.1 cuff (empty:
+    one numbering for the whole meter, as a glucose meter's). Being an int, it goes unchanged through
+    code that knows only the one number (gateway.meters)."""
+
+    users: Mapping[int, int]
+
+    def __new__(cls, value: int, users: Mapping[int, int] | None = None) -> SyncCursor:
+        cursor = super().__new__(cls, value)
+        cursor.users = MappingProxyType(dict(users or {}))
+        return cursor
+
+    def __reduce__(self) -> tuple[type[SyncCursor], tuple[int, dict[int, int]]]:
+        return SyncCursor, (int(self), dict(self.users))
+
+
+def cursor_users(value: int) -> Mapping[int, int]:
+    """The per-user positions a sync position carries (none for a plain number)."""
+    return value.users if isinstance(value, SyncCursor) else {}
+
+
 @dataclass(frozen=True, slots=True)
 class SyncPosition:
-    """The last record sequence number committed for one meter (glucose meter or BLS 1.1 cuff)."""
+    """The last record sequence number committed for one meter (glucose meter or BLS 1.1 cuff);
+    a :class:`SyncCursor` also carries each user's."""
 
     meter_key: str
     last_sequence_number: int
+
+
+def write_sync_position(db: sqlite3.Connection, position: SyncPosition, now: float) -> None:
+    """Keep the meter's sync position, and each user's it carries (inside the caller's transaction)."""
+    db.execute(
+        "INSERT INTO sync_position (meter_key, last_sequence_number, updated_at) VALUES (?,?,?) "
+        "ON CONFLICT (meter_key) DO UPDATE SET last_sequence_number = excluded.last_sequence_number,"
+        " updated_at = excluded.updated_at",
+        (position.meter_key, position.last_sequence_number, now),
+    )
+    db.executemany(
+        "INSERT INTO user_sync_position (meter_key, user_index, last_sequence_number, updated_at)"
+        " VALUES (?,?,?,?) ON CONFLICT (meter_key, user_index) DO UPDATE SET"
+        " last_sequence_number = excluded.last_sequence_number, updated_at = excluded.updated_at",
+        [
+            (position.meter_key, user, last, now)
+            for user, last in cursor_users(position.last_sequence_number).items()
+        ],
+    )
+
+
+def read_sync_position(db: sqlite3.Connection, meter_key: str) -> SyncCursor | None:
+    """The meter's sync position with each user's; None before its first."""
+    row = db.execute(
+        "SELECT last_sequence_number FROM sync_position WHERE meter_key = ?", (meter_key,)
+    ).fetchone()
+    users = db.execute(
+        "SELECT user_index, last_sequence_number FROM user_sync_position WHERE meter_key = ?", (meter_key,)
+    ).fetchall()
+    return None if row is None else SyncCursor(int(row[0]), {int(u): int(n) for u, n in users})
 
 
 @dataclass(frozen=True, slots=True)

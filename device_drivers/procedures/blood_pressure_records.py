@@ -5,27 +5,41 @@ Record Access Control Point 0x2A52, as a glucose meter does (reference/ble-healt
 §2.3 RACP; GATT Specification Supplement, org.bluetooth.characteristic.blood_pressure_record):
 
 1. Indications on Blood Pressure Record, then on RACP (the RACP CCCD must be set before the write).
-2. Write ``01 01`` (every record) on the first sync, else ``01 03 01 <last + 1>``.
-3. Reassemble each record from its segments: header bit 0 first segment, bit 1 last segment, bits
-   2..7 a counter that goes up by one per segment (mod 64); the segments of one record arrive in a
-   row and carry its sequence number. A record whose segments do not follow is kept as undecodable.
+2. Write ``01 01`` (every record) on the first sync, else ``01 03 01 <last + 1>`` with the lowest
+   position among the cuff's users (below).
+3. Reassemble each record from its segments (GSS Blood Pressure Record, field table: Segmentation
+   Header boolean8, Sequence Number uint16, UUID uint16, Recorded Characteristic "a part of or a
+   complete characteristic value", E2E-CRC 0 or 2 bytes; every segment carries all but the CRC):
+   header bit 0 first segment, bit 1 last segment, bits 2..7 a counter that goes up by one per
+   segment (mod 64); the segments of one record arrive in a row and carry its sequence number. A
+   record whose segments do not follow is kept as undecodable.
 4. Decode the recorded characteristic named by the record's UUID: Enhanced Blood Pressure
    Measurement 0x2B34 or Blood Pressure Measurement 0x2A35; each record goes to ``on_record`` as it
    is complete, so the caller can store it before the next one.
 5. End on the RACP response: success and "no records found" finish, any other code raises.
 
-Each record's user index is the recorded measurement's User ID. The cursor is the highest sequence
-number received, one per meter: that fits a cuff that numbers its records across its users. The GSS
-lets a cuff number per user ("loops back to 0 after 65536 records (per user)"), with the records of
-the user consented through the User Data Service; such a cuff would need a cursor per user and the
-consent procedure, which are not done here. Neither is the E2E-CRC (Blood Pressure Feature bit 6).
+Users. Each record's user index is the recorded measurement's User ID (0xFF, unknown user, when it
+has none). The GSS numbers records per user: "The sequence number starts at 0 and loops back to 0
+after 65536 records (per user)" (GATT Specification Supplement, Blood Pressure Record, Sequence
+Number field; the GSS YAML org.bluetooth.characteristic.blood_pressure_record as published in the
+Bluetooth SIG's public repository, quoted by bt-hci's generated src/uuid/characteristic.rs). A cuff
+shared by two users can then hold user 1's record 7 and user 2's record 3 side by side, and a report
+filtered on the sequence number holds the records of every user that pass the filter. So
+:class:`RecordCursors` keeps a position per user; the report starts after the lowest, and a record
+at or below its own user's position is passed over (a cuff that numbers across its users is the
+case where the positions differ little). A user met for the first time in a report that started
+above 0 may have records below the start: the report is asked again whole, once, and only that
+user's records are taken from it. A user whose numbering never reaches the report's start is not
+seen; a cuff that keeps its users apart through the User Data Service (Blood Pressure Feature bit 7)
+reports only the consented user's records, and the consent procedure is not done here. Neither is
+the E2E-CRC check (Blood Pressure Feature bit 6).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bleak.exc import BleakCharacteristicNotFoundError
@@ -33,6 +47,7 @@ from bleak.exc import BleakCharacteristicNotFoundError
 from device_drivers.profiles import uuids
 from device_drivers.profiles.blood_pressure import (
     BP_RECORD_COUNTER_MASK,
+    USER_ID_UNKNOWN,
     BloodPressureMeasurement,
     BloodPressureRecord,
     EnhancedBloodPressureMeasurement,
@@ -75,6 +90,64 @@ class StoredCuffRecord:
 
 
 RecordCallback = Callable[[StoredCuffRecord], None]
+
+
+def user_of(measurement: CuffMeasurement) -> int:
+    """The user index a record counts under: its User ID, or 0xFF (unknown user) without one."""
+    return USER_ID_UNKNOWN if measurement.user_id is None else measurement.user_id
+
+
+class RecordCursors:
+    """The last sequence number collected per user of one cuff, across syncs and within one.
+
+    ``users``: the positions kept from earlier syncs, per user index. ``meter``: one position for
+    every user not in ``users`` (a position kept as one number for the whole cuff); None: such a
+    user has nothing collected yet. After :meth:`hold` (a value that could not be decoded) records are
+    still admitted but move no position, so the next sync asks for the record that failed again.
+    """
+
+    def __init__(self, users: Mapping[int, int] | None = None, *, meter: int | None = None) -> None:
+        self._start = dict(users or {})
+        self._meter = meter
+        self._positions = dict(self._start)
+        self._collected: set[tuple[int, int]] = set()
+        self._held = False
+        #: Users with no position when this sync began who had records admitted in it.
+        self.new_users: set[int] = set()
+
+    def request_after(self) -> int | None:
+        """The sequence number to report after: the lowest position; None to report every record."""
+        known = [*self._start.values(), *([] if self._meter is None else [self._meter])]
+        return min(known) if known else None
+
+    def admit(self, record: StoredCuffRecord) -> bool:
+        """True for a record not collected yet (in an earlier sync or in this one)."""
+        user = user_of(record.measurement)
+        floor = self._start.get(user, self._meter)
+        key = (user, record.sequence_number)
+        if (floor is not None and record.sequence_number <= floor) or key in self._collected:
+            return False
+        self._collected.add(key)
+        if floor is None:
+            self.new_users.add(user)
+        if not self._held:
+            before = self._positions.get(user, -1 if floor is None else floor)
+            self._positions[user] = max(before, record.sequence_number)
+        return True
+
+    def hold(self) -> None:
+        """Keep every position where it is for the rest of this sync."""
+        self._held = True
+
+    @property
+    def positions(self) -> dict[int, int]:
+        """The position per user to keep (those kept before included)."""
+        return {user: position for user, position in self._positions.items() if position >= 0}
+
+    @property
+    def highest(self) -> int | None:
+        """The highest position of any user (the one number for the whole cuff when none is known)."""
+        return max(self.positions.values(), default=self._meter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,18 +208,21 @@ class RecordAssembler:
 async def sync_blood_pressure_records(
     client: GattClient,
     *,
-    last_sequence_number: int | None,
+    last_sequence_number: int | None = None,
+    cursors: RecordCursors | None = None,
     timeouts: ProcedureTimeouts | None = None,
     disconnected: asyncio.Event | None = None,
     on_record: RecordCallback | None = None,
     on_undecodable: Callable[[UndecodedValue], None] | None = None,
     e2e_crc_present: bool = False,
 ) -> BloodPressureRecordSync:
-    """Report the stored records after ``last_sequence_number`` (all when None).
+    """Report the stored records not collected yet: those after each user's position in ``cursors``
+    (default: after ``last_sequence_number`` for every user; all when None).
 
-    ``on_undecodable`` hears each value that could not be decoded, in the order of arrival with the
-    records, so a caller can keep its cursor below it. ``e2e_crc_present``: the cuff's Blood Pressure
-    Feature has the E2E-CRC bit, so every record ends with a CRC (GSS Blood Pressure Record).
+    Only records ``cursors`` admits reach ``on_record`` and the result. ``on_undecodable`` hears each
+    value that could not be decoded, in the order of arrival with the records; from the first one on,
+    ``cursors`` holds its positions. ``e2e_crc_present``: the cuff's Blood Pressure Feature has the
+    E2E-CRC bit, so the last segment of every record ends with a CRC (GSS Blood Pressure Record).
 
     Raises:
         MissingCharacteristic: the cuff has no Blood Pressure Record or RACP (a BLS 1.0 cuff).
@@ -155,6 +231,7 @@ async def sync_blood_pressure_records(
         ProcedureError: the cuff answered the request with an error code.
     """
     timeouts = timeouts or ProcedureTimeouts()
+    cursors = cursors if cursors is not None else RecordCursors(meter=last_sequence_number)
     inbox = Inbox(disconnected)
     subscribed: list[str] = []
     try:
@@ -164,8 +241,14 @@ async def sync_blood_pressure_records(
             except BleakCharacteristicNotFoundError:
                 raise MissingCharacteristic(describe(characteristic)) from None
             subscribed.append(characteristic)
-        return await _report(
-            client, inbox, last_sequence_number, timeouts, on_record, on_undecodable, e2e_crc_present
+        transfer = _Transfer(cursors, on_record, on_undecodable, e2e_crc_present)
+        after = cursors.request_after()
+        code = await transfer.report(client, inbox, after, timeouts)
+        if after is not None and cursors.new_users:
+            # A user first met above the start may have records below it: ask for them all, once.
+            code = await transfer.report(client, inbox, None, timeouts)
+        return BloodPressureRecordSync(
+            tuple(transfer.records), code, cursors.highest, tuple(transfer.undecodable)
         )
     finally:
         try:
@@ -174,73 +257,94 @@ async def sync_blood_pressure_records(
             logger.info("unsubscribe after blood pressure records failed", extra={"detail": str(error)})
 
 
-async def _report(
-    client: GattClient,
-    inbox: Inbox,
-    last_sequence_number: int | None,
-    timeouts: ProcedureTimeouts,
-    on_record: RecordCallback | None,
-    on_undecodable: Callable[[UndecodedValue], None] | None,
-    e2e_crc_present: bool,
-) -> BloodPressureRecordSync:
-    after = None if last_sequence_number is None else last_sequence_number + 1
-    if after is None or after >= SEQUENCE_NUMBER_MODULUS:
-        request = RacpRequest.report_all_records()
-    else:
-        request = RacpRequest.report_records_from(after)
-    await write(client, uuids.RECORD_ACCESS_CONTROL_POINT, encode_racp_request(request), timeouts)
-    assembler = RecordAssembler()
-    records: list[StoredCuffRecord] = []
-    undecodable: list[UndecodedValue] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeouts.racp_procedure_s
-    while True:
-        wait = min(timeouts.record_silence_s, deadline - loop.time())
-        try:
-            event = await inbox.next(wait)
-        except LinkLost:
-            raise MeterDisconnected(
-                f"RACP report of blood pressure records ({len(records)} received)"
-            ) from None
-        if event is None:
-            raise GattTimeout("wait for records on", describe(uuids.BLOOD_PRESSURE_RECORD), max(wait, 0.0))
-        characteristic, raw = event
-        try:
-            if characteristic == uuids.BLOOD_PRESSURE_RECORD:
-                complete = assembler.add(decode_blood_pressure_record(raw, e2e_crc_present=e2e_crc_present))
-                if complete is None:
-                    continue
-                first, value = complete
-                record = StoredCuffRecord(
-                    first.sequence_number, decode_recorded_measurement(first.recorded_uuid, value)
+class _Transfer:
+    """The records and undecodable values of one sync, over one or two RACP reports."""
+
+    def __init__(
+        self,
+        cursors: RecordCursors,
+        on_record: RecordCallback | None,
+        on_undecodable: Callable[[UndecodedValue], None] | None,
+        e2e_crc_present: bool,
+    ) -> None:
+        self.cursors = cursors
+        self.on_record = on_record
+        self.on_undecodable = on_undecodable
+        self.e2e_crc_present = e2e_crc_present
+        self.records: list[StoredCuffRecord] = []
+        self.undecodable: list[UndecodedValue] = []
+
+    def _segment(self, assembler: RecordAssembler, raw: bytes) -> None:
+        segment = decode_blood_pressure_record(raw, e2e_crc_present=self.e2e_crc_present)
+        complete = assembler.add(segment)
+        if complete is None:
+            return
+        first, value = complete
+        record = StoredCuffRecord(
+            first.sequence_number, decode_recorded_measurement(first.recorded_uuid, value)
+        )
+        if not self.cursors.admit(record):
+            return
+        self.records.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
+
+    async def report(
+        self, client: GattClient, inbox: Inbox, after: int | None, timeouts: ProcedureTimeouts
+    ) -> RacpResponseCode:
+        """Run one RACP report (every record when ``after`` is None); its response code."""
+        start = None if after is None else after + 1
+        if start is None or start >= SEQUENCE_NUMBER_MODULUS:
+            request = RacpRequest.report_all_records()
+        else:
+            request = RacpRequest.report_records_from(start)
+        await write(client, uuids.RECORD_ACCESS_CONTROL_POINT, encode_racp_request(request), timeouts)
+        assembler = RecordAssembler()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.racp_procedure_s
+        while True:
+            wait = min(timeouts.record_silence_s, deadline - loop.time())
+            try:
+                event = await inbox.next(wait)
+            except LinkLost:
+                raise MeterDisconnected(
+                    f"RACP report of blood pressure records ({len(self.records)} received)"
+                ) from None
+            if event is None:
+                raise GattTimeout(
+                    "wait for records on", describe(uuids.BLOOD_PRESSURE_RECORD), max(wait, 0.0)
                 )
-                records.append(record)
-                if on_record is not None:
-                    on_record(record)
+            characteristic, raw = event
+            try:
+                if characteristic == uuids.BLOOD_PRESSURE_RECORD:
+                    self._segment(assembler, raw)
+                    continue
+                response = decode_racp_response(raw)
+            except DecodeError as error:
+                self._undecodable(characteristic, raw, error)
                 continue
-            response = decode_racp_response(raw)
-        except DecodeError as error:
-            logger.warning(
-                "undecodable blood pressure record",
-                extra={
-                    "characteristic": describe(characteristic),
-                    "offset": error.offset,
-                    "reason": error.reason,
-                },
-            )
-            undecodable.append(UndecodedValue(characteristic, raw, error))
-            if on_undecodable is not None:
-                on_undecodable(undecodable[-1])
-            continue
-        if (
-            isinstance(response, RacpNumberOfRecords)
-            or response.request_opcode is not RacpOpcode.REPORT_STORED_RECORDS
-        ):
-            continue
-        if response.response_code not in FINISHED_OK:
-            raise ProcedureError(
-                f"cuff answered the RACP report with {response.response_code.name.lower()} "
-                f"({len(records)} record(s) received)"
-            )
-        highest = max((r.sequence_number for r in records), default=last_sequence_number)
-        return BloodPressureRecordSync(tuple(records), response.response_code, highest, tuple(undecodable))
+            if (
+                isinstance(response, RacpNumberOfRecords)
+                or response.request_opcode is not RacpOpcode.REPORT_STORED_RECORDS
+            ):
+                continue
+            if response.response_code not in FINISHED_OK:
+                raise ProcedureError(
+                    f"cuff answered the RACP report with {response.response_code.name.lower()} "
+                    f"({len(self.records)} record(s) received)"
+                )
+            return response.response_code
+
+    def _undecodable(self, characteristic: str, raw: bytes, error: DecodeError) -> None:
+        logger.warning(
+            "undecodable blood pressure record",
+            extra={
+                "characteristic": describe(characteristic),
+                "offset": error.offset,
+                "reason": error.reason,
+            },
+        )
+        self.cursors.hold()
+        self.undecodable.append(UndecodedValue(characteristic, raw, error))
+        if self.on_undecodable is not None:
+            self.on_undecodable(self.undecodable[-1])

@@ -14,8 +14,12 @@ subscribe to. Stored records are reported through RACP like a glucose meter's (s
 sequence number, same response codes, racp_server); each goes out as Blood Pressure Records wrapping
 the Enhanced Blood Pressure Measurement, split into segments of at most ``segment_size`` bytes of the
 recorded value (segmentation header: bit 0 first, bit 1 last, bits 2..7 a rolling counter). Sequence
-numbers count up from 0. Each measurement carries the cuff's user index (User ID field), its UTC
-time stamp (seconds since 2000-01-01, on the cuff's clock) and its user facing time (local).
+numbers count up from 0, across the cuff's users, or per user with ``numbering_per_user`` as the GSS
+allows ("starts at 0 and loops back to 0 after 65536 records (per user)", Blood Pressure Record,
+Sequence Number field): the records of each user then count from 0 on their own, and a report filtered
+on the sequence number holds the records of every user that pass it. Each measurement carries the
+cuff's user index (User ID field), its UTC time stamp (seconds since 2000-01-01, on the cuff's clock)
+and its user facing time (local).
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
         self.segments_sent = 0
         #: Sequence numbers of records sent cut short (a firmware fault): the collector cannot decode them.
         self.garbled: set[int] = set()
+        #: Number each user's records from 0 on their own instead of across the cuff's users.
+        self.numbering_per_user = False
         self._segment_counter = 0
         self._transfers: dict[int, asyncio.Task[None]] = {}
         self._answered: set[int] = set()
@@ -93,7 +99,8 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
     ) -> StoredEnhancedRecord:
         """Store a reading taken at ``taken_at`` (aware UTC) as the cuff's clock stamps it.
 
-        ``sequence_number`` defaults to one more than the last record's (0 for the first).
+        ``sequence_number`` defaults to one more than the last record's (0 for the first), the last
+        record of the same user with ``numbering_per_user``.
         """
         if taken_at.tzinfo is None:
             raise ValueError("taken_at must be timezone-aware")
@@ -112,7 +119,10 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
             epoch_start_year=2000,
         )
         if sequence_number is None:
-            sequence_number = self.records[-1].sequence_number + 1 if self.records else 0
+            numbered_with = [
+                r for r in self.records if not self.numbering_per_user or r.measurement.user_id == user_id
+            ]
+            sequence_number = numbered_with[-1].sequence_number + 1 if numbered_with else 0
         record = StoredEnhancedRecord(sequence_number, measurement)
         self.records.append(record)
         return record
