@@ -310,7 +310,13 @@ class VirtualCentral:
         async with self._scanning_lock:
             self._listeners[token] = listener
             if not self.device.is_scanning:
-                await self.device.start_scanning(filter_duplicates=False)
+                try:
+                    await self.device.start_scanning(filter_duplicates=False)
+                except BaseException:
+                    # A start that failed or was stopped hands no remover back: a listener left
+                    # here would go on hearing the meters for an owner that gave up (a stopped gateway).
+                    self._listeners.pop(token, None)
+                    raise
 
         async def remove() -> None:
             async with self._scanning_lock:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
-from bleak import BleakClient
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 from bumble import hci
 
 from device_drivers.virtual.radio import VirtualRadio
@@ -62,29 +64,29 @@ def create_connection(command: hci.HCI_Command) -> bool:
     return command.op_code in CREATE_CONNECTION_OPCODES
 
 
-def stop_as_answered(
-    radio: VirtualRadio, matches: CommandFilter, stop: Callable[[], object]
+def stop_when(
+    radio: VirtualRadio,
+    moment: Literal["sent", "answered"],
+    matches: CommandFilter,
+    stop: Callable[[], object],
 ) -> Callable[[], None]:
-    """Call ``stop`` right after the central's stack takes the adapter's answer to the first command
-    ``matches`` accepts, in the same loop turn; returns what undoes this."""
+    """Call ``stop`` in the loop turn the central's stack sends the first command ``matches`` accepts
+    (before the adapter answers), or takes the adapter's answer to it; returns what undoes this."""
     host = radio.central.device.host
-    answered = host.on_command_processed
+    name = "send_hci_packet" if moment == "sent" else "on_command_processed"
+    original = getattr(host, name)
     armed = True
 
-    def answer_then_stop(event: hci.HCI_Command_Complete_Event[Any] | hci.HCI_Command_Status_Event) -> None:
+    def then_stop(packet: hci.HCI_Packet) -> None:
         nonlocal armed
-        command = host.pending_command
-        answered(event)
-        if armed and command is not None and matches(command):
+        command = packet if moment == "sent" else host.pending_command
+        original(packet)
+        if armed and isinstance(command, hci.HCI_Command) and matches(command):
             armed = False
             stop()
 
-    host.on_command_processed = answer_then_stop  # type: ignore[method-assign]
-
-    def undo() -> None:
-        del host.on_command_processed
-
-    return undo
+    setattr(host, name, then_stop)
+    return lambda: delattr(host, name)
 
 
 async def stopped_within_bound(task: asyncio.Task[Any]) -> bool:
@@ -97,6 +99,21 @@ async def stopped_within_bound(task: asyncio.Task[Any]) -> bool:
     return bool(done)
 
 
+async def run_and_stop_when(
+    rig: Rig, radio: VirtualRadio, moment: Literal["sent", "answered"], matches: CommandFilter
+) -> asyncio.Task[None]:
+    """Run the rig's meter manager and stop it at ``moment`` of the first command ``matches``
+    accepts; returns its task once ended, and fails the test if the stop was lost."""
+    task = asyncio.create_task(rig.manager.run())
+    undo = stop_when(radio, moment, matches, task.cancel)
+    try:
+        ended = await stopped_within_bound(task)
+    finally:
+        undo()
+    assert ended, "the meter manager kept scanning after its stop"
+    return task
+
+
 @pytest.mark.parametrize("enabled", [True, False], ids=["scan-start", "scan-stop"])
 async def test_the_gateway_stops_when_the_stop_meets_the_adapters_answer_to_a_scan_command(
     tmp_path: Path, radio: VirtualRadio, enabled: bool
@@ -104,13 +121,7 @@ async def test_the_gateway_stops_when_the_stop_meets_the_adapters_answer_to_a_sc
     """Stopping the gateway as the adapter confirms that scanning started (or, at a watchdog restart,
     stopped) ends the scanning instead of leaving it running and the stop waiting for ever."""
     rig = Rig(tmp_path, radio)  # no meter on the air: the watchdog restarts scanning every second
-    task = asyncio.create_task(rig.manager.run())
-    undo = stop_as_answered(radio, scan_enable(enabled), task.cancel)
-    try:
-        ended = await stopped_within_bound(task)
-    finally:
-        undo()
-    assert ended, "the meter manager kept scanning after its stop met the adapter's answer"
+    task = await run_and_stop_when(rig, radio, "answered", scan_enable(enabled))
     assert task.cancelled()
     assert not radio.central.device.is_scanning, "the radio was left scanning after the stop"
 
@@ -139,7 +150,7 @@ async def test_a_meter_session_stopped_as_the_adapter_accepts_the_connection_req
                 stopped.append(task)
         stop_sent.set()
 
-    undo = stop_as_answered(radio, create_connection, stop_the_meter_task)
+    undo = stop_when(radio, "answered", create_connection, stop_the_meter_task)
     run = asyncio.create_task(rig.manager.run())
     try:
         async with asyncio.timeout(30):
@@ -153,4 +164,37 @@ async def test_a_meter_session_stopped_as_the_adapter_accepts_the_connection_req
     assert synced == [], "the meter was synced after the gateway stopped its task"
     await wait_until(
         lambda: not meter.device or not meter.device.connections, STOP_BOUND_S, "the link released"
+    )
+
+
+async def test_a_gateway_stopped_while_its_scan_starts_hears_no_meter_afterwards(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A stop that lands while the adapter is still starting the scan leaves nothing listening: the
+    stopped gateway hears no advertisement and starts no session, while the meter goes on advertising."""
+    meter = await add_with_record(radio, contour("GL-HANG-2"))
+    rig = Rig(tmp_path, radio)
+    await pair(rig.bindings, meter.address, profile=MeterProfile.GLUCOSE, patient_id="patient-1",
+               client_backend=radio.client_backend)  # fmt: skip
+    await run_and_stop_when(rig, radio, "sent", scan_enable(True))
+    heard_after_stop = rig.manager.last_advertisement_at
+    witnessed = 0
+    enough = asyncio.Event()
+
+    def witness(_device: BLEDevice, _advertisement: AdvertisementData) -> None:
+        nonlocal witnessed
+        witnessed += 1
+        if witnessed >= 3:
+            enough.set()
+
+    scanner = BleakScanner(witness, backend=radio.scanner_backend)
+    await scanner.start()
+    try:
+        async with asyncio.timeout(STOP_BOUND_S):
+            await enough.wait()  # the meter's advertisements reach whoever listens
+    finally:
+        await scanner.stop()
+    assert rig.manager.last_advertisement_at == heard_after_stop, "the stopped gateway still heard the meter"
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("meter-")], (
+        "a session began after the stop"
     )
