@@ -16,8 +16,8 @@ from vitalgate.mosquitto import (
     MOSQUITTO_BINARY,
     MOSQUITTO_PASSWD_BINARY,
     START_TIMEOUT_S,
-    STOP_TIMEOUT_S,
     BrokerError,
+    BrokerProcess,
     free_port,
     issue_certificate,
     make_ca,
@@ -38,7 +38,7 @@ class ClientCertificate:
     key_file: Path
 
 
-class DeployedBroker:
+class DeployedBroker(BrokerProcess):
     """deploy/mosquitto/vitalgate.conf and dynamic-security.json as shipped, run by a private mosquitto.
 
     Only paths (certificates, state, log, pid file, the plugin's library) and the two listener ports
@@ -131,10 +131,6 @@ class DeployedBroker:
         return self.clinic_certificates[account]
 
     # -- process -------------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def start(self) -> None:
         if self.running:
             return
@@ -155,29 +151,6 @@ class DeployedBroker:
             with contextlib.suppress(OSError):
                 text += path.read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(STOP_TIMEOUT_S)
-        self._process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> DeployedBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _substitute(config: str, paths: dict[str, Path], ports: dict[int, int]) -> str:

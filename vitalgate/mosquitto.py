@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Self
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,57 @@ def make_test_ca(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
     return TlsFiles(ca.cert_file, crt, key)
 
 
-class MosquittoBroker:
+class BrokerProcess:
+    """One mosquitto process run by this package (a private broker, or the shipped configuration on
+    private ports): its lifecycle. A subclass writes its files and says how to start it (`start`)."""
+
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Graceful stop: mosquitto saves its persistence file on SIGTERM."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(STOP_TIMEOUT_S)
+        self._process = None
+
+    def kill(self) -> None:
+        """Crash: SIGKILL, no chance to save in-memory state."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(STOP_TIMEOUT_S)
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class MosquittoBroker(BrokerProcess):
     """A private mosquitto process with its own config directory.
 
     The port is chosen once and kept across restarts, so clients reconnect to the same address.
@@ -286,15 +337,6 @@ class MosquittoBroker:
         self._config_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     # -- process -----------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The broker's process id while it runs (benchmarks read its CPU time)."""
-        return self._process.pid if self.running and self._process is not None else None
-
     def start(self) -> None:
         if self.running:
             return
@@ -305,34 +347,3 @@ class MosquittoBroker:
         )
         wait_for_port(self.host, self.port, START_TIMEOUT_S, self._process)
         logger.info("mosquitto started", extra={"port": self.port, "pid": self._process.pid})
-
-    def stop(self) -> None:
-        """Graceful stop: mosquitto saves its persistence file on SIGTERM."""
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(STOP_TIMEOUT_S)
-        self._process = None
-
-    def kill(self) -> None:
-        """Crash: SIGKILL, no chance to save in-memory state."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(STOP_TIMEOUT_S)
-        self._process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> MosquittoBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
