@@ -8,10 +8,10 @@ handed to the child before the current one's answer is read, so the child starts
 instead of idling while this thread acks, and this process's GIL is left to paho
 (ingest.pipeline_process).
 
-Acks keep commit order: results come back in submission order and each cycle is finished before
-the next result is read. When a cycle fails, the results of the cycles handed over after it are
-dropped unacked (any they committed are stored again as duplicates, which the store reports) and
-those cycles run again, one at a time, after the failed one.
+Acks keep arrival order: results come back in submission order and each cycle is finished before
+the next result is read. When a cycle fails, it runs again until it commits, and only then are the
+cycles handed over after it finished: those that committed meanwhile with their own results (each
+reading written once), those that failed too run again, one at a time, in order.
 
 A failed cycle is held (nothing acked) and retried with backoff: an unavailable store is waited
 out, so the broker stops at Receive Maximum and nothing is lost (reliability.md §(a) 6). A cycle
@@ -22,7 +22,6 @@ that trips a bug must not stall the stream.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -110,15 +109,22 @@ class Worker:
                 self._finish(result)
 
     def _recover(self, failed: list[InboundMessage], failure: Exception) -> bool:
-        """The oldest handed-over cycle (`failed`) failed: run it and the ones handed over after it
-        again, in order, one at a time (with retries). False when stopping meanwhile."""
-        retry = [failed]
+        """The oldest handed-over cycle (`failed`) failed: run it again (with retries), then finish
+        the ones handed over after it in order: those the pipeline committed with their results
+        (written once: a commit needs no order, an ack does), the others run again one at a time.
+        False when stopping meanwhile."""
+        later: list[tuple[list[InboundMessage], CycleResult | Exception]] = []
         while self._pipeline.outstanding:
-            retry.append(self._pipeline.oldest_outstanding())
-            with contextlib.suppress(Exception):
-                self._pipeline.result()  # dropped unacked: run again below
-        for index, messages in enumerate(retry):
-            result = self._process_with_retry(messages, failed=failure if index == 0 else None)
+            messages = self._pipeline.oldest_outstanding()
+            try:
+                later.append((messages, self._pipeline.result()))
+            except Exception as exc:
+                later.append((messages, exc))
+        for messages, outcome in [(failed, failure), *later]:
+            if isinstance(outcome, CycleResult):
+                result: CycleResult | None = outcome
+            else:
+                result = self._process_with_retry(messages, failed=outcome)
             if result is None:
                 return False
             self._finish(result)

@@ -248,6 +248,36 @@ class StoreDownWhileFileExists:
         return getattr(self._store, name)
 
 
+class StoreFailingItsFirstWrite:
+    """A real SQLite store whose first write fails as 'unavailable' after `delay_s` (the cycles
+    handed over behind it commit meanwhile), and which logs the reading ids of every write it makes
+    to `writes_log`, one per line (written, not distinct: a reading written twice shows twice)."""
+
+    def __init__(
+        self, store: SqliteReadingStore, marker: Path, writes_log: Path, delay_s: float = 0.5
+    ) -> None:
+        self._store = store
+        self._marker = marker
+        self._log = writes_log
+        self._delay_s = delay_s
+        self._lock = threading.Lock()
+
+    def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
+        with self._lock:
+            first = not self._marker.exists()
+            self._marker.touch()
+        if first:
+            time.sleep(self._delay_s)  # the first cycle's write, failing slowly
+            raise ReadingStoreUnavailable("test: the first write fails")
+        result = self._store.write_batch(readings)
+        with self._lock, self._log.open("a", encoding="utf-8") as log:
+            log.writelines(f"{r.reading_id}\n" for r in readings)
+        return result
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
 class StoreThatDies:
     """A real SQLite store whose process dies on one particular reading (as a crash in native code,
     or the kernel's OOM killer, would end it), or that hangs on it for `hang_s`."""
@@ -278,12 +308,15 @@ def open_sqlite_pipeline_parts(
     down_while: str | None = None,
     deadly_reading_id: str | None = None,
     hang_reading_id: str | None = None,
+    fail_first_write: str | None = None,
+    writes_log: str | None = None,
 ) -> PipelineParts:
     """What an ingest pipeline process opens in the tests (run in the child, hence module-level):
     the SQLite store at `store_path` and the clinic database at `clinic_url`. `bug_reading_id`: the
     store trips over that reading; `closed_while`: the store cannot be opened while that file exists;
     `down_while`: its writes fail while that file exists; `deadly_reading_id`: the process dies on
-    that reading; `hang_reading_id`: the store hangs on it for a minute."""
+    that reading; `hang_reading_id`: the store hangs on it for a minute; `fail_first_write` (a marker
+    file) and `writes_log`: StoreFailingItsFirstWrite."""
     if closed_while is not None and Path(closed_while).exists():
         raise ReadingStoreUnavailable("test: the store cannot be opened")
     store = SqliteReadingStore(store_path)
@@ -302,6 +335,8 @@ def open_sqlite_pipeline_parts(
         writer = StoreThatDies(store, deadly_reading_id)
     elif hang_reading_id:
         writer = StoreThatDies(store, hang_reading_id, hang_s=60.0)
+    elif fail_first_write and writes_log:
+        writer = StoreFailingItsFirstWrite(store, Path(fail_first_write), Path(writes_log))
     return PipelineParts(writer, ClinicRepository(session_factory(engine)), close)  # type: ignore[arg-type]
 
 
