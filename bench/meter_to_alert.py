@@ -295,9 +295,10 @@ def doctor_token(base: str) -> str:
 
 
 def wait_opened(streams: list[AlertStream], sent_at: dict[str, float], timeout_s: float = 30.0) -> None:
-    """Until every stream has read every urgent reading's `opened` event, or `timeout_s`."""
+    """Until every stream has read every urgent reading's `opened` event, or `timeout_s` (a background
+    patient's alert may be among those read, so the patients are counted, not the events)."""
     deadline = time.monotonic() + timeout_s
-    while any(len(s.opened) < len(sent_at) for s in streams) and time.monotonic() < deadline:
+    while any(p not in s.opened for s in streams for p in sent_at) and time.monotonic() < deadline:
         time.sleep(0.1)  # the last alerts' events
 
 
