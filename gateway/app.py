@@ -107,7 +107,7 @@ class Gateway:
     # -- committing readings ---------------------------------------------------------------------
 
     async def commit(
-        self, meter: PairedMeter, readings: Sequence[Reading], last_sequence_number: int | None
+        self, meter: PairedMeter, readings: Sequence[Reading], position: SyncPosition | None
     ) -> CommitResult:
         """Route readings through the bindings and commit them (and the sync position) durably."""
         bound: list[Reading] = []
@@ -120,9 +120,6 @@ class Gateway:
                 unbound.append(UnboundReading(aside, reading.device.meter_key, user_id, found))
             else:
                 bound.append(reading.model_copy(update={"patient_id": found}))
-        position = (
-            None if last_sequence_number is None else SyncPosition(meter.meter_key, last_sequence_number)
-        )
         try:
             result = await asyncio.to_thread(
                 self.outbox.commit, bound, unbound=unbound, sync_position=position
@@ -162,7 +159,7 @@ class Gateway:
         self._check_full(stats)
         return stats
 
-    async def sync_position(self, meter_key: str) -> int | None:
+    async def sync_position(self, meter_key: str) -> SyncPosition | None:
         return await asyncio.to_thread(self.outbox.sync_position, meter_key)
 
     async def _on_config(self, config: GatewayConfig) -> None:

@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -274,6 +274,18 @@ class Bindings:
             if binding.user_id is None:
                 any_slot = binding.patient_id
         return any_slot
+
+    def bound_user_slots(self, meter_key: str, now: datetime | None = None) -> frozenset[int]:
+        """The user slots of ``meter_key`` named by a binding that has not ended at ``now`` (a shared
+        cuff's users with a patient); a binding without a slot names none."""
+        now = now or datetime.now(UTC)
+        return frozenset(
+            b.user_id
+            for b in self.effective_bindings()
+            if b.meter_key == meter_key
+            and b.user_id is not None
+            and (b.unbound_at is None or b.unbound_at > now)
+        )
 
     def describe(self) -> str:
         """The state as indented JSON (for ``vitalgate gateway devices``)."""

@@ -1,6 +1,6 @@
 """The default collector: device_drivers' procedures, turned into vitals readings, committed.
 
-A collector gets a connected ``BleakClient`` and a :class:`gateway.meters.MeterSession`; it reads
+A collector gets a connected ``BleakClient`` and a :class:`gateway.meter_session.MeterSession`; it reads
 the meter and commits what it read through the session: outbox first, then (in the same
 transaction) the glucose cursor. The cursor from :func:`sync_glucose_records` is persisted only
 after its records are durably stored (reference §2.3 step 8, device_drivers/procedures/glucose.py).
@@ -46,8 +46,7 @@ from device_drivers.procedures.session import check_clock
 from device_drivers.profiles.blood_pressure import BloodPressureFeature
 from device_drivers.readings import blood_pressure_reading, cuff_device_time, device_identity, glucose_reading
 from gateway.bindings import MeterProfile
-from gateway.meters import Collector, MeterSession
-from gateway.outbox_schema import SyncCursor, cursor_users
+from gateway.meter_session import Collector, MeterSession
 from vitals.readings import BloodPressureReading, DeviceIdentity, GlucoseReading
 
 logger = logging.getLogger(__name__)
@@ -213,20 +212,23 @@ async def _blood_pressure_records(
     session's deadline or a stop ends it, and the rest is fetched next time). The cursor keeps a
     position per user (RecordCursors: a cuff may number each user's records on their own) and never
     passes a record that could not be decoded: the next sync asks for it again, and the records after
-    it come again as duplicates. Raises MissingCharacteristic for a cuff without records."""
-    since = session.since_sequence_number
-    users = cursor_users(since) if since is not None else {}
-    cursors = RecordCursors(users, meter=None if users else since)
+    it come again as duplicates. A user slot bound to a patient is never left out: while it has no
+    position the report starts at the beginning. Raises MissingCharacteristic for a cuff without
+    records."""
+    since = session.since
+    users = {} if since is None else since.by_user
+    meter = None if since is None or users else since.last_sequence_number
+    cursors = RecordCursors(users, meter=meter, bound_users=session.bound_users)
     received: list[StoredCuffRecord] = []
 
     async def commit() -> None:
         if not received:
             return
         reset = _clock_reset(session, [cuff_device_time(r.measurement) for r in received], clock)
-        highest = cursors.highest
         await session.commit(
             [reading(r.measurement, before) for r, before in zip(received, reset, strict=True)],
-            last_sequence_number=None if highest is None else SyncCursor(highest, cursors.positions),
+            last_sequence_number=cursors.highest,
+            by_user=cursors.positions,
         )
         received.clear()
 

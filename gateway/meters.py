@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,7 +50,11 @@ from gateway.adapter import (
 )
 from gateway.bindings import Bindings, PairedMeter
 from gateway.health import GatewayHealth
-from gateway.outbox import CommitResult, OutboxFullError, OutboxStats
+from gateway.meter_session import Collector as Collector
+from gateway.meter_session import MeterSession as MeterSession
+from gateway.meter_session import ReadingsSink as ReadingsSink
+from gateway.meter_session import SyncPositionLookup as SyncPositionLookup
+from gateway.outbox import OutboxFullError, OutboxStats
 from gateway.session_failures import (
     LOGGED_AS_ERRORS,
     BondLostError,
@@ -60,7 +64,6 @@ from gateway.session_failures import (
     classify,
     refuse_weaker_bond,
 )
-from vitals.readings import Reading
 
 logger = logging.getLogger(__name__)
 
@@ -135,48 +138,6 @@ def _raise_if_stopping() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling() > 0:
         raise asyncio.CancelledError
-
-
-ReadingsSink = Callable[[PairedMeter, Sequence[Reading], int | None], Awaitable[CommitResult]]
-
-
-@dataclass
-class MeterSession:
-    """What a collector gets for one connection: the meter, where to resume, where to commit."""
-
-    meter: PairedMeter
-    since_sequence_number: int | None
-    _sink: ReadingsSink
-    _health: GatewayHealth
-    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
-    committed: int = 0
-    duplicates: int = 0
-
-    async def commit(self, readings: Sequence[Reading], *, last_sequence_number: int | None = None) -> None:
-        """Commit readings (and the glucose sync position) durably before anything else happens.
-
-        Raises :class:`OutboxFullError` when the outbox is full: the collector must stop pulling so
-        the records stay on the meter. Raises :class:`SpoofedMeterError` when a reading carries
-        another meter's identity than the one paired at this address.
-        """
-        for reading in readings:
-            if reading.device.meter_key != self.meter.meter_key:
-                raise SpoofedMeterError(
-                    f"device at {self.meter.address} reports another identity than the one paired"
-                )
-        result = await self._sink(self.meter, readings, last_sequence_number)
-        self.committed += result.added + result.added_unbound
-        self.duplicates += result.already_held + result.already_delivered
-        if last_sequence_number is not None:
-            self.since_sequence_number = last_sequence_number
-            self._health.meter(self.meter.meter_key).last_sequence_number = last_sequence_number
-
-    def report_battery(self, percent: int) -> None:
-        self._health.meter(self.meter.meter_key).battery_percent = max(0, min(100, percent))
-
-
-Collector = Callable[[BleakClient, MeterSession], Awaitable[None]]
-SyncPositionLookup = Callable[[str], Awaitable[int | None]]
 
 
 @dataclass
@@ -454,7 +415,8 @@ class MeterManager:
                     meter.address, meter.security, await bond_security_of(client, self.adapter)
                 )
             since = await self.sync_position(meter.meter_key)
-            session = MeterSession(meter, since, self.sink, self.health, disconnected)
+            bound_users = self.bindings.bound_user_slots(meter.meter_key)
+            session = MeterSession(meter, since, self.sink, self.health, disconnected, bound_users)
             await self.collector(client, session)
             logger.info(
                 "meter synced",

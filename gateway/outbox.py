@@ -52,7 +52,6 @@ from gateway.outbox_schema import (
     OutboxWriteError,
     PendingReading,
     ReleaseResult,
-    SyncCursor,
     SyncPosition,
     UnboundReading,
     add_unbound_columns,
@@ -80,7 +79,6 @@ __all__ = [
     "OutboxWriteError",
     "PendingReading",
     "ReleaseResult",
-    "SyncCursor",
     "SyncPosition",
     "UnboundReading",
 ]
@@ -460,7 +458,7 @@ class Outbox(UnboundDecisions, LastSyncs):
 
     # -- inspection ------------------------------------------------------------------------------
 
-    def sync_position(self, meter_key: str) -> SyncCursor | None:
+    def sync_position(self, meter_key: str) -> SyncPosition | None:
         """The meter's sync position, with each user's for a cuff that has them."""
         with self._lock:
             return read_sync_position(self._conn(), meter_key)

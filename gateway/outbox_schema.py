@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 
 from pydantic import TypeAdapter
 
@@ -154,39 +153,25 @@ class ReleaseResult:
     already_applied: bool = False
 
 
-class SyncCursor(int):
-    """A meter's sync position as a session carries it: the last sequence number committed (the
-    highest of any user), with ``users``, the last one of each user index of a BLS 1.1 cuff (empty:
-    one numbering for the whole meter, as a glucose meter's). Being an int, it goes unchanged through
-    code that knows only the one number (gateway.meters)."""
-
-    users: Mapping[int, int]
-
-    def __new__(cls, value: int, users: Mapping[int, int] | None = None) -> SyncCursor:
-        cursor = super().__new__(cls, value)
-        cursor.users = MappingProxyType(dict(users or {}))
-        return cursor
-
-    def __reduce__(self) -> tuple[type[SyncCursor], tuple[int, dict[int, int]]]:
-        return SyncCursor, (int(self), dict(self.users))
-
-
-def cursor_users(value: int) -> Mapping[int, int]:
-    """The per-user positions a sync position carries (none for a plain number)."""
-    return value.users if isinstance(value, SyncCursor) else {}
-
-
 @dataclass(frozen=True, slots=True)
 class SyncPosition:
-    """The last record sequence number committed for one meter (glucose meter or BLS 1.1 cuff);
-    a :class:`SyncCursor` also carries each user's."""
+    """Where a meter's next sync resumes: ``last_sequence_number``, the last record sequence number
+    committed for it (a glucose meter's; a BLS 1.1 cuff's highest of any user), and ``by_user``, the
+    last one of each user index of a BLS 1.1 cuff, which may number each user's records on their own
+    (GATT Specification Supplement, Blood Pressure Record, Sequence Number: "per user"). Empty
+    ``by_user``: one numbering for the whole meter. Committed, ``by_user`` moves the users it names
+    and leaves the others' positions as they were."""
 
     meter_key: str
     last_sequence_number: int
+    by_user: Mapping[int, int] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_user", dict(self.by_user))  # a copy the caller cannot change
 
 
 def write_sync_position(db: sqlite3.Connection, position: SyncPosition, now: float) -> None:
-    """Keep the meter's sync position, and each user's it carries (inside the caller's transaction)."""
+    """Keep the meter's sync position, and each user's it names (inside the caller's transaction)."""
     db.execute(
         "INSERT INTO sync_position (meter_key, last_sequence_number, updated_at) VALUES (?,?,?) "
         "ON CONFLICT (meter_key) DO UPDATE SET last_sequence_number = excluded.last_sequence_number,"
@@ -197,14 +182,11 @@ def write_sync_position(db: sqlite3.Connection, position: SyncPosition, now: flo
         "INSERT INTO user_sync_position (meter_key, user_index, last_sequence_number, updated_at)"
         " VALUES (?,?,?,?) ON CONFLICT (meter_key, user_index) DO UPDATE SET"
         " last_sequence_number = excluded.last_sequence_number, updated_at = excluded.updated_at",
-        [
-            (position.meter_key, user, last, now)
-            for user, last in cursor_users(position.last_sequence_number).items()
-        ],
+        [(position.meter_key, user, last, now) for user, last in position.by_user.items()],
     )
 
 
-def read_sync_position(db: sqlite3.Connection, meter_key: str) -> SyncCursor | None:
+def read_sync_position(db: sqlite3.Connection, meter_key: str) -> SyncPosition | None:
     """The meter's sync position with each user's; None before its first."""
     row = db.execute(
         "SELECT last_sequence_number FROM sync_position WHERE meter_key = ?", (meter_key,)
@@ -212,7 +194,9 @@ def read_sync_position(db: sqlite3.Connection, meter_key: str) -> SyncCursor | N
     users = db.execute(
         "SELECT user_index, last_sequence_number FROM user_sync_position WHERE meter_key = ?", (meter_key,)
     ).fetchall()
-    return None if row is None else SyncCursor(int(row[0]), {int(u): int(n) for u, n in users})
+    if row is None:
+        return None
+    return SyncPosition(meter_key, int(row[0]), {int(u): int(n) for u, n in users})
 
 
 @dataclass(frozen=True, slots=True)

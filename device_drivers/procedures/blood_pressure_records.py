@@ -29,17 +29,19 @@ filtered on the sequence number holds the records of every user that pass the fi
 at or below its own user's position is passed over (a cuff that numbers across its users is the
 case where the positions differ little). A user met for the first time in a report that started
 above 0 may have records below the start: the report is asked again whole, once, and only that
-user's records are taken from it. A user whose numbering never reaches the report's start is not
-seen; a cuff that keeps its users apart through the User Data Service (Blood Pressure Feature bit 7)
-reports only the consented user's records, and the consent procedure is not done here. Neither is
-the E2E-CRC check (Blood Pressure Feature bit 6).
+user's records are taken from it. A user whose numbering never reaches the report's start would not
+be seen that way, so the caller names the users that must be read (``bound_users``: the user slots
+bound to a patient): while one of them has no position, the report starts at the beginning; once a
+record of theirs is collected they have one. A cuff that keeps its users apart through the User
+Data Service (Blood Pressure Feature bit 7) reports only the consented user's records, and the
+consent procedure is not done here. Neither is the E2E-CRC check (Blood Pressure Feature bit 6).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from bleak.exc import BleakCharacteristicNotFoundError
@@ -102,13 +104,22 @@ class RecordCursors:
 
     ``users``: the positions kept from earlier syncs, per user index. ``meter``: one position for
     every user not in ``users`` (a position kept as one number for the whole cuff); None: such a
-    user has nothing collected yet. After :meth:`hold` (a value that could not be decoded) records are
-    still admitted but move no position, so the next sync asks for the record that failed again.
+    user has nothing collected yet. ``bound_users``: users whose records must not be missed; one
+    without a position makes the report start at the beginning. After :meth:`hold` (a value that
+    could not be decoded) records are still admitted but move no position, so the next sync asks
+    for the record that failed again.
     """
 
-    def __init__(self, users: Mapping[int, int] | None = None, *, meter: int | None = None) -> None:
+    def __init__(
+        self,
+        users: Mapping[int, int] | None = None,
+        *,
+        meter: int | None = None,
+        bound_users: Iterable[int] = (),
+    ) -> None:
         self._start = dict(users or {})
         self._meter = meter
+        self._bound = frozenset(bound_users)
         self._positions = dict(self._start)
         self._collected: set[tuple[int, int]] = set()
         self._held = False
@@ -116,7 +127,10 @@ class RecordCursors:
         self.new_users: set[int] = set()
 
     def request_after(self) -> int | None:
-        """The sequence number to report after: the lowest position; None to report every record."""
+        """The sequence number to report after: the lowest position; None to report every record
+        (nothing collected yet, or a bound user without a position)."""
+        if any(self._start.get(user, self._meter) is None for user in self._bound):
+            return None
         known = [*self._start.values(), *([] if self._meter is None else [self._meter])]
         return min(known) if known else None
 

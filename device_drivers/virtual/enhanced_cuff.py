@@ -77,6 +77,8 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
         self.records: list[StoredEnhancedRecord] = []
         self.segment_size = persona.record_segment_size
         self.segments_sent = 0
+        #: Records sent in RACP reports (a record sent again in a later report counts again).
+        self.records_sent = 0
         #: Sequence numbers of records sent cut short (a firmware fault): the collector cannot decode them.
         self.garbled: set[int] = set()
         #: Number each user's records from 0 on their own instead of across the cuff's users.
@@ -253,6 +255,7 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
                 connection, self.record_characteristic, bp_codec.encode_blood_pressure_record(segment)
             )
             self.segments_sent += 1
+        self.records_sent += 1
 
     # -- live measurements -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.glucose_meter import VirtualGlucoseMeter
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import MeterProfile, PairedMeter, attribute, time_trusted
-from gateway.outbox import Outbox, UnboundReading
+from gateway.outbox import Outbox, SyncPosition, UnboundReading
 from gateway.uplink import UplinkConfig
 from ingest import IngestConfig, IngestConsumer
 from storage.clinic.database import create_clinic_engine, session_factory, upgrade_to_head
@@ -234,7 +234,7 @@ async def test_a_binding_that_arrives_after_the_sync_attributes_what_it_covers(t
     meter = PairedMeter(address="AA:BB:CC:DD:EE:01", meter_key=METER, profile=MeterProfile.GLUCOSE,
                         paired_at=dt.datetime.now(UTC))  # fmt: skip
     gateway.bindings.add_paired_meter(meter)  # no clinic config yet: the meter is nobody's
-    await gateway.commit(meter, readings, 4)
+    await gateway.commit(meter, readings, SyncPosition(METER, 4))
     assert gateway.outbox.stats().unbound == 4
     bound_at = readings[2].measured_at
     config = GatewayConfig(gateway_id=gateway.options.gateway_id, issued_at=dt.datetime.now(UTC),
@@ -248,7 +248,7 @@ async def test_a_binding_that_arrives_after_the_sync_attributes_what_it_covers(t
     [group] = gateway.outbox.unbound_groups()
     assert (group.reason, group.count) == (UnboundReason.OUTSIDE_BINDING, 2)
     untrusted = glucose(9, patient_id=None)
-    await gateway.commit(meter, [untrusted], 9)
+    await gateway.commit(meter, [untrusted], SyncPosition(METER, 9))
     reasons = {g.reason: g.count for g in gateway.outbox.unbound_groups()}
     assert reasons == {UnboundReason.OUTSIDE_BINDING: 2, UnboundReason.CLOCK_UNTRUSTED: 1}
     await asyncio.to_thread(gateway.outbox.close)

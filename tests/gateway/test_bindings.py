@@ -41,6 +41,23 @@ def test_user_slots_of_a_cuff_route_to_their_own_patients(tmp_path: Path) -> Non
     assert bindings.patient_for("someone|else|X", None) is None
 
 
+def test_the_user_slots_a_sync_must_read_are_those_bound_and_not_ended(tmp_path: Path) -> None:
+    """A shared cuff's sync must read the slots bound to a patient now or later, not an ended one's."""
+    now = datetime.now(UTC)
+    bindings = Bindings(tmp_path / "b.json", GW).load()
+    bindings.apply_config(
+        config(
+            MeterBinding(meter_key=CUFF, user_id=1, patient_id="p-1"),
+            MeterBinding(meter_key=CUFF, user_id=2, patient_id="p-2", unbound_at=now - timedelta(days=1)),
+            MeterBinding(meter_key=CUFF, user_id=3, patient_id="p-3", unbound_at=now + timedelta(days=1)),
+            MeterBinding(meter_key=CUFF, patient_id="p-4"),
+            MeterBinding(meter_key=METER, user_id=5, patient_id="p-5"),
+        )
+    )
+    assert bindings.bound_user_slots(CUFF, now) == {1, 3}
+    assert bindings.bound_user_slots("someone|else|X", now) == set()
+
+
 def test_clinic_config_survives_restart_and_older_configs_are_ignored(tmp_path: Path) -> None:
     path = tmp_path / "b.json"
     now = datetime.now(UTC)

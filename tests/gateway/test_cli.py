@@ -10,7 +10,7 @@ import pytest
 
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
 from gateway.health import GatewayHealth, write_status_file
-from gateway.outbox import Outbox, UnboundReading
+from gateway.outbox import Outbox, SyncPosition, UnboundReading
 from testbed.factories import blood_pressure, cuff
 from vitalgate.cli import main
 from vitals.payload import MeterBinding
@@ -29,6 +29,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_devices_lists_meters_bindings_and_readings_kept_aside(
     state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`gateway devices` lists each meter's bindings and last sequence number, and the readings kept aside."""
     device = cuff("BP-CLI")
     bindings = Bindings(state / "bindings.json", GW).load()
     meter = PairedMeter(
@@ -40,10 +41,12 @@ def test_devices_lists_meters_bindings_and_readings_kept_aside(
     bindings.add_paired_meter(meter, MeterBinding(meter_key=device.meter_key, user_id=1, patient_id="p-7"))
     with Outbox(state / "outbox.sqlite3") as outbox:
         stray = blood_pressure(1, device=device, patient_id=None, user_id=2)
-        outbox.commit([], unbound=[UnboundReading(stray, device.meter_key, 2)])
+        position = SyncPosition(device.meter_key, 4, {1: 4, 2: 1})
+        outbox.commit([], unbound=[UnboundReading(stray, device.meter_key, 2)], sync_position=position)
     assert main(["--log-format", "text", "gateway", "devices"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["meters"][0]["bindings"] == [{"user_slot": 1, "patient_id": "p-7"}]
+    assert out["meters"][0]["last_sequence_number"] == 4
     assert out["unbound_readings"] == [{"meter_key": device.meter_key, "user_slot": 2, "readings": 1}]
 
 

@@ -44,16 +44,22 @@ class CountingOutbox:
         self.commits = 0
         self.readings: list[Reading] = []
 
-    async def commit(self, meter: PairedMeter, readings: Sequence[Reading], last: int | None) -> CommitResult:
+    async def commit(
+        self, meter: PairedMeter, readings: Sequence[Reading], position: SyncPosition | None
+    ) -> CommitResult:
         self.handed_over += len(readings)
         self.readings.extend(readings)
         self.commits += 1
-        position = None if last is None else SyncPosition(meter.meter_key, last)
         unbound = [
             UnboundReading(r, r.device.meter_key, r.user_id if isinstance(r, BloodPressureReading) else None)
             for r in readings
         ]
         return await asyncio.to_thread(self.outbox.commit, [], unbound=unbound, sync_position=position)
+
+
+def last_sequence_number(sink: CountingOutbox, paired: PairedMeter) -> int | None:
+    position = sink.outbox.sync_position(paired.meter_key)
+    return None if position is None else position.last_sequence_number
 
 
 async def pair_cuff(
@@ -80,13 +86,14 @@ async def collect_once(
     paired: PairedMeter | None = None,
 ) -> MeterSession:
     """Connect once (pairing first unless ``paired``) and run the default collector as the gateway does,
-    from the sync position the outbox holds."""
+    from the sync position the outbox holds, with the user slots the bindings file binds."""
     paired = paired or await pair_cuff(tmp_path, radio, meter)
     device = await BleakScanner.find_device_by_address(meter.address, backend=radio.scanner_backend)
     assert device is not None
     disconnected = asyncio.Event()
     since = sink.outbox.sync_position(paired.meter_key)
-    session = MeterSession(paired, since, sink.commit, GatewayHealth(GW), disconnected)
+    bound_users = Bindings(tmp_path / "bindings.json", GW).load().bound_user_slots(paired.meter_key)
+    session = MeterSession(paired, since, sink.commit, GatewayHealth(GW), disconnected, bound_users)
     async with BleakClient(
         device, backend=radio.client_backend, disconnected_callback=lambda _c: disconnected.set()
     ) as client:
@@ -130,7 +137,7 @@ async def test_a_bls_1_1_cuff_with_only_enhanced_measurements_syncs_its_stored_r
     await collect_once(tmp_path, radio, cuff, sink, paired)
     assert cuff.segments_sent >= 2 * 5  # every record came in several segments
     assert sink.outbox.unbound_summary() == {(paired.meter_key, 1): 3, (paired.meter_key, 2): 2}
-    assert sink.outbox.sync_position(paired.meter_key) == 4
+    assert last_sequence_number(sink, paired) == 4
     first = [r for r in sink.readings if isinstance(r, BloodPressureReading)]
     assert [(r.systolic, r.user_id) for r in first] == [(130 + i, 1 + i % 2) for i in range(5)]
     # Corrected by the clock read at sync (whole seconds on the cuff's side).
@@ -146,7 +153,7 @@ async def test_a_bls_1_1_cuff_with_only_enhanced_measurements_syncs_its_stored_r
     session = await collect_once(tmp_path, radio, cuff, sink, paired)
     assert sink.handed_over == 7
     assert (session.committed, session.duplicates) == (2, 0)
-    assert sink.outbox.sync_position(paired.meter_key) == 6
+    assert last_sequence_number(sink, paired) == 6
 
 
 async def test_readings_stamped_before_a_meter_clock_reset_are_held_untrusted_not_shifted(
@@ -199,8 +206,8 @@ async def test_a_stored_record_that_cannot_be_decoded_is_asked_for_again_not_ski
     sink = CountingOutbox(tmp_path / "outbox.db")
     paired = await pair_cuff(tmp_path, radio, cuff)
     await collect_once(tmp_path, radio, cuff, sink, paired)
-    assert sink.outbox.sync_position(paired.meter_key) == 1  # below the record it could not read
-    assert sorted(r.systolic for r in sink.readings if isinstance(r, BloodPressureReading)) == [
+    assert last_sequence_number(sink, paired) == 1  # below the record it could not read
+    assert sorted(r.systolic or 0.0 for r in sink.readings if isinstance(r, BloodPressureReading)) == [
         130,
         131,
         133,
@@ -209,4 +216,4 @@ async def test_a_stored_record_that_cannot_be_decoded_is_asked_for_again_not_ski
     cuff.garbled = set()
     session = await collect_once(tmp_path, radio, cuff, sink, paired)
     assert (session.committed, session.duplicates) == (1, 2)  # record 2 at last; 3 and 4 again
-    assert sink.outbox.sync_position(paired.meter_key) == 4
+    assert last_sequence_number(sink, paired) == 4

@@ -14,7 +14,9 @@ from device_drivers.virtual.clock import SimulationClock
 from device_drivers.virtual.enhanced_cuff import VirtualEnhancedBloodPressureCuff
 from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.radio import VirtualRadio
-from tests.gateway.test_collect import CountingOutbox, collect_once, pair_cuff
+from gateway.bindings import Bindings
+from tests.gateway.test_collect import GW, CountingOutbox, collect_once, pair_cuff
+from vitals.payload import MeterBinding
 from vitals.readings import BloodPressureReading
 
 
@@ -90,3 +92,33 @@ async def test_a_second_user_who_starts_after_the_first_sync_has_all_records_col
     assert (second.committed, second.duplicates) == (5, 0)
     assert sink.handed_over == 8
     assert collected(sink) == stored(cuff)
+
+
+async def test_a_user_bound_after_the_first_sync_has_records_numbered_below_the_others_collected(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """User 2's slot, bound to a patient once user 1's records 0..9 were synced, has all of user 2's
+    records 0..2 collected, though no report after user 1's position ever holds them; the sync after
+    that starts after user 2's own position, not at the beginning again."""
+    cuff = shared_cuff("BP-BOUNDLATE")
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=3)
+    measure(cuff, start, [1] * 10)  # user 1: 0..9
+    await radio.add_meter(cuff)
+    sink = CountingOutbox(tmp_path / "outbox.db")
+    paired = await pair_cuff(tmp_path, radio, cuff)
+    await collect_once(tmp_path, radio, cuff, sink, paired)
+
+    measure(cuff, start, [2, 2, 2])  # user 2: 0..2
+    bindings = Bindings(tmp_path / "bindings.json", GW).load()
+    bindings.add_paired_meter(paired, MeterBinding(meter_key=paired.meter_key, user_id=2, patient_id="p-2"))
+    second = await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert (second.committed, second.duplicates) == (3, 0)
+    assert collected(sink) == stored(cuff)
+    assert sink.handed_over == 13
+
+    measure(cuff, start, [1, 2])  # user 1: 10, user 2: 3
+    sent_before = cuff.records_sent
+    third = await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert (third.committed, third.duplicates) == (2, 0)
+    assert collected(sink) == stored(cuff)
+    assert cuff.records_sent - sent_before == 9  # those numbered 3 and up: user 1's 3..10, user 2's 3

@@ -116,12 +116,13 @@ class Rig:
             client_backend=radio.client_backend,
         )
 
-    async def commit(self, meter: PairedMeter, readings: Sequence[Reading], last: int | None) -> CommitResult:
-        position = None if last is None else SyncPosition(readings[0].device.meter_key, last)
+    async def commit(
+        self, meter: PairedMeter, readings: Sequence[Reading], position: SyncPosition | None
+    ) -> CommitResult:
         unbound = [UnboundReading(r, r.device.meter_key, None) for r in readings]
         return await asyncio.to_thread(self.outbox.commit, [], unbound=unbound, sync_position=position)
 
-    async def sync_position(self, meter_key: str) -> int | None:
+    async def sync_position(self, meter_key: str) -> SyncPosition | None:
         return self.outbox.sync_position(meter_key)
 
 
@@ -153,7 +154,7 @@ async def test_pair_then_sync_every_paired_meter_within_the_connection_cap(
     assert stranger.address in rig.manager.ignored_devices  # never connected: not paired here
     for meter in meters:
         key = rig.bindings.meter_at(meter.address).meter_key  # type: ignore[union-attr]
-        assert rig.outbox.sync_position(key) == 3
+        assert rig.outbox.sync_position(key) == SyncPosition(key, 3)
         assert rig.health.meters[key].battery_percent == meter.battery_level_percent
         assert rig.health.meters[key].last_sync_at is not None
 

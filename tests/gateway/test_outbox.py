@@ -95,12 +95,12 @@ def test_full_outbox_refuses_the_batch_keeps_everything_and_does_not_move_the_sy
     with pytest.raises(OutboxFullError) as excinfo:
         outbox.commit([glucose(n) for n in range(9, 12)], sync_position=SyncPosition(meter, 11))
     assert excinfo.value.refused == 3
-    assert outbox.sync_position(meter) == 8
+    assert outbox.sync_position(meter) == SyncPosition(meter, 8)
     assert outbox.held_ids() == {r.reading_id for r in held}
     assert "outbox full" in caplog.text
     outbox.commit([glucose(9), glucose(10)], sync_position=SyncPosition(meter, 10))
     assert outbox.stats().full
-    assert outbox.sync_position(meter) == 10
+    assert outbox.sync_position(meter) == SyncPosition(meter, 10)
     outbox.acknowledge([held[0].reading_id])
     assert not outbox.stats().full
 

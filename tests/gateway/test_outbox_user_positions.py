@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.outbox import Outbox, SyncCursor, SyncPosition
+from gateway.outbox import Outbox, SyncPosition
 
 
 def test_each_users_position_is_kept_across_a_restart_and_moves_only_forward_by_commit(
@@ -13,13 +13,10 @@ def test_each_users_position_is_kept_across_a_restart_and_moves_only_forward_by_
     """After a gateway restart the cuff's next sync starts from each user's own last record, and a
     later commit that names one user leaves the other user's position as it was."""
     outbox = Outbox(tmp_path / "outbox.db").open()
-    outbox.commit([], sync_position=SyncPosition("cuff", SyncCursor(9, {1: 9, 2: 3})))
+    outbox.commit([], sync_position=SyncPosition("cuff", 9, {1: 9, 2: 3}))
     outbox.close()
     reopened = Outbox(tmp_path / "outbox.db").open()
-    position = reopened.sync_position("cuff")
-    assert position == 9 and isinstance(position, SyncCursor)
-    assert dict(position.users) == {1: 9, 2: 3}
-    reopened.commit([], sync_position=SyncPosition("cuff", SyncCursor(9, {2: 5})))
-    later = reopened.sync_position("cuff")
-    assert later is not None and dict(later.users) == {1: 9, 2: 5}
+    assert reopened.sync_position("cuff") == SyncPosition("cuff", 9, {1: 9, 2: 3})
+    reopened.commit([], sync_position=SyncPosition("cuff", 9, {2: 5}))
+    assert reopened.sync_position("cuff") == SyncPosition("cuff", 9, {1: 9, 2: 5})
     assert reopened.sync_position("glucose-meter") is None

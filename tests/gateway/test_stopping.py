@@ -29,7 +29,7 @@ from gateway.bindings import Bindings, MeterProfile
 from gateway.collect import default_collector
 from gateway.health import GatewayHealth
 from gateway.meters import BleConfig, MeterManager, MeterSession
-from gateway.outbox import CommitResult, Outbox
+from gateway.outbox import CommitResult, Outbox, SyncPosition
 from gateway.pairing import pair
 from gateway.uplink import Forwarder, ForwarderConfig, MqttUplink, UplinkConfig
 from tests.gateway.helpers import wait_until
@@ -141,7 +141,7 @@ async def test_the_meter_manager_stops_as_scanning_starts(tmp_path: Path, radio:
     async def commit(*_args: object) -> CommitResult:
         raise AssertionError("no meter is paired: nothing is committed")
 
-    async def no_position(_meter_key: str) -> int | None:
+    async def no_position(_meter_key: str) -> SyncPosition | None:
         return None
 
     for turns in TURNS:
@@ -201,7 +201,7 @@ async def test_a_meter_task_stopped_as_its_sync_ends_stops(
     async def read_nothing(_client: BleakClient, _session: MeterSession) -> None:
         """A sync that ends at once: what is under test is the end of the session."""
 
-    async def no_position(_meter_key: str) -> int | None:
+    async def no_position(_meter_key: str) -> SyncPosition | None:
         return None
 
     async def commit(*_args: object) -> CommitResult:

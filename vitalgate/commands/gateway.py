@@ -205,7 +205,9 @@ def devices_command(args: argparse.Namespace) -> int:
     if options.effective_outbox_path.exists():
         with Outbox(options.effective_outbox_path, capacity=options.outbox_capacity) as outbox:
             unbound = outbox.unbound_summary()
-            positions = {m.meter_key: outbox.sync_position(m.meter_key) for m in bindings.meters}
+            for meter in bindings.meters:
+                position = outbox.sync_position(meter.meter_key)
+                positions[meter.meter_key] = None if position is None else position.last_sequence_number
     rows = []
     effective = bindings.effective_bindings()
     for meter in bindings.meters:
