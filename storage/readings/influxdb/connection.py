@@ -37,6 +37,10 @@ DEFAULT_MAX_POINTS_PER_REQUEST: Final = 5_000
 STATEMENTS_PER_QUERY: Final = 200
 # Points per chunk of a chunked query answer (InfluxDB's own default chunk size).
 QUERY_CHUNK_POINTS: Final = 10_000
+# Connections kept open to InfluxDB for queries: the alert engine's evaluations (alerts.engine,
+# EVALUATION_WORKERS and one for an urgent reading), the periodic sweep and API requests read at
+# once; with fewer, every read beyond them opens a connection and drops it afterwards.
+QUERY_CONNECTIONS: Final = 8
 _MAX_RETRY_DELAY_S: Final = 10.0
 _HTTP_RETRYABLE_MIN: Final = 500
 _HTTP_TOO_MANY_REQUESTS: Final = 429
@@ -85,7 +89,12 @@ class InfluxConfig:
 class InfluxConnection:
     """Writes and InfluxQL queries on one InfluxDB, with bounded retries. Thread-safe."""
 
-    def __init__(self, config: InfluxConfig) -> None:
+    def __init__(self, config: InfluxConfig, whole_point_fields: frozenset[str] = frozenset()) -> None:
+        """`whole_point_fields`: fields every point is written with. InfluxDB 1.x applies a write's
+        fields one at a time (each field is a series of its own in the cache), so a read racing
+        another process's write can see part of a point; a row that lacks one of these fields,
+        where the statement selected it, is such a point and is left out until it is whole."""
+        self._whole_point_fields = whole_point_fields
         if config.write_attempts < 1 or config.read_attempts < 1:
             raise ValueError("write_attempts and read_attempts must be at least 1")
         if not 1 <= config.max_points_per_request <= 10_000:
@@ -103,7 +112,9 @@ class InfluxConnection:
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=config.timeout_s, read=config.timeout_s), retries=False
+            timeout=urllib3.Timeout(connect=config.timeout_s, read=config.timeout_s),
+            retries=False,
+            maxsize=QUERY_CONNECTIONS,
         )
         self._query_url = (config.query_url or config.url).rstrip("/") + "/query"
 
@@ -218,9 +229,9 @@ class InfluxConnection:
             self._collect(body, results)
         return results
 
-    @staticmethod
-    def _collect(body: dict[str, Any], results: list[list[dict[str, Any]]]) -> None:
-        """Add one chunk's rows to `results`, per statement (a series may go on in the next chunk)."""
+    def _collect(self, body: dict[str, Any], results: list[list[dict[str, Any]]]) -> None:
+        """Add one chunk's rows to `results`, per statement (a series may go on in the next chunk);
+        rows of points not yet whole are left out (`whole_point_fields`)."""
         for result in body.get("results", []):
             index = int(result.get("statement_id", 0))
             if "error" in result:
@@ -230,15 +241,13 @@ class InfluxConnection:
                 raise ReadingStoreError(f"InfluxDB query failed: {message}")
             for series in result.get("series", []):
                 columns = series["columns"]
-                tags = series.get("tags")  # GROUP BY a tag: each row gets the series' tag values
-                if tags:
-                    results[index].extend(
-                        {**tags, **dict(zip(columns, values, strict=True))} for values in series["values"]
-                    )
-                else:
-                    results[index].extend(
-                        dict(zip(columns, values, strict=True)) for values in series["values"]
-                    )
+                tags = series.get("tags") or {}  # GROUP BY a tag: each row gets the series' tag values
+                required = [i for i, name in enumerate(columns) if name in self._whole_point_fields]
+                results[index].extend(
+                    {**tags, **dict(zip(columns, values, strict=True))}
+                    for values in series["values"]
+                    if all(values[i] is not None for i in required)
+                )
 
     def query_chunked(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
         """`query`, in requests of at most STATEMENTS_PER_QUERY statements."""

@@ -12,6 +12,7 @@ from storage.readings.influxdb.connection import STATEMENTS_PER_QUERY, InfluxCon
 from storage.readings.influxdb.influxql import patient_clause, quote_ident, second_floor_ns
 from storage.readings.influxdb.points import (
     BLOOD_PRESSURE_FIELDS,
+    COMMON_FIELDS,
     CONTINUOUS_FIELD,
     GLUCOSE_FIELDS,
     IRREGULAR_PULSE_FIELD,
@@ -57,7 +58,9 @@ class InfluxReadingStore:
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
-        self._connection = InfluxConnection(config)
+        self._connection = InfluxConnection(
+            config, whole_point_fields=frozenset((*COMMON_FIELDS, JSON_FIELD))
+        )
 
     # -- writes ---------------------------------------------------------------------------------
 
