@@ -9,10 +9,12 @@ stores nothing twice).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -210,6 +212,33 @@ class PreparedCycle:
     messages: list[InboundMessage]
     parsed: list[ParsedMessage]
 
+    @property
+    def reading_ids(self) -> frozenset[str]:
+        return frozenset(r.reading_id for item in self.parsed for r in item.accepted)
+
+
+class ReadingsInCommit:
+    """The readings of the cycles being committed now. Two cycles may commit at once (the pipeline
+    process's committers); one that holds a reading the other is writing (a message delivered again
+    while its first delivery commits) waits for that commit, then finds the reading stored: each
+    reading is written once, not twice and treated as one by the store."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._ids: set[str] = set()
+
+    @contextlib.contextmanager
+    def holding(self, ids: frozenset[str]) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._ids.isdisjoint(ids))
+            self._ids |= ids
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._ids -= ids
+                self._changed.notify_all()
+
 
 class IngestPipeline:
     """The cycle's steps, run in the caller's thread (a `CycleProcessor`: `result` does the work)."""
@@ -232,6 +261,7 @@ class IngestPipeline:
         self._bindings = BindingCache(bindings, ttl_s=binding_cache_ttl_s)
         self._now = now
         self._submitted: deque[list[InboundMessage]] = deque()
+        self._in_commit = ReadingsInCommit()
 
     def process(self, messages: Sequence[InboundMessage]) -> CycleResult:
         return self.commit(self.prepare(messages))
@@ -263,8 +293,10 @@ class IngestPipeline:
         return PreparedCycle(list(messages), parsed)
 
     def commit(self, cycle: PreparedCycle) -> CycleResult:
-        """Write the readings and the dead letters; returns once both are durable."""
-        result = self._write(cycle.parsed)
+        """Write the readings and the dead letters; returns once both are durable. Cycles may
+        commit from several threads at once; a reading in two of them is written once."""
+        with self._in_commit.holding(cycle.reading_ids):
+            result = self._write(cycle.parsed)
         self._dead_letters.add_dead_letters(self._dead_letter_records(cycle.parsed))
         return self._summarise(cycle.messages, cycle.parsed, result)
 

@@ -108,7 +108,7 @@ def _serve(conn: Connection, open_parts: PartsFactory, binding_cache_ttl_s: floa
     both release the GIL) the next one is parsed, and into InfluxDB two writes are in flight at
     once (SQLite's write lock takes them one at a time). Two cycles may commit in either order:
     both are acked only once both have committed, in order, and a reading in both is written
-    twice, which the stores treat as one. Runs until "stop" or end-of-file (the parent is gone)."""
+    once (the second waits for the first's commit: ingest.pipeline.ReadingsInCommit). Runs until "stop" or end-of-file (the parent is gone)."""
     # SIGTERM from a service manager and Ctrl-C's SIGINT reach the whole process group. The parent
     # stops first (finishing its cycles) and then sends "stop"; if it is killed, end-of-file ends
     # this process instead.

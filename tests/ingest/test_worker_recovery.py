@@ -1,5 +1,5 @@
-"""The ingest worker's recovery from a failed cycle, with its pipeline in a child process that has
-several cycles in hand: acks keep arrival order and no reading is written twice.
+"""The ingest worker and its pipeline process with several cycles in hand (a failed cycle, readings in
+two cycles at once): acks keep arrival order and no reading is written twice.
 
 Real parts: the worker, flow control and ack window of `IngestConsumer`, a `PipelineProcess` child
 with a SQLite store and clinic database; the MQTT messages are put straight into flow control (no
@@ -21,7 +21,7 @@ from ingest import IngestConfig, PipelineProcess
 from ingest.ack_window import AckWindow
 from ingest.flow import FlowControl
 from ingest.metrics import IngestMetrics
-from ingest.pipeline import CycleResult
+from ingest.pipeline import CycleResult, ReadingsInCommit
 from ingest.worker import Worker
 from tests.ingest.helpers import WAIT_S, batch_json, bp_reading, open_sqlite_pipeline_parts, stored_ids
 from vitalgate.mosquitto import free_port
@@ -85,3 +85,34 @@ def test_cycles_committed_behind_a_failed_one_are_acked_after_it_without_being_w
     twice = sorted(rid for rid, n in Counter(written).items() if n > 1)
     assert not twice, f"{len(twice)} readings written twice"
     assert sorted(stored_ids(store_path)) == sorted(r.reading_id for r in readings)
+
+
+def test_a_commit_holding_a_reading_another_commit_is_writing_waits_for_it() -> None:
+    """A message delivered again while its first delivery commits: the second commit of its readings
+    waits for the first (then finds them stored) instead of writing them a second time; a commit of
+    other readings does not wait."""
+    guard = ReadingsInCommit()
+    order: list[str] = []
+    first_writing, release_first = threading.Event(), threading.Event()
+
+    def commit(name: str, ids: frozenset[str], hold: threading.Event | None = None) -> None:
+        with guard.holding(ids):
+            order.append(f"{name} writes")
+            if hold is not None:
+                first_writing.set()
+                hold.wait(WAIT_S)
+        order.append(f"{name} done")
+
+    first = threading.Thread(target=commit, args=("first", frozenset({"r1", "r2"}), release_first))
+    first.start()
+    assert first_writing.wait(WAIT_S)
+    again = threading.Thread(target=commit, args=("again", frozenset({"r2", "r3"})))
+    again.start()
+    other = threading.Thread(target=commit, args=("other", frozenset({"r9"})))
+    other.start()
+    other.join(WAIT_S)
+    assert order == ["first writes", "other writes", "other done"]  # the redelivery waits
+    release_first.set()
+    first.join(WAIT_S)
+    again.join(WAIT_S)
+    assert order[3:] == ["first done", "again writes", "again done"]
