@@ -25,7 +25,7 @@ from alerts.event_feed import AlertEventFeed, FeedWakeup
 from api.app import create_app
 from api.deps import ApiServices
 from api.services import AlertApi
-from ingest import IngestConsumer, freeze_startup_heap
+from ingest import IngestConsumer, PipelineProcess, freeze_startup_heap
 from storage.clinic.database import ClinicDatabase
 from storage.clinic.repository import ClinicRepository
 from storage.readings.protocol import ReadingStore
@@ -39,6 +39,7 @@ from vitalgate.wiring import (
     ingest_config,
     open_clinic_database,
     prepare_reading_store,
+    start_ingest_pipeline,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class ClinicServer:
     fleet: FleetService | None = None
     # The broker's dropped messages, connections and refused logins (vitalgate.broker_monitor).
     broker_monitor: BrokerMonitor | None = None
+    # Ingest's validation and storage, in a child process (`ingest.pipeline_process`).
+    ingest_pipeline: PipelineProcess | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -98,6 +101,8 @@ class ClinicServer:
                 await task
         if self.ingest is not None:
             await asyncio.to_thread(self.ingest.stop)
+        if self.ingest_pipeline is not None:
+            await asyncio.to_thread(self.ingest_pipeline.close)
         if self.fleet is not None:
             await self.fleet.close()
         if self.broker_monitor is not None:
@@ -144,13 +149,15 @@ async def build_clinic_server(
     services.router.live.append(FeedWakeup(feed))  # this process's events reach its streams at once
     ingest = None
     metrics: list[Any] = []
+    pipeline = None
     if with_ingest:
-        ingest = IngestConsumer(
-            ingest_config(settings),
-            store,
-            ClinicRepository(database.sessions),
-            listeners=services.listeners(asyncio.get_running_loop()),
-        )
+        config = ingest_config(settings)
+        listeners = services.listeners(asyncio.get_running_loop())
+        if settings.ingest.pipeline_process:
+            pipeline = await asyncio.to_thread(start_ingest_pipeline, settings, config.binding_cache_ttl_s)
+            ingest = IngestConsumer(config, pipeline=pipeline, listeners=listeners)
+        else:
+            ingest = IngestConsumer(config, store, ClinicRepository(database.sessions), listeners=listeners)
         consumer = ingest
         metrics.append(lambda: consumer.counters().prometheus_text())
     fleet_config = FleetConfig.from_settings(settings, role="api")
@@ -178,4 +185,6 @@ async def build_clinic_server(
         fleet=fleet,
         metrics=metrics,
     )
-    return ClinicServer(settings, store, database, api, services, hub, feed, ingest, fleet, monitor)
+    return ClinicServer(
+        settings, store, database, api, services, hub, feed, ingest, fleet, monitor, ingest_pipeline=pipeline
+    )

@@ -20,6 +20,7 @@ one place every command and the demo use (DESIGN.md: `vitalgate` is the composit
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from api.deps import ApiServices
     from api.services import AlertApi, FleetCommands
     from gateway.app import GatewayOptions
-    from ingest import IngestConfig, PipelineParts
+    from ingest import IngestConfig, PipelineParts, PipelineProcess
     from storage.clinic.database import ClinicDatabase
     from storage.readings.protocol import ReadingStore
 
@@ -204,6 +205,25 @@ def open_ingest_pipeline_parts(
         database.close()
 
     return PipelineParts(store, ClinicRepository(database.sessions), close)
+
+
+def start_ingest_pipeline(
+    settings: Settings, binding_cache_ttl_s: float, log_format: Literal["auto", "json", "text"] | None = None
+) -> PipelineProcess:
+    """Ingest's validation and storage in a child process (`ingest.pipeline_process`), started and
+    ready, handing the committed readings back for the listeners (the alert engine): in one process
+    they would compete for one GIL with paho's network thread and, in `vitalgate api`, with the
+    alert engine's evaluations and the API (docs/ingest.md, "Two ways to run it")."""
+    from ingest import PipelineProcess
+
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    pipeline = PipelineProcess(
+        functools.partial(open_ingest_pipeline_parts, settings, level, log_format or settings.log_format),
+        binding_cache_ttl_s=binding_cache_ttl_s,
+        want_committed=True,
+    )
+    pipeline.start()
+    return pipeline
 
 
 # --- the API's services -----------------------------------------------------------------------------

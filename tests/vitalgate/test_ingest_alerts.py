@@ -143,10 +143,12 @@ def test_standalone_ingest_opens_the_alert_as_it_commits_the_reading(
         ingest.stop()
 
 
+@pytest.mark.parametrize("pipeline_process", [True, False], ids=["pipeline-process", "one-process"])
 async def test_ingest_alone_opens_the_same_alerts_as_the_clinic_server(
-    tmp_path: Path, mosquitto_broker: MosquittoBroker, receiver: _Receiver
+    tmp_path: Path, mosquitto_broker: MosquittoBroker, receiver: _Receiver, pipeline_process: bool
 ) -> None:
-    """The same readings through `vitalgate api`'s own ingest open the same alert and notification."""
+    """The same readings through `vitalgate api`'s own ingest (its pipeline in a child process, or
+    in the API's process) open the same alert and notification."""
     gateway_id = f"gw-{tmp_path.name[-12:]}"
     data_dir = tmp_path / "clinic"
     data_dir.mkdir()
@@ -154,7 +156,9 @@ async def test_ingest_alone_opens_the_same_alerts_as_the_clinic_server(
     user = mosquitto_broker.add_gateway(gateway_id)
     settings_dict = clinic_settings(data_dir, mosquitto_broker, receiver.url)
     settings = load_settings(None, **settings_dict)
+    settings.ingest.pipeline_process = pipeline_process
     server = await build_clinic_server(settings, jwt_secret="x" * 32)
+    assert (server.ingest_pipeline is not None) is pipeline_process
     stop = asyncio.Event()
     await server.start_background(stop)
     gateway = GatewayClient(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import logging
 import signal
 import threading
@@ -157,8 +156,8 @@ def serve(
         build_reading_store,
         ingest_config,
         open_clinic_database,
-        open_ingest_pipeline_parts,
         prepare_reading_store,
+        start_ingest_pipeline,
     )
 
     config = ingest_config(settings, client_id=client_id, shared_group=shared_group)
@@ -175,15 +174,7 @@ def serve(
     try:
         every_listener = [*clinic.start(), *listeners]
         if settings.ingest.pipeline_process:
-            level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-            pipeline = PipelineProcess(
-                functools.partial(
-                    open_ingest_pipeline_parts, settings, level, log_format or settings.log_format
-                ),
-                binding_cache_ttl_s=config.binding_cache_ttl_s,
-                want_committed=True,
-            )
-            pipeline.start()
+            pipeline = start_ingest_pipeline(settings, config.binding_cache_ttl_s, log_format)
             consumer = IngestConsumer(config, pipeline=pipeline, listeners=every_listener)
         else:
             consumer = IngestConsumer(
