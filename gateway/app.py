@@ -94,6 +94,7 @@ class Gateway:
         self.health = GatewayHealth(options.gateway_id, on_sync=self._synced)
         self._syncs_to_keep: dict[str, datetime] = {}  # last sync times not yet in the outbox
         self._syncs_waiting = asyncio.Event()
+        self._sync_write: asyncio.Task[None] | None = None
         self._collector = collector
         self._scanner_backend = scanner_backend
         self._client_backend = client_backend
@@ -179,10 +180,16 @@ class Gateway:
         self._syncs_waiting.set()
 
     async def _keep_syncs(self) -> None:
-        """Write each meter's last sync time to the outbox, off the event loop, in the order set."""
+        """Write each meter's last sync time to the outbox, off the event loop, in the order set.
+        The write runs on in its thread when the caller is cancelled (a stop): :meth:`run` awaits it
+        before the final write and before the outbox closes."""
         pending, self._syncs_to_keep = self._syncs_to_keep, {}
         if not pending:
             return
+        self._sync_write = asyncio.create_task(self._write_syncs(pending), name="last-syncs-write")
+        await asyncio.shield(self._sync_write)
+
+    async def _write_syncs(self, pending: dict[str, datetime]) -> None:
         try:
             await asyncio.to_thread(self.outbox.record_syncs, pending)
         except OutboxError as exc:  # reported from memory meanwhile; written with the next sync
@@ -293,6 +300,9 @@ class Gateway:
             for task in [*tasks, stop_wait]:
                 task.cancel()
             await asyncio.gather(*tasks, stop_wait, return_exceptions=True)
+            if self._sync_write is not None:
+                # The keeper's write still in its thread lands first, then the last one.
+                await asyncio.gather(self._sync_write, return_exceptions=True)
             await self._keep_syncs()
             final = await self.status(online=False)
             await asyncio.to_thread(write_status_file, opts.status_path, final)

@@ -31,7 +31,8 @@ class LastSyncs:
         raise NotImplementedError
 
     def record_syncs(self, synced: Mapping[str, datetime]) -> None:
-        """Remember when each meter last synced (the newest value given wins), in one transaction.
+        """Remember when each meter last synced, in one transaction; a time older than the one kept
+        leaves it (the newest wins whatever the order of the writes).
         Raises :class:`gateway.outbox_schema.OutboxWriteError` when SQLite fails."""
         if not synced:
             return
@@ -42,7 +43,10 @@ class LastSyncs:
             def write() -> None:
                 db.executemany(
                     "INSERT INTO last_sync (meter_key, synced_at_us) VALUES (?,?) "
-                    "ON CONFLICT (meter_key) DO UPDATE SET synced_at_us = excluded.synced_at_us",
+                    # max(): a write that finishes late (a keeper cancelled at stop) never moves a
+                    # meter's last sync back.
+                    "ON CONFLICT (meter_key) DO UPDATE SET"
+                    " synced_at_us = max(synced_at_us, excluded.synced_at_us)",
                     rows,
                 )
 

@@ -45,3 +45,14 @@ def test_an_outbox_from_before_last_sync_times_opens_and_keeps_them(tmp_path: Pa
         assert [(s.meter_key, s.last_sync_at, s.last_sequence_number) for s in box.meter_syncs()] == [
             (meter, when, 1)
         ]
+
+
+def test_a_last_sync_written_late_with_an_older_time_does_not_move_it_back(tmp_path: Path) -> None:
+    """A meter's last sync stays at its newest time when an older time is written after it (a write
+    from a stopping gateway finishing after the final one)."""
+    meter = glucose_meter().meter_key
+    newest = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    with Outbox(tmp_path / "outbox.db") as box:
+        box.record_syncs({meter: newest})
+        box.record_syncs({meter: newest - timedelta(minutes=5)})
+        assert [s.last_sync_at for s in box.meter_syncs()] == [newest]
