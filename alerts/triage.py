@@ -20,12 +20,16 @@ with the patient's own parameters, whichever queue it waited in. (Keys: docs/ref
 Being first in the queue is not enough where evaluations share one interpreter: routine evaluations
 running beside an urgent one take turns with it for the interpreter lock, and each of its database
 reads gives its turn away. So while an urgent evaluation is in flight no routine one starts (those
-already running finish); routine work resumes when no urgent evaluation is left.
+already running finish); routine work resumes when no urgent evaluation is left, or, under a stream
+of urgent readings that never leaves none in flight (a backlog replayed, screened under every
+profile's limits), once a routine turn has waited ROUTINE_MAX_WAIT_S: routine readings are delayed,
+never starved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +37,9 @@ from alerts.profiles import PROFILES, RuleParameters, parameters
 from storage.readings.protocol import AnyReading
 from vitals.payload import AlertSeverity
 from vitals.readings import BloodPressureReading
+
+#: The longest a routine turn waits behind urgent evaluations in flight.
+ROUTINE_MAX_WAIT_S = 2.0
 
 #: The defaults of every guideline profile: the screen for a patient not evaluated yet.
 EVERY_PROFILE: tuple[RuleParameters, ...] = tuple(parameters(profile) for profile in PROFILES.values())
@@ -75,7 +82,8 @@ class EvaluationQueue:
     """Patients waiting for evaluation, each with the readings committed for it since its last turn;
     patients with a reading that may be urgent first, then the others, each group oldest first."""
 
-    def __init__(self) -> None:
+    def __init__(self, routine_max_wait_s: float = ROUTINE_MAX_WAIT_S) -> None:
+        self._routine_max_wait_s = routine_max_wait_s
         self._urgent: dict[str, list[AnyReading]] = {}
         self._routine: dict[str, list[AnyReading]] = {}
         self._parameters: dict[str, tuple[RuleParameters]] = {}
@@ -109,7 +117,10 @@ class EvaluationQueue:
 
     async def next_turn(self) -> Turn | None:
         """The next turn for an evaluation worker, or None when nobody waits. A routine turn waits
-        while an urgent evaluation is in flight; the caller reports each turn's end (`finished`)."""
+        while an urgent evaluation is in flight, for ROUTINE_MAX_WAIT_S at most; the caller reports
+        each turn's end (`finished`)."""
+        loop = asyncio.get_running_loop()
+        routine_due = loop.time() + self._routine_max_wait_s
         while True:
             if self._urgent:
                 patient_id = next(iter(self._urgent))
@@ -117,11 +128,13 @@ class EvaluationQueue:
                 return Turn(patient_id, self._urgent.pop(patient_id), urgent=True)
             if not self._routine:
                 return None
-            if self._urgent_in_flight == 0:
+            if self._urgent_in_flight == 0 or loop.time() >= routine_due:
                 patient_id = next(iter(self._routine))
                 return Turn(patient_id, self._routine.pop(patient_id), urgent=False)
             self._changed.clear()
-            await self._changed.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(routine_due):
+                    await self._changed.wait()
 
     def finished(self, turn: Turn) -> None:
         """`turn`'s evaluation ended (whatever its outcome): routine turns go on after the last urgent."""

@@ -120,11 +120,13 @@ class Worker:
                 later.append((messages, self._pipeline.result()))
             except Exception as exc:
                 later.append((messages, exc))
-        for messages, outcome in [(failed, failure), *later]:
+        for index, (messages, outcome) in enumerate([(failed, failure), *later]):
             if isinstance(outcome, CycleResult):
                 result: CycleResult | None = outcome
             else:
-                result = self._process_with_retry(messages, failed=outcome)
+                # A later cycle runs again at once: its failure may be the first one's doing (the
+                # child that died under it), so it neither waits nor counts towards isolation.
+                result = self._process_with_retry(messages, failed=outcome if index == 0 else None)
             if result is None:
                 return False
             self._finish(result)

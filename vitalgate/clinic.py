@@ -37,9 +37,9 @@ from vitalgate.wiring import (
     build_api_services,
     build_reading_store,
     ingest_config,
+    ingest_pipeline_process,
     open_clinic_database,
     prepare_reading_store,
-    start_ingest_pipeline,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ class ClinicServer:
         """Everything but the HTTP server: ingest, the clinic services' jobs, the feed, the fleet and
         the broker monitor."""
         if self.ingest is not None:
+            if self.ingest_pipeline is not None:
+                await asyncio.to_thread(self.ingest_pipeline.start)
             freeze_startup_heap()  # everything is wired: keep it out of garbage collections (ingest.runtime)
             self.ingest.start()
         self._tasks.append(asyncio.create_task(self.services.run(stop)))
@@ -154,7 +156,7 @@ async def build_clinic_server(
         config = ingest_config(settings)
         listeners = services.listeners(asyncio.get_running_loop())
         if settings.ingest.pipeline_process:
-            pipeline = await asyncio.to_thread(start_ingest_pipeline, settings, config.binding_cache_ttl_s)
+            pipeline = ingest_pipeline_process(settings, config.binding_cache_ttl_s)  # started with ingest
             ingest = IngestConsumer(config, pipeline=pipeline, listeners=listeners)
         else:
             ingest = IngestConsumer(config, store, ClinicRepository(database.sessions), listeners=listeners)

@@ -77,7 +77,10 @@ def prepare_reading_store(settings: Settings, store: ReadingStore, database: Cli
         return None
     from storage.clinic.readings_retention import readings_retention
 
-    days = readings_retention(database.sessions, settings.retention.readings_days).longest_days
+    r = settings.retention
+    days = readings_retention(
+        database.sessions, r.readings_days, ceiling_days=r.clinic_readings_ceiling_days
+    ).longest_days
     return _set_influx_retention(settings, store, days)
 
 
@@ -130,7 +133,7 @@ def prune_past_retention(
     )
     # The clinic database first: a reading store that fails (down, or InfluxDB 3, which deletes no
     # points) leaves the audit log and dead letters pruned.
-    plan = readings_retention(database.sessions, r.readings_days)
+    plan = readings_retention(database.sessions, r.readings_days, ceiling_days=r.clinic_readings_ceiling_days)
     if isinstance(store, SqliteReadingStore):
         default_before, patients_before = plan.cutoffs(now)
         counts["readings"] = store.prune(default_before, patients=patients_before)
@@ -207,23 +210,21 @@ def open_ingest_pipeline_parts(
     return PipelineParts(store, ClinicRepository(database.sessions), close)
 
 
-def start_ingest_pipeline(
+def ingest_pipeline_process(
     settings: Settings, binding_cache_ttl_s: float, log_format: Literal["auto", "json", "text"] | None = None
 ) -> PipelineProcess:
-    """Ingest's validation and storage in a child process (`ingest.pipeline_process`), started and
-    ready, handing the committed readings back for the listeners (the alert engine): in one process
+    """Ingest's validation and storage in a child process (`ingest.pipeline_process`), not started
+    yet, handing the committed readings back for the listeners (the alert engine): in one process
     they would compete for one GIL with paho's network thread and, in `vitalgate api`, with the
     alert engine's evaluations and the API (docs/ingest.md, "Two ways to run it")."""
     from ingest import PipelineProcess
 
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    pipeline = PipelineProcess(
+    return PipelineProcess(
         functools.partial(open_ingest_pipeline_parts, settings, level, log_format or settings.log_format),
         binding_cache_ttl_s=binding_cache_ttl_s,
         want_committed=True,
     )
-    pipeline.start()
-    return pipeline
 
 
 # --- the API's services -----------------------------------------------------------------------------
@@ -272,6 +273,7 @@ def build_api_services(
         clinic_sessions=database.sessions,
         jwt_secret=jwt_secret_of(settings, jwt_secret),
         **api_security_options(settings),
+        clinic_readings_max_days=settings.retention.clinic_readings_ceiling_days,
         alerts=alerts,
         fleet=fleet,
         metrics=list(metrics),

@@ -194,3 +194,18 @@ async def test_an_urgent_evaluation_that_fails_does_not_hold_up_routine_ones(
         listener(routine)
         note = await sub.next(timeout_s=30)
     assert note is not None and note.event.patient_id == "pt-1"
+
+
+async def test_routine_readings_are_delayed_never_starved_by_urgent_evaluations() -> None:
+    """A routine patient waiting behind an urgent evaluation that does not end (a stream of urgent
+    readings) gets its turn once it has waited the longest a routine turn waits."""
+    queue = EvaluationQueue(routine_max_wait_s=0.3)
+    queue.add([glucose_of("hypo-1", 1, 45), glucose_of("bg-1", 1, 120)])
+    urgent = await queue.next_turn()
+    assert urgent is not None and urgent.urgent
+    routine = asyncio.ensure_future(queue.next_turn())
+    await asyncio.sleep(0.1)
+    assert not routine.done()
+    turn = await asyncio.wait_for(routine, 5)  # the urgent one is still in flight
+    assert turn is not None and (turn.patient_id, turn.urgent) == ("bg-1", False)
+    assert queue.urgent_in_flight == 1

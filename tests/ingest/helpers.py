@@ -249,29 +249,31 @@ class StoreDownWhileFileExists:
 
 
 class StoreFailingItsFirstWrite:
-    """A real SQLite store whose first write fails as 'unavailable' after `delay_s` (the cycles
-    handed over behind it commit meanwhile), and which logs the reading ids of every write it makes
-    to `writes_log`, one per line (written, not distinct: a reading written twice shows twice)."""
+    """A real SQLite store whose first write fails as 'unavailable' once another write has committed
+    beside it (a cycle handed over behind it, on the pipeline process's other committer; the marker
+    file with the suffix ".behind" says it did), and which
+    logs the reading ids of every write it makes to `writes_log`, one per line (written, not
+    distinct: a reading written twice shows twice)."""
 
-    def __init__(
-        self, store: SqliteReadingStore, marker: Path, writes_log: Path, delay_s: float = 0.5
-    ) -> None:
+    def __init__(self, store: SqliteReadingStore, marker: Path, writes_log: Path) -> None:
         self._store = store
         self._marker = marker
         self._log = writes_log
-        self._delay_s = delay_s
         self._lock = threading.Lock()
+        self._another_committed = threading.Event()
 
     def write_batch(self, readings: Sequence[AnyReading]) -> WriteResult:
         with self._lock:
             first = not self._marker.exists()
             self._marker.touch()
         if first:
-            time.sleep(self._delay_s)  # the first cycle's write, failing slowly
+            if self._another_committed.wait(WAIT_S):
+                self._marker.with_suffix(".behind").touch()  # the case under test did happen
             raise ReadingStoreUnavailable("test: the first write fails")
         result = self._store.write_batch(readings)
         with self._lock, self._log.open("a", encoding="utf-8") as log:
             log.writelines(f"{r.reading_id}\n" for r in readings)
+        self._another_committed.set()
         return result
 
     def __getattr__(self, name: str) -> object:

@@ -81,6 +81,7 @@ def test_cycles_committed_behind_a_failed_one_are_acked_after_it_without_being_w
         pipeline.close()
     assert finished == list(range(1, MESSAGES + 1))  # acks in arrival order
     assert metrics.store_retries >= 1  # the first cycle did fail
+    assert (tmp_path / "failed-once.behind").exists(), "no cycle committed behind the failed one"
     written = writes_log.read_text(encoding="utf-8").split()
     twice = sorted(rid for rid, n in Counter(written).items() if n > 1)
     assert not twice, f"{len(twice)} readings written twice"

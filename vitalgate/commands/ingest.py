@@ -155,9 +155,9 @@ def serve(
     from vitalgate.wiring import (
         build_reading_store,
         ingest_config,
+        ingest_pipeline_process,
         open_clinic_database,
         prepare_reading_store,
-        start_ingest_pipeline,
     )
 
     config = ingest_config(settings, client_id=client_id, shared_group=shared_group)
@@ -174,7 +174,8 @@ def serve(
     try:
         every_listener = [*clinic.start(), *listeners]
         if settings.ingest.pipeline_process:
-            pipeline = start_ingest_pipeline(settings, config.binding_cache_ttl_s, log_format)
+            pipeline = ingest_pipeline_process(settings, config.binding_cache_ttl_s, log_format)
+            pipeline.start()
             consumer = IngestConsumer(config, pipeline=pipeline, listeners=every_listener)
         else:
             consumer = IngestConsumer(
