@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from alerts.channels.base import Recipient
 from alerts.directory import PatientContext, PatientRules
@@ -58,11 +58,22 @@ class SqlPatientDirectory:
         self.default_profile = profile(default_profile)
 
     def context(self, patient_id: str) -> PatientContext | None:
+        """One query (patient, clinic, targets, care team and its accounts): it runs before every
+        evaluation, on the path of an urgent reading to the doctor's screen."""
         with self.sessions() as session:
-            patient = session.get(Patient, patient_id)
-            if patient is None or not patient.active:
+            found = (
+                session.execute(
+                    select(Patient, Clinic)
+                    .join(Clinic, Clinic.clinic_id == Patient.clinic_id)
+                    .where(Patient.patient_id == patient_id)
+                    .options(joinedload(Patient.targets), joinedload(Patient.care_team))
+                )
+                .unique()
+                .first()
+            )
+            if found is None or not found[0].active:
                 return None
-            clinic = session.get(Clinic, patient.clinic_id)
+            patient, clinic = found
             row: TargetsRow | None = patient.targets
             chosen = chosen_profile(row, clinic, self.default_profile)
             targets = patient_targets(row, clinic)
