@@ -21,6 +21,7 @@ from bleak import BleakClient
 
 from device_drivers.procedures.blood_pressure import collect_blood_pressure
 from device_drivers.procedures.blood_pressure_records import (
+    OTHER_USERS,
     CuffMeasurement,
     RecordCursors,
     StoredCuffRecord,
@@ -213,11 +214,17 @@ async def _blood_pressure_records(
     position per user (RecordCursors: a cuff may number each user's records on their own) and never
     passes a record that could not be decoded: the next sync asks for it again, and the records after
     it come again as duplicates. A user slot bound to a patient is never left out: while it has no
-    position the report starts at the beginning. Raises MissingCharacteristic for a cuff without
+    position the report starts at the beginning. A position kept as one number for the whole cuff
+    (an outbox from before positions per user) stays every other user's starting point, committed
+    as OTHER_USERS beside the users' own, so a user with nothing new in the first sync after the
+    upgrade is not collected again from 0. Raises MissingCharacteristic for a cuff without
     records."""
     since = session.since
-    users = {} if since is None else since.by_user
-    meter = None if since is None or users else since.last_sequence_number
+    users = {} if since is None else dict(since.by_user)
+    if since is not None and not users:
+        meter: int | None = since.last_sequence_number
+    else:
+        meter = users.pop(OTHER_USERS, None)
     cursors = RecordCursors(users, meter=meter, bound_users=session.bound_users)
     received: list[StoredCuffRecord] = []
 

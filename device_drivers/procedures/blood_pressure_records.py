@@ -32,7 +32,9 @@ above 0 may have records below the start: the report is asked again whole, once,
 user's records are taken from it. A user whose numbering never reaches the report's start would not
 be seen that way, so the caller names the users that must be read (``bound_users``: the user slots
 bound to a patient): while one of them has no position, the report starts at the beginning; once a
-record of theirs is collected they have one. A cuff that keeps its users apart through the User
+record of theirs is collected they have one. Numbers loop back to 0 after 65535: a position near
+the top makes the report start at the beginning, and a low number after it is a new record
+(:func:`follows`). A cuff that keeps its users apart through the User
 Data Service (Blood Pressure Feature bit 7) reports only the consented user's records, and the
 consent procedure is not done here. Neither is the E2E-CRC check (Blood Pressure Feature bit 6).
 """
@@ -99,15 +101,44 @@ def user_of(measurement: CuffMeasurement) -> int:
     return USER_ID_UNKNOWN if measurement.user_id is None else measurement.user_id
 
 
+#: The position key for every user without a position of their own: the one number a gateway kept
+#: for the whole cuff before it kept a position per user. Kept beside the users' own positions, so a
+#: user with nothing new since the upgrade keeps that starting point instead of none.
+OTHER_USERS = -1
+
+#: A cuff holds far fewer records per user than this (cuffs keep a few hundred): a position this
+#: close to 65535 may be followed by records numbered from 0 again, and numbers this close below
+#: 65536 are, after such a wrap, records from before it (GSS Blood Pressure Record, Sequence Number:
+#: "loops back to 0 after 65536 records (per user)").
+WRAP_WINDOW = 4096
+
+
+def near_wrap(position: int) -> bool:
+    """Whether the records after ``position`` may be numbered from 0 again."""
+    return position >= SEQUENCE_NUMBER_MODULUS - WRAP_WINDOW
+
+
+def follows(number: int, position: int) -> bool:
+    """Whether record ``number`` comes after ``position`` in a numbering that loops back to 0 after
+    65535: a low number after a position near the top is past the wrap, a number near the top
+    after a low position is from before it; elsewhere the higher number is the later."""
+    if near_wrap(position) and number < WRAP_WINDOW:
+        return True
+    if position < WRAP_WINDOW and near_wrap(number):
+        return False
+    return number > position
+
+
 class RecordCursors:
     """The last sequence number collected per user of one cuff, across syncs and within one.
 
     ``users``: the positions kept from earlier syncs, per user index. ``meter``: one position for
-    every user not in ``users`` (a position kept as one number for the whole cuff); None: such a
-    user has nothing collected yet. ``bound_users``: users whose records must not be missed; one
-    without a position makes the report start at the beginning. After :meth:`hold` (a value that
-    could not be decoded) records are still admitted but move no position, so the next sync asks
-    for the record that failed again.
+    every user not in ``users`` (a position kept as one number for the whole cuff, also once some
+    users have their own: :data:`OTHER_USERS`); None: such a user has nothing collected yet.
+    ``bound_users``: users whose records must not be missed; one without a position makes the
+    report start at the beginning. After :meth:`hold` (a value that could not be decoded) records
+    are still admitted but move no position, so the next sync asks for the record that failed
+    again. Positions follow a user's numbering past 65535 back to 0 (:func:`follows`).
     """
 
     def __init__(
@@ -128,25 +159,30 @@ class RecordCursors:
 
     def request_after(self) -> int | None:
         """The sequence number to report after: the lowest position; None to report every record
-        (nothing collected yet, or a bound user without a position)."""
+        (nothing collected yet, a bound user without a position, or a position near 65535, whose
+        next records may be numbered from 0 again)."""
         if any(self._start.get(user, self._meter) is None for user in self._bound):
             return None
         known = [*self._start.values(), *([] if self._meter is None else [self._meter])]
+        if any(near_wrap(position) for position in known):
+            return None
         return min(known) if known else None
 
     def admit(self, record: StoredCuffRecord) -> bool:
         """True for a record not collected yet (in an earlier sync or in this one)."""
         user = user_of(record.measurement)
+        number = record.sequence_number
         floor = self._start.get(user, self._meter)
-        key = (user, record.sequence_number)
-        if (floor is not None and record.sequence_number <= floor) or key in self._collected:
+        key = (user, number)
+        if (floor is not None and not follows(number, floor)) or key in self._collected:
             return False
         self._collected.add(key)
         if floor is None:
             self.new_users.add(user)
         if not self._held:
-            before = self._positions.get(user, -1 if floor is None else floor)
-            self._positions[user] = max(before, record.sequence_number)
+            before = self._positions.get(user, floor)
+            if before is None or follows(number, before):
+                self._positions[user] = number
         return True
 
     def hold(self) -> None:
@@ -155,13 +191,15 @@ class RecordCursors:
 
     @property
     def positions(self) -> dict[int, int]:
-        """The position per user to keep (those kept before included)."""
-        return {user: position for user, position in self._positions.items() if position >= 0}
+        """The position per user to keep (those kept before included; the one for every other user
+        under :data:`OTHER_USERS`)."""
+        kept = {} if self._meter is None else {OTHER_USERS: self._meter}
+        return {**kept, **self._positions}
 
     @property
     def highest(self) -> int | None:
         """The highest position of any user (the one number for the whole cuff when none is known)."""
-        return max(self.positions.values(), default=self._meter)
+        return max(self.positions.values(), default=None)
 
 
 @dataclass(frozen=True, slots=True)

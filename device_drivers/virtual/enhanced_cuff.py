@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 ENHANCED_BLOOD_PRESSURE_MEASUREMENT_UUID = 0x2B34
 BLOOD_PRESSURE_RECORD_UUID = 0x2B36
 SEGMENT_COUNTER_MODULUS = 64
+SEQUENCE_NUMBER_MODULUS = 65536
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
     ) -> StoredEnhancedRecord:
         """Store a reading taken at ``taken_at`` (aware UTC) as the cuff's clock stamps it.
 
-        ``sequence_number`` defaults to one more than the last record's (0 for the first), the last
-        record of the same user with ``numbering_per_user``.
+        ``sequence_number`` defaults to one more than the last record's (0 for the first, and 0 again
+        after 65535), the last record of the same user with ``numbering_per_user``.
         """
         if taken_at.tzinfo is None:
             raise ValueError("taken_at must be timezone-aware")
@@ -124,7 +125,9 @@ class VirtualEnhancedBloodPressureCuff(VirtualMeter):
             numbered_with = [
                 r for r in self.records if not self.numbering_per_user or r.measurement.user_id == user_id
             ]
-            sequence_number = numbered_with[-1].sequence_number + 1 if numbered_with else 0
+            # GSS Blood Pressure Record, Sequence Number: "loops back to 0 after 65536 records".
+            after = numbered_with[-1].sequence_number + 1 if numbered_with else 0
+            sequence_number = after % SEQUENCE_NUMBER_MODULUS
         record = StoredEnhancedRecord(sequence_number, measurement)
         self.records.append(record)
         return record

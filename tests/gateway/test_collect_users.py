@@ -15,6 +15,7 @@ from device_drivers.virtual.enhanced_cuff import VirtualEnhancedBloodPressureCuf
 from device_drivers.virtual.factory import make_meter
 from device_drivers.virtual.radio import VirtualRadio
 from gateway.bindings import Bindings
+from gateway.outbox import SyncPosition
 from tests.gateway.test_collect import GW, CountingOutbox, collect_once, pair_cuff
 from vitals.payload import MeterBinding
 from vitals.readings import BloodPressureReading
@@ -122,3 +123,55 @@ async def test_a_user_bound_after_the_first_sync_has_records_numbered_below_the_
     assert (third.committed, third.duplicates) == (2, 0)
     assert collected(sink) == stored(cuff)
     assert cuff.records_sent - sent_before == 9  # those numbered 3 and up: user 1's 3..10, user 2's 3
+
+
+async def test_users_with_nothing_new_keep_the_cuff_wide_position_of_an_outbox_from_before(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """On an outbox that kept one position for the whole cuff (user 1's 0..9 and user 2's 0..5
+    synced by an earlier release), user 2, bound and with nothing new, has none of their old records
+    collected again after a sync that moved only user 1, while user 1's new records are collected."""
+    cuff = shared_cuff("BP-UPGRADE")
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=3)
+    measure(cuff, start, [1] * 10 + [2] * 6)  # user 1: 0..9, user 2: 0..5
+    await radio.add_meter(cuff)
+    sink = CountingOutbox(tmp_path / "outbox.db")
+    paired = await pair_cuff(tmp_path, radio, cuff)
+    sink.outbox.commit([], sync_position=SyncPosition(paired.meter_key, 9))  # as the earlier release kept it
+    bindings = Bindings(tmp_path / "bindings.json", GW).load()
+    bindings.add_paired_meter(paired, MeterBinding(meter_key=paired.meter_key, user_id=2, patient_id="p-2"))
+
+    measure(cuff, start, [1])  # user 1: 10
+    first = await collect_once(tmp_path, radio, cuff, sink, paired)
+    second = await collect_once(tmp_path, radio, cuff, sink, paired)
+    measure(cuff, start, [1])  # user 1: 11
+    third = await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert [s.committed + s.duplicates for s in (first, second, third)] == [1, 0, 1]
+    assert sink.handed_over == 2
+
+
+async def test_a_users_numbering_that_loops_past_65535_back_to_0_is_still_collected(
+    tmp_path: Path, radio: VirtualRadio
+) -> None:
+    """A user whose record numbers loop from 65535 back to 0 (GSS: after 65536 records per user) has
+    the records after the wrap collected, and the records before it, still on the cuff, not again."""
+    cuff = shared_cuff("BP-WRAP")
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=3)
+    cuff.add_record(
+        taken_at=start, systolic_mmhg=120, diastolic_mmhg=70, pulse_bpm=60, user_id=1, sequence_number=65533
+    )
+    measure(cuff, start, [1, 1, 2])  # user 1: 65534, 65535; user 2: 0
+    await radio.add_meter(cuff)
+    sink = CountingOutbox(tmp_path / "outbox.db")
+    paired = await pair_cuff(tmp_path, radio, cuff)
+    first = await collect_once(tmp_path, radio, cuff, sink, paired)
+
+    measure(cuff, start, [1, 1, 1])  # user 1: 0, 1, 2 after the wrap
+    second = await collect_once(tmp_path, radio, cuff, sink, paired)
+    measure(cuff, start, [1, 2])  # user 1: 3, user 2: 1
+    third = await collect_once(tmp_path, radio, cuff, sink, paired)
+    assert [(s.committed, s.duplicates) for s in (first, second, third)] == [(4, 0), (3, 0), (2, 0)]
+    assert sink.handed_over == 9
+    assert collected(sink) == stored(cuff)
+    numbered = [r.sequence_number for r in cuff.records if r.measurement.user_id == 1]
+    assert numbered == [65533, 65534, 65535, 0, 1, 2, 3]
