@@ -7,7 +7,7 @@ from pathlib import Path
 from gateway.outbox import Outbox, SyncPosition
 
 
-def test_each_users_position_is_kept_across_a_restart_and_moves_only_forward_by_commit(
+def test_each_users_position_is_kept_across_a_restart_and_a_commit_moves_only_the_users_it_names(
     tmp_path: Path,
 ) -> None:
     """After a gateway restart the cuff's next sync starts from each user's own last record, and a
