@@ -77,6 +77,10 @@ class ApiServices:
     trusted_proxies: tuple[str, ...] = ()
     # Strict-Transport-Security on every response, not only those to requests that came over TLS.
     hsts: bool = False
+    # The longest readings retention a clinic's administrator may set (api/routes/admin_clinic.py;
+    # None: no ceiling): retention.clinic_readings_max_days, by default retention.readings_days,
+    # whose default (730 days) this is.
+    clinic_readings_max_days: int | None = 730
 
     @property
     def session_policy(self) -> SessionPolicy:

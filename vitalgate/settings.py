@@ -213,7 +213,8 @@ class RetentionSettings(_Section):
     day removes what is older (SQLite readings, the audit log, dead letters); InfluxDB removes old
     readings itself, by the retention policy or bucket duration set at start. None: kept for ever.
     A clinic may keep its patients' readings for a period of its own (`clinics.
-    readings_retention_days`, set by its administrator); `readings_days` is every other clinic's."""
+    readings_retention_days`, set by its administrator), at most `clinic_readings_max_days`;
+    `readings_days` is every other clinic's."""
 
     readings_days: int | None = Field(
         default=730,
@@ -233,7 +234,27 @@ class RetentionSettings(_Section):
         description="payloads ingest could never store, and alert webhooks never delivered: an "
         "operator's work queue, which holds readings (health data), so not kept longer than needed",
     )
+    clinic_readings_max_days: int | None = Field(
+        default=None,
+        ge=90,
+        description="the longest period a clinic's administrator may give its own readings; None: "
+        "`readings_days`, so clinics may only shorten it. InfluxDB's retention policy lasts the longest "
+        "period in use, and every shorter one is then applied by per-patient deletes, so the operator "
+        "decides how long that may be",
+    )
     check_interval_s: float = Field(default=24 * 3600, gt=0, description="how often old records are removed")
+
+    @model_validator(mode="after")
+    def _ceiling_not_below_default(self) -> RetentionSettings:
+        c, days = self.clinic_readings_max_days, self.readings_days
+        if c is not None and (days is None or c < days):
+            raise ValueError("clinic_readings_max_days must be at least readings_days (or unset)")
+        return self
+
+    @property
+    def clinic_readings_ceiling_days(self) -> int | None:
+        """The longest period a clinic may set (None: no ceiling, readings are kept for ever)."""
+        return self.readings_days if self.clinic_readings_max_days is None else self.clinic_readings_max_days
 
 
 class BrokerMonitorSettings(_Section):

@@ -8,8 +8,10 @@ The guideline profile picks the rule thresholds of every patient who has no prof
 the tz database: `admin.unknown_timezone`); the glucose unit is what the clinic's staff read (stored
 values stay mg/dL). `readings_retention_days` is how long the clinic's patients' readings are kept, for
 a clinic whose jurisdiction or contract asks for a period of its own: 90 days at least (the rules look
-back 45, the charts 90), or null for the deployment's `retention.readings_days` (docs/scaling.md,
-Retention); 422 `admin.invalid_field` otherwise. In a PATCH, null sets the deployment's period and a
+back 45, the charts 90) and at most the operator's ceiling, `retention.clinic_readings_max_days`
+(by default `retention.readings_days`, so a clinic may only shorten it), or null for the deployment's
+`retention.readings_days` (docs/scaling.md, Retention); 422 `admin.invalid_field` otherwise. The GET
+answers the allowed range (`readings_retention_min_days`, `readings_retention_max_days`). In a PATCH, null sets the deployment's period and a
 body without the field leaves it.
 """
 
@@ -37,6 +39,10 @@ class ClinicSettingsOut(BaseModel):
     readings_retention_days: int | None = Field(
         description="days the clinic's readings are kept; null: the deployment's retention"
     )
+    readings_retention_min_days: int = Field(description="the shortest readings retention the clinic may set")
+    readings_retention_max_days: int = Field(
+        description="the longest readings retention the clinic may set: the deployment's ceiling"
+    )
 
 
 class ClinicSettingsIn(BaseModel):
@@ -51,12 +57,14 @@ class ClinicSettingsIn(BaseModel):
     glucose_unit: GlucoseUnit | None = None
     readings_retention_days: int | None = Field(
         default=None,
-        description=f"{admin.MIN_READINGS_RETENTION_DAYS}-{admin.MAX_READINGS_RETENTION_DAYS} days, or "
-        "null for the deployment's retention (retention.readings_days)",
+        description=f"{admin.MIN_READINGS_RETENTION_DAYS} days up to the deployment's ceiling "
+        "(readings_retention_max_days in the GET), or null for the deployment's retention "
+        "(retention.readings_days)",
     )
 
 
-def settings_out(clinic: Clinic) -> ClinicSettingsOut:
+def settings_out(clinic: Clinic, readings_retention_max_days: int | None) -> ClinicSettingsOut:
+    shortest, longest = admin.readings_retention_bounds(readings_retention_max_days)
     return ClinicSettingsOut(
         clinic_id=clinic.clinic_id,
         name=clinic.name,
@@ -64,18 +72,23 @@ def settings_out(clinic: Clinic) -> ClinicSettingsOut:
         timezone=clinic.timezone,
         glucose_unit=clinic.glucose_unit,
         readings_retention_days=clinic.readings_retention_days,
+        readings_retention_min_days=shortest,
+        readings_retention_max_days=longest,
     )
 
 
 @router.get("")
 async def read_clinic_settings(actor: AdminActor, services: Services) -> ClinicSettingsOut:
-    return await run_read(services, actor, lambda s: settings_out(admin.clinic_settings(s, actor)))
+    ceiling = services.clinic_readings_max_days
+    return await run_read(services, actor, lambda s: settings_out(admin.clinic_settings(s, actor), ceiling))
 
 
 @router.patch("")
 async def update_clinic_settings(
     body: ClinicSettingsIn, actor: AdminActor, services: Services
 ) -> ClinicSettingsOut:
+    ceiling = services.clinic_readings_max_days
+
     def change(session: Session) -> ClinicSettingsOut:
         return settings_out(
             admin.update_clinic_settings(
@@ -88,7 +101,9 @@ async def update_clinic_settings(
                 readings_retention_days=body.readings_retention_days
                 if "readings_retention_days" in body.model_fields_set
                 else admin.Keep.UNCHANGED,
-            )
+                readings_retention_max_days=ceiling,
+            ),
+            ceiling,
         )
 
     return await run_change(

@@ -5,10 +5,15 @@ or contract that asks for a shorter or longer one (docs/scaling.md, Retention).
 The reading stores apply it: SQLite prunes patient by patient with each patient's cut-off; InfluxDB
 keeps the longest period in use as its retention policy (or bucket duration), and the daily prune
 deletes the older readings of the patients whose clinic keeps them for less.
+
+The operator's ceiling (`retention.clinic_readings_max_days`) bounds every clinic's period here too,
+so a clinic row written before the ceiling was lowered never lengthens the retention policy past it:
+such a clinic's readings are kept for the ceiling.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.clinic.models import Clinic, Patient
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +64,23 @@ class ReadingsRetention:
         return found
 
 
-def readings_retention(sessions: sessionmaker[Session], default_days: int | None) -> ReadingsRetention:
-    """Read the clinics' own periods and their patients (discharged ones too: their readings stay
-    under their clinic's period)."""
+def readings_retention(
+    sessions: sessionmaker[Session], default_days: int | None, *, ceiling_days: int | None
+) -> ReadingsRetention:
+    """Read the clinics' own periods, each at most `ceiling_days` (None: no ceiling), and their
+    patients (discharged ones too: their readings stay under their clinic's period)."""
     with sessions() as session:
-        clinic_days = {
-            clinic_id: days
-            for clinic_id, days in session.execute(select(Clinic.clinic_id, Clinic.readings_retention_days))
-            if days is not None
-        }
+        clinic_days: dict[str, int] = {}
+        for clinic_id, days in session.execute(select(Clinic.clinic_id, Clinic.readings_retention_days)):
+            if days is None:
+                continue
+            if ceiling_days is not None and days > ceiling_days:
+                logger.warning(
+                    "clinic readings retention above the ceiling; the ceiling applies",
+                    extra={"clinic_id": clinic_id, "days": days, "ceiling_days": ceiling_days},
+                )
+                days = ceiling_days
+            clinic_days[clinic_id] = days
         patient_days: dict[str, int] = {}
         on_default: list[str] = []
         for patient_id, clinic_id in session.execute(select(Patient.patient_id, Patient.clinic_id)):

@@ -166,6 +166,8 @@ def test_clinic_settings_change_and_an_unknown_zone_is_refused(clinic_api: Clini
         "timezone": "America/Chicago",
         "glucose_unit": "mg/dL",
         "readings_retention_days": None,
+        "readings_retention_min_days": 90,
+        "readings_retention_max_days": 730,
     }
     [entry] = audit_entries(clinic_api, action="update_clinic_settings", outcome="allowed")
     assert set(entry.details["changed"]) == {"default_profile", "timezone", "glucose_unit"}

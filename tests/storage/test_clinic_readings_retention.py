@@ -9,7 +9,7 @@ prune (`prune_past_retention`) as the clinic's periodic job runs it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ DEFAULT_DAYS = 730
 CLINICS = {"c-short": (120, "p-short"), "c-long": (1000, "p-long"), "c-default": (None, "p-default")}
 AGES_DAYS = (100, 150, 500, 800, 950)  # every one within the longest period (InfluxDB takes them)
 _numbers = itertools.count(1)
+# The operator lets clinics keep readings up to 1000 days (retention.clinic_readings_max_days).
+RAISED_CEILING = {"readings_days": DEFAULT_DAYS, "clinic_readings_max_days": 1000}
 
 
 def _period(patient_id: str | None) -> int:
@@ -118,7 +120,7 @@ def test_sqlite_prune_keeps_each_clinics_readings_for_its_own_period(
     tmp_path: Path, clinic_database: ClinicDatabase
 ) -> None:
     """120 days for one clinic, 1000 for another, the deployment's 730 for the third: each loses exactly what is past its own."""
-    settings = Settings(data_dir=tmp_path, retention={"readings_days": DEFAULT_DAYS})
+    settings = Settings(data_dir=tmp_path, retention=RAISED_CEILING)
     store = SqliteReadingStore(tmp_path / "readings.sqlite3")
     try:
         readings = _readings()
@@ -148,19 +150,7 @@ def test_influxdb_keeps_the_longest_period_and_prunes_shorter_clinics_per_patien
 ) -> None:
     """The retention policy lasts the longest period in use (1000 days); the daily prune deletes what is past each shorter one."""
     name = f"vitalgate_clinic_retention_{next(_numbers)}"
-    settings = Settings(
-        data_dir=tmp_path,
-        retention={"readings_days": DEFAULT_DAYS},
-        storage={
-            "reading_store": "influxdb",
-            "influx_url": influxdb_server.url,
-            "influx_database": name,
-            "influx_retention_policy": "readings",
-        },
-    )
-    store = InfluxReadingStore(
-        InfluxConfig(url=influxdb_server.url, database=name, retention_policy="readings", timeout_s=10.0)
-    )
+    settings, store = _influx(tmp_path, influxdb_server, name, RAISED_CEILING)
     try:
         assert prepare_reading_store(settings, store, clinic_database) == (
             f"database {name}, retention policy readings: 24000h"
@@ -200,3 +190,128 @@ def _policy_duration(server: InfluxServer, database: str) -> str:
     [series] = answer["results"][0]["series"]
     rows = [dict(zip(series["columns"], values, strict=True)) for values in series["values"]]
     return str(next(row["duration"] for row in rows if row["name"] == "readings"))
+
+
+def _influx(
+    tmp_path: Path, server: InfluxServer, name: str, retention: dict[str, Any]
+) -> tuple[Settings, InfluxReadingStore]:
+    """Settings naming database `name` on `server`, and a store on it."""
+    settings = Settings(
+        data_dir=tmp_path,
+        retention=retention,
+        storage={
+            "reading_store": "influxdb",
+            "influx_url": server.url,
+            "influx_database": name,
+            "influx_retention_policy": "readings",
+        },
+    )
+    store = InfluxReadingStore(
+        InfluxConfig(url=server.url, database=name, retention_policy="readings", timeout_s=10.0)
+    )
+    return settings, store
+
+
+def test_sqlite_prune_holds_a_clinic_above_the_ceiling_to_the_ceiling(
+    tmp_path: Path, clinic_database: ClinicDatabase
+) -> None:
+    """A clinic row of 1000 days under the default ceiling (readings_days, 730): its readings go at 730 days."""
+    settings = Settings(data_dir=tmp_path, retention={"readings_days": DEFAULT_DAYS})
+    store = SqliteReadingStore(tmp_path / "readings.sqlite3")
+    try:
+        readings = _readings()
+        store.write_batch(readings)
+        cut = {
+            r.reading_id
+            for r in readings
+            if r.measured_at < NOW - timedelta(days=min(_period(r.patient_id), 730))
+        }
+
+        counts = prune_past_retention(settings, store, clinic_database, NOW)
+
+        assert counts["readings"] == len(cut) == 20  # the 1000-day clinic's 800 and 950 days old go too
+        assert store.count() == len(readings) - len(cut)
+    finally:
+        store.close()
+
+
+@pytest.mark.influxdb
+def test_influxdb_policy_never_exceeds_the_ceiling(
+    tmp_path: Path, influxdb_server: InfluxServer, clinic_database: ClinicDatabase
+) -> None:
+    """A clinic row of 1000 days written before the ceiling was lowered: start-up and the prune keep the policy at the ceiling (730 days)."""
+    name = f"vitalgate_clinic_retention_{next(_numbers)}"
+    settings, store = _influx(tmp_path, influxdb_server, name, {"readings_days": DEFAULT_DAYS})
+    try:
+        assert prepare_reading_store(settings, store, clinic_database) == (
+            f"database {name}, retention policy readings: 17520h"
+        )
+        prune_past_retention(settings, store, clinic_database, NOW)
+        assert _policy_duration(influxdb_server, name) == "17520h0m0s"
+    finally:
+        store.close()
+        influxdb_server.drop_database(name)
+
+
+@pytest.mark.influxdb
+def test_influxdb_prune_deletes_each_cutoffs_patients_together(
+    tmp_path: Path,
+    influxdb_server: InfluxServer,
+    clinic_database: ClinicDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six patients of one clinic and the deployment's: one DELETE per kind per chunk of patients sharing a cut-off, the same readings gone."""
+    import storage.readings.influxdb.store as influx_store
+
+    monkeypatch.setattr(influx_store, "HISTORY_PATIENTS_PER_STATEMENT", 4)
+    extra = [f"p-short-{n}" for n in range(5)]  # with p-short: 6 patients at 120 days, 2 chunks
+    with clinic_database.sessions() as session:
+        for pid in extra:
+            enrol_patient(session, patient_id=pid, clinic_id="c-short", given_name="A", family_name="B")
+        session.commit()
+    name = f"vitalgate_clinic_retention_{next(_numbers)}"
+    settings, store = _influx(tmp_path, influxdb_server, name, RAISED_CEILING)
+    statements: list[str] = []
+    query = store._connection.query
+
+    def recording(batch: Sequence[str]) -> list[list[dict[str, Any]]]:
+        statements.extend(batch)
+        return query(batch)
+
+    try:
+        prepare_reading_store(settings, store, clinic_database)
+        readings = (
+            _readings()
+            + [
+                bp(pid, NOW - timedelta(days=age, minutes=-(7 + i)), 140.0, 90.0)
+                for i, pid in enumerate(extra)
+                for age in (100, 150)
+            ]
+            + [
+                glucose(pid, NOW - timedelta(days=500), 99.0, sequence_number=100 + i)
+                for i, pid in enumerate(extra)
+            ]
+        )
+        assert len(store.write_batch(readings).stored) == len(readings) == 55
+        cut = {
+            r.reading_id
+            for r in readings
+            if r.measured_at < NOW - timedelta(days=120 if r.patient_id in extra else _period(r.patient_id))
+        }
+        monkeypatch.setattr(store._connection, "query", recording)
+
+        counts = prune_past_retention(settings, store, clinic_database, NOW)
+
+        assert counts["readings"] == len(cut) == 26  # 16 as before, and 10 of the five new patients
+        assert _influx_count(influxdb_server, name) == len(readings) - len(cut)
+        deletes = [s for s in statements if s.startswith("DELETE")]
+        selects = [s for s in statements if s.startswith("SELECT count")]
+        # Cut-offs: 120 days (6 patients, 2 chunks), 730 days (p-default and no patient, 1 chunk);
+        # every chunk has both kinds to delete. Patient by patient it took 16 DELETEs and 16 counts.
+        assert (len(deletes), len(selects)) == (2 * 3, 2 * 3)
+        statements.clear()
+        assert prune_past_retention(settings, store, clinic_database, NOW)["readings"] == 0
+        assert not [s for s in statements if s.startswith("DELETE")]
+    finally:
+        store.close()
+        influxdb_server.drop_database(name)

@@ -88,10 +88,13 @@ def update_clinic_settings(
     timezone: str | None = None,
     glucose_unit: GlucoseUnit | None = None,
     readings_retention_days: int | Keep | None = Keep.UNCHANGED,
+    readings_retention_max_days: int | None = None,
 ) -> Clinic:
     """Change the given settings (None: unchanged); audited with each changed setting, from and to.
     `readings_retention_days`: the clinic's own period, or None for the deployment's
-    (`retention.readings_days`); Keep.UNCHANGED leaves it."""
+    (`retention.readings_days`); Keep.UNCHANGED leaves it. `readings_retention_max_days`: the
+    operator's ceiling on it (`retention.clinic_readings_max_days`; None: none below
+    MAX_READINGS_RETENTION_DAYS)."""
     clinic = own_clinic(session, actor)
     new: dict[str, Any] = {}
     if name is not None:
@@ -103,7 +106,9 @@ def update_clinic_settings(
     if glucose_unit is not None:
         new["glucose_unit"] = glucose_unit
     if not isinstance(readings_retention_days, Keep):
-        new["readings_retention_days"] = check_readings_retention(readings_retention_days)
+        new["readings_retention_days"] = check_readings_retention(
+            readings_retention_days, readings_retention_max_days
+        )
     changed: dict[str, Any] = {}
     for column, value in new.items():
         before = getattr(clinic, column)
@@ -115,16 +120,28 @@ def update_clinic_settings(
     return clinic
 
 
-def check_readings_retention(days: int | None) -> int | None:
-    """None (the deployment's period), or whole days within the bounds; else `admin.invalid_field`."""
+def readings_retention_bounds(max_days: int | None) -> tuple[int, int]:
+    """The shortest and longest period a clinic may set under the operator's ceiling `max_days`."""
+    longest = MAX_READINGS_RETENTION_DAYS if max_days is None else min(max_days, MAX_READINGS_RETENTION_DAYS)
+    return MIN_READINGS_RETENTION_DAYS, longest
+
+
+def check_readings_retention(days: int | None, max_days: int | None = None) -> int | None:
+    """None (the deployment's period), or whole days within the bounds, the longest being the
+    operator's ceiling `max_days`; else `admin.invalid_field`."""
     if days is None:
         return None
-    if isinstance(days, bool) or not MIN_READINGS_RETENTION_DAYS <= days <= MAX_READINGS_RETENTION_DAYS:
+    shortest, longest = readings_retention_bounds(max_days)
+    if isinstance(days, bool) or not shortest <= days <= longest:
+        ceiling = (
+            ""
+            if max_days is None
+            else f"; the deployment's ceiling (retention.clinic_readings_max_days) is {longest}"
+        )
         raise invalid(
             "admin.invalid_field",
-            f"readings_retention_days must be {MIN_READINGS_RETENTION_DAYS}-{MAX_READINGS_RETENTION_DAYS} "
-            "days, or null for the deployment's retention: the alert rules look back 45 days and the "
-            "charts 90",
+            f"readings_retention_days must be {shortest}-{longest} days, or null for the deployment's "
+            f"retention: the alert rules look back 45 days and the charts 90{ceiling}",
             "readings_retention_days",
         )
     return days

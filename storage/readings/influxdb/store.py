@@ -364,32 +364,36 @@ class InfluxReadingStore:
         cut-off, where the retention policy keeps them longer (a clinic with a shorter period of its
         own: storage.clinic.readings_retention); how many went.
 
-        By whole seconds: a point's time is its reading's second plus a per-reading offset below a
-        second (`point_time_ns`), so the readings of the cut-off's own second stay, at most a second
-        longer. Counted first, so only patients with readings past their cut-off get a DELETE.
-        InfluxQL `DELETE FROM <measurement> WHERE <tag> = '<value>' AND time < <time>` on /query, as
-        InfluxDB 1.x serves it and 2.x through its DBRP mapping ("Manage your data using InfluxQL",
-        docs.influxdata.com/influxdb/v2/query-data/influxql/manage-data/); InfluxDB 3 deletes no
-        points, only whole tables or databases."""
-        targets = [
-            (kind, patient_id, second_floor_ns(check_aware(at, "cutoffs")))
-            for patient_id, at in cutoffs.items()
-            for kind in ReadingKind
-        ]
-        where = [f"{patient_clause(pid)} AND time < {bound}" for _kind, pid, bound in targets]
+        Patients sharing a cut-off (one clinic's, or the deployment's) go together: per kind, one
+        count and at most one DELETE for each HISTORY_PATIENTS_PER_STATEMENT of them, their patient
+        clauses OR-ed, and a DELETE only where the count found something. By whole seconds: a
+        point's time is its reading's second plus a per-reading offset below a second
+        (`point_time_ns`), so the readings of the cut-off's own second stay, at most a second
+        longer. InfluxQL `DELETE FROM <measurement> WHERE <tag> = '<value>' AND time < <time>` on
+        /query, as InfluxDB 1.x serves it and 2.x through its DBRP mapping ("Manage your data using
+        InfluxQL", docs.influxdata.com/influxdb/v2/query-data/influxql/manage-data/); InfluxDB 3
+        deletes no points, only whole tables or databases."""
+        by_bound: dict[int, list[str | None]] = {}
+        for patient_id, at in cutoffs.items():
+            by_bound.setdefault(second_floor_ns(check_aware(at, "cutoffs")), []).append(patient_id)
+        targets: list[tuple[ReadingKind, str]] = []
+        for bound, patients in by_bound.items():
+            for i in range(0, len(patients), HISTORY_PATIENTS_PER_STATEMENT):
+                who = " OR ".join(patient_clause(p) for p in patients[i : i + HISTORY_PATIENTS_PER_STATEMENT])
+                targets += [(kind, f"({who}) AND time < {bound}") for kind in ReadingKind]
         counts = self._connection.query_chunked(
             [
-                f"SELECT count({quote_ident('reading_id')}) FROM {quote_ident(kind.value)} WHERE {clause}"  # noqa: S608 - quoted idents/literals
-                for (kind, _pid, _bound), clause in zip(targets, where, strict=True)
+                f"SELECT count({quote_ident('reading_id')}) FROM {quote_ident(kind.value)} WHERE {where}"  # noqa: S608 - quoted idents/literals
+                for kind, where in targets
             ]
         )
         deletes: list[str] = []
         deleted = 0
-        for (kind, _pid, _bound), clause, rows in zip(targets, where, counts, strict=True):
+        for (kind, where), rows in zip(targets, counts, strict=True):
             found = sum(int(row.get("count") or 0) for row in rows)
             if found:
                 deleted += found
-                deletes.append(f"DELETE FROM {quote_ident(kind.value)} WHERE {clause}")  # noqa: S608 - quoted idents/literals
+                deletes.append(f"DELETE FROM {quote_ident(kind.value)} WHERE {where}")  # noqa: S608 - quoted idents/literals
         self._connection.query_chunked(deletes)
         if deleted:
             logger.info("readings past retention deleted", extra={"readings": deleted, "store": "influxdb"})
