@@ -223,11 +223,18 @@ class VirtualBleakClient(BaseBleakClient):
         self._disconnected = asyncio.Event()
         self._disconnecting = False
         connection.on(Connection.EVENT_DISCONNECTION, self._on_disconnection)
+        if connection.device.connections.get(connection.handle) is not connection:
+            # The meter hung up in the loop turns between the link coming up and the listener above:
+            # bumble announced that disconnection to no one (Device.on_disconnection drops the
+            # connection from Device.connections as it emits it).
+            self._disconnected.set()
         self._peer = Peer(connection)
         try:
             # A stop that met the adapter's answer to the connection request: the link is released
             # below instead of being used.
             _raise_dropped_cancellation(task, requested)
+            if self._disconnected.is_set():
+                raise BleakError(f"{self.address}: disconnected while connecting")
             settle_delay_s = float(kwargs.get("settle_delay_s", 0.0))
             if settle_delay_s > 0:
                 await asyncio.sleep(settle_delay_s)
@@ -249,11 +256,18 @@ class VirtualBleakClient(BaseBleakClient):
         task = asyncio.current_task()
         requested = _cancellations_requested(task)
         self._disconnecting = True
-        with contextlib.suppress(core.BaseBumbleError, HCI_Error):
-            await connection.disconnect()
+        # The request and the wait for its event share one bound: for a link it no longer knows,
+        # bumble's controller answers "pending" and sends no Disconnection Complete
+        # (bumble/controller.py on_hci_disconnect_command), and bumble's Device.disconnect waits
+        # for that event with no timeout (bumble/device.py).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
-                await self._disconnected.wait()
+                with contextlib.suppress(core.BaseBumbleError, HCI_Error):
+                    await connection.disconnect()
+                # A cancellation bumble's HCI wait dropped (the bound's own, or the caller's, raised
+                # below) ends the wait here: nothing would cancel it again.
+                if not _cancellation_dropped(task, requested):
+                    await self._disconnected.wait()
         self._connection = None
         _raise_dropped_cancellation(task, requested)
 
