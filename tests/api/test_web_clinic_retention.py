@@ -31,7 +31,7 @@ SETTINGS = "/api/v1/admin/clinic"
 def test_the_administrator_sets_and_clears_the_clinics_readings_retention(
     web_clinic: WebClinic, open_page: PageOpener
 ) -> None:
-    """30 days is refused in Chinese on the marked field; 365 is saved; an empty field returns to the platform's period."""
+    """The range 90-730 days is shown; 30 days is refused in Chinese on the marked field; 365 is saved; an empty field returns to the platform's period."""
     from playwright.sync_api import expect
 
     page, _outside = open_page(locale="zh-CN")
@@ -39,6 +39,9 @@ def test_the_administrator_sets_and_clears_the_clinics_readings_retention(
     form = page.locator("form.admin-form")
     field = form.locator("input[name=readings_retention_days]")
     expect(field).to_have_value("")
+    # The allowed range, up to the operator's ceiling (by default the platform's 730 days).
+    expect(form.locator("#retention-hint")).to_contain_text("可设 90 至 730 天")
+    expect(field).to_have_attribute("max", "730")
 
     def save(days: str) -> Locator:
         """Type `days`, save, and wait for the server's answer to the PATCH."""

@@ -88,7 +88,7 @@ export default {
     glucoseUnit: "Glucose unit",
     glucoseUnitHelp: "What the clinic's staff read. Each user may choose their own.",
     retention: "Keep readings for (days)",
-    retentionHelp: "Leave empty for the platform's period. At least 90 days; older readings are deleted.",
+    retentionHelp: "Leave empty for the platform's period. {min} to {max} days; older readings are deleted.",
     saved: "Settings saved.",
   },
   accounts: {

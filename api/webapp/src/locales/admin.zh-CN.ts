@@ -89,7 +89,7 @@ const adminZhCN: DeepStrings<typeof adminEn> = {
     glucoseUnit: "血糖单位",
     glucoseUnitHelp: "诊所工作人员阅读的单位，每位用户可自行选择。",
     retention: "测量数据保留天数",
-    retentionHelp: "留空则采用平台的保留期。至少 90 天；更早的测量数据将被删除。",
+    retentionHelp: "留空则采用平台的保留期。可设 {min} 至 {max} 天；更早的测量数据将被删除。",
     saved: "设置已保存。",
   },
   accounts: {
