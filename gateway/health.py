@@ -42,6 +42,9 @@ class MeterState:
     last_error: str | None = None
     sessions: int = 0
     failures: int = 0
+    #: Why the bond-level check was not made in the last session (a level recorded at pairing that
+    #: cannot be read now); reported as the meter's last error while it has no other.
+    bond_unchecked: str | None = None
     on_sync: SyncListener | None = field(default=None, repr=False, compare=False)
     synced_at: datetime | None = None  # read and set as `last_sync_at`
 
@@ -62,7 +65,7 @@ class MeterState:
             last_sequence_number=self.last_sequence_number,
             battery_percent=self.battery_percent,
             rssi_dbm=self.rssi_dbm,
-            last_error=self.last_error,
+            last_error=self.last_error or self.bond_unchecked,
         )
 
 

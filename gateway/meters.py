@@ -49,6 +49,7 @@ from gateway.adapter import (
     kernel_link_encrypted,
 )
 from gateway.bindings import Bindings, PairedMeter
+from gateway.bond_security import BondSecurity
 from gateway.health import GatewayHealth
 from gateway.meter_session import Collector as Collector
 from gateway.meter_session import MeterSession as MeterSession
@@ -68,6 +69,10 @@ from gateway.session_failures import (
 logger = logging.getLogger(__name__)
 
 HEALTH_SERVICE_UUIDS = [BLOOD_PRESSURE_SERVICE, GLUCOSE_SERVICE]
+#: A meter's health-report note while the level its bond was paired with cannot be compared.
+BOND_LEVEL_UNREADABLE = "bond level unreadable: check not made"
+
+BondReader = Callable[[BleakClient], Awaitable[BondSecurity | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +173,7 @@ class MeterManager:
         client_backend: type[BaseBleakClient] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         adapter: BluezAdapter | None = None,
+        bond_reader: BondReader | None = None,
     ) -> None:
         self.config = config
         self.bindings = bindings
@@ -189,6 +195,8 @@ class MeterManager:
         self.sessions_ok = 0
         #: The BlueZ adapter (None with another backend, e.g. the virtual radio: nothing to recover).
         self.adapter = adapter
+        #: Reads the security level of the bond protecting a link now; None where it cannot be read.
+        self.read_bond: BondReader = bond_reader or self._read_bond
         self._scan_restart = asyncio.Event()
         self.recovery = AdapterRecovery(
             adapter if adapter is not None else NoAdapterControl(), self._adapter_step, self._scan_restart.set
@@ -411,9 +419,9 @@ class MeterManager:
             if self.adapter is not None:
                 await check_bluez_link(self.adapter, meter.address, self.config.encryption_wait_s)
             if meter.security is not None:  # no level recorded at pairing: nothing to compare with
-                refuse_weaker_bond(
-                    meter.address, meter.security, await bond_security_of(client, self.adapter)
-                )
+                current = await self.read_bond(client)
+                self._bond_level_read(meter, current is not None)
+                refuse_weaker_bond(meter.address, meter.security, current)
             since = await self.sync_position(meter.meter_key)
             bound_users = self.bindings.bound_user_slots(meter.meter_key)
             session = MeterSession(meter, since, self.sink, self.health, disconnected, bound_users)
@@ -432,6 +440,22 @@ class MeterManager:
             with contextlib.suppress(TimeoutError, BleakError, OSError):
                 async with asyncio.timeout(self.config.disconnect_timeout_s):
                     await client.disconnect()
+
+    async def _read_bond(self, client: BleakClient) -> BondSecurity | None:
+        return await bond_security_of(client, self.adapter)
+
+    def _bond_level_read(self, meter: PairedMeter, readable: bool) -> None:
+        """Say, once until it can be read again, that a meter's recorded bond level cannot be read
+        now, so its downgrade check is not made (BlueZ keeps the level root-only: docs/gateway.md)."""
+        state = self.health.meter(meter.meter_key)
+        if readable:
+            state.bond_unchecked = None
+            return
+        if state.bond_unchecked is None:
+            logger.error(
+                "bond level unreadable: downgrade check not made", extra={"meter_key": meter.meter_key}
+            )
+        state.bond_unchecked = BOND_LEVEL_UNREADABLE
 
     def snapshot(self) -> dict[str, Any]:
         return {

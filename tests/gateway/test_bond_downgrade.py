@@ -167,3 +167,44 @@ def test_the_level_of_a_bluez_bond_is_read_from_its_bond_file(tmp_path: Path) ->
     assert rebonded == BondSecurity(authenticated=False, secure_connections=True, key_size=16)
     assert enrolled.shortfalls(rebonded) == ["not authenticated (Just Works)"]
     assert bluez_bond_security("00:AA:01:02:03:04", "C4:00:00:00:00:01", tmp_path) is None
+
+
+async def test_a_recorded_bond_level_that_cannot_be_read_now_is_reported_as_not_checked(
+    tmp_path: Path,
+    radio: VirtualRadio,  # noqa: F811
+    enrolled: Enrolled,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A passkey meter whose bond level cannot be read now (no bond file the gateway can read, as
+    the service account finds BlueZ's) syncs, but its health report says the check was not made and
+    one ERROR names its meter key only, over two sessions; once the level reads, the note goes."""
+    rig = enrolled.rig
+    key = rig.bindings.meter_at(ADDRESS).meter_key  # type: ignore[union-attr]
+    meter = radio.meter_at(ADDRESS)
+    assert isinstance(meter, VirtualGlucoseMeter)
+
+    async def unreadable(client: BleakClient) -> BondSecurity | None:
+        return await asyncio.to_thread(bluez_bond_security, "00:AA:01:02:03:04", client.address, tmp_path)
+
+    def synced(sessions: int) -> Callable[[], bool]:
+        return lambda: rig.manager.sessions_ok >= sessions
+
+    rig.manager.read_bond = unreadable
+    rig.manager.config = dataclasses.replace(rig.manager.config, resync_after_s=0.1)  # next advert syncs
+    task = asyncio.create_task(rig.manager.run())
+    try:
+        await wait_until(synced(1), 60, "the first session")
+        assert rig.health.meters[key].to_health().last_error == "bond level unreadable: check not made"
+        await meter.take_measurement(taken_at=enrolled.clock.now(), glucose_mg_dl=110)
+        await wait_until(synced(2), 60, "the second session")
+        assert rig.health.meters[key].to_health().last_error == "bond level unreadable: check not made"
+        notes = [r for r in caplog.records if r.getMessage().startswith("bond level unreadable")]
+        assert [(r.levelname, getattr(r, "meter_key", None)) for r in notes] == [("ERROR", key)]
+
+        rig.manager.read_bond = rig.manager._read_bond  # the virtual link's level: readable
+        await meter.take_measurement(taken_at=enrolled.clock.now(), glucose_mg_dl=115)
+        await wait_until(synced(3), 60, "the third session")
+        assert rig.health.meters[key].to_health().last_error is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
