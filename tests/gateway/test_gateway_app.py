@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -18,7 +19,7 @@ from device_drivers.virtual.radio import VirtualRadio
 from gateway.app import Gateway, GatewayOptions
 from gateway.bindings import Bindings, MeterProfile, PairedMeter
 from gateway.meters import BleConfig
-from gateway.outbox import SyncPosition
+from gateway.outbox import Outbox, SyncPosition
 from gateway.pairing import pair
 from gateway.uplink import ForwarderConfig, UplinkConfig
 from testbed.acker import Acker
@@ -213,3 +214,33 @@ async def test_a_restarted_gateway_reports_each_meters_last_sync_from_its_first_
         watcher.stop()
     report = next(r for r in watcher.reports[seen:] if r.online)
     assert [(m.meter_key, m.last_sync_at) for m in report.meters] == [(paired.meter_key, synced_at)]
+
+
+async def test_a_last_sync_still_being_written_when_the_gateway_stops_is_kept(
+    tmp_path: Path, mqtt_broker: MosquittoBroker, radio: VirtualRadio
+) -> None:
+    """A meter's last sync whose write is still under way when the gateway is stopped is in the
+    outbox after the stop (the stop lets it land before closing the outbox)."""
+    mqtt_broker.add_gateway(GW)
+    gateway = gateway_on(radio, options(mqtt_broker, tmp_path / "state"), 3)
+    under_way, release = threading.Event(), threading.Event()
+    record_syncs = gateway.outbox.record_syncs
+
+    def held_write(synced: Mapping[str, dt.datetime]) -> None:
+        under_way.set()
+        release.wait(30)
+        record_syncs(synced)
+
+    gateway.outbox.record_syncs = held_write  # type: ignore[method-assign]
+    when = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        gateway.health.meter("meter-a").last_sync_at = when
+        await wait_until(under_way.is_set, 30, "the last sync's write under way")
+    finally:
+        stop.set()
+        threading.Timer(1.0, release.set).start()  # the stop goes on meanwhile
+        await asyncio.wait_for(task, 30)
+    with Outbox(gateway.options.effective_outbox_path) as box:
+        assert [(s.meter_key, s.last_sync_at) for s in box.meter_syncs()] == [("meter-a", when)]
