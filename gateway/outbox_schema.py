@@ -159,8 +159,11 @@ class SyncPosition:
     committed for it (a glucose meter's; a BLS 1.1 cuff's highest of any user), and ``by_user``, the
     last one of each user index of a BLS 1.1 cuff, which may number each user's records on their own
     (GATT Specification Supplement, Blood Pressure Record, Sequence Number: "per user"). Empty
-    ``by_user``: one numbering for the whole meter. Committed, ``by_user`` moves the users it names
-    and leaves the others' positions as they were."""
+    ``by_user``: one numbering for the whole meter. User index -1 holds the position of every user
+    without one of their own (the whole-cuff number of an outbox from before per-user positions,
+    device_drivers.procedures.blood_pressure_records.OTHER_USERS). Committed, ``by_user`` moves the
+    users it names and leaves the others' positions as they were; a position may go down, since a
+    user's numbers loop back to 0 after 65535."""
 
     meter_key: str
     last_sequence_number: int
