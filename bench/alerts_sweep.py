@@ -28,7 +28,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,13 +37,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 from workspace_latency import readings_of
 
 from alerts.engine import AlertEngine
 from alerts.repository import SqlAlertRepository, SqlPatientDirectory
 from alerts.routing import Router
-from storage.clinic.database import ClinicDatabase, create_clinic_engine
+from storage.clinic.database import ClinicDatabase
 from storage.clinic.enrolment import add_clinic
 from storage.clinic.models import GuidelineProfile, Patient
 from storage.readings.protocol import AnyReading, ReadingStore
@@ -52,9 +51,6 @@ from storage.readings.sqlite import SqliteReadingStore
 
 TARGET_S = 10.0
 WRITE_CHUNK = 5_000
-POSTGRES_ADMIN_URL = os.environ.get(
-    "VITALGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @dataclass
@@ -182,43 +178,31 @@ def sqlite_backend(root: Path) -> Iterator[Backend]:
 @contextlib.contextmanager
 def postgres_influx_backend(root: Path) -> Iterator[Backend | str]:
     try:
-        import psycopg
-
         from storage.readings.influxdb.connection import InfluxConfig
         from storage.readings.influxdb.store import InfluxReadingStore
         from testbed.influxdb import InfluxServer, influxd_available
+        from testbed.postgres import postgres_absent_reason, throwaway_database
     except ImportError as exc:
         yield f"skipped: {exc}"
         return
     if not influxd_available():
         yield "skipped: influxd not installed (Debian package influxdb)"
         return
-    plain = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        with psycopg.connect(plain, connect_timeout=3):
-            pass
-    except psycopg.OperationalError as exc:
-        yield f"skipped: PostgreSQL not reachable ({type(exc).__name__})"
+    reason = postgres_absent_reason()
+    if reason is not None:
+        yield f"skipped: {reason}"
         return
-    name = f"vitalgate_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_clinic_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
     influx = InfluxServer(root / "influxd")
-    influx.start()
-    store = InfluxReadingStore(
-        InfluxConfig(url=influx.url, query_url=influx.influxd_url, database="bench", timeout_s=120.0)
-    )
-    try:
-        store.ensure_database(None)
-        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        yield Backend("PostgreSQL + InfluxDB", store, url, store.close)
-    finally:
-        store.close()
-        influx.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database("vitalgate_bench") as url, contextlib.closing(influx):
+        influx.start()
+        store = InfluxReadingStore(
+            InfluxConfig(url=influx.url, query_url=influx.influxd_url, database="bench", timeout_s=120.0)
+        )
+        try:
+            store.ensure_database(None)
+            yield Backend("PostgreSQL + InfluxDB", store, url, store.close)
+        finally:
+            store.close()
 
 
 def main() -> int:

@@ -21,17 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
-from storage.clinic.database import create_clinic_engine
 from testbed.influxdb import InfluxServer, influxd_available
+from testbed.postgres import postgres_absent_reason, throwaway_database
 from vitalgate.mosquitto import MosquittoBroker, free_port
 
-# The development machine's PostgreSQL (DESIGN.md, Real components), as tests/fixtures/postgres.py.
-POSTGRES_ADMIN_URL = os.environ.get(
-    "VITALGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-CONNECT_TIMEOUT_S = 3
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -42,29 +35,12 @@ def absent_reason() -> str | None:
     """Why the replicas cannot run here (PostgreSQL or influxd missing), or None."""
     if not influxd_available():
         return "influxd not installed (Debian package influxdb)"
-    import psycopg
-
-    plain = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        with psycopg.connect(plain, connect_timeout=CONNECT_TIMEOUT_S):
-            return None
-    except psycopg.OperationalError as exc:
-        return f"PostgreSQL not reachable at {plain.split('@')[-1]} ({type(exc).__name__})"
+    return postgres_absent_reason()
 
 
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database() -> contextlib.AbstractContextManager[str]:
     """The URL of a clinic database created for this run, dropped at the end."""
-    name = f"vitalgate_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_clinic_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return throwaway_database("vitalgate_bench")
 
 
 class ClinicProcess:

@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -85,9 +84,6 @@ CHART_TARGET_MS = 50.0
 PASSWORD = "workspace bench password"
 EMAIL = "doctor@bench.example"
 WRITE_CHUNK = 5_000
-POSTGRES_ADMIN_URL = os.environ.get(
-    "VITALGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 YEAR_PATIENT = "p-year"
 SURNAMES = ("Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu")
 GIVEN = ("Wei", "Fang", "Na", "Min", "Jing", "Lei", "Jun", "Yan", "Tao", "Hui", "Ping", "Qiang")
@@ -385,25 +381,19 @@ def sqlite_backend(root: Path) -> Backend:
 def postgres_influx_backend(root: Path) -> Backend | str:
     """PostgreSQL (a fresh database) and a private influxd; a reason string when either is absent."""
     try:
-        import psycopg
-
         from storage.readings.influxdb.connection import InfluxConfig
         from storage.readings.influxdb.store import InfluxReadingStore
         from testbed.influxdb import InfluxServer, influxd_available
+        from testbed.postgres import postgres_absent_reason, throwaway_database
     except ImportError as exc:
         return f"skipped: {exc}"
     if not influxd_available():
         return "skipped: influxd not installed (Debian package influxdb)"
-    plain = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        with psycopg.connect(plain, connect_timeout=3):
-            pass
-    except psycopg.OperationalError as exc:
-        return f"skipped: PostgreSQL not reachable ({type(exc).__name__})"
-    name = f"vitalgate_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_clinic_engine(POSTGRES_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    reason = postgres_absent_reason()
+    if reason is not None:
+        return f"skipped: {reason}"
+    cleanup = contextlib.ExitStack()
+    url = cleanup.enter_context(throwaway_database("vitalgate_bench"))
     influx = InfluxServer(root / "influxd")
     influx.start()
     influx.create_database("bench")
@@ -414,11 +404,9 @@ def postgres_influx_backend(root: Path) -> Backend | str:
     def close() -> None:
         store.close()
         influx.close()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        cleanup.close()
 
-    return Backend("PostgreSQL + InfluxDB", store, POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", close)
+    return Backend("PostgreSQL + InfluxDB", store, url, close)
 
 
 def run_backend(backend: Backend, args: argparse.Namespace) -> list[str]:

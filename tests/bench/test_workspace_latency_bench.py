@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from testbed.influxdb import influxd_available
-from tests.fixtures.postgres import _server_absent_reason
+from testbed.postgres import postgres_absent_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = (
@@ -61,7 +61,7 @@ def test_the_bench_measures_every_case_on_postgresql_and_influxdb() -> None:
     """The production pair: PostgreSQL for the clinic database, InfluxDB for readings."""
     if not influxd_available():
         pytest.skip("influxd not installed")
-    reason = _server_absent_reason()
+    reason = postgres_absent_reason()
     if reason is not None:
         pytest.skip(reason)
     out = _run("--backends", "postgres+influxdb")
