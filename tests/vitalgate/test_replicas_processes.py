@@ -27,11 +27,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from storage.clinic.database import ClinicDatabase, create_clinic_engine
+from storage.clinic.database import ClinicDatabase
 from storage.clinic.models import Alert, AlertEventRecord, GuidelineProfile, MeterKind, UserRole
 from testbed.influxdb import InfluxServer, influxd_available
+from testbed.postgres import throwaway_database
 from tests.alerts.test_channels import SECRET, _Receiver
 from tests.fixtures.postgres import postgres_database_url
 from tests.ingest.helpers import GatewayClient
@@ -79,16 +80,9 @@ def _bp(i: int, patient_id: str, at: datetime, systolic: float, diastolic: float
 
 @pytest.fixture
 def clinic_url(postgres_database_url: str) -> Iterator[str]:
-    name = f"vg_processes_{uuid.uuid4().hex[:12]}"
-    admin = create_clinic_engine(postgres_database_url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_database_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """A clinic database of this test's own (the replicas migrate it), beside the session's."""
+    with throwaway_database("vg_processes") as url:
+        yield url
 
 
 @pytest.fixture
