@@ -366,8 +366,9 @@ class MeterManager:
                 kind = classify(exc)
                 delay = backoff_s(kind, attempt, self.config.max_backoff_s)
                 state.failures += 1
+                # The meter's own error: the gateway's (adapter, scanner, MQTT) is not overwritten
+                # by it, so a Bluetooth adapter's recovery stays in the report.
                 state.last_error = f"{kind.value}: {type(exc).__name__}"
-                self.health.error(f"meter session failed: {kind.value}")
                 log = logger.error if kind in LOGGED_AS_ERRORS else logger.warning
                 log(
                     "meter session failed",
