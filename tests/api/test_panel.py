@@ -79,12 +79,20 @@ def glucose(
 def home_week(
     patient_id: str, systolic: float, diastolic: float, now: datetime
 ) -> list[BloodPressureReading]:
-    """Four readings a day for the last 7 days (ESH: enough for a sufficient 7-day mean)."""
+    """Four readings on each of the last 7 days, today's before `now` (ESH: enough for a sufficient
+    7-day mean)."""
     return [
-        bp(patient_id, now - timedelta(days=n, hours=h), systolic, diastolic)
-        for n in range(7)
-        for h in (1, 1.05, 11, 11.05)
+        bp(patient_id, day_at(now, n, k / 10), systolic, diastolic) for n in range(7) for k in (1, 2, 3, 4)
     ]
+
+
+def day_at(now: datetime, days_back: int, fraction: float) -> datetime:
+    """A time `days_back` calendar days (UTC, the patients' zone) before today's, `fraction` of the way
+    through that day; today's is `fraction` of the way from midnight to `now`. Readings placed at
+    fixed hours before `now` would fall on the day before when a test runs after midnight."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    span = (now - midnight) if days_back == 0 else timedelta(days=1)
+    return midnight - timedelta(days=days_back) + span * fraction
 
 
 def add_patients(api: ClinicApi, *names: tuple[str, str, str], doctor: str = "dr-a") -> None:
@@ -210,9 +218,9 @@ def test_every_column_comes_from_the_summaries_and_an_error_reading_is_never_a_v
     write(clinic_api, home_week("p-1", 142.0, 88.0, now))
     write(
         clinic_api,
-        [glucose("p-1", now - timedelta(days=n, hours=2), 60.0 if n == 0 else 150.0) for n in range(10)],
+        [glucose("p-1", day_at(now, n, 0.5), 60.0 if n == 0 else 150.0) for n in range(10)],
     )
-    error_at = now - timedelta(minutes=30)
+    error_at = day_at(now, 0, 0.9)
     write(clinic_api, [glucose("p-1", error_at, 0.0, frozenset({SensorStatus.STRIP_INSERTION_ERROR}))])
     with clinic_api.services.clinic_sessions() as session:
         add_gateway(session, clinic_id="c1", gateway_id="gw-1")
@@ -265,9 +273,9 @@ def test_every_column_sorts_on_the_server_with_missing_values_last(clinic_api: C
     now = datetime.now(UTC)
     add_patients(clinic_api, ("p-2", "Li", "Zhao"), ("p-3", "Na", "Chen"))
     write(clinic_api, home_week("p-2", 150.0, 90.0, now) + home_week("p-3", 125.0, 75.0, now))
-    write(clinic_api, [glucose("p-2", now - timedelta(days=n, hours=3), 200.0) for n in range(3)])
-    write(clinic_api, [glucose("p-3", now - timedelta(days=n, hours=3), 100.0) for n in range(12)])
-    write(clinic_api, [glucose("p-3", now - timedelta(minutes=10), 110.0)])
+    write(clinic_api, [glucose("p-2", day_at(now, n, 0.5), 200.0) for n in range(3)])
+    write(clinic_api, [glucose("p-3", day_at(now, n, 0.5), 100.0) for n in range(1, 12)])
+    write(clinic_api, [glucose("p-3", day_at(now, 0, 0.9), 110.0)])
     expected = {
         ("name", None): ["p-3", "p-1", "p-2"],  # Chen, Wang, Zhao
         ("name", "desc"): ["p-2", "p-1", "p-3"],
